@@ -1,0 +1,395 @@
+// binding.cc — the only Node-API file. Exposes:
+//   NativeMonitor   wraps ctmon::Monitor; samples reach JS once per interval through a
+//                   ThreadSafeFunction, coalesced so the reader thread never waits on JS.
+//   counterNames    the order of the counts/totals arrays in raw samples.
+//   _decode         test hook: decode a buffer of netlink messages.
+//   _aggregate      test hook: drive an Aggregator with an injected clock.
+// Everything below this file is plain C++ that knows nothing of Node.
+#include <arpa/inet.h>
+#include <napi.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "aggregator.h"
+#include "ctnetlink.h"
+#include "monitor.h"
+
+namespace {
+
+using ctmon::IntervalSample;
+
+const char* const kCounterNames[ctmon::kCounterCount] = {
+    "insert",  "delete",       "drop",         "earlyDrop",    "insertFailed",
+    "invalid", "icmpError",    "clashResolve", "chainTooLong", "searchRestart",
+};
+
+Napi::Value nullable(Napi::Env env, bool present, double value) {
+  return present ? Napi::Number::New(env, value) : env.Null();
+}
+
+// Raw sample for src/native.ts; the TypeScript layer shapes the public ConntrackSample.
+Napi::Object sample_to_js(Napi::Env env, const IntervalSample& s, int64_t buckets) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("endWallMs", static_cast<double>(s.end_wall_ms));
+  o.Set("durationNs", static_cast<double>(s.duration_ns));
+  o.Set("final", s.final);
+  Napi::Array counts = Napi::Array::New(env, ctmon::kCounterCount);
+  Napi::Array totals = Napi::Array::New(env, ctmon::kCounterCount);
+  for (uint32_t c = 0; c < ctmon::kCounterCount; ++c) {
+    const bool known = (s.known & (1u << c)) != 0;
+    counts.Set(c, nullable(env, known, static_cast<double>(s.counts[c])));
+    totals.Set(c, static_cast<double>(s.totals[c]));
+  }
+  o.Set("counts", counts);
+  o.Set("totals", totals);
+  o.Set("entries", nullable(env, s.has_entries, s.entries));
+  o.Set("max", nullable(env, s.has_max, s.max));
+  o.Set("buckets", nullable(env, buckets >= 0, static_cast<double>(buckets)));
+  o.Set("eventsReceived", static_cast<double>(s.events_received));
+  o.Set("eventsLost", static_cast<double>(s.events_lost));
+  o.Set("eventsLostTotal", static_cast<double>(s.events_lost_total));
+  o.Set("malformedTotal", static_cast<double>(s.malformed_total));
+  return o;
+}
+
+Napi::Error error_to_js(Napi::Env env, const ctmon::MonitorError& e) {
+  Napi::Error err = Napi::Error::New(env, e.context + ": " + std::strerror(e.code));
+  err.Set("errno", Napi::Number::New(env, e.code));
+  err.Set("syscall", Napi::String::New(env, e.syscall));
+  err.Set("context", Napi::String::New(env, e.context));
+  return err;
+}
+
+struct Record {
+  bool is_sample = false;
+  IntervalSample sample;
+  int64_t buckets = -1;
+  ctmon::MonitorError error;
+};
+
+class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::MonitorListener {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeMonitor",
+                       {InstanceMethod<&NativeMonitor::Start>("start"),
+                        InstanceMethod<&NativeMonitor::Stop>("stop"),
+                        InstanceMethod<&NativeMonitor::JsRef>("ref"),
+                        InstanceMethod<&NativeMonitor::JsUnref>("unref"),
+                        InstanceMethod<&NativeMonitor::Info>("info")});
+  }
+
+  // new NativeMonitor({ netnsPath, intervalMs, receiveBufferBytes }, onRecords)
+  // Options arrive validated by src/options.ts; this only guards against misuse.
+  explicit NativeMonitor(const Napi::CallbackInfo& info) : ObjectWrap(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject() || !info[1].IsFunction())
+      throw Napi::TypeError::New(env, "NativeMonitor(options, onRecords)");
+    Napi::Object opts = info[0].As<Napi::Object>();
+    if (opts.Get("netnsPath").IsString())
+      config_.netns_path = opts.Get("netnsPath").As<Napi::String>().Utf8Value();
+    config_.interval_ms = opts.Get("intervalMs").As<Napi::Number>().Int32Value();
+    config_.receive_buffer_bytes = opts.Get("receiveBufferBytes").As<Napi::Number>().Int32Value();
+    on_records_ = Napi::Persistent(info[1].As<Napi::Function>());
+  }
+
+  ~NativeMonitor() override { shutdown(); }
+
+ private:
+  // JS thread. Throws an Error with errno/syscall/context when the reader cannot start.
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (monitor_) throw Napi::Error::New(env, "monitor already started");
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_records_.Value(), "conntrack-monitor", 0, 1,
+                                          this, [](Napi::Env, NativeMonitor* self) {
+                                            self->ObjectWrap::Unref();  // matches the Ref below
+                                          });
+    ObjectWrap::Ref();  // keep this object alive while the TSFN may still call into it
+    if (!referenced_) tsfn_.Unref(env);
+    monitor_ = std::make_unique<ctmon::Monitor>(config_, this);
+    ctmon::MonitorError error;
+    if (!monitor_->start(error)) {
+      monitor_.reset();
+      tsfn_.Release();
+      throw error_to_js(env, error);
+    }
+    cleanup_ = env.AddCleanupHook(std::function<void()>([this] { shutdown(); }));
+    return env.Undefined();
+  }
+
+  // JS thread. Stops the reader (which closes the final partial interval) and returns the
+  // records not yet delivered, so the caller sees the final sample before stop() resolves.
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!monitor_) return Napi::Array::New(env);
+    shutdown();
+    if (!cleanup_.IsEmpty()) cleanup_.Remove(env);
+    return take_records(env);
+  }
+
+  Napi::Value JsRef(const Napi::CallbackInfo& info) {
+    referenced_ = true;
+    if (monitor_) tsfn_.Ref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsUnref(const Napi::CallbackInfo& info) {
+    referenced_ = false;
+    if (monitor_) tsfn_.Unref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    const ctmon::MonitorInfo mi = monitor_ ? monitor_->info() : ctmon::MonitorInfo{};
+    o.Set("receiveBufferBytes", mi.receive_buffer_bytes);
+    o.Set("receiveBufferForced", mi.receive_buffer_forced);
+    return o;
+  }
+
+  // Stops the reader thread and lets go of the TSFN. Also the environment cleanup hook,
+  // so a terminated worker or an exiting process never leaves the thread running.
+  void shutdown() {
+    if (!monitor_) return;
+    monitor_->stop();
+    monitor_.reset();
+    tsfn_.Release();
+  }
+
+  // Reader thread.
+  void on_sample(const IntervalSample& sample, int64_t buckets) override {
+    Record r;
+    r.is_sample = true;
+    r.sample = sample;
+    r.buckets = buckets;
+    enqueue(std::move(r));
+  }
+  void on_error(const ctmon::MonitorError& error) override {
+    Record r;
+    r.error = error;
+    enqueue(std::move(r));
+  }
+
+  // Reader thread. At most one TSFN call is pending; JS takes everything queued by then.
+  void enqueue(Record&& r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.size() >= kMaxQueued) return;  // JS has stalled for ~kMaxQueued intervals
+    queue_.push_back(std::move(r));
+    if (notify_pending_) return;
+    notify_pending_ = true;
+    tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
+      Napi::Array records = take_records(env);
+      if (records.Length() > 0) on_records.Call({records});
+    });
+  }
+
+  // JS thread.
+  Napi::Array take_records(Napi::Env env) {
+    std::vector<Record> records;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      records.swap(queue_);
+      notify_pending_ = false;
+    }
+    Napi::Array out = Napi::Array::New(env, records.size());
+    for (uint32_t i = 0; i < records.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      if (records[i].is_sample) {
+        o.Set("type", "sample");
+        o.Set("sample", sample_to_js(env, records[i].sample, records[i].buckets));
+      } else {
+        o.Set("type", "error");
+        o.Set("error", error_to_js(env, records[i].error).Value());
+      }
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  static constexpr size_t kMaxQueued = 1024;
+  ctmon::MonitorConfig config_;
+  std::unique_ptr<ctmon::Monitor> monitor_;
+  Napi::FunctionReference on_records_;
+  Napi::ThreadSafeFunction tsfn_;
+  Napi::Env::CleanupHook<std::function<void()>> cleanup_;
+  bool referenced_ = true;
+  std::mutex mu_;
+  std::vector<Record> queue_;
+  bool notify_pending_ = false;
+};
+
+// ---- test hooks -------------------------------------------------------------------
+
+std::string address_to_string(uint8_t family, const uint8_t* bytes) {
+  char text[INET6_ADDRSTRLEN] = "";
+  inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, bytes, text, sizeof text);
+  return text;
+}
+
+Napi::Object conntrack_to_js(Napi::Env env, const ctmon::Conntrack& ct) {
+  using C = ctmon::Conntrack;
+  static const char* const kinds[] = {"new", "update", "destroy"};
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("type", "conntrack");
+  o.Set("kind", kinds[static_cast<int>(ct.kind)]);
+  o.Set("family", ct.family);
+  if (ct.has(C::kHasOrig)) {
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("protocol", ct.orig.l4proto);
+    t.Set("src", address_to_string(ct.family, ct.orig.src));
+    t.Set("dst", address_to_string(ct.family, ct.orig.dst));
+    t.Set("srcPort", ct.orig.src_port);
+    t.Set("dstPort", ct.orig.dst_port);
+    t.Set("icmpType", ct.orig.icmp_type);
+    t.Set("icmpCode", ct.orig.icmp_code);
+    o.Set("orig", t);
+  }
+  o.Set("id", nullable(env, ct.has(C::kHasId), ct.id));
+  o.Set("status", nullable(env, ct.has(C::kHasStatus), ct.status));
+  o.Set("timeout", nullable(env, ct.has(C::kHasTimeout), ct.timeout_s));
+  o.Set("mark", nullable(env, ct.has(C::kHasMark), ct.mark));
+  o.Set("zone", nullable(env, ct.has(C::kHasZone), ct.zone));
+  o.Set("tcpState", nullable(env, ct.has(C::kHasTcpState), ct.tcp_state));
+  return o;
+}
+
+// _decode(buffer) -> array of decoded messages; never throws on bad bytes.
+Napi::Value Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) throw Napi::TypeError::New(env, "_decode(buffer)");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  Napi::Array out = Napi::Array::New(env);
+  ctmon::MessageWalker walker(buf.Data(), buf.Length());
+  ctmon::Message msg;
+  uint32_t n = 0;
+  while (walker.next(msg)) {
+    ctmon::Conntrack ct;
+    ctmon::CpuStats cpu;
+    ctmon::GlobalStats global;
+    Napi::Object o = Napi::Object::New(env);
+    if (ctmon::decode_conntrack(msg, ct) == ctmon::DecodeStatus::kOk) {
+      o = conntrack_to_js(env, ct);
+    } else if (ctmon::decode_cpu_stats(msg, cpu) == ctmon::DecodeStatus::kOk) {
+      o.Set("type", "cpu-stats");
+      o.Set("cpu", cpu.cpu);
+      Napi::Object values = Napi::Object::New(env);
+      for (uint32_t id = 0; id < ctmon::kStatsSlots; ++id)
+        if (cpu.present & (1u << id)) values.Set(id, cpu.values[id]);
+      o.Set("values", values);
+    } else if (ctmon::decode_global_stats(msg, global) == ctmon::DecodeStatus::kOk) {
+      o.Set("type", "global-stats");
+      o.Set("entries", nullable(env, global.has_entries, global.entries));
+      o.Set("max", nullable(env, global.has_max, global.max));
+    } else {
+      o.Set("type", "other");
+      o.Set("messageType", msg.type);
+    }
+    out.Set(n++, o);
+  }
+  if (walker.malformed()) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("type", "malformed");
+    out.Set(n++, o);
+  }
+  return out;
+}
+
+void cpus_from_js(Napi::Value v, std::vector<ctmon::CpuStats>& out) {
+  out.clear();
+  if (!v.IsArray()) return;
+  Napi::Array arr = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Object cpu = arr.Get(i).As<Napi::Object>();
+    ctmon::CpuStats s;
+    s.cpu = static_cast<uint16_t>(cpu.Get("cpu").As<Napi::Number>().Uint32Value());
+    Napi::Object values = cpu.Get("values").As<Napi::Object>();
+    Napi::Array keys = values.GetPropertyNames();
+    for (uint32_t k = 0; k < keys.Length(); ++k) {
+      const uint32_t id = std::stoul(keys.Get(k).ToString().Utf8Value());
+      if (id >= ctmon::kStatsSlots) continue;
+      s.values[id] = values.Get(keys.Get(k)).As<Napi::Number>().Uint32Value();
+      s.present |= 1u << id;
+    }
+    out.push_back(s);
+  }
+}
+
+ctmon::KernelReading reading_from_js(Napi::Object step, std::vector<ctmon::CpuStats>& cpus,
+                                     ctmon::GlobalStats& global) {
+  ctmon::KernelReading r;
+  cpus_from_js(step.Get("cpus"), cpus);
+  if (step.Get("cpus").IsArray()) {
+    r.cpus = cpus.data();
+    r.cpu_count = cpus.size();
+  }
+  if (step.Get("global").IsObject()) {
+    Napi::Object g = step.Get("global").As<Napi::Object>();
+    global.has_entries = global.has_max = true;
+    global.entries = g.Get("entries").As<Napi::Number>().Uint32Value();
+    global.max = g.Get("max").As<Napi::Number>().Uint32Value();
+    r.global = &global;
+  }
+  if (step.Get("drops").IsNumber()) {
+    r.drops_ok = true;
+    r.socket_drops = step.Get("drops").As<Napi::Number>().Uint32Value();
+  }
+  return r;
+}
+
+// _aggregate(steps) -> raw samples. Steps: {op:'start', t, cpus, drops},
+// {op:'event', kind:'new'|'update'|'destroy', count}, {op:'malformed'},
+// {op:'close', t, wall, cpus|null, global, drops, final}. t is monotonic ns.
+Napi::Value Aggregate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_aggregate(steps)");
+  Napi::Array steps = info[0].As<Napi::Array>();
+  ctmon::Aggregator agg;
+  std::vector<ctmon::CpuStats> cpus;
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < steps.Length(); ++i) {
+    Napi::Object step = steps.Get(i).As<Napi::Object>();
+    const std::string op = step.Get("op").ToString().Utf8Value();
+    ctmon::GlobalStats global;
+    if (op == "start") {
+      agg.start(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),
+                reading_from_js(step, cpus, global));
+    } else if (op == "event") {
+      const std::string kind = step.Get("kind").ToString().Utf8Value();
+      const ctmon::EventKind k = kind == "new"       ? ctmon::EventKind::kNew
+                                 : kind == "destroy" ? ctmon::EventKind::kDestroy
+                                                     : ctmon::EventKind::kUpdate;
+      const uint32_t count = step.Get("count").As<Napi::Number>().Uint32Value();
+      for (uint32_t c = 0; c < count; ++c) agg.count_event(k);
+    } else if (op == "malformed") {
+      agg.count_malformed();
+    } else if (op == "close") {
+      const IntervalSample s =
+          agg.close(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),
+                    static_cast<int64_t>(step.Get("wall").As<Napi::Number>().DoubleValue()),
+                    reading_from_js(step, cpus, global), step.Get("final").ToBoolean());
+      out.Set(n++, sample_to_js(env, s, -1));
+    } else {
+      throw Napi::TypeError::New(env, "_aggregate: unknown op " + op);
+    }
+  }
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeMonitor", NativeMonitor::Define(env));
+  Napi::Array names = Napi::Array::New(env, ctmon::kCounterCount);
+  for (uint32_t c = 0; c < ctmon::kCounterCount; ++c) names.Set(c, kCounterNames[c]);
+  exports.Set("counterNames", names);
+  exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
+  exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(conntrack_monitor, Init)

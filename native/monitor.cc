@@ -1,0 +1,242 @@
+// monitor.cc — see monitor.h. No Node-API.
+#include "monitor.h"
+
+#include <fcntl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <system_error>
+
+namespace ctmon {
+namespace {
+
+constexpr size_t kBatchSlots = 64;          // datagrams per recvmmsg
+constexpr size_t kSlotBytes = 8192;         // an event is < 400 bytes
+constexpr int kRequestTimeoutMs = 2000;     // a stats request never blocks longer
+constexpr int kBatchesPerWakeup = 16;       // then look at the clock again
+constexpr int kBatchesAtClose = 1024;       // ~65k events queued before an interval closes
+constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
+
+int64_t clock_ns(clockid_t clock) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+int64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
+int64_t wall_ms() { return clock_ns(CLOCK_REALTIME) / 1000000; }
+
+constexpr uint16_t ctnl_type(uint8_t msg) {
+  return static_cast<uint16_t>(NFNL_SUBSYS_CTNETLINK << 8 | msg);
+}
+
+// nf_conntrack_buckets as seen from this thread's netns, or -1 when unreadable.
+int64_t read_buckets() {
+  Fd fd(::open("/proc/sys/net/netfilter/nf_conntrack_buckets", O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return -1;
+  char text[32];
+  const ssize_t n = ::read(fd.get(), text, sizeof text - 1);
+  if (n <= 0) return -1;
+  text[n] = '\0';
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  return end == text ? -1 : value;
+}
+
+}  // namespace
+
+Monitor::Monitor(MonitorConfig config, MonitorListener* listener)
+    : config_(std::move(config)), listener_(listener), receiver_(kBatchSlots, kSlotBytes) {}
+
+Monitor::~Monitor() { stop(); }
+
+bool Monitor::start(MonitorError& error) {
+  stop_fd_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (stop_fd_.get() < 0) {
+    error = MonitorError{errno, "eventfd", "create the stop signal"};
+    return false;
+  }
+  start_done_ = false;
+  try {
+    thread_ = std::thread(&Monitor::run, this);
+  } catch (const std::system_error& e) {
+    error = MonitorError{e.code().value(), "pthread_create", "start the reader thread"};
+    return false;
+  }
+  std::unique_lock<std::mutex> lock(start_mu_);
+  start_cv_.wait(lock, [this] { return start_done_; });
+  if (start_error_.code == 0) return true;
+  error = start_error_;
+  lock.unlock();
+  thread_.join();
+  return false;
+}
+
+void Monitor::stop() {
+  if (!thread_.joinable()) return;
+  const uint64_t one = 1;
+  while (::write(stop_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  thread_.join();
+}
+
+// Runs on the reader thread: setns() changes only this thread's namespace, so the sockets
+// it opens belong to the target netns while the rest of the process stays where it was.
+bool Monitor::open_in_namespace(MonitorError& error) {
+  if (!config_.netns_path.empty()) {
+    Fd ns(::open(config_.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (ns.get() < 0) {
+      error = MonitorError{errno, "open", "open network namespace " + config_.netns_path};
+      return false;
+    }
+    if (::setns(ns.get(), CLONE_NEWNET) != 0) {
+      error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
+      return false;
+    }
+  }
+  EventSocketInfo socket_info;
+  const EventSocketConfig event_config{kEventGroups, sizeof kEventGroups / sizeof kEventGroups[0],
+                                       config_.receive_buffer_bytes};
+  SysStatus st = open_event_socket(event_config, event_fd_, socket_info);
+  if (!st.ok()) {
+    error = MonitorError{st.code, st.syscall, "subscribe to conntrack events"};
+    return false;
+  }
+  st = stats_socket_.open(kRequestTimeoutMs);
+  if (!st.ok()) {
+    error = MonitorError{st.code, st.syscall, "open the conntrack request socket"};
+    return false;
+  }
+  info_.receive_buffer_bytes = socket_info.receive_buffer_bytes;
+  info_.receive_buffer_forced = socket_info.forced;
+
+  const KernelReading baseline = read_kernel();
+  if (!stats_status_.ok()) {
+    error = MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"};
+    return false;
+  }
+  aggregator_.start(mono_ns(), baseline);
+  return true;
+}
+
+void Monitor::run() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals belong to the JS thread
+  pthread_setname_np(pthread_self(), "ctmon-reader");
+
+  MonitorError error;
+  const bool ok = open_in_namespace(error);
+  {
+    std::lock_guard<std::mutex> lock(start_mu_);
+    start_error_ = ok ? MonitorError{} : error;
+    start_done_ = true;
+  }
+  start_cv_.notify_one();
+  if (!ok) return;
+
+  const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
+  int64_t next_close = mono_ns() + interval_ns;
+  pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
+  for (;;) {
+    int64_t now = mono_ns();
+    if (now >= next_close) {
+      close_interval(false);
+      next_close += interval_ns;
+      now = mono_ns();
+      if (next_close <= now) next_close = now + interval_ns;  // fell behind: no burst
+      continue;
+    }
+    const int timeout_ms = static_cast<int>((next_close - now + 999999) / 1000000);
+    if (::poll(fds, 2, timeout_ms) < 0) {
+      if (errno == EINTR) continue;
+      report(MonitorError{errno, "poll", "wait for conntrack events"});
+      return;
+    }
+    if (fds[0].revents != 0) {
+      close_interval(true);
+      return;
+    }
+    if (fds[1].revents & POLLERR) {
+      int pending = 0;
+      socklen_t len = sizeof pending;
+      ::getsockopt(event_fd_.get(), SOL_SOCKET, SO_ERROR, &pending, &len);
+      if (pending != 0) report(MonitorError{pending, "recvmmsg", "read conntrack events"});
+    }
+    if (fds[1].revents & POLLIN) drain_events(kBatchesPerWakeup);
+  }
+}
+
+// Hot path: decode every queued event and count it. No allocation, no locks.
+void Monitor::drain_events(int budget_batches) {
+  for (int batch = 0; batch < budget_batches; ++batch) {
+    const int n = receiver_.receive(event_fd_.get());
+    if (n < 0) {
+      report(MonitorError{-n, "recvmmsg", "read conntrack events"});
+      return;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (receiver_.truncated(i)) {
+        aggregator_.count_malformed();
+        continue;
+      }
+      MessageWalker walker(receiver_.data(i), receiver_.length(i));
+      Message msg;
+      Conntrack ct;
+      while (walker.next(msg)) {
+        const DecodeStatus st = decode_conntrack(msg, ct);
+        if (st == DecodeStatus::kOk) aggregator_.count_event(ct.kind);
+        else if (st == DecodeStatus::kMalformed) aggregator_.count_malformed();
+      }
+      if (walker.malformed()) aggregator_.count_malformed();
+    }
+    if (static_cast<size_t>(n) < kBatchSlots) return;  // the queue is empty
+  }
+}
+
+// GET_STATS_CPU (per-CPU counters) and GET_STATS (entries, max), both answered for this
+// socket's netns, plus the event socket's drop count. A failed request leaves its part
+// null and its status in stats_status_.
+KernelReading Monitor::read_kernel() {
+  KernelReading reading;
+  size_t count = 0;
+  SysStatus st = stats_socket_.request(
+      ctnl_type(IPCTNL_MSG_CT_GET_STATS_CPU), NLM_F_DUMP, AF_UNSPEC, [&](const Message& msg) {
+        if (count == cpu_stats_.size()) cpu_stats_.emplace_back();
+        if (decode_cpu_stats(msg, cpu_stats_[count]) == DecodeStatus::kOk) ++count;
+      });
+  if (st.ok()) {
+    reading.cpus = cpu_stats_.data();
+    reading.cpu_count = count;
+    global_stats_ = GlobalStats{};
+    st = stats_socket_.request(ctnl_type(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC,
+                               [&](const Message& msg) { decode_global_stats(msg, global_stats_); });
+    if (st.ok()) reading.global = &global_stats_;
+  }
+  stats_status_ = st;
+  reading.drops_ok = read_socket_drops(event_fd_.get(), reading.socket_drops).ok();
+  return reading;
+}
+
+void Monitor::close_interval(bool final) {
+  drain_events(kBatchesAtClose);
+  const KernelReading reading = read_kernel();
+  // Report the first failure of a streak; the samples themselves say which fields are null.
+  if (!stats_status_.ok() && !stats_failing_)
+    report(MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
+  stats_failing_ = !stats_status_.ok();
+  const IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
+  listener_->on_sample(sample, read_buckets());
+}
+
+void Monitor::report(const MonitorError& error) { listener_->on_error(error); }
+
+}  // namespace ctmon

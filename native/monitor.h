@@ -1,0 +1,92 @@
+// monitor.h — one conntrack monitor: a dedicated reader thread that enters the target
+// network namespace, subscribes to ctnetlink events, reads the kernel's stats once per
+// interval and hands a finished IntervalSample to its listener.
+//
+// No Node-API. The listener is called on the reader thread and must not block
+// (the Node binding queues the sample and wakes the JS thread).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "aggregator.h"
+#include "netlink_socket.h"
+
+namespace ctmon {
+
+struct MonitorConfig {
+  std::string netns_path;  // empty: the netns of the calling process
+  int interval_ms = 1000;
+  int receive_buffer_bytes = 32 << 20;
+};
+
+struct MonitorError {
+  int code = 0;           // errno
+  std::string syscall;    // e.g. "setns", "setsockopt", "recv"
+  std::string context;    // what the monitor was doing, e.g. "join conntrack event groups"
+};
+
+// Static facts about a running monitor, known once start() has returned.
+struct MonitorInfo {
+  int receive_buffer_bytes = 0;
+  bool receive_buffer_forced = false;
+};
+
+class MonitorListener {
+ public:
+  virtual ~MonitorListener() = default;
+  // Both run on the reader thread.
+  virtual void on_sample(const IntervalSample& sample, int64_t buckets) = 0;
+  virtual void on_error(const MonitorError& error) = 0;
+};
+
+class Monitor {
+ public:
+  Monitor(MonitorConfig config, MonitorListener* listener);
+  ~Monitor();
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+
+  // Starts the reader thread and waits until it has entered the netns and opened its
+  // sockets. Returns false and fills `error` when that failed (the thread has exited).
+  bool start(MonitorError& error);
+  // Closes the partial interval (delivered with final = true) and joins the thread.
+  // Returns promptly: the thread waits in poll() on a stop eventfd. Idempotent.
+  void stop();
+  MonitorInfo info() const { return info_; }
+
+ private:
+  void run();
+  bool open_in_namespace(MonitorError& error);
+  void drain_events(int budget_batches);
+  KernelReading read_kernel();
+  void close_interval(bool final);
+  void report(const MonitorError& error);
+
+  MonitorConfig config_;
+  MonitorListener* listener_;
+  MonitorInfo info_;
+  std::thread thread_;
+  Fd stop_fd_;
+  Fd event_fd_;
+  RequestSocket stats_socket_;
+  BatchReceiver receiver_;
+  Aggregator aggregator_;
+  std::vector<CpuStats> cpu_stats_;  // reused every interval
+  GlobalStats global_stats_;
+  SysStatus stats_status_;      // outcome of the last read_kernel()
+  bool stats_failing_ = false;  // report a failing stats request once, not every interval
+
+  // Start-up handshake between start() and the reader thread.
+  std::mutex start_mu_;
+  std::condition_variable start_cv_;
+  bool start_done_ = false;
+  MonitorError start_error_;
+};
+
+}  // namespace ctmon
