@@ -63,7 +63,8 @@ IntervalSample Aggregator::close(int64_t now_mono_ns, int64_t now_wall_ms,
   s.counts[kDelete] = pending_[kDelete];
   s.known = 1u << kInsert | 1u << kDelete;
 
-  if (reading.cpus != nullptr) {
+  s.kernel_stats_ok = reading.cpus != nullptr;
+  if (s.kernel_stats_ok) {
     uint64_t deltas[kStatsSlots];
     uint32_t present;
     absorb_cpu_stats(reading, deltas, &present);

@@ -38,6 +38,7 @@ struct IntervalSample {
   int64_t duration_ns = 0;   // actual length of the interval
   bool final = false;        // the partial interval closed by stop()
   uint32_t known = 0;        // bit c set when counter c is known in this interval
+  bool kernel_stats_ok = false;  // the per-CPU stats request succeeded
   uint64_t counts[kCounterCount] = {};
   uint64_t totals[kCounterCount] = {};
   bool has_entries = false;

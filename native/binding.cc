@@ -38,6 +38,7 @@ Napi::Object sample_to_js(Napi::Env env, const IntervalSample& s, int64_t bucket
   o.Set("endWallMs", static_cast<double>(s.end_wall_ms));
   o.Set("durationNs", static_cast<double>(s.duration_ns));
   o.Set("final", s.final);
+  o.Set("kernelStatsOk", s.kernel_stats_ok);
   Napi::Array counts = Napi::Array::New(env, ctmon::kCounterCount);
   Napi::Array totals = Napi::Array::New(env, ctmon::kCounterCount);
   for (uint32_t c = 0; c < ctmon::kCounterCount; ++c) {

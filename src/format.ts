@@ -1,0 +1,25 @@
+import type { ConntrackSample } from './types.js';
+
+/** One compact human line per interval, for terminals and logs. */
+export function formatSampleLine(s: ConntrackSample): string {
+  const clock = s.time.slice(11, 19);
+  const fill = s.fill === null ? '?' : `${(s.fill * 100).toFixed(1)}%`;
+  const parts = [
+    clock,
+    `entries ${s.entries ?? '?'}/${s.max ?? '?'} (${fill})`,
+    `insert ${rate(s.rates.insert)}`,
+    `delete ${rate(s.rates.delete)}`,
+    `drop ${rate(s.rates.drop)}`,
+    `early_drop ${rate(s.rates.earlyDrop)}`,
+    `insert_failed ${rate(s.rates.insertFailed)}`,
+  ];
+  if (s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
+  if ((s.counts.drop ?? 0) > 0) parts.push('TABLE FULL: packets dropped');
+  if (s.final) parts.push(`(final, ${Math.round(s.intervalMs)} ms)`);
+  return parts.join('  ');
+}
+
+function rate(r: number | null): string {
+  if (r === null) return '?';
+  return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
+}

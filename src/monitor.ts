@@ -1,0 +1,81 @@
+import { EventEmitter } from 'node:events';
+import type { Backend } from './backend.js';
+import { ConntrackError } from './errors.js';
+import { NetlinkBackend } from './netlink-backend.js';
+import { resolveOptions, type ResolvedOptions } from './options.js';
+import type { ConntrackMonitorEvents, ConntrackMonitorOptions } from './types.js';
+
+/**
+ * Watches one network namespace's conntrack table and emits one `'sample'` per interval.
+ *
+ * ```ts
+ * const monitor = new ConntrackMonitor({ intervalMs: 1000 });
+ * monitor.on('sample', (s) => console.log(s.fill, s.rates.insert, s.rates.drop));
+ * await monitor.start();
+ * ```
+ *
+ * Errors after start (a failing stats request, a read error) are not fatal: the monitor keeps
+ * running and emits `'error'`. Without an `'error'` listener they become process warnings
+ * rather than exceptions, so a monitor never takes its host process down.
+ */
+export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
+  readonly options: Readonly<ResolvedOptions>;
+  private backend: Backend | undefined;
+  private referenced = true;
+
+  /** Throws a TypeError for invalid options, before anything native runs. */
+  constructor(options: ConntrackMonitorOptions = {}) {
+    super();
+    this.options = Object.freeze(resolveOptions(options));
+  }
+
+  /** True between a successful start() and stop(). */
+  get running(): boolean {
+    return this.backend !== undefined;
+  }
+
+  /**
+   * Subscribes to conntrack events and starts the interval clock. Rejects with a
+   * ConntrackError (code EPERM, ENOENT, ...) when the monitor cannot run. Idempotent.
+   */
+  async start(): Promise<void> {
+    if (this.backend) return;
+    const backend = new NetlinkBackend(this.options, {
+      sample: (sample) => this.emit('sample', sample),
+      error: (error) => this.reportError(error),
+    });
+    backend.start();
+    if (!this.referenced) backend.unref();
+    this.backend = backend;
+  }
+
+  /**
+   * Stops monitoring. The partial interval since the last sample is emitted first (with
+   * `final: true`), so totals are complete when this resolves. Idempotent.
+   */
+  async stop(): Promise<void> {
+    const backend = this.backend;
+    if (!backend) return;
+    this.backend = undefined;
+    backend.stop();
+  }
+
+  /** Lets the process exit while the monitor runs (like timer.unref()). */
+  unref(): this {
+    this.referenced = false;
+    this.backend?.unref();
+    return this;
+  }
+
+  /** Undoes unref(). */
+  ref(): this {
+    this.referenced = true;
+    this.backend?.ref();
+    return this;
+  }
+
+  private reportError(error: ConntrackError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else process.emitWarning(error.message, { type: 'ConntrackWarning', code: error.code });
+  }
+}

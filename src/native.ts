@@ -1,0 +1,65 @@
+/**
+ * Loads the addon and types its contract. The shapes here mirror native/binding.cc, the only
+ * Node-API file; nothing else in src/ touches the addon.
+ */
+import * as path from 'node:path';
+import type { NativeErrorLike } from './errors.js';
+
+export interface RawSample {
+  endWallMs: number;
+  durationNs: number;
+  final: boolean;
+  kernelStatsOk: boolean;
+  /** In the order of `counterNames`; null where unknown in this interval. */
+  counts: (number | null)[];
+  totals: number[];
+  entries: number | null;
+  max: number | null;
+  buckets: number | null;
+  eventsReceived: number;
+  eventsLost: number;
+  eventsLostTotal: number;
+  malformedTotal: number;
+}
+
+export type NativeRecord =
+  | { type: 'sample'; sample: RawSample }
+  | { type: 'error'; error: Error & NativeErrorLike };
+
+export interface NativeMonitorOptions {
+  netnsPath: string | null;
+  intervalMs: number;
+  receiveBufferBytes: number;
+}
+
+export interface NativeMonitor {
+  /** Starts the reader thread; throws (errno, syscall, context) if it cannot subscribe. */
+  start(): void;
+  /** Stops the reader and returns the records not yet delivered (the final sample). */
+  stop(): NativeRecord[];
+  ref(): void;
+  unref(): void;
+  info(): { receiveBufferBytes: number; receiveBufferForced: boolean };
+}
+
+export interface NativeBinding {
+  NativeMonitor: new (
+    options: NativeMonitorOptions,
+    onRecords: (records: NativeRecord[]) => void,
+  ) => NativeMonitor;
+  counterNames: string[];
+  _decode(buffer: Buffer): Record<string, unknown>[];
+  _aggregate(steps: object[]): RawSample[];
+}
+
+let binding: NativeBinding | undefined;
+
+/** The addon, loaded on first use (prebuilds/ or build/Release via node-gyp-build). */
+export function loadBinding(): NativeBinding {
+  if (!binding) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    binding = load(path.join(__dirname, '..')) as NativeBinding;
+  }
+  return binding;
+}

@@ -1,0 +1,87 @@
+import type { BackendName, ConntrackMonitorOptions } from './types.js';
+
+/** Options after validation, as the backends use them. */
+export interface ResolvedOptions {
+  /** Absolute path of the namespace file, or null for the process's own namespace. */
+  netnsPath: string | null;
+  intervalMs: number;
+  receiveBufferBytes: number;
+  backend: BackendName;
+}
+
+export const DEFAULT_INTERVAL_MS = 1000;
+export const DEFAULT_RECEIVE_BUFFER_BYTES = 32 * 1024 * 1024;
+export const INTERVAL_MS_RANGE = [50, 3_600_000] as const;
+export const RECEIVE_BUFFER_RANGE = [65_536, 1024 * 1024 * 1024] as const;
+const BACKENDS: readonly BackendName[] = ['auto', 'netlink'];
+const KNOWN_OPTIONS = new Set(['netns', 'intervalMs', 'receiveBufferBytes', 'backend']);
+const NETNS_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/;
+
+/**
+ * Validates options before any native call; throws a TypeError naming the option and the
+ * value at fault.
+ */
+export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) {
+      throw new TypeError(`unknown option '${key}' (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+    }
+  }
+  return {
+    netnsPath: resolveNetns(options.netns),
+    intervalMs: integerIn('intervalMs', options.intervalMs, DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE),
+    receiveBufferBytes: integerIn(
+      'receiveBufferBytes',
+      options.receiveBufferBytes,
+      DEFAULT_RECEIVE_BUFFER_BYTES,
+      RECEIVE_BUFFER_RANGE,
+    ),
+    backend: resolveBackend(options.backend),
+  };
+}
+
+/** A bare name means /var/run/netns/NAME (as `ip netns` names them); a path is used as is. */
+export function resolveNetns(netns: unknown): string | null {
+  if (netns === undefined) return null;
+  if (typeof netns !== 'string' || netns.length === 0) {
+    throw new TypeError(`netns must be a non-empty string, got ${describe(netns)}`);
+  }
+  if (netns.includes('\0')) throw new TypeError('netns must not contain NUL characters');
+  if (netns.startsWith('/')) return netns;
+  if (!NETNS_NAME.test(netns) || netns === '.' || netns === '..') {
+    throw new TypeError(
+      `netns '${netns}' is neither an absolute path nor a namespace name under /var/run/netns`,
+    );
+  }
+  return `/var/run/netns/${netns}`;
+}
+
+function integerIn(
+  name: string,
+  value: unknown,
+  fallback: number,
+  [min, max]: readonly [number, number],
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function resolveBackend(value: unknown): BackendName {
+  if (value === undefined) return 'auto';
+  if (typeof value !== 'string' || !(BACKENDS as readonly string[]).includes(value)) {
+    throw new TypeError(`backend must be one of ${BACKENDS.join(', ')}, got ${describe(value)}`);
+  }
+  return value as BackendName;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}

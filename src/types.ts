@@ -1,0 +1,99 @@
+/**
+ * Public types of conntrack-monitor. The sample is the library's contract: later versions
+ * add fields, never rename these.
+ */
+
+/** Counters in every sample, in this order. */
+export const COUNTER_NAMES = [
+  'insert',
+  'delete',
+  'drop',
+  'earlyDrop',
+  'insertFailed',
+  'invalid',
+  'icmpError',
+  'clashResolve',
+  'chainTooLong',
+  'searchRestart',
+] as const;
+
+/**
+ * - `insert`: conntrack entries created (NEW events). The kernel's own `insert` stat is dead on
+ *   the packet path since Linux 4.x, so it is never used.
+ * - `delete`: entries destroyed (DESTROY events).
+ * - `drop`: packets dropped because no entry could be created: "nf_conntrack: table full,
+ *   dropping packet" (plus rare tracker drops the kernel counts in the same stat).
+ * - `earlyDrop`: unassured entries evicted to make room for a new one.
+ * - `insertFailed`, `invalid`, `icmpError`, `clashResolve`, `chainTooLong`, `searchRestart`:
+ *   the kernel's per-CPU stats of the same names, summed over CPUs.
+ */
+export type CounterName = (typeof COUNTER_NAMES)[number];
+
+/** One value per counter; `null` where the backend cannot know it (see `unavailable`). */
+export type CounterSet = Record<CounterName, number | null>;
+
+export type BackendName = 'auto' | 'netlink';
+
+export interface ConntrackMonitorOptions {
+  /**
+   * Network namespace to monitor: a path such as `/var/run/netns/NAME` or `/proc/PID/ns/net`,
+   * or a bare name under /var/run/netns. Default: the process's own namespace.
+   */
+  netns?: string;
+  /** Length of an interval in milliseconds (50 to 3,600,000). Default 1000. */
+  intervalMs?: number;
+  /**
+   * Receive buffer requested for the event socket, in bytes (65,536 to 1 GiB). Default 32 MiB.
+   * Set with SO_RCVBUFFORCE, falling back to SO_RCVBUF (capped by net.core.rmem_max) when not
+   * permitted. The kernel charges about 1280 bytes per queued event.
+   */
+  receiveBufferBytes?: number;
+  /** Which data source to use. Default `'auto'` (currently netlink). */
+  backend?: BackendName;
+}
+
+export interface EventStats {
+  /** ctnetlink event messages read in this interval. */
+  received: number;
+  /** Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). */
+  lost: number;
+  /** Lost events since start. */
+  lostTotal: number;
+  /** Effective receive buffer of the event socket as the kernel reports it (it doubles the request). */
+  receiveBufferBytes: number;
+}
+
+export interface ConntrackSample {
+  /** End of the interval, ISO 8601. */
+  time: string;
+  /** Actual length of the interval in milliseconds. */
+  intervalMs: number;
+  source: 'netlink';
+  /** The monitored namespace's path, or null for the process's own. */
+  netns: string | null;
+  /** Entries in the monitored namespace's table at the end of the interval. */
+  entries: number | null;
+  /** nf_conntrack_max: global, but compared with each namespace's own count. */
+  max: number | null;
+  /** entries / max. */
+  fill: number | null;
+  /** nf_conntrack_buckets (hash table size). */
+  buckets: number | null;
+  /** Integers in this interval. */
+  counts: CounterSet;
+  /** counts per second of the actual interval. */
+  rates: CounterSet;
+  /** Since start. */
+  totals: CounterSet;
+  events: EventStats;
+  /** True for the partial interval that stop() closes, so that totals are complete. */
+  final: boolean;
+  /** For each null field, a one-line reason. Empty when everything is known. */
+  unavailable: Partial<Record<string, string>>;
+}
+
+/** Events of ConntrackMonitor, as a typed EventEmitter map. */
+export interface ConntrackMonitorEvents {
+  sample: [sample: ConntrackSample];
+  error: [error: import('./errors.js').ConntrackError];
+}
