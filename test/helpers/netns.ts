@@ -1,0 +1,95 @@
+/**
+ * Test namespaces: created with `ip netns`, given an nft `ct state` rule so that conntrack
+ * runs in them, and always removed. Ground truth comes from the kernel's own interfaces
+ * inside the namespace: nf_conntrack_count, /proc/net/stat/nf_conntrack, and conntrack-tools.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const TRAFFIC = join(__dirname, 'traffic.mjs');
+
+const NFT_RULES = `table inet ctmon_test {
+  chain out { type filter hook output priority 0; ct state new counter; }
+  chain in { type filter hook input priority 0; ct state established,related counter; }
+}`;
+
+export class TestNamespace {
+  readonly path: string;
+  private constructor(readonly name: string) {
+    this.path = `/var/run/netns/${name}`;
+  }
+
+  static async create(label: string): Promise<TestNamespace> {
+    const ns = new TestNamespace(`ctmon-${label}-${process.pid}`);
+    await run('ip', ['netns', 'add', ns.name]);
+    try {
+      await run('ip', ['-n', ns.name, 'link', 'set', 'lo', 'up']);
+      await ns.exec('nft', ['-f', '-'], NFT_RULES);
+    } catch (err) {
+      await ns.remove();
+      throw err;
+    }
+    return ns;
+  }
+
+  /** Runs a program inside the namespace (no shell); optional stdin text. */
+  async exec(file: string, args: string[], input?: string): Promise<string> {
+    const child = run('ip', ['netns', 'exec', this.name, file, ...args], { maxBuffer: 64 << 20 });
+    if (input !== undefined) {
+      child.child.stdin!.end(input);
+    }
+    return (await child).stdout;
+  }
+
+  /** Traffic from test/helpers/traffic.mjs; returns its result line. */
+  async traffic(mode: 'tcp' | 'udp', count: number): Promise<{ ok: number; failed: number; errors?: Record<string, number> }> {
+    return JSON.parse(await this.exec(process.execPath, [TRAFFIC, mode, String(count)]));
+  }
+
+  /** The kernel's entry count for this namespace. */
+  async count(): Promise<number> {
+    return Number((await this.exec('cat', ['/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
+  }
+
+  /** conntrack-tools' count (`conntrack -C`), the reference reader. */
+  async conntrackToolsCount(): Promise<number> {
+    return Number((await this.exec('conntrack', ['-C'])).trim());
+  }
+
+  /** /proc/net/stat/nf_conntrack of this namespace, summed over CPU rows, by column name. */
+  async kernelStats(): Promise<Record<string, number>> {
+    const text = await this.exec('cat', ['/proc/net/stat/nf_conntrack']);
+    const [header, ...rows] = text.trim().split('\n');
+    const names = header!.trim().split(/\s+/);
+    const sums: Record<string, number> = {};
+    for (const row of rows) {
+      row.trim().split(/\s+/).forEach((hex, i) => {
+        sums[names[i]!] = (sums[names[i]!] ?? 0) + parseInt(hex, 16);
+      });
+    }
+    return sums;
+  }
+
+  async remove(): Promise<void> {
+    await run('ip', ['netns', 'del', this.name]).catch(() => {});
+  }
+}
+
+const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
+
+/**
+ * Runs `body` with the global nf_conntrack_max lowered to `max`, restoring the old value in
+ * finally. Only the test process changes it; the library never writes a sysctl.
+ */
+export async function withConntrackMax<T>(max: number, body: () => Promise<T>): Promise<T> {
+  const saved = readFileSync(MAX_PATH, 'utf8').trim();
+  writeFileSync(MAX_PATH, String(max));
+  try {
+    return await body();
+  } finally {
+    writeFileSync(MAX_PATH, saved);
+  }
+}
