@@ -51,7 +51,7 @@ function parse(argv: string[]): CliArgs | 'help' {
       },
     }));
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError((err as Error).message.split('\n')[0]);
   }
   if (values.help) return 'help';
   const options: ConntrackMonitorOptions = {};

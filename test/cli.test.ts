@@ -1,0 +1,29 @@
+/** CLI usage handling; needs no privileges. */
+import { describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cli';
+
+describe('conntrack-monitor CLI usage', () => {
+  it('--help prints usage and exits 0', async () => {
+    const run = await runCli(['--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^Usage: conntrack-monitor/);
+    expect(run.stdout).toMatch(/--json/);
+    expect(run.stdout).toMatch(/--netns/);
+  });
+
+  it.each([
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--interval', 'fast'], /--interval expects a number, got 'fast'/],
+    [['--interval', '5'], /--interval must be an integer from 50 to 3600000, got 5/],
+    [['--duration=-1'], /--duration must be from 0 to 31536000 seconds/],
+    [['--duration', '-1'], /Option '--duration' argument is ambiguous/],
+    [['--netns', '../etc'], /--netns '..\/etc' is neither an absolute path nor a namespace name/],
+    [['extra'], /Unexpected argument 'extra'/],
+  ])('%j gives a one-line error and exits 2', async (args, message) => {
+    const run = await runCli(args as string[]);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(message);
+  });
+});

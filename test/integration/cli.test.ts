@@ -1,0 +1,76 @@
+/** The CLI on the real kernel: NDJSON per interval, a final sample on exit, clean exits. */
+import { spawn } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli';
+import { canRunIntegration } from '../helpers/gate';
+import { TestNamespace } from '../helpers/netns';
+
+let ns: TestNamespace | undefined;
+afterEach(async () => {
+  await ns?.remove();
+  ns = undefined;
+});
+
+describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', () => {
+  it('--json prints one sample per line and a final partial sample after --duration', async () => {
+    ns = await TestNamespace.create('cli');
+    let traffic: Promise<unknown> | undefined;
+    const run = await runCli(['--json', '--netns', ns.name, '--interval', '200', '--duration', '1.5'], () => {
+      traffic ??= ns!.traffic('tcp', 25);
+    });
+    await traffic;
+    expect(run.code).toBe(0);
+    const samples = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    expect(samples.length).toBeGreaterThanOrEqual(5);
+    expect(samples.slice(0, -1).every((s) => s.final === false)).toBe(true);
+    const last = samples.at(-1);
+    expect(last.final).toBe(true);
+    expect(last.totals.insert).toBe(25);
+    expect(samples.reduce((sum: number, s: { counts: { insert: number } }) => sum + s.counts.insert, 0)).toBe(25);
+    expect(last.entries).toBe(await ns.count());
+    expect(last.netns).toBe(ns.path);
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('on %s prints the final sample and exits 0', async (signal) => {
+    ns = await TestNamespace.create('sig');
+    let lines = 0;
+    const run = await runCli(['--json', '--netns', ns.name, '--interval', '100'], (_line, child) => {
+      if (++lines === 2) child.kill(signal);
+    });
+    expect(run).toMatchObject({ code: 0, signal: null });
+    const samples = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    expect(samples.at(-1).final).toBe(true);
+    expect(samples.filter((s) => s.final)).toHaveLength(1);
+  });
+
+  it('prints a human line per interval without --json', async () => {
+    ns = await TestNamespace.create('human');
+    const run = await runCli(['--netns', ns.name, '--interval', '100', '--duration', '0.35']);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    for (const line of lines) expect(line).toMatch(/^\d\d:\d\d:\d\d {2}entries 0\/\d+ \(0\.0%\) {2}insert 0\/s {2}delete 0\/s {2}drop 0\/s/);
+    expect(lines.at(-1)).toMatch(/\(final, \d+ ms\)$/);
+  });
+
+  it('exits 1 with the reason when monitoring cannot start', async () => {
+    const run = await runCli(['--netns', 'ctmon-no-such-namespace', '--duration', '1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/cannot start: .*No such file or directory \(no network namespace at \/var\/run\/netns\/ctmon-no-such-namespace\)/);
+  });
+
+  it('lets the process exit while running after unref()', async () => {
+    const script = `
+      const { ConntrackMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+      const m = new ConntrackMonitor({ intervalMs: 100 });
+      m.start().then(() => { m.unref(); console.log('started'); });`;
+    const started = Date.now();
+    const child = spawn(process.execPath, ['-e', script]);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(out.trim()).toBe('started');
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});

@@ -1,0 +1,40 @@
+/** Option validation happens in JS, before any native call. */
+import { describe, expect, it } from 'vitest';
+import { ConntrackMonitor } from '../dist/index.js';
+
+describe('ConntrackMonitor options', () => {
+  it('applies defaults', () => {
+    expect(new ConntrackMonitor().options).toEqual({
+      netnsPath: null,
+      intervalMs: 1000,
+      receiveBufferBytes: 32 * 1024 * 1024,
+      backend: 'auto',
+    });
+  });
+
+  it('resolves a bare namespace name under /var/run/netns and keeps paths', () => {
+    expect(new ConntrackMonitor({ netns: 'blue' }).options.netnsPath).toBe('/var/run/netns/blue');
+    expect(new ConntrackMonitor({ netns: '/proc/1/ns/net' }).options.netnsPath).toBe('/proc/1/ns/net');
+  });
+
+  it.each([
+    [{ intervalMs: 0 }, /intervalMs must be an integer from 50 to 3600000, got 0/],
+    [{ intervalMs: -1000 }, /intervalMs must be an integer from 50 to 3600000, got -1000/],
+    [{ intervalMs: 1e12 }, /intervalMs must be an integer from 50 to 3600000/],
+    [{ intervalMs: 100.5 }, /intervalMs must be an integer/],
+    [{ intervalMs: '1000' }, /intervalMs must be an integer from 50 to 3600000, got "1000"/],
+    [{ receiveBufferBytes: 1024 }, /receiveBufferBytes must be an integer from 65536 to 1073741824, got 1024/],
+    [{ receiveBufferBytes: Number.NaN }, /receiveBufferBytes must be an integer/],
+    [{ netns: '' }, /netns must be a non-empty string, got ""/],
+    [{ netns: 42 }, /netns must be a non-empty string, got 42/],
+    [{ netns: 'a/b' }, /netns 'a\/b' is neither an absolute path nor a namespace name/],
+    [{ netns: '..' }, /netns '..' is neither/],
+    [{ netns: '/var/run/netns/x\0' }, /netns must not contain NUL/],
+    [{ backend: 'ebpf' }, /backend must be one of auto, netlink, got "ebpf"/],
+    [{ interval: 1000 }, /unknown option 'interval'/],
+    [null, /options must be an object, got null/],
+  ])('rejects %j with a TypeError', (options, message) => {
+    expect(() => new ConntrackMonitor(options as never)).toThrow(TypeError);
+    expect(() => new ConntrackMonitor(options as never)).toThrow(message);
+  });
+});
