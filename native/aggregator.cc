@@ -89,7 +89,9 @@ IntervalSample Aggregator::close(int64_t now_mono_ns, int64_t now_wall_ms,
   }
 
   s.events_received = events_received_;
+  s.events_updates = events_updates_;
   events_received_ = 0;
+  events_updates_ = 0;
   if (reading.drops_ok) {
     if (have_drops_baseline_)
       s.events_lost = static_cast<uint32_t>(reading.socket_drops - last_socket_drops_);

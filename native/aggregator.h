@@ -46,6 +46,7 @@ struct IntervalSample {
   uint32_t entries = 0;
   uint32_t max = 0;
   uint64_t events_received = 0;  // conntrack messages read from the event socket
+  uint64_t events_updates = 0;   // of which UPDATEs (NEW and DESTROY are counts[kInsert/kDelete])
   uint64_t events_lost = 0;      // SK_MEMINFO_DROPS delta: events the kernel could not queue
   uint64_t events_lost_total = 0;
   uint64_t malformed_total = 0;  // messages that could not be decoded (skipped)
@@ -70,6 +71,7 @@ class Aggregator {
     ++events_received_;
     if (kind == EventKind::kNew) ++pending_[kInsert];
     else if (kind == EventKind::kDestroy) ++pending_[kDelete];
+    else ++events_updates_;
   }
   void count_malformed() { ++malformed_total_; }
 
@@ -87,6 +89,7 @@ class Aggregator {
   uint64_t pending_[kCounterCount] = {};
   uint64_t totals_[kCounterCount] = {};
   uint64_t events_received_ = 0;
+  uint64_t events_updates_ = 0;
   uint64_t lost_total_ = 0;
   uint64_t malformed_total_ = 0;
   bool have_drops_baseline_ = false;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "aggregator.h"
+#include "conntrack_table.h"
 #include "ctnetlink.h"
 #include "monitor.h"
 
@@ -32,8 +33,23 @@ Napi::Value nullable(Napi::Env env, bool present, double value) {
   return present ? Napi::Number::New(env, value) : env.Null();
 }
 
+Napi::Array uint_array(Napi::Env env, const uint32_t* values, uint32_t n) {
+  Napi::Array out = Napi::Array::New(env, n);
+  for (uint32_t i = 0; i < n; ++i) out.Set(i, values[i]);
+  return out;
+}
+
+Napi::Object table_counts_to_js(Napi::Env env, const ctmon::TableCounts& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("entries", c.entries);
+  o.Set("protocols", uint_array(env, c.protocols, ctmon::kProtoClassCount));
+  o.Set("tcpStates", uint_array(env, c.tcp_states, ctmon::kTcpStateCount));
+  return o;
+}
+
 // Raw sample for src/native.ts; the TypeScript layer shapes the public ConntrackSample.
-Napi::Object sample_to_js(Napi::Env env, const IntervalSample& s, int64_t buckets) {
+Napi::Object sample_to_js(Napi::Env env, const IntervalSample& s, const ctmon::TableSnapshot& table,
+                          const ctmon::NamespaceSettings& settings) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("endWallMs", static_cast<double>(s.end_wall_ms));
   o.Set("durationNs", static_cast<double>(s.duration_ns));
@@ -50,7 +66,16 @@ Napi::Object sample_to_js(Napi::Env env, const IntervalSample& s, int64_t bucket
   o.Set("totals", totals);
   o.Set("entries", nullable(env, s.has_entries, s.entries));
   o.Set("max", nullable(env, s.has_max, s.max));
-  o.Set("buckets", nullable(env, buckets >= 0, static_cast<double>(buckets)));
+  o.Set("buckets", nullable(env, settings.buckets >= 0, static_cast<double>(settings.buckets)));
+  o.Set("eventsMode", nullable(env, settings.events_mode >= 0, static_cast<double>(settings.events_mode)));
+  o.Set("timeWaitTimeout",
+        nullable(env, settings.time_wait_timeout_s >= 0, static_cast<double>(settings.time_wait_timeout_s)));
+  o.Set("synced", table.synced);
+  o.Set("tracked", table_counts_to_js(env, table.counts));
+  o.Set("resyncs", static_cast<double>(table.resyncs));
+  o.Set("lastResyncMs", nullable(env, table.last_resync_ms >= 0, table.last_resync_ms));
+  o.Set("tableBytes", static_cast<double>(table.memory_bytes));
+  o.Set("eventsUpdates", static_cast<double>(s.events_updates));
   o.Set("eventsReceived", static_cast<double>(s.events_received));
   o.Set("eventsLost", static_cast<double>(s.events_lost));
   o.Set("eventsLostTotal", static_cast<double>(s.events_lost_total));
@@ -69,7 +94,8 @@ Napi::Error error_to_js(Napi::Env env, const ctmon::MonitorError& e) {
 struct Record {
   bool is_sample = false;
   IntervalSample sample;
-  int64_t buckets = -1;
+  ctmon::TableSnapshot table;
+  ctmon::NamespaceSettings settings;
   ctmon::MonitorError error;
 };
 
@@ -95,6 +121,7 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
       config_.netns_path = opts.Get("netnsPath").As<Napi::String>().Utf8Value();
     config_.interval_ms = opts.Get("intervalMs").As<Napi::Number>().Int32Value();
     config_.receive_buffer_bytes = opts.Get("receiveBufferBytes").As<Napi::Number>().Int32Value();
+    config_.resync_interval_ms = opts.Get("resyncIntervalMs").As<Napi::Number>().Int32Value();
     on_records_ = Napi::Persistent(info[1].As<Napi::Function>());
   }
 
@@ -162,11 +189,13 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
   }
 
   // Reader thread.
-  void on_sample(const IntervalSample& sample, int64_t buckets) override {
+  void on_sample(const IntervalSample& sample, const ctmon::TableSnapshot& table,
+                 const ctmon::NamespaceSettings& settings) override {
     Record r;
     r.is_sample = true;
     r.sample = sample;
-    r.buckets = buckets;
+    r.table = table;
+    r.settings = settings;
     enqueue(std::move(r));
   }
   void on_error(const ctmon::MonitorError& error) override {
@@ -201,7 +230,7 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
       Napi::Object o = Napi::Object::New(env);
       if (records[i].is_sample) {
         o.Set("type", "sample");
-        o.Set("sample", sample_to_js(env, records[i].sample, records[i].buckets));
+        o.Set("sample", sample_to_js(env, records[i].sample, records[i].table, records[i].settings));
       } else {
         o.Set("type", "error");
         o.Set("error", error_to_js(env, records[i].error).Value());
@@ -373,9 +402,52 @@ Napi::Value Aggregate(const Napi::CallbackInfo& info) {
           agg.close(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),
                     static_cast<int64_t>(step.Get("wall").As<Napi::Number>().DoubleValue()),
                     reading_from_js(step, cpus, global), step.Get("final").ToBoolean());
-      out.Set(n++, sample_to_js(env, s, -1));
+      out.Set(n++, sample_to_js(env, s, ctmon::TableSnapshot{}, ctmon::NamespaceSettings{}));
     } else {
       throw Napi::TypeError::New(env, "_aggregate: unknown op " + op);
+    }
+  }
+  return out;
+}
+
+// _table(steps) -> results. Drives a ConntrackTable with messages and an injected clock:
+// {op:'events', bytes, now}, {op:'dump', bytes, now} (bytes: netlink messages),
+// {op:'begin-dump'}, {op:'end-dump'}, {op:'expire', now}, {op:'counts'}.
+// end-dump and expire yield {removed}, counts yields the table's counts.
+Napi::Value Table(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_table(steps)");
+  Napi::Array steps = info[0].As<Napi::Array>();
+  ctmon::ConntrackTable table(0x5eed);
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < steps.Length(); ++i) {
+    Napi::Object step = steps.Get(i).As<Napi::Object>();
+    const std::string op = step.Get("op").ToString().Utf8Value();
+    const uint64_t now = step.Get("now").IsNumber()
+                             ? static_cast<uint64_t>(step.Get("now").As<Napi::Number>().DoubleValue())
+                             : 0;
+    if (op == "events" || op == "dump") {
+      Napi::Buffer<uint8_t> bytes = step.Get("bytes").As<Napi::Buffer<uint8_t>>();
+      ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
+      ctmon::Message msg;
+      ctmon::Conntrack ct;
+      while (walker.next(msg)) {
+        if (ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk) continue;
+        if (op == "events") table.apply_event(ct, now);
+        else table.apply_dump_entry(ct, now);
+      }
+    } else if (op == "begin-dump") {
+      table.begin_dump();
+    } else if (op == "end-dump" || op == "expire") {
+      const size_t removed = op == "expire" ? table.expire(now) : table.end_dump();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("removed", static_cast<double>(removed));
+      out.Set(n++, o);
+    } else if (op == "counts") {
+      out.Set(n++, table_counts_to_js(env, table.counts()));
+    } else {
+      throw Napi::TypeError::New(env, "_table: unknown op " + op);
     }
   }
   return out;
@@ -388,6 +460,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("counterNames", names);
   exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
+  exports.Set("_table", Napi::Function::New(env, Table, "_table"));
   return exports;
 }
 

@@ -1,6 +1,8 @@
 // monitor.cc — see monitor.h. No Node-API.
 #include "monitor.h"
 
+#include "event_filter.h"
+
 #include <fcntl.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
@@ -9,6 +11,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,7 +27,9 @@ constexpr size_t kSlotBytes = 8192;         // an event is < 400 bytes
 constexpr int kRequestTimeoutMs = 2000;     // a stats request never blocks longer
 constexpr int kBatchesPerWakeup = 16;       // then look at the clock again
 constexpr int kBatchesAtClose = 1024;       // ~65k events queued before an interval closes
-constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
+// UPDATE carries TCP state changes; event_filter() drops the UPDATEs nothing here needs.
+constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
+                                     NFNLGRP_CONNTRACK_DESTROY};
 
 int64_t clock_ns(clockid_t clock) {
   timespec ts;
@@ -38,9 +43,10 @@ constexpr uint16_t ctnl_type(uint8_t msg) {
   return static_cast<uint16_t>(NFNL_SUBSYS_CTNETLINK << 8 | msg);
 }
 
-// nf_conntrack_buckets as seen from this thread's netns, or -1 when unreadable.
-int64_t read_buckets() {
-  Fd fd(::open("/proc/sys/net/netfilter/nf_conntrack_buckets", O_RDONLY | O_CLOEXEC));
+// An integer from /proc/sys as seen from this thread's netns (sysctls under net/ are per
+// netns and resolved for the reading task), or -1 when unreadable.
+int64_t read_sysctl(const char* path) {
+  Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return -1;
   char text[32];
   const ssize_t n = ::read(fd.get(), text, sizeof text - 1);
@@ -51,10 +57,27 @@ int64_t read_buckets() {
   return end == text ? -1 : value;
 }
 
+NamespaceSettings read_settings() {
+  NamespaceSettings s;
+  s.buckets = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_buckets");
+  s.events_mode = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_events");
+  s.time_wait_timeout_s = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait");
+  return s;
+}
+
+uint64_t random_seed() {
+  uint64_t seed = 0;
+  if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = static_cast<uint64_t>(mono_ns());
+  return seed;
+}
+
 }  // namespace
 
 Monitor::Monitor(MonitorConfig config, MonitorListener* listener)
-    : config_(std::move(config)), listener_(listener), receiver_(kBatchSlots, kSlotBytes) {}
+    : config_(std::move(config)),
+      listener_(listener),
+      receiver_(kBatchSlots, kSlotBytes),
+      table_(random_seed()) {}
 
 Monitor::~Monitor() { stop(); }
 
@@ -103,14 +126,16 @@ bool Monitor::open_in_namespace(MonitorError& error) {
     }
   }
   EventSocketInfo socket_info;
+  const FilterProgram filter = event_filter();
   const EventSocketConfig event_config{kEventGroups, sizeof kEventGroups / sizeof kEventGroups[0],
-                                       config_.receive_buffer_bytes};
+                                       config_.receive_buffer_bytes, filter.instructions,
+                                       filter.length};
   SysStatus st = open_event_socket(event_config, event_fd_, socket_info);
   if (!st.ok()) {
     error = MonitorError{st.code, st.syscall, "subscribe to conntrack events"};
     return false;
   }
-  st = stats_socket_.open(kRequestTimeoutMs);
+  st = request_socket_.open(kRequestTimeoutMs);
   if (!st.ok()) {
     error = MonitorError{st.code, st.syscall, "open the conntrack request socket"};
     return false;
@@ -123,7 +148,8 @@ bool Monitor::open_in_namespace(MonitorError& error) {
     error = MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"};
     return false;
   }
-  aggregator_.start(mono_ns(), baseline);
+  epoch_ns_ = mono_ns();
+  aggregator_.start(epoch_ns_, baseline);
   return true;
 }
 
@@ -142,6 +168,11 @@ void Monitor::run() {
   }
   start_cv_.notify_one();
   if (!ok) return;
+
+  // The initial dump runs after start() has returned: it costs at least ~25 ms of kernel
+  // time on a default host (every bucket of the global hash is visited), more with entries.
+  // Events queued meanwhile are applied after it.
+  resync();
 
   const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
   int64_t next_close = mono_ns() + interval_ns;
@@ -183,6 +214,7 @@ void Monitor::drain_events(int budget_batches) {
       report(MonitorError{-n, "recvmmsg", "read conntrack events"});
       return;
     }
+    const uint64_t now = now_ms();  // one clock read per batch, not per event
     for (int i = 0; i < n; ++i) {
       if (receiver_.truncated(i)) {
         aggregator_.count_malformed();
@@ -193,8 +225,10 @@ void Monitor::drain_events(int budget_batches) {
       Conntrack ct;
       while (walker.next(msg)) {
         const DecodeStatus st = decode_conntrack(msg, ct);
-        if (st == DecodeStatus::kOk) aggregator_.count_event(ct.kind);
-        else if (st == DecodeStatus::kMalformed) aggregator_.count_malformed();
+        if (st == DecodeStatus::kOk) {
+          aggregator_.count_event(ct.kind);
+          table_.apply_event(ct, now);
+        } else if (st == DecodeStatus::kMalformed) aggregator_.count_malformed();
       }
       if (walker.malformed()) aggregator_.count_malformed();
     }
@@ -208,7 +242,7 @@ void Monitor::drain_events(int budget_batches) {
 KernelReading Monitor::read_kernel() {
   KernelReading reading;
   size_t count = 0;
-  SysStatus st = stats_socket_.request(
+  SysStatus st = request_socket_.request(
       ctnl_type(IPCTNL_MSG_CT_GET_STATS_CPU), NLM_F_DUMP, AF_UNSPEC, [&](const Message& msg) {
         if (count == cpu_stats_.size()) cpu_stats_.emplace_back();
         if (decode_cpu_stats(msg, cpu_stats_[count]) == DecodeStatus::kOk) ++count;
@@ -217,13 +251,38 @@ KernelReading Monitor::read_kernel() {
     reading.cpus = cpu_stats_.data();
     reading.cpu_count = count;
     global_stats_ = GlobalStats{};
-    st = stats_socket_.request(ctnl_type(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC,
+    st = request_socket_.request(ctnl_type(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC,
                                [&](const Message& msg) { decode_global_stats(msg, global_stats_); });
     if (st.ok()) reading.global = &global_stats_;
   }
   stats_status_ = st;
   reading.drops_ok = read_socket_drops(event_fd_.get(), reading.socket_drops).ok();
   return reading;
+}
+
+// A full dump replaces the tracked state: entries it lists get the new generation, entries
+// it does not list are dropped (their DESTROY was lost, or never sent under
+// nf_conntrack_events=2), and events queued during the dump are applied after it.
+void Monitor::resync() {
+  drain_events(kBatchesAtClose);  // apply what was queued before the dump began
+  const int64_t started = mono_ns();
+  table_.begin_dump();
+  const uint64_t now = now_ms();
+  const SysStatus st = request_socket_.request(
+      ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC, [&](const Message& msg) {
+        Conntrack ct;
+        if (decode_conntrack(msg, ct) == DecodeStatus::kOk) table_.apply_dump_entry(ct, now);
+      });
+  next_resync_ns_ = mono_ns() + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
+  if (!st.ok()) {
+    report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
+    return;  // keep the previous state; the next resync tries again
+  }
+  table_.end_dump();
+  if (table_state_.synced) ++table_state_.resyncs;
+  table_state_.synced = true;
+  table_state_.last_resync_ms = static_cast<double>(mono_ns() - started) / 1e6;
+  drain_events(kBatchesAtClose);
 }
 
 void Monitor::close_interval(bool final) {
@@ -234,8 +293,27 @@ void Monitor::close_interval(bool final) {
     report(MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
   stats_failing_ = !stats_status_.ok();
   const IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
-  listener_->on_sample(sample, read_buckets());
+  table_.expire(now_ms());
+  // Lost events mean the tracked state may be wrong: re-dump now, not at the next period.
+  // So does tracking more entries than the kernel counts (its count includes expired entries
+  // not yet reaped, so it can only be higher): entries that were deleted without a DESTROY,
+  // as under nf_conntrack_events=2. Events racing the stats read can make the two differ by
+  // a few, hence the tolerance and the second interval before acting.
+  const bool overcount = sample.has_entries &&
+                         table_.counts().entries > sample.entries + 8 + sample.entries / 100;
+  overcount_intervals_ = overcount ? overcount_intervals_ + 1 : 0;
+  const bool periodic = config_.resync_interval_ms > 0 && mono_ns() >= next_resync_ns_;
+  if (!final && (sample.events_lost > 0 || overcount_intervals_ >= 2 || periodic)) {
+    resync();
+    table_.expire(now_ms());
+    overcount_intervals_ = 0;
+  }
+  table_state_.counts = table_.counts();
+  table_state_.memory_bytes = table_.memory_bytes();
+  listener_->on_sample(sample, table_state_, read_settings());
 }
+
+uint64_t Monitor::now_ms() const { return static_cast<uint64_t>(mono_ns() - epoch_ns_) / 1000000; }
 
 void Monitor::report(const MonitorError& error) { listener_->on_error(error); }
 

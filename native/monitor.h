@@ -1,6 +1,7 @@
 // monitor.h — one conntrack monitor: a dedicated reader thread that enters the target
-// network namespace, subscribes to ctnetlink events, reads the kernel's stats once per
-// interval and hands a finished IntervalSample to its listener.
+// network namespace, subscribes to ctnetlink events, keeps a table of tracked entries
+// (initial dump, events, local expiry, resync by re-dump), reads the kernel's stats once per
+// interval and hands a finished sample to its listener.
 //
 // No Node-API. The listener is called on the reader thread and must not block
 // (the Node binding queues the sample and wakes the JS thread).
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "aggregator.h"
+#include "conntrack_table.h"
 #include "netlink_socket.h"
 
 namespace ctmon {
@@ -23,6 +25,23 @@ struct MonitorConfig {
   std::string netns_path;  // empty: the netns of the calling process
   int interval_ms = 1000;
   int receive_buffer_bytes = 32 << 20;
+  int resync_interval_ms = 60000;  // periodic re-dump; 0 disables it (loss still resyncs)
+};
+
+// The tracked table at the end of an interval.
+struct TableSnapshot {
+  TableCounts counts;
+  bool synced = false;          // the initial dump has completed
+  uint64_t resyncs = 0;         // re-dumps after the initial one
+  double last_resync_ms = -1;   // duration of the latest dump (initial included), -1 before
+  size_t memory_bytes = 0;
+};
+
+// Per-namespace settings read from /proc/sys/net/netfilter; -1 where unreadable.
+struct NamespaceSettings {
+  int64_t buckets = -1;
+  int64_t events_mode = -1;            // nf_conntrack_events: 0 off, 1 on, 2 auto
+  int64_t time_wait_timeout_s = -1;    // nf_conntrack_tcp_timeout_time_wait
 };
 
 struct MonitorError {
@@ -41,7 +60,8 @@ class MonitorListener {
  public:
   virtual ~MonitorListener() = default;
   // Both run on the reader thread.
-  virtual void on_sample(const IntervalSample& sample, int64_t buckets) = 0;
+  virtual void on_sample(const IntervalSample& sample, const TableSnapshot& table,
+                         const NamespaceSettings& settings) = 0;
   virtual void on_error(const MonitorError& error) = 0;
 };
 
@@ -65,7 +85,9 @@ class Monitor {
   bool open_in_namespace(MonitorError& error);
   void drain_events(int budget_batches);
   KernelReading read_kernel();
+  void resync();
   void close_interval(bool final);
+  uint64_t now_ms() const;
   void report(const MonitorError& error);
 
   MonitorConfig config_;
@@ -74,9 +96,14 @@ class Monitor {
   std::thread thread_;
   Fd stop_fd_;
   Fd event_fd_;
-  RequestSocket stats_socket_;
+  RequestSocket request_socket_;  // stats every interval, dumps at start and on resync
   BatchReceiver receiver_;
   Aggregator aggregator_;
+  ConntrackTable table_;
+  TableSnapshot table_state_;
+  int64_t epoch_ns_ = 0;          // monotonic time the table's deadlines count from
+  int64_t next_resync_ns_ = 0;
+  int overcount_intervals_ = 0;   // consecutive intervals tracking more than the kernel counts
   std::vector<CpuStats> cpu_stats_;  // reused every interval
   GlobalStats global_stats_;
   SysStatus stats_status_;      // outcome of the last read_kernel()

@@ -60,6 +60,13 @@ SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocke
   Fd fd;
   SysStatus st = open_netfilter(SOCK_NONBLOCK, fd);
   if (!st.ok()) return st;
+  if (config.filter != nullptr) {
+    // Attached before joining the groups, so that no event is queued unfiltered.
+    sock_fprog program{static_cast<unsigned short>(config.filter_length),
+                       const_cast<sock_filter*>(config.filter)};
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0)
+      return SysStatus::from_errno("setsockopt");
+  }
   // Joining ctnetlink groups needs CAP_NET_ADMIN: EPERM here is the permission check.
   for (size_t i = 0; i < config.group_count; ++i) {
     st = set_int_option(fd.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, config.groups[i]);

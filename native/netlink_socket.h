@@ -7,6 +7,7 @@
 // dying list until this reader drains them, so a slow monitor could fill the table.
 #pragma once
 
+#include <linux/filter.h>
 #include <linux/netlink.h>
 #include <sys/socket.h>
 
@@ -52,6 +53,8 @@ struct EventSocketConfig {
   const unsigned* groups;       // NFNLGRP_CONNTRACK_* values
   size_t group_count;
   int receive_buffer_bytes;     // requested; SO_RCVBUFFORCE, else SO_RCVBUF
+  const sock_filter* filter;    // classic BPF program run before queueing, or nullptr
+  size_t filter_length;
 };
 struct EventSocketInfo {
   int receive_buffer_bytes = 0;  // as the kernel reports it (it doubles the request)

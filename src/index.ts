@@ -1,12 +1,16 @@
 export { ConntrackMonitor } from './monitor.js';
 export { ConntrackError } from './errors.js';
-export { COUNTER_NAMES } from './types.js';
+export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {
   BackendName,
   ConntrackMonitorEvents,
   ConntrackMonitorOptions,
   ConntrackSample,
   CounterName,
+  ConntrackWarning,
   CounterSet,
   EventStats,
+  ProtocolName,
+  TcpStateName,
+  TimeWaitStats,
 } from './types.js';

@@ -3,7 +3,7 @@ import type { Backend } from './backend.js';
 import { ConntrackError } from './errors.js';
 import { NetlinkBackend } from './netlink-backend.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
-import type { ConntrackMonitorEvents, ConntrackMonitorOptions } from './types.js';
+import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, ConntrackWarning } from './types.js';
 
 /**
  * Watches one network namespace's conntrack table and emits one `'sample'` per interval.
@@ -16,12 +16,14 @@ import type { ConntrackMonitorEvents, ConntrackMonitorOptions } from './types.js
  *
  * Errors after start (a failing stats request, a read error) are not fatal: the monitor keeps
  * running and emits `'error'`. Without an `'error'` listener they become process warnings
- * rather than exceptions, so a monitor never takes its host process down.
+ * rather than exceptions, so a monitor never takes its host process down. `'warning'` tells
+ * of namespace settings that limit what can be seen (nf_conntrack_events 0 or 2).
  */
 export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
   readonly options: Readonly<ResolvedOptions>;
   private backend: Backend | undefined;
   private referenced = true;
+  private warnedEventsMode: number | null = null;
 
   /** Throws a TypeError for invalid options, before anything native runs. */
   constructor(options: ConntrackMonitorOptions = {}) {
@@ -41,7 +43,10 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
   async start(): Promise<void> {
     if (this.backend) return;
     const backend = new NetlinkBackend(this.options, {
-      sample: (sample) => this.emit('sample', sample),
+      sample: (sample) => {
+        this.checkEventsMode(sample);
+        this.emit('sample', sample);
+      },
       error: (error) => this.reportError(error),
     });
     backend.start();
@@ -72,6 +77,31 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
     this.referenced = true;
     this.backend?.ref();
     return this;
+  }
+
+  /** Warns once per change of the namespace's nf_conntrack_events mode. */
+  private checkEventsMode(sample: ConntrackSample): void {
+    const mode = sample.eventsMode;
+    if (mode === this.warnedEventsMode || mode === null || mode === 1) return;
+    this.warnedEventsMode = mode;
+    const warning: ConntrackWarning =
+      mode === 0
+        ? {
+            code: 'EVENTS_OFF',
+            message:
+              'net.netfilter.nf_conntrack_events is 0 in the monitored namespace: the kernel sends no ' +
+              'conntrack events, so insert/delete rates and TCP states are unknown (null). Setting it to 1 ' +
+              'in that namespace turns events on.',
+          }
+        : {
+            code: 'EVENTS_AUTO',
+            message:
+              'net.netfilter.nf_conntrack_events is 2 (auto) in the monitored namespace: entries created ' +
+              'while no event listener existed on the host never send events. They are counted from table ' +
+              `dumps (at start, then every ${this.options.resyncIntervalMs / 1000} s), so their state changes ` +
+              'show at the next dump. Setting it to 1 in that namespace removes the gap.',
+          };
+    if (this.listenerCount('warning') > 0) this.emit('warning', warning);
   }
 
   private reportError(error: ConntrackError): void {

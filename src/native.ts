@@ -16,7 +16,16 @@ export interface RawSample {
   entries: number | null;
   max: number | null;
   buckets: number | null;
+  eventsMode: number | null;
+  timeWaitTimeout: number | null;
+  /** The initial dump has completed, so `tracked` describes the table. */
+  synced: boolean;
+  tracked: { entries: number; protocols: number[]; tcpStates: number[] };
+  resyncs: number;
+  lastResyncMs: number | null;
+  tableBytes: number;
   eventsReceived: number;
+  eventsUpdates: number;
   eventsLost: number;
   eventsLostTotal: number;
   malformedTotal: number;
@@ -30,6 +39,7 @@ export interface NativeMonitorOptions {
   netnsPath: string | null;
   intervalMs: number;
   receiveBufferBytes: number;
+  resyncIntervalMs: number;
 }
 
 export interface NativeMonitor {
@@ -50,6 +60,7 @@ export interface NativeBinding {
   counterNames: string[];
   _decode(buffer: Buffer): Record<string, unknown>[];
   _aggregate(steps: object[]): RawSample[];
+  _table(steps: object[]): Record<string, unknown>[];
 }
 
 let binding: NativeBinding | undefined;

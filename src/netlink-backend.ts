@@ -23,6 +23,7 @@ export class NetlinkBackend implements Backend {
         netnsPath: options.netnsPath,
         intervalMs: options.intervalMs,
         receiveBufferBytes: options.receiveBufferBytes,
+        resyncIntervalMs: options.resyncIntervalMs,
       },
       (records) => this.deliver(records),
     );

@@ -6,15 +6,18 @@ export interface ResolvedOptions {
   netnsPath: string | null;
   intervalMs: number;
   receiveBufferBytes: number;
+  resyncIntervalMs: number;
   backend: BackendName;
 }
 
 export const DEFAULT_INTERVAL_MS = 1000;
 export const DEFAULT_RECEIVE_BUFFER_BYTES = 32 * 1024 * 1024;
 export const INTERVAL_MS_RANGE = [50, 3_600_000] as const;
-export const RECEIVE_BUFFER_RANGE = [65_536, 1024 * 1024 * 1024] as const;
+export const RECEIVE_BUFFER_RANGE = [4096, 1024 * 1024 * 1024] as const;
+export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
+export const RESYNC_INTERVAL_RANGE = [1000, 86_400_000] as const;
 const BACKENDS: readonly BackendName[] = ['auto', 'netlink'];
-const KNOWN_OPTIONS = new Set(['netns', 'intervalMs', 'receiveBufferBytes', 'backend']);
+const KNOWN_OPTIONS = new Set(['netns', 'intervalMs', 'receiveBufferBytes', 'resyncIntervalMs', 'backend']);
 const NETNS_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/;
 
 /**
@@ -39,6 +42,10 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
       DEFAULT_RECEIVE_BUFFER_BYTES,
       RECEIVE_BUFFER_RANGE,
     ),
+    resyncIntervalMs:
+      options.resyncIntervalMs === 0
+        ? 0
+        : integerIn('resyncIntervalMs', options.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
     backend: resolveBackend(options.backend),
   };
 }
@@ -64,10 +71,11 @@ function integerIn(
   value: unknown,
   fallback: number,
   [min, max]: readonly [number, number],
+  alternative = '',
 ): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${describe(value)}`);
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}${alternative}, got ${describe(value)}`);
   }
   return value;
 }

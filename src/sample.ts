@@ -1,4 +1,13 @@
-import { COUNTER_NAMES, type ConntrackSample, type CounterName, type CounterSet } from './types.js';
+import {
+  COUNTER_NAMES,
+  PROTOCOL_NAMES,
+  TCP_STATE_NAMES,
+  type ConntrackSample,
+  type CounterName,
+  type CounterSet,
+  type ProtocolName,
+  type TcpStateName,
+} from './types.js';
 import type { RawSample } from './native.js';
 
 export interface SampleContext {
@@ -6,24 +15,28 @@ export interface SampleContext {
   receiveBufferBytes: number;
 }
 
+const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kernel sends no conntrack events';
+
 /** Shapes a raw native sample into the public ConntrackSample. Runs once per interval. */
 export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
-  const intervalMs = round(raw.durationNs / 1e6);
   const seconds = raw.durationNs / 1e9;
+  const eventsOff = raw.eventsMode === 0;
+  const unavailable: Partial<Record<string, string>> = {};
   const counts = {} as CounterSet;
   const rates = {} as CounterSet;
   const totals = {} as CounterSet;
-  const unavailable: Partial<Record<string, string>> = {};
   COUNTER_NAMES.forEach((name, i) => {
-    const count = raw.counts[i] ?? null;
+    const fromEvents = name === 'insert' || name === 'delete';
+    const count = eventsOff && fromEvents ? null : (raw.counts[i] ?? null);
     counts[name] = count;
     rates[name] = count === null || seconds <= 0 ? null : round(count / seconds);
-    totals[name] = raw.totals[i] ?? 0;
-    if (count === null) {
-      unavailable[`counts.${name}`] = raw.kernelStatsOk
+    totals[name] = eventsOff && fromEvents ? null : (raw.totals[i] ?? 0);
+    if (count !== null) return;
+    unavailable[`counts.${name}`] = eventsOff && fromEvents
+      ? EVENTS_OFF
+      : raw.kernelStatsOk
         ? `this kernel does not report ${kernelStatName(name)}`
         : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
-    }
   });
   if (raw.entries === null || raw.max === null) {
     unavailable.entries = 'the conntrack statistics request failed in this interval';
@@ -31,9 +44,28 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
   if (raw.buckets === null) {
     unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
   }
+
+  // The tracked table: known once the initial dump has run, and only while events flow.
+  const tableReason = eventsOff
+    ? `${EVENTS_OFF}, so entry states are not tracked`
+    : raw.synced
+      ? null
+      : 'the initial table dump has not completed (see the error event)';
+  const tracked = tableReason === null;
+  if (!tracked) {
+    for (const field of ['timeWait.entries', 'timeWait.share', 'tcpStates', 'protocols']) {
+      unavailable[field] = tableReason;
+    }
+  }
+  const timeWaitEntries = tracked ? (raw.tracked.tcpStates[TCP_STATE_NAMES.indexOf('TIME_WAIT')] ?? 0) : null;
+  if (raw.timeWaitTimeout === null) {
+    unavailable['timeWait.timeoutSeconds'] = 'nf_conntrack_tcp_timeout_time_wait is not readable';
+  }
+  if (tracked && !raw.max) unavailable['timeWait.share'] = 'nf_conntrack_max is unknown';
+
   return {
     time: new Date(raw.endWallMs).toISOString(),
-    intervalMs,
+    intervalMs: round(raw.durationNs / 1e6),
     source: 'netlink',
     netns: ctx.netns,
     entries: raw.entries,
@@ -48,10 +80,25 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
       lost: raw.eventsLost,
       lostTotal: raw.eventsLostTotal,
       receiveBufferBytes: ctx.receiveBufferBytes,
+      updates: raw.eventsUpdates,
+      resyncs: raw.resyncs,
+      lastResyncMs: raw.lastResyncMs === null ? null : round(raw.lastResyncMs),
     },
+    timeWait: {
+      entries: timeWaitEntries,
+      timeoutSeconds: raw.timeWaitTimeout,
+      share: timeWaitEntries !== null && raw.max ? timeWaitEntries / raw.max : null,
+    },
+    tcpStates: tracked ? byName(TCP_STATE_NAMES, raw.tracked.tcpStates) : null,
+    protocols: tracked ? byName(PROTOCOL_NAMES, raw.tracked.protocols) : null,
+    eventsMode: raw.eventsMode === 0 || raw.eventsMode === 1 || raw.eventsMode === 2 ? raw.eventsMode : null,
     final: raw.final,
     unavailable,
   };
+}
+
+function byName<N extends TcpStateName | ProtocolName>(names: readonly N[], values: number[]): Record<N, number> {
+  return Object.fromEntries(names.map((name, i) => [name, values[i] ?? 0])) as Record<N, number>;
 }
 
 function kernelStatName(name: CounterName): string {

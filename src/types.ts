@@ -32,6 +32,24 @@ export type CounterName = (typeof COUNTER_NAMES)[number];
 /** One value per counter; `null` where the backend cannot know it (see `unavailable`). */
 export type CounterSet = Record<CounterName, number | null>;
 
+/** TCP conntrack states (enum tcp_conntrack), in kernel order. */
+export const TCP_STATE_NAMES = [
+  'NONE',
+  'SYN_SENT',
+  'SYN_RECV',
+  'ESTABLISHED',
+  'FIN_WAIT',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'TIME_WAIT',
+  'CLOSE',
+  'SYN_SENT2',
+] as const;
+export type TcpStateName = (typeof TCP_STATE_NAMES)[number];
+
+export const PROTOCOL_NAMES = ['tcp', 'udp', 'icmp', 'other'] as const;
+export type ProtocolName = (typeof PROTOCOL_NAMES)[number];
+
 export type BackendName = 'auto' | 'netlink';
 
 export interface ConntrackMonitorOptions {
@@ -43,11 +61,17 @@ export interface ConntrackMonitorOptions {
   /** Length of an interval in milliseconds (50 to 3,600,000). Default 1000. */
   intervalMs?: number;
   /**
-   * Receive buffer requested for the event socket, in bytes (65,536 to 1 GiB). Default 32 MiB.
+   * Receive buffer requested for the event socket, in bytes (4,096 to 1 GiB). Default 32 MiB.
    * Set with SO_RCVBUFFORCE, falling back to SO_RCVBUF (capped by net.core.rmem_max) when not
    * permitted. The kernel charges about 1280 bytes per queued event.
    */
   receiveBufferBytes?: number;
+  /**
+   * Period of the re-dump that reconciles the tracked table with the kernel's, in
+   * milliseconds (1,000 to 86,400,000), or 0 for none. Default 60,000. Lost events trigger
+   * a re-dump at once whatever this is.
+   */
+  resyncIntervalMs?: number;
   /** Which data source to use. Default `'auto'` (currently netlink). */
   backend?: BackendName;
 }
@@ -61,6 +85,21 @@ export interface EventStats {
   lostTotal: number;
   /** Effective receive buffer of the event socket as the kernel reports it (it doubles the request). */
   receiveBufferBytes: number;
+  /** Of `received`, UPDATE messages (TCP state changes; the socket filter drops the rest). */
+  updates: number;
+  /** Re-dumps of the table since start (after the initial dump): periodic, or after lost events. */
+  resyncs: number;
+  /** How long the latest dump took, in milliseconds (the initial one until a resync runs). */
+  lastResyncMs: number | null;
+}
+
+export interface TimeWaitStats {
+  /** Tracked TCP entries in TIME_WAIT: entries the kernel lists, not those it has yet to reap. */
+  entries: number | null;
+  /** nf_conntrack_tcp_timeout_time_wait of the namespace, in seconds. */
+  timeoutSeconds: number | null;
+  /** entries / max: how much of the table TIME_WAIT takes. */
+  share: number | null;
 }
 
 export interface ConntrackSample {
@@ -86,6 +125,14 @@ export interface ConntrackSample {
   /** Since start. */
   totals: CounterSet;
   events: EventStats;
+  /** TIME_WAIT occupancy. */
+  timeWait: TimeWaitStats;
+  /** Tracked TCP entries by state. */
+  tcpStates: Record<TcpStateName, number> | null;
+  /** Tracked entries by protocol (icmp includes ICMPv6). */
+  protocols: Record<ProtocolName, number> | null;
+  /** net.netfilter.nf_conntrack_events of the namespace: 0 off, 1 on, 2 auto. */
+  eventsMode: 0 | 1 | 2 | null;
   /** True for the partial interval that stop() closes, so that totals are complete. */
   final: boolean;
   /** For each null field, a one-line reason. Empty when everything is known. */
@@ -93,7 +140,18 @@ export interface ConntrackSample {
 }
 
 /** Events of ConntrackMonitor, as a typed EventEmitter map. */
+/** Something the monitor cannot fix but the operator should know; the monitor keeps running. */
+export interface ConntrackWarning {
+  /**
+   * - `EVENTS_OFF`: nf_conntrack_events=0, the kernel sends no events in this namespace.
+   * - `EVENTS_AUTO`: nf_conntrack_events=2, entries created while no listener existed send none.
+   */
+  code: 'EVENTS_OFF' | 'EVENTS_AUTO';
+  message: string;
+}
+
 export interface ConntrackMonitorEvents {
   sample: [sample: ConntrackSample];
   error: [error: import('./errors.js').ConntrackError];
+  warning: [warning: ConntrackWarning];
 }

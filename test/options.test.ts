@@ -8,8 +8,13 @@ describe('ConntrackMonitor options', () => {
       netnsPath: null,
       intervalMs: 1000,
       receiveBufferBytes: 32 * 1024 * 1024,
+      resyncIntervalMs: 60_000,
       backend: 'auto',
     });
+  });
+
+  it('accepts resyncIntervalMs 0 (no periodic re-dump)', () => {
+    expect(new ConntrackMonitor({ resyncIntervalMs: 0 }).options.resyncIntervalMs).toBe(0);
   });
 
   it('resolves a bare namespace name under /var/run/netns and keeps paths', () => {
@@ -23,7 +28,8 @@ describe('ConntrackMonitor options', () => {
     [{ intervalMs: 1e12 }, /intervalMs must be an integer from 50 to 3600000/],
     [{ intervalMs: 100.5 }, /intervalMs must be an integer/],
     [{ intervalMs: '1000' }, /intervalMs must be an integer from 50 to 3600000, got "1000"/],
-    [{ receiveBufferBytes: 1024 }, /receiveBufferBytes must be an integer from 65536 to 1073741824, got 1024/],
+    [{ receiveBufferBytes: 1024 }, /receiveBufferBytes must be an integer from 4096 to 1073741824, got 1024/],
+    [{ resyncIntervalMs: 10 }, /resyncIntervalMs must be an integer from 1000 to 86400000 or 0, got 10/],
     [{ receiveBufferBytes: Number.NaN }, /receiveBufferBytes must be an integer/],
     [{ netns: '' }, /netns must be a non-empty string, got ""/],
     [{ netns: 42 }, /netns must be a non-empty string, got 42/],

@@ -17,7 +17,10 @@ describe('package entry points', () => {
       const m = require('conntrack-monitor');
       const monitor = new m.ConntrackMonitor({ intervalMs: 500 });
       console.log(JSON.stringify({ keys: Object.keys(m).sort(), interval: monitor.options.intervalMs }));`]);
-    expect(JSON.parse(out)).toEqual({ keys: ['COUNTER_NAMES', 'ConntrackError', 'ConntrackMonitor'], interval: 500 });
+    expect(JSON.parse(out)).toEqual({
+      keys: ['COUNTER_NAMES', 'ConntrackError', 'ConntrackMonitor', 'PROTOCOL_NAMES', 'TCP_STATE_NAMES'],
+      interval: 500,
+    });
   });
 
   it('works with import, sharing one copy of the classes with require()', () => {

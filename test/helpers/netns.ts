@@ -3,7 +3,7 @@
  * runs in them, and always removed. Ground truth comes from the kernel's own interfaces
  * inside the namespace: nf_conntrack_count, /proc/net/stat/nf_conntrack, and conntrack-tools.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -71,6 +71,70 @@ export class TestNamespace {
       });
     }
     return sums;
+  }
+
+  /**
+   * The kernel's listing of the namespace's table by conntrack-tools (`conntrack -L`, both
+   * families): counts by protocol and TCP state, in the sample's naming. Listing also makes
+   * the kernel reap expired entries it meets, as any dump does.
+   */
+  async kernelListing(): Promise<{ protocols: Record<string, number>; tcpStates: Record<string, number>; entries: number }> {
+    const protocols: Record<string, number> = { tcp: 0, udp: 0, icmp: 0, other: 0 };
+    const tcpStates: Record<string, number> = {};
+    let entries = 0;
+    for (const family of ['ipv4', 'ipv6']) {
+      const out = await this.exec('conntrack', ['-L', '-f', family]);
+      for (const line of out.split('\n').filter((l) => l.trim())) {
+        const [proto, , , state] = line.trim().split(/\s+/);
+        entries++;
+        const cls = proto === 'tcp' || proto === 'udp' ? proto : proto === 'icmp' || proto === 'ipv6-icmp' ? 'icmp' : 'other';
+        protocols[cls]!++;
+        if (proto === 'tcp') tcpStates[state!] = (tcpStates[state!] ?? 0) + 1;
+      }
+    }
+    return { protocols, tcpStates, entries };
+  }
+
+  /** Sets a sysctl of this namespace (test tooling; the library never writes one). */
+  async sysctl(name: string, value: number): Promise<void> {
+    await this.exec('sysctl', ['-q', '-w', `${name}=${value}`]);
+  }
+
+  /** Drops counted by the kernel for NETLINK_NETFILTER sockets with groups (/proc/net/netlink). */
+  async eventSocketDrops(): Promise<number[]> {
+    const text = await this.exec('cat', ['/proc/net/netlink']);
+    const [header, ...rows] = text.trim().split('\n');
+    const cols = header!.trim().split(/\s+/);
+    return rows
+      .map((r) => r.trim().split(/\s+/))
+      .filter((r) => r[cols.indexOf('Eth')] === '12' && Number.parseInt(r[cols.indexOf('Groups')]!, 16) !== 0)
+      .map((r) => Number(r[cols.indexOf('Drops')]));
+  }
+
+  /** Starts a long-running program in the namespace; resolves with it once it printed a line. */
+  async start(file: string, args: string[]): Promise<{ child: ChildProcess; firstLine: string }> {
+    const child = spawn('ip', ['netns', 'exec', this.name, file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      child.on('exit', (code) => reject(new Error(`${file} exited with ${code} before printing`)));
+    });
+    return { child, firstLine };
+  }
+
+  /** Holds E established and C half-closed (CLOSE_WAIT) TCP connections until release(). */
+  async hold(established: number, halfClosed: number): Promise<{ release: () => Promise<void> }> {
+    const { child } = await this.start(process.execPath, [TRAFFIC, 'hold', String(established), String(halfClosed)]);
+    return {
+      release: () =>
+        new Promise((resolve) => {
+          child.on('exit', () => resolve());
+          child.stdin!.end();
+        }),
+    };
   }
 
   async remove(): Promise<void> {

@@ -4,6 +4,10 @@
 //   tcp N   N TCP connections to a loopback server, each opened, then closed by both ends.
 //   udp N   N UDP sockets, each sending one datagram to a loopback receiver (one conntrack
 //           entry each); sends the kernel drops fail with EPERM and are counted as failed.
+//   udp-echo N   N UDP request/response flows (NEW, then an UPDATE for the reply).
+//   hold E C     E established TCP connections and C half-closed ones (client sent FIN, the
+//                server did not close: CLOSE_WAIT in conntrack), held until stdin closes; prints
+//                the result when they are all set up, then closes everything and exits.
 import dgram from 'node:dgram';
 import net from 'node:net';
 
@@ -56,9 +60,60 @@ async function udp(n) {
   return { ok, failed, errors };
 }
 
-const run = { tcp, udp }[mode];
+async function udpEcho(n) {
+  const server = dgram.createSocket('udp4');
+  server.on('message', (msg, peer) => server.send(msg, peer.port, peer.address));
+  await new Promise((resolve) => server.bind(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  let ok = 0;
+  for (let i = 0; i < n; i++) {
+    const s = dgram.createSocket('udp4');
+    await new Promise((resolve) => {
+      s.once('message', () => { ok++; s.close(); resolve(); });
+      s.send('ping', port, '127.0.0.1');
+    });
+  }
+  server.close();
+  return { ok, failed: n - ok };
+}
+
+async function hold(established, halfClosed) {
+  const serverSide = [];
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    serverSide.push(socket);
+    socket.on('error', () => {});
+    socket.resume();
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  const clients = [];
+  const connect = () =>
+    new Promise((resolve) => {
+      const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => resolve(c));
+      c.on('error', () => {});
+      c.resume();
+      clients.push(c);
+    });
+  for (let i = 0; i < established; i++) await connect();
+  for (let i = 0; i < halfClosed; i++) (await connect()).end();
+  await new Promise((resolve) => setTimeout(resolve, 200)); // FINs and ACKs settle
+  console.log(JSON.stringify({ ok: established + halfClosed, failed: 0 }));
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.on('end', resolve));
+  for (const c of clients) c.destroy();
+  for (const s of serverSide) s.end();
+  server.close();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  return null;
+}
+
+if (mode === 'hold') {
+  await hold(Number(process.argv[3]), Number(process.argv[4]));
+  process.exit(0);
+}
+const run = { tcp, udp, 'udp-echo': udpEcho }[mode];
 if (!run || !Number.isInteger(count) || count < 0) {
-  console.error('usage: traffic.mjs tcp|udp N');
+  console.error('usage: traffic.mjs tcp|udp|udp-echo N | hold E C');
   process.exit(2);
 }
 console.log(JSON.stringify(await run(count)));

@@ -1,0 +1,187 @@
+/**
+ * TIME_WAIT occupancy and counts by state against the kernel's own listing of the namespace
+ * (conntrack -L), with entries made before the monitor started, local expiry, forced event
+ * loss and the socket filter.
+ */
+import { spawn } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConntrackMonitor, type ConntrackSample, type ConntrackWarning } from '../../dist/index.js';
+import { canRunIntegration } from '../helpers/gate';
+import { TestNamespace } from '../helpers/netns';
+import { nextSamples, recordSamples } from '../helpers/samples';
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+async function namespace(label: string): Promise<TestNamespace> {
+  const ns = await TestNamespace.create(label);
+  cleanup.push(() => ns.remove());
+  return ns;
+}
+
+async function startMonitor(ns: TestNamespace, options: { intervalMs?: number; receiveBufferBytes?: number } = {}) {
+  const monitor = new ConntrackMonitor({ netns: ns.name, intervalMs: 200, ...options });
+  const samples = recordSamples(monitor);
+  const warnings: ConntrackWarning[] = [];
+  monitor.on('warning', (w) => warnings.push(w));
+  await monitor.start();
+  cleanup.push(() => monitor.stop());
+  return { monitor, samples, warnings };
+}
+
+/** The sample's view in the kernel listing's shape: nonzero TCP states and protocol counts. */
+function view(s: ConntrackSample) {
+  return {
+    protocols: s.protocols,
+    tcpStates: Object.fromEntries(Object.entries(s.tcpStates!).filter(([, n]) => n > 0)),
+    entries: Object.values(s.protocols!).reduce((a, b) => a + b, 0),
+  };
+}
+
+/** Waits for the next sample, then compares it with the kernel's listing. */
+async function checkpoint(ns: TestNamespace, monitor: ConntrackMonitor, samples: ConntrackSample[], label: string) {
+  await nextSamples(monitor, 2);
+  const reported = view(samples.at(-1)!);
+  const kernel = await ns.kernelListing();
+  console.info(`${label}: reported ${JSON.stringify(reported)} kernel ${JSON.stringify(kernel)}`);
+  expect(reported).toEqual(kernel);
+  return reported;
+}
+
+describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel', () => {
+  it('counts TIME_WAIT entries created before the monitor started (nf_conntrack_events=2)', async () => {
+    const ns = await namespace('before');
+    await ns.traffic('tcp', 40);
+    const { monitor, samples, warnings } = await startMonitor(ns);
+    await nextSamples(monitor, 1);
+    const first = samples[0]!;
+    const kernel = await ns.kernelListing();
+    console.info(`pre-existing: reported TIME_WAIT ${first.timeWait.entries}, kernel ${kernel.tcpStates.TIME_WAIT}`);
+    expect(first.eventsMode).toBe(2);
+    expect(first.timeWait.entries).toBe(40);
+    expect(kernel.tcpStates.TIME_WAIT).toBe(40);
+    expect(first.timeWait.timeoutSeconds).toBe(120);
+    expect(first.timeWait.share).toBe(40 / first.max!);
+    expect(first.totals.insert).toBe(0); // none of them came as an event
+    expect(warnings.map((w) => w.code)).toEqual(['EVENTS_AUTO']);
+  });
+
+  it('drops TIME_WAIT entries at their expiry, within an interval, without waiting for DESTROY', async () => {
+    const ns = await namespace('expiry');
+    await ns.sysctl('net.netfilter.nf_conntrack_tcp_timeout_time_wait', 3);
+    const { monitor, samples } = await startMonitor(ns, { intervalMs: 250 });
+    await ns.traffic('tcp', 20);
+    const closedAt = Date.now();
+    await nextSamples(monitor, 1);
+    expect(samples.at(-1)!.timeWait).toMatchObject({ entries: 20, timeoutSeconds: 3 });
+    const zero = await new Promise<ConntrackSample>((resolve) => {
+      const on = (s: ConntrackSample) => s.timeWait.entries === 0 && (monitor.off('sample', on), resolve(s));
+      monitor.on('sample', on);
+    });
+    const lagMs = Date.parse(zero.time) - (closedAt + 3000);
+    const kernelCount = await ns.count(); // reading the count does not reap anything
+    const kernel = await ns.kernelListing();
+    console.info(`expiry: TIME_WAIT reported 0 at ${lagMs} ms after expiry; DESTROYs received by then ${zero.totals.delete}; nf_conntrack_count still ${kernelCount}; kernel listing TIME_WAIT ${kernel.tcpStates.TIME_WAIT ?? 0}`);
+    expect(lagMs).toBeLessThanOrEqual(250 + 100);
+    expect(kernel.tcpStates.TIME_WAIT ?? 0).toBe(0);
+  });
+
+  it('tcpStates and protocols match the kernel listing while connections open, close and expire', async () => {
+    const ns = await namespace('states');
+    await ns.traffic('tcp', 5); // TIME_WAIT before start
+    const { monitor, samples } = await startMonitor(ns);
+    const held = await ns.hold(6, 4); // ESTABLISHED and CLOSE_WAIT
+    await ns.traffic('udp-echo', 7);
+    await ns.exec(process.execPath, ['-e', 'require("dgram").createSocket("udp6").send("x", 9, "::1", () => process.exit(0))']);
+    const open = await checkpoint(ns, monitor, samples, 'open');
+    expect(open.tcpStates).toEqual({ ESTABLISHED: 6, CLOSE_WAIT: 4, TIME_WAIT: 5 });
+    expect(open.protocols).toEqual({ tcp: 15, udp: 8, icmp: 0, other: 0 });
+
+    await held.release(); // both ends close: everything goes to TIME_WAIT
+    const closed = await checkpoint(ns, monitor, samples, 'closed');
+    expect(closed.tcpStates).toEqual({ TIME_WAIT: 15 });
+
+    await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 1); // new UDP flows expire in 1 s
+    await ns.traffic('udp', 3);
+    await new Promise((r) => setTimeout(r, 1500));
+    const expired = await checkpoint(ns, monitor, samples, 'udp expired');
+    expect(expired.protocols.udp).toBe(8); // the 3 one-second flows are gone, the older 8 remain
+  });
+
+  it('after forced event loss, counts exactly the lost events, resyncs and converges to the kernel', async () => {
+    const ns = await namespace('loss');
+    // The smallest buffer (the kernel doubles it: ~6 events of room) and a flush, which sends
+    // 300 DESTROY events within a few milliseconds. Flushing is test tooling, not the library.
+    const { monitor, samples } = await startMonitor(ns, { receiveBufferBytes: 4096, intervalMs: 300 });
+    await ns.traffic('tcp', 300); // made while the monitor listens, so each will send DESTROY
+    await nextSamples(monitor, 2);
+    await ns.exec('conntrack', ['-F']);
+    await ns.traffic('tcp', 30);
+    await nextSamples(monitor, 3);
+    const [kernelDrops] = await ns.eventSocketDrops();
+    const converged = await checkpoint(ns, monitor, samples, 'after loss');
+    await monitor.stop();
+    const last = samples.at(-1)!;
+    console.info(`loss: lostTotal ${last.events.lostTotal}, kernel socket drops ${kernelDrops}, resyncs ${last.events.resyncs}`);
+    expect(last.events.lostTotal).toBeGreaterThan(0);
+    expect(last.events.lostTotal).toBe(kernelDrops);
+    expect(last.events.resyncs).toBeGreaterThanOrEqual(1);
+    expect(converged.tcpStates).toEqual({ TIME_WAIT: 30 });
+  });
+
+  it('notices entries deleted without DESTROY (nf_conntrack_events=2) and resyncs', async () => {
+    const ns = await namespace('nodestroy');
+    await ns.traffic('tcp', 50); // no listener yet: these entries will never send events
+    const { monitor, samples } = await startMonitor(ns, { intervalMs: 200 });
+    await nextSamples(monitor, 1);
+    expect(samples.at(-1)!.timeWait.entries).toBe(50);
+    await ns.exec('conntrack', ['-F']); // deletes them; no DESTROY comes
+    await ns.traffic('tcp', 10);
+    const converged = await checkpoint(ns, monitor, samples, 'deleted without DESTROY');
+    expect(converged.tcpStates).toEqual({ TIME_WAIT: 10 });
+    expect(samples.at(-1)!.events.resyncs).toBe(1);
+    expect(samples.at(-1)!.events.lostTotal).toBe(0);
+  });
+
+  it('keeps the UPDATEs it does not need out of the socket (classic BPF filter)', async () => {
+    const ns = await namespace('filter');
+    const { monitor, samples } = await startMonitor(ns);
+    // conntrack -E, the reference reader, sees every UPDATE the kernel sends.
+    const reference = spawn('ip', ['netns', 'exec', ns.name, 'conntrack', '-E', '-e', 'UPDATE']);
+    let referenceOut = '';
+    reference.stdout.on('data', (d) => (referenceOut += d));
+    await new Promise((r) => setTimeout(r, 300));
+    await ns.traffic('udp-echo', 50);
+    await ns.traffic('tcp', 20);
+    await nextSamples(monitor, 2);
+    await monitor.stop();
+    reference.kill('SIGINT');
+    await new Promise((r) => reference.on('close', r));
+    const lines = referenceOut.split('\n').filter((l) => l.includes('[UPDATE]'));
+    const udpUpdates = lines.filter((l) => /\budp\b/.test(l)).length;
+    const tcpStateChanges = lines.filter((l) => /\btcp\b/.test(l) && /\b(SYN_RECV|ESTABLISHED|FIN_WAIT|CLOSE_WAIT|LAST_ACK|TIME_WAIT|CLOSE)\b/.test(l)).length;
+    const received = samples.reduce((sum, s) => sum + s.events.updates, 0);
+    console.info(`filter: conntrack -E saw ${lines.length} UPDATEs (${udpUpdates} UDP, ${tcpStateChanges} TCP state changes); the monitor received ${received}`);
+    expect(udpUpdates).toBe(50);
+    expect(received).toBe(tcpStateChanges);
+    expect(received).toBe(lines.length - udpUpdates);
+    expect(samples.at(-1)!.totals.insert).toBe(70);
+  });
+
+  it('with nf_conntrack_events=0 says what it cannot know and warns', async () => {
+    const ns = await namespace('off');
+    await ns.sysctl('net.netfilter.nf_conntrack_events', 0);
+    const { monitor, samples, warnings } = await startMonitor(ns);
+    await nextSamples(monitor, 1);
+    const s = samples[0]!;
+    expect(s.eventsMode).toBe(0);
+    expect(s.counts.insert).toBeNull();
+    expect(s.tcpStates).toBeNull();
+    expect(s.timeWait.entries).toBeNull();
+    expect(s.unavailable['counts.insert']).toMatch(/nf_conntrack_events is 0/);
+    expect(s.counts.drop).toBe(0); // kernel counters do not depend on events
+    expect(warnings.map((w) => w.code)).toEqual(['EVENTS_OFF']);
+  });
+});

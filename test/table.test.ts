@@ -1,0 +1,111 @@
+/**
+ * The native table of tracked entries, driven through the _table hook with messages captured
+ * from the kernel and an injected clock (milliseconds).
+ */
+import { describe, expect, it } from 'vitest';
+import { binding } from './helpers/binding';
+import { loadHexFixture } from './helpers/fixtures';
+
+const TIME_WAIT = 7, SYN_SENT = 1;
+const all = (name: string) => Buffer.concat(loadHexFixture(name));
+const events = (name: string, now = 0) => ({ op: 'events', bytes: all(name), now });
+const counts = { op: 'counts' };
+type Counts = { entries: number; protocols: number[]; tcpStates: number[] };
+const run = (steps: object[]) => binding._table(steps) as unknown as (Counts & { removed: number })[];
+
+describe('tracked table', () => {
+  it('follows a TCP flow through NEW, its state-change UPDATEs and DESTROY', () => {
+    const [afterNew, afterUpdates, afterDestroy] = run([
+      events('tcp4-new'), counts, events('tcp4-update'), counts, events('tcp4-destroy'), counts,
+    ]);
+    expect(afterNew!.tcpStates[SYN_SENT]).toBe(1);
+    expect(afterNew!.protocols).toEqual([1, 0, 0, 0]);
+    expect(afterUpdates!.tcpStates[TIME_WAIT]).toBe(1);
+    expect(afterUpdates!.entries).toBe(1);
+    expect(afterDestroy).toEqual({ entries: 0, protocols: [0, 0, 0, 0], tcpStates: Array(10).fill(0) });
+  });
+
+  it('counts protocols of both families (ICMPv6 as icmp)', () => {
+    const [c] = run([
+      ...['tcp4', 'udp4', 'icmp4', 'tcp6', 'udp6', 'icmp6'].map((p) => events(`${p}-new`)), counts,
+    ]);
+    expect(c!.protocols).toEqual([2, 2, 2, 0]);
+    expect(c!.entries).toBe(6);
+  });
+
+  it('takes duplicate DESTROYs and DESTROY without NEW in its stride', () => {
+    const [c] = run([
+      events('udp4-destroy'), events('udp6-new'), events('udp6-destroy'), events('udp6-destroy'), counts,
+    ]);
+    expect(c!.entries).toBe(0);
+  });
+
+  it('inserts an entry first seen in an UPDATE (it existed before the monitor)', () => {
+    const [c] = run([events('tcp6-update'), counts]);
+    expect(c!.entries).toBe(1);
+    expect(c!.tcpStates[TIME_WAIT]).toBe(1);
+  });
+
+  it('expires an entry at the deadline its CTA_TIMEOUT gives, not when DESTROY comes', () => {
+    // The TIME_WAIT UPDATE carries the namespace's timeout (120 s), set by that very packet.
+    const [before, removed, after] = run([
+      events('tcp4-new', 0), events('tcp4-update', 0),
+      { op: 'expire', now: 119_900 }, { op: 'expire', now: 120_000 }, counts,
+    ]);
+    expect(before!.removed).toBe(0);
+    expect(removed!.removed).toBe(1);
+    expect(after!.entries).toBe(0);
+  });
+
+  it('pads dump deadlines by a second, since dumps round the timeout down', () => {
+    const [early, late] = run([
+      { op: 'begin-dump' }, { op: 'dump', bytes: all('tcp4-update'), now: 0 }, { op: 'end-dump' },
+      { op: 'expire', now: 120_900 }, { op: 'expire', now: 121_000 },
+    ]).slice(1);
+    expect(early!.removed).toBe(0);
+    expect(late!.removed).toBe(1);
+  });
+
+  it('drops on resync what the dump no longer lists, and keeps what it lists', () => {
+    const [ended, c] = run([
+      events('tcp4-new'), events('udp4-new'), events('icmp6-new'),
+      { op: 'begin-dump' }, { op: 'dump', bytes: all('udp4-update'), now: 0 }, { op: 'end-dump' }, counts,
+    ]);
+    expect(ended!.removed).toBe(2);
+    expect(c!.entries).toBe(1);
+    expect(c!.protocols).toEqual([0, 1, 0, 0]);
+  });
+
+  it('keeps exact counts through growth and many deletions', () => {
+    // 5000 distinct flows: the UDP NEW fixture with the CTA_ID rewritten.
+    const base = loadHexFixture('udp4-new')[0]!;
+    const idOffset = findAttr(base, 12);
+    const flows = Array.from({ length: 5000 }, (_, i) => {
+      const b = Buffer.from(base);
+      b.writeUInt32BE(i + 1, idOffset);
+      return b;
+    });
+    const destroyOf = (b: Buffer) => {
+      const d = Buffer.from(b);
+      d.writeUInt16LE(0x0102, 4); // IPCTNL_MSG_CT_DELETE
+      return d;
+    };
+    const [full, half] = run([
+      { op: 'events', bytes: Buffer.concat(flows), now: 0 }, counts,
+      { op: 'events', bytes: Buffer.concat(flows.filter((_, i) => i % 2 === 0).map(destroyOf)), now: 0 }, counts,
+    ]);
+    expect(full!.entries).toBe(5000);
+    expect(half!.entries).toBe(2500);
+    expect(half!.protocols[1]).toBe(2500);
+  });
+});
+
+/** Offset of the payload of top-level attribute `type` in a ctnetlink message. */
+function findAttr(msg: Buffer, type: number): number {
+  for (let off = 20; off + 4 <= msg.length; ) {
+    const len = msg.readUInt16LE(off);
+    if ((msg.readUInt16LE(off + 2) & 0x3fff) === type) return off + 4;
+    off += (len + 3) & ~3;
+  }
+  throw new Error(`attribute ${type} not found`);
+}
