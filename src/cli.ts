@@ -21,6 +21,8 @@ Options:
   --interval MS          interval length in milliseconds (default 1000)
   --duration S           stop after S seconds (default: run until SIGINT/SIGTERM)
   --receive-buffer BYTES event socket receive buffer (default 33554432)
+  --resync-interval MS   re-dump the table every MS milliseconds to reconcile the
+                         tracked entries (default 60000; 0: only after lost events)
   -h, --help             show this help
 
 Needs CAP_NET_ADMIN (root) for ctnetlink; --netns also needs CAP_SYS_ADMIN.
@@ -47,6 +49,7 @@ function parse(argv: string[]): CliArgs | 'help' {
         interval: { type: 'string' },
         duration: { type: 'string' },
         'receive-buffer': { type: 'string' },
+        'resync-interval': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -59,6 +62,9 @@ function parse(argv: string[]): CliArgs | 'help' {
   if (values.interval !== undefined) options.intervalMs = number('--interval', values.interval);
   if (values['receive-buffer'] !== undefined) {
     options.receiveBufferBytes = number('--receive-buffer', values['receive-buffer']);
+  }
+  if (values['resync-interval'] !== undefined) {
+    options.resyncIntervalMs = number('--resync-interval', values['resync-interval']);
   }
   let durationMs: number | undefined;
   if (values.duration !== undefined) {
@@ -76,6 +82,7 @@ function asFlags(message: string): string {
   return message
     .replace(/^intervalMs\b/, '--interval')
     .replace(/^receiveBufferBytes\b/, '--receive-buffer')
+    .replace(/^resyncIntervalMs\b/, '--resync-interval')
     .replace(/^netns\b/, '--netns');
 }
 
@@ -115,6 +122,7 @@ async function main(argv: string[]): Promise<number> {
     : (line: Parameters<typeof formatSampleLine>[0]) => process.stdout.write(`${formatSampleLine(line)}\n`);
   monitor.on('sample', (s) => write(s));
   monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  monitor.on('warning', (w) => process.stderr.write(`conntrack-monitor: warning: ${w.message}\n`));
 
   try {
     await monitor.start();

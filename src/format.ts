@@ -12,6 +12,7 @@ export function formatSampleLine(s: ConntrackSample): string {
     `drop ${rate(s.rates.drop)}`,
     `early_drop ${rate(s.rates.earlyDrop)}`,
     `insert_failed ${rate(s.rates.insertFailed)}`,
+    `time_wait ${s.timeWait.entries ?? '?'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
   ];
   if (s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
   if ((s.counts.drop ?? 0) > 0) parts.push('TABLE FULL: packets dropped');

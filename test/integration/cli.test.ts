@@ -49,8 +49,13 @@ describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', 
     expect(run.code).toBe(0);
     const lines = run.stdout.trim().split('\n');
     expect(lines.length).toBeGreaterThanOrEqual(3);
-    for (const line of lines) expect(line).toMatch(/^\d\d:\d\d:\d\d {2}entries 0\/\d+ \(0\.0%\) {2}insert 0\/s {2}delete 0\/s {2}drop 0\/s/);
+    for (const line of lines) {
+      expect(line).toMatch(/^\d\d:\d\d:\d\d {2}entries 0\/\d+ \(0\.0%\) {2}insert 0\/s {2}delete 0\/s {2}drop 0\/s/);
+      expect(line).toMatch(/time_wait 0 \(0\.0%\)/);
+    }
     expect(lines.at(-1)).toMatch(/\(final, \d+ ms\)$/);
+    // A fresh namespace has nf_conntrack_events=2: said once, plainly, on stderr.
+    expect(run.stderr.match(/warning: .*nf_conntrack_events is 2/g)).toHaveLength(1);
   });
 
   it('exits 1 with the reason when monitoring cannot start', async () => {
