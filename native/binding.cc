@@ -70,6 +70,8 @@ Napi::Object sample_to_js(Napi::Env env, const IntervalSample& s, const ctmon::T
   o.Set("eventsMode", nullable(env, settings.events_mode >= 0, static_cast<double>(settings.events_mode)));
   o.Set("timeWaitTimeout",
         nullable(env, settings.time_wait_timeout_s >= 0, static_cast<double>(settings.time_wait_timeout_s)));
+  o.Set("socketTimeWait",
+        nullable(env, settings.socket_time_wait >= 0, static_cast<double>(settings.socket_time_wait)));
   o.Set("synced", table.synced);
   o.Set("tracked", table_counts_to_js(env, table.counts));
   o.Set("resyncs", static_cast<double>(table.resyncs));

@@ -17,6 +17,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <system_error>
 
 namespace ctmon {
@@ -57,11 +58,28 @@ int64_t read_sysctl(const char* path) {
   return end == text ? -1 : value;
 }
 
+// `tw` of the TCP line of this thread's net/sockstat (thread-self: /proc/self/net would show
+// the main thread's namespace), or -1.
+int64_t read_socket_time_wait() {
+  Fd fd(::open("/proc/thread-self/net/sockstat", O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return -1;
+  char text[1024];
+  const ssize_t n = ::read(fd.get(), text, sizeof text - 1);
+  if (n <= 0) return -1;
+  text[n] = '\0';
+  const char* tcp = std::strstr(text, "\nTCP:");
+  const char* tw = tcp ? std::strstr(tcp, " tw ") : nullptr;
+  const char* eol = tcp ? std::strchr(tcp + 1, '\n') : nullptr;
+  if (tw == nullptr || (eol != nullptr && tw > eol)) return -1;
+  return std::strtoll(tw + 4, nullptr, 10);
+}
+
 NamespaceSettings read_settings() {
   NamespaceSettings s;
   s.buckets = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_buckets");
   s.events_mode = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_events");
   s.time_wait_timeout_s = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait");
+  s.socket_time_wait = read_socket_time_wait();
   return s;
 }
 

@@ -42,6 +42,7 @@ struct NamespaceSettings {
   int64_t buckets = -1;
   int64_t events_mode = -1;            // nf_conntrack_events: 0 off, 1 on, 2 auto
   int64_t time_wait_timeout_s = -1;    // nf_conntrack_tcp_timeout_time_wait
+  int64_t socket_time_wait = -1;       // TCP sockets in TIME_WAIT (tw in net/sockstat)
 };
 
 struct MonitorError {

@@ -7,11 +7,11 @@ export interface BackendSink {
   error(error: ConntrackError): void;
 }
 
-/** A source of samples. start() throws a ConntrackError when the source cannot run. */
+/** A source of samples. start() throws (or rejects with) a ConntrackError when it cannot run. */
 export interface Backend {
-  start(): void;
-  /** Stops and delivers the final partial sample to the sink before returning. */
-  stop(): void;
+  start(): void | Promise<void>;
+  /** Stops and delivers the final partial sample to the sink before returning (or resolving). */
+  stop(): void | Promise<void>;
   ref(): void;
   unref(): void;
 }

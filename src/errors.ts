@@ -35,6 +35,27 @@ export class ConntrackError extends Error {
     this.hint = details.hint;
   }
 
+  /** The native addon could not be loaded (no prebuild for this platform and no build). */
+  static addonUnavailable(cause: unknown): ConntrackError {
+    return new ConntrackError(`the native addon could not be loaded: ${(cause as Error)?.message ?? cause}`, {
+      code: 'ERR_ADDON',
+      hint: 'reinstall to build it (needs python3, make and a C++ compiler), or use the proc backend',
+      cause,
+    });
+  }
+
+  /** A failed file operation of the proc backend. */
+  static fromFs(err: NodeJS.ErrnoException, context: string): ConntrackError {
+    const code = err.code ?? 'EIO';
+    return new ConntrackError(`${context}: ${err.message}`, {
+      code,
+      errno: err.errno,
+      syscall: err.syscall,
+      hint: code === 'EACCES' || code === 'EPERM' ? `no permission to read ${err.path ?? 'it'}` : undefined,
+      cause: err,
+    });
+  }
+
   /** Builds a ConntrackError from a native error, adding a hint for the usual causes. */
   static fromNative(err: NativeErrorLike, netns: string | null): ConntrackError {
     const code = ERRNO_NAMES.get(err.errno) ?? `E${err.errno}`;
@@ -46,6 +67,11 @@ export class ConntrackError extends Error {
       cause: err,
     });
   }
+}
+
+/** Errors after which the 'auto' backend falls back to /proc. */
+export function netlinkUnusable(error: ConntrackError): boolean {
+  return ['EPERM', 'EACCES', 'EPROTONOSUPPORT', 'EAFNOSUPPORT', 'ERR_ADDON'].includes(error.code);
 }
 
 function hintFor(code: string, syscall: string, netns: string | null): string | undefined {

@@ -12,15 +12,16 @@ export function formatSampleLine(s: ConntrackSample): string {
     `drop ${rate(s.rates.drop)}`,
     `early_drop ${rate(s.rates.earlyDrop)}`,
     `insert_failed ${rate(s.rates.insertFailed)}`,
-    `time_wait ${s.timeWait.entries ?? '?'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
+    `time_wait ${s.timeWait.entries ?? 'n/a'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
   ];
-  if (s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
+  if (s.socketTimeWait !== null && s.source === 'proc') parts.push(`tw_sockets ${s.socketTimeWait}`);
+  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
   if ((s.counts.drop ?? 0) > 0) parts.push('TABLE FULL: packets dropped');
   if (s.final) parts.push(`(final, ${Math.round(s.intervalMs)} ms)`);
   return parts.join('  ');
 }
 
 function rate(r: number | null): string {
-  if (r === null) return '?';
+  if (r === null) return 'n/a';
   return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
 }

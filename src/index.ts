@@ -7,6 +7,7 @@ export type {
   ConntrackMonitorOptions,
   ConntrackSample,
   CounterName,
+  ConntrackFallback,
   ConntrackWarning,
   CounterSet,
   EventStats,

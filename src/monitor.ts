@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Backend } from './backend.js';
-import { ConntrackError } from './errors.js';
+import type { BackendSink } from './backend.js';
+import { ConntrackError, netlinkUnusable } from './errors.js';
 import { NetlinkBackend } from './netlink-backend.js';
+import { ProcBackend } from './proc-backend.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, ConntrackWarning } from './types.js';
 
@@ -42,16 +44,38 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
    */
   async start(): Promise<void> {
     if (this.backend) return;
-    const backend = new NetlinkBackend(this.options, {
+    const backend = await this.openBackend({
       sample: (sample) => {
         this.checkEventsMode(sample);
         this.emit('sample', sample);
       },
       error: (error) => this.reportError(error),
     });
-    backend.start();
     if (!this.referenced) backend.unref();
     this.backend = backend;
+  }
+
+  /** The backend the options ask for; 'auto' falls back from netlink to /proc when it must. */
+  private async openBackend(sink: BackendSink): Promise<Backend> {
+    if (this.options.backend === 'proc') return this.startProc(sink);
+    let netlinkError: ConntrackError;
+    try {
+      const netlink = new NetlinkBackend(this.options, sink);
+      netlink.start();
+      return netlink;
+    } catch (err) {
+      netlinkError = err instanceof ConntrackError ? err : ConntrackError.addonUnavailable(err);
+    }
+    if (this.options.backend === 'netlink' || !netlinkUnusable(netlinkError)) throw netlinkError;
+    const proc = await this.startProc(sink);
+    this.emit('fallback', { from: 'netlink', to: 'proc', reason: netlinkError.message, error: netlinkError });
+    return proc;
+  }
+
+  private async startProc(sink: BackendSink): Promise<Backend> {
+    const proc = new ProcBackend(this.options, sink);
+    await proc.start();
+    return proc;
   }
 
   /**
@@ -62,7 +86,7 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
     const backend = this.backend;
     if (!backend) return;
     this.backend = undefined;
-    backend.stop();
+    await backend.stop();
   }
 
   /** Lets the process exit while the monitor runs (like timer.unref()). */

@@ -17,6 +17,7 @@ export interface RawSample {
   max: number | null;
   buckets: number | null;
   eventsMode: number | null;
+  socketTimeWait: number | null;
   timeWaitTimeout: number | null;
   /** The initial dump has completed, so `tracked` describes the table. */
   synced: boolean;

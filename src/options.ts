@@ -16,7 +16,7 @@ export const INTERVAL_MS_RANGE = [50, 3_600_000] as const;
 export const RECEIVE_BUFFER_RANGE = [4096, 1024 * 1024 * 1024] as const;
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
 export const RESYNC_INTERVAL_RANGE = [1000, 86_400_000] as const;
-const BACKENDS: readonly BackendName[] = ['auto', 'netlink'];
+const BACKENDS: readonly BackendName[] = ['auto', 'netlink', 'proc'];
 const KNOWN_OPTIONS = new Set(['netns', 'intervalMs', 'receiveBufferBytes', 'resyncIntervalMs', 'backend']);
 const NETNS_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/;
 

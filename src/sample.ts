@@ -23,13 +23,11 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
   const eventsOff = raw.eventsMode === 0;
   const unavailable: Partial<Record<string, string>> = {};
   const counts = {} as CounterSet;
-  const rates = {} as CounterSet;
   const totals = {} as CounterSet;
   COUNTER_NAMES.forEach((name, i) => {
     const fromEvents = name === 'insert' || name === 'delete';
     const count = eventsOff && fromEvents ? null : (raw.counts[i] ?? null);
     counts[name] = count;
-    rates[name] = count === null || seconds <= 0 ? null : round(count / seconds);
     totals[name] = eventsOff && fromEvents ? null : (raw.totals[i] ?? 0);
     if (count !== null) return;
     unavailable[`counts.${name}`] = eventsOff && fromEvents
@@ -41,6 +39,7 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
   if (raw.entries === null || raw.max === null) {
     unavailable.entries = 'the conntrack statistics request failed in this interval';
   }
+  if (raw.socketTimeWait === null) unavailable.socketTimeWait = '/proc/net/sockstat has no TCP line';
   if (raw.buckets === null) {
     unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
   }
@@ -73,7 +72,7 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
     fill: raw.entries !== null && raw.max ? raw.entries / raw.max : null,
     buckets: raw.buckets,
     counts,
-    rates,
+    rates: ratesOf(counts, seconds),
     totals,
     events: {
       received: raw.eventsReceived,
@@ -84,6 +83,7 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
       resyncs: raw.resyncs,
       lastResyncMs: raw.lastResyncMs === null ? null : round(raw.lastResyncMs),
     },
+    socketTimeWait: raw.socketTimeWait,
     timeWait: {
       entries: timeWaitEntries,
       timeoutSeconds: raw.timeWaitTimeout,
@@ -105,6 +105,16 @@ function kernelStatName(name: CounterName): string {
   return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-function round(x: number): number {
+/** Per-second rates of an interval's counts; null stays null. */
+export function ratesOf(counts: CounterSet, seconds: number): CounterSet {
+  const rates = {} as CounterSet;
+  for (const name of COUNTER_NAMES) {
+    const count = counts[name];
+    rates[name] = count === null || seconds <= 0 ? null : round(count / seconds);
+  }
+  return rates;
+}
+
+export function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }

@@ -50,7 +50,7 @@ export type TcpStateName = (typeof TCP_STATE_NAMES)[number];
 export const PROTOCOL_NAMES = ['tcp', 'udp', 'icmp', 'other'] as const;
 export type ProtocolName = (typeof PROTOCOL_NAMES)[number];
 
-export type BackendName = 'auto' | 'netlink';
+export type BackendName = 'auto' | 'netlink' | 'proc';
 
 export interface ConntrackMonitorOptions {
   /**
@@ -72,7 +72,11 @@ export interface ConntrackMonitorOptions {
    * a re-dump at once whatever this is.
    */
   resyncIntervalMs?: number;
-  /** Which data source to use. Default `'auto'` (currently netlink). */
+  /**
+   * Data source. `'netlink'`: ctnetlink events and stats (CAP_NET_ADMIN). `'proc'`: /proc files,
+   * no privileges, fewer fields (null, with reasons). `'auto'` (default): netlink, falling back
+   * to proc with a `'fallback'` event when netlink is not permitted or not available.
+   */
   backend?: BackendName;
 }
 
@@ -107,7 +111,8 @@ export interface ConntrackSample {
   time: string;
   /** Actual length of the interval in milliseconds. */
   intervalMs: number;
-  source: 'netlink';
+  /** Which backend produced the sample. */
+  source: 'netlink' | 'proc';
   /** The monitored namespace's path, or null for the process's own. */
   netns: string | null;
   /** Entries in the monitored namespace's table at the end of the interval. */
@@ -124,7 +129,13 @@ export interface ConntrackSample {
   rates: CounterSet;
   /** Since start. */
   totals: CounterSet;
-  events: EventStats;
+  /** Event stream statistics; null for the proc backend, which reads no events. */
+  events: EventStats | null;
+  /**
+   * TCP *sockets* in TIME_WAIT in the namespace (`tw` in /proc/net/sockstat): this host's own
+   * endpoints, not conntrack entries; see `timeWait` for those.
+   */
+  socketTimeWait: number | null;
   /** TIME_WAIT occupancy. */
   timeWait: TimeWaitStats;
   /** Tracked TCP entries by state. */
@@ -150,8 +161,18 @@ export interface ConntrackWarning {
   message: string;
 }
 
+/** The monitor runs on /proc because ctnetlink could not be used. */
+export interface ConntrackFallback {
+  from: 'netlink';
+  to: 'proc';
+  /** One line: why netlink could not be used. */
+  reason: string;
+  error: import('./errors.js').ConntrackError;
+}
+
 export interface ConntrackMonitorEvents {
   sample: [sample: ConntrackSample];
+  fallback: [fallback: ConntrackFallback];
   error: [error: import('./errors.js').ConntrackError];
   warning: [warning: ConntrackWarning];
 }

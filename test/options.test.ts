@@ -36,7 +36,7 @@ describe('ConntrackMonitor options', () => {
     [{ netns: 'a/b' }, /netns 'a\/b' is neither an absolute path nor a namespace name/],
     [{ netns: '..' }, /netns '..' is neither/],
     [{ netns: '/var/run/netns/x\0' }, /netns must not contain NUL/],
-    [{ backend: 'ebpf' }, /backend must be one of auto, netlink, got "ebpf"/],
+    [{ backend: 'ebpf' }, /backend must be one of auto, netlink, proc, got "ebpf"/],
     [{ interval: 1000 }, /unknown option 'interval'/],
     [null, /options must be an object, got null/],
   ])('rejects %j with a TypeError', (options, message) => {

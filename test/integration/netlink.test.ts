@@ -126,10 +126,10 @@ describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => 
     await expect(notANamespace).rejects.toThrow(/not a network namespace/);
   });
 
-  it('without CAP_NET_ADMIN fails with EPERM and says what is needed', async () => {
+  it('without CAP_NET_ADMIN, the netlink backend fails with EPERM and says what is needed', async () => {
     const script = `
       const { ConntrackMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
-      new ConntrackMonitor().start().then(
+      new ConntrackMonitor({ backend: 'netlink' }).start().then(
         () => console.log(JSON.stringify({ started: true })),
         (e) => console.log(JSON.stringify({ name: e.name, code: e.code, syscall: e.syscall, message: e.message })));`;
     const child = spawn(process.execPath, ['-e', script], { uid: 65534, gid: 65534 });
