@@ -21,11 +21,13 @@ Options:
   --interval MS          interval length in milliseconds (default 1000)
   --duration S           stop after S seconds (default: run until SIGINT/SIGTERM)
   --receive-buffer BYTES event socket receive buffer (default 33554432)
+  --backend NAME         auto (default): ctnetlink, else /proc; netlink; proc
   --resync-interval MS   re-dump the table every MS milliseconds to reconcile the
                          tracked entries (default 60000; 0: only after lost events)
   -h, --help             show this help
 
-Needs CAP_NET_ADMIN (root) for ctnetlink; --netns also needs CAP_SYS_ADMIN.
+ctnetlink needs CAP_NET_ADMIN (root); --netns also needs CAP_SYS_ADMIN. Without them
+the auto backend reads /proc instead (fewer fields) and says so once on stderr.
 Exit status: 0 after a clean stop, 1 if monitoring could not start, 2 for bad usage.`;
 
 class UsageError extends Error {}
@@ -50,6 +52,7 @@ function parse(argv: string[]): CliArgs | 'help' {
         duration: { type: 'string' },
         'receive-buffer': { type: 'string' },
         'resync-interval': { type: 'string' },
+        backend: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -63,6 +66,7 @@ function parse(argv: string[]): CliArgs | 'help' {
   if (values['receive-buffer'] !== undefined) {
     options.receiveBufferBytes = number('--receive-buffer', values['receive-buffer']);
   }
+  if (values.backend !== undefined) options.backend = values.backend as ConntrackMonitorOptions['backend'];
   if (values['resync-interval'] !== undefined) {
     options.resyncIntervalMs = number('--resync-interval', values['resync-interval']);
   }
@@ -83,7 +87,8 @@ function asFlags(message: string): string {
     .replace(/^intervalMs\b/, '--interval')
     .replace(/^receiveBufferBytes\b/, '--receive-buffer')
     .replace(/^resyncIntervalMs\b/, '--resync-interval')
-    .replace(/^netns\b/, '--netns');
+    .replace(/^netns\b/, '--netns')
+    .replace(/^backend\b/, '--backend');
 }
 
 function number(flag: string, text: string): number {
@@ -122,6 +127,12 @@ async function main(argv: string[]): Promise<number> {
     : (line: Parameters<typeof formatSampleLine>[0]) => process.stdout.write(`${formatSampleLine(line)}\n`);
   monitor.on('sample', (s) => write(s));
   monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  monitor.on('fallback', (f) =>
+    process.stderr.write(
+      `conntrack-monitor: using /proc instead of ctnetlink: ${f.reason}. ` +
+        'Without ctnetlink there are no insert/delete rates and no conntrack TIME_WAIT or state counts.\n',
+    ),
+  );
   monitor.on('warning', (w) => process.stderr.write(`conntrack-monitor: warning: ${w.message}\n`));
 
   try {

@@ -8,7 +8,7 @@ import { readdir, stat } from 'node:fs/promises';
 import type { Backend, BackendSink } from './backend.js';
 import { ConntrackError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
-import { procPaths, readProc, StatDeltas, STAT_COLUMNS, type ProcPaths, type ProcReading } from './procfs.js';
+import { ProcReader, procPaths, StatDeltas, STAT_COLUMNS, type ProcReading } from './procfs.js';
 import { ratesOf, round } from './sample.js';
 import { COUNTER_NAMES, type ConntrackSample, type CounterName, type CounterSet } from './types.js';
 
@@ -23,12 +23,11 @@ const REASONS: Record<string, string> = {
 };
 
 export class ProcBackend implements Backend {
-  private paths: ProcPaths | undefined;
+  private reader: ProcReader | undefined;
   private readonly deltas = new StatDeltas();
   private readonly totals = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Record<CounterName, number>;
   private timer: NodeJS.Timeout | undefined;
   private intervalStart = 0n;
-  private pending: Promise<void> = Promise.resolve();
   private referenced = true;
 
   constructor(
@@ -38,33 +37,33 @@ export class ProcBackend implements Backend {
   ) {}
 
   async start(): Promise<void> {
-    const pid = await this.namespacePid();
-    this.paths = procPaths(this.procRoot, pid);
+    const paths = procPaths(this.procRoot, await this.namespacePid());
+    this.reader = new ProcReader(paths);
     let baseline: ProcReading;
     try {
-      baseline = await readProc(this.paths);
+      baseline = this.reader.read();
     } catch (err) {
+      this.reader.close();
       throw ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read conntrack state from /proc');
     }
     if (baseline.max === null) {
-      throw new ConntrackError(`${this.paths.sysctl}/nf_conntrack_max does not exist`, {
+      this.reader.close();
+      throw new ConntrackError(`${paths.sysctl}/nf_conntrack_max does not exist`, {
         code: 'ENOENT',
         hint: 'this kernel has no conntrack (nf_conntrack is not loaded)',
       });
     }
     if (baseline.stat) this.deltas.update(baseline.stat);
     this.intervalStart = process.hrtime.bigint();
-    this.timer = setInterval(() => {
-      this.pending = this.pending.then(() => this.tick(false));
-    }, this.options.intervalMs);
+    this.timer = setInterval(() => this.tick(false), this.options.intervalMs);
     if (!this.referenced) this.timer.unref();
   }
 
-  async stop(): Promise<void> {
+  stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
-    await this.pending;
-    await this.tick(true);
+    this.tick(true);
+    this.reader?.close();
   }
 
   ref(): void {
@@ -84,13 +83,14 @@ export class ProcBackend implements Backend {
   private async namespacePid(): Promise<number | null> {
     const path = this.options.netnsPath;
     if (path === null) return null;
+    // /proc/PID/ns/net names its process: no need (nor, unprivileged, permission) to stat it.
+    const direct = /^\/proc\/(\d+|self|thread-self)\/ns\/net$/.exec(path);
+    if (direct) return /^\d+$/.test(direct[1]!) ? Number(direct[1]) : null;
     const target = await stat(path).catch((err: NodeJS.ErrnoException) => {
       throw ConntrackError.fromFs(err, `open network namespace ${path}`);
     });
     const own = await stat(`${this.procRoot}/self/ns/net`);
     if (own.ino === target.ino && own.dev === target.dev) return null;
-    const direct = /^\/proc\/(\d+)\/ns\/net$/.exec(path);
-    if (direct) return Number(direct[1]);
     for (const entry of await readdir(this.procRoot)) {
       if (!/^\d+$/.test(entry)) continue;
       const ns = await stat(`${this.procRoot}/${entry}/ns/net`).catch(() => null);
@@ -102,10 +102,10 @@ export class ProcBackend implements Backend {
     });
   }
 
-  private async tick(final: boolean): Promise<void> {
+  private tick(final: boolean): void {
     let reading: ProcReading;
     try {
-      reading = await readProc(this.paths!);
+      reading = this.reader!.read();
     } catch (err) {
       this.sink.error(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read conntrack state from /proc'));
       return;

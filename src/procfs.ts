@@ -6,7 +6,7 @@
  * were renamed (searched -> clashres in 5.10, delete_list -> chainlength in 5.15), old kernels
  * have 16 columns, and several are dead. It exists only with CONFIG_NF_CONNTRACK_PROCFS.
  */
-import { readFile } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CounterName } from './types.js';
 
@@ -126,43 +126,76 @@ export interface ProcReading {
   socketTimeWait: number | null;
 }
 
-/** Reads everything the proc backend samples: a handful of small files. */
-export async function readProc(paths: ProcPaths): Promise<ProcReading> {
-  const sysctl = (name: string) => readInteger(join(paths.sysctl, name));
-  const own = <T>(value: Promise<T | null>) => (paths.ownNamespace ? value : Promise.resolve(null));
-  const [count, max, buckets, eventsMode, timeWaitTimeout, statText, sockstatText] = await Promise.all([
-    own(sysctl('nf_conntrack_count')),
-    sysctl('nf_conntrack_max'),
-    sysctl('nf_conntrack_buckets'),
-    own(sysctl('nf_conntrack_events')),
-    own(sysctl('nf_conntrack_tcp_timeout_time_wait')),
-    readOptional(join(paths.net, 'stat/nf_conntrack')),
-    readOptional(join(paths.net, 'sockstat')),
-  ]);
-  const stat = statText === null ? null : parseConntrackStat(statText);
-  return {
-    count: count ?? stat?.entries ?? null,
-    max,
-    buckets,
-    eventsMode,
-    timeWaitTimeout,
-    stat,
-    socketTimeWait: sockstatText === null ? null : parseSockstatTimeWait(sockstatText),
-  };
-}
+/**
+ * Reads what one proc sample needs. The files stay open and are re-read from offset 0 each
+ * time (procfs and sysctl files regenerate their text on every read), so a sample costs seven
+ * pread calls and no open/close. Reads are synchronous: they are served from kernel memory.
+ */
+export class ProcReader {
+  private readonly files = new Map<string, number | null>();
+  private buffer = Buffer.alloc(64 * 1024);
 
-async function readOptional(path: string): Promise<string | null> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+  constructor(private readonly paths: ProcPaths) {}
+
+  read(): ProcReading {
+    const sysctl = (name: string) => this.integer(join(this.paths.sysctl, name));
+    const own = (name: string) => (this.paths.ownNamespace ? sysctl(name) : null);
+    const statText = this.text(join(this.paths.net, 'stat/nf_conntrack'));
+    const sockstatText = this.text(join(this.paths.net, 'sockstat'));
+    const stat = statText === null ? null : parseConntrackStat(statText);
+    return {
+      count: own('nf_conntrack_count') ?? stat?.entries ?? null,
+      max: sysctl('nf_conntrack_max'),
+      buckets: sysctl('nf_conntrack_buckets'),
+      eventsMode: own('nf_conntrack_events'),
+      timeWaitTimeout: own('nf_conntrack_tcp_timeout_time_wait'),
+      stat,
+      socketTimeWait: sockstatText === null ? null : parseSockstatTimeWait(sockstatText),
+    };
+  }
+
+  close(): void {
+    for (const fd of this.files.values()) if (fd !== null) closeSync(fd);
+    this.files.clear();
+  }
+
+  /** The file's whole text, or null when it does not exist. Other errors throw. */
+  private text(path: string): string | null {
+    let fd = this.files.get(path);
+    if (fd === undefined) {
+      try {
+        fd = openSync(path, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        fd = null;
+      }
+      this.files.set(path, fd);
+    }
+    if (fd === null) return null;
+    let length = 0;
+    for (;;) {
+      if (length === this.buffer.length) this.buffer = Buffer.concat([this.buffer, Buffer.alloc(this.buffer.length)]);
+      const n = readSync(fd, this.buffer, length, this.buffer.length - length, length);
+      if (n === 0) break;
+      length += n;
+    }
+    return this.buffer.toString('utf8', 0, length);
+  }
+
+  private integer(path: string): number | null {
+    const text = this.text(path);
+    if (text === null) return null;
+    const value = Number(text.trim());
+    return Number.isSafeInteger(value) ? value : null;
   }
 }
 
-async function readInteger(path: string): Promise<number | null> {
-  const text = await readOptional(path);
-  if (text === null) return null;
-  const value = Number(text.trim());
-  return Number.isSafeInteger(value) ? value : null;
+/** One reading with files opened and closed for it (tests, one-off checks). */
+export function readProc(paths: ProcPaths): ProcReading {
+  const reader = new ProcReader(paths);
+  try {
+    return reader.read();
+  } finally {
+    reader.close();
+  }
 }
