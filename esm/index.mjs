@@ -2,4 +2,11 @@
 // of the classes (instanceof ConntrackError works across both).
 import cjs from '../dist/index.js';
 
-export const { ConntrackMonitor, ConntrackError, COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } = cjs;
+export const {
+  ConntrackMonitor,
+  ConntrackError,
+  registerConntrackMetrics,
+  COUNTER_NAMES,
+  PROTOCOL_NAMES,
+  TCP_STATE_NAMES,
+} = cjs;

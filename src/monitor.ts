@@ -4,6 +4,7 @@ import type { BackendSink } from './backend.js';
 import { ConntrackError, netlinkUnusable } from './errors.js';
 import { NetlinkBackend } from './netlink-backend.js';
 import { ProcBackend } from './proc-backend.js';
+import { PressureTracker } from './pressure.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, ConntrackWarning } from './types.js';
 
@@ -26,11 +27,13 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
   private backend: Backend | undefined;
   private referenced = true;
   private warnedEventsMode: number | null = null;
+  private readonly pressure: PressureTracker;
 
   /** Throws a TypeError for invalid options, before anything native runs. */
   constructor(options: ConntrackMonitorOptions = {}) {
     super();
     this.options = Object.freeze(resolveOptions(options));
+    this.pressure = new PressureTracker(this.options.pressure);
   }
 
   /** True between a successful start() and stop(). */
@@ -48,6 +51,8 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
       sample: (sample) => {
         this.checkEventsMode(sample);
         this.emit('sample', sample);
+        const change = this.pressure.update(sample);
+        if (change) this.emit('pressure', change);
       },
       error: (error) => this.reportError(error),
     });

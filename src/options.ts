@@ -1,3 +1,4 @@
+import { resolvePressure, type PressureThresholds } from './pressure.js';
 import type { BackendName, ConntrackMonitorOptions } from './types.js';
 
 /** Options after validation, as the backends use them. */
@@ -8,6 +9,7 @@ export interface ResolvedOptions {
   receiveBufferBytes: number;
   resyncIntervalMs: number;
   backend: BackendName;
+  pressure: PressureThresholds;
 }
 
 export const DEFAULT_INTERVAL_MS = 1000;
@@ -17,7 +19,7 @@ export const RECEIVE_BUFFER_RANGE = [4096, 1024 * 1024 * 1024] as const;
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
 export const RESYNC_INTERVAL_RANGE = [1000, 86_400_000] as const;
 const BACKENDS: readonly BackendName[] = ['auto', 'netlink', 'proc'];
-const KNOWN_OPTIONS = new Set(['netns', 'intervalMs', 'receiveBufferBytes', 'resyncIntervalMs', 'backend']);
+const KNOWN_OPTIONS = new Set(['netns', 'intervalMs', 'receiveBufferBytes', 'resyncIntervalMs', 'backend', 'pressure']);
 const NETNS_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/;
 
 /**
@@ -47,6 +49,7 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
         ? 0
         : integerIn('resyncIntervalMs', options.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
     backend: resolveBackend(options.backend),
+    pressure: resolvePressure(options.pressure),
   };
 }
 

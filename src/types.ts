@@ -78,6 +78,11 @@ export interface ConntrackMonitorOptions {
    * to proc with a `'fallback'` event when netlink is not permitted or not available.
    */
   backend?: BackendName;
+  /**
+   * Thresholds of the `'pressure'` event, as fractions of nf_conntrack_max. Default
+   * `{ warning: 0.75, critical: 0.9, hysteresis: 0.05 }`; any drop is critical.
+   */
+  pressure?: Partial<import('./pressure.js').PressureThresholds>;
 }
 
 export interface EventStats {
@@ -175,4 +180,5 @@ export interface ConntrackMonitorEvents {
   fallback: [fallback: ConntrackFallback];
   error: [error: import('./errors.js').ConntrackError];
   warning: [warning: ConntrackWarning];
+  pressure: [event: import('./pressure.js').PressureEvent];
 }

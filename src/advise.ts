@@ -1,0 +1,196 @@
+/**
+ * The tuning advice the seed support article gives by hand (raise nf_conntrack_max, size the
+ * buckets, shorten the TIME_WAIT timeout), computed from what the host really did while it was
+ * watched. Pure: samples and an environment in, advice out. It never applies anything.
+ */
+import type { ConntrackSample } from './types.js';
+
+export interface TuningEnvironment {
+  /** Current nf_conntrack_max. */
+  max: number;
+  /** Current nf_conntrack_buckets, if known. */
+  buckets: number | null;
+  /** Current nf_conntrack_tcp_timeout_time_wait in seconds, if known. */
+  timeWaitTimeout: number | null;
+  /** Bytes one conntrack entry takes in the kernel (slab object size), if readable. */
+  entryBytes: number | null;
+  /** Total memory of the host in bytes, if known. */
+  memoryBytes: number | null;
+}
+
+export interface Recommendation {
+  sysctl: 'net.netfilter.nf_conntrack_max' | 'net.netfilter.nf_conntrack_buckets' | 'net.netfilter.nf_conntrack_tcp_timeout_time_wait';
+  current: number | null;
+  recommended: number;
+  /** The numbers behind it, in one or two sentences. */
+  reason: string;
+}
+
+export interface TuningAdvice {
+  observedSeconds: number;
+  peakEntries: number | null;
+  peakFill: number | null;
+  /** Linear growth of entries over the observation, per minute (negative when shrinking). */
+  growthPerMinute: number | null;
+  drops: number | null;
+  peakTimeWait: number | null;
+  recommendations: Recommendation[];
+  /** Kernel memory the recommended table would take when full, if the entry size is known. */
+  memory: { entryBytes: number; bytes: number; shareOfRam: number | null } | null;
+  /** Lines for /etc/sysctl.d/ (empty when nothing should change). */
+  sysctlConf: string;
+  /** How to apply the snippet; the advisor itself never does. */
+  steps: string[];
+  /** Plain-words findings, including "nothing to change". */
+  notes: string[];
+}
+
+/** Fill to aim for at the projected peak: room for a burst as large again. */
+export const TARGET_FILL = 0.5;
+/** How far ahead observed growth is projected, in seconds. */
+export const GROWTH_HORIZON_S = 600;
+/** The TIME_WAIT timeout the support article recommends. */
+export const SHORT_TIME_WAIT_S = 30;
+
+export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnvironment): TuningAdvice {
+  const withEntries = samples.filter((s) => s.entries !== null);
+  const observedSeconds = samples.reduce((sum, s) => sum + s.intervalMs, 0) / 1000;
+  const peakEntries = withEntries.length ? Math.max(...withEntries.map((s) => s.entries!)) : null;
+  const peakFill = peakEntries === null ? null : peakEntries / env.max;
+  const drops = sumKnown(samples.map((s) => s.counts.drop));
+  const twKnown = samples.filter((s) => s.timeWait.entries !== null);
+  const peakTimeWait = twKnown.length ? Math.max(...twKnown.map((s) => s.timeWait.entries!)) : null;
+  const growthPerSecond = slope(withEntries);
+  const recommendations: Recommendation[] = [];
+  const notes: string[] = [];
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+  // nf_conntrack_max: the projected demand, at TARGET_FILL.
+  let recommendedMax = env.max;
+  if (peakEntries !== null) {
+    const projected = peakEntries + Math.max(0, growthPerSecond ?? 0) * GROWTH_HORIZON_S;
+    // Every dropped packet wanted an entry that did not fit.
+    const demand = Math.max(projected, (drops ?? 0) > 0 ? env.max + drops! : 0);
+    const needed = nextPowerOfTwo(Math.ceil(demand / TARGET_FILL));
+    if ((drops ?? 0) > 0 || demand > env.max * 0.75) {
+      recommendedMax = Math.max(needed, env.max * 2);
+      const why = (drops ?? 0) > 0
+        ? `${drops} packets were dropped because the table was full (peak ${peakEntries} of ${env.max} entries)`
+        : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${GROWTH_HORIZON_S / 60} min at the observed growth`;
+      recommendations.push({
+        sysctl: 'net.netfilter.nf_conntrack_max',
+        current: env.max,
+        recommended: recommendedMax,
+        reason: `${why}; ${recommendedMax} keeps that demand at about ${pct(demand / recommendedMax)} of the table.`,
+      });
+    } else {
+      notes.push(`nf_conntrack_max ${env.max} is enough: peak ${peakEntries} entries (${pct(peakFill!)}), no drops.`);
+    }
+  }
+
+  // nf_conntrack_buckets: one bucket per entry of the (new) max, the kernel's own default
+  // ratio since 5.15; a bucket costs 8 bytes.
+  if (env.buckets !== null && env.buckets < recommendedMax) {
+    recommendations.push({
+      sysctl: 'net.netfilter.nf_conntrack_buckets',
+      current: env.buckets,
+      recommended: recommendedMax,
+      reason: `a full table of ${recommendedMax} entries in ${env.buckets} buckets averages ${(recommendedMax / env.buckets).toFixed(1)} entries per hash chain; ${recommendedMax} buckets (${formatBytes(recommendedMax * 8)}) keep lookups at one.`,
+    });
+  }
+
+  // TIME_WAIT timeout: when TIME_WAIT entries are most of a table under pressure.
+  if (peakTimeWait !== null && peakEntries && env.timeWaitTimeout !== null && env.timeWaitTimeout > SHORT_TIME_WAIT_S) {
+    const share = peakTimeWait / peakEntries;
+    const pressured = (drops ?? 0) > 0 || (peakFill ?? 0) >= 0.25;
+    if (share >= 0.5 && pressured) {
+      const freed = Math.round(peakTimeWait * (1 - SHORT_TIME_WAIT_S / env.timeWaitTimeout));
+      recommendations.push({
+        sysctl: 'net.netfilter.nf_conntrack_tcp_timeout_time_wait',
+        current: env.timeWaitTimeout,
+        recommended: SHORT_TIME_WAIT_S,
+        reason: `TIME_WAIT entries were ${pct(share)} of the table at peak (${peakTimeWait}); at ${SHORT_TIME_WAIT_S} s instead of ${env.timeWaitTimeout} s about ${freed} of them would be gone.`,
+      });
+    } else if (share >= 0.5) {
+      notes.push(`TIME_WAIT entries are ${pct(share)} of the table, but the table is not under pressure: the ${env.timeWaitTimeout} s timeout can stay.`);
+    }
+  }
+  if (peakTimeWait === null) notes.push('TIME_WAIT entries are unknown with this backend (it needs ctnetlink): no timeout advice.');
+
+  const memory = env.entryBytes === null
+    ? null
+    : {
+        entryBytes: env.entryBytes,
+        bytes: recommendedMax * env.entryBytes + recommendedMax * 8,
+        shareOfRam: env.memoryBytes ? (recommendedMax * (env.entryBytes + 8)) / env.memoryBytes : null,
+      };
+  if (memory && recommendations.some((r) => r.sysctl === 'net.netfilter.nf_conntrack_max')) {
+    notes.push(
+      `A full table of ${recommendedMax} entries takes ${formatBytes(memory.bytes)} of kernel memory (${env.entryBytes} bytes per entry plus 8 per bucket)` +
+        (memory.shareOfRam === null ? '.' : `, ${pct(memory.shareOfRam)} of RAM.`),
+    );
+  }
+  if (recommendations.length === 0) notes.push('Nothing to change.');
+
+  const sysctlConf = recommendations.length
+    ? [
+        `# conntrack-monitor advise: ${samples.length} samples over ${Math.round(observedSeconds)} s, peak ${peakEntries ?? '?'} entries, ${drops ?? '?'} drops`,
+        ...recommendations.map((r) => `${r.sysctl} = ${r.recommended}`),
+      ].join('\n')
+    : '';
+  const steps = recommendations.length
+    ? [
+        'Save the lines above as /etc/sysctl.d/90-conntrack.conf (or append them to /etc/sysctl.conf).',
+        'Apply them now: sysctl -p /etc/sysctl.d/90-conntrack.conf (they also apply at every boot).',
+        'nf_conntrack_max and nf_conntrack_buckets are global: set them in the host (initial) namespace, not in a container.',
+      ]
+    : [];
+  return {
+    observedSeconds,
+    peakEntries,
+    peakFill,
+    growthPerMinute: growthPerSecond === null ? null : growthPerSecond * 60,
+    drops,
+    peakTimeWait,
+    recommendations,
+    memory,
+    sysctlConf,
+    steps,
+    notes,
+  };
+}
+
+function sumKnown(values: (number | null)[]): number | null {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length ? known.reduce((a, b) => a + b, 0) : null;
+}
+
+/** Least-squares slope of entries over time, per second. */
+function slope(samples: readonly ConntrackSample[]): number | null {
+  if (samples.length < 2) return null;
+  const xs = samples.map((s) => Date.parse(s.time) / 1000);
+  const ys = samples.map((s) => s.entries!);
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+  let num = 0;
+  let den = 0;
+  xs.forEach((x, i) => {
+    num += (x - mx) * (ys[i]! - my);
+    den += (x - mx) ** 2;
+  });
+  return den === 0 ? null : num / den;
+}
+
+function nextPowerOfTwo(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}

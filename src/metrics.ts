@@ -1,0 +1,146 @@
+/**
+ * Prometheus metrics through prom-client (an optional peer dependency), in its conventions:
+ * metrics go only into the registry the caller passes, and values are set at scrape time from
+ * the monitor's latest sample (collect()), never on a timer.
+ *
+ * Names follow node_exporter's conntrack collector where they overlap (entries, entries_limit,
+ * so its `entries / entries_limit > 0.75` alert carries over) and fix its mistakes: kernel
+ * counters are counters named `_total`, dead counters (searched, new, insert, ...) are absent,
+ * clash_resolve and chaintoolong are present. What the backend cannot know is omitted, never 0.
+ */
+import type { ConntrackMonitor } from './monitor.js';
+import { TCP_STATE_NAMES, type ConntrackSample, type CounterName } from './types.js';
+
+/** The part of a prom-client Registry this module uses (so prom-client stays optional). */
+export interface RegistryLike {
+  registerMetric(metric: unknown): void;
+}
+
+export interface ConntrackMetricsOptions {
+  /** The prom-client Registry to register in. Required: the global one is never touched implicitly. */
+  registry: RegistryLike;
+  /** Metric name prefix. Default `nf_conntrack_`. */
+  prefix?: string;
+  /** Constant labels added to every series, e.g. `{ node: 'web-1' }`. */
+  labels?: Record<string, string>;
+}
+
+/** Kernel stats exported as counters: `<prefix>stat_<name>_total`. Dead counters are not here. */
+const KERNEL_STATS: [CounterName, string, string][] = [
+  ['drop', 'drop', 'Packets dropped because no conntrack entry could be created: "table full, dropping packet".'],
+  ['earlyDrop', 'early_drop', 'Unassured entries evicted to make room for new ones.'],
+  ['insertFailed', 'insert_failed', 'Entries that could not be inserted (races, chain too long).'],
+  ['invalid', 'invalid', 'Packets conntrack could not track (invalid state or headers).'],
+  ['icmpError', 'icmp_error', 'ICMP errors that did not match a tracked flow.'],
+  ['clashResolve', 'clash_resolve', 'Insert races resolved without a drop (Linux >= 5.10).'],
+  ['chainTooLong', 'chaintoolong', 'Inserts refused because a hash chain was too long (Linux >= 5.15).'],
+  ['searchRestart', 'search_restart', 'Table lookups restarted because of a concurrent resize or move.'],
+];
+
+interface PromClient {
+  Gauge: new (config: object) => PromMetric;
+  Counter: new (config: object) => PromMetric;
+}
+interface PromMetric {
+  name: string;
+  reset(): void;
+  remove(labels?: Record<string, string>): void;
+  set(labels: Record<string, string>, value: number): void;
+  inc(labels: Record<string, string>, value: number): void;
+}
+
+/** The label a monitored namespace gets: its name under /var/run/netns, else its path. */
+export function netnsLabel(path: string | null): string | null {
+  if (path === null) return null;
+  const named = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(path);
+  return named ? named[1]! : path;
+}
+
+/**
+ * Registers the conntrack metrics of `monitor` in `options.registry` and returns the metric
+ * names. Values come from the latest sample at each scrape; before the first sample, and for
+ * fields the backend cannot know, the series are absent.
+ */
+export function registerConntrackMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
+  if (!options || typeof options.registry?.registerMetric !== 'function') {
+    throw new TypeError('registerConntrackMetrics(monitor, { registry }) needs a prom-client Registry');
+  }
+  const prefix = options.prefix ?? 'nf_conntrack_';
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
+  const client = loadPromClient();
+  const constant: Record<string, string> = { ...options.labels };
+  const netns = netnsLabel(monitor.options.netnsPath);
+  if (netns !== null) constant.netns = netns;
+  const constantNames = Object.keys(constant);
+
+  let latest: ConntrackSample | null = null;
+  let updates = 0; // samples carry UPDATEs per interval; the counter needs their running total
+  monitor.on('sample', (s) => {
+    latest = s;
+    updates += s.events?.updates ?? 0;
+  });
+
+  const names: string[] = [];
+  const define = (
+    kind: 'Gauge' | 'Counter',
+    name: string,
+    help: string,
+    extraLabels: string[],
+    fill: (metric: PromMetric, s: ConntrackSample) => void,
+  ) => {
+    names.push(prefix + name);
+    new client[kind]({
+      name: prefix + name,
+      help,
+      labelNames: [...constantNames, ...extraLabels],
+      registers: [options.registry],
+      collect(this: PromMetric) {
+        this.reset();
+        if (constantNames.length + extraLabels.length === 0) this.remove(); // reset() leaves a 0
+        if (latest) fill(this, latest);
+      },
+    });
+  };
+  const put = (metric: PromMetric, value: number | null | undefined, labels: Record<string, string> = {}) => {
+    if (value === null || value === undefined) return;
+    const all = { ...constant, ...labels };
+    if ((metric as unknown as { set?: unknown }).set) metric.set(all, value);
+    else metric.inc(all, value);
+  };
+
+  define('Gauge', 'entries', 'Entries in the conntrack table of the monitored namespace.', [], (m, s) => put(m, s.entries));
+  define('Gauge', 'entries_limit', 'nf_conntrack_max: the limit each namespace\'s entries are compared with.', [], (m, s) => put(m, s.max));
+  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (m, s) => put(m, s.buckets));
+  for (const [counter, stat, help] of KERNEL_STATS) {
+    define('Counter', `stat_${stat}_total`, help, [], (m, s) => put(m, s.totals[counter]));
+  }
+  define('Counter', 'events_total', 'ctnetlink events received, by type.', ['type'], (m, s) => {
+    if (!s.events) return;
+    put(m, s.totals.insert, { type: 'new' });
+    put(m, s.totals.delete, { type: 'destroy' });
+    put(m, updates, { type: 'update' });
+  });
+  define('Counter', 'events_lost_total', 'Events the kernel could not queue for the monitor (socket buffer full).', [], (m, s) =>
+    put(m, s.events?.lostTotal),
+  );
+  define('Counter', 'resyncs_total', 'Re-dumps of the table to reconcile the tracked entries.', [], (m, s) => put(m, s.events?.resyncs));
+  define('Gauge', 'entries_by_state', 'Tracked entries by protocol and TCP state (non-TCP protocols have state="").', ['protocol', 'state'], (m, s) => {
+    if (!s.tcpStates || !s.protocols) return;
+    for (const state of TCP_STATE_NAMES) put(m, s.tcpStates[state], { protocol: 'tcp', state: state.toLowerCase() });
+    for (const protocol of ['udp', 'icmp', 'other'] as const) put(m, s.protocols[protocol], { protocol, state: '' });
+  });
+  define('Gauge', 'tcp_timeout_time_wait_seconds', 'nf_conntrack_tcp_timeout_time_wait of the monitored namespace.', [], (m, s) =>
+    put(m, s.timeWait.timeoutSeconds),
+  );
+  return names;
+}
+
+function loadPromClient(): PromClient {
+  try {
+    // Resolved from where this package is installed, so normally the application's own
+    // prom-client: the metric classes must come from the same copy as the registry.
+    return require('prom-client') as PromClient;
+  } catch {
+    throw new Error('registerConntrackMetrics needs prom-client: npm install prom-client');
+  }
+}
