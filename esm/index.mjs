@@ -6,6 +6,7 @@ export const {
   ConntrackMonitor,
   ConntrackError,
   registerConntrackMetrics,
+  DEFAULT_PRESSURE,
   COUNTER_NAMES,
   PROTOCOL_NAMES,
   TCP_STATE_NAMES,

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <napi.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -214,9 +215,24 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     if (notify_pending_) return;
     notify_pending_ = true;
     tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
-      Napi::Array records = take_records(env);
-      if (records.Length() > 0) on_records.Call({records});
+      // While the environment tears down, pending calls run with no env, or with one that
+      // can no longer run JS: create nothing then.
+      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !has_records()) return;
+      try {
+        on_records.Call({take_records(env)});
+      } catch (const Napi::Error&) {
+        // src/netlink-backend.ts never lets a listener's exception reach here (it rethrows
+        // them on the next tick), so this is teardown refusing JS: nothing to deliver to.
+      }
     });
+  }
+
+  // JS thread. False (and no call pending any more) when the queue is empty.
+  bool has_records() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!queue_.empty()) return true;
+    notify_pending_ = false;
+    return false;
   }
 
   // JS thread.
@@ -341,8 +357,10 @@ void cpus_from_js(Napi::Value v, std::vector<ctmon::CpuStats>& out) {
     Napi::Object values = cpu.Get("values").As<Napi::Object>();
     Napi::Array keys = values.GetPropertyNames();
     for (uint32_t k = 0; k < keys.Length(); ++k) {
-      const uint32_t id = std::stoul(keys.Get(k).ToString().Utf8Value());
-      if (id >= ctmon::kStatsSlots) continue;
+      const std::string key = keys.Get(k).ToString().Utf8Value();
+      char* end = nullptr;
+      const unsigned long id = std::strtoul(key.c_str(), &end, 10);
+      if (end == key.c_str() || *end != '\0' || id >= ctmon::kStatsSlots) continue;
       s.values[id] = values.Get(keys.Get(k)).As<Napi::Number>().Uint32Value();
       s.present |= 1u << id;
     }

@@ -173,6 +173,8 @@ bool MessageWalker::next(Message& out) {
 DecodeStatus decode_conntrack(const Message& msg, Conntrack& out) {
   if ((msg.type >> 8) != NFNL_SUBSYS_CTNETLINK) return DecodeStatus::kNotConntrack;
   const uint8_t kind = msg.type & 0xff;
+  if (kind != IPCTNL_MSG_CT_DELETE && kind != IPCTNL_MSG_CT_NEW) return DecodeStatus::kNotConntrack;
+  out = Conntrack{};  // nothing from a previous message may leak into this one
   if (kind == IPCTNL_MSG_CT_DELETE) {
     out.kind = EventKind::kDestroy;
   } else if (kind == IPCTNL_MSG_CT_NEW) {
@@ -184,9 +186,6 @@ DecodeStatus decode_conntrack(const Message& msg, Conntrack& out) {
   }
   AttrWalker w(nullptr, 0);
   if (!attributes_of(msg, w, &out.family, nullptr)) return DecodeStatus::kMalformed;
-  out.fields = 0;
-  out.orig = Tuple{};
-  out.tcp_state = kTcpStateNone;
   Attr a;
   bool ok = true;
   while (ok && w.next(a)) {

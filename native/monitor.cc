@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,7 @@ constexpr size_t kSlotBytes = 8192;         // an event is < 400 bytes
 constexpr int kRequestTimeoutMs = 2000;     // a stats request never blocks longer
 constexpr int kBatchesPerWakeup = 16;       // then look at the clock again
 constexpr int kBatchesAtClose = 1024;       // ~65k events queued before an interval closes
+constexpr int64_t kSecondNs = 1000000000;
 // UPDATE carries TCP state changes; event_filter() drops the UPDATEs nothing here needs.
 constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
                                      NFNLGRP_CONNTRACK_DESTROY};
@@ -123,6 +125,7 @@ bool Monitor::start(MonitorError& error) {
 
 void Monitor::stop() {
   if (!thread_.joinable()) return;
+  stopping_.store(true);  // a dump in progress gives up at its next receive
   const uint64_t one = 1;
   while (::write(stop_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
   }
@@ -281,26 +284,42 @@ KernelReading Monitor::read_kernel() {
 // A full dump replaces the tracked state: entries it lists get the new generation, entries
 // it does not list are dropped (their DESTROY was lost, or never sent under
 // nf_conntrack_events=2), and events queued during the dump are applied after it.
-void Monitor::resync() {
+// Returns false when the dump failed or was cancelled by stop(); the old state stays.
+bool Monitor::resync() {
   drain_events(kBatchesAtClose);  // apply what was queued before the dump began
   const int64_t started = mono_ns();
   table_.begin_dump();
   const uint64_t now = now_ms();
   const SysStatus st = request_socket_.request(
-      ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC, [&](const Message& msg) {
+      ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC,
+      [&](const Message& msg) {
         Conntrack ct;
         if (decode_conntrack(msg, ct) == DecodeStatus::kOk) table_.apply_dump_entry(ct, now);
-      });
-  next_resync_ns_ = mono_ns() + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
+      },
+      &stopping_);
+  last_resync_end_ns_ = mono_ns();
+  last_dump_ns_ = last_resync_end_ns_ - started;
+  next_resync_ns_ = last_resync_end_ns_ + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
   if (!st.ok()) {
-    report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
-    return;  // keep the previous state; the next resync tries again
+    if (st.code != ECANCELED) report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
+    return false;
   }
   table_.end_dump();
   if (table_state_.synced) ++table_state_.resyncs;
   table_state_.synced = true;
-  table_state_.last_resync_ms = static_cast<double>(mono_ns() - started) / 1e6;
+  table_state_.last_resync_ms = static_cast<double>(last_dump_ns_) / 1e6;
+  verify_pending_ = false;
+  overcount_intervals_ = 0;
   drain_events(kBatchesAtClose);
+  return true;
+}
+
+// A dump costs the kernel a walk of the whole global hash, so unscheduled dumps are spaced
+// out: at least `min_gap_ns`, and at least `dump_multiple` times the last dump's duration
+// (which bounds the share of a CPU they can take).
+bool Monitor::may_resync(int64_t now, int64_t min_gap_ns, int dump_multiple) const {
+  const int64_t gap = std::max(min_gap_ns, last_dump_ns_ * dump_multiple);
+  return now - last_resync_end_ns_ >= gap;
 }
 
 void Monitor::close_interval(bool final) {
@@ -311,20 +330,28 @@ void Monitor::close_interval(bool final) {
     report(MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
   stats_failing_ = !stats_status_.ok();
   const IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
-  table_.expire(now_ms());
-  // Lost events mean the tracked state may be wrong: re-dump now, not at the next period.
-  // So does tracking more entries than the kernel counts (its count includes expired entries
-  // not yet reaped, so it can only be higher): entries that were deleted without a DESTROY,
-  // as under nf_conntrack_events=2. Events racing the stats read can make the two differ by
-  // a few, hence the tolerance and the second interval before acting.
+  size_t refreshable = 0;
+  table_.expire(now_ms(), &refreshable);
+  if (refreshable > 0) verify_pending_ = true;
+
+  // When to re-dump, besides the period:
+  // - lost events: the tracked state may be wrong (spaced by 10 dump durations, so an event
+  //   storm on a large table cannot turn into back-to-back dumps);
+  // - tracking more entries than the kernel counts for two intervals (its count includes
+  //   expired entries not yet reaped, so it can only be higher): entries were deleted without
+  //   a DESTROY, as under nf_conntrack_events=2; the tolerance absorbs events racing the read;
+  // - entries expired here in a state that traffic can refresh without an event (a UDP
+  //   stream, a long ping): the kernel may still have them. Checked at most every 10 s and
+  //   every 20 dump durations (at most 5% of a CPU in dumps).
+  const int64_t now = mono_ns();
   const bool overcount = sample.has_entries &&
                          table_.counts().entries > sample.entries + 8 + sample.entries / 100;
   overcount_intervals_ = overcount ? overcount_intervals_ + 1 : 0;
-  const bool periodic = config_.resync_interval_ms > 0 && mono_ns() >= next_resync_ns_;
-  if (!final && (sample.events_lost > 0 || overcount_intervals_ >= 2 || periodic)) {
-    resync();
-    table_.expire(now_ms());
-    overcount_intervals_ = 0;
+  const bool periodic = config_.resync_interval_ms > 0 && now >= next_resync_ns_;
+  const bool repair = (sample.events_lost > 0 || overcount_intervals_ >= 2) && may_resync(now, 0, 10);
+  const bool verify = verify_pending_ && may_resync(now, 10 * kSecondNs, 20);
+  if (!final && !stopping_.load() && (periodic || repair || verify)) {
+    if (resync()) table_.expire(now_ms());
   }
   table_state_.counts = table_.counts();
   table_state_.memory_bytes = table_.memory_bytes();

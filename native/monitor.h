@@ -86,7 +86,8 @@ class Monitor {
   bool open_in_namespace(MonitorError& error);
   void drain_events(int budget_batches);
   KernelReading read_kernel();
-  void resync();
+  bool resync();
+  bool may_resync(int64_t now, int64_t min_gap_ns, int dump_multiple) const;
   void close_interval(bool final);
   uint64_t now_ms() const;
   void report(const MonitorError& error);
@@ -105,6 +106,10 @@ class Monitor {
   int64_t epoch_ns_ = 0;          // monotonic time the table's deadlines count from
   int64_t next_resync_ns_ = 0;
   int overcount_intervals_ = 0;   // consecutive intervals tracking more than the kernel counts
+  int64_t last_resync_end_ns_ = 0;
+  int64_t last_dump_ns_ = 0;      // duration of the latest dump
+  bool verify_pending_ = false;   // entries that traffic may refresh silently were expired
+  std::atomic<bool> stopping_{false};
   std::vector<CpuStats> cpu_stats_;  // reused every interval
   GlobalStats global_stats_;
   SysStatus stats_status_;      // outcome of the last read_kernel()

@@ -123,6 +123,7 @@ int BatchReceiver::receive(int fd) {
 }
 
 SysStatus RequestSocket::open(int timeout_ms) {
+  timeout_ms_ = timeout_ms;
   SysStatus st = open_netfilter(0, fd_);
   if (!st.ok()) return st;
   timeval tv{};
@@ -153,6 +154,13 @@ SysStatus RequestSocket::send_request(uint16_t type, uint16_t flags, uint8_t fam
     if (n >= 0) return SysStatus{};
     if (errno != EINTR) return SysStatus::from_errno("sendto");
   }
+}
+
+void RequestSocket::drain_pending() {
+  // Replies carry the sequence number, so leftovers would be skipped anyway; a fresh socket
+  // also frees the kernel from finishing a dump nobody reads.
+  Fd old = std::move(fd_);
+  if (!open(timeout_ms_).ok()) fd_ = std::move(old);
 }
 
 int RequestSocket::receive() {

@@ -11,6 +11,7 @@
 #include <linux/netlink.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include <cstddef>
@@ -92,26 +93,34 @@ class RequestSocket {
   // Sends one request and calls on_message(const Message&) for every reply message
   // until NLMSG_DONE (dumps) or the single reply (non-dumps). A netlink error reply is
   // returned as its errno with syscall "recv".
+  // `cancel`, when given, is checked between receives: a long dump stops with ECANCELED.
   template <typename OnMessage>
-  SysStatus request(uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message);
+  SysStatus request(uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message,
+                    const std::atomic<bool>* cancel = nullptr);
 
  private:
   SysStatus send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq);
   int receive();  // bytes into buffer_, or -errno
+  void drain_pending();  // a cancelled dump: reopen the socket so nothing of it is left
 
   Fd fd_;
+  int timeout_ms_ = 0;
   uint32_t seq_ = 0;
   std::vector<uint8_t> buffer_ = std::vector<uint8_t>(64 * 1024);
 };
 
 template <typename OnMessage>
 SysStatus RequestSocket::request(uint16_t type, uint16_t flags, uint8_t family,
-                                 OnMessage&& on_message) {
+                                 OnMessage&& on_message, const std::atomic<bool>* cancel) {
   const uint32_t seq = ++seq_;
   SysStatus st = send_request(type, flags, family, seq);
   if (!st.ok()) return st;
   const bool dump = (flags & NLM_F_DUMP) == NLM_F_DUMP;
   for (;;) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+      drain_pending();  // the rest of the dump must not be read as replies to the next request
+      return SysStatus{ECANCELED, "recv"};
+    }
     const int n = receive();
     if (n < 0) return SysStatus{-n, "recv"};
     MessageWalker walker(buffer_.data(), static_cast<size_t>(n));

@@ -7,6 +7,9 @@ import type { ConntrackMonitorOptions } from './types.js';
 
 export class UsageError extends Error {}
 
+/** The longest delay setTimeout honours (2^31 - 1 ms), in whole seconds. */
+export const MAX_TIMER_S = 2_147_483;
+
 type Extra = NonNullable<ParseArgsConfig['options']>;
 
 export const MONITOR_FLAGS_HELP = `  --netns NAME|PATH      namespace to watch: a name under /var/run/netns or a path

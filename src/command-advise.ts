@@ -3,7 +3,7 @@
  * behind it and a ready sysctl snippet. It never applies anything.
  */
 import { adviseTuning, formatBytes, type TuningAdvice } from './advise.js';
-import { MONITOR_FLAGS_HELP, parseCommand, seconds } from './cli-args.js';
+import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from './cli-args.js';
 import { createMonitor } from './cli-monitor.js';
 import { tuningEnvironment } from './environment.js';
 import type { ConntrackSample } from './types.js';
@@ -28,7 +28,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  const observeS = seconds('--observe', values.observe, 30, 1, 86_400);
+  const observeS = seconds('--observe', values.observe, 30, 1, MAX_TIMER_S);
   const samples: ConntrackSample[] = [];
   const monitor = createMonitor(options);
   monitor.on('sample', (s) => samples.push(s));

@@ -3,7 +3,7 @@
  * one status line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Any packet
  * dropped for a full table during the observation is CRITICAL.
  */
-import { MONITOR_FLAGS_HELP, number, parseCommand, seconds, UsageError } from './cli-args.js';
+import { MAX_TIMER_S, MONITOR_FLAGS_HELP, number, parseCommand, seconds, UsageError } from './cli-args.js';
 import { createMonitor } from './cli-monitor.js';
 import type { ConntrackSample } from './types.js';
 
@@ -65,7 +65,7 @@ export async function run(argv: string[]): Promise<number> {
   const warn = values.warn === undefined ? 75 : number('--warn', String(values.warn));
   const crit = values.crit === undefined ? 90 : number('--crit', String(values.crit));
   if (!(warn > 0 && warn < crit && crit <= 100)) throw new UsageError(`--warn and --crit must satisfy 0 < warn < crit <= 100, got ${warn} and ${crit}`);
-  const observeS = seconds('--observe', values.observe, 2, 0.1, 86_400);
+  const observeS = seconds('--observe', values.observe, 2, 0.1, MAX_TIMER_S);
   const samples: ConntrackSample[] = [];
   const monitor = createMonitor({ intervalMs: Math.min(1000, Math.max(50, Math.round(observeS * 1000))), ...options }, () => {});
   monitor.on('sample', (s) => samples.push(s));

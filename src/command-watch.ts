@@ -3,7 +3,7 @@
  * NDJSON with --json. On --duration expiry, SIGINT or SIGTERM it prints the final partial
  * sample (so totals are complete) and exits 0.
  */
-import { MONITOR_FLAGS_HELP, parseCommand, seconds } from './cli-args.js';
+import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from './cli-args.js';
 import { createMonitor, untilStopped } from './cli-monitor.js';
 import { formatSampleLine } from './format.js';
 import { LiveView } from './live-view.js';
@@ -34,7 +34,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  const durationS = seconds('--duration', values.duration, 0, 0, 31_536_000);
+  const durationS = seconds('--duration', values.duration, 0, 0, MAX_TIMER_S);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
   const monitor = createMonitor(options);
   if (live) monitor.on('fallback', (f) => (live.fallback = f.reason));

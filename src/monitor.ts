@@ -25,6 +25,7 @@ import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, 
 export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
   readonly options: Readonly<ResolvedOptions>;
   private backend: Backend | undefined;
+  private starting: Promise<void> | undefined;
   private referenced = true;
   private warnedEventsMode: number | null = null;
   private readonly pressure: PressureTracker;
@@ -47,17 +48,42 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
    */
   async start(): Promise<void> {
     if (this.backend) return;
-    const backend = await this.openBackend({
-      sample: (sample) => {
-        this.checkEventsMode(sample);
-        this.emit('sample', sample);
-        const change = this.pressure.update(sample);
-        if (change) this.emit('pressure', change);
-      },
+    // Concurrent start() calls share one attempt; stop() waits for it.
+    this.starting ??= this.openBackend({
+      sample: (sample) => this.deliver(sample),
       error: (error) => this.reportError(error),
+    }).then(
+      (backend) => {
+        if (!this.referenced) backend.unref();
+        this.backend = backend;
+      },
+    ).finally(() => {
+      this.starting = undefined;
     });
-    if (!this.referenced) backend.unref();
-    this.backend = backend;
+    return this.starting;
+  }
+
+  /**
+   * Emits a sample and what follows from it. A listener that throws cannot stop the others or
+   * the monitor: its error is rethrown on the next tick, as an uncaught exception like any
+   * listener error in Node.
+   */
+  private deliver(sample: ConntrackSample): void {
+    const rethrow = (err: unknown) => process.nextTick(() => {
+      throw err;
+    });
+    try {
+      this.checkEventsMode(sample);
+      this.emit('sample', sample);
+    } catch (err) {
+      rethrow(err);
+    }
+    try {
+      const change = this.pressure.update(sample);
+      if (change) this.emit('pressure', change);
+    } catch (err) {
+      rethrow(err);
+    }
   }
 
   /** The backend the options ask for; 'auto' falls back from netlink to /proc when it must. */
@@ -88,6 +114,7 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
    * `final: true`), so totals are complete when this resolves. Idempotent.
    */
   async stop(): Promise<void> {
+    await this.starting?.catch(() => {});
     const backend = this.backend;
     if (!backend) return;
     this.backend = undefined;

@@ -62,8 +62,11 @@ export class ProcBackend implements Backend {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
-    this.tick(true);
-    this.reader?.close();
+    try {
+      this.tick(true);
+    } finally {
+      this.reader?.close();
+    }
   }
 
   ref(): void {

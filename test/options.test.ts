@@ -10,6 +10,7 @@ describe('ConntrackMonitor options', () => {
       receiveBufferBytes: 32 * 1024 * 1024,
       resyncIntervalMs: 60_000,
       backend: 'auto',
+      pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
     });
   });
 
