@@ -47,7 +47,7 @@ export interface TuningAdvice {
 
 /** Fill to aim for at the projected peak: room for a burst as large again. */
 export const TARGET_FILL = 0.5;
-/** How far ahead observed growth is projected, in seconds. */
+/** The farthest ahead observed growth is projected, in seconds (never farther than observed). */
 export const GROWTH_HORIZON_S = 600;
 /** The TIME_WAIT timeout the support article recommends. */
 export const SHORT_TIME_WAIT_S = 30;
@@ -68,7 +68,9 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
   // nf_conntrack_max: the projected demand, at TARGET_FILL.
   let recommendedMax = env.max;
   if (peakEntries !== null) {
-    const projected = peakEntries + Math.max(0, growthPerSecond ?? 0) * GROWTH_HORIZON_S;
+    // A trend seen for a minute says little about the next hour: project as far as observed.
+    const horizon = Math.min(GROWTH_HORIZON_S, observedSeconds);
+    const projected = peakEntries + Math.max(0, growthPerSecond ?? 0) * horizon;
     // Every dropped packet wanted an entry that did not fit.
     const demand = Math.max(projected, (drops ?? 0) > 0 ? env.max + drops! : 0);
     const needed = nextPowerOfTwo(Math.ceil(demand / TARGET_FILL));
@@ -76,7 +78,7 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
       recommendedMax = Math.max(needed, env.max * 2);
       const why = (drops ?? 0) > 0
         ? `${drops} packets were dropped because the table was full (peak ${peakEntries} of ${env.max} entries)`
-        : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${GROWTH_HORIZON_S / 60} min at the observed growth`;
+        : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${Math.round(horizon)} s at the observed growth`;
       recommendations.push({
         sysctl: 'net.netfilter.nf_conntrack_max',
         current: env.max,

@@ -45,17 +45,24 @@ export function renderLiveView(v: LiveViewState): string {
     `Drops ${sparkline(v.dropHistory, Math.max(1, ...v.dropHistory))}  (peak ${n(Math.max(0, ...v.dropHistory))} per interval)`,
     '',
   );
-  const warnings = warningsFor(s, v.fallback);
+  const recentDrops = v.dropHistory.reduce((a, b) => a + b, 0);
+  const warnings = warningsFor(s, v.fallback, { drops: recentDrops, seconds: (v.dropHistory.length * s.intervalMs) / 1000 });
   lines.push(...(warnings.length ? warnings.map((w) => `! ${w}`) : ['No warnings.']));
   lines.push('', 'Ctrl-C to quit.');
   return lines.join('\n');
 }
 
-/** Plain-words warnings for a sample. */
-export function warningsFor(s: ConntrackSample, fallback: string | null): string[] {
+/**
+ * Plain-words warnings for a sample. Drops are counted over the recent history shown, so a
+ * burst stays on screen long enough to be read.
+ */
+export function warningsFor(s: ConntrackSample, fallback: string | null, recent: { drops: number; seconds: number }): string[] {
   const out: string[] = [];
-  const drops = s.counts.drop ?? 0;
-  if (drops > 0) out.push(`TABLE FULL: ${drops} packets dropped in the last interval ("nf_conntrack: table full, dropping packet"). New connections are failing.`);
+  const drops = Math.max(recent.drops, s.counts.drop ?? 0);
+  if (drops > 0) {
+    const now = (s.counts.drop ?? 0) > 0 ? 'New connections are failing.' : 'None in the last interval.';
+    out.push(`TABLE FULL: ${drops} packets dropped in the last ${recent.seconds.toFixed(1)} s ("nf_conntrack: table full, dropping packet"). ${now}`);
+  }
   if (s.fill !== null && s.fill >= 0.9) out.push(`The table is ${(s.fill * 100).toFixed(1)}% full: new connections will soon be dropped. Run \`conntrack-monitor advise\`.`);
   else if (s.fill !== null && s.fill >= 0.75) out.push(`The table is over 75% full (${(s.fill * 100).toFixed(1)}%).`);
   if (s.events && s.events.lost > 0) out.push(`${s.events.lost} events were lost (the monitor fell behind); the table was re-read to repair the counts.`);

@@ -1,0 +1,114 @@
+/**
+ * serve, check, advise and the live view against the real kernel, with real clients:
+ * an HTTP scrape checked by promtool, monitoring-plugins exit codes, and tmux as the terminal.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLI, runCli } from '../helpers/cli';
+import { canRunIntegration } from '../helpers/gate';
+import { TestNamespace, withConntrackMax } from '../helpers/netns';
+
+const cleanup: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+async function namespace(label: string) {
+  const ns = await TestNamespace.create(label);
+  cleanup.push(() => ns.remove());
+  return ns;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const metric = (text: string, series: string) => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+};
+
+describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
+  it('serve: /metrics over HTTP for a namespace with traffic, valid for promtool, clean SIGTERM', async () => {
+    const ns = await namespace('serve');
+    const child = spawn(process.execPath, [CLI, 'serve', '--netns', ns.name, '--listen', '127.0.0.1:0', '--interval', '200']);
+    cleanup.push(() => void child.kill('SIGKILL'));
+    const url = await new Promise<string>((resolve, reject) => {
+      let err = '';
+      child.stderr.on('data', (d) => {
+        err += d;
+        const m = /serving (http:\/\/\S+)/.exec(err);
+        if (m) resolve(m[1]!);
+      });
+      child.on('exit', () => reject(new Error(`serve exited: ${err}`)));
+    });
+    await ns.traffic('tcp', 12);
+    await sleep(600);
+    const res = await fetch(url);
+    const text = await res.text();
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const labels = `netns="${ns.name}"`;
+    console.info(`serve: new ${metric(text, `nf_conntrack_events_total{${labels},type="new"}`)}, entries ${metric(text, `nf_conntrack_entries{${labels}}`)} (kernel ${await ns.count()})`);
+    expect(metric(text, `nf_conntrack_events_total{${labels},type="new"}`)).toBe(12);
+    expect(metric(text, `nf_conntrack_entries{${labels}}`)).toBe(await ns.count());
+    expect(metric(text, `nf_conntrack_entries_by_state{${labels},protocol="tcp",state="time_wait"}`)).toBe(12);
+    expect(execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })).toBe('');
+    expect((await fetch(url.replace('/metrics', '/nope'))).status).toBe(404);
+    child.kill('SIGTERM');
+    const code = await new Promise((r) => child.on('exit', r));
+    expect(code).toBe(0);
+  });
+
+  it('check: 0 on a quiet namespace, 2 while the table is full and dropping', async () => {
+    const ns = await namespace('check');
+    const quiet = await runCli(['check', '--netns', ns.name, '--observe', '0.5']);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stdout).toMatch(/^CONNTRACK OK - 0\/\d+ entries \(0\.0%\) at peak \| entries=0;/);
+    expect(quiet.stdout.trim().split('\n')).toHaveLength(1);
+
+    const full = await withConntrackMax(20, async () => {
+      const run = runCli(['check', '--netns', ns.name, '--observe', '1.5', '--interval', '200']);
+      await sleep(300);
+      await ns.traffic('udp', 40);
+      return run;
+    });
+    console.info(`check during table full: exit ${full.code}: ${full.stdout.trim()}`);
+    expect(full.code).toBe(2);
+    expect(full.stdout).toMatch(/^CONNTRACK CRITICAL - 20 packets dropped in \d+ s \(table full\); 20\/20 entries \(100\.0%\)/);
+  });
+
+  it('advise: a larger max after drops, a shorter TIME_WAIT timeout when TIME_WAIT dominates', async () => {
+    const ns = await namespace('advise');
+    const advice = await withConntrackMax(100, async () => {
+      await ns.traffic('tcp', 60); // 60 TIME_WAIT entries of 100
+      const run = runCli(['advise', '--netns', ns.name, '--observe', '1.5', '--interval', '250', '--json']);
+      await sleep(400);
+      await ns.traffic('udp', 60); // 40 fit, 20 are dropped
+      return run;
+    });
+    expect(advice.code).toBe(0);
+    const a = JSON.parse(advice.stdout);
+    console.info(`advise: ${a.recommendations.map((r: { sysctl: string; current: number; recommended: number }) => `${r.sysctl} ${r.current} -> ${r.recommended}`).join('; ')}`);
+    expect(a.drops).toBe(20);
+    const byName = Object.fromEntries(a.recommendations.map((r: { sysctl: string }) => [r.sysctl, r]));
+    expect(byName['net.netfilter.nf_conntrack_max'].recommended).toBeGreaterThan(100);
+    expect(byName['net.netfilter.nf_conntrack_tcp_timeout_time_wait']).toMatchObject({ current: 120, recommended: 30 });
+    expect(a.sysctlConf).toMatch(/^net\.netfilter\.nf_conntrack_max = \d+$/m);
+    expect(a.memory.entryBytes).toBeGreaterThan(0);
+  });
+
+  it('live view: a real terminal (tmux) shows the fill bar, and the drops in plain words', async () => {
+    const ns = await namespace('tty');
+    const session = `ctmon-${process.pid}`;
+    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '130', '-y', '40', `${process.execPath} ${CLI} --netns ${ns.name} --interval 200`]);
+    cleanup.push(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
+    const screen = () => execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
+    await sleep(800);
+    const calm = screen();
+    expect(calm).toMatch(/Table +\[░+\] 0\.0% {2}0 \/ [\d,]+ entries/);
+    expect(calm).toMatch(/Ctrl-C to quit/);
+    const dropping = await withConntrackMax(10, async () => {
+      await ns.traffic('udp', 30);
+      await sleep(300);
+      return screen();
+    });
+    console.info(`live view while dropping:\n${dropping}`);
+    expect(dropping).toMatch(/! TABLE FULL: 20 packets dropped in the last [\d.]+ s/);
+    expect(dropping).toMatch(/Table +\[█+\] 100\.0% {2}10 \/ 10 entries/);
+  });
+});
