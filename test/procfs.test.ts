@@ -75,7 +75,7 @@ describe('StatDeltas', () => {
 async function procSamples(fixture: string): Promise<ConntrackSample[]> {
   const samples: ConntrackSample[] = [];
   const errors: Error[] = [];
-  const options = { netnsPath: null, intervalMs: 50, receiveBufferBytes: 0, resyncIntervalMs: 0, backend: 'proc' as const };
+  const options = { netnsPath: null, intervalMs: 50, receiveBufferBytes: 0, resyncIntervalMs: 0, backend: 'proc' as const, pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 } };
   const backend = new ProcBackend(options, { sample: (s) => samples.push(s), error: (e) => errors.push(e) }, root(fixture));
   await backend.start();
   await new Promise((r) => setTimeout(r, 130));

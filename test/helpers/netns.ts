@@ -45,7 +45,7 @@ export class TestNamespace {
   }
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
-  async traffic(mode: 'tcp' | 'udp', count: number): Promise<{ ok: number; failed: number; errors?: Record<string, number> }> {
+  async traffic(mode: 'tcp' | 'udp' | 'udp-echo', count: number): Promise<{ ok: number; failed: number; errors?: Record<string, number> }> {
     return JSON.parse(await this.exec(process.execPath, [TRAFFIC, mode, String(count)]));
   }
 
@@ -109,6 +109,19 @@ export class TestNamespace {
       .map((r) => r.trim().split(/\s+/))
       .filter((r) => r[cols.indexOf('Eth')] === '12' && Number.parseInt(r[cols.indexOf('Groups')]!, 16) !== 0)
       .map((r) => Number(r[cols.indexOf('Drops')]));
+  }
+
+  /**
+   * Resolves once a ctnetlink event listener exists in the namespace (a monitor started by a
+   * child process has subscribed), plus a little time for its first stats reading.
+   */
+  async waitForListener(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((await this.eventSocketDrops()).length === 0) {
+      if (Date.now() > deadline) throw new Error(`no conntrack event listener appeared in ${this.name}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 150));
   }
 
   /** Starts a long-running program in the namespace; resolves with it once it printed a line. */

@@ -63,7 +63,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
 
     const full = await withConntrackMax(20, async () => {
       const run = runCli(['check', '--netns', ns.name, '--observe', '1.5', '--interval', '200']);
-      await sleep(300);
+      await ns.waitForListener();
       await ns.traffic('udp', 40);
       return run;
     });
@@ -77,7 +77,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     const advice = await withConntrackMax(100, async () => {
       await ns.traffic('tcp', 60); // 60 TIME_WAIT entries of 100
       const run = runCli(['advise', '--netns', ns.name, '--observe', '1.5', '--interval', '250', '--json']);
-      await sleep(400);
+      await ns.waitForListener();
       await ns.traffic('udp', 60); // 40 fit, 20 are dropped
       return run;
     });
@@ -98,7 +98,8 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '130', '-y', '40', `${process.execPath} ${CLI} --netns ${ns.name} --interval 200`]);
     cleanup.push(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
     const screen = () => execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
-    await sleep(800);
+    await ns.waitForListener();
+    await sleep(500);
     const calm = screen();
     expect(calm).toMatch(/Table +\[░+\] 0\.0% {2}0 \/ [\d,]+ entries/);
     expect(calm).toMatch(/Ctrl-C to quit/);

@@ -50,7 +50,7 @@ describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => 
     expect(last.entries).toBe(kernelCount);
     expect(await ns.conntrackToolsCount()).toBe(kernelCount);
     expect(last.fill).toBe(kernelCount / last.max!);
-    expect(last.events.lostTotal).toBe(0);
+    expect(last.events!.lostTotal).toBe(0);
     expect(last.netns).toBe(ns.path);
     expect(last.unavailable).toEqual({});
   });

@@ -107,7 +107,7 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     await ns.traffic('udp', 3);
     await new Promise((r) => setTimeout(r, 1500));
     const expired = await checkpoint(ns, monitor, samples, 'udp expired');
-    expect(expired.protocols.udp).toBe(8); // the 3 one-second flows are gone, the older 8 remain
+    expect(expired.protocols!.udp).toBe(8); // the 3 one-second flows are gone, the older 8 remain
   });
 
   it('after forced event loss, counts exactly the lost events, resyncs and converges to the kernel', async () => {
@@ -124,10 +124,10 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     const converged = await checkpoint(ns, monitor, samples, 'after loss');
     await monitor.stop();
     const last = samples.at(-1)!;
-    console.info(`loss: lostTotal ${last.events.lostTotal}, kernel socket drops ${kernelDrops}, resyncs ${last.events.resyncs}`);
-    expect(last.events.lostTotal).toBeGreaterThan(0);
-    expect(last.events.lostTotal).toBe(kernelDrops);
-    expect(last.events.resyncs).toBeGreaterThanOrEqual(1);
+    console.info(`loss: lostTotal ${last.events!.lostTotal}, kernel socket drops ${kernelDrops}, resyncs ${last.events!.resyncs}`);
+    expect(last.events!.lostTotal).toBeGreaterThan(0);
+    expect(last.events!.lostTotal).toBe(kernelDrops);
+    expect(last.events!.resyncs).toBeGreaterThanOrEqual(1);
     expect(converged.tcpStates).toEqual({ TIME_WAIT: 30 });
   });
 
@@ -141,8 +141,8 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     await ns.traffic('tcp', 10);
     const converged = await checkpoint(ns, monitor, samples, 'deleted without DESTROY');
     expect(converged.tcpStates).toEqual({ TIME_WAIT: 10 });
-    expect(samples.at(-1)!.events.resyncs).toBe(1);
-    expect(samples.at(-1)!.events.lostTotal).toBe(0);
+    expect(samples.at(-1)!.events!.resyncs).toBe(1);
+    expect(samples.at(-1)!.events!.lostTotal).toBe(0);
   });
 
   it('keeps the UPDATEs it does not need out of the socket (classic BPF filter)', async () => {
@@ -162,7 +162,7 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     const lines = referenceOut.split('\n').filter((l) => l.includes('[UPDATE]'));
     const udpUpdates = lines.filter((l) => /\budp\b/.test(l)).length;
     const tcpStateChanges = lines.filter((l) => /\btcp\b/.test(l) && /\b(SYN_RECV|ESTABLISHED|FIN_WAIT|CLOSE_WAIT|LAST_ACK|TIME_WAIT|CLOSE)\b/.test(l)).length;
-    const received = samples.reduce((sum, s) => sum + s.events.updates, 0);
+    const received = samples.reduce((sum, s) => sum + s.events!.updates, 0);
     console.info(`filter: conntrack -E saw ${lines.length} UPDATEs (${udpUpdates} UDP, ${tcpStateChanges} TCP state changes); the monitor received ${received}`);
     expect(udpUpdates).toBe(50);
     expect(received).toBe(tcpStateChanges);
