@@ -11,6 +11,27 @@ describe('conntrack-monitor CLI usage', () => {
     expect(run.stdout).toMatch(/--netns/);
   });
 
+  it.each(['serve', 'check', 'advise', 'watch'])('%s --help prints its usage and exits 0', async (command) => {
+    const run = await runCli([command, '--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^Usage: conntrack-monitor ${command === 'watch' ? '\\[watch\\]' : command}`));
+    expect(run.stdout).toMatch(/--netns/);
+    expect(run.stdout).toMatch(/--backend/);
+  });
+
+  it.each([
+    [['check', '--warn', 'x'], 3, /^conntrack-monitor check: --warn expects a number, got 'x' \(see --help\)$/],
+    [['check', '--bogus'], 3, /^conntrack-monitor check: Unknown option '--bogus'/],
+    [['serve', '--listen', 'nowhere'], 2, /^conntrack-monitor serve: --listen expects HOST:PORT such as 127\.0\.0\.1:9465, got 'nowhere'/],
+    [['advise', '--observe', '0'], 2, /^conntrack-monitor advise: --observe must be from 1 to 2147483 seconds, got 0/],
+    [['serve', '--backend', 'ebpf'], 2, /^conntrack-monitor serve: --backend must be one of auto, netlink, proc, got "ebpf"/],
+  ])('%j: one line, exit %i', async (args, code, message) => {
+    const run = await runCli(args as string[]);
+    expect(run.code).toBe(code);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr.trim()).toMatch(message);
+  });
+
   it.each([
     [['--bogus'], /Unknown option '--bogus'/],
     [['--interval', 'fast'], /--interval expects a number, got 'fast'/],
