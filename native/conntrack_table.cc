@@ -3,6 +3,7 @@
 
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace ctmon {
@@ -130,6 +131,7 @@ void ConntrackTable::upsert(const Conntrack& ct, uint64_t now_ms, uint32_t deadl
 }
 
 void ConntrackTable::apply_event(const Conntrack& ct, uint64_t now_ms) {
+  if (dumping_) touched_.insert(key_of(ct));
   if (ct.kind == EventKind::kDestroy) {
     // Duplicate DESTROYs (reliable-delivery listeners elsewhere) and DESTROY for entries
     // this table never saw are both harmless: there is nothing to erase.
@@ -141,12 +143,25 @@ void ConntrackTable::apply_event(const Conntrack& ct, uint64_t now_ms) {
   upsert(ct, now_ms, 0);
 }
 
-void ConntrackTable::begin_dump() { ++generation_; }
+void ConntrackTable::begin_dump() {
+  ++generation_;
+  dumping_ = true;
+}
 
 // A dump's CTA_TIMEOUT is rounded down to whole seconds: the entry lives up to 1 s longer.
-void ConntrackTable::apply_dump_entry(const Conntrack& ct, uint64_t now_ms) { upsert(ct, now_ms, 1000); }
+void ConntrackTable::apply_dump_entry(const Conntrack& ct, uint64_t now_ms) {
+  if (touched_.contains(key_of(ct))) return;  // an event during the dump said more
+  upsert(ct, now_ms, 1000);
+}
+
+void ConntrackTable::abort_dump() {
+  dumping_ = false;
+  touched_.clear();
+}
 
 size_t ConntrackTable::end_dump() {
+  dumping_ = false;
+  touched_.clear();
   size_t removed = 0;
   for (size_t i = 0; i < slots_.size();) {
     if (slots_[i].key != 0 && slots_[i].generation != generation_) {
@@ -157,6 +172,40 @@ size_t ConntrackTable::end_dump() {
     }
   }
   return removed;
+}
+
+void ConntrackTable::KeySet::insert(uint64_t key) {
+  if ((used_ + 1) * 2 > keys_.size()) {
+    std::vector<uint64_t> old(keys_.size() * 2);
+    old.swap(keys_);
+    used_ = 0;
+    for (uint64_t k : old)
+      if (k != 0) insert(k);
+  }
+  const size_t mask = keys_.size() - 1;
+  for (size_t i = key & mask;; i = (i + 1) & mask) {
+    if (keys_[i] == key) return;
+    if (keys_[i] == 0) {
+      keys_[i] = key;
+      ++used_;
+      return;
+    }
+  }
+}
+
+bool ConntrackTable::KeySet::contains(uint64_t key) const {
+  if (used_ == 0) return false;
+  const size_t mask = keys_.size() - 1;
+  for (size_t i = key & mask;; i = (i + 1) & mask) {
+    if (keys_[i] == key) return true;
+    if (keys_[i] == 0) return false;
+  }
+}
+
+void ConntrackTable::KeySet::clear() {
+  if (used_ == 0) return;
+  std::fill(keys_.begin(), keys_.end(), 0);
+  used_ = 0;
 }
 
 size_t ConntrackTable::expire(uint64_t now_ms, size_t* refreshable) {

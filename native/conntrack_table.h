@@ -40,6 +40,7 @@ class ConntrackTable {
   void begin_dump();
   void apply_dump_entry(const Conntrack& ct, uint64_t now_ms);
   size_t end_dump();
+  void abort_dump();  // a failed or cancelled dump: keep the previous state
 
   // Drops entries whose deadline has passed; returns how many. `refreshable`, when given,
   // receives how many of them were in a state that traffic can keep alive without sending an
@@ -67,8 +68,23 @@ class ConntrackTable {
   void count(const Slot& s, int delta);
   void grow();
 
+  // Keys touched by events during a dump: a flat open-addressing set, cleared (not freed)
+  // after each dump, so a dump under load allocates only while it grows.
+  class KeySet {
+   public:
+    void insert(uint64_t key);
+    bool contains(uint64_t key) const;
+    void clear();
+
+   private:
+    std::vector<uint64_t> keys_ = std::vector<uint64_t>(1024);
+    size_t used_ = 0;
+  };
+
   uint64_t seed_;
   std::vector<Slot> slots_;
+  bool dumping_ = false;
+  KeySet touched_;
   size_t used_ = 0;
   uint16_t generation_ = 0;
   TableCounts counts_;

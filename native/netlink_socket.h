@@ -94,9 +94,10 @@ class RequestSocket {
   // until NLMSG_DONE (dumps) or the single reply (non-dumps). A netlink error reply is
   // returned as its errno with syscall "recv".
   // `cancel`, when given, is checked between receives: a long dump stops with ECANCELED.
-  template <typename OnMessage>
+  // `between()` runs after each received datagram (the monitor reads its events there).
+  template <typename OnMessage, typename Between = void (*)()>
   SysStatus request(uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message,
-                    const std::atomic<bool>* cancel = nullptr);
+                    const std::atomic<bool>* cancel = nullptr, Between between = [] {});
 
  private:
   SysStatus send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq);
@@ -109,9 +110,10 @@ class RequestSocket {
   std::vector<uint8_t> buffer_ = std::vector<uint8_t>(64 * 1024);
 };
 
-template <typename OnMessage>
+template <typename OnMessage, typename Between>
 SysStatus RequestSocket::request(uint16_t type, uint16_t flags, uint8_t family,
-                                 OnMessage&& on_message, const std::atomic<bool>* cancel) {
+                                 OnMessage&& on_message, const std::atomic<bool>* cancel,
+                                 Between between) {
   const uint32_t seq = ++seq_;
   SysStatus st = send_request(type, flags, family, seq);
   if (!st.ok()) return st;
@@ -138,6 +140,7 @@ SysStatus RequestSocket::request(uint16_t type, uint16_t flags, uint8_t family,
       if (!dump) return SysStatus{};
     }
     if (walker.malformed()) return SysStatus{EBADMSG, "recv"};
+    between();
   }
 }
 

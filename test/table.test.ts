@@ -76,6 +76,25 @@ describe('tracked table', () => {
     expect(c!.protocols).toEqual([0, 1, 0, 0]);
   });
 
+  it('lets events read during a dump win over the dump (the reader drains events meanwhile)', () => {
+    const [destroyed, newer] = run([
+      events('tcp4-new'),
+      { op: 'begin-dump' },
+      events('tcp4-destroy'), // destroyed while the dump runs...
+      { op: 'dump', bytes: all('tcp4-update'), now: 0 }, // ...after the kernel had put it in the dump
+      { op: 'end-dump' },
+      counts,
+      { op: 'begin-dump' },
+      events('tcp6-update'), // reaches TIME_WAIT during the dump
+      { op: 'dump', bytes: loadHexFixture('tcp6-new')[0]!, now: 0 }, // the dump still says SYN_SENT
+      { op: 'end-dump' },
+      counts,
+    ]).filter((r) => 'entries' in r);
+    expect(destroyed!.entries).toBe(0);
+    expect(newer!.tcpStates[TIME_WAIT]).toBe(1);
+    expect(newer!.tcpStates[SYN_SENT]).toBe(0);
+  });
+
   it('keeps exact counts through growth and many deletions', () => {
     // 5000 distinct flows: the UDP NEW fixture with the CTA_ID rewritten.
     const base = loadHexFixture('udp4-new')[0]!;

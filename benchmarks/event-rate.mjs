@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+// Event-rate benchmark: conntrack-monitor and `conntrack -E -e NEW` (conntrack-tools) on the
+// same load at the same time, in one run.
+//
+//   node benchmarks/event-rate.mjs [--rates 50000,100000,150000,max] [--seconds 10] [--mode udp|tcp]
+//
+// Root. A private namespace with an nft `ct state new counter` rule in its output chain (the
+// kernel's count of entries created = NEW events generated) and 1 s UDP / TIME_WAIT timeouts
+// there. Per rate: a fresh conntrack-monitor process and a fresh `conntrack -E`, both
+// subscribed before the load starts; benchmarks/native loadgen pinned to CPU 1 for --seconds;
+// then, for each reader: events received, lost, CPU seconds per million events
+// (/proc/PID/stat utime+stime), peak RSS (VmHWM), and for conntrack-monitor the JS event-loop
+// delay p99 and the number of JS callbacks. Writes benchmarks/results/event-rate-<date>.{json,md}.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { values } = parseArgs({
+  options: {
+    rates: { type: 'string', default: '50000,100000,150000,max' },
+    seconds: { type: 'string', default: '10' },
+    mode: { type: 'string', default: 'udp' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const RATES = values.rates.split(',').map((r) => (r === 'max' ? 0 : Number(r)));
+const ns = `ctmon-bench-rate-${process.pid}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const inNs = (file, args, opts = {}) => execFileSync('ip', ['netns', 'exec', ns, file, ...args], { encoding: 'utf8', ...opts });
+const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+
+function buildTools() {
+  const loadgen = join(here, 'native', 'build', 'Release', 'loadgen');
+  if (!existsSync(loadgen)) {
+    const nodeGyp = process.env.npm_config_node_gyp ?? '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js';
+    execFileSync(process.execPath, [nodeGyp, 'rebuild', '--directory', join(here, 'native')], { stdio: 'inherit' });
+  }
+  return loadgen;
+}
+
+const cpuSeconds = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime
+};
+const peakRssMiB = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const newCounter = () => Number(/counter packets (\d+)/.exec(inNs('nft', ['list', 'chain', 'inet', 'bench', 'out']))[1]);
+const listeners = () => inNs('cat', ['/proc/net/netlink']).trim().split('\n').slice(1)
+  .map((r) => r.trim().split(/\s+/)).filter((r) => r[1] === '12' && Number.parseInt(r[3], 16) !== 0).length;
+
+async function phase(loadgen, rate) {
+  // conntrack-monitor, in its own process.
+  const child = spawn(process.execPath, [join(here, 'monitor-child.mjs'), `/var/run/netns/${ns}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const nextLine = () => new Promise((r) => lines.once('line', r));
+  await nextLine(); // ready
+  const report = async () => {
+    const line = nextLine();
+    child.stdin.write('report\n');
+    return JSON.parse(await line);
+  };
+  // conntrack -E, reading NEW events, printing them to /dev/null (its cheapest output); on
+  // SIGINT it says how many it showed.
+  const reference = spawn('ip', ['netns', 'exec', ns, 'conntrack', '-E', '-e', 'NEW'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let referenceWarnings = '';
+  reference.stderr.on('data', (d) => (referenceWarnings += d));
+  while (listeners() < 2) await sleep(20);
+  await sleep(300);
+
+  const before = { counter: newCounter(), monitor: await report(), monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
+  const started = Date.now();
+  const gen = JSON.parse(inNs(loadgen, [values.mode, String(rate), String(SECONDS), '1']));
+  await sleep(1500); // let both readers drain what is queued
+  const elapsed = (Date.now() - started) / 1000;
+  const after = { counter: newCounter(), monitor: await report(), monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
+  const refRss = peakRssMiB(reference.pid);
+  reference.kill('SIGINT');
+  await new Promise((r) => reference.on('close', r));
+  const shown = /(\d+) flow events have been shown/.exec(referenceWarnings);
+  const result = {
+    requestedRate: rate || 'max',
+    generator: gen,
+    generated: after.counter - before.counter,
+    monitor: {
+      received: after.monitor.insert - before.monitor.insert,
+      messages: after.monitor.messages - before.monitor.messages,
+      destroys: after.monitor.delete - before.monitor.delete,
+      readerUserSeconds: after.monitor.reader.user - before.monitor.reader.user,
+      readerSystemSeconds: after.monitor.reader.system - before.monitor.reader.system,
+      lost: after.monitor.lostTotal - before.monitor.lostTotal,
+      resyncs: after.monitor.resyncs - before.monitor.resyncs,
+      cpuSeconds: after.monitorCpu - before.monitorCpu,
+      peakRssMiB: peakRssMiB(child.pid),
+      loopP99Ms: after.monitor.loopP99Ms,
+      loopMaxMs: after.monitor.loopMaxMs,
+      jsCallbacks: after.monitor.samples,
+      intervals: Math.round(elapsed),
+    },
+    conntrackE: {
+      received: shown ? Number(shown[1]) : 0,
+      cpuSeconds: after.refCpu - before.refCpu,
+      peakRssMiB: refRss,
+      enobufs: /ENOBUFS/.test(referenceWarnings),
+    },
+  };
+  result.conntrackE.lost = result.generated - result.conntrackE.received;
+  for (const r of [result.monitor, result.conntrackE]) r.cpuSecondsPerMillion = r.received ? r.cpuSeconds / (r.received / 1e6) : null;
+  result.cpuRatio = result.monitor.cpuSecondsPerMillion / result.conntrackE.cpuSecondsPerMillion;
+  // The monitor also reads DESTROY (and state-change UPDATE) messages; conntrack -E -e NEW does not.
+  result.monitor.cpuSecondsPerMillionMessages = result.monitor.cpuSeconds / (result.monitor.messages / 1e6);
+  result.cpuRatioPerMessage = result.monitor.cpuSecondsPerMillionMessages / result.conntrackE.cpuSecondsPerMillion;
+  child.stdin.end();
+  await new Promise((r) => child.on('close', r));
+  return result;
+}
+
+async function main() {
+  const loadgen = buildTools();
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    inNs('nft', ['-f', '-'], { input: 'table inet bench {\n chain out { type filter hook output priority 0; ct state new counter; }\n}\n' });
+    inNs('sysctl', ['-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=1', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
+    const phases = [];
+    for (const rate of RATES) {
+      const p = await phase(loadgen, rate);
+      phases.push(p);
+      console.error(JSON.stringify(p));
+      await sleep(2000);
+    }
+    report(phases);
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+function report(phases) {
+  const date = new Date().toISOString();
+  const machine = {
+    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    cpus: `${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    conntrackTools: execFileSync('conntrack', ['--version'], { encoding: 'utf8' }).trim(),
+    note: 'loadgen pinned to CPU 1; readers unpinned; monitor defaults (32 MiB buffer); conntrack -E defaults',
+  };
+  const stamp = date.slice(0, 10);
+  writeFileSync(join(here, 'results', `event-rate-${values.mode}-${stamp}.json`), `${JSON.stringify({ date, machine, seconds: SECONDS, mode: values.mode, phases }, null, 2)}\n`);
+  const f = (x, d = 2) => (x === null || x === undefined ? 'n/a' : Number(x).toFixed(d));
+  const rows = phases.map((p) => `| ${p.requestedRate} | ${p.generated} (${Math.round(p.generated / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.conntrackE.received} / ${p.conntrackE.lost} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.conntrackE.cpuSecondsPerMillion)} | **${f(p.cpuRatio, 3)}** | ${p.monitor.messages} msgs: ${f(p.monitor.cpuSecondsPerMillionMessages)} s/M, ratio ${f(p.cpuRatioPerMessage, 3)}; reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys | ${f(p.monitor.peakRssMiB, 0)} / ${f(p.conntrackE.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`);
+  const md = `# Event rate: conntrack-monitor vs conntrack -E (${values.mode}, ${stamp})
+
+Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.conntrackTools}; ${machine.note}.
+Command: \`node benchmarks/event-rate.mjs --rates ${values.rates} --seconds ${SECONDS} --mode ${values.mode}\`
+
+Both readers ran at the same time on the same load. "Generated" is the kernel's count of new entries (nft \`ct state new counter\`). conntrack -E reads NEW events only; conntrack-monitor also reads DESTROY (and TCP state UPDATE) messages, and its "lost" counts every event type the kernel could not queue (SK_MEMINFO_DROPS). CPU is the whole process (/proc/PID/stat); "reader" is conntrack-monitor's native thread alone.
+
+| rate asked | generated NEW | monitor NEW received / events lost | conntrack -E NEW received / lost | monitor CPU s per M NEW | conntrack -E CPU s per M NEW | CPU ratio (NEW) | monitor, all messages (NEW+DESTROY+UPDATE) | peak RSS MiB (monitor / -E) | JS event-loop p99 ms | JS callbacks |
+|---|---|---|---|---|---|---|---|---|---|---|
+${rows.join('\n')}
+`;
+  writeFileSync(join(here, 'results', `event-rate-${values.mode}-${stamp}.md`), md);
+  process.stdout.write(md);
+}
+
+await main();

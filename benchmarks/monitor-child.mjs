@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// The conntrack-monitor side of the event-rate benchmark, in its own process so that its CPU
+// and memory are its own: node monitor-child.mjs NETNS_PATH
+// Prints "ready" once started; on each "report" line on stdin prints one JSON line with the
+// totals so far, the samples (JS callbacks) since the last report and the event-loop delay
+// percentiles since the last report (perf_hooks), then resets the histogram.
+import { createRequire } from 'node:module';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { readdirSync, readFileSync } from 'node:fs';
+
+const { ConntrackMonitor } = createRequire(import.meta.url)('../dist/index.js');
+const monitor = new ConntrackMonitor({ netns: process.argv[2] });
+let last = null;
+let samples = 0;
+let messages = 0;
+monitor.on('sample', (s) => {
+  last = s;
+  samples++;
+  messages += s.events.received;
+});
+
+/** CPU seconds of the native reader thread, split into user and system time. */
+function readerCpu() {
+  const tick = 100; // USER_HZ
+  for (const tid of readdirSync('/proc/self/task')) {
+    if (readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() !== 'ctmon-reader') continue;
+    const f = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return { user: Number(f[11]) / tick, system: Number(f[12]) / tick };
+  }
+  return { user: 0, system: 0 };
+}
+monitor.on('error', (e) => console.error(`monitor: ${e.message}`));
+const loop = monitorEventLoopDelay({ resolution: 1 });
+await monitor.start();
+loop.enable();
+console.log('ready');
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line !== 'report') return;
+  console.log(JSON.stringify({
+    insert: last?.totals.insert ?? 0,
+    delete: last?.totals.delete ?? 0,
+    lostTotal: last?.events.lostTotal ?? 0,
+    resyncs: last?.events.resyncs ?? 0,
+    messages,
+    reader: readerCpu(),
+    samples,
+    loopP99Ms: loop.percentile(99) / 1e6,
+    loopMaxMs: loop.max / 1e6,
+  }));
+  samples = 0;
+  loop.reset();
+}).on('close', async () => {
+  await monitor.stop();
+  process.exit(0);
+});

@@ -1,0 +1,18 @@
+{
+  # Benchmark tools, built on demand by the benchmark scripts (not by npm install):
+  #   node-gyp rebuild --directory benchmarks/native
+  "targets": [
+    {
+      "target_name": "loadgen",
+      "type": "executable",
+      "sources": ["loadgen.cc"],
+      "cflags_cc": ["-O2", "-std=c++17"]
+    },
+    {
+      "target_name": "decode_bench",
+      "type": "executable",
+      "sources": ["decode_bench.cc", "../../native/ctnetlink.cc"],
+      "cflags_cc": ["-O2", "-std=c++17"]
+    }
+  ]
+}
