@@ -25,8 +25,11 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '50000,100000,150000,max' },
     seconds: { type: 'string', default: '10' },
     mode: { type: 'string', default: 'udp' },
+    alone: { type: 'boolean', default: false },
   },
 });
+// --alone: conntrack-monitor without the other readers, to see its own limits.
+const ALONE = values.alone;
 const SECONDS = Number(values.seconds);
 const RATES = values.rates.split(',').map((r) => (r === 'max' ? 0 : Number(r)));
 const ns = `ctmon-bench-rate-${process.pid}`;
@@ -35,12 +38,21 @@ const inNs = (file, args, opts = {}) => execFileSync('ip', ['netns', 'exec', ns,
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
 function buildTools() {
-  const loadgen = join(here, 'native', 'build', 'Release', 'loadgen');
-  if (!existsSync(loadgen)) {
+  const bin = (name) => join(here, 'native', 'build', 'Release', name);
+  if (!['loadgen', 'null_reader'].every((name) => existsSync(bin(name)))) {
     const nodeGyp = process.env.npm_config_node_gyp ?? '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js';
     execFileSync(process.execPath, [nodeGyp, 'rebuild', '--directory', join(here, 'native')], { stdio: 'inherit' });
   }
-  return loadgen;
+  return { loadgen: bin('loadgen'), nullReader: bin('null_reader') };
+}
+
+/** The namespace's stat counters, summed over CPUs, by /proc column name. */
+function kernelStats() {
+  const [header, ...rows] = inNs('cat', ['/proc/net/stat/nf_conntrack']).trim().split('\n');
+  const names = header.trim().split(/\s+/);
+  const sums = {};
+  for (const row of rows) row.trim().split(/\s+/).forEach((hex, i) => (sums[names[i]] = (sums[names[i]] ?? 0) + parseInt(hex, 16)));
+  return sums;
 }
 
 const cpuSeconds = (pid) => {
@@ -52,7 +64,11 @@ const newCounter = () => Number(/counter packets (\d+)/.exec(inNs('nft', ['list'
 const listeners = () => inNs('cat', ['/proc/net/netlink']).trim().split('\n').slice(1)
   .map((r) => r.trim().split(/\s+/)).filter((r) => r[1] === '12' && Number.parseInt(r[3], 16) !== 0).length;
 
-async function phase(loadgen, rate) {
+async function phase({ loadgen, nullReader }, rate) {
+  // The floor: the same socket, read the same way, messages thrown away.
+  const floor = ALONE ? null : spawn(nullReader, [`/var/run/netns/${ns}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const floorLines = floor && createInterface({ input: floor.stdout });
+  if (floorLines) await new Promise((r) => floorLines.once('line', r));
   // conntrack-monitor, in its own process.
   const child = spawn(process.execPath, [join(here, 'monitor-child.mjs'), `/var/run/netns/${ns}`], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout });
@@ -65,26 +81,47 @@ async function phase(loadgen, rate) {
   };
   // conntrack -E, reading NEW events, printing them to /dev/null (its cheapest output); on
   // SIGINT it says how many it showed.
-  const reference = spawn('ip', ['netns', 'exec', ns, 'conntrack', '-E', '-e', 'NEW'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const reference = spawn('ip', ['netns', 'exec', ns, ...(ALONE ? ['sleep', '3600'] : ['conntrack', '-E', '-e', 'NEW'])], { stdio: ['ignore', 'ignore', 'pipe'] });
   let referenceWarnings = '';
   reference.stderr.on('data', (d) => (referenceWarnings += d));
-  while (listeners() < 2) await sleep(20);
+  while (listeners() < (ALONE ? 1 : 3)) await sleep(20);
   await sleep(300);
 
-  const before = { counter: newCounter(), monitor: await report(), monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
+  const before = { stats: kernelStats(), counter: newCounter(), monitor: await report(), monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
   const started = Date.now();
   const gen = JSON.parse(inNs(loadgen, [values.mode, String(rate), String(SECONDS), '1']));
-  await sleep(1500); // let both readers drain what is queued
+  const duringLoad = await report(); // the event-loop delay of the loaded period
+  // Readers may be behind on a busy 2-core box: queued events are late, not lost. Wait until
+  // the monitor has seen every created entry (or the kernel says it lost some), at most 20 s;
+  // conntrack -E gets the same time.
+  const created = newCounter() - before.counter - (kernelStats().insert_failed - before.stats.insert_failed);
+  let settled = duringLoad;
+  for (let i = 0; i < 20 && settled.insert - before.monitor.insert < created && settled.lostTotal === before.monitor.lostTotal; i++) {
+    await sleep(1000);
+    const next = await report();
+    settled = { ...next, loopP99Ms: duringLoad.loopP99Ms, loopMaxMs: duringLoad.loopMaxMs, samples: settled.samples + next.samples };
+  }
   const elapsed = (Date.now() - started) / 1000;
-  const after = { counter: newCounter(), monitor: await report(), monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
+  const after = { stats: kernelStats(), counter: newCounter(), monitor: settled, monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
   const refRss = peakRssMiB(reference.pid);
   reference.kill('SIGINT');
   await new Promise((r) => reference.on('close', r));
   const shown = /(\d+) flow events have been shown/.exec(referenceWarnings);
+  let floorStats = { messages: 0, userSeconds: 0, systemSeconds: 0 };
+  if (floor) {
+    const floorResult = new Promise((r) => floorLines.once('line', (l) => r(JSON.parse(l))));
+    floor.kill('SIGTERM');
+    floorStats = await floorResult;
+  }
   const result = {
     requestedRate: rate || 'max',
     generator: gen,
     generated: after.counter - before.counter,
+    // New entries that failed at confirmation (chain too long, clash) passed the nft rule but
+    // never became entries: no NEW event exists for them.
+    insertFailed: after.stats.insert_failed - before.stats.insert_failed,
+    tableFullDrops: after.stats.drop - before.stats.drop,
+    floor: { ...floorStats, cpuSecondsPerMillionMessages: (floorStats.userSeconds + floorStats.systemSeconds) / (floorStats.messages / 1e6) },
     monitor: {
       received: after.monitor.insert - before.monitor.insert,
       messages: after.monitor.messages - before.monitor.messages,
@@ -107,7 +144,8 @@ async function phase(loadgen, rate) {
       enobufs: /ENOBUFS/.test(referenceWarnings),
     },
   };
-  result.conntrackE.lost = result.generated - result.conntrackE.received;
+  result.created = result.generated - result.insertFailed;
+  result.conntrackE.lost = result.created - result.conntrackE.received;
   for (const r of [result.monitor, result.conntrackE]) r.cpuSecondsPerMillion = r.received ? r.cpuSeconds / (r.received / 1e6) : null;
   result.cpuRatio = result.monitor.cpuSecondsPerMillion / result.conntrackE.cpuSecondsPerMillion;
   // The monitor also reads DESTROY (and state-change UPDATE) messages; conntrack -E -e NEW does not.
@@ -119,7 +157,7 @@ async function phase(loadgen, rate) {
 }
 
 async function main() {
-  const loadgen = buildTools();
+  const tools = buildTools();
   execFileSync('ip', ['netns', 'add', ns]);
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -127,7 +165,7 @@ async function main() {
     inNs('sysctl', ['-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=1', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
     const phases = [];
     for (const rate of RATES) {
-      const p = await phase(loadgen, rate);
+      const p = await phase(tools, rate);
       phases.push(p);
       console.error(JSON.stringify(p));
       await sleep(2000);
@@ -149,21 +187,22 @@ function report(phases) {
     note: 'loadgen pinned to CPU 1; readers unpinned; monitor defaults (32 MiB buffer); conntrack -E defaults',
   };
   const stamp = date.slice(0, 10);
-  writeFileSync(join(here, 'results', `event-rate-${values.mode}-${stamp}.json`), `${JSON.stringify({ date, machine, seconds: SECONDS, mode: values.mode, phases }, null, 2)}\n`);
+  const name = `event-rate-${values.mode}${ALONE ? '-alone' : ''}-${stamp}`;
+  writeFileSync(join(here, 'results', `${name}.json`), `${JSON.stringify({ date, machine, seconds: SECONDS, mode: values.mode, phases }, null, 2)}\n`);
   const f = (x, d = 2) => (x === null || x === undefined ? 'n/a' : Number(x).toFixed(d));
-  const rows = phases.map((p) => `| ${p.requestedRate} | ${p.generated} (${Math.round(p.generated / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.conntrackE.received} / ${p.conntrackE.lost} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.conntrackE.cpuSecondsPerMillion)} | **${f(p.cpuRatio, 3)}** | ${p.monitor.messages} msgs: ${f(p.monitor.cpuSecondsPerMillionMessages)} s/M, ratio ${f(p.cpuRatioPerMessage, 3)}; reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys | ${f(p.monitor.peakRssMiB, 0)} / ${f(p.conntrackE.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`);
-  const md = `# Event rate: conntrack-monitor vs conntrack -E (${values.mode}, ${stamp})
+  const rows = phases.map((p) => `| ${p.requestedRate} | ${p.created} (${Math.round(p.created / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.conntrackE.received} / ${p.conntrackE.lost} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.conntrackE.cpuSecondsPerMillion)} | **${f(p.cpuRatio, 3)}** | ${p.monitor.messages} msgs: ${f(p.monitor.cpuSecondsPerMillionMessages)} s/M, ratio ${f(p.cpuRatioPerMessage, 3)}; reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys | ${p.floor.messages} msgs: ${f(p.floor.cpuSecondsPerMillionMessages)} s/M (${f(p.floor.userSeconds)} user + ${f(p.floor.systemSeconds)} sys) | ${f(p.monitor.peakRssMiB, 0)} / ${f(p.conntrackE.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`);
+  const md = `# Event rate: conntrack-monitor${ALONE ? ' alone' : ' vs conntrack -E'} (${values.mode}, ${stamp})
 
 Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.conntrackTools}; ${machine.note}.
-Command: \`node benchmarks/event-rate.mjs --rates ${values.rates} --seconds ${SECONDS} --mode ${values.mode}\`
+Command: \`node benchmarks/event-rate.mjs --rates ${values.rates} --seconds ${SECONDS} --mode ${values.mode}${ALONE ? ' --alone' : ''}\`
 
-Both readers ran at the same time on the same load. "Generated" is the kernel's count of new entries (nft \`ct state new counter\`). conntrack -E reads NEW events only; conntrack-monitor also reads DESTROY (and TCP state UPDATE) messages, and its "lost" counts every event type the kernel could not queue (SK_MEMINFO_DROPS). CPU is the whole process (/proc/PID/stat); "reader" is conntrack-monitor's native thread alone.
+The readers ran at the same time on the same load. "NEW events created" is the kernel's count: packets the nft \`ct state new counter\` saw, less the kernel's insert_failed delta (entries refused at confirmation send no event). conntrack -E reads NEW events only; conntrack-monitor also reads DESTROY (and TCP state UPDATE) messages, and its "lost" counts every event type the kernel could not queue (SK_MEMINFO_DROPS). CPU is the whole process (/proc/PID/stat); "reader" is conntrack-monitor's native thread alone; "floor" is benchmarks/native/null_reader, the same socket read the same way with the messages discarded: the kernel's share.
 
-| rate asked | generated NEW | monitor NEW received / events lost | conntrack -E NEW received / lost | monitor CPU s per M NEW | conntrack -E CPU s per M NEW | CPU ratio (NEW) | monitor, all messages (NEW+DESTROY+UPDATE) | peak RSS MiB (monitor / -E) | JS event-loop p99 ms | JS callbacks |
-|---|---|---|---|---|---|---|---|---|---|---|
+| rate asked | NEW events created | monitor NEW received / events lost | conntrack -E NEW received / lost | monitor CPU s per M NEW | conntrack -E CPU s per M NEW | CPU ratio (NEW) | monitor, all messages (NEW+DESTROY+UPDATE) | floor: same socket, messages discarded | peak RSS MiB (monitor / -E) | JS event-loop p99 ms | JS callbacks |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
-  writeFileSync(join(here, 'results', `event-rate-${values.mode}-${stamp}.md`), md);
+  writeFileSync(join(here, 'results', `${name}.md`), md);
   process.stdout.write(md);
 }
 

@@ -10,8 +10,6 @@ namespace ctmon {
 namespace {
 
 constexpr uint32_t kNever = UINT32_MAX;
-constexpr uint8_t kTcpTimeWait = 7;  // enum tcp_conntrack
-constexpr uint8_t kTcpClose = 8;
 constexpr size_t kInitialSlots = 1024;  // a power of two
 
 uint64_t mix(uint64_t x) {
@@ -208,14 +206,11 @@ void ConntrackTable::KeySet::clear() {
   used_ = 0;
 }
 
-size_t ConntrackTable::expire(uint64_t now_ms, size_t* refreshable) {
+size_t ConntrackTable::expire(uint64_t now_ms) {
   const uint64_t now_ds = now_ms / 100;
   size_t removed = 0;
   for (size_t i = 0; i < slots_.size();) {
     if (slots_[i].key != 0 && slots_[i].deadline_ds <= now_ds) {
-      const Slot& s = slots_[i];
-      const bool terminal = s.protocol == kProtoTcp && (s.tcp_state == kTcpTimeWait || s.tcp_state == kTcpClose);
-      if (refreshable != nullptr && !terminal) ++*refreshable;
       erase_at(i);
       ++removed;
     } else {

@@ -42,10 +42,8 @@ class ConntrackTable {
   size_t end_dump();
   void abort_dump();  // a failed or cancelled dump: keep the previous state
 
-  // Drops entries whose deadline has passed; returns how many. `refreshable`, when given,
-  // receives how many of them were in a state that traffic can keep alive without sending an
-  // event (anything but TCP TIME_WAIT and CLOSE): the kernel may still list those.
-  size_t expire(uint64_t now_ms, size_t* refreshable = nullptr);
+  // Drops entries whose deadline has passed; returns how many.
+  size_t expire(uint64_t now_ms);
 
   const TableCounts& counts() const { return counts_; }
   size_t memory_bytes() const { return slots_.capacity() * sizeof(Slot); }

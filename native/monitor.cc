@@ -35,7 +35,6 @@ constexpr int kBatchesPerWakeup = 64;       // ~4k events, then look at the cloc
 constexpr int kCoalesceMs = 10;
 constexpr int kBatchesDuringDump = 8;       // events read between two dump datagrams
 constexpr int kBatchesAtClose = 1024;       // ~65k events queued before an interval closes
-constexpr int64_t kSecondNs = 1000000000;
 // UPDATE carries TCP state changes; event_filter() drops the UPDATEs nothing here needs.
 constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
                                      NFNLGRP_CONNTRACK_DESTROY};
@@ -204,6 +203,7 @@ void Monitor::run() {
   const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
   int64_t next_close = mono_ns() + interval_ns;
   pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
+  bool caught_up = true;
   for (;;) {
     int64_t now = mono_ns();
     if (now >= next_close) {
@@ -230,23 +230,26 @@ void Monitor::run() {
       if (pending != 0) report(MonitorError{pending, "recvmmsg", "read conntrack events"});
     }
     if (fds[1].revents & POLLIN) {
+      // Coalesce only after catching up: when the last drain left events behind, read on.
       const int64_t left_ms = (next_close - mono_ns()) / 1000000;
-      if (left_ms > 0 && ::poll(fds, 1, static_cast<int>(std::min<int64_t>(kCoalesceMs, left_ms))) > 0) {
+      if (caught_up && left_ms > 0 &&
+          ::poll(fds, 1, static_cast<int>(std::min<int64_t>(kCoalesceMs, left_ms))) > 0) {
         close_interval(true);  // stop was requested while waiting
         return;
       }
-      drain_events(kBatchesPerWakeup);
+      caught_up = drain_events(kBatchesPerWakeup);
     }
   }
 }
 
 // Hot path: decode every queued event and count it. No allocation, no locks.
-void Monitor::drain_events(int budget_batches) {
+// Returns true when the socket was emptied, false when the budget ran out first.
+bool Monitor::drain_events(int budget_batches) {
   for (int batch = 0; batch < budget_batches; ++batch) {
     const int n = receiver_.receive(event_fd_.get());
     if (n < 0) {
       report(MonitorError{-n, "recvmmsg", "read conntrack events"});
-      return;
+      return true;
     }
     const uint64_t now = now_ms();  // one clock read per batch, not per event
     for (int i = 0; i < n; ++i) {
@@ -266,8 +269,9 @@ void Monitor::drain_events(int budget_batches) {
       }
       if (walker.malformed()) aggregator_.count_malformed();
     }
-    if (static_cast<size_t>(n) < kBatchSlots) return;  // the queue is empty
+    if (static_cast<size_t>(n) < kBatchSlots) return true;  // the queue is empty
   }
+  return false;
 }
 
 // GET_STATS_CPU (per-CPU counters) and GET_STATS (entries, max), both answered for this
@@ -321,10 +325,10 @@ bool Monitor::resync() {
     return false;
   }
   table_.end_dump();
+  repair_pending_ = false;
   if (table_state_.synced) ++table_state_.resyncs;
   table_state_.synced = true;
   table_state_.last_resync_ms = static_cast<double>(last_dump_ns_) / 1e6;
-  verify_pending_ = false;
   overcount_intervals_ = 0;
   drain_events(kBatchesAtClose);
   return true;
@@ -346,27 +350,26 @@ void Monitor::close_interval(bool final) {
     report(MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
   stats_failing_ = !stats_status_.ok();
   const IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
-  size_t refreshable = 0;
-  table_.expire(now_ms(), &refreshable);
-  if (refreshable > 0) verify_pending_ = true;
+  table_.expire(now_ms());
 
   // When to re-dump, besides the period:
   // - lost events: the tracked state may be wrong (spaced by 10 dump durations, so an event
   //   storm on a large table cannot turn into back-to-back dumps);
   // - tracking more entries than the kernel counts for two intervals (its count includes
   //   expired entries not yet reaped, so it can only be higher): entries were deleted without
-  //   a DESTROY, as under nf_conntrack_events=2; the tolerance absorbs events racing the read;
-  // - entries expired here in a state that traffic can refresh without an event (a UDP
-  //   stream, a long ping): the kernel may still have them. Checked at most every 10 s and
-  //   every 20 dump durations (at most 5% of a CPU in dumps).
+  //   a DESTROY, as under nf_conntrack_events=2; the tolerance absorbs events racing the read.
+  // Entries that traffic keeps alive without a state change (a one-way UDP stream, a long
+  // ping) are expired here at their last known deadline and come back at the next periodic
+  // dump: re-dumping sooner to check would cost a dump every few seconds on busy hosts.
   const int64_t now = mono_ns();
   const bool overcount = sample.has_entries &&
                          table_.counts().entries > sample.entries + 8 + sample.entries / 100;
   overcount_intervals_ = overcount ? overcount_intervals_ + 1 : 0;
+  // A repair that must wait for its spacing is remembered, not forgotten.
+  if (sample.events_lost > 0 || overcount_intervals_ >= 2) repair_pending_ = true;
   const bool periodic = config_.resync_interval_ms > 0 && now >= next_resync_ns_;
-  const bool repair = (sample.events_lost > 0 || overcount_intervals_ >= 2) && may_resync(now, 0, 10);
-  const bool verify = verify_pending_ && may_resync(now, 10 * kSecondNs, 20);
-  if (!final && !stopping_.load() && (periodic || repair || verify)) {
+  const bool repair = repair_pending_ && may_resync(now, 0, 10);
+  if (!final && !stopping_.load() && (periodic || repair)) {
     if (resync()) table_.expire(now_ms());
   }
   table_state_.counts = table_.counts();

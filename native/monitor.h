@@ -84,7 +84,7 @@ class Monitor {
  private:
   void run();
   bool open_in_namespace(MonitorError& error);
-  void drain_events(int budget_batches);
+  bool drain_events(int budget_batches);
   KernelReading read_kernel();
   bool resync();
   bool may_resync(int64_t now, int64_t min_gap_ns, int dump_multiple) const;
@@ -106,9 +106,9 @@ class Monitor {
   int64_t epoch_ns_ = 0;          // monotonic time the table's deadlines count from
   int64_t next_resync_ns_ = 0;
   int overcount_intervals_ = 0;   // consecutive intervals tracking more than the kernel counts
+  bool repair_pending_ = false;   // lost events or overcount seen; resync when spacing allows
   int64_t last_resync_end_ns_ = 0;
   int64_t last_dump_ns_ = 0;      // duration of the latest dump
-  bool verify_pending_ = false;   // entries that traffic may refresh silently were expired
   std::atomic<bool> stopping_{false};
   std::vector<CpuStats> cpu_stats_;  // reused every interval
   GlobalStats global_stats_;

@@ -9,6 +9,12 @@
       "cflags_cc": ["-O2", "-std=c++17"]
     },
     {
+      "target_name": "null_reader",
+      "type": "executable",
+      "sources": ["null_reader.cc", "../../native/netlink_socket.cc", "../../native/event_filter.cc", "../../native/ctnetlink.cc"],
+      "cflags_cc": ["-O2", "-std=c++17"]
+    },
+    {
       "target_name": "decode_bench",
       "type": "executable",
       "sources": ["decode_bench.cc", "../../native/ctnetlink.cc"],

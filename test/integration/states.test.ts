@@ -152,7 +152,7 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     const reference = spawn('ip', ['netns', 'exec', ns.name, 'conntrack', '-E', '-e', 'UPDATE']);
     let referenceOut = '';
     reference.stdout.on('data', (d) => (referenceOut += d));
-    await new Promise((r) => setTimeout(r, 300));
+    while ((await ns.eventSocketDrops()).length < 2) await new Promise((r) => setTimeout(r, 50)); // both subscribed
     await ns.traffic('udp-echo', 50);
     await ns.traffic('tcp', 20);
     await nextSamples(monitor, 2);
