@@ -1,22 +1,16 @@
 /** The CLI on the real kernel: NDJSON per interval, a final sample on exit, clean exits. */
 import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { TestNamespace } from '../helpers/netns';
-
-let ns: TestNamespace | undefined;
-afterEach(async () => {
-  await ns?.remove();
-  ns = undefined;
-});
+import { namespace } from '../helpers/scope';
 
 describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', () => {
   it('--json prints one sample per line and a final partial sample after --duration', async () => {
-    ns = await TestNamespace.create('cli');
+    const ns = await namespace('cli');
     let traffic: Promise<unknown> | undefined;
     const run = await runCli(['--json', '--netns', ns.name, '--interval', '200', '--duration', '1.5'], () => {
-      traffic ??= ns!.traffic('tcp', 25);
+      traffic ??= ns.traffic('tcp', 25);
     });
     await traffic;
     expect(run.code).toBe(0);
@@ -32,7 +26,7 @@ describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', 
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('on %s prints the final sample and exits 0', async (signal) => {
-    ns = await TestNamespace.create('sig');
+    const ns = await namespace('sig');
     let lines = 0;
     const run = await runCli(['--json', '--netns', ns.name, '--interval', '100'], (_line, child) => {
       if (++lines === 2) child.kill(signal);
@@ -44,7 +38,7 @@ describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', 
   });
 
   it('prints a human line per interval without --json', async () => {
-    ns = await TestNamespace.create('human');
+    const ns = await namespace('human');
     const run = await runCli(['--netns', ns.name, '--interval', '100', '--duration', '0.35']);
     expect(run.code).toBe(0);
     const lines = run.stdout.trim().split('\n');

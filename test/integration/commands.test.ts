@@ -3,20 +3,12 @@
  * an HTTP scrape checked by promtool, monitoring-plugins exit codes, and tmux as the terminal.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CLI, runCli } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { TestNamespace, withConntrackMax } from '../helpers/netns';
+import { withConntrackMax } from '../helpers/netns';
+import { defer, namespace } from '../helpers/scope';
 
-const cleanup: (() => Promise<unknown> | void)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.splice(0).reverse()) await step();
-});
-async function namespace(label: string) {
-  const ns = await TestNamespace.create(label);
-  cleanup.push(() => ns.remove());
-  return ns;
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const metric = (text: string, series: string) => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -27,7 +19,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
   it('serve: /metrics over HTTP for a namespace with traffic, valid for promtool, clean SIGTERM', async () => {
     const ns = await namespace('serve');
     const child = spawn(process.execPath, [CLI, 'serve', '--netns', ns.name, '--listen', '127.0.0.1:0', '--interval', '200']);
-    cleanup.push(() => void child.kill('SIGKILL'));
+    defer(() => void child.kill('SIGKILL'));
     const url = await new Promise<string>((resolve, reject) => {
       let err = '';
       child.stderr.on('data', (d) => {
@@ -103,7 +95,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     const ns = await namespace('tty');
     const session = `ctmon-${process.pid}`;
     execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '130', '-y', '40', `${process.execPath} ${CLI} --netns ${ns.name} --interval 200`]);
-    cleanup.push(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
+    defer(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
     const screen = () => execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
     await ns.waitForListener();
     await sleep(500);

@@ -4,30 +4,13 @@
  * conntrack -C, and the traffic generator's socket results.
  */
 import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConntrackError, ConntrackMonitor } from '../../dist/index.js';
 import { canRunIntegration } from '../helpers/gate';
-import { TestNamespace, withConntrackMax } from '../helpers/netns';
-import { nextSamples, recordSamples } from '../helpers/samples';
+import { withConntrackMax } from '../helpers/netns';
+import { nextSamples } from '../helpers/samples';
+import { namespace, startMonitor } from '../helpers/scope';
 
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.splice(0).reverse()) await step();
-});
-
-async function namespace(label: string): Promise<TestNamespace> {
-  const ns = await TestNamespace.create(label);
-  cleanup.push(() => ns.remove());
-  return ns;
-}
-
-async function startMonitor(ns: TestNamespace) {
-  const monitor = new ConntrackMonitor({ netns: ns.name, intervalMs: 200 });
-  const samples = recordSamples(monitor);
-  await monitor.start();
-  cleanup.push(() => monitor.stop());
-  return { monitor, samples };
-}
 
 describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => {
   it('counts N TCP connections as N inserts, and its entries equal the kernel count', async () => {

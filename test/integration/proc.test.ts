@@ -3,28 +3,24 @@
  * runs as nobody in a child process, falls back from netlink, and reports the kernel's numbers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CLI } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { TestNamespace, withConntrackMax } from '../helpers/netns';
+import { defer, namespace } from '../helpers/scope';
 
 const NOBODY = 65534;
-const cleanup: (() => Promise<unknown> | void)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.splice(0).reverse()) await step();
-});
 
 /** A process living in the namespace, so /proc/PID/net shows it. */
 function resident(ns: TestNamespace): ChildProcess {
   const child = spawn('ip', ['netns', 'exec', ns.name, 'sleep', '600'], { stdio: 'ignore' });
-  cleanup.push(() => void child.kill());
+  defer(() => void child.kill());
   return child;
 }
 
 describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () => {
   it('falls back from netlink, says why once, and reports the kernel\'s entries, max and drops', async () => {
-    const ns = await TestNamespace.create('proc');
-    cleanup.push(() => ns.remove());
+    const ns = await namespace('proc');
     const pid = resident(ns).pid!;
     await new Promise((r) => setTimeout(r, 200)); // let `ip netns exec` enter the namespace
     await ns.traffic('tcp', 15);
@@ -32,7 +28,7 @@ describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () =
     const cli = spawn(process.execPath, [CLI, '--json', '--netns', `/proc/${pid}/ns/net`, '--interval', '200'], {
       uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'],
     });
-    cleanup.push(() => void cli.kill());
+    defer(() => void cli.kill());
     let stderr = '';
     cli.stderr.on('data', (d) => (stderr += d));
     const samples: any[] = [];
@@ -87,8 +83,7 @@ describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () =
 
   it('reads a namespace named under /var/run/netns through a process in it', async () => {
     const { ConntrackMonitor } = await import('../../dist/index.js');
-    const ns = await TestNamespace.create('procname');
-    cleanup.push(() => ns.remove());
+    const ns = await namespace('procname');
     const lonely = new ConntrackMonitor({ netns: ns.name, backend: 'proc' });
     await expect(lonely.start()).rejects.toMatchObject({ code: 'ESRCH', message: expect.stringMatching(/pass \/proc\/PID\/ns\/net/) });
     resident(ns);

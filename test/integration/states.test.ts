@@ -4,32 +4,13 @@
  * loss and the socket filter.
  */
 import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ConntrackMonitor, type ConntrackSample, type ConntrackWarning } from '../../dist/index.js';
+import { describe, expect, it } from 'vitest';
+import type { ConntrackMonitor, ConntrackSample } from '../../dist/index.js';
 import { canRunIntegration } from '../helpers/gate';
-import { TestNamespace } from '../helpers/netns';
-import { nextSamples, recordSamples } from '../helpers/samples';
+import type { TestNamespace } from '../helpers/netns';
+import { nextSamples } from '../helpers/samples';
+import { namespace, startMonitor } from '../helpers/scope';
 
-const cleanup: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.splice(0).reverse()) await step();
-});
-
-async function namespace(label: string): Promise<TestNamespace> {
-  const ns = await TestNamespace.create(label);
-  cleanup.push(() => ns.remove());
-  return ns;
-}
-
-async function startMonitor(ns: TestNamespace, options: { intervalMs?: number; receiveBufferBytes?: number } = {}) {
-  const monitor = new ConntrackMonitor({ netns: ns.name, intervalMs: 200, ...options });
-  const samples = recordSamples(monitor);
-  const warnings: ConntrackWarning[] = [];
-  monitor.on('warning', (w) => warnings.push(w));
-  await monitor.start();
-  cleanup.push(() => monitor.stop());
-  return { monitor, samples, warnings };
-}
 
 /** The sample's view in the kernel listing's shape: nonzero TCP states and protocol counts. */
 function view(s: ConntrackSample) {
