@@ -4,7 +4,7 @@
  * the source build that takes over when no prebuild fits.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +18,12 @@ const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: app, encoding: 'utf8' });
 
 beforeAll(() => {
-  npm(['pack', '--pack-destination', work], ROOT);
+  // Pack from a copy: prebuildify (run by prepack) rebuilds and clears build/, which must not
+  // happen to the working tree the other tests load the addon from.
+  const source = join(work, 'source');
+  cpSync(ROOT, source, { recursive: true, filter: (f) => !/\/(node_modules|build|prebuilds|\.git)$/.test(f) });
+  symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'));
+  npm(['pack', '--pack-destination', work], source);
   const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   tarball = join(work, `conntrack-monitor-${version}.tgz`);
   execFileSync('mkdir', ['-p', app]);
