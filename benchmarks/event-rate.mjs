@@ -202,7 +202,23 @@ The readers ran at the same time on the same load. "NEW events created" is the k
 |---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
-  writeFileSync(join(here, 'results', `${name}.md`), md);
+  const aloneRows = phases.map((p) => `| ${p.requestedRate} | ${p.created} (${Math.round(p.created / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.monitor.messages} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.monitor.cpuSecondsPerMillionMessages)} (reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys) | ${f(p.monitor.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`);
+  const aloneMd = `# Event rate: conntrack-monitor alone (${values.mode}, ${stamp})
+
+Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}; loadgen pinned to CPU 1; monitor defaults (32 MiB buffer).
+Command: \`node benchmarks/event-rate.mjs --rates ${values.rates} --seconds ${SECONDS} --mode ${values.mode} --alone\`
+
+"NEW events created" is the kernel's count (nft \`ct state new counter\` less insert_failed). "Lost" counts every event type the kernel could not queue (SK_MEMINFO_DROPS).
+
+| rate asked | NEW events created | NEW received / events lost | messages read (NEW+DESTROY+UPDATE) | CPU s per M NEW | CPU s per M messages | peak RSS MiB | JS event-loop p99 ms | JS callbacks |
+|---|---|---|---|---|---|---|---|---|
+${aloneRows.join('\n')}
+`;
+  writeFileSync(join(here, 'results', `${name}.md`), ALONE ? aloneMd : md);
+  if (ALONE) {
+    process.stdout.write(aloneMd);
+    return;
+  }
   process.stdout.write(md);
 }
 
