@@ -335,12 +335,8 @@ bool Monitor::resync() {
 }
 
 // A dump costs the kernel a walk of the whole global hash, so unscheduled dumps are spaced
-// out: at least `min_gap_ns`, and at least `dump_multiple` times the last dump's duration
-// (which bounds the share of a CPU they can take).
-bool Monitor::may_resync(int64_t now, int64_t min_gap_ns, int dump_multiple) const {
-  const int64_t gap = std::max(min_gap_ns, last_dump_ns_ * dump_multiple);
-  return now - last_resync_end_ns_ >= gap;
-}
+// by at least ten times the last dump's duration: they can take at most a tenth of a CPU.
+bool Monitor::may_resync(int64_t now) const { return now - last_resync_end_ns_ >= last_dump_ns_ * 10; }
 
 void Monitor::close_interval(bool final) {
   drain_events(kBatchesAtClose);
@@ -368,7 +364,7 @@ void Monitor::close_interval(bool final) {
   // A repair that must wait for its spacing is remembered, not forgotten.
   if (sample.events_lost > 0 || overcount_intervals_ >= 2) repair_pending_ = true;
   const bool periodic = config_.resync_interval_ms > 0 && now >= next_resync_ns_;
-  const bool repair = repair_pending_ && may_resync(now, 0, 10);
+  const bool repair = repair_pending_ && may_resync(now);
   if (!final && !stopping_.load() && (periodic || repair)) {
     if (resync()) table_.expire(now_ms());
   }

@@ -87,7 +87,7 @@ class Monitor {
   bool drain_events(int budget_batches);
   KernelReading read_kernel();
   bool resync();
-  bool may_resync(int64_t now, int64_t min_gap_ns, int dump_multiple) const;
+  bool may_resync(int64_t now) const;
   void close_interval(bool final);
   uint64_t now_ms() const;
   void report(const MonitorError& error);
