@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <napi.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -126,20 +127,31 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     config_.receive_buffer_bytes = opts.Get("receiveBufferBytes").As<Napi::Number>().Int32Value();
     config_.resync_interval_ms = opts.Get("resyncIntervalMs").As<Napi::Number>().Int32Value();
     on_records_ = Napi::Persistent(info[1].As<Napi::Function>());
+    ++live_;
   }
 
-  ~NativeMonitor() override { shutdown(); }
+  ~NativeMonitor() override {
+    shutdown();
+    --live_;
+  }
+
+  // Test hook: NativeMonitor objects not yet destroyed (the lifecycle tests expect none
+  // to linger once their JS objects are collected).
+  static int live() { return live_.load(); }
 
  private:
   // JS thread. Throws an Error with errno/syscall/context when the reader cannot start.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (monitor_) throw Napi::Error::New(env, "monitor already started");
+    if (on_records_.IsEmpty()) throw Napi::Error::New(env, "a NativeMonitor starts once");
     tsfn_ = Napi::ThreadSafeFunction::New(env, on_records_.Value(), "conntrack-monitor", 0, 1,
                                           this, [](Napi::Env, NativeMonitor* self) {
                                             self->ObjectWrap::Unref();  // matches the Ref below
                                           });
     ObjectWrap::Ref();  // keep this object alive while the TSFN may still call into it
+    // The TSFN holds the callback from here on. Keeping our own strong reference would keep
+    // the callback's closure, and through it this object, alive forever.
+    on_records_.Reset();
     if (!referenced_) tsfn_.Unref(env);
     monitor_ = std::make_unique<ctmon::Monitor>(config_, this);
     ctmon::MonitorError error;
@@ -259,6 +271,7 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
   }
 
   static constexpr size_t kMaxQueued = 1024;
+  static inline std::atomic<int> live_{0};
   ctmon::MonitorConfig config_;
   std::unique_ptr<ctmon::Monitor> monitor_;
   Napi::FunctionReference on_records_;
@@ -481,6 +494,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
+  exports.Set("_liveMonitors", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), NativeMonitor::live());
+  }, "_liveMonitors"));
   return exports;
 }
 

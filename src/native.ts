@@ -62,6 +62,7 @@ export interface NativeBinding {
   _decode(buffer: Buffer): Record<string, unknown>[];
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
+  _liveMonitors(): number;
 }
 
 let binding: NativeBinding | undefined;

@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// Child process for lifecycle tests: node lifecycle-child.mjs MODE NETNS_PATH [N]
+//   cycles N    after 500 warm-up cycles, start and stop a monitor N times; prints fds,
+//               threads, RSS, JS heap and native monitor objects still alive, before/after
+//   worker      run a monitor inside a worker thread, take one sample, terminate the worker;
+//               prints threads and netlink sockets before/during/after
+//   stop-dump   start, then stop at once while the initial dump of a large table runs;
+//               prints how long stop() took
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+const require = createRequire(import.meta.url);
+const { ConntrackMonitor } = require('../../dist/index.js');
+const { loadBinding } = require('../../dist/native.js');
+const [mode, netns, countText] = process.argv.slice(2);
+const fds = () => readdirSync('/proc/self/fd').length;
+const threads = () => readdirSync('/proc/self/task').length;
+const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+const heapKiB = () => Math.round(process.memoryUsage().heapUsed / 1024);
+const netlinkSockets = () => readdirSync('/proc/self/fd').filter((fd) => {
+  try {
+    return readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8') && require('node:fs').readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
+  } catch {
+    return false;
+  }
+}).length;
+
+if (mode === 'cycles') {
+  const n = Number(countText);
+  const once = async () => {
+    const m = new ConntrackMonitor({ netns, intervalMs: 50 });
+    await m.start();
+    await m.stop();
+  };
+  for (let i = 0; i < 500; i++) await once(); // warm up: allocator arenas and thread-stack caches fill, then plateau
+  globalThis.gc?.();
+  const before = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB() };
+  const started = Date.now();
+  for (let i = 0; i < n; i++) await once();
+  // Wrappers are released when their thread-safe function is finalized, on a later loop
+  // turn, and collected objects are finalized later still: collect until none is left.
+  for (let i = 0; i < 40 && loadBinding()._liveMonitors() > 0; i++) {
+    globalThis.gc?.();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const after = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB(), liveNativeMonitors: loadBinding()._liveMonitors() };
+  console.log(JSON.stringify({ before, after, ms: Date.now() - started }));
+} else if (mode === 'worker') {
+  const before = { threads: threads(), sockets: netlinkSockets() };
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { ConntrackMonitor } = require(workerData.lib);
+    const m = new ConntrackMonitor({ netns: workerData.netns, intervalMs: 100 });
+    m.on('sample', (s) => parentPort.postMessage({ entries: s.entries, source: s.source }));
+    m.start().catch((e) => parentPort.postMessage({ error: e.message }));
+  `, { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } });
+  const sample = await new Promise((r) => worker.once('message', r));
+  const during = { threads: threads(), sockets: netlinkSockets() };
+  await worker.terminate();
+  await new Promise((r) => setTimeout(r, 300));
+  console.log(JSON.stringify({ sample, before, during, after: { threads: threads(), sockets: netlinkSockets() } }));
+} else if (mode === 'stop-dump') {
+  const m = new ConntrackMonitor({ netns, intervalMs: 1000 });
+  const samples = [];
+  m.on('sample', (s) => samples.push(s));
+  await m.start(); // returns before the initial dump, which runs on the reader thread
+  const t = process.hrtime.bigint();
+  await m.stop();
+  const stopMs = Number(process.hrtime.bigint() - t) / 1e6;
+  console.log(JSON.stringify({ stopMs, finalSamples: samples.length, synced: samples.at(-1)?.protocols !== null }));
+}
