@@ -1,0 +1,65 @@
+/**
+ * The library only reads: after every subcommand has run against a namespace, the kernel's
+ * conntrack table (conntrack -L: same entries, same states) and the netfilter sysctls of the
+ * namespace and of the host are exactly as before.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { CLI, runCli } from '../helpers/cli';
+import { canRunIntegration } from '../helpers/gate';
+import type { TestNamespace } from '../helpers/netns';
+import { namespace } from '../helpers/scope';
+
+/** Entries by identity and state; timeouts tick down, so they are left out. */
+async function table(ns: TestNamespace): Promise<string[]> {
+  const out = await ns.exec('conntrack', ['-L']);
+  return out.trim().split('\n').filter(Boolean).map((l) => l.replace(/^(\S+\s+\d+)\s+\d+/, '$1')).sort();
+}
+
+async function sysctls(ns: TestNamespace): Promise<Record<string, string>> {
+  const names = readdirSync('/proc/sys/net/netfilter');
+  const inside = await ns.exec('sh', ['-c', 'cd /proc/sys/net/netfilter && grep -r . . 2>/dev/null || true']);
+  const host = Object.fromEntries(names.map((n) => {
+    try {
+      return [`host:${n}`, readFileSync(`/proc/sys/net/netfilter/${n}`, 'utf8').trim()];
+    } catch {
+      return [`host:${n}`, 'unreadable'];
+    }
+  }));
+  return { ...host, netns: inside.split('\n').sort().join('\n') };
+}
+
+describe.skipIf(!canRunIntegration)('read-only', () => {
+  it('leaves the conntrack table and every netfilter sysctl unchanged after all subcommands', async () => {
+    const ns = await namespace('safety');
+    await ns.traffic('tcp', 8); // TIME_WAIT entries that outlive the test
+    const before = { table: await table(ns), sysctls: await sysctls(ns) };
+    expect(before.table).toHaveLength(8);
+    const common = ['--netns', ns.name, '--interval', '200'];
+    const runs = [
+      await runCli([...common, '--duration', '0.5']),
+      await runCli([...common, '--json', '--duration', '0.5']),
+      await runCli(['check', ...common, '--observe', '0.5']),
+      await runCli(['advise', ...common, '--observe', '1', '--json']),
+      await runCli(['--backend', 'proc', '--interval', '200', '--duration', '0.5']), // /proc of this host
+    ];
+    const serve = spawn(process.execPath, [CLI, 'serve', ...common, '--listen', '127.0.0.1:0']);
+    const url = await new Promise<string>((resolve) => {
+      let err = '';
+      serve.stderr.on('data', (d) => {
+        err += d;
+        const m = /serving (\S+)/.exec(err);
+        if (m) resolve(m[1]!);
+      });
+    });
+    expect((await fetch(url)).status).toBe(200);
+    serve.kill('SIGTERM');
+    const serveCode = await new Promise((r) => serve.on('exit', r));
+    const after = { table: await table(ns), sysctls: await sysctls(ns) };
+    for (const run of runs) expect(run.code).toBe(0);
+    expect(serveCode).toBe(0);
+    expect(after.table).toEqual(before.table);
+    expect(after.sysctls).toEqual(before.sysctls);
+  });
+});
