@@ -197,7 +197,7 @@ void Monitor::run() {
 
   // The initial dump runs after start() has returned: it costs at least ~25 ms of kernel
   // time on a default host (every bucket of the global hash is visited), more with entries.
-  // Events queued meanwhile are applied after it.
+  // Events keep being read between its datagrams (see resync()).
   resync();
 
   const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
