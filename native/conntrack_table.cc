@@ -114,9 +114,8 @@ void ConntrackTable::count(const Slot& s, int delta) {
   if (s.protocol == kProtoTcp) counts_.tcp_states[s.tcp_state < kTcpStateCount ? s.tcp_state : 0] += delta;
 }
 
-void ConntrackTable::upsert(const Conntrack& ct, uint64_t now_ms, uint32_t deadline_pad_ms) {
+void ConntrackTable::upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms, uint32_t deadline_pad_ms) {
   if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return;  // already expired
-  const uint64_t key = key_of(ct);
   Slot* s = find(key);
   if (s == nullptr) s = insert(key, ct);
   s->generation = generation_;
@@ -129,16 +128,17 @@ void ConntrackTable::upsert(const Conntrack& ct, uint64_t now_ms, uint32_t deadl
 }
 
 void ConntrackTable::apply_event(const Conntrack& ct, uint64_t now_ms) {
-  if (dumping_) touched_.insert(key_of(ct));
+  const uint64_t key = key_of(ct);  // hashed once per event
+  if (dumping_) touched_.insert(key);
   if (ct.kind == EventKind::kDestroy) {
     // Duplicate DESTROYs (reliable-delivery listeners elsewhere) and DESTROY for entries
     // this table never saw are both harmless: there is nothing to erase.
-    if (Slot* s = find(key_of(ct))) erase_at(static_cast<size_t>(s - slots_.data()));
+    if (Slot* s = find(key)) erase_at(static_cast<size_t>(s - slots_.data()));
     return;
   }
   // An event's CTA_TIMEOUT was set by the packet that caused it: it is fresh, no padding.
   // An UPDATE for an unknown entry inserts it: the kernel has it.
-  upsert(ct, now_ms, 0);
+  upsert(key, ct, now_ms, 0);
 }
 
 void ConntrackTable::begin_dump() {
@@ -148,8 +148,9 @@ void ConntrackTable::begin_dump() {
 
 // A dump's CTA_TIMEOUT is rounded down to whole seconds: the entry lives up to 1 s longer.
 void ConntrackTable::apply_dump_entry(const Conntrack& ct, uint64_t now_ms) {
-  if (touched_.contains(key_of(ct))) return;  // an event during the dump said more
-  upsert(ct, now_ms, 1000);
+  const uint64_t key = key_of(ct);
+  if (touched_.contains(key)) return;  // an event during the dump said more
+  upsert(key, ct, now_ms, 1000);
 }
 
 void ConntrackTable::abort_dump() {

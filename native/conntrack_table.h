@@ -61,7 +61,7 @@ class ConntrackTable {
   uint64_t key_of(const Conntrack& ct) const;
   Slot* find(uint64_t key);
   Slot* insert(uint64_t key, const Conntrack& ct);
-  void upsert(const Conntrack& ct, uint64_t now_ms, uint32_t deadline_pad_ms);
+  void upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms, uint32_t deadline_pad_ms);
   void erase_at(size_t index);
   void count(const Slot& s, int delta);
   void grow();

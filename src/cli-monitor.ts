@@ -27,6 +27,17 @@ export function createMonitor(
   return monitor;
 }
 
+/** Starts the monitor; on failure says why on stderr and returns false (the caller exits 1). */
+export async function startOrExplain(monitor: ConntrackMonitor): Promise<boolean> {
+  try {
+    await monitor.start();
+    return true;
+  } catch (err) {
+    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
+    return false;
+  }
+}
+
 /** Resolves on SIGINT, SIGTERM, a closed stdout (EPIPE) or after `durationMs`. */
 export function untilStopped(durationMs?: number): Promise<void> {
   return new Promise((resolve) => {

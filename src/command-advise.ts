@@ -4,7 +4,7 @@
  */
 import { adviseTuning, formatBytes, type TuningAdvice } from './advise.js';
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from './cli-args.js';
-import { createMonitor } from './cli-monitor.js';
+import { createMonitor, startOrExplain } from './cli-monitor.js';
 import { tuningEnvironment } from './environment.js';
 import type { ConntrackSample } from './types.js';
 
@@ -32,12 +32,7 @@ export async function run(argv: string[]): Promise<number> {
   const samples: ConntrackSample[] = [];
   const monitor = createMonitor(options);
   monitor.on('sample', (s) => samples.push(s));
-  try {
-    await monitor.start();
-  } catch (err) {
-    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
-    return 1;
-  }
+  if (!(await startOrExplain(monitor))) return 1;
   if (values.json !== true) process.stderr.write(`conntrack-monitor: watching for ${observeS} s...\n`);
   await new Promise((r) => setTimeout(r, observeS * 1000));
   await monitor.stop();

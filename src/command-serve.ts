@@ -5,7 +5,7 @@
  */
 import { createServer } from 'node:http';
 import { MONITOR_FLAGS_HELP, parseCommand, UsageError } from './cli-args.js';
-import { createMonitor, untilStopped } from './cli-monitor.js';
+import { createMonitor, startOrExplain, untilStopped } from './cli-monitor.js';
 import { registerConntrackMetrics } from './metrics.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
@@ -43,12 +43,7 @@ export async function run(argv: string[]): Promise<number> {
   const registry = new Registry();
   const monitor = createMonitor(options);
   registerConntrackMetrics(monitor, { registry });
-  try {
-    await monitor.start();
-  } catch (err) {
-    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
-    return 1;
-  }
+  if (!(await startOrExplain(monitor))) return 1;
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -4,7 +4,7 @@
  * sample (so totals are complete) and exits 0.
  */
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from './cli-args.js';
-import { createMonitor, untilStopped } from './cli-monitor.js';
+import { createMonitor, startOrExplain, untilStopped } from './cli-monitor.js';
 import { formatSampleLine } from './format.js';
 import { LiveView } from './live-view.js';
 
@@ -43,12 +43,7 @@ export async function run(argv: string[]): Promise<number> {
     else if (live && !s.final) live.update(s);
     else if (!live) process.stdout.write(`${formatSampleLine(s)}\n`);
   });
-  try {
-    await monitor.start();
-  } catch (err) {
-    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
-    return 1;
-  }
+  if (!(await startOrExplain(monitor))) return 1;
   live?.open();
   await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
   live?.close();
