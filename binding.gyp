@@ -9,7 +9,8 @@
         "native/ctnetlink.cc",
         "native/aggregator.cc",
         "native/conntrack_table.cc",
-        "native/event_filter.cc"
+        "native/event_filter.cc",
+        "native/proc_text.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

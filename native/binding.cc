@@ -20,6 +20,7 @@
 #include "aggregator.h"
 #include "conntrack_table.h"
 #include "ctnetlink.h"
+#include "fault_injection.h"
 #include "monitor.h"
 
 namespace {
@@ -486,6 +487,21 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?}) -> the previous values. Test-only:
+// see fault_injection.h. Process-wide, so tests restore what it returns.
+Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "_injectFaults(faults)");
+  Napi::Object in = info[0].As<Napi::Object>();
+  ctmon::FaultInjection& faults = ctmon::fault_injection();
+  Napi::Object previous = Napi::Object::New(env);
+  previous.Set("netlinkProtocol", faults.netlink_protocol.load());
+  previous.Set("ctnetlinkSubsystem", faults.ctnetlink_subsystem.load());
+  if (in.Has("netlinkProtocol")) faults.netlink_protocol = in.Get("netlinkProtocol").ToNumber().Int32Value();
+  if (in.Has("ctnetlinkSubsystem")) faults.ctnetlink_subsystem = in.Get("ctnetlinkSubsystem").ToNumber().Int32Value();
+  return previous;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeMonitor", NativeMonitor::Define(env));
   Napi::Array names = Napi::Array::New(env, ctmon::kCounterCount);
@@ -494,6 +510,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
+  exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
   exports.Set("_liveMonitors", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), NativeMonitor::live());
   }, "_liveMonitors"));

@@ -10,7 +10,6 @@ namespace ctmon {
 namespace {
 
 constexpr uint32_t kNever = UINT32_MAX;
-constexpr size_t kInitialSlots = 1024;  // a power of two
 
 uint64_t mix(uint64_t x) {
   x ^= x >> 33;
@@ -38,7 +37,7 @@ uint32_t deadline_ds(uint64_t now_ms, uint32_t timeout_s, uint32_t pad_ms) {
 
 }  // namespace
 
-ConntrackTable::ConntrackTable(uint64_t seed) : seed_(seed), slots_(kInitialSlots) {}
+ConntrackTable::ConntrackTable(uint64_t seed, size_t initial_slots) : seed_(seed), slots_(initial_slots) {}
 
 // The identity of an entry: zone, family, original tuple and CTA_ID (the id alone repeats
 // after an entry is freed; the tuple alone repeats when a flow is reopened).

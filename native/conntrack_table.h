@@ -29,7 +29,8 @@ struct TableCounts {
 
 class ConntrackTable {
  public:
-  explicit ConntrackTable(uint64_t seed);
+  // initial_slots (a power of two) is small only in the fuzzer, to make collisions common.
+  explicit ConntrackTable(uint64_t seed, size_t initial_slots = 1024);
 
   // A NEW, UPDATE or DESTROY event received at now_ms.
   void apply_event(const Conntrack& ct, uint64_t now_ms);

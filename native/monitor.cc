@@ -2,6 +2,8 @@
 #include "monitor.h"
 
 #include "event_filter.h"
+#include "fault_injection.h"
+#include "proc_text.h"
 
 #include <fcntl.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -47,38 +49,34 @@ int64_t clock_ns(clockid_t clock) {
 int64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
 int64_t wall_ms() { return clock_ns(CLOCK_REALTIME) / 1000000; }
 
-constexpr uint16_t ctnl_type(uint8_t msg) {
-  return static_cast<uint16_t>(NFNL_SUBSYS_CTNETLINK << 8 | msg);
+uint16_t ctnl_type(uint8_t msg) {
+  const int subsystem = fault_injection().ctnetlink_subsystem.load(std::memory_order_relaxed);
+  return static_cast<uint16_t>(subsystem << 8 | msg);
+}
+
+// The contents of a small /proc file, NUL-terminated, or false when unreadable.
+template <size_t N>
+bool read_text(const char* path, char (&text)[N]) {
+  Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return false;
+  const ssize_t n = ::read(fd.get(), text, N - 1);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  return true;
 }
 
 // An integer from /proc/sys as seen from this thread's netns (sysctls under net/ are per
 // netns and resolved for the reading task), or -1 when unreadable.
 int64_t read_sysctl(const char* path) {
-  Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return -1;
   char text[32];
-  const ssize_t n = ::read(fd.get(), text, sizeof text - 1);
-  if (n <= 0) return -1;
-  text[n] = '\0';
-  char* end = nullptr;
-  const long long value = std::strtoll(text, &end, 10);
-  return end == text ? -1 : value;
+  return read_text(path, text) ? parse_sysctl_integer(text) : -1;
 }
 
-// `tw` of the TCP line of this thread's net/sockstat (thread-self: /proc/self/net would show
-// the main thread's namespace), or -1.
+// `tw` of this thread's net/sockstat (thread-self: /proc/self/net would show the main
+// thread's namespace), or -1.
 int64_t read_socket_time_wait() {
-  Fd fd(::open("/proc/thread-self/net/sockstat", O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return -1;
   char text[1024];
-  const ssize_t n = ::read(fd.get(), text, sizeof text - 1);
-  if (n <= 0) return -1;
-  text[n] = '\0';
-  const char* tcp = std::strstr(text, "\nTCP:");
-  const char* tw = tcp ? std::strstr(tcp, " tw ") : nullptr;
-  const char* eol = tcp ? std::strchr(tcp + 1, '\n') : nullptr;
-  if (tw == nullptr || (eol != nullptr && tw > eol)) return -1;
-  return std::strtoll(tw + 4, nullptr, 10);
+  return read_text("/proc/thread-self/net/sockstat", text) ? parse_sockstat_time_wait(text) : -1;
 }
 
 NamespaceSettings read_settings() {

@@ -1,6 +1,8 @@
 // netlink_socket.cc — see netlink_socket.h. No Node-API.
 #include "netlink_socket.h"
 
+#include "fault_injection.h"
+
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/sock_diag.h>
 #include <sys/time.h>
@@ -38,7 +40,8 @@ void Fd::reset() {
 namespace {
 
 SysStatus open_netfilter(int extra_flags, Fd& out) {
-  Fd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | extra_flags, NETLINK_NETFILTER));
+  const int protocol = fault_injection().netlink_protocol.load(std::memory_order_relaxed);
+  Fd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | extra_flags, protocol));
   if (fd.get() < 0) return SysStatus::from_errno("socket");
   sockaddr_nl addr{};
   addr.nl_family = AF_NETLINK;

@@ -23,16 +23,19 @@ export class ConntrackError extends Error {
   readonly errno: number | undefined;
   readonly syscall: string | undefined;
   readonly hint: string | undefined;
+  /** The kernel feature the error shows to be missing, when it shows one. */
+  readonly missing: KernelFeature | undefined;
 
   constructor(
     message: string,
-    details: { code: string; errno?: number; syscall?: string; hint?: string; cause?: unknown },
+    details: { code: string; errno?: number; syscall?: string; hint?: string; missing?: KernelFeature; cause?: unknown },
   ) {
     super(details.hint ? `${message} (${details.hint})` : message, { cause: details.cause });
     this.code = details.code;
     this.errno = details.errno;
     this.syscall = details.syscall;
     this.hint = details.hint;
+    this.missing = details.missing;
   }
 
   /** The native addon could not be loaded (no prebuild for this platform and no build). */
@@ -59,19 +62,43 @@ export class ConntrackError extends Error {
   /** Builds a ConntrackError from a native error, adding a hint for the usual causes. */
   static fromNative(err: NativeErrorLike, netns: string | null): ConntrackError {
     const code = ERRNO_NAMES.get(err.errno) ?? `E${err.errno}`;
+    const missing = missingFeature(code, err.syscall, err.context);
     return new ConntrackError(err.message, {
       code,
       errno: err.errno,
       syscall: err.syscall,
-      hint: hintFor(code, err.syscall, netns),
+      hint: missing ? MISSING_HINTS[missing] : hintFor(code, err.syscall, netns),
+      missing,
       cause: err,
     });
   }
 }
 
+/** Kernel features the netlink backend needs. */
+export type KernelFeature = 'nfnetlink' | 'ctnetlink' | 'conntrack';
+
+const MISSING_HINTS: Record<KernelFeature, string> = {
+  nfnetlink: 'this kernel has no nfnetlink (CONFIG_NETFILTER_NETLINK)',
+  ctnetlink: 'this kernel has no conntrack netlink interface: load nf_conntrack_netlink (CONFIG_NF_CT_NETLINK)',
+  conntrack: 'this kernel has no conntrack: nf_conntrack is not loaded (a firewall rule that uses conntrack loads it)',
+};
+
+/**
+ * Which feature a native error shows to be missing. socket(NETLINK_NETFILTER) fails with
+ * EPROTONOSUPPORT without nfnetlink. Without nf_conntrack_netlink, nfnetlink answers every
+ * request to the subsystem with EINVAL (measured: any unregistered subsystem does); ours are
+ * well-formed, so EINVAL to a stats or dump request means the subsystem is not there.
+ */
+function missingFeature(code: string, syscall: string, context: string): KernelFeature | undefined {
+  if (syscall === 'socket' && (code === 'EPROTONOSUPPORT' || code === 'EAFNOSUPPORT')) return 'nfnetlink';
+  if (syscall === 'recv' && (code === 'EINVAL' || code === 'EOPNOTSUPP') && /conntrack (statistics|table)/.test(context))
+    return 'ctnetlink';
+  return undefined;
+}
+
 /** Errors after which the 'auto' backend falls back to /proc. */
 export function netlinkUnusable(error: ConntrackError): boolean {
-  return ['EPERM', 'EACCES', 'EPROTONOSUPPORT', 'EAFNOSUPPORT', 'ERR_ADDON'].includes(error.code);
+  return ['EPERM', 'EACCES', 'ERR_ADDON'].includes(error.code) || error.missing === 'nfnetlink' || error.missing === 'ctnetlink';
 }
 
 function hintFor(code: string, syscall: string, netns: string | null): string | undefined {
@@ -84,9 +111,5 @@ function hintFor(code: string, syscall: string, netns: string | null): string | 
   if (syscall === 'setns' && code === 'EPERM') return 'entering a network namespace needs CAP_SYS_ADMIN';
   if (code === 'EPERM' || code === 'EACCES')
     return 'ctnetlink needs CAP_NET_ADMIN in the namespace: run as root or grant the capability';
-  if (syscall === 'socket' && (code === 'EPROTONOSUPPORT' || code === 'EAFNOSUPPORT'))
-    return 'this kernel has no nfnetlink (CONFIG_NETFILTER_NETLINK)';
-  if (code === 'ENOENT' || code === 'EOPNOTSUPP')
-    return 'this kernel has no conntrack netlink interface (CONFIG_NF_CT_NETLINK, nf_conntrack_netlink module)';
   return undefined;
 }

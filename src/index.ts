@@ -1,5 +1,5 @@
 export { ConntrackMonitor } from './monitor.js';
-export { ConntrackError } from './errors.js';
+export { ConntrackError, type KernelFeature } from './errors.js';
 export { registerConntrackMetrics, type ConntrackMetricsOptions, type RegistryLike } from './metrics.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';

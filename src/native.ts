@@ -63,6 +63,7 @@ export interface NativeBinding {
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
+  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): { netlinkProtocol: number; ctnetlinkSubsystem: number };
 }
 
 let binding: NativeBinding | undefined;

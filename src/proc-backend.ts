@@ -50,7 +50,8 @@ export class ProcBackend implements Backend {
       this.reader.close();
       throw new ConntrackError(`${paths.sysctl}/nf_conntrack_max does not exist`, {
         code: 'ENOENT',
-        hint: 'this kernel has no conntrack (nf_conntrack is not loaded)',
+        hint: 'this kernel has no conntrack: nf_conntrack is not loaded (a firewall rule that uses conntrack loads it)',
+        missing: 'conntrack',
       });
     }
     if (baseline.stat) this.deltas.update(baseline.stat);

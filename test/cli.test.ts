@@ -48,4 +48,16 @@ describe('conntrack-monitor CLI usage', () => {
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(message);
   });
+
+  it.each([
+    [['--netns', '/etc/hostname'], 1, /^conntrack-monitor: cannot start: enter network namespace \/etc\/hostname: Invalid argument \(\/etc\/hostname is not a network namespace\)$/],
+    [['--netns', '/tmp'], 1, /^conntrack-monitor: cannot start: enter network namespace \/tmp: .*\(\/tmp is not a network namespace\)$/],
+    [['--netns', '/nonexistent'], 1, /^conntrack-monitor: cannot start: open network namespace \/nonexistent: No such file or directory \(no network namespace at \/nonexistent\)$/],
+    [['check', '--netns', '/etc/hostname'], 3, /^$/], // monitoring-plugins UNKNOWN, explained on stdout
+  ])('%j: a namespace path that is not one gives one clear line and exit %i', async (args, code, stderr) => {
+    const run = await runCli(args as string[]);
+    expect(run.code).toBe(code);
+    expect(run.stderr.trim()).toMatch(stderr);
+    if (args[0] === 'check') expect(run.stdout.trim()).toBe('CONNTRACK UNKNOWN - cannot monitor: enter network namespace /etc/hostname: Invalid argument (/etc/hostname is not a network namespace)');
+  });
 });

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ProcBackend } from '../dist/proc-backend.js';
+import type { ConntrackError } from '../dist/errors.js';
 import { parseConntrackStat, parseSockstatTimeWait, procPaths, readProc, StatDeltas, ProcFormatError } from '../dist/procfs.js';
 import type { ConntrackSample } from '../dist/index.js';
 
@@ -115,5 +116,15 @@ describe('proc backend on fixture trees', () => {
     expect(s).toMatchObject({ entries: 5000, max: 262144, socketTimeWait: 2048 });
     expect(Object.values(s!.counts).every((c) => c === null)).toBe(true);
     expect(s!.unavailable['counts.drop']).toMatch(/does not exist .*CONFIG_NF_CONNTRACK_PROCFS/);
+  });
+
+  it('without conntrack in the kernel, fails to start with an error naming it', async () => {
+    const options = { netnsPath: null, intervalMs: 50, receiveBufferBytes: 0, resyncIntervalMs: 0, backend: 'proc' as const, pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 } };
+    const backend = new ProcBackend(options, { sample: () => {}, error: () => {} }, root('no-conntrack'));
+    const error = (await backend.start().then(() => null, (e: unknown) => e)) as ConntrackError;
+    expect(error.name).toBe('ConntrackError');
+    expect(error.code).toBe('ENOENT');
+    expect(error.missing).toBe('conntrack');
+    expect(error.message).toMatch(/nf_conntrack_max does not exist .*nf_conntrack is not loaded/);
   });
 });

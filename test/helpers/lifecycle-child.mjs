@@ -2,10 +2,13 @@
 // Child process for lifecycle tests: node lifecycle-child.mjs MODE NETNS_PATH [N]
 //   cycles N    after 500 warm-up cycles, start and stop a monitor N times; prints fds,
 //               threads, RSS, JS heap and native monitor objects still alive, before/after
-//   worker      run a monitor inside a worker thread, take one sample, terminate the worker;
-//               prints threads and netlink sockets before/during/after
+//   workers N   run a monitor in each of N worker threads and one on the main thread, take one
+//               sample from each, terminate the workers; prints threads and netlink sockets
+//               before/during/after
 //   stop-dump   start, then stop at once while the initial dump of a large table runs;
 //               prints how long stop() took
+//   stop-resync the same during a periodic resync (a re-dump after the initial one); prints
+//               how long stop() took and whether the resync was really cut short
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -46,20 +49,26 @@ if (mode === 'cycles') {
   }
   const after = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB(), liveNativeMonitors: loadBinding()._liveMonitors() };
   console.log(JSON.stringify({ before, after, ms: Date.now() - started }));
-} else if (mode === 'worker') {
+} else if (mode === 'workers') {
+  // N workers load the addon at once, each runs a monitor beside one on the main thread.
+  const n = Number(countText);
   const before = { threads: threads(), sockets: netlinkSockets() };
-  const worker = new Worker(`
+  const main = new ConntrackMonitor({ netns, intervalMs: 100 });
+  const mainSample = new Promise((r) => main.once('sample', (s) => r({ entries: s.entries, source: s.source })));
+  await main.start();
+  const workers = Array.from({ length: n }, () => new Worker(`
     const { parentPort, workerData } = require('node:worker_threads');
     const { ConntrackMonitor } = require(workerData.lib);
     const m = new ConntrackMonitor({ netns: workerData.netns, intervalMs: 100 });
     m.on('sample', (s) => parentPort.postMessage({ entries: s.entries, source: s.source }));
     m.start().catch((e) => parentPort.postMessage({ error: e.message }));
-  `, { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } });
-  const sample = await new Promise((r) => worker.once('message', r));
+  `, { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } }));
+  const samples = await Promise.all([mainSample, ...workers.map((w) => new Promise((r) => w.once('message', r)))]);
   const during = { threads: threads(), sockets: netlinkSockets() };
-  await worker.terminate();
+  await Promise.all(workers.map((w) => w.terminate()));
+  await main.stop();
   await new Promise((r) => setTimeout(r, 300));
-  console.log(JSON.stringify({ sample, before, during, after: { threads: threads(), sockets: netlinkSockets() } }));
+  console.log(JSON.stringify({ samples, before, during, after: { threads: threads(), sockets: netlinkSockets() } }));
 } else if (mode === 'stop-dump') {
   const m = new ConntrackMonitor({ netns, intervalMs: 1000 });
   const samples = [];
@@ -69,4 +78,26 @@ if (mode === 'cycles') {
   await m.stop();
   const stopMs = Number(process.hrtime.bigint() - t) / 1e6;
   console.log(JSON.stringify({ stopMs, finalSamples: samples.length, synced: samples.at(-1)?.protocols !== null }));
+} else if (mode === 'stop-resync') {
+  // Every close re-dumps (resync period 1 s < interval 2 s), and the sample is delivered after
+  // the dump: the next dump starts about 2 s - dumpMs after a sample arrives. Stop halfway in.
+  const m = new ConntrackMonitor({ netns, intervalMs: 2000, resyncIntervalMs: 1000 });
+  const samples = [];
+  m.on('sample', (s) => samples.push(s));
+  await m.start();
+  while (samples.length < 2) await new Promise((r) => setTimeout(r, 5));
+  const arrived = Date.now();
+  const previous = samples.at(-1);
+  const dumpMs = previous.events.lastResyncMs;
+  await new Promise((r) => setTimeout(r, arrived + 2000 - dumpMs / 2 - Date.now()));
+  // What the reader thread is doing now: the first field of /proc/.../syscall is the syscall
+  // number it is blocked in (poll, 7 on x86-64, when idle), or "running".
+  const reader = readdirSync('/proc/self/task').find((tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'ctmon-reader');
+  const readerSyscall = readFileSync(`/proc/self/task/${reader}/syscall`, 'utf8').split(' ')[0].trim();
+  const t = process.hrtime.bigint();
+  await m.stop();
+  const stopMs = Number(process.hrtime.bigint() - t) / 1e6;
+  const last = samples.at(-1);
+  // A cancelled resync is not counted; a completed one would have been.
+  console.log(JSON.stringify({ stopMs, dumpMs, readerSyscall, resyncsBefore: previous.events.resyncs, resyncsAfter: last.events.resyncs, final: last.final }));
 }

@@ -26,18 +26,18 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     expect(r.after.rssKiB - r.before.rssKiB).toBeLessThan(8 * 1024);
   }, 180_000);
 
-  it('works inside a worker thread, and a terminated worker releases its thread and sockets', async () => {
+  it('works in several worker threads at once, and terminated workers release their threads and sockets', async () => {
     const ns = await namespace('worker');
     await ns.traffic('tcp', 3);
-    const r = child(['worker', ns.path]);
-    console.info(`worker: ${JSON.stringify(r)}`);
-    expect(r.sample).toEqual({ entries: 3, source: 'netlink' });
-    expect(r.during.sockets).toBeGreaterThanOrEqual(r.before.sockets + 2);
+    const r = child(['workers', ns.path, '3']);
+    console.info(`workers: ${JSON.stringify(r)}`);
+    expect(r.samples).toEqual(Array(4).fill({ entries: 3, source: 'netlink' }));
+    expect(r.during.sockets).toBe(r.before.sockets + 4 * 2); // an event and a request socket each
     expect(r.after.sockets).toBe(r.before.sockets);
     expect(r.after.threads).toBeLessThanOrEqual(r.before.threads);
   });
 
-  it('stop() during the initial dump of a large table returns promptly', async () => {
+  it('stop() during the initial dump, or during a resync, of a large table returns promptly', async () => {
     const ns = await namespace('bigdump');
     await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 600);
     await ns.exec('python3', [join(__dirname, '..', '..', 'benchmarks', 'fill-table.py'), '100000']);
@@ -45,6 +45,14 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     console.info(`stop during the initial dump of 100,000 entries: ${r.stopMs.toFixed(1)} ms`);
     expect(r.stopMs).toBeLessThan(150);
     expect(r.finalSamples).toBe(1);
+
+    const resync = child(['stop-resync', ns.path]);
+    console.info(`stop during a resync of 100,000 entries (a dump takes ${resync.dumpMs} ms): ${resync.stopMs.toFixed(1)} ms, ` +
+      `resyncs ${resync.resyncsBefore} -> ${resync.resyncsAfter}, reader in syscall ${resync.readerSyscall} when stopped`);
+    expect(resync.final).toBe(true);
+    expect(resync.readerSyscall).not.toBe('7'); // not idle in poll(): inside the dump
+    expect(resync.resyncsAfter).toBe(resync.resyncsBefore); // stopped inside the dump: it was cancelled
+    expect(resync.stopMs).toBeLessThan(150);
   });
 
   it('keeps sampling, without crashing, when its namespace is deleted', async () => {

@@ -1,9 +1,11 @@
 /**
  * The library only reads: after every subcommand has run against a namespace, the kernel's
  * conntrack table (conntrack -L: same entries, same states) and the netfilter sysctls of the
- * namespace and of the host are exactly as before.
+ * namespace and of the host are exactly as before. serve binds to loopback by default, and no
+ * source file of the library or the addon can start a process.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { CLI, runCli } from '../helpers/cli';
@@ -61,5 +63,38 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
     expect(serveCode).toBe(0);
     expect(after.table).toEqual(before.table);
     expect(after.sysctls).toEqual(before.sysctls);
+  });
+
+  it('serve listens on loopback unless told otherwise', async () => {
+    const ns = await namespace('loopback');
+    const serve = spawn(process.execPath, [CLI, 'serve', '--netns', ns.name]);
+    try {
+      const line = await new Promise<string>((resolve) => {
+        let err = '';
+        serve.stderr.on('data', (d) => {
+          err += d;
+          if (err.includes('\n')) resolve(err.trim());
+        });
+      });
+      expect(line).toBe('conntrack-monitor: serving http://127.0.0.1:9465/metrics');
+      // The kernel's own view of the socket: bound to 127.0.0.1, not to any address.
+      const listening = readFileSync('/proc/net/tcp', 'utf8').split('\n').filter((l) => / 0A /.test(l) && /:24F9 /.test(l));
+      expect(listening.map((l) => l.trim().split(/\s+/)[1])).toEqual(['0100007F:24F9']);
+    } finally {
+      serve.kill('SIGTERM');
+      await new Promise((r) => serve.on('exit', r));
+    }
+  });
+});
+
+describe('no process spawning', () => {
+  it('the library and the addon never start a process or a shell', () => {
+    const root = join(__dirname, '..', '..');
+    for (const file of readdirSync(join(root, 'src'))) {
+      expect(readFileSync(join(root, 'src', file), 'utf8'), file).not.toMatch(/child_process|\bexecSync\b|\bspawn\(/);
+    }
+    for (const file of readdirSync(join(root, 'native'))) {
+      expect(readFileSync(join(root, 'native', file), 'utf8'), file).not.toMatch(/\b(system|popen|fork|vfork|posix_spawnp?|exec[lv]p?e?)\s*\(/);
+    }
   });
 });

@@ -1,0 +1,275 @@
+// ctnetlink_fuzzer.cc — libFuzzer target for everything in native/ that reads bytes the
+// kernel (or /proc) hands us: the ctnetlink decoder (events and dump entries), the stats
+// reply decoders, the NLMSG_ERROR reader, the /proc text parsers, and what consumes their
+// output: the tracked table and the aggregator. Built with ASan and UBSan by fuzz/run.mjs.
+//
+// Besides "no crash, no UB", the tracked table is checked against a plain std::map model
+// after every step: its counts by protocol and TCP state must equal the model's. That is
+// what catches a wrong backward shift in the open-addressing table, not just a bad read.
+//
+// Input: a sequence of records  [op u8][length u16 little endian][payload]  (a short last
+// record takes what is left). fuzz/run.mjs wraps the captured fixtures in this format.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "../native/aggregator.h"
+#include "../native/conntrack_table.h"
+#include "../native/ctnetlink.h"
+#include "../native/proc_text.h"
+
+using namespace ctmon;
+
+namespace {
+
+enum Op : uint8_t {
+  kEventDatagram,  // payload: one datagram from the event socket
+  kBeginDump,
+  kDumpDatagram,   // payload: one datagram of a table dump
+  kEndDump,
+  kAbortDump,
+  kAdvanceClock,   // payload: u16 seconds; then expire()
+  kStatsDatagram,  // payload: one datagram of a GET_STATS_CPU / GET_STATS reply; closes an interval
+  kProcText,       // payload: the text of a /proc file
+  kCompactEvent,   // payload: a few bytes describing an event (see compact_event), so that
+                   // inputs can hold hundreds of entries and make the table collide and grow
+  kOpCount
+};
+
+// The model: the same semantics as ConntrackTable, written the obvious way.
+struct ModelEntry {
+  uint8_t protocol;
+  uint8_t tcp_state;
+  uint64_t deadline_ds;
+  uint16_t generation;
+};
+
+uint8_t classify(uint8_t l4proto) {
+  switch (l4proto) {
+    case 6: return kProtoTcp;
+    case 17: return kProtoUdp;
+    case 1:
+    case 58: return kProtoIcmp;
+    default: return kProtoOther;
+  }
+}
+
+std::string identity(const Conntrack& ct) {
+  std::string k;
+  auto put = [&k](const void* p, size_t n) { k.append(static_cast<const char*>(p), n); };
+  put(ct.orig.src, 16);
+  put(ct.orig.dst, 16);
+  put(&ct.orig.src_port, 2);
+  put(&ct.orig.dst_port, 2);
+  put(&ct.orig.icmp_type, 1);
+  put(&ct.orig.icmp_code, 1);
+  put(&ct.orig.l4proto, 1);
+  put(&ct.family, 1);
+  put(&ct.id, 4);
+  put(&ct.zone, 2);
+  return k;
+}
+
+class Model {
+ public:
+  void event(const Conntrack& ct, uint64_t now_ms) {
+    const std::string key = identity(ct);
+    if (dumping_) touched_.insert(key);
+    if (ct.kind == EventKind::kDestroy) {
+      entries_.erase(key);
+      return;
+    }
+    upsert(key, ct, now_ms, 0);
+  }
+  void begin_dump() {
+    ++generation_;
+    dumping_ = true;
+  }
+  void dump_entry(const Conntrack& ct, uint64_t now_ms) {
+    const std::string key = identity(ct);
+    if (touched_.count(key)) return;
+    upsert(key, ct, now_ms, 1000);
+  }
+  void end_dump() {
+    dumping_ = false;
+    touched_.clear();
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = it->second.generation != generation_ ? entries_.erase(it) : std::next(it);
+  }
+  void abort_dump() {
+    dumping_ = false;
+    touched_.clear();
+  }
+  void expire(uint64_t now_ms) {
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = it->second.deadline_ds <= now_ms / 100 ? entries_.erase(it) : std::next(it);
+  }
+  TableCounts counts() const {
+    TableCounts c;
+    for (const auto& [key, e] : entries_) {
+      ++c.entries;
+      ++c.protocols[e.protocol];
+      if (e.protocol == kProtoTcp) ++c.tcp_states[e.tcp_state];
+    }
+    return c;
+  }
+
+ private:
+  void upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
+    if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return;
+    auto [it, fresh] = entries_.try_emplace(key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX, generation_});
+    ModelEntry& e = it->second;
+    e.generation = generation_;
+    if (ct.has(Conntrack::kHasTcpState) && e.protocol == kProtoTcp)
+      e.tcp_state = ct.tcp_state < kTcpStateCount ? ct.tcp_state : 0;
+    if (ct.has(Conntrack::kHasTimeout)) {
+      const uint64_t ds = (now_ms + uint64_t{ct.timeout_s} * 1000 + pad_ms + 99) / 100;
+      e.deadline_ds = ds >= UINT32_MAX ? UINT32_MAX - 1 : ds;
+    }
+  }
+
+  std::map<std::string, ModelEntry> entries_;
+  std::set<std::string> touched_;
+  uint16_t generation_ = 0;
+  bool dumping_ = false;
+};
+
+// [kind: 0 NEW, 1 UPDATE, 2 DESTROY, 3 dump entry][l4proto][tcp_state][flags][port lo][port hi][timeout s] -> an event; short payloads
+// leave fields zero. Flags bit 0: has TCP state, bit 1: has timeout.
+Conntrack compact_event(const std::vector<uint8_t>& p) {
+  auto at = [&p](size_t i) -> uint8_t { return i < p.size() ? p[i] : 0; };
+  Conntrack ct;
+  ct.kind = at(0) % 4 == 2 ? EventKind::kDestroy : at(0) % 4 == 1 ? EventKind::kUpdate : EventKind::kNew;
+  ct.family = 2;
+  ct.orig.l4proto = at(1) % 4 == 0 ? 6 : at(1) % 4 == 1 ? 17 : at(1) % 4 == 2 ? 1 : at(1);
+  ct.tcp_state = at(2);
+  ct.orig.src_port = static_cast<uint16_t>(at(4) | at(5) << 8);
+  ct.timeout_s = at(6);
+  ct.fields = Conntrack::kHasOrig | (at(3) & 1 ? Conntrack::kHasTcpState : 0) | (at(3) & 2 ? Conntrack::kHasTimeout : 0);
+  return ct;
+}
+
+void check_same(const TableCounts& got, const TableCounts& want) {
+  bool same = got.entries == want.entries;
+  for (int p = 0; p < kProtoClassCount; ++p) same = same && got.protocols[p] == want.protocols[p];
+  for (int s = 0; s < kTcpStateCount; ++s) same = same && got.tcp_states[s] == want.tcp_states[s];
+  if (same) return;
+  std::fprintf(stderr, "tracked table diverged from the model: entries %u vs %u\n", got.entries, want.entries);
+  std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  ConntrackTable table(0x5eed, 8);  // 8 slots: collisions and growth from the first entries
+  Model model;
+  Aggregator aggregator;
+  aggregator.start(0, KernelReading{});
+  std::vector<CpuStats> cpus(4);
+  uint64_t now_ms = 1000;
+  int64_t now_ns = 0;
+
+  size_t at = 0;
+  while (at < size) {
+    const uint8_t op = data[at] % kOpCount;
+    size_t length = at + 3 <= size ? (data[at + 1] | data[at + 2] << 8) : 0;
+    at = at + 3 <= size ? at + 3 : size;
+    if (length > size - at) length = size - at;
+    // Copy the payload into its own allocation, so ASan flags any read past its end.
+    std::vector<uint8_t> payload(data + at, data + at + length);
+    at += length;
+
+    switch (op) {
+      case kEventDatagram:
+      case kDumpDatagram: {
+        MessageWalker walker(payload.data(), payload.size());
+        Message msg;
+        Conntrack ct;
+        while (walker.next(msg)) {
+          const DecodeStatus st = decode_conntrack(msg, ct);
+          if (st == DecodeStatus::kMalformed) aggregator.count_malformed();
+          if (st != DecodeStatus::kOk) continue;
+          if (op == kEventDatagram) {
+            aggregator.count_event(ct.kind);
+            table.apply_event(ct, now_ms);
+            model.event(ct, now_ms);
+          } else {
+            table.apply_dump_entry(ct, now_ms);
+            model.dump_entry(ct, now_ms);
+          }
+        }
+        break;
+      }
+      case kCompactEvent: {
+        // Several compact events per record: 7 bytes each.
+        for (size_t i = 0; i < payload.size(); i += 7) {
+          const std::vector<uint8_t> one(payload.begin() + i, payload.begin() + std::min(i + 7, payload.size()));
+          const Conntrack ct = compact_event(one);
+          if (one[0] % 4 == 3) {  // a dump entry rather than an event
+            table.apply_dump_entry(ct, now_ms);
+            model.dump_entry(ct, now_ms);
+          } else {
+            table.apply_event(ct, now_ms);
+            model.event(ct, now_ms);
+          }
+        }
+        break;
+      }
+      case kBeginDump:
+        table.begin_dump();
+        model.begin_dump();
+        break;
+      case kEndDump:
+        table.end_dump();
+        model.end_dump();
+        break;
+      case kAbortDump:
+        table.abort_dump();
+        model.abort_dump();
+        break;
+      case kAdvanceClock: {
+        const uint16_t seconds = payload.size() >= 2 ? static_cast<uint16_t>(payload[0] | payload[1] << 8) : 1;
+        now_ms += uint64_t{seconds} * 1000;
+        table.expire(now_ms);
+        model.expire(now_ms);
+        break;
+      }
+      case kStatsDatagram: {
+        MessageWalker walker(payload.data(), payload.size());
+        Message msg;
+        size_t count = 0;
+        GlobalStats global;
+        while (walker.next(msg)) {
+          if (count < cpus.size() && decode_cpu_stats(msg, cpus[count]) == DecodeStatus::kOk) ++count;
+          decode_global_stats(msg, global);
+          (void)decode_error_code(msg);
+        }
+        KernelReading reading;
+        reading.cpus = cpus.data();
+        reading.cpu_count = count;
+        reading.global = &global;
+        reading.drops_ok = payload.size() >= 4;
+        if (reading.drops_ok) std::memcpy(&reading.socket_drops, payload.data(), 4);
+        now_ns += 1000000000;
+        const IntervalSample s = aggregator.close(now_ns, 0, reading, false);
+        for (int c = 0; c < kCounterCount; ++c)
+          if (s.totals[c] < s.counts[c]) std::abort();  // a total never lags its interval
+        break;
+      }
+      case kProcText: {
+        std::string text(payload.begin(), payload.end());  // stops at an embedded NUL, as read() + C strings would
+        (void)parse_sysctl_integer(text.c_str());
+        (void)parse_sockstat_time_wait(text.c_str());
+        break;
+      }
+    }
+    check_same(table.counts(), model.counts());
+  }
+  return 0;
+}
