@@ -4,8 +4,11 @@
  * sample (so totals are complete) and exits 0.
  */
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from './cli-args.js';
+import { AllNamespacesMonitor } from './all-namespaces.js';
+import { asFlags, UsageError } from './cli-args.js';
 import { createMonitor, startOrExplain, untilStopped } from './cli-monitor.js';
-import { formatSampleLine } from './format.js';
+import { formatNamespacesReport, formatSampleLine } from './format.js';
+import type { ConntrackMonitorOptions } from './types.js';
 import { LiveView } from './live-view.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
@@ -19,6 +22,12 @@ Other commands: serve, check, advise (conntrack-monitor COMMAND --help).
 Options:
   --json                 one JSON sample per line (NDJSON), flushed per line
   --duration S           stop after S seconds (default: run until SIGINT/SIGTERM)
+  --all-namespaces       every network namespace on the host (names under /var/run/netns
+                         and those of all processes), one row each: entries, max, fill,
+                         drop and insert rates; JSON lines are
+                         { time, intervalMs, final, namespaces: [{ inode, name, pid, host,
+                         entries, max, fill, drops, dropRate, inserts, insertRate,
+                         totalDrops, source, error }] }
 ${MONITOR_FLAGS_HELP}
 
 ctnetlink needs CAP_NET_ADMIN (root); --netns also needs CAP_SYS_ADMIN. Without them
@@ -29,12 +38,14 @@ export async function run(argv: string[]): Promise<number> {
   const { help, options, values } = parseCommand(argv, {
     json: { type: 'boolean' },
     duration: { type: 'string' },
+    'all-namespaces': { type: 'boolean' },
   });
   if (help) {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
   const durationS = seconds('--duration', values.duration, 0, 0, MAX_TIMER_S);
+  if (values['all-namespaces'] === true) return allNamespaces(options, values.json === true, durationS);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
   const monitor = createMonitor(options);
   if (live) monitor.on('fallback', (f) => (live.fallback = f.reason));
@@ -49,5 +60,30 @@ export async function run(argv: string[]): Promise<number> {
   live?.close();
   if (live) monitor.once('sample', (s) => process.stdout.write(`${formatSampleLine(s)}\n`));
   await monitor.stop();
+  return 0;
+}
+
+async function allNamespaces(options: ConntrackMonitorOptions, json: boolean, durationS: number): Promise<number> {
+  if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
+  let host: AllNamespacesMonitor;
+  try {
+    host = new AllNamespacesMonitor(options);
+  } catch (err) {
+    throw new UsageError(asFlags((err as Error).message));
+  }
+  const redraw = !json && process.stdout.isTTY === true;
+  host.on('report', (r) => {
+    if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else process.stdout.write(`${redraw && !r.final ? '\x1b[H\x1b[2J' : ''}${formatNamespacesReport(r)}\n`);
+  });
+  host.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  try {
+    await host.start();
+  } catch (err) {
+    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
+  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
+  await host.stop();
   return 0;
 }

@@ -1,3 +1,4 @@
+import type { AllNamespacesReport } from './all-namespaces.js';
 import type { ConntrackSample } from './types.js';
 
 /** One compact human line per interval, for terminals and logs. */
@@ -24,4 +25,27 @@ export function formatSampleLine(s: ConntrackSample): string {
 function rate(r: number | null): string {
   if (r === null) return 'n/a';
   return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
+}
+
+/** The host-wide view: one row per namespace, busiest table first. */
+export function formatNamespacesReport(r: AllNamespacesReport): string {
+  const rows = [...r.namespaces].sort((a, b) => (b.fill ?? -1) - (a.fill ?? -1));
+  const head = `${r.time.slice(11, 19)}  ${r.namespaces.length} network namespaces${r.final ? ` (final, ${r.intervalMs} ms)` : ''}`;
+  const table = [['NAMESPACE', 'INODE', 'PID', 'ENTRIES', 'MAX', 'FILL', 'DROP', 'INSERT']];
+  for (const n of rows) {
+    table.push([
+      n.host ? '(host)' : (n.name ?? '-'),
+      String(n.inode),
+      n.pid === null ? '-' : String(n.pid),
+      n.error ? 'error' : String(n.entries ?? '?'),
+      String(n.max ?? '?'),
+      n.fill === null ? '?' : `${(n.fill * 100).toFixed(1)}%`,
+      rate(n.dropRate),
+      rate(n.insertRate),
+    ]);
+  }
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  const lines = table.map((row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`);
+  const errors = rows.filter((n) => n.error).map((n) => `  ${n.name ?? n.inode}: ${n.error}`);
+  return [head, ...lines, ...errors].join('\n');
 }

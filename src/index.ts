@@ -1,4 +1,6 @@
 export { ConntrackMonitor } from './monitor.js';
+export { AllNamespacesMonitor, type AllNamespacesOptions, type AllNamespacesReport, type NamespaceReport } from './all-namespaces.js';
+export { listNamespaces, type NetworkNamespace } from './namespaces.js';
 export { ConntrackError, type KernelFeature } from './errors.js';
 export { registerConntrackMetrics, type ConntrackMetricsOptions, type RegistryLike } from './metrics.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
