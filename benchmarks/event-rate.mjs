@@ -12,12 +12,12 @@
 // (/proc/PID/stat utime+stime), peak RSS (VmHWM), and for conntrack-monitor the JS event-loop
 // delay p99 and the number of JS callbacks. Writes benchmarks/results/event-rate-<date>.{json,md}.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { benchNamespace, buildTools, cpuSeconds, machine as describeMachine, peakRssMiB, sleep, startMonitorChild } from './lib/bench.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
@@ -32,56 +32,20 @@ const { values } = parseArgs({
 const ALONE = values.alone;
 const SECONDS = Number(values.seconds);
 const RATES = values.rates.split(',').map((r) => (r === 'max' ? 0 : Number(r)));
-const ns = `ctmon-bench-rate-${process.pid}`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const inNs = (file, args, opts = {}) => execFileSync('ip', ['netns', 'exec', ns, file, ...args], { encoding: 'utf8', ...opts });
-const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-
-function buildTools() {
-  const bin = (name) => join(here, 'native', 'build', 'Release', name);
-  if (!['loadgen', 'null_reader'].every((name) => existsSync(bin(name)))) {
-    const nodeGyp = process.env.npm_config_node_gyp ?? '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js';
-    execFileSync(process.execPath, [nodeGyp, 'rebuild', '--directory', join(here, 'native')], { stdio: 'inherit' });
-  }
-  return { loadgen: bin('loadgen'), nullReader: bin('null_reader') };
-}
-
-/** The namespace's stat counters, summed over CPUs, by /proc column name. */
-function kernelStats() {
-  const [header, ...rows] = inNs('cat', ['/proc/net/stat/nf_conntrack']).trim().split('\n');
-  const names = header.trim().split(/\s+/);
-  const sums = {};
-  for (const row of rows) row.trim().split(/\s+/).forEach((hex, i) => (sums[names[i]] = (sums[names[i]] ?? 0) + parseInt(hex, 16)));
-  return sums;
-}
-
-const cpuSeconds = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime
-};
-const peakRssMiB = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
-const newCounter = () => Number(/counter packets (\d+)/.exec(inNs('nft', ['list', 'chain', 'inet', 'bench', 'out']))[1]);
-const listeners = () => inNs('cat', ['/proc/net/netlink']).trim().split('\n').slice(1)
-  .map((r) => r.trim().split(/\s+/)).filter((r) => r[1] === '12' && Number.parseInt(r[3], 16) !== 0).length;
+const nsName = `ctmon-bench-rate-${process.pid}`;
+let bench; // the namespace's helpers, once created
 
 async function phase({ loadgen, nullReader }, rate) {
+  const { path: nsPath, inNs, kernelStats, newCounter, listeners } = bench;
   // The floor: the same socket, read the same way, messages thrown away.
-  const floor = ALONE ? null : spawn(nullReader, [`/var/run/netns/${ns}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const floor = ALONE ? null : spawn(nullReader, [nsPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   const floorLines = floor && createInterface({ input: floor.stdout });
   if (floorLines) await new Promise((r) => floorLines.once('line', r));
   // conntrack-monitor, in its own process.
-  const child = spawn(process.execPath, [join(here, 'monitor-child.mjs'), `/var/run/netns/${ns}`], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const nextLine = () => new Promise((r) => lines.once('line', r));
-  await nextLine(); // ready
-  const report = async () => {
-    const line = nextLine();
-    child.stdin.write('report\n');
-    return JSON.parse(await line);
-  };
+  const { child, report } = await startMonitorChild(nsPath);
   // conntrack -E, reading NEW events, printing them to /dev/null (its cheapest output); on
   // SIGINT it says how many it showed.
-  const reference = spawn('ip', ['netns', 'exec', ns, ...(ALONE ? ['sleep', '3600'] : ['conntrack', '-E', '-e', 'NEW'])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const reference = spawn('ip', ['netns', 'exec', nsName, ...(ALONE ? ['sleep', '3600'] : ['conntrack', '-E', '-e', 'NEW'])], { stdio: ['ignore', 'ignore', 'pipe'] });
   let referenceWarnings = '';
   reference.stderr.on('data', (d) => (referenceWarnings += d));
   while (listeners() < (ALONE ? 1 : 3)) await sleep(20);
@@ -158,11 +122,8 @@ async function phase({ loadgen, nullReader }, rate) {
 
 async function main() {
   const tools = buildTools();
-  execFileSync('ip', ['netns', 'add', ns]);
+  bench = benchNamespace(nsName);
   try {
-    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    inNs('nft', ['-f', '-'], { input: 'table inet bench {\n chain out { type filter hook output priority 0; ct state new counter; }\n}\n' });
-    inNs('sysctl', ['-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=1', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
     const phases = [];
     for (const rate of RATES) {
       const p = await phase(tools, rate);
@@ -172,17 +133,14 @@ async function main() {
     }
     report(phases);
   } finally {
-    execFileSync('ip', ['netns', 'del', ns]);
+    bench.destroy();
   }
 }
 
 function report(phases) {
   const date = new Date().toISOString();
   const machine = {
-    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
-    cpus: `${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
+    ...describeMachine(),
     conntrackTools: execFileSync('conntrack', ['--version'], { encoding: 'utf8' }).trim(),
     note: 'loadgen pinned to CPU 1; readers unpinned; monitor defaults (32 MiB buffer); conntrack -E defaults',
   };

@@ -3,7 +3,10 @@
 // and memory are its own: node monitor-child.mjs NETNS_PATH
 // Prints "ready" once started; on each "report" line on stdin prints one JSON line with the
 // totals so far, the samples (JS callbacks) since the last report and the event-loop delay
-// percentiles since the last report (perf_hooks), then resets the histogram.
+// percentiles since the last report (perf_hooks), then resets the histogram. `sampleMs` is
+// when the latest sample arrived (Date.now()), the instant the totals are for; `tracked` is the
+// number of entries the monitor tracks (its own table, from events and dumps); `memory` is
+// process.memoryUsage() (bytes).
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -14,8 +17,10 @@ const monitor = new ConntrackMonitor({ netns: process.argv[2] });
 let last = null;
 let samples = 0;
 let messages = 0;
+let sampleMs = null;
 monitor.on('sample', (s) => {
   last = s;
+  sampleMs = Date.now();
   samples++;
   messages += s.events.received;
 });
@@ -44,6 +49,9 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     lostTotal: last?.events.lostTotal ?? 0,
     resyncs: last?.events.resyncs ?? 0,
     messages,
+    sampleMs,
+    tracked: last?.protocols ? Object.values(last.protocols).reduce((a, b) => a + b, 0) : null,
+    memory: process.memoryUsage(),
     reader: readerCpu(),
     samples,
     loopP99Ms: loop.percentile(99) / 1e6,
