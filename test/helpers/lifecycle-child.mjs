@@ -35,20 +35,32 @@ if (mode === 'cycles') {
     const m = new ConntrackMonitor({ netns, intervalMs: 50 });
     await m.start();
     await m.stop();
+    // One loop turn, as any real program has between a stop and the next start: Node frees a
+    // thread-safe function (and with it the native monitor) from a close callback on a later
+    // turn. A loop of bare awaits never turns, so every stopped monitor would stay alive.
+    await new Promise((r) => setImmediate(r));
   };
-  for (let i = 0; i < 500; i++) await once(); // warm up: allocator arenas and thread-stack caches fill, then plateau
-  globalThis.gc?.();
-  const before = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB() };
-  const started = Date.now();
-  for (let i = 0; i < n; i++) await once();
   // Wrappers are released when their thread-safe function is finalized, on a later loop
   // turn, and collected objects are finalized later still: collect until none is left.
-  for (let i = 0; i < 40 && loadBinding()._liveMonitors() > 0; i++) {
-    globalThis.gc?.();
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const settle = async () => {
+    for (let i = 0; i < 40 && (i === 0 || loadBinding()._liveMonitors() > 0); i++) {
+      globalThis.gc?.();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  for (let i = 0; i < 500; i++) await once(); // warm up: the allocator's arenas and free lists fill
+  await settle();
+  const before = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB() };
+  const started = Date.now();
+  for (let i = 0; i < n / 2; i++) await once();
+  await settle();
+  const middle = { rssKiB: rssKiB() };
+  for (let i = 0; i < n / 2; i++) await once();
+  await settle();
   const after = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB(), liveNativeMonitors: loadBinding()._liveMonitors() };
-  console.log(JSON.stringify({ before, after, ms: Date.now() - started }));
+  // Growth per cycle over the second half: a leak keeps a slope, a filling allocator does not.
+  const slopeKiBPerCycle = (after.rssKiB - middle.rssKiB) / (n / 2);
+  console.log(JSON.stringify({ before, middle, after, slopeKiBPerCycle, ms: Date.now() - started }));
 } else if (mode === 'workers') {
   // N workers load the addon at once, each runs a monitor beside one on the main thread.
   const n = Number(countText);
