@@ -10,7 +10,11 @@
         "native/aggregator.cc",
         "native/conntrack_table.cc",
         "native/event_filter.cc",
-        "native/proc_text.cc"
+        "native/proc_text.cc",
+        "native/btf.cc",
+        "native/kallsyms.cc",
+        "native/drop_program.cc",
+        "native/drop_probe.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

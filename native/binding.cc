@@ -20,6 +20,7 @@
 #include "aggregator.h"
 #include "conntrack_table.h"
 #include "ctnetlink.h"
+#include "drop_probe.h"
 #include "fault_injection.h"
 #include "monitor.h"
 
@@ -487,6 +488,117 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The eBPF table-full drop probe. The constructor loads and attaches the program (a few ms of
+// verifier time, once); the read methods are a handful of map syscalls, once per interval.
+class NativeDropProbe : public Napi::ObjectWrap<NativeDropProbe> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeDropProbe",
+                       {InstanceMethod<&NativeDropProbe::Namespaces>("namespaces"),
+                        InstanceMethod<&NativeDropProbe::Flows>("flows"),
+                        InstanceMethod<&NativeDropProbe::Stats>("stats"),
+                        InstanceMethod<&NativeDropProbe::Close>("close")});
+  }
+
+  // new NativeDropProbe({ maxFlows }): throws Error(reason) with errno/syscall when it cannot.
+  explicit NativeDropProbe(const Napi::CallbackInfo& info) : ObjectWrap(info) {
+    Napi::Env env = info.Env();
+    ctmon::DropProbeOptions options;
+    if (info[0].IsObject() && info[0].As<Napi::Object>().Get("maxFlows").IsNumber())
+      options.max_flows = info[0].As<Napi::Object>().Get("maxFlows").As<Napi::Number>().Uint32Value();
+    const ctmon::ProbeStatus st = probe_.open(options);
+    if (!st.ok()) {
+      Napi::Error err = Napi::Error::New(env, st.reason);
+      err.Set("errno", Napi::Number::New(env, st.sys.code));
+      err.Set("syscall", Napi::String::New(env, st.sys.syscall));
+      throw err;
+    }
+  }
+
+ private:
+  void check(Napi::Env env, const ctmon::SysStatus& st, const char* what) {
+    if (st.ok()) return;
+    Napi::Error err = Napi::Error::New(env, std::string(what) + ": " + std::strerror(st.code));
+    err.Set("errno", Napi::Number::New(env, st.code));
+    err.Set("syscall", Napi::String::New(env, st.syscall));
+    throw err;
+  }
+
+  Napi::Value Namespaces(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    if (!probe_.is_open()) return out;
+    uint32_t n = 0;
+    check(env, probe_.read_namespaces([&](uint32_t netns, uint64_t drops) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("inode", static_cast<double>(netns));
+      o.Set("drops", static_cast<double>(drops));
+      out.Set(n++, o);
+    }), "read the namespace map");
+    return out;
+  }
+
+  Napi::Value Flows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    if (!probe_.is_open()) return out;
+    uint32_t n = 0;
+    check(env, probe_.read_and_clear_flows([&](const ctmon::DroppedFlow& f) {
+      char src[INET6_ADDRSTRLEN] = "";
+      char dst[INET6_ADDRSTRLEN] = "";
+      if (f.family == AF_INET || f.family == AF_INET6) {
+        inet_ntop(f.family, f.src, src, sizeof src);
+        inet_ntop(f.family, f.dst, dst, sizeof dst);
+      }
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("netns", static_cast<double>(f.netns));
+      o.Set("family", f.family);
+      o.Set("protocol", f.protocol);
+      o.Set("src", src);
+      o.Set("dst", dst);
+      o.Set("sport", f.sport);
+      o.Set("dport", f.dport);
+      o.Set("count", static_cast<double>(f.count));
+      out.Set(n++, o);
+    }), "read the flow map");
+    return out;
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ctmon::ProgramStats ps;
+    if (probe_.is_open()) check(env, probe_.read_program_stats(ps), "read the program's statistics");
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("id", ps.id);
+    o.Set("instructions", ps.instructions);
+    o.Set("runCount", static_cast<double>(ps.run_count));
+    o.Set("runTimeNs", static_cast<double>(ps.run_time_ns));
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    probe_.close();
+    return info.Env().Undefined();
+  }
+
+  ctmon::DropProbe probe_;
+};
+
+// _bpfRunTimeStats(on): holds (or releases) BPF_ENABLE_STATS, so programs' run_time_ns and
+// run_cnt accumulate. Benchmarks only: the kernel-wide switch goes with the descriptor.
+Napi::Value BpfRunTimeStats(const Napi::CallbackInfo& info) {
+  static ctmon::Fd stats;
+  if (info[0].ToBoolean().Value()) {
+    if (stats.get() < 0) {
+      const ctmon::SysStatus st = ctmon::DropProbe::enable_run_time_stats(stats);
+      if (!st.ok()) throw Napi::Error::New(info.Env(), std::string("BPF_ENABLE_STATS: ") + std::strerror(st.code));
+    }
+  } else {
+    stats.reset();
+  }
+  return info.Env().Undefined();
+}
+
 // _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?}) -> the previous values. Test-only:
 // see fault_injection.h. Process-wide, so tests restore what it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
@@ -504,6 +616,11 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeMonitor", NativeMonitor::Define(env));
+  exports.Set("NativeDropProbe", NativeDropProbe::Define(env));
+  exports.Set("dropProbeAvailable", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), ctmon::DropProbe::check_available());
+  }, "dropProbeAvailable"));
+  exports.Set("_bpfRunTimeStats", Napi::Function::New(env, BpfRunTimeStats, "_bpfRunTimeStats"));
   Napi::Array names = Napi::Array::New(env, ctmon::kCounterCount);
   for (uint32_t c = 0; c < ctmon::kCounterCount; ++c) names.Set(c, kCounterNames[c]);
   exports.Set("counterNames", names);

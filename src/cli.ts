@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /**
- * conntrack-monitor CLI: dispatches to a subcommand (watch by default; serve, check, advise).
+ * conntrack-monitor CLI: dispatches to a subcommand (watch by default; serve, check, advise,
+ * drops).
  * Usage errors give one line on stderr and exit 2 (3 for check, the monitoring-plugins UNKNOWN).
  */
 import { UsageError } from './cli-args.js';
 import * as advise from './command-advise.js';
 import * as check from './command-check.js';
+import * as drops from './command-drops.js';
 import * as serve from './command-serve.js';
 import * as watch from './command-watch.js';
 
@@ -13,7 +15,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
   USAGE_EXIT?: number;
 }
-const COMMANDS: Record<string, Command> = { watch, serve, check, advise };
+const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops };
 
 async function main(argv: string[]): Promise<number> {
   const named = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]);

@@ -6,7 +6,8 @@
 import { createServer } from 'node:http';
 import { MONITOR_FLAGS_HELP, parseCommand, UsageError } from './cli-args.js';
 import { createMonitor, startOrExplain, untilStopped } from './cli-monitor.js';
-import { registerConntrackMetrics } from './metrics.js';
+import { DropMonitor } from './drop-monitor.js';
+import { registerConntrackMetrics, registerDropMetrics } from './metrics.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
 
@@ -15,6 +16,8 @@ Serve the conntrack metrics at http://HOST:PORT/metrics for Prometheus.
 Options:
   --listen HOST:PORT     address to listen on (default 127.0.0.1:9465: loopback only;
                          use 0.0.0.0:9465 or [::]:9465 to expose it)
+  --drops                also nf_conntrack_table_full_drops_total{netns}: table-full drops
+                         of every namespace on the host, from the eBPF probe (see drops)
 ${MONITOR_FLAGS_HELP}
 
 Needs prom-client next to conntrack-monitor (npm install prom-client).`;
@@ -27,7 +30,7 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, { listen: { type: 'string' } });
+  const { help, options, values } = parseCommand(argv, { listen: { type: 'string' }, drops: { type: 'boolean' } });
   if (help) {
     process.stdout.write(`${usage}\n`);
     return 0;
@@ -43,7 +46,21 @@ export async function run(argv: string[]): Promise<number> {
   const registry = new Registry();
   const monitor = createMonitor(options);
   registerConntrackMetrics(monitor, { registry });
-  if (!(await startOrExplain(monitor))) return 1;
+  let drops: DropMonitor | null = null;
+  if (values.drops === true) {
+    drops = new DropMonitor({ intervalMs: monitor.options.intervalMs, topFlows: 0 });
+    const reason = DropMonitor.available();
+    if (reason) {
+      process.stderr.write(`conntrack-monitor: --drops cannot run: ${reason}\n`);
+      return 1;
+    }
+    registerDropMetrics(drops, { registry });
+    await drops.start();
+  }
+  if (!(await startOrExplain(monitor))) {
+    await drops?.stop();
+    return 1;
+  }
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -66,6 +83,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   } catch (err) {
     await monitor.stop();
+    await drops?.stop();
     process.stderr.write(`conntrack-monitor: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
     return 1;
   }
@@ -77,5 +95,6 @@ export async function run(argv: string[]): Promise<number> {
     server.closeAllConnections();
   });
   await monitor.stop();
+  await drops?.stop();
   return 0;
 }

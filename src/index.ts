@@ -2,7 +2,8 @@ export { ConntrackMonitor } from './monitor.js';
 export { AllNamespacesMonitor, type AllNamespacesOptions, type AllNamespacesReport, type NamespaceReport } from './all-namespaces.js';
 export { listNamespaces, type NetworkNamespace } from './namespaces.js';
 export { ConntrackError, type KernelFeature } from './errors.js';
-export { registerConntrackMetrics, type ConntrackMetricsOptions, type RegistryLike } from './metrics.js';
+export { registerConntrackMetrics, registerDropMetrics, type ConntrackMetricsOptions, type RegistryLike } from './metrics.js';
+export { DropMonitor, type DropMonitorOptions, type DropSample, type DroppedFlow, type NamespaceDrops } from './drop-monitor.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {

@@ -8,6 +8,7 @@
  * counters are counters named `_total`, dead counters (searched, new, insert, ...) are absent,
  * clash_resolve and chaintoolong are present. What the backend cannot know is omitted, never 0.
  */
+import type { DropMonitor, DropSample } from './drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
 import { TCP_STATE_NAMES, type ConntrackSample, type CounterName } from './types.js';
 
@@ -133,6 +134,35 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     put(m, s.timeWait.timeoutSeconds),
   );
   return names;
+}
+
+/**
+ * Registers `<prefix>table_full_drops_total{netns}` from a DropMonitor: table-full drops per
+ * network namespace since the monitor started, host-wide. `netns` is the namespace's name
+ * under /var/run/netns, else `inode:<number>` (a container's namespace). Returns the names.
+ */
+export function registerDropMetrics(monitor: DropMonitor, options: ConntrackMetricsOptions): string[] {
+  if (!options || typeof options.registry?.registerMetric !== 'function') {
+    throw new TypeError('registerDropMetrics(monitor, { registry }) needs a prom-client Registry');
+  }
+  const prefix = options.prefix ?? 'nf_conntrack_';
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
+  const client = loadPromClient();
+  const constant: Record<string, string> = { ...options.labels };
+  let latest: DropSample | null = null;
+  monitor.on('sample', (s) => (latest = s));
+  const name = `${prefix}table_full_drops_total`;
+  new client.Counter({
+    name,
+    help: 'Packets dropped because the namespace\'s conntrack table was full, attributed by eBPF (skb:kfree_skb).',
+    labelNames: [...Object.keys(constant), 'netns'],
+    registers: [options.registry],
+    collect(this: PromMetric) {
+      this.reset();
+      for (const ns of latest?.namespaces ?? []) this.inc({ ...constant, netns: ns.name ?? `inode:${ns.inode}` }, ns.totalDrops);
+    },
+  });
+  return [name];
 }
 
 function loadPromClient(): PromClient {

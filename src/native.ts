@@ -53,7 +53,23 @@ export interface NativeMonitor {
   info(): { receiveBufferBytes: number; receiveBufferForced: boolean };
 }
 
+/** The eBPF table-full drop probe (native/drop_probe.h); the constructor loads and attaches it. */
+export interface NativeDropProbe {
+  /** Cumulative table-full drops per namespace inode since attach. */
+  namespaces(): { inode: number; drops: number }[];
+  /** The flows dropped since the previous call, with counts; the kernel map is emptied. */
+  flows(): { netns: number; family: number; protocol: number; src: string; dst: string; sport: number; dport: number; count: number }[];
+  /** The program's id, size and (while BPF run-time stats are on) run count and time. */
+  stats(): { id: number; instructions: number; runCount: number; runTimeNs: number };
+  close(): void;
+}
+
 export interface NativeBinding {
+  NativeDropProbe: new (options: { maxFlows: number }) => NativeDropProbe;
+  /** '' when the drop probe can be attached here, else why not. */
+  dropProbeAvailable(): string;
+  /** Benchmarks: hold BPF_ENABLE_STATS so run counts and times accumulate (false releases it). */
+  _bpfRunTimeStats(on: boolean): void;
   NativeMonitor: new (
     options: NativeMonitorOptions,
     onRecords: (records: NativeRecord[]) => void,

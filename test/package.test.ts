@@ -17,7 +17,7 @@ describe('package entry points', () => {
       const monitor = new m.ConntrackMonitor({ intervalMs: 500 });
       console.log(JSON.stringify({ keys: Object.keys(m).sort(), interval: monitor.options.intervalMs }));`]);
     expect(JSON.parse(out)).toEqual({
-      keys: ['AllNamespacesMonitor', 'COUNTER_NAMES', 'ConntrackError', 'ConntrackMonitor', 'DEFAULT_PRESSURE', 'PROTOCOL_NAMES', 'TCP_STATE_NAMES', 'listNamespaces', 'registerConntrackMetrics'],
+      keys: ['AllNamespacesMonitor', 'COUNTER_NAMES', 'ConntrackError', 'ConntrackMonitor', 'DEFAULT_PRESSURE', 'DropMonitor', 'PROTOCOL_NAMES', 'TCP_STATE_NAMES', 'listNamespaces', 'registerConntrackMetrics', 'registerDropMetrics'],
       interval: 500,
     });
   });

@@ -45,7 +45,7 @@ export class TestNamespace {
   }
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
-  async traffic(mode: 'tcp' | 'udp' | 'udp-echo', count: number): Promise<{ ok: number; failed: number; errors?: Record<string, number> }> {
+  async traffic(mode: 'tcp' | 'udp' | 'udp-echo', count: number): Promise<{ ok: number; failed: number; errors?: Record<string, number>; port?: number; failedSourcePorts?: number[] }> {
     return JSON.parse(await this.exec(process.execPath, [TRAFFIC, mode, String(count)]));
   }
 

@@ -42,14 +42,17 @@ async function udp(n) {
   const { port } = receiver.address();
   const sockets = [];
   const errors = {};
+  const failedSourcePorts = [];
   let ok = 0;
   for (let i = 0; i < n; i++) {
     const s = dgram.createSocket('udp4');
     sockets.push(s);
     await new Promise((resolve) =>
       s.send('x', port, '127.0.0.1', (err) => {
-        if (err) errors[err.code] = (errors[err.code] ?? 0) + 1;
-        else ok++;
+        if (err) {
+          errors[err.code] = (errors[err.code] ?? 0) + 1;
+          failedSourcePorts.push(s.address().port); // bound by the send, before netfilter saw it
+        } else ok++;
         resolve();
       }),
     );
@@ -57,7 +60,7 @@ async function udp(n) {
   for (const s of sockets) s.close();
   receiver.close();
   const failed = Object.values(errors).reduce((a, b) => a + b, 0);
-  return { ok, failed, errors };
+  return { ok, failed, errors, port, failedSourcePorts };
 }
 
 async function udpEcho(n) {

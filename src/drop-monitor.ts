@@ -1,0 +1,218 @@
+/**
+ * Which namespaces and which flows a full conntrack table is dropping, host-wide, from an eBPF
+ * program on the skb:kfree_skb tracepoint (native/drop_probe.h). Counters say that packets are
+ * dropped; this says whose: per network namespace (inode, with its name under /var/run/netns
+ * and the pid of a process in it) and the flows most dropped in the interval.
+ *
+ * A table-full drop is told apart from other drops by its signature at the tracepoint: reason
+ * SKB_DROP_REASON_NETFILTER_DROP, freed from inside nf_hook_slow, and no conntrack entry
+ * attached (skb->_nfct == 0). nftables rule drops are freed in nft_do_chain and not counted.
+ * Needs CAP_BPF and CAP_PERFMON (or root), BTF, readable /proc/kallsyms; `DropMonitor.available()`
+ * says what is missing.
+ */
+import { EventEmitter } from 'node:events';
+import { ConntrackError } from './errors.js';
+import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
+import { loadBinding, type NativeDropProbe } from './native.js';
+
+export interface DropMonitorOptions {
+  /** Sample interval in milliseconds (default 1000). */
+  intervalMs?: number;
+  /** How many of the most dropped flows each sample lists (default 10, 0 for none). */
+  topFlows?: number;
+  /** Distinct flows the kernel side keeps between reads (default 4096; least recent go). */
+  maxFlows?: number;
+  /** Where to look up namespace names and pids (tests). */
+  roots?: NamespaceRoots;
+}
+
+export interface NamespaceDrops {
+  inode: number;
+  /** Its name under /var/run/netns, or null. */
+  name: string | null;
+  /** A process in it, or null. */
+  pid: number | null;
+  /** Table-full drops in this interval. */
+  drops: number;
+  /** Since the monitor started. */
+  totalDrops: number;
+}
+
+export interface DroppedFlow {
+  netnsInode: number;
+  /** tcp, udp, icmp, icmpv6, sctp, or the protocol number. */
+  protocol: string;
+  src: string;
+  dst: string;
+  /** null for protocols without ports. */
+  sport: number | null;
+  dport: number | null;
+  /** Drops of this flow in the interval. */
+  count: number;
+}
+
+export interface DropSample {
+  time: string;
+  intervalMs: number;
+  final: boolean;
+  /** Every namespace with a table-full drop since start, most dropped in the interval first. */
+  namespaces: NamespaceDrops[];
+  /** The most dropped flows of the interval. */
+  flows: DroppedFlow[];
+}
+
+export interface DropMonitorEvents {
+  sample: [sample: DropSample];
+  error: [error: ConntrackError];
+}
+
+const PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
+const PORTED = new Set([6, 17, 132, 136]);
+
+function validate(options: DropMonitorOptions): Required<Omit<DropMonitorOptions, 'roots'>> {
+  const known = new Set(['intervalMs', 'topFlows', 'maxFlows', 'roots']);
+  for (const key of Object.keys(options)) if (!known.has(key)) throw new TypeError(`unknown option '${key}'`);
+  const int = (name: string, value: unknown, min: number, max: number, fallback: number) => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    }
+    return value;
+  };
+  return {
+    intervalMs: int('intervalMs', options.intervalMs, 50, 3_600_000, 1000),
+    topFlows: int('topFlows', options.topFlows, 0, 1000, 10),
+    maxFlows: int('maxFlows', options.maxFlows, 16, 1 << 20, 4096),
+  };
+}
+
+export class DropMonitor extends EventEmitter<DropMonitorEvents> {
+  readonly options: Required<Omit<DropMonitorOptions, 'roots'>>;
+  private readonly roots: NamespaceRoots | undefined;
+  private probe: NativeDropProbe | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private last = 0;
+  private readonly totals = new Map<number, number>();
+  private names = new Map<number, NetworkNamespace>();
+  private namesAt = 0;
+  /** Ticks run one after another: a tick may wait for a name lookup, and deltas need order. */
+  private ticking: Promise<void> = Promise.resolve();
+
+  /** '' when a DropMonitor can run here, else why not (capabilities, BTF, kallsyms, lockdown). */
+  static available(): string {
+    try {
+      return loadBinding().dropProbeAvailable();
+    } catch (err) {
+      return ConntrackError.addonUnavailable(err).message;
+    }
+  }
+
+  constructor(options: DropMonitorOptions = {}) {
+    super();
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${JSON.stringify(options)}`);
+    this.options = validate(options);
+    this.roots = options.roots;
+  }
+
+  /** Loads and attaches the program; rejects with the reason when it cannot. */
+  async start(): Promise<void> {
+    if (this.probe) return;
+    let probe: NativeDropProbe;
+    try {
+      probe = new (loadBinding().NativeDropProbe)({ maxFlows: this.options.maxFlows });
+    } catch (err) {
+      const e = err as Error & { errno?: number; syscall?: string };
+      throw new ConntrackError(`cannot attach the drop probe: ${e.message}`, { code: e.errno ? `E${e.errno}` : 'ENOTSUP', errno: e.errno, syscall: e.syscall, cause: err });
+    }
+    this.probe = probe;
+    await this.refreshNames(true);
+    this.last = Date.now();
+    this.timer = setInterval(() => void this.tick(false), this.options.intervalMs);
+    if (!this.referenced) this.timer.unref();
+  }
+
+  /** Emits the partial interval (final: true), then detaches the program. */
+  async stop(): Promise<void> {
+    if (!this.probe) return;
+    clearInterval(this.timer);
+    await this.tick(true);
+    this.probe.close();
+    this.probe = null;
+  }
+
+  /** Lets the process exit while the monitor runs (like timer.unref()). */
+  unref(): this {
+    this.referenced = false;
+    this.timer?.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.referenced = true;
+    this.timer?.ref();
+    return this;
+  }
+
+  private referenced = true;
+
+  private async refreshNames(force: boolean): Promise<void> {
+    if (!force && Date.now() - this.namesAt < 5000) return;
+    this.namesAt = Date.now();
+    this.names = new Map((await listNamespaces(this.roots)).map((ns) => [ns.inode, ns]));
+  }
+
+  private tick(final: boolean): Promise<void> {
+    // A listener that throws surfaces as it would from any emitter (on its own tick, with its
+    // stack), and the chain of ticks goes on.
+    this.ticking = this.ticking.then(() => this.read(final)).catch((err: unknown) => {
+      process.nextTick(() => {
+        throw err;
+      });
+    });
+    return this.ticking;
+  }
+
+  private async read(final: boolean): Promise<void> {
+    const probe = this.probe;
+    if (!probe) return;
+    const now = Date.now();
+    const intervalMs = now - this.last;
+    this.last = now;
+    let counts: { inode: number; drops: number }[];
+    let flows: ReturnType<NativeDropProbe['flows']>;
+    try {
+      counts = probe.namespaces();
+      flows = this.options.topFlows > 0 ? probe.flows() : [];
+    } catch (err) {
+      const e = err as Error & { errno?: number; syscall?: string };
+      this.fail(new ConntrackError(`read the drop probe's maps: ${e.message}`, { code: `E${e.errno ?? 0}`, errno: e.errno, syscall: e.syscall, cause: err }));
+      return;
+    }
+    // A namespace not seen before: look its name up now, not at the next periodic refresh.
+    if (counts.some((c) => !this.names.has(c.inode))) await this.refreshNames(false);
+    const namespaces = counts.map(({ inode, drops: total }): NamespaceDrops => {
+      const drops = total - (this.totals.get(inode) ?? 0);
+      this.totals.set(inode, total);
+      const ns = this.names.get(inode);
+      return { inode, name: ns?.name ?? null, pid: ns?.pid ?? null, drops, totalDrops: total };
+    }).sort((a, b) => b.drops - a.drops || b.totalDrops - a.totalDrops || a.inode - b.inode);
+    const top = flows
+      .sort((a, b) => b.count - a.count)
+      .slice(0, this.options.topFlows)
+      .map((f): DroppedFlow => ({
+        netnsInode: f.netns,
+        protocol: PROTOCOLS[f.protocol] ?? String(f.protocol),
+        src: f.src,
+        dst: f.dst,
+        sport: PORTED.has(f.protocol) ? f.sport : null,
+        dport: PORTED.has(f.protocol) ? f.dport : null,
+        count: f.count,
+      }));
+    this.emit('sample', { time: new Date(now).toISOString(), intervalMs, final, namespaces, flows: top });
+  }
+
+  private fail(error: ConntrackError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else process.emitWarning(error.message, 'ConntrackWarning');
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * eBPF attribution of table-full drops on the real kernel: per-namespace counts against each
+ * namespace's own kernel drop counter, the dropped flows against the sends that failed,
+ * nftables rule drops left out, and a clear reason (no crash) without the capabilities.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { DropMonitor, type DropSample } from '../../dist/index.js';
+import { CLI, runCli } from '../helpers/cli';
+import { canRunIntegration } from '../helpers/gate';
+import { withConntrackMax } from '../helpers/netns';
+import { defer, namespace } from '../helpers/scope';
+
+const reason = canRunIntegration ? DropMonitor.available() : 'not root';
+if (reason && canRunIntegration && process.env.CI === 'true') {
+  throw new Error(`the eBPF drop probe must run under CI=true, but: ${reason}`);
+}
+
+async function startDrops(): Promise<{ monitor: DropMonitor; samples: DropSample[] }> {
+  const monitor = new DropMonitor({ intervalMs: 200, topFlows: 1000 });
+  const samples: DropSample[] = [];
+  monitor.on('sample', (s) => samples.push(s));
+  monitor.on('error', (e) => {
+    throw e;
+  });
+  await monitor.start();
+  defer(() => monitor.stop());
+  return { monitor, samples };
+}
+
+const nextSample = (monitor: DropMonitor) => new Promise((r) => monitor.once('sample', r));
+
+describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attribution', () => {
+  it('counts each namespace\'s table-full drops exactly, and samples the flows that were dropped', async () => {
+    const a = await namespace('drops-a');
+    const b = await namespace('drops-b');
+    const inode = { a: statSync(a.path).ino, b: statSync(b.path).ino };
+    const { monitor, samples } = await startDrops();
+    const before = { a: await a.kernelStats(), b: await b.kernelStats() };
+    // Table full in both namespaces at different rates: max 10, then 25 and 60 new UDP flows.
+    const sent = await withConntrackMax(10, async () => {
+      const r = { a: await a.traffic('udp', 25), b: await b.traffic('udp', 60) };
+      await nextSample(monitor);
+      return r;
+    });
+    await nextSample(monitor);
+    await monitor.stop();
+    const after = { a: await a.kernelStats(), b: await b.kernelStats() };
+    const kernel = { a: after.a.drop! - before.a.drop!, b: after.b.drop! - before.b.drop! };
+    const counted = (ino: number) => samples.flatMap((s) => s.namespaces).filter((n) => n.inode === ino).reduce((t, n) => t + n.drops, 0);
+    const flows = (ino: number) => samples.flatMap((s) => s.flows).filter((f) => f.netnsInode === ino);
+    const row = samples.at(-1)!.namespaces.find((n) => n.inode === inode.b)!;
+    console.info(`eBPF drops: a ${counted(inode.a)} (kernel ${kernel.a}, failed sends ${sent.a.failed}), ` +
+      `b ${counted(inode.b)} (kernel ${kernel.b}, failed sends ${sent.b.failed}); flows a ${flows(inode.a).length}, b ${flows(inode.b).length}`);
+
+    expect(kernel.a).toBeGreaterThan(0);
+    expect(kernel.b).toBeGreaterThan(kernel.a);
+    expect(counted(inode.a)).toBe(kernel.a);
+    expect(counted(inode.b)).toBe(kernel.b);
+    expect(row).toMatchObject({ name: b.name, totalDrops: kernel.b });
+    expect(samples.at(-1)!.final).toBe(true);
+    // Each dropped flow is one of the sends that failed: 127.0.0.1:source port -> the receiver.
+    for (const [ns, ino, traffic] of [[a, inode.a, sent.a], [b, inode.b, sent.b]] as const) {
+      const seen = flows(ino);
+      expect(seen.map((f) => f.sport).sort((x, y) => x! - y!)).toEqual([...traffic.failedSourcePorts!].sort((x, y) => x - y));
+      for (const f of seen) expect(f).toMatchObject({ protocol: 'udp', src: '127.0.0.1', dst: '127.0.0.1', dport: traffic.port, count: 1 });
+      expect(ns.name).toBeTruthy();
+    }
+  });
+
+  it('does not count packets dropped by an nftables rule', async () => {
+    const c = await namespace('drops-nft');
+    await c.exec('nft', ['add chain inet ctmon_test block { type filter hook output priority 10; }']);
+    await c.exec('nft', ['add rule inet ctmon_test block udp dport 9 counter drop']);
+    const { monitor, samples } = await startDrops();
+    const sends = await c.exec(process.execPath, ['-e', `
+      const s = require('node:dgram').createSocket('udp4');
+      let failed = 0, left = 20;
+      for (let i = 0; i < 20; i++) s.send('x', 9, '127.0.0.1', (e) => { if (e) failed++; if (--left === 0) { console.log(failed); s.close(); } });`]);
+    await nextSample(monitor);
+    await monitor.stop();
+    const ruleDrops = Number(/counter packets (\d+)/.exec(await c.exec('nft', ['list chain inet ctmon_test block']))![1]);
+    const ino = statSync(c.path).ino;
+    const counted = samples.flatMap((s) => s.namespaces).filter((n) => n.inode === ino).reduce((t, n) => t + n.drops, 0);
+    console.info(`nft rule drops: ${ruleDrops} (failed sends ${sends.trim()}), counted as table-full: ${counted}`);
+    expect(ruleDrops).toBe(20);
+    expect(Number(sends.trim())).toBe(20);
+    expect(counted).toBe(0);
+    expect((await c.kernelStats()).drop).toBe(0);
+  });
+
+  it('serve --drops exposes nf_conntrack_table_full_drops_total{netns}, equal to the kernel, promtool-clean', async () => {
+    const a = await namespace('drops-metrics');
+    const serve = spawn(process.execPath, [CLI, 'serve', '--drops', '--netns', a.name, '--listen', '127.0.0.1:0', '--interval', '200']);
+    defer(() => serve.kill('SIGTERM'));
+    const url = await new Promise<string>((resolve) => {
+      let err = '';
+      serve.stderr.on('data', (d) => {
+        err += d;
+        const m = /serving (\S+)/.exec(err);
+        if (m) resolve(m[1]!);
+      });
+    });
+    const before = await a.kernelStats();
+    await withConntrackMax(5, () => a.traffic('udp', 15));
+    const kernel = (await a.kernelStats()).drop! - before.drop!;
+    await new Promise((r) => setTimeout(r, 500)); // a sample after the drops
+    const text = await (await fetch(url)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`nf_conntrack_table_full_drops_total{netns="${a.name}"}`));
+    console.info(`serve --drops: ${line} (kernel ${kernel})`);
+    expect(kernel).toBe(10);
+    expect(line).toBe(`nf_conntrack_table_full_drops_total{netns="${a.name}"} ${kernel}`);
+    expect(text).toContain('# TYPE nf_conntrack_table_full_drops_total counter');
+    expect(execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })).toBe('');
+  });
+
+  it('conntrack-monitor drops --json: a line per interval, a final line, the namespace by name', async () => {
+    const a = await namespace('drops-cli');
+    const ino = statSync(a.path).ino;
+    const run = runCli(['drops', '--json', '--interval', '200', '--duration', '2']);
+    await new Promise((r) => setTimeout(r, 700)); // attached
+    const sent = await withConntrackMax(5, () => a.traffic('udp', 12));
+    const done = await run;
+    expect(done.code).toBe(0);
+    const lines = done.stdout.trim().split('\n').map((l) => JSON.parse(l) as DropSample);
+    expect(lines.at(-1)!.final).toBe(true);
+    const row = lines.at(-1)!.namespaces.find((n) => n.inode === ino)!;
+    expect(row).toEqual({ inode: ino, name: a.name, pid: null, drops: expect.any(Number), totalDrops: sent.failed });
+    expect(Object.keys(lines[0]!).sort()).toEqual(['final', 'flows', 'intervalMs', 'namespaces', 'time']);
+  });
+});
+
+describe.skipIf(!canRunIntegration)('eBPF drop attribution without the capabilities', () => {
+  it('explains why it cannot run, as nobody, and nothing crashes', () => {
+    const script = `
+      const { DropMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+      const reason = DropMonitor.available();
+      new DropMonitor().start().then(() => console.log(JSON.stringify({ reason, started: true })),
+        (e) => console.log(JSON.stringify({ reason, started: false, error: e.message })));`;
+    const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', script], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    console.info(`as nobody: ${out.reason}`);
+    expect(out.started).toBe(false);
+    expect(out.reason).toMatch(/CAP_BPF|CAP_SYS_ADMIN|CAP_PERFMON|permission/i);
+    expect(out.error).toMatch(/cannot attach the drop probe/);
+    const cli = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, 'drops', '--duration', '1'], { encoding: 'utf8' });
+    expect(cli.status).toBe(1);
+    expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+    expect(cli.stderr).toMatch(/^conntrack-monitor drops: cannot run: /);
+  });
+});
