@@ -33,68 +33,119 @@ const char* const kCounterNames[ctmon::kCounterCount] = {
     "invalid", "icmpError",    "clashResolve", "chainTooLong", "searchRestart",
 };
 
-Napi::Value nullable(Napi::Env env, bool present, double value) {
-  return present ? Napi::Number::New(env, value) : env.Null();
-}
+// Builds JS values with the plain C API, checking every status. Records reach JS from a
+// thread-safe function call, and a worker being terminated stops JS from running at any moment
+// (from another thread): node-addon-api turns the failed call into a C++ exception whose own
+// construction then aborts the process (Error::Error calls napi_define_properties, which
+// fails the same way). Here a failure just turns the writer off, and the caller skips the
+// delivery: nothing is left to deliver to.
+class JsWriter {
+ public:
+  explicit JsWriter(napi_env env) : env_(env) {}
+  bool ok() const { return ok_; }
 
-Napi::Array uint_array(Napi::Env env, const uint32_t* values, uint32_t n) {
-  Napi::Array out = Napi::Array::New(env, n);
-  for (uint32_t i = 0; i < n; ++i) out.Set(i, values[i]);
-  return out;
-}
+  napi_value object() { return make([&](napi_value* v) { return napi_create_object(env_, v); }); }
+  napi_value array(uint32_t n) { return make([&](napi_value* v) { return napi_create_array_with_length(env_, n, v); }); }
+  napi_value number(double x) { return make([&](napi_value* v) { return napi_create_double(env_, x, v); }); }
+  napi_value boolean(bool b) { return make([&](napi_value* v) { return napi_get_boolean(env_, b, v); }); }
+  napi_value null() { return make([&](napi_value* v) { return napi_get_null(env_, v); }); }
+  napi_value nullable(bool present, double x) { return present ? number(x) : null(); }
+  napi_value string(const std::string& text) {
+    return make([&](napi_value* v) { return napi_create_string_utf8(env_, text.data(), text.size(), v); });
+  }
+  napi_value error(const std::string& message) {
+    napi_value text = string(message);
+    return make([&](napi_value* v) { return napi_create_error(env_, nullptr, text, v); });
+  }
+  void set(napi_value object, const char* key, napi_value value) {
+    if (ok_ && napi_set_named_property(env_, object, key, value) != napi_ok) ok_ = false;
+  }
+  void set(napi_value array, uint32_t index, napi_value value) {
+    if (ok_ && napi_set_element(env_, array, index, value) != napi_ok) ok_ = false;
+  }
+  napi_value uint_array(const uint32_t* values, uint32_t n) {
+    napi_value out = array(n);
+    for (uint32_t i = 0; i < n; ++i) set(out, i, number(values[i]));
+    return out;
+  }
 
-Napi::Object table_counts_to_js(Napi::Env env, const ctmon::TableCounts& c) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("entries", c.entries);
-  o.Set("protocols", uint_array(env, c.protocols, ctmon::kProtoClassCount));
-  o.Set("tcpStates", uint_array(env, c.tcp_states, ctmon::kTcpStateCount));
+ private:
+  template <typename Create>
+  napi_value make(Create&& create) {
+    napi_value v = nullptr;
+    if (ok_ && create(&v) != napi_ok) ok_ = false;
+    return ok_ ? v : nullptr;
+  }
+
+  napi_env env_;
+  bool ok_ = true;
+};
+
+napi_value table_counts_to_js(JsWriter& w, const ctmon::TableCounts& c) {
+  napi_value o = w.object();
+  w.set(o, "entries", w.number(c.entries));
+  w.set(o, "protocols", w.uint_array(c.protocols, ctmon::kProtoClassCount));
+  w.set(o, "tcpStates", w.uint_array(c.tcp_states, ctmon::kTcpStateCount));
   return o;
 }
 
 // Raw sample for src/native.ts; the TypeScript layer shapes the public ConntrackSample.
-Napi::Object sample_to_js(Napi::Env env, const IntervalSample& s, const ctmon::TableSnapshot& table,
-                          const ctmon::NamespaceSettings& settings) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("endWallMs", static_cast<double>(s.end_wall_ms));
-  o.Set("durationNs", static_cast<double>(s.duration_ns));
-  o.Set("final", s.final);
-  o.Set("kernelStatsOk", s.kernel_stats_ok);
-  Napi::Array counts = Napi::Array::New(env, ctmon::kCounterCount);
-  Napi::Array totals = Napi::Array::New(env, ctmon::kCounterCount);
+napi_value sample_to_js(JsWriter& w, const IntervalSample& s, const ctmon::TableSnapshot& table,
+                        const ctmon::NamespaceSettings& settings) {
+  napi_value o = w.object();
+  w.set(o, "endWallMs", w.number(static_cast<double>(s.end_wall_ms)));
+  w.set(o, "durationNs", w.number(static_cast<double>(s.duration_ns)));
+  w.set(o, "final", w.boolean(s.final));
+  w.set(o, "kernelStatsOk", w.boolean(s.kernel_stats_ok));
+  napi_value counts = w.array(ctmon::kCounterCount);
+  napi_value totals = w.array(ctmon::kCounterCount);
   for (uint32_t c = 0; c < ctmon::kCounterCount; ++c) {
     const bool known = (s.known & (1u << c)) != 0;
-    counts.Set(c, nullable(env, known, static_cast<double>(s.counts[c])));
-    totals.Set(c, static_cast<double>(s.totals[c]));
+    w.set(counts, c, w.nullable(known, static_cast<double>(s.counts[c])));
+    w.set(totals, c, w.number(static_cast<double>(s.totals[c])));
   }
-  o.Set("counts", counts);
-  o.Set("totals", totals);
-  o.Set("entries", nullable(env, s.has_entries, s.entries));
-  o.Set("max", nullable(env, s.has_max, s.max));
-  o.Set("buckets", nullable(env, settings.buckets >= 0, static_cast<double>(settings.buckets)));
-  o.Set("eventsMode", nullable(env, settings.events_mode >= 0, static_cast<double>(settings.events_mode)));
-  o.Set("timeWaitTimeout",
-        nullable(env, settings.time_wait_timeout_s >= 0, static_cast<double>(settings.time_wait_timeout_s)));
-  o.Set("socketTimeWait",
-        nullable(env, settings.socket_time_wait >= 0, static_cast<double>(settings.socket_time_wait)));
-  o.Set("synced", table.synced);
-  o.Set("tracked", table_counts_to_js(env, table.counts));
-  o.Set("resyncs", static_cast<double>(table.resyncs));
-  o.Set("lastResyncMs", nullable(env, table.last_resync_ms >= 0, table.last_resync_ms));
-  o.Set("tableBytes", static_cast<double>(table.memory_bytes));
-  o.Set("eventsUpdates", static_cast<double>(s.events_updates));
-  o.Set("eventsReceived", static_cast<double>(s.events_received));
-  o.Set("eventsLost", static_cast<double>(s.events_lost));
-  o.Set("eventsLostTotal", static_cast<double>(s.events_lost_total));
-  o.Set("malformedTotal", static_cast<double>(s.malformed_total));
+  w.set(o, "counts", counts);
+  w.set(o, "totals", totals);
+  w.set(o, "entries", w.nullable(s.has_entries, s.entries));
+  w.set(o, "max", w.nullable(s.has_max, s.max));
+  w.set(o, "buckets", w.nullable(settings.buckets >= 0, static_cast<double>(settings.buckets)));
+  w.set(o, "eventsMode", w.nullable(settings.events_mode >= 0, static_cast<double>(settings.events_mode)));
+  w.set(o, "timeWaitTimeout",
+        w.nullable(settings.time_wait_timeout_s >= 0, static_cast<double>(settings.time_wait_timeout_s)));
+  w.set(o, "socketTimeWait",
+        w.nullable(settings.socket_time_wait >= 0, static_cast<double>(settings.socket_time_wait)));
+  w.set(o, "synced", w.boolean(table.synced));
+  w.set(o, "tracked", table_counts_to_js(w, table.counts));
+  w.set(o, "resyncs", w.number(static_cast<double>(table.resyncs)));
+  w.set(o, "lastResyncMs", w.nullable(table.last_resync_ms >= 0, table.last_resync_ms));
+  w.set(o, "tableBytes", w.number(static_cast<double>(table.memory_bytes)));
+  w.set(o, "eventsUpdates", w.number(static_cast<double>(s.events_updates)));
+  w.set(o, "eventsReceived", w.number(static_cast<double>(s.events_received)));
+  w.set(o, "eventsLost", w.number(static_cast<double>(s.events_lost)));
+  w.set(o, "eventsLostTotal", w.number(static_cast<double>(s.events_lost_total)));
+  w.set(o, "malformedTotal", w.number(static_cast<double>(s.malformed_total)));
   return o;
 }
 
-Napi::Error error_to_js(Napi::Env env, const ctmon::MonitorError& e) {
-  Napi::Error err = Napi::Error::New(env, e.context + ": " + std::strerror(e.code));
-  err.Set("errno", Napi::Number::New(env, e.code));
-  err.Set("syscall", Napi::String::New(env, e.syscall));
-  err.Set("context", Napi::String::New(env, e.context));
+napi_value error_to_js(JsWriter& w, const ctmon::MonitorError& e) {
+  napi_value err = w.error(e.context + ": " + std::strerror(e.code));
+  w.set(err, "errno", w.number(e.code));
+  w.set(err, "syscall", w.string(e.syscall));
+  w.set(err, "context", w.string(e.context));
   return err;
+}
+
+// The test hooks below run on the JS thread in ordinary calls.
+Napi::Value nullable(Napi::Env env, bool present, double value) {
+  return present ? Napi::Number::New(env, value) : env.Null();
+}
+
+// For the JS thread's own calls (start() failing), where JS can always run.
+Napi::Error error_to_napi(Napi::Env env, const ctmon::MonitorError& e) {
+  JsWriter w(env);
+  napi_value err = error_to_js(w, e);
+  if (!w.ok()) return Napi::Error::New(env, e.context);
+  return Napi::Error(env, err);
 }
 
 struct Record {
@@ -160,7 +211,7 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     if (!monitor_->start(error)) {
       monitor_.reset();
       tsfn_.Release();
-      throw error_to_js(env, error);
+      throw error_to_napi(env, error);
     }
     cleanup_ = env.AddCleanupHook(std::function<void()>([this] { shutdown(); }));
     return env.Undefined();
@@ -173,7 +224,9 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     if (!monitor_) return Napi::Array::New(env);
     shutdown();
     if (!cleanup_.IsEmpty()) cleanup_.Remove(env);
-    return take_records(env);
+    JsWriter w(env);
+    napi_value records = take_records(w);
+    return w.ok() ? Napi::Value(env, records) : Napi::Array::New(env);
   }
 
   Napi::Value JsRef(const Napi::CallbackInfo& info) {
@@ -230,14 +283,14 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     notify_pending_ = true;
     tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
       // While the environment tears down, pending calls run with no env, or with one that
-      // can no longer run JS: create nothing then.
+      // can no longer run JS (at any moment, for a terminated worker): plain C calls whose
+      // failure just means there is nothing to deliver to. src/netlink-backend.ts never lets
+      // a listener's exception reach here (it rethrows them on the next tick).
       if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !has_records()) return;
-      try {
-        on_records.Call({take_records(env)});
-      } catch (const Napi::Error&) {
-        // src/netlink-backend.ts never lets a listener's exception reach here (it rethrows
-        // them on the next tick), so this is teardown refusing JS: nothing to deliver to.
-      }
+      JsWriter w(env);
+      napi_value records = take_records(w);
+      napi_value receiver = w.null();
+      if (w.ok()) napi_call_function(env, receiver, on_records, 1, &records, nullptr);
     });
   }
 
@@ -249,25 +302,25 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     return false;
   }
 
-  // JS thread.
-  Napi::Array take_records(Napi::Env env) {
+  // JS thread. Takes the queue; the array is null when JS could not run (w.ok() is false).
+  napi_value take_records(JsWriter& w) {
     std::vector<Record> records;
     {
       std::lock_guard<std::mutex> lock(mu_);
       records.swap(queue_);
       notify_pending_ = false;
     }
-    Napi::Array out = Napi::Array::New(env, records.size());
+    napi_value out = w.array(static_cast<uint32_t>(records.size()));
     for (uint32_t i = 0; i < records.size(); ++i) {
-      Napi::Object o = Napi::Object::New(env);
+      napi_value o = w.object();
       if (records[i].is_sample) {
-        o.Set("type", "sample");
-        o.Set("sample", sample_to_js(env, records[i].sample, records[i].table, records[i].settings));
+        w.set(o, "type", w.string("sample"));
+        w.set(o, "sample", sample_to_js(w, records[i].sample, records[i].table, records[i].settings));
       } else {
-        o.Set("type", "error");
-        o.Set("error", error_to_js(env, records[i].error).Value());
+        w.set(o, "type", w.string("error"));
+        w.set(o, "error", error_to_js(w, records[i].error));
       }
-      out.Set(i, o);
+      w.set(out, i, o);
     }
     return out;
   }
@@ -437,7 +490,8 @@ Napi::Value Aggregate(const Napi::CallbackInfo& info) {
           agg.close(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),
                     static_cast<int64_t>(step.Get("wall").As<Napi::Number>().DoubleValue()),
                     reading_from_js(step, cpus, global), step.Get("final").ToBoolean());
-      out.Set(n++, sample_to_js(env, s, ctmon::TableSnapshot{}, ctmon::NamespaceSettings{}));
+      JsWriter w(env);
+      out.Set(n++, Napi::Value(env, sample_to_js(w, s, ctmon::TableSnapshot{}, ctmon::NamespaceSettings{})));
     } else {
       throw Napi::TypeError::New(env, "_aggregate: unknown op " + op);
     }
@@ -480,7 +534,8 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
       o.Set("removed", static_cast<double>(removed));
       out.Set(n++, o);
     } else if (op == "counts") {
-      out.Set(n++, table_counts_to_js(env, table.counts()));
+      JsWriter w(env);
+      out.Set(n++, Napi::Value(env, table_counts_to_js(w, table.counts())));
     } else {
       throw Napi::TypeError::New(env, "_table: unknown op " + op);
     }

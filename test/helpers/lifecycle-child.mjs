@@ -5,6 +5,8 @@
 //   workers N   run a monitor in each of N worker threads and one on the main thread, take one
 //               sample from each, terminate the workers; prints threads and netlink sockets
 //               before/during/after
+//   worker-churn N  N rounds of 4 workers each starting a monitor, terminated at varied
+//               moments; prints samples seen and threads/sockets before/after
 //   stop-dump   start, then stop at once while the initial dump of a large table runs;
 //               prints how long stop() took
 //   stop-resync the same during a periodic resync (a re-dump after the initial one); prints
@@ -81,6 +83,27 @@ if (mode === 'cycles') {
   await main.stop();
   await new Promise((r) => setTimeout(r, 300));
   console.log(JSON.stringify({ samples, before, during, after: { threads: threads(), sockets: netlinkSockets() } }));
+} else if (mode === 'worker-churn') {
+  // Workers terminated at random moments: while loading the addon, starting, delivering a
+  // sample or idle. Terminating a worker stops JS from running in it at any moment (from
+  // this thread), so every Node-API call the addon makes there may fail; none may abort.
+  const rounds = Number(countText);
+  const before = { threads: threads(), sockets: netlinkSockets() };
+  let samples = 0;
+  for (let round = 0; round < rounds; round++) {
+    const workers = Array.from({ length: 4 }, () => new Worker(`
+      const { parentPort, workerData } = require('node:worker_threads');
+      const { ConntrackMonitor } = require(workerData.lib);
+      const m = new ConntrackMonitor({ netns: workerData.netns, intervalMs: 50 });
+      m.on('sample', () => parentPort.postMessage('sample'));
+      m.start().catch(() => {});
+    `, { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } }));
+    for (const w of workers) w.on('message', () => samples++);
+    await new Promise((r) => setTimeout(r, (round * 37) % 300)); // spread over load, start, samples
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  console.log(JSON.stringify({ rounds, samples, before, after: { threads: threads(), sockets: netlinkSockets() } }));
 } else if (mode === 'stop-dump') {
   const m = new ConntrackMonitor({ netns, intervalMs: 1000 });
   const samples = [];

@@ -41,6 +41,16 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     expect(r.after.threads).toBeLessThanOrEqual(r.before.threads);
   });
 
+  it('survives workers terminated at any moment: loading the addon, starting, delivering', async () => {
+    const ns = await namespace('churn');
+    const r = child(['worker-churn', ns.path, '60']);
+    console.info(`worker churn: ${JSON.stringify(r)}`);
+    expect(r.rounds).toBe(60);
+    expect(r.samples).toBeGreaterThan(0);
+    expect(r.after.sockets).toBe(r.before.sockets);
+    expect(r.after.threads).toBeLessThanOrEqual(r.before.threads);
+  }, 120_000);
+
   it('stop() during the initial dump, or during a resync, of a large table returns promptly', async () => {
     const ns = await namespace('bigdump');
     await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 600);
