@@ -69,13 +69,18 @@ async function udpEcho(n) {
   await new Promise((resolve) => server.bind(0, '127.0.0.1', resolve));
   const { port } = server.address();
   let ok = 0;
+  // Sockets stay open until the end: a closed one's port could be handed out again, and a
+  // reused port would be the same flow (one entry, no NEW) as the earlier one.
+  const sockets = [];
   for (let i = 0; i < n; i++) {
     const s = dgram.createSocket('udp4');
+    sockets.push(s);
     await new Promise((resolve) => {
-      s.once('message', () => { ok++; s.close(); resolve(); });
+      s.once('message', () => { ok++; resolve(); });
       s.send('ping', port, '127.0.0.1');
     });
   }
+  for (const s of sockets) s.close();
   server.close();
   return { ok, failed: n - ok };
 }
