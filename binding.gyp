@@ -11,6 +11,7 @@
         "native/conntrack_table.cc",
         "native/event_filter.cc",
         "native/proc_text.cc",
+        "native/read_file.cc",
         "native/btf.cc",
         "native/kallsyms.cc",
         "native/drop_program.cc",

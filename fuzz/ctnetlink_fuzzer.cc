@@ -1,7 +1,8 @@
 // ctnetlink_fuzzer.cc — libFuzzer target for everything in native/ that reads bytes the
 // kernel (or /proc) hands us: the ctnetlink decoder (events and dump entries), the stats
-// reply decoders, the NLMSG_ERROR reader, the /proc text parsers, and what consumes their
-// output: the tracked table and the aggregator. Built with ASan and UBSan by fuzz/run.mjs.
+// reply decoders, the NLMSG_ERROR reader, the /proc text parsers, the BTF and kallsyms
+// parsers of the drop probe, and what consumes the decoder's output: the tracked table and
+// the aggregator. Built with ASan and UBSan by fuzz/run.mjs.
 //
 // Besides "no crash, no UB", the tracked table is checked against a plain std::map model
 // after every step: its counts by protocol and TCP state must equal the model's. That is
@@ -20,8 +21,10 @@
 #include <vector>
 
 #include "../native/aggregator.h"
+#include "../native/btf.h"
 #include "../native/conntrack_table.h"
 #include "../native/ctnetlink.h"
+#include "../native/kallsyms.h"
 #include "../native/proc_text.h"
 
 using namespace ctmon;
@@ -39,6 +42,8 @@ enum Op : uint8_t {
   kProcText,       // payload: the text of a /proc file
   kCompactEvent,   // payload: a few bytes describing an event (see compact_event), so that
                    // inputs can hold hundreds of entries and make the table collide and grow
+  kBtf,            // payload: a raw BTF blob, as /sys/kernel/btf/vmlinux (the drop probe's input)
+  kKallsyms,       // payload: /proc/kallsyms text
   kOpCount
 };
 
@@ -219,6 +224,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             model.event(ct, now_ms);
           }
         }
+        break;
+      }
+      case kBtf: {
+        Btf btf;
+        if (!btf.parse(payload).empty()) break;
+        BtfMember m;
+        int64_t value = 0;
+        uint32_t id = 0;
+        std::vector<Btf::Param> params;
+        (void)btf.member("sk_buff", "dev", m);
+        (void)btf.member("sock", "__sk_common.skc_net.net", m);
+        (void)btf.enumerator("SKB_DROP_REASON_NETFILTER_DROP", value);
+        if (btf.typedef_id("btf_trace_kfree_skb", id).empty()) (void)btf.function_params(id, params);
+        for (uint32_t t = 1; t <= btf.type_count() && t <= 64; ++t) (void)btf.describe(t);
+        break;
+      }
+      case kKallsyms: {
+        SymbolRange range;
+        (void)function_range_in(reinterpret_cast<const char*>(payload.data()), payload.size(), "nf_hook_slow", range);
         break;
       }
       case kBeginDump:

@@ -45,7 +45,7 @@ if (!/^\d+$/.test(values.seconds) || seconds < 1) usage(`--seconds must be a who
 if (!/^\d+$/.test(values.jobs) || Number(values.jobs) < 1) usage(`--jobs must be a whole number >= 1, got ${JSON.stringify(values.jobs)}`);
 
 // Record ops, as in ctnetlink_fuzzer.cc.
-const OP = { event: 0, beginDump: 1, dump: 2, endDump: 3, advanceClock: 5, stats: 6, procText: 7, compact: 8 };
+const OP = { event: 0, beginDump: 1, dump: 2, endDump: 3, advanceClock: 5, stats: 6, procText: 7, compact: 8, btf: 9, kallsyms: 10 };
 const record = (op, payload) => {
   const head = Buffer.alloc(3);
   head[0] = op;
@@ -82,13 +82,33 @@ function writeSeeds(dir) {
     record(OP.compact, Buffer.concat(Array.from({ length: 20 }, (_, i) => Buffer.from([i % 2 ? 2 : 1, 0, 7, 3, i, 0, 120])))),
     record(OP.procText, Buffer.from('sockets: used 5\nTCP: inuse 1 orphan 0 tw 12 alloc 2 mem 1\nUDP: inuse 0 mem 0\n')),
   ]));
+  // The drop probe's inputs: kallsyms lines around nf_hook_slow, and a minimal BTF blob (header,
+  // one INT type, strings) built here: the kernel's own file is megabytes, past -max_len.
+  writeFileSync(join(dir, 'kallsyms.seed'), record(OP.kallsyms, Buffer.from(
+    'ffffffff81f81b00 T nf_hook_entries_delete_raw\nffffffff81f81c50 T nf_hook_slow\nffffffff81f81d60 T nf_hook_slow_list\n')));
+  const strings = Buffer.from('\0int\0');
+  const types = Buffer.alloc(16);
+  types.writeUInt32LE(1, 0); // name_off -> "int"
+  types.writeUInt32LE(1 << 24, 4); // kind 1: INT
+  types.writeUInt32LE(4, 8); // size
+  types.writeUInt32LE(32, 12); // bits
+  const header = Buffer.alloc(24);
+  header.writeUInt16LE(0xeb9f, 0);
+  header[2] = 1; // version
+  header.writeUInt32LE(24, 4); // hdr_len
+  header.writeUInt32LE(0, 8); // type_off
+  header.writeUInt32LE(types.length, 12);
+  header.writeUInt32LE(types.length, 16); // str_off
+  header.writeUInt32LE(strings.length, 20);
+  writeFileSync(join(dir, 'btf.seed'), record(OP.btf, Buffer.concat([header, types, strings])));
   return dir;
 }
 
 function build() {
   mkdirSync(out, { recursive: true });
   const binary = join(out, 'ctnetlink_fuzzer');
-  const sources = ['fuzz/ctnetlink_fuzzer.cc', 'native/ctnetlink.cc', 'native/conntrack_table.cc', 'native/aggregator.cc', 'native/proc_text.cc'];
+  const sources = ['fuzz/ctnetlink_fuzzer.cc', 'native/ctnetlink.cc', 'native/conntrack_table.cc', 'native/aggregator.cc',
+    'native/proc_text.cc', 'native/btf.cc', 'native/kallsyms.cc', 'native/read_file.cc'];
   try {
     execFileSync('clang++', [
       '-std=c++17', '-g', '-O1', '-fno-omit-frame-pointer',

@@ -2,6 +2,8 @@
 // include/uapi/linux/btf.h (which this file includes, so the record sizes are the kernel's).
 #include "btf.h"
 
+#include "read_file.h"
+
 #include <fcntl.h>
 #include <linux/btf.h>
 #include <unistd.h>
@@ -60,22 +62,8 @@ bool is_composite(uint32_t kind) { return kind == BTF_KIND_STRUCT || kind == BTF
 }  // namespace
 
 std::string Btf::load(const char* path) {
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::string("cannot open ") + path + ": " + std::strerror(errno);
   std::vector<uint8_t> data;
-  uint8_t chunk[64 * 1024];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return std::string("cannot read ") + path + ": " + std::strerror(err);
-    }
-    if (n == 0) break;
-    data.insert(data.end(), chunk, chunk + n);
-  }
-  ::close(fd);
+  if (std::string error = read_whole_file(path, data); !error.empty()) return error;
   std::string error = parse(std::move(data));
   return error.empty() ? error : std::string(path) + ": " + error;
 }

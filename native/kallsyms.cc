@@ -1,6 +1,8 @@
 // kallsyms.cc — see kallsyms.h.
 #include "kallsyms.h"
 
+#include "read_file.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -86,23 +88,9 @@ std::string function_range_in(const char* text, size_t length, const char* name,
 }
 
 std::string find_function_range(const char* name, SymbolRange& out, const char* path) {
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::string("cannot open ") + path + ": " + std::strerror(errno);
-  std::string text;
-  char chunk[64 * 1024];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return std::string("cannot read ") + path + ": " + std::strerror(err);
-    }
-    if (n == 0) break;
-    text.append(chunk, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return function_range_in(text.data(), text.size(), name, out);
+  std::vector<uint8_t> text;
+  if (std::string error = read_whole_file(path, text); !error.empty()) return error;
+  return function_range_in(reinterpret_cast<const char*>(text.data()), text.size(), name, out);
 }
 
 }  // namespace ctmon

@@ -27,27 +27,26 @@ export interface Parsed<V> {
   values: V;
 }
 
-/** Parses argv into monitor options and the command's own values; throws UsageError. */
-export function parseCommand<E extends Extra>(argv: string[], extra: E): Parsed<Record<keyof E, string | boolean | undefined>> {
-  let values: Record<string, string | boolean | undefined>;
+/** Parses flags strictly (no positionals); a bad one throws a one-line UsageError. */
+export function parseFlags(argv: string[], options: Extra): Record<string, string | boolean | undefined> {
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        netns: { type: 'string' },
-        backend: { type: 'string' },
-        interval: { type: 'string' },
-        'receive-buffer': { type: 'string' },
-        'resync-interval': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        ...extra,
-      },
-    }) as { values: Record<string, string | boolean | undefined> });
+    return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values as Record<string, string | boolean | undefined>;
   } catch (err) {
     throw new UsageError((err as Error).message.split('\n')[0]);
   }
+}
+
+/** Parses argv into monitor options and the command's own values; throws UsageError. */
+export function parseCommand<E extends Extra>(argv: string[], extra: E): Parsed<Record<keyof E, string | boolean | undefined>> {
+  const values = parseFlags(argv, {
+    netns: { type: 'string' },
+    backend: { type: 'string' },
+    interval: { type: 'string' },
+    'receive-buffer': { type: 'string' },
+    'resync-interval': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+    ...extra,
+  });
   const options: ConntrackMonitorOptions = {};
   if (values.netns !== undefined) options.netns = values.netns as string;
   if (values.backend !== undefined) options.backend = values.backend as ConntrackMonitorOptions['backend'];

@@ -3,8 +3,7 @@
  * host-wide, from the eBPF probe. One block (or, with --json, one JSON line) per interval, and
  * a final one on exit.
  */
-import { parseArgs } from 'node:util';
-import { MAX_TIMER_S, number, seconds, UsageError } from './cli-args.js';
+import { MAX_TIMER_S, number, parseFlags, seconds, UsageError } from './cli-args.js';
 import { untilStopped } from './cli-monitor.js';
 import { DropMonitor, type DropSample } from './drop-monitor.js';
 
@@ -29,23 +28,13 @@ Needs root (CAP_BPF and CAP_PERFMON), kernel BTF (/sys/kernel/btf/vmlinux) and r
 is printed), 2 for bad usage.`;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        json: { type: 'boolean' },
-        interval: { type: 'string' },
-        duration: { type: 'string' },
-        top: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }) as { values: Record<string, string | boolean | undefined> });
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]);
-  }
+  const values = parseFlags(argv, {
+    json: { type: 'boolean' },
+    interval: { type: 'string' },
+    duration: { type: 'string' },
+    top: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help === true) {
     process.stdout.write(`${usage}\n`);
     return 0;

@@ -62,12 +62,18 @@ export function netnsLabel(path: string | null): string | null {
  * names. Values come from the latest sample at each scrape; before the first sample, and for
  * fields the backend cannot know, the series are absent.
  */
-export function registerConntrackMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
+/** The prefix, once the options are checked; the errors name the function called. */
+function checkedPrefix(fn: string, options: ConntrackMetricsOptions): string {
   if (!options || typeof options.registry?.registerMetric !== 'function') {
-    throw new TypeError('registerConntrackMetrics(monitor, { registry }) needs a prom-client Registry');
+    throw new TypeError(`${fn}(monitor, { registry }) needs a prom-client Registry`);
   }
   const prefix = options.prefix ?? 'nf_conntrack_';
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
+  return prefix;
+}
+
+export function registerConntrackMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
+  const prefix = checkedPrefix('registerConntrackMetrics', options);
   const client = loadPromClient();
   const constant: Record<string, string> = { ...options.labels };
   const netns = netnsLabel(monitor.options.netnsPath);
@@ -142,11 +148,7 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
  * under /var/run/netns, else `inode:<number>` (a container's namespace). Returns the names.
  */
 export function registerDropMetrics(monitor: DropMonitor, options: ConntrackMetricsOptions): string[] {
-  if (!options || typeof options.registry?.registerMetric !== 'function') {
-    throw new TypeError('registerDropMetrics(monitor, { registry }) needs a prom-client Registry');
-  }
-  const prefix = options.prefix ?? 'nf_conntrack_';
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
+  const prefix = checkedPrefix('registerDropMetrics', options);
   const client = loadPromClient();
   const constant: Record<string, string> = { ...options.labels };
   let latest: DropSample | null = null;

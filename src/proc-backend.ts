@@ -95,6 +95,10 @@ export class ProcBackend implements Backend {
     });
     const own = await stat(`${this.procRoot}/self/ns/net`);
     if (own.ino === target.ino && own.dev === target.dev) return null;
+    // Namespace files all live on the one nsfs device: anything else is no namespace.
+    if (target.dev !== own.dev) {
+      throw new ConntrackError(`${path} is not a network namespace`, { code: 'EINVAL', hint: 'pass /var/run/netns/NAME or /proc/PID/ns/net' });
+    }
     for (const entry of await readdir(this.procRoot)) {
       if (!/^\d+$/.test(entry)) continue;
       const ns = await stat(`${this.procRoot}/${entry}/ns/net`).catch(() => null);

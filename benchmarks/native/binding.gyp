@@ -23,7 +23,7 @@
     {
       "target_name": "drop_probe_demo",
       "type": "executable",
-      "sources": ["drop_probe_demo.cc", "../../native/drop_probe.cc", "../../native/drop_program.cc", "../../native/btf.cc", "../../native/kallsyms.cc", "../../native/netlink_socket.cc", "../../native/ctnetlink.cc"],
+      "sources": ["drop_probe_demo.cc", "../../native/drop_probe.cc", "../../native/drop_program.cc", "../../native/read_file.cc", "../../native/btf.cc", "../../native/kallsyms.cc", "../../native/netlink_socket.cc", "../../native/ctnetlink.cc"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"]
     }
   ]

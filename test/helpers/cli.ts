@@ -35,3 +35,16 @@ export function runCli(
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
+
+/** The /metrics URL a `serve` child prints once it listens; rejects if it exits first. */
+export function servingUrl(child: ReturnType<typeof spawn>): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d) => {
+      err += d;
+      const m = /serving (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', () => reject(new Error(`serve exited: ${err}`)));
+  });
+}

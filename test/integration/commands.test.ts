@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { CLI, runCli } from '../helpers/cli';
+import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { withConntrackMax } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
@@ -20,15 +20,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     const ns = await namespace('serve');
     const child = spawn(process.execPath, [CLI, 'serve', '--netns', ns.name, '--listen', '127.0.0.1:0', '--interval', '200']);
     defer(() => void child.kill('SIGKILL'));
-    const url = await new Promise<string>((resolve, reject) => {
-      let err = '';
-      child.stderr.on('data', (d) => {
-        err += d;
-        const m = /serving (http:\/\/\S+)/.exec(err);
-        if (m) resolve(m[1]!);
-      });
-      child.on('exit', () => reject(new Error(`serve exited: ${err}`)));
-    });
+    const url = await servingUrl(child);
     await ns.traffic('tcp', 12);
     await sleep(600);
     const res = await fetch(url);

@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DropMonitor, type DropSample } from '../../dist/index.js';
-import { CLI, runCli } from '../helpers/cli';
+import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { withConntrackMax } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
@@ -94,14 +94,7 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     const a = await namespace('drops-metrics');
     const serve = spawn(process.execPath, [CLI, 'serve', '--drops', '--netns', a.name, '--listen', '127.0.0.1:0', '--interval', '200']);
     defer(() => serve.kill('SIGTERM'));
-    const url = await new Promise<string>((resolve) => {
-      let err = '';
-      serve.stderr.on('data', (d) => {
-        err += d;
-        const m = /serving (\S+)/.exec(err);
-        if (m) resolve(m[1]!);
-      });
-    });
+    const url = await servingUrl(serve);
     const before = await a.kernelStats();
     await withConntrackMax(5, () => a.traffic('udp', 15));
     const kernel = (await a.kernelStats()).drop! - before.drop!;

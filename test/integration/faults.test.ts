@@ -6,9 +6,12 @@
  * nfnetlink answers EINVAL to requests for an unregistered subsystem (nfnetlink_rcv_msg).
  * The redirection is native/fault_injection.h, set through the _injectFaults test hook.
  */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConntrackMonitor, type ConntrackError, type ConntrackSample } from '../../dist/index.js';
 import { loadBinding } from '../../dist/native.js';
+import { CLI } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { nextSamples } from '../helpers/samples';
 import { defer, namespace, startMonitor } from '../helpers/scope';
@@ -122,5 +125,17 @@ describe.skipIf(!canRunIntegration)('faults on the real kernel', () => {
     expect(samples.length).toBeGreaterThanOrEqual(Math.floor(elapsedIntervals) - 2);
     expect(last.timeWait.entries).toBe(kernel.tcpStates.TIME_WAIT);
     expect(last.entries).toBe(kernel.entries);
+  });
+
+  it.each([
+    ['/root/ctmon-unreadable', /^conntrack-monitor: cannot start: open network namespace \/root\/ctmon-unreadable: EACCES: permission denied, stat '\/root\/ctmon-unreadable' \(no permission to read \/root\/ctmon-unreadable\)$/],
+    ['/tmp/ctmon-private', /^conntrack-monitor: cannot start: \/tmp\/ctmon-private is not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/],
+  ])('as nobody, --netns %s (mode 0600, owned by root) gives one clear line and exit 1', (path, message) => {
+    execFileSync('install', ['-m', '600', '/dev/null', path]);
+    defer(() => rmSync(path, { force: true }));
+    const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, '--netns', path, '--duration', '1'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim()).toMatch(message);
   });
 });

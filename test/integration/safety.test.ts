@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { CLI, runCli } from '../helpers/cli';
+import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import type { TestNamespace } from '../helpers/netns';
 import { namespace } from '../helpers/scope';
@@ -47,14 +47,7 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
       await runCli(['--backend', 'proc', '--interval', '200', '--duration', '0.5']), // /proc of this host
     ];
     const serve = spawn(process.execPath, [CLI, 'serve', ...common, '--listen', '127.0.0.1:0']);
-    const url = await new Promise<string>((resolve) => {
-      let err = '';
-      serve.stderr.on('data', (d) => {
-        err += d;
-        const m = /serving (\S+)/.exec(err);
-        if (m) resolve(m[1]!);
-      });
-    });
+    const url = await servingUrl(serve);
     expect((await fetch(url)).status).toBe(200);
     serve.kill('SIGTERM');
     const serveCode = await new Promise((r) => serve.on('exit', r));
