@@ -551,6 +551,7 @@ class NativeDropProbe : public Napi::ObjectWrap<NativeDropProbe> {
     return DefineClass(env, "NativeDropProbe",
                        {InstanceMethod<&NativeDropProbe::Namespaces>("namespaces"),
                         InstanceMethod<&NativeDropProbe::Flows>("flows"),
+                        InstanceMethod<&NativeDropProbe::Forget>("forget"),
                         InstanceMethod<&NativeDropProbe::Stats>("stats"),
                         InstanceMethod<&NativeDropProbe::Close>("close")});
   }
@@ -617,6 +618,12 @@ class NativeDropProbe : public Napi::ObjectWrap<NativeDropProbe> {
       out.Set(n++, o);
     }), "read the flow map");
     return out;
+  }
+
+  Napi::Value Forget(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (probe_.is_open()) check(env, probe_.forget_namespace(info[0].ToNumber().Uint32Value()), "forget a namespace");
+    return env.Undefined();
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

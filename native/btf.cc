@@ -167,13 +167,15 @@ uint32_t Btf::find_named(uint32_t kind_mask, const char* type_name) const {
 
 bool Btf::find_member(uint32_t id, const char* member_name, uint32_t base_bits,
                       uint32_t& bit_offset, uint32_t& member_type, uint32_t& bitfield_size,
-                      int depth) const {
+                      int depth, uint32_t& budget) const {
   if (depth > kMaxDepth) return false;
   const Type* t = type(id);
   if (t == nullptr || !is_composite(kind_of(t->info))) return false;
   const bool kflag = kflag_of(t->info);
   const uint8_t* m = extra(id);
   for (uint32_t i = 0; i < vlen_of(t->info); ++i, m += sizeof(btf_member)) {
+    if (budget == 0) return false;
+    --budget;
     const uint32_t m_name = load_u32(m);
     const uint32_t m_type = load_u32(m + 4);
     const uint32_t m_offset = load_u32(m + 8);
@@ -189,7 +191,7 @@ bool Btf::find_member(uint32_t id, const char* member_name, uint32_t base_bits,
     if (n[0] == '\0') {  // anonymous struct/union: its members belong to this scope
       const uint32_t inner = skip_modifiers(m_type);
       if (find_member(inner, member_name, base_bits + bits, bit_offset, member_type,
-                      bitfield_size, depth + 1))
+                      bitfield_size, depth + 1, budget))
         return true;
     }
   }
@@ -211,7 +213,8 @@ std::string Btf::member(const char* struct_name, const char* path, BtfMember& ou
     if (t == nullptr || !is_composite(kind_of(t->info)))
       return walked + " is not a struct or union, so it has no member " + component;
     uint32_t bitfield = 0;
-    if (!find_member(current, component.c_str(), bits, bits, member_type, bitfield, 0))
+    uint32_t budget = 1u << 16;  // sk_buff's members, anonymous ones included, are a few hundred
+    if (!find_member(current, component.c_str(), bits, bits, member_type, bitfield, 0, budget))
       return "struct " + walked + " has no member " + component;
     walked += "." + component;
     if (bitfield != 0) return walked + " is a bitfield";

@@ -23,6 +23,11 @@ struct BtfMember {
 
 class Btf {
  public:
+  Btf() = default;
+  // The index points into data_: a copy would point into the original's memory.
+  Btf(const Btf&) = delete;
+  Btf& operator=(const Btf&) = delete;
+
   // Reads and indexes a raw BTF file. Returns "" on success, else why it could not.
   std::string load(const char* path = "/sys/kernel/btf/vmlinux");
   // Same, from bytes already in memory (tests, fuzzing).
@@ -69,8 +74,10 @@ class Btf {
   bool type_size(uint32_t id, uint32_t& size, int depth = 0) const;
   uint32_t find_named(uint32_t kind_mask, const char* type_name) const;
   // Searches members of struct/union `id` (and its anonymous members) for `member_name`.
+  // `budget` bounds the members visited: a crafted BTF whose anonymous members refer back to
+  // their struct would otherwise take exponential time within the depth limit.
   bool find_member(uint32_t id, const char* member_name, uint32_t base_bits, uint32_t& bit_offset,
-                   uint32_t& member_type, uint32_t& bitfield_size, int depth) const;
+                   uint32_t& member_type, uint32_t& bitfield_size, int depth, uint32_t& budget) const;
 
   std::vector<uint8_t> data_;
   const uint8_t* type_section_ = nullptr;

@@ -72,11 +72,12 @@ std::string function_range_in(const char* text, size_t length, const char* name,
         found = true;
       }
     }
+    if (eol == end) break;  // no pointer past the end, even unused
     p = eol + 1;
   }
   if (!found) return std::string("kallsyms has no function ") + name;
   if (!any_nonzero)
-    return "kallsyms addresses are hidden (zero): needs root and kernel.kptr_restrict < 2";
+    return "kallsyms addresses are hidden (zero): needs CAP_SYSLOG (root) and kernel.kptr_restrict < 2";
   if (ambiguous) return std::string("kallsyms has several functions named ") + name;
   uint64_t next = UINT64_MAX;
   for (const uint64_t a : addresses)

@@ -62,6 +62,7 @@ interface Watched {
   inserts: number | null;
   ms: number;
   error: string | null;
+  failure: Error | null;
 }
 
 export interface AllNamespacesEvents {
@@ -74,8 +75,10 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   private readonly rediscoverMs: number;
   private readonly watched = new Map<number, Watched>();
   private timer: NodeJS.Timeout | undefined;
-  private lastReport = 0;
+  private lastReport = 0; // performance.now() ms
   private lastDiscovery = 0;
+  private stopping: Promise<void> | null = null;
+  private unreferenced = false;
   private discovering: Promise<void> | null = null;
   private started = false;
 
@@ -95,23 +98,52 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     this.roots = roots;
   }
 
+  /**
+   * Finds the namespaces and starts a monitor in each. Rejects, with the first namespace's
+   * error, when not one of them could be monitored (no privileges, say).
+   */
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
     await this.discover();
-    this.lastReport = Date.now();
+    if (!this.started) return; // stopped while discovering
+    const watched = [...this.watched.values()];
+    if (watched.length > 0 && watched.every((w) => w.monitor === null)) {
+      const cause = watched[0]!.failure;
+      await this.stop();
+      throw new ConntrackError(`no network namespace could be monitored: ${cause?.message}`, {
+        code: cause instanceof ConntrackError ? cause.code : 'ERR_NO_NAMESPACE',
+        cause,
+      });
+    }
+    this.lastReport = performance.now();
     this.timer = setInterval(() => {
-      const now = Date.now();
+      const now = performance.now();
       if (now - this.lastReport >= this.intervalMs * 1.5) this.flush(false);
       if (now - this.lastDiscovery >= this.rediscoverMs && !this.discovering) void this.discover();
     }, Math.max(10, this.intervalMs / 4));
+    if (this.unreferenced) this.timer.unref();
   }
 
   /** Stops every monitor (each delivers its final partial sample) and emits a final report. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.stopping ??= this.close().finally(() => (this.stopping = null));
+    return this.stopping;
+  }
+
+  /** Lets the process exit while it runs (like timer.unref()). */
+  unref(): this {
+    this.unreferenced = true;
+    this.timer?.unref();
+    for (const w of this.watched.values()) w.monitor?.unref();
+    return this;
+  }
+
+  private async close(): Promise<void> {
     if (!this.started) return;
     this.started = false;
     clearInterval(this.timer);
+    this.timer = undefined;
     await this.discovering;
     await Promise.all([...this.watched.values()].map((w) => w.monitor?.stop()));
     this.flush(true);
@@ -119,7 +151,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   }
 
   private flush(final: boolean): void {
-    const now = Date.now();
+    const now = performance.now();
     const report = this.report(now - this.lastReport, final);
     this.lastReport = now;
     this.emit('report', report);
@@ -134,7 +166,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
 
   private async discover(): Promise<void> {
     const run = async () => {
-      this.lastDiscovery = Date.now();
+      this.lastDiscovery = performance.now();
       const found = await listNamespaces(this.roots);
       const seen = new Set(found.map((ns) => ns.inode));
       for (const [inode, w] of this.watched) {
@@ -142,16 +174,29 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
         this.watched.delete(inode); // gone: its monitor would otherwise keep it alive
         await w.monitor?.stop();
       }
-      await Promise.all(found.filter((ns) => !this.watched.has(ns.inode)).map((ns) => this.watch(ns)));
+      // New namespaces, and those whose monitor could not start last time (a transient error).
+      await Promise.all(found.filter((ns) => !this.watched.get(ns.inode)?.monitor).map((ns) => this.watch(ns)));
     };
-    this.discovering = run().finally(() => (this.discovering = null));
+    this.discovering = run()
+      .catch((err: unknown) => {
+        if (this.listenerCount('error') > 0) this.emit('error', ConntrackError.fromFs(err as NodeJS.ErrnoException, 'find network namespaces'));
+      })
+      .finally(() => (this.discovering = null));
     return this.discovering;
   }
 
   private async watch(ns: NetworkNamespace): Promise<void> {
-    const w: Watched = { ns, monitor: null, latest: null, drops: null, inserts: null, ms: 0, error: null };
+    const w: Watched = { ns, monitor: null, latest: null, drops: null, inserts: null, ms: 0, error: null, failure: null };
     this.watched.set(ns.inode, w);
-    const monitor = new ConntrackMonitor({ ...this.monitorOptions, netns: ns.path });
+    let monitor: ConntrackMonitor;
+    try {
+      monitor = new ConntrackMonitor({ ...this.monitorOptions, netns: ns.path });
+    } catch (err) {
+      w.failure = err as Error;
+      w.error = w.failure.message;
+      return;
+    }
+    if (this.unreferenced) monitor.unref();
     monitor.on('sample', (s) => {
       w.latest = s;
       w.ms += s.intervalMs;
@@ -169,7 +214,8 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
       if (this.watched.get(ns.inode) === w && this.started) w.monitor = monitor;
       else await monitor.stop(); // vanished or stopped while starting
     } catch (err) {
-      w.error = (err as Error).message;
+      w.failure = err as Error;
+      w.error = w.failure.message;
     }
   }
 

@@ -23,8 +23,8 @@ Options:
   --top N                flows listed per interval (default 10)
   -h, --help             show this help
 
-Needs root (CAP_BPF and CAP_PERFMON), kernel BTF (/sys/kernel/btf/vmlinux) and readable
-/proc/kallsyms. Exit status: 0 after a clean stop, 1 if the probe cannot run (the reason
+Needs root (CAP_BPF and CAP_PERFMON, and CAP_SYSLOG for /proc/kallsyms addresses) and
+kernel BTF (/sys/kernel/btf/vmlinux). Exit status: 0 after a clean stop, 1 if the probe cannot run (the reason
 is printed), 2 for bad usage.`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -55,7 +55,12 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
     registerDropMetrics(drops, { registry });
-    await drops.start();
+    try {
+      await drops.start();
+    } catch (err) {
+      process.stderr.write(`conntrack-monitor: --drops cannot start: ${(err as Error).message}\n`);
+      return 1;
+    }
   }
   if (!(await startOrExplain(monitor))) {
     await drops?.stop();

@@ -11,7 +11,7 @@
  * says what is missing.
  */
 import { EventEmitter } from 'node:events';
-import { ConntrackError } from './errors.js';
+import { ConntrackError, errnoName } from './errors.js';
 import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
 import { loadBinding, type NativeDropProbe } from './native.js';
 
@@ -66,6 +66,17 @@ export interface DropMonitorEvents {
   error: [error: ConntrackError];
 }
 
+/** A ConntrackError from the addon's Error (errno, syscall), with the errno's name as code. */
+function probeError(what: string, err: unknown): ConntrackError {
+  const e = err as Error & { errno?: number; syscall?: string };
+  return new ConntrackError(`${what}: ${e.message}`, {
+    code: e.errno ? errnoName(e.errno) : 'ENOTSUP',
+    errno: e.errno || undefined,
+    syscall: e.syscall || undefined,
+    cause: err,
+  });
+}
+
 const PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
 const PORTED = new Set([6, 17, 132, 136]);
 
@@ -91,10 +102,17 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
   private readonly roots: NamespaceRoots | undefined;
   private probe: NativeDropProbe | null = null;
   private timer: NodeJS.Timeout | undefined;
+  private referenced = true;
+  /** Monotonic ms at the end of the last interval read. */
   private last = 0;
+  /** Cumulative drops per namespace at the last read, for this probe's life. */
   private readonly totals = new Map<number, number>();
   private names = new Map<number, NetworkNamespace>();
   private namesAt = 0;
+  /** Inodes looked up and not found (gone, or 0: not resolved): no rescan for them again. */
+  private readonly unnamed = new Set<number>();
+  private starting: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
   /** Ticks run one after another: a tick may wait for a name lookup, and deltas need order. */
   private ticking: Promise<void> = Promise.resolve();
 
@@ -114,30 +132,16 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
     this.roots = options.roots;
   }
 
-  /** Loads and attaches the program; rejects with the reason when it cannot. */
-  async start(): Promise<void> {
-    if (this.probe) return;
-    let probe: NativeDropProbe;
-    try {
-      probe = new (loadBinding().NativeDropProbe)({ maxFlows: this.options.maxFlows });
-    } catch (err) {
-      const e = err as Error & { errno?: number; syscall?: string };
-      throw new ConntrackError(`cannot attach the drop probe: ${e.message}`, { code: e.errno ? `E${e.errno}` : 'ENOTSUP', errno: e.errno, syscall: e.syscall, cause: err });
-    }
-    this.probe = probe;
-    await this.refreshNames(true);
-    this.last = Date.now();
-    this.timer = setInterval(() => void this.tick(false), this.options.intervalMs);
-    if (!this.referenced) this.timer.unref();
+  /** Loads and attaches the program; rejects with the reason when it cannot. Idempotent. */
+  start(): Promise<void> {
+    this.starting ??= this.open().finally(() => (this.starting = null));
+    return this.starting;
   }
 
-  /** Emits the partial interval (final: true), then detaches the program. */
-  async stop(): Promise<void> {
-    if (!this.probe) return;
-    clearInterval(this.timer);
-    await this.tick(true);
-    this.probe.close();
-    this.probe = null;
+  /** Emits the partial interval (final: true), then detaches the program. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.close().finally(() => (this.stopping = null));
+    return this.stopping;
   }
 
   /** Lets the process exit while the monitor runs (like timer.unref()). */
@@ -153,12 +157,52 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
     return this;
   }
 
-  private referenced = true;
+  private async open(): Promise<void> {
+    await this.stopping;
+    if (this.probe) return;
+    let probe: NativeDropProbe;
+    try {
+      probe = new (loadBinding().NativeDropProbe)({ maxFlows: this.options.maxFlows });
+    } catch (err) {
+      throw probeError('cannot attach the drop probe', err);
+    }
+    // A new probe counts from zero.
+    this.totals.clear();
+    this.unnamed.clear();
+    this.probe = probe;
+    this.last = performance.now();
+    this.timer = setInterval(() => void this.tick(false), this.options.intervalMs);
+    if (!this.referenced) this.timer.unref();
+    await this.refreshNames(true);
+  }
+
+  private async close(): Promise<void> {
+    await this.starting?.catch(() => {});
+    const probe = this.probe;
+    if (!probe) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.tick(true);
+    this.probe = null;
+    probe.close();
+  }
 
   private async refreshNames(force: boolean): Promise<void> {
     if (!force && Date.now() - this.namesAt < 5000) return;
     this.namesAt = Date.now();
     this.names = new Map((await listNamespaces(this.roots)).map((ns) => [ns.inode, ns]));
+    this.unnamed.clear();
+    // Namespaces that are gone: the kernel reuses their inodes, and their series would stay
+    // forever. Forget them here and in the probe's map (bounded at 4096 namespaces).
+    for (const inode of this.totals.keys()) {
+      if (inode === 0 || this.names.has(inode)) continue;
+      this.totals.delete(inode);
+      try {
+        this.probe?.forget(inode);
+      } catch {
+        // already gone from the map
+      }
+    }
   }
 
   private tick(final: boolean): Promise<void> {
@@ -175,21 +219,27 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
   private async read(final: boolean): Promise<void> {
     const probe = this.probe;
     if (!probe) return;
-    const now = Date.now();
-    const intervalMs = now - this.last;
-    this.last = now;
     let counts: { inode: number; drops: number }[];
     let flows: ReturnType<NativeDropProbe['flows']>;
     try {
       counts = probe.namespaces();
-      flows = this.options.topFlows > 0 ? probe.flows() : [];
+      // Drained even when no flows are wanted: a full LRU map costs the program an eviction
+      // per new dropped flow.
+      flows = probe.flows();
     } catch (err) {
-      const e = err as Error & { errno?: number; syscall?: string };
-      this.fail(new ConntrackError(`read the drop probe's maps: ${e.message}`, { code: `E${e.errno ?? 0}`, errno: e.errno, syscall: e.syscall, cause: err }));
+      // The interval goes on; the next read covers it.
+      this.fail(probeError("read the drop probe's maps", err));
       return;
     }
+    const now = performance.now();
+    const intervalMs = now - this.last;
+    this.last = now;
     // A namespace not seen before: look its name up now, not at the next periodic refresh.
-    if (counts.some((c) => !this.names.has(c.inode))) await this.refreshNames(false);
+    const fresh = counts.filter((c) => !this.names.has(c.inode) && !this.unnamed.has(c.inode));
+    if (fresh.length > 0) {
+      await this.refreshNames(false);
+      for (const c of fresh) if (!this.names.has(c.inode)) this.unnamed.add(c.inode);
+    }
     const namespaces = counts.map(({ inode, drops: total }): NamespaceDrops => {
       const drops = total - (this.totals.get(inode) ?? 0);
       this.totals.set(inode, total);
@@ -208,7 +258,7 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
         dport: PORTED.has(f.protocol) ? f.dport : null,
         count: f.count,
       }));
-    this.emit('sample', { time: new Date(now).toISOString(), intervalMs, final, namespaces, flows: top });
+    this.emit('sample', { time: new Date().toISOString(), intervalMs: Math.round(intervalMs), final, namespaces, flows: top });
   }
 
   private fail(error: ConntrackError): void {

@@ -5,6 +5,11 @@ const ERRNO_NAMES = new Map<number, string>(
   Object.entries(constants.errno).map(([name, value]) => [value, name]),
 );
 
+/** EPERM for 1, ...; E<n> for a number Node does not name. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `E${errno}`;
+}
+
 /** The shape of errors thrown or reported by the native binding. */
 export interface NativeErrorLike {
   message: string;
@@ -61,7 +66,7 @@ export class ConntrackError extends Error {
 
   /** Builds a ConntrackError from a native error, adding a hint for the usual causes. */
   static fromNative(err: NativeErrorLike, netns: string | null): ConntrackError {
-    const code = ERRNO_NAMES.get(err.errno) ?? `E${err.errno}`;
+    const code = errnoName(err.errno);
     const missing = missingFeature(code, err.syscall, err.context);
     return new ConntrackError(err.message, {
       code,

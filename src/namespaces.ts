@@ -30,7 +30,10 @@ export interface NamespaceRoots {
 
 const ROOTS: NamespaceRoots = { netnsDir: '/var/run/netns', proc: '/proc' };
 
-/** init_net's inode, fixed by the kernel (PROC_NET_INIT_INO in include/linux/proc_ns.h). */
+/**
+ * init_net's inode on kernels that fix it (PROC_NET_INIT_INO in include/linux/proc_ns.h);
+ * older kernels allocate it at boot, so pid 1's namespace is asked first.
+ */
 export const HOST_NETNS_INODE = 0xeffffff9;
 
 /** Every network namespace found, the host's first, then named ones by name, then by inode. */
@@ -58,7 +61,8 @@ export async function listNamespaces(roots: NamespaceRoots = ROOTS): Promise<Net
       byInode.set(inode, { inode, name: null, pid, path: join(roots.proc, String(pid), 'ns', 'net'), host: false });
     }
   }
-  const host = byInode.get(HOST_NETNS_INODE);
+  const init = (await nsStat(join(roots.proc, '1', 'ns', 'net')))?.ino;
+  const host = byInode.get(init ?? HOST_NETNS_INODE);
   if (host) host.host = true;
   return [...byInode.values()].sort((a, b) =>
     Number(b.host) - Number(a.host) ||

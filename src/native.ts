@@ -59,6 +59,8 @@ export interface NativeDropProbe {
   namespaces(): { inode: number; drops: number }[];
   /** The flows dropped since the previous call, with counts; the kernel map is emptied. */
   flows(): { netns: number; family: number; protocol: number; src: string; dst: string; sport: number; dport: number; count: number }[];
+  /** Removes a namespace from the kernel map (it is gone; its inode may be reused). */
+  forget(inode: number): void;
   /** The program's id, size and (while BPF run-time stats are on) run count and time. */
   stats(): { id: number; instructions: number; runCount: number; runTimeNs: number };
   close(): void;

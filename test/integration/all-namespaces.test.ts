@@ -2,6 +2,7 @@
  * The host-wide view: one monitor per namespace, namespaces found and dropped as they come and
  * go, and per-namespace numbers equal to each namespace's own kernel counters.
  */
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { AllNamespacesMonitor, listNamespaces, type AllNamespacesReport } from '../../dist/index.js';
 import { runCli } from '../helpers/cli';
@@ -73,6 +74,21 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     expect(latest.a.entries).toBe(await a.count());
     expect(latest.b.entries).toBe(await b.count());
     expect(latest.a.source).toBe('netlink');
+  });
+
+  it('stop() during start() leaves nothing running', () => {
+    const script = `
+      const { AllNamespacesMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+      (async () => {
+        const host = new AllNamespacesMonitor({ intervalMs: 100, rediscoverMs: 200 });
+        const starting = host.start();
+        await host.stop();
+        await starting.catch(() => {});
+        console.log('clean');
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.stdout.trim()).toBe('clean');
+    expect(r.status).toBe(0);
   });
 
   it('picks up a namespace made while running and drops one that was deleted', async () => {
