@@ -105,6 +105,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    this.lastReport = performance.now(); // reports may start while discovery still runs
     await this.discover();
     if (!this.started) return; // stopped while discovering
     const watched = [...this.watched.values()];
@@ -116,7 +117,6 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
         cause,
       });
     }
-    this.lastReport = performance.now();
     this.timer = setInterval(() => {
       const now = performance.now();
       if (now - this.lastReport >= this.intervalMs * 1.5) this.flush(false);
