@@ -180,6 +180,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t now_ms = 1000;
   int64_t now_ns = 0;
 
+  // The same entry to the table and to the model, as an event or as a dump entry.
+  auto apply = [&](const Conntrack& ct, bool dump_entry) {
+    if (dump_entry) {
+      table.apply_dump_entry(ct, now_ms);
+      model.dump_entry(ct, now_ms);
+    } else {
+      table.apply_event(ct, now_ms);
+      model.event(ct, now_ms);
+    }
+  };
+
   size_t at = 0;
   while (at < size) {
     const uint8_t op = data[at] % kOpCount;
@@ -200,14 +211,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           const DecodeStatus st = decode_conntrack(msg, ct);
           if (st == DecodeStatus::kMalformed) aggregator.count_malformed();
           if (st != DecodeStatus::kOk) continue;
-          if (op == kEventDatagram) {
-            aggregator.count_event(ct.kind);
-            table.apply_event(ct, now_ms);
-            model.event(ct, now_ms);
-          } else {
-            table.apply_dump_entry(ct, now_ms);
-            model.dump_entry(ct, now_ms);
-          }
+          if (op == kEventDatagram) aggregator.count_event(ct.kind);
+          apply(ct, op == kDumpDatagram);
         }
         break;
       }
@@ -216,13 +221,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (size_t i = 0; i < payload.size(); i += 7) {
           const std::vector<uint8_t> one(payload.begin() + i, payload.begin() + std::min(i + 7, payload.size()));
           const Conntrack ct = compact_event(one);
-          if (one[0] % 4 == 3) {  // a dump entry rather than an event
-            table.apply_dump_entry(ct, now_ms);
-            model.dump_entry(ct, now_ms);
-          } else {
-            table.apply_event(ct, now_ms);
-            model.event(ct, now_ms);
-          }
+          apply(ct, one[0] % 4 == 3);  // 3: a dump entry rather than an event
         }
         break;
       }

@@ -11,8 +11,9 @@
  * the host's namespace looks empty.
  */
 import { EventEmitter } from 'node:events';
-import { ConntrackError } from './errors.js';
+import { ConntrackError, reportError } from './errors.js';
 import { ConntrackMonitor } from './monitor.js';
+import { integerIn } from './options.js';
 import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
 import type { ConntrackMonitorOptions, ConntrackSample } from './types.js';
 
@@ -88,9 +89,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   constructor(options: AllNamespacesOptions = {}) {
     super();
     const { rediscoverMs = 5000, roots, ...monitorOptions } = options;
-    if (!Number.isInteger(rediscoverMs) || rediscoverMs < 100) {
-      throw new TypeError(`rediscoverMs must be an integer of at least 100, got ${JSON.stringify(rediscoverMs)}`);
-    }
+    integerIn('rediscoverMs', rediscoverMs, 5000, [100, 86_400_000]);
     // Validates the monitors' options once, with the library's own messages.
     this.intervalMs = new ConntrackMonitor(monitorOptions).options.intervalMs;
     this.monitorOptions = monitorOptions;
@@ -204,11 +203,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
       if (s.counts.insert !== null) w.inserts = (w.inserts ?? 0) + s.counts.insert;
       if (!s.final) this.maybeReport();
     });
-    monitor.on('error', (e) => {
-      // As ConntrackMonitor does: without a listener, a warning, never an exception.
-      if (this.listenerCount('error') > 0) this.emit('error', e);
-      else process.emitWarning(e.message, 'ConntrackWarning');
-    });
+    monitor.on('error', (e) => reportError(this, e));
     try {
       await monitor.start();
       if (this.watched.get(ns.inode) === w && this.started) w.monitor = monitor;

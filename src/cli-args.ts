@@ -81,5 +81,6 @@ export function asFlags(message: string): string {
     .replace(/^receiveBufferBytes\b/, '--receive-buffer')
     .replace(/^resyncIntervalMs\b/, '--resync-interval')
     .replace(/^netns\b/, '--netns')
-    .replace(/^backend\b/, '--backend');
+    .replace(/^backend\b/, '--backend')
+    .replace(/^topFlows\b/, '--top');
 }

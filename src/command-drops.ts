@@ -3,7 +3,7 @@
  * host-wide, from the eBPF probe. One block (or, with --json, one JSON line) per interval, and
  * a final one on exit.
  */
-import { MAX_TIMER_S, number, parseFlags, seconds, UsageError } from './cli-args.js';
+import { asFlags, MAX_TIMER_S, number, parseFlags, seconds, UsageError } from './cli-args.js';
 import { untilStopped } from './cli-monitor.js';
 import { DropMonitor, type DropSample } from './drop-monitor.js';
 
@@ -47,20 +47,15 @@ export async function run(argv: string[]): Promise<number> {
       topFlows: values.top === undefined ? undefined : number('--top', values.top as string),
     });
   } catch (err) {
-    throw new UsageError((err as Error).message.replace(/^intervalMs\b/, '--interval').replace(/^topFlows\b/, '--top'));
-  }
-  const reason = DropMonitor.available();
-  if (reason) {
-    process.stderr.write(`conntrack-monitor drops: cannot run: ${reason}\n`);
-    return 1;
+    throw new UsageError(asFlags((err as Error).message));
   }
   const json = values.json === true;
   monitor.on('sample', (s) => process.stdout.write(`${json ? JSON.stringify(s) : formatDrops(s)}\n`));
   monitor.on('error', (e) => process.stderr.write(`conntrack-monitor drops: ${e.message}\n`));
   try {
-    await monitor.start();
+    await monitor.start(); // loads the program once; available() would load it a first time
   } catch (err) {
-    process.stderr.write(`conntrack-monitor drops: cannot start: ${(err as Error).message}\n`);
+    process.stderr.write(`conntrack-monitor drops: cannot run: ${(err as Error).message}\n`);
     return 1;
   }
   await untilStopped(durationS > 0 ? durationS * 1000 : undefined);

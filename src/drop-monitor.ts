@@ -11,7 +11,8 @@
  * says what is missing.
  */
 import { EventEmitter } from 'node:events';
-import { ConntrackError, errnoName } from './errors.js';
+import { ConntrackError, errnoName, reportError } from './errors.js';
+import { integerIn } from './options.js';
 import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
 import { loadBinding, type NativeDropProbe } from './native.js';
 
@@ -83,17 +84,10 @@ const PORTED = new Set([6, 17, 132, 136]);
 function validate(options: DropMonitorOptions): Required<Omit<DropMonitorOptions, 'roots'>> {
   const known = new Set(['intervalMs', 'topFlows', 'maxFlows', 'roots']);
   for (const key of Object.keys(options)) if (!known.has(key)) throw new TypeError(`unknown option '${key}'`);
-  const int = (name: string, value: unknown, min: number, max: number, fallback: number) => {
-    if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-    }
-    return value;
-  };
   return {
-    intervalMs: int('intervalMs', options.intervalMs, 50, 3_600_000, 1000),
-    topFlows: int('topFlows', options.topFlows, 0, 1000, 10),
-    maxFlows: int('maxFlows', options.maxFlows, 16, 1 << 20, 4096),
+    intervalMs: integerIn('intervalMs', options.intervalMs, 1000, [50, 3_600_000]),
+    topFlows: integerIn('topFlows', options.topFlows, 10, [0, 1000]),
+    maxFlows: integerIn('maxFlows', options.maxFlows, 4096, [16, 1 << 20]),
   };
 }
 
@@ -228,7 +222,7 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
       flows = probe.flows();
     } catch (err) {
       // The interval goes on; the next read covers it.
-      this.fail(probeError("read the drop probe's maps", err));
+      reportError(this, probeError("read the drop probe's maps", err));
       return;
     }
     const now = performance.now();
@@ -261,8 +255,4 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
     this.emit('sample', { time: new Date().toISOString(), intervalMs: Math.round(intervalMs), final, namespaces, flows: top });
   }
 
-  private fail(error: ConntrackError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else process.emitWarning(error.message, 'ConntrackWarning');
-  }
 }

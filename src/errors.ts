@@ -101,6 +101,15 @@ function missingFeature(code: string, syscall: string, context: string): KernelF
   return undefined;
 }
 
+/**
+ * Emits `error` as 'error' when someone listens, else as a process warning: a monitor running
+ * inside an agent must never take it down with an unhandled 'error' event.
+ */
+export function reportError(emitter: { listenerCount(event: 'error'): number; emit(event: 'error', error: ConntrackError): boolean }, error: ConntrackError): void {
+  if (emitter.listenerCount('error') > 0) emitter.emit('error', error);
+  else process.emitWarning(error.message, { type: 'ConntrackWarning', code: error.code });
+}
+
 /** Errors after which the 'auto' backend falls back to /proc. */
 export function netlinkUnusable(error: ConntrackError): boolean {
   return ['EPERM', 'EACCES', 'ERR_ADDON'].includes(error.code) || error.missing === 'nfnetlink' || error.missing === 'ctnetlink';

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Backend } from './backend.js';
 import type { BackendSink } from './backend.js';
-import { ConntrackError, netlinkUnusable } from './errors.js';
+import { ConntrackError, netlinkUnusable, reportError } from './errors.js';
 import { NetlinkBackend } from './netlink-backend.js';
 import { ProcBackend } from './proc-backend.js';
 import { PressureTracker } from './pressure.js';
@@ -161,7 +161,6 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
   }
 
   private reportError(error: ConntrackError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else process.emitWarning(error.message, { type: 'ConntrackWarning', code: error.code });
+    reportError(this, error);
   }
 }

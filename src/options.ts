@@ -69,7 +69,8 @@ export function resolveNetns(netns: unknown): string | null {
   return `/var/run/netns/${netns}`;
 }
 
-function integerIn(
+/** An integer option within [min, max], or `fallback` when absent; a TypeError naming it. */
+export function integerIn(
   name: string,
   value: unknown,
   fallback: number,
