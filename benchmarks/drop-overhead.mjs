@@ -15,7 +15,6 @@
 //     datagram is a table-full drop and the program takes its full path (BTF-guided reads,
 //     per-namespace count, flow map update).
 // Reports medians. Writes benchmarks/results/drop-overhead-<date>.{json,md}.
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -25,7 +24,9 @@ import { benchNamespace, buildTools, machine } from './lib/bench.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { loadBinding } = createRequire(import.meta.url)('../dist/native.js');
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, runs: { type: 'string', default: '5' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '5' }, runs: { type: 'string', default: '5' } },
+});
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
 const MAX = '/proc/sys/net/netfilter/nf_conntrack_max';
@@ -53,7 +54,12 @@ function withProbe(body) {
     const rate = body();
     const after = probe.stats();
     const runs = after.runCount - before.runCount;
-    return { rate, runs, nsPerRun: (after.runTimeNs - before.runTimeNs) / runs, drops: probe.namespaces().reduce((t, n) => t + n.drops, 0) };
+    return {
+      rate,
+      runs,
+      nsPerRun: (after.runTimeNs - before.runTimeNs) / runs,
+      drops: probe.namespaces().reduce((t, n) => t + n.drops, 0),
+    };
   } finally {
     binding._bpfRunTimeStats(false);
     probe.close();

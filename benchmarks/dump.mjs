@@ -23,13 +23,20 @@ import { createRequire } from 'node:module';
 const here = dirname(fileURLToPath(import.meta.url));
 // The native monitor directly: its raw samples also carry the tracked table's allocation.
 const { loadBinding } = createRequire(import.meta.url)('../dist/native.js');
-const { values } = parseArgs({ options: { entries: { type: 'string', default: '262144' }, runs: { type: 'string', default: '7' } } });
+const { values } = parseArgs({
+  options: { entries: { type: 'string', default: '262144' }, runs: { type: 'string', default: '7' } },
+});
 const ENTRIES = Number(values.entries);
 const RUNS = Number(values.runs);
 const ns = `ctmon-bench-dump-${process.pid}`;
-const inNs = (file, args, opts = {}) => execFileSync('ip', ['netns', 'exec', ns, file, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, ...opts });
+const inNs = (file, args, opts = {}) =>
+  execFileSync('ip', ['netns', 'exec', ns, file, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, ...opts });
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const timeMs = (fn) => { const t = process.hrtime.bigint(); fn(); return Number(process.hrtime.bigint() - t) / 1e6; };
+const timeMs = (fn) => {
+  const t = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t) / 1e6;
+};
 
 function machine() {
   return {
@@ -37,7 +44,9 @@ function machine() {
     cpus: `${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
-    conntrackTools: spawnSync('conntrack', ['--version'], { encoding: 'utf8' }).stdout.trim() || spawnSync('conntrack', ['--version'], { encoding: 'utf8' }).stderr.trim(),
+    conntrackTools:
+      spawnSync('conntrack', ['--version'], { encoding: 'utf8' }).stdout.trim() ||
+      spawnSync('conntrack', ['--version'], { encoding: 'utf8' }).stderr.trim(),
     buckets: Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_buckets', 'utf8')),
     max: Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8')),
   };
@@ -47,7 +56,9 @@ async function main() {
   execFileSync('ip', ['netns', 'add', ns]);
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    inNs('nft', ['-f', '-'], { input: 'table inet bench {\n chain out { type filter hook output priority 0; ct state new counter; }\n}\n' });
+    inNs('nft', ['-f', '-'], {
+      input: 'table inet bench {\n chain out { type filter hook output priority 0; ct state new counter; }\n}\n',
+    });
     inNs('sysctl', ['-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=600']);
     const fill = JSON.parse(inNs('python3', [join(here, 'fill-table.py'), String(ENTRIES)]));
     const kernelCount = Number(inNs('cat', ['/proc/sys/net/netfilter/nf_conntrack_count']));
@@ -78,8 +89,7 @@ async function main() {
       if (s.resyncs === 0) {
         initialMs = s.lastResyncMs;
         cpuStart = process.cpuUsage();
-      }
-      else if (s.resyncs > resyncMs.length) resyncMs.push(s.lastResyncMs);
+      } else if (s.resyncs > resyncMs.length) resyncMs.push(s.lastResyncMs);
     }
     const cpu = process.cpuUsage(cpuStart);
     const rssAfter = process.memoryUsage().rss;
@@ -104,7 +114,7 @@ async function main() {
         initialDumpMs: initialMs,
         resyncMs: { median: median(resyncMs), all: resyncMs },
         cpuPerResyncMs: { user: Math.round(cpu.user / 1000 / RUNS), system: Math.round(cpu.system / 1000 / RUNS) },
-        rssGrowthMiB: Math.round((rssAfter - rssBefore) / 2 ** 20 * 10) / 10,
+        rssGrowthMiB: Math.round(((rssAfter - rssBefore) / 2 ** 20) * 10) / 10,
         tableBytes,
       },
       conntrackL: { medianMs: Math.round(median(conntrackL) - shellBaseline), all: conntrackL.map(Math.round) },
@@ -112,7 +122,7 @@ async function main() {
       procNfConntrack: { medianMs: Math.round(median(procRead) - shellBaseline), all: procRead.map(Math.round) },
       note: 'conntrack -L and cat times are wall times of the command minus the median cost of starting `ip netns exec sh -c true`.',
     };
-    result.ratio = Math.round(result.conntrackL.medianMs / result.monitor.resyncMs.median * 10) / 10;
+    result.ratio = Math.round((result.conntrackL.medianMs / result.monitor.resyncMs.median) * 10) / 10;
     const stamp = result.date.slice(0, 10);
     writeFileSync(join(here, 'results', `dump-${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
     const md = `# Full dump of a ${kernelCount.toLocaleString('en')}-entry table (${stamp})

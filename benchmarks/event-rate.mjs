@@ -17,7 +17,15 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchNamespace, buildTools, cpuSeconds, machine as describeMachine, peakRssMiB, sleep, startMonitorChild } from './lib/bench.mjs';
+import {
+  benchNamespace,
+  buildTools,
+  cpuSeconds,
+  machine as describeMachine,
+  peakRssMiB,
+  sleep,
+  startMonitorChild,
+} from './lib/bench.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
@@ -45,13 +53,23 @@ async function phase({ loadgen, nullReader }, rate) {
   const { child, report } = await startMonitorChild(nsPath);
   // conntrack -E, reading NEW events, printing them to /dev/null (its cheapest output); on
   // SIGINT it says how many it showed.
-  const reference = spawn('ip', ['netns', 'exec', nsName, ...(ALONE ? ['sleep', '3600'] : ['conntrack', '-E', '-e', 'NEW'])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const reference = spawn(
+    'ip',
+    ['netns', 'exec', nsName, ...(ALONE ? ['sleep', '3600'] : ['conntrack', '-E', '-e', 'NEW'])],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let referenceWarnings = '';
   reference.stderr.on('data', (d) => (referenceWarnings += d));
   while (listeners() < (ALONE ? 1 : 3)) await sleep(20);
   await sleep(300);
 
-  const before = { stats: kernelStats(), counter: newCounter(), monitor: await report(), monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
+  const before = {
+    stats: kernelStats(),
+    counter: newCounter(),
+    monitor: await report(),
+    monitorCpu: cpuSeconds(child.pid),
+    refCpu: cpuSeconds(reference.pid),
+  };
   const started = Date.now();
   const gen = JSON.parse(inNs(loadgen, [values.mode, String(rate), String(SECONDS), '1']));
   const duringLoad = await report(); // the event-loop delay of the loaded period
@@ -60,13 +78,28 @@ async function phase({ loadgen, nullReader }, rate) {
   // conntrack -E gets the same time.
   const created = newCounter() - before.counter - (kernelStats().insert_failed - before.stats.insert_failed);
   let settled = duringLoad;
-  for (let i = 0; i < 20 && settled.insert - before.monitor.insert < created && settled.lostTotal === before.monitor.lostTotal; i++) {
+  for (
+    let i = 0;
+    i < 20 && settled.insert - before.monitor.insert < created && settled.lostTotal === before.monitor.lostTotal;
+    i++
+  ) {
     await sleep(1000);
     const next = await report();
-    settled = { ...next, loopP99Ms: duringLoad.loopP99Ms, loopMaxMs: duringLoad.loopMaxMs, samples: settled.samples + next.samples };
+    settled = {
+      ...next,
+      loopP99Ms: duringLoad.loopP99Ms,
+      loopMaxMs: duringLoad.loopMaxMs,
+      samples: settled.samples + next.samples,
+    };
   }
   const elapsed = (Date.now() - started) / 1000;
-  const after = { stats: kernelStats(), counter: newCounter(), monitor: settled, monitorCpu: cpuSeconds(child.pid), refCpu: cpuSeconds(reference.pid) };
+  const after = {
+    stats: kernelStats(),
+    counter: newCounter(),
+    monitor: settled,
+    monitorCpu: cpuSeconds(child.pid),
+    refCpu: cpuSeconds(reference.pid),
+  };
   const refRss = peakRssMiB(reference.pid);
   reference.kill('SIGINT');
   await new Promise((r) => reference.on('close', r));
@@ -85,7 +118,10 @@ async function phase({ loadgen, nullReader }, rate) {
     // never became entries: no NEW event exists for them.
     insertFailed: after.stats.insert_failed - before.stats.insert_failed,
     tableFullDrops: after.stats.drop - before.stats.drop,
-    floor: { ...floorStats, cpuSecondsPerMillionMessages: (floorStats.userSeconds + floorStats.systemSeconds) / (floorStats.messages / 1e6) },
+    floor: {
+      ...floorStats,
+      cpuSecondsPerMillionMessages: (floorStats.userSeconds + floorStats.systemSeconds) / (floorStats.messages / 1e6),
+    },
     monitor: {
       received: after.monitor.insert - before.monitor.insert,
       messages: after.monitor.messages - before.monitor.messages,
@@ -110,7 +146,8 @@ async function phase({ loadgen, nullReader }, rate) {
   };
   result.created = result.generated - result.insertFailed;
   result.conntrackE.lost = result.created - result.conntrackE.received;
-  for (const r of [result.monitor, result.conntrackE]) r.cpuSecondsPerMillion = r.received ? r.cpuSeconds / (r.received / 1e6) : null;
+  for (const r of [result.monitor, result.conntrackE])
+    r.cpuSecondsPerMillion = r.received ? r.cpuSeconds / (r.received / 1e6) : null;
   result.cpuRatio = result.monitor.cpuSecondsPerMillion / result.conntrackE.cpuSecondsPerMillion;
   // The monitor also reads DESTROY (and state-change UPDATE) messages; conntrack -E -e NEW does not.
   result.monitor.cpuSecondsPerMillionMessages = result.monitor.cpuSeconds / (result.monitor.messages / 1e6);
@@ -146,9 +183,15 @@ function report(phases) {
   };
   const stamp = date.slice(0, 10);
   const name = `event-rate-${values.mode}${ALONE ? '-alone' : ''}-${stamp}`;
-  writeFileSync(join(here, 'results', `${name}.json`), `${JSON.stringify({ date, machine, seconds: SECONDS, mode: values.mode, phases }, null, 2)}\n`);
+  writeFileSync(
+    join(here, 'results', `${name}.json`),
+    `${JSON.stringify({ date, machine, seconds: SECONDS, mode: values.mode, phases }, null, 2)}\n`,
+  );
   const f = (x, d = 2) => (x === null || x === undefined ? 'n/a' : Number(x).toFixed(d));
-  const rows = phases.map((p) => `| ${p.requestedRate} | ${p.created} (${Math.round(p.created / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.conntrackE.received} / ${p.conntrackE.lost} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.conntrackE.cpuSecondsPerMillion)} | **${f(p.cpuRatio, 3)}** | ${p.monitor.messages} msgs: ${f(p.monitor.cpuSecondsPerMillionMessages)} s/M, ratio ${f(p.cpuRatioPerMessage, 3)}; reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys | ${p.floor.messages} msgs: ${f(p.floor.cpuSecondsPerMillionMessages)} s/M (${f(p.floor.userSeconds)} user + ${f(p.floor.systemSeconds)} sys) | ${f(p.monitor.peakRssMiB, 0)} / ${f(p.conntrackE.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`);
+  const rows = phases.map(
+    (p) =>
+      `| ${p.requestedRate} | ${p.created} (${Math.round(p.created / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.conntrackE.received} / ${p.conntrackE.lost} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.conntrackE.cpuSecondsPerMillion)} | **${f(p.cpuRatio, 3)}** | ${p.monitor.messages} msgs: ${f(p.monitor.cpuSecondsPerMillionMessages)} s/M, ratio ${f(p.cpuRatioPerMessage, 3)}; reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys | ${p.floor.messages} msgs: ${f(p.floor.cpuSecondsPerMillionMessages)} s/M (${f(p.floor.userSeconds)} user + ${f(p.floor.systemSeconds)} sys) | ${f(p.monitor.peakRssMiB, 0)} / ${f(p.conntrackE.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`,
+  );
   const md = `# Event rate: conntrack-monitor${ALONE ? ' alone' : ' vs conntrack -E'} (${values.mode}, ${stamp})
 
 Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.conntrackTools}; ${machine.note}.
@@ -160,7 +203,10 @@ The readers ran at the same time on the same load. "NEW events created" is the k
 |---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
-  const aloneRows = phases.map((p) => `| ${p.requestedRate} | ${p.created} (${Math.round(p.created / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.monitor.messages} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.monitor.cpuSecondsPerMillionMessages)} (reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys) | ${f(p.monitor.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`);
+  const aloneRows = phases.map(
+    (p) =>
+      `| ${p.requestedRate} | ${p.created} (${Math.round(p.created / SECONDS)}/s) | ${p.monitor.received} / ${p.monitor.lost} | ${p.monitor.messages} | ${f(p.monitor.cpuSecondsPerMillion)} | ${f(p.monitor.cpuSecondsPerMillionMessages)} (reader ${f(p.monitor.readerUserSeconds)} s user + ${f(p.monitor.readerSystemSeconds)} s sys) | ${f(p.monitor.peakRssMiB, 0)} | ${f(p.monitor.loopP99Ms)} | ${p.monitor.jsCallbacks} in ${p.monitor.intervals} s |`,
+  );
   const aloneMd = `# Event rate: conntrack-monitor alone (${values.mode}, ${stamp})
 
 Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}; loadgen pinned to CPU 1; monitor defaults (32 MiB buffer).

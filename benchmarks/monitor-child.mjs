@@ -41,25 +41,29 @@ await monitor.start();
 loop.enable();
 console.log('ready');
 
-createInterface({ input: process.stdin }).on('line', (line) => {
-  if (line !== 'report') return;
-  console.log(JSON.stringify({
-    insert: last?.totals.insert ?? 0,
-    delete: last?.totals.delete ?? 0,
-    lostTotal: last?.events.lostTotal ?? 0,
-    resyncs: last?.events.resyncs ?? 0,
-    messages,
-    sampleMs,
-    tracked: last?.protocols ? Object.values(last.protocols).reduce((a, b) => a + b, 0) : null,
-    memory: process.memoryUsage(),
-    reader: readerCpu(),
-    samples,
-    loopP99Ms: loop.percentile(99) / 1e6,
-    loopMaxMs: loop.max / 1e6,
-  }));
-  samples = 0;
-  loop.reset();
-}).on('close', async () => {
-  await monitor.stop();
-  process.exit(0);
-});
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    if (line !== 'report') return;
+    console.log(
+      JSON.stringify({
+        insert: last?.totals.insert ?? 0,
+        delete: last?.totals.delete ?? 0,
+        lostTotal: last?.events.lostTotal ?? 0,
+        resyncs: last?.events.resyncs ?? 0,
+        messages,
+        sampleMs,
+        tracked: last?.protocols ? Object.values(last.protocols).reduce((a, b) => a + b, 0) : null,
+        memory: process.memoryUsage(),
+        reader: readerCpu(),
+        samples,
+        loopP99Ms: loop.percentile(99) / 1e6,
+        loopMaxMs: loop.max / 1e6,
+      }),
+    );
+    samples = 0;
+    loop.reset();
+  })
+  .on('close', async () => {
+    await monitor.stop();
+    process.exit(0);
+  });

@@ -21,8 +21,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { procPaths, ProcReader, StatDeltas } = createRequire(import.meta.url)('../dist/procfs.js');
-const { values } = parseArgs({ options: { samples: { type: 'string', default: '2000' }, runs: { type: 'string', default: '21' } } });
+const { procPaths, ProcReader, StatDeltas } = createRequire(import.meta.url)('../dist/backends/procfs.js');
+const { values } = parseArgs({
+  options: { samples: { type: 'string', default: '2000' }, runs: { type: 'string', default: '21' } },
+});
 const SAMPLES = Number(values.samples);
 const RUNS = Number(values.runs);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -33,7 +33,18 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchNamespace, buildTools, cpuSeconds, fdCount, machine as describeMachine, peakRssMiB, rssKiB, sleep, startMonitorChild, threads } from './lib/bench.mjs';
+import {
+  benchNamespace,
+  buildTools,
+  cpuSeconds,
+  fdCount,
+  machine as describeMachine,
+  peakRssMiB,
+  rssKiB,
+  sleep,
+  startMonitorChild,
+  threads,
+} from './lib/bench.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
@@ -87,7 +98,9 @@ process.once('exit', () => {
   if (monitor && alive(monitor.child)) monitor.child.kill('SIGKILL');
   try {
     bench?.destroy();
-  } catch {}
+  } catch {
+    // nothing more can be done this late
+  }
 });
 
 /** Busy and total jiffies of all CPUs (/proc/stat). */
@@ -105,7 +118,9 @@ function kernelThreadsCpu() {
     try {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
       if (f[1] === '2' || pid === '2') byPid.set(pid, (Number(f[11]) + Number(f[12])) / TICK); // ppid kthreadd
-    } catch {} // gone meanwhile
+    } catch {
+      // the thread exited meanwhile
+    }
   }
   return byPid;
 }
@@ -155,15 +170,21 @@ function row(start, prev, cur, t0) {
     kernelTable: cur.tableCount,
     tracked: cur.monitor.tracked,
     monitorCpuPct: round(((cur.cpu - prev.cpu) / ((cur.at - prev.at) / 1000)) * 100, 1),
-    loadgenCpuPct: cur.loadgenCpu === null ? null : round(((cur.loadgenCpu - (prev.loadgenCpu ?? 0)) / ((cur.at - prev.at) / 1000)) * 100, 1),
+    loadgenCpuPct:
+      cur.loadgenCpu === null
+        ? null
+        : round(((cur.loadgenCpu - (prev.loadgenCpu ?? 0)) / ((cur.at - prev.at) / 1000)) * 100, 1),
     hostCpuPct: round(((cur.host.busy - prev.host.busy) / (cur.host.total - prev.host.total)) * 100, 1),
   };
   // The rest of the host's busy time: kernel threads, and everything else (this script, and
   // whatever else runs on the machine), in % of one CPU.
   const wall = (cur.at - prev.at) / 1000;
   out.kernelThreadsCpuPct = round((kernelThreadsDelta(prev.kthreads, cur.kthreads) / wall) * 100, 1);
-  const hostBusyCpus = ((cur.host.busy - prev.host.busy) / TICK) / wall;
-  out.otherCpuPct = round(Math.max(0, hostBusyCpus * 100 - out.monitorCpuPct - (out.loadgenCpuPct ?? 0) - out.kernelThreadsCpuPct), 1);
+  const hostBusyCpus = (cur.host.busy - prev.host.busy) / TICK / wall;
+  out.otherCpuPct = round(
+    Math.max(0, hostBusyCpus * 100 - out.monitorCpuPct - (out.loadgenCpuPct ?? 0) - out.kernelThreadsCpuPct),
+    1,
+  );
   return out;
 }
 const round = (x, d) => Math.round(x * 10 ** d) / 10 ** d;
@@ -191,11 +212,15 @@ async function main() {
   const fdsStart = start.fds;
 
   const t0 = performance.now();
-  loadgen = spawn('ip', ['netns', 'exec', nsName, tools.loadgen, 'udp', String(RATE), String(SECONDS), '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  loadgen = spawn('ip', ['netns', 'exec', nsName, tools.loadgen, 'udp', String(RATE), String(SECONDS), '1'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let genOut = '';
   loadgen.stdout.setEncoding('utf8').on('data', (d) => (genOut += d));
   const loadDone = new Promise((r) => loadgen.once('close', r));
-  console.error(`soak: ${SECONDS} s at ${RATE} new UDP flows/s, a row every ${EVERY} s, warm-up ${WARMUP} s; monitor pid ${monitor.child.pid}, namespace ${nsName}`);
+  console.error(
+    `soak: ${SECONDS} s at ${RATE} new UDP flows/s, a row every ${EVERY} s, warm-up ${WARMUP} s; monitor pid ${monitor.child.pid}, namespace ${nsName}`,
+  );
 
   const rows = [];
   let prev = start;
@@ -217,7 +242,7 @@ async function main() {
   // monitor has read nothing more for two polls, at most SETTLE_S.
   let end = await snapshot();
   const settleStart = performance.now();
-  for (let quiet = 0; quiet < 2 && performance.now() - settleStart < SETTLE_S * 1000; ) {
+  for (let quiet = 0; quiet < 2 && performance.now() - settleStart < SETTLE_S * 1000;) {
     await sleep(1000);
     const next = await snapshot();
     quiet = next.tableCount === 0 && next.monitor.messages === end.monitor.messages ? quiet + 1 : 0;
@@ -301,7 +326,12 @@ async function main() {
     monitor: { ...received, lost, resyncs: end.monitor.resyncs, insertsMissing, deletesMissing, errors: monitorErrors },
     events,
     rss: rssSummary,
-    fds: { start: fdsStart, end: fdsEnd, min: Math.min(...rows.map((r) => r.fds)), max: Math.max(...rows.map((r) => r.fds)) },
+    fds: {
+      start: fdsStart,
+      end: fdsEnd,
+      min: Math.min(...rows.map((r) => r.fds)),
+      max: Math.max(...rows.map((r) => r.fds)),
+    },
     threads: { start: start.threads, end: end.threads },
     pass,
     rows,
@@ -318,7 +348,10 @@ function buildInfo() {
   const git = (...args) => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8' }).replace(/\n$/, '');
   const addon = join(root, 'build', 'Release', 'conntrack_monitor.node');
   const built = statSync(addon).mtimeMs;
-  const changed = git('status', '--porcelain', '--', 'native', 'binding.gyp').split('\n').filter(Boolean).map((l) => l.slice(3));
+  const changed = git('status', '--porcelain', '--', 'native', 'binding.gyp')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.slice(3));
   const changedAt = (f) => statSync(join(root, f), { throwIfNoEntry: false })?.mtimeMs ?? Infinity;
   return {
     commit: git('log', '-1', '--format=%h'),
@@ -341,7 +374,10 @@ function report(r) {
   const lossRows = r.rows.filter((x, i) => x.lostTotal > (i ? r.rows[i - 1].lostTotal : 0));
   const others = r.rows.map((x) => x.otherCpuPct);
   const fullRows = r.rows.filter((x) => x.hostCpuPct >= 99).map((x) => `${x.elapsedS} s`);
-  const table = r.rows.map((x) => `| ${x.elapsedS}${x.elapsedS < r.warmupSeconds ? ' (warm-up)' : ''} | ${x.rssMiB.toFixed(1)} | ${x.jsHeapMiB.toFixed(1)} | ${x.fds} | ${x.threads} | ${n(x.events)} | ${n(x.eventsPerS)} | ${n(x.lostTotal)} | ${x.resyncs} | ${x.loopP99Ms.toFixed(2)} | ${n(x.kernelTable)} | ${n(x.tracked)} | ${x.monitorCpuPct} | ${x.loadgenCpuPct ?? 'n/a'} | ${x.kernelThreadsCpuPct} | ${x.otherCpuPct} | ${x.hostCpuPct} |`);
+  const table = r.rows.map(
+    (x) =>
+      `| ${x.elapsedS}${x.elapsedS < r.warmupSeconds ? ' (warm-up)' : ''} | ${x.rssMiB.toFixed(1)} | ${x.jsHeapMiB.toFixed(1)} | ${x.fds} | ${x.threads} | ${n(x.events)} | ${n(x.eventsPerS)} | ${n(x.lostTotal)} | ${x.resyncs} | ${x.loopP99Ms.toFixed(2)} | ${n(x.kernelTable)} | ${n(x.tracked)} | ${x.monitorCpuPct} | ${x.loadgenCpuPct ?? 'n/a'} | ${x.kernelThreadsCpuPct} | ${x.otherCpuPct} | ${x.hostCpuPct} |`,
+  );
   const md = `# Soak: conntrack-monitor, ${n(r.rate)} new UDP flows/s (~${n(r.rate * 2)} events/s) for ${r.seconds / 60} min (${stamp})
 
 Machine: Linux ${m.kernel}, ${m.cpus}, ${m.memoryGiB} GiB, Node ${m.node}; nf_conntrack_max ${n(m.nfConntrackMax)}; ${m.note}. Load average at start ${m.loadavgStart.split(' ').slice(0, 3).join(' ')}, at end ${m.loadavgEnd.split(' ').slice(0, 3).join(' ')}.

@@ -20,12 +20,12 @@
 #include <string>
 #include <vector>
 
-#include "../native/aggregator.h"
-#include "../native/btf.h"
-#include "../native/conntrack_table.h"
-#include "../native/ctnetlink.h"
-#include "../native/kallsyms.h"
-#include "../native/proc_text.h"
+#include "base/proc_text.h"
+#include "ctnetlink/aggregator.h"
+#include "ctnetlink/decoder.h"
+#include "ctnetlink/table.h"
+#include "ebpf/btf.h"
+#include "ebpf/kallsyms.h"
 
 using namespace ctmon;
 
@@ -34,7 +34,7 @@ namespace {
 enum Op : uint8_t {
   kEventDatagram,  // payload: one datagram from the event socket
   kBeginDump,
-  kDumpDatagram,   // payload: one datagram of a table dump
+  kDumpDatagram,  // payload: one datagram of a table dump
   kEndDump,
   kAbortDump,
   kAdvanceClock,   // payload: u16 seconds; then expire()
@@ -57,11 +57,15 @@ struct ModelEntry {
 
 uint8_t classify(uint8_t l4proto) {
   switch (l4proto) {
-    case 6: return kProtoTcp;
-    case 17: return kProtoUdp;
+    case 6:
+      return kProtoTcp;
+    case 17:
+      return kProtoUdp;
     case 1:
-    case 58: return kProtoIcmp;
-    default: return kProtoOther;
+    case 58:
+      return kProtoIcmp;
+    default:
+      return kProtoOther;
   }
 }
 
@@ -128,7 +132,8 @@ class Model {
  private:
   void upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
     if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return;
-    auto [it, fresh] = entries_.try_emplace(key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX, generation_});
+    auto [it, fresh] = entries_.try_emplace(
+        key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX, generation_});
     ModelEntry& e = it->second;
     e.generation = generation_;
     if (ct.has(Conntrack::kHasTcpState) && e.protocol == kProtoTcp)
@@ -145,18 +150,22 @@ class Model {
   bool dumping_ = false;
 };
 
-// [kind: 0 NEW, 1 UPDATE, 2 DESTROY, 3 dump entry][l4proto][tcp_state][flags][port lo][port hi][timeout s] -> an event; short payloads
-// leave fields zero. Flags bit 0: has TCP state, bit 1: has timeout.
+// [kind: 0 NEW, 1 UPDATE, 2 DESTROY, 3 dump entry][l4proto][tcp_state][flags][port lo][port
+// hi][timeout s] -> an event; short payloads leave fields zero. Flags bit 0: has TCP state, bit 1:
+// has timeout.
 Conntrack compact_event(const std::vector<uint8_t>& p) {
   auto at = [&p](size_t i) -> uint8_t { return i < p.size() ? p[i] : 0; };
   Conntrack ct;
-  ct.kind = at(0) % 4 == 2 ? EventKind::kDestroy : at(0) % 4 == 1 ? EventKind::kUpdate : EventKind::kNew;
+  ct.kind = at(0) % 4 == 2   ? EventKind::kDestroy
+            : at(0) % 4 == 1 ? EventKind::kUpdate
+                             : EventKind::kNew;
   ct.family = 2;
   ct.orig.l4proto = at(1) % 4 == 0 ? 6 : at(1) % 4 == 1 ? 17 : at(1) % 4 == 2 ? 1 : at(1);
   ct.tcp_state = at(2);
   ct.orig.src_port = static_cast<uint16_t>(at(4) | at(5) << 8);
   ct.timeout_s = at(6);
-  ct.fields = Conntrack::kHasOrig | (at(3) & 1 ? Conntrack::kHasTcpState : 0) | (at(3) & 2 ? Conntrack::kHasTimeout : 0);
+  ct.fields = Conntrack::kHasOrig | (at(3) & 1 ? Conntrack::kHasTcpState : 0) |
+              (at(3) & 2 ? Conntrack::kHasTimeout : 0);
   return ct;
 }
 
@@ -165,7 +174,8 @@ void check_same(const TableCounts& got, const TableCounts& want) {
   for (int p = 0; p < kProtoClassCount; ++p) same = same && got.protocols[p] == want.protocols[p];
   for (int s = 0; s < kTcpStateCount; ++s) same = same && got.tcp_states[s] == want.tcp_states[s];
   if (same) return;
-  std::fprintf(stderr, "tracked table diverged from the model: entries %u vs %u\n", got.entries, want.entries);
+  std::fprintf(stderr, "tracked table diverged from the model: entries %u vs %u\n", got.entries,
+               want.entries);
   std::abort();
 }
 
@@ -219,7 +229,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kCompactEvent: {
         // Several compact events per record: 7 bytes each.
         for (size_t i = 0; i < payload.size(); i += 7) {
-          const std::vector<uint8_t> one(payload.begin() + i, payload.begin() + std::min(i + 7, payload.size()));
+          const std::vector<uint8_t> one(payload.begin() + i,
+                                         payload.begin() + std::min(i + 7, payload.size()));
           const Conntrack ct = compact_event(one);
           apply(ct, one[0] % 4 == 3);  // 3: a dump entry rather than an event
         }
@@ -235,13 +246,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)btf.member("sk_buff", "dev", m);
         (void)btf.member("sock", "__sk_common.skc_net.net", m);
         (void)btf.enumerator("SKB_DROP_REASON_NETFILTER_DROP", value);
-        if (btf.typedef_id("btf_trace_kfree_skb", id).empty()) (void)btf.function_params(id, params);
+        if (btf.typedef_id("btf_trace_kfree_skb", id).empty())
+          (void)btf.function_params(id, params);
         for (uint32_t t = 1; t <= btf.type_count() && t <= 64; ++t) (void)btf.describe(t);
         break;
       }
       case kKallsyms: {
         SymbolRange range;
-        (void)function_range_in(reinterpret_cast<const char*>(payload.data()), payload.size(), "nf_hook_slow", range);
+        (void)function_range_in(reinterpret_cast<const char*>(payload.data()), payload.size(),
+                                "nf_hook_slow", range);
         break;
       }
       case kBeginDump:
@@ -257,7 +270,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         model.abort_dump();
         break;
       case kAdvanceClock: {
-        const uint16_t seconds = payload.size() >= 2 ? static_cast<uint16_t>(payload[0] | payload[1] << 8) : 1;
+        const uint16_t seconds =
+            payload.size() >= 2 ? static_cast<uint16_t>(payload[0] | payload[1] << 8) : 1;
         now_ms += uint64_t{seconds} * 1000;
         table.expire(now_ms);
         model.expire(now_ms);
@@ -269,7 +283,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         size_t count = 0;
         GlobalStats global;
         while (walker.next(msg)) {
-          if (count < cpus.size() && decode_cpu_stats(msg, cpus[count]) == DecodeStatus::kOk) ++count;
+          if (count < cpus.size() && decode_cpu_stats(msg, cpus[count]) == DecodeStatus::kOk)
+            ++count;
           decode_global_stats(msg, global);
           (void)decode_error_code(msg);
         }
@@ -286,7 +301,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case kProcText: {
-        std::string text(payload.begin(), payload.end());  // stops at an embedded NUL, as read() + C strings would
+        std::string text(payload.begin(),
+                         payload.end());  // stops at an embedded NUL, as read() + C strings would
         (void)parse_sysctl_integer(text.c_str());
         (void)parse_sockstat_time_wait(text.c_str());
         break;

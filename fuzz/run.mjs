@@ -37,15 +37,34 @@ try {
   usage(e.message);
 }
 if (values.help) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 13).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+  console.log(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 13)
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n'),
+  );
   process.exit(0);
 }
 const seconds = Number(values.seconds);
-if (!/^\d+$/.test(values.seconds) || seconds < 1) usage(`--seconds must be a whole number of seconds >= 1, got ${JSON.stringify(values.seconds)}`);
-if (!/^\d+$/.test(values.jobs) || Number(values.jobs) < 1) usage(`--jobs must be a whole number >= 1, got ${JSON.stringify(values.jobs)}`);
+if (!/^\d+$/.test(values.seconds) || seconds < 1)
+  usage(`--seconds must be a whole number of seconds >= 1, got ${JSON.stringify(values.seconds)}`);
+if (!/^\d+$/.test(values.jobs) || Number(values.jobs) < 1)
+  usage(`--jobs must be a whole number >= 1, got ${JSON.stringify(values.jobs)}`);
 
 // Record ops, as in ctnetlink_fuzzer.cc.
-const OP = { event: 0, beginDump: 1, dump: 2, endDump: 3, advanceClock: 5, stats: 6, procText: 7, compact: 8, btf: 9, kallsyms: 10 };
+const OP = {
+  event: 0,
+  beginDump: 1,
+  dump: 2,
+  endDump: 3,
+  advanceClock: 5,
+  stats: 6,
+  procText: 7,
+  compact: 8,
+  btf: 9,
+  kallsyms: 10,
+};
 const record = (op, payload) => {
   const head = Buffer.alloc(3);
   head[0] = op;
@@ -54,8 +73,11 @@ const record = (op, payload) => {
 };
 
 /** Datagrams of a captured fixture (hex, one datagram per line). */
-const datagrams = (file) => readFileSync(join(root, 'test', 'fixtures', 'netlink', file), 'utf8')
-  .split('\n').filter((l) => l && !l.startsWith('#')).map((l) => Buffer.from(l.trim(), 'hex'));
+const datagrams = (file) =>
+  readFileSync(join(root, 'test', 'fixtures', 'netlink', file), 'utf8')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => Buffer.from(l.trim(), 'hex'));
 
 function writeSeeds(dir) {
   rmSync(dir, { recursive: true, force: true });
@@ -71,21 +93,37 @@ function writeSeeds(dir) {
   // A life cycle in one input: events, a dump that lists some of them again, time passing.
   const events = files.filter((f) => !f.startsWith('stats')).flatMap((f) => datagrams(f));
   const news = files.filter((f) => f.endsWith('-new.hex')).flatMap((f) => datagrams(f));
-  writeFileSync(join(dir, 'lifecycle.seed'), Buffer.concat([
-    ...events.map((d) => record(OP.event, d)),
-    record(OP.beginDump, Buffer.alloc(0)),
-    ...news.map((d) => record(OP.dump, d)),
-    record(OP.endDump, Buffer.alloc(0)),
-    record(OP.advanceClock, Buffer.from([30, 0])),
-    // Compact events: 40 TCP flows opened, half destroyed, some moved to TIME_WAIT (7).
-    record(OP.compact, Buffer.concat(Array.from({ length: 40 }, (_, i) => Buffer.from([0, 0, 3, 3, i, 0, 120])))),
-    record(OP.compact, Buffer.concat(Array.from({ length: 20 }, (_, i) => Buffer.from([i % 2 ? 2 : 1, 0, 7, 3, i, 0, 120])))),
-    record(OP.procText, Buffer.from('sockets: used 5\nTCP: inuse 1 orphan 0 tw 12 alloc 2 mem 1\nUDP: inuse 0 mem 0\n')),
-  ]));
+  writeFileSync(
+    join(dir, 'lifecycle.seed'),
+    Buffer.concat([
+      ...events.map((d) => record(OP.event, d)),
+      record(OP.beginDump, Buffer.alloc(0)),
+      ...news.map((d) => record(OP.dump, d)),
+      record(OP.endDump, Buffer.alloc(0)),
+      record(OP.advanceClock, Buffer.from([30, 0])),
+      // Compact events: 40 TCP flows opened, half destroyed, some moved to TIME_WAIT (7).
+      record(OP.compact, Buffer.concat(Array.from({ length: 40 }, (_, i) => Buffer.from([0, 0, 3, 3, i, 0, 120])))),
+      record(
+        OP.compact,
+        Buffer.concat(Array.from({ length: 20 }, (_, i) => Buffer.from([i % 2 ? 2 : 1, 0, 7, 3, i, 0, 120]))),
+      ),
+      record(
+        OP.procText,
+        Buffer.from('sockets: used 5\nTCP: inuse 1 orphan 0 tw 12 alloc 2 mem 1\nUDP: inuse 0 mem 0\n'),
+      ),
+    ]),
+  );
   // The drop probe's inputs: kallsyms lines around nf_hook_slow, and a minimal BTF blob (header,
   // one INT type, strings) built here: the kernel's own file is megabytes, past -max_len.
-  writeFileSync(join(dir, 'kallsyms.seed'), record(OP.kallsyms, Buffer.from(
-    'ffffffff81f81b00 T nf_hook_entries_delete_raw\nffffffff81f81c50 T nf_hook_slow\nffffffff81f81d60 T nf_hook_slow_list\n')));
+  writeFileSync(
+    join(dir, 'kallsyms.seed'),
+    record(
+      OP.kallsyms,
+      Buffer.from(
+        'ffffffff81f81b00 T nf_hook_entries_delete_raw\nffffffff81f81c50 T nf_hook_slow\nffffffff81f81d60 T nf_hook_slow_list\n',
+      ),
+    ),
+  );
   const strings = Buffer.from('\0int\0');
   const types = Buffer.alloc(16);
   types.writeUInt32LE(1, 0); // name_off -> "int"
@@ -107,14 +145,35 @@ function writeSeeds(dir) {
 function build() {
   mkdirSync(out, { recursive: true });
   const binary = join(out, 'ctnetlink_fuzzer');
-  const sources = ['fuzz/ctnetlink_fuzzer.cc', 'native/ctnetlink.cc', 'native/conntrack_table.cc', 'native/aggregator.cc',
-    'native/proc_text.cc', 'native/btf.cc', 'native/kallsyms.cc', 'native/read_file.cc'];
+  const sources = [
+    'fuzz/ctnetlink_fuzzer.cc',
+    'native/ctnetlink/decoder.cc',
+    'native/ctnetlink/table.cc',
+    'native/ctnetlink/aggregator.cc',
+    'native/base/fd.cc',
+    'native/base/proc_text.cc',
+    'native/base/read_file.cc',
+    'native/ebpf/btf.cc',
+    'native/ebpf/kallsyms.cc',
+  ];
   try {
-    execFileSync('clang++', [
-      '-std=c++17', '-g', '-O1', '-fno-omit-frame-pointer',
-      '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all',
-      ...sources.map((s) => join(root, s)), '-o', binary,
-    ], { stdio: 'inherit' });
+    execFileSync(
+      'clang++',
+      [
+        '-std=c++17',
+        '-g',
+        '-O1',
+        '-fno-omit-frame-pointer',
+        '-fsanitize=fuzzer,address,undefined',
+        '-fno-sanitize-recover=all',
+        '-I',
+        join(root, 'native'),
+        ...sources.map((s) => join(root, s)),
+        '-o',
+        binary,
+      ],
+      { stdio: 'inherit' },
+    );
   } catch (e) {
     if (e.code === 'ENOENT') {
       console.error('fuzz: clang++ not found. Install clang and compiler-rt: apt-get install clang libclang-rt-14-dev');
@@ -134,34 +193,51 @@ if (values.replay) {
   // Run each input once (libFuzzer runs the files it is given and exits).
   const inputs = [seeds, regressions].flatMap((d) => readdirSync(d).map((f) => join(d, f)));
   const r = spawnSync(binary, inputs, { env, encoding: 'utf8' });
-  process.stderr.write(r.stderr.split('\n').filter((l) => !/^(Running|Executed)/.test(l)).join('\n'));
+  process.stderr.write(
+    r.stderr
+      .split('\n')
+      .filter((l) => !/^(Running|Executed)/.test(l))
+      .join('\n'),
+  );
   console.log(`fuzz replay: ${inputs.length} inputs, exit ${r.status}`);
   process.exit(r.status ?? 1);
 }
 
 const corpus = join(out, 'corpus');
 mkdirSync(corpus, { recursive: true });
-const r = spawnSync(binary, [
-  corpus, seeds, regressions,
-  `-max_total_time=${seconds}`,
-  // -jobs makes libFuzzer write fuzz-N.log files into the working directory: only when asked.
-  ...(values.jobs === '1' ? [] : [`-jobs=${values.jobs}`, `-workers=${values.jobs}`]),
-  '-max_len=8192', '-print_final_stats=1', `-artifact_prefix=${out}/`,
-], { env, stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
+const r = spawnSync(
+  binary,
+  [
+    corpus,
+    seeds,
+    regressions,
+    `-max_total_time=${seconds}`,
+    // -jobs makes libFuzzer write fuzz-N.log files into the working directory: only when asked.
+    ...(values.jobs === '1' ? [] : [`-jobs=${values.jobs}`, `-workers=${values.jobs}`]),
+    '-max_len=8192',
+    '-print_final_stats=1',
+    `-artifact_prefix=${out}/`,
+  ],
+  { env, stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' },
+);
 const log = r.stderr;
 const stat = (name) => Number(new RegExp(`stat::${name}:\\s+(\\d+)`).exec(log)?.[1] ?? NaN);
 const crashed = r.status !== 0;
 if (crashed) process.stderr.write(log);
-console.log(JSON.stringify({
-  seconds,
-  executions: stat('number_of_executed_units'),
-  execsPerSecond: stat('average_exec_per_sec'),
-  peakRssMb: stat('peak_rss_mb'),
-  newUnits: stat('new_units_added'),
-  corpusFiles: readdirSync(corpus).length,
-  crashed,
-}));
+console.log(
+  JSON.stringify({
+    seconds,
+    executions: stat('number_of_executed_units'),
+    execsPerSecond: stat('average_exec_per_sec'),
+    peakRssMb: stat('peak_rss_mb'),
+    newUnits: stat('new_units_added'),
+    corpusFiles: readdirSync(corpus).length,
+    crashed,
+  }),
+);
 if (crashed) {
-  console.error(`fuzz: the target failed (exit ${r.status}); the input is in ${out}/. Copy it to fuzz/regressions/ and fix the bug.`);
+  console.error(
+    `fuzz: the target failed (exit ${r.status}); the input is in ${out}/. Copy it to fuzz/regressions/ and fix the bug.`,
+  );
   process.exit(1);
 }

@@ -19,7 +19,10 @@ export interface TuningEnvironment {
 }
 
 export interface Recommendation {
-  sysctl: 'net.netfilter.nf_conntrack_max' | 'net.netfilter.nf_conntrack_buckets' | 'net.netfilter.nf_conntrack_tcp_timeout_time_wait';
+  sysctl:
+    | 'net.netfilter.nf_conntrack_max'
+    | 'net.netfilter.nf_conntrack_buckets'
+    | 'net.netfilter.nf_conntrack_tcp_timeout_time_wait';
   current: number | null;
   recommended: number;
   /** The numbers behind it, in one or two sentences. */
@@ -76,9 +79,10 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
     const needed = nextPowerOfTwo(Math.ceil(demand / TARGET_FILL));
     if ((drops ?? 0) > 0 || demand > env.max * 0.75) {
       recommendedMax = Math.max(needed, env.max * 2);
-      const why = (drops ?? 0) > 0
-        ? `${drops} packets were dropped because the table was full (peak ${peakEntries} of ${env.max} entries)`
-        : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${Math.round(horizon)} s at the observed growth`;
+      const why =
+        (drops ?? 0) > 0
+          ? `${drops} packets were dropped because the table was full (peak ${peakEntries} of ${env.max} entries)`
+          : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${Math.round(horizon)} s at the observed growth`;
       recommendations.push({
         sysctl: 'net.netfilter.nf_conntrack_max',
         current: env.max,
@@ -114,18 +118,22 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
         reason: `TIME_WAIT entries were ${pct(share)} of the table at peak (${peakTimeWait}); at ${SHORT_TIME_WAIT_S} s instead of ${env.timeWaitTimeout} s about ${freed} of them would be gone.`,
       });
     } else if (share >= 0.5) {
-      notes.push(`TIME_WAIT entries are ${pct(share)} of the table, but the table is not under pressure: the ${env.timeWaitTimeout} s timeout can stay.`);
+      notes.push(
+        `TIME_WAIT entries are ${pct(share)} of the table, but the table is not under pressure: the ${env.timeWaitTimeout} s timeout can stay.`,
+      );
     }
   }
-  if (peakTimeWait === null) notes.push('TIME_WAIT entries are unknown with this backend (it needs ctnetlink): no timeout advice.');
+  if (peakTimeWait === null)
+    notes.push('TIME_WAIT entries are unknown with this backend (it needs ctnetlink): no timeout advice.');
 
-  const memory = env.entryBytes === null
-    ? null
-    : {
-        entryBytes: env.entryBytes,
-        bytes: recommendedMax * env.entryBytes + recommendedMax * 8,
-        shareOfRam: env.memoryBytes ? (recommendedMax * (env.entryBytes + 8)) / env.memoryBytes : null,
-      };
+  const memory =
+    env.entryBytes === null
+      ? null
+      : {
+          entryBytes: env.entryBytes,
+          bytes: recommendedMax * env.entryBytes + recommendedMax * 8,
+          shareOfRam: env.memoryBytes ? (recommendedMax * (env.entryBytes + 8)) / env.memoryBytes : null,
+        };
   if (memory && recommendations.some((r) => r.sysctl === 'net.netfilter.nf_conntrack_max')) {
     notes.push(
       `A full table of ${recommendedMax} entries takes ${formatBytes(memory.bytes)} of kernel memory (${env.entryBytes} bytes per entry plus 8 per bucket)` +

@@ -12,7 +12,9 @@ export function conntrackEntryBytes(): number | null {
   if (fromSysfs !== null) return fromSysfs;
   try {
     // "nf_conntrack <active> <num> <objsize> ..." (root only, mode 0400)
-    const line = readFileSync('/proc/slabinfo', 'utf8').split('\n').find((l) => l.startsWith('nf_conntrack '));
+    const line = readFileSync('/proc/slabinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('nf_conntrack '));
     const size = line ? Number(line.trim().split(/\s+/)[3]) : NaN;
     return Number.isFinite(size) ? size : null;
   } catch {

@@ -1,9 +1,7 @@
 import { constants } from 'node:os';
 
 /** errno number -> name, from Node's own table (EPERM, ENOENT, ...). */
-const ERRNO_NAMES = new Map<number, string>(
-  Object.entries(constants.errno).map(([name, value]) => [value, name]),
-);
+const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
 /** EPERM for 1, ...; E<n> for a number Node does not name. */
 export function errnoName(errno: number): string {
@@ -33,7 +31,14 @@ export class ConntrackError extends Error {
 
   constructor(
     message: string,
-    details: { code: string; errno?: number; syscall?: string; hint?: string; missing?: KernelFeature; cause?: unknown },
+    details: {
+      code: string;
+      errno?: number;
+      syscall?: string;
+      hint?: string;
+      missing?: KernelFeature;
+      cause?: unknown;
+    },
   ) {
     super(details.hint ? `${message} (${details.hint})` : message, { cause: details.cause });
     this.code = details.code;
@@ -96,7 +101,11 @@ const MISSING_HINTS: Record<KernelFeature, string> = {
  */
 function missingFeature(code: string, syscall: string, context: string): KernelFeature | undefined {
   if (syscall === 'socket' && (code === 'EPROTONOSUPPORT' || code === 'EAFNOSUPPORT')) return 'nfnetlink';
-  if (syscall === 'recv' && (code === 'EINVAL' || code === 'EOPNOTSUPP') && /conntrack (statistics|table)/.test(context))
+  if (
+    syscall === 'recv' &&
+    (code === 'EINVAL' || code === 'EOPNOTSUPP') &&
+    /conntrack (statistics|table)/.test(context)
+  )
     return 'ctnetlink';
   return undefined;
 }
@@ -105,14 +114,21 @@ function missingFeature(code: string, syscall: string, context: string): KernelF
  * Emits `error` as 'error' when someone listens, else as a process warning: a monitor running
  * inside an agent must never take it down with an unhandled 'error' event.
  */
-export function reportError(emitter: { listenerCount(event: 'error'): number; emit(event: 'error', error: ConntrackError): boolean }, error: ConntrackError): void {
+export function reportError(
+  emitter: { listenerCount(event: 'error'): number; emit(event: 'error', error: ConntrackError): boolean },
+  error: ConntrackError,
+): void {
   if (emitter.listenerCount('error') > 0) emitter.emit('error', error);
   else process.emitWarning(error.message, { type: 'ConntrackWarning', code: error.code });
 }
 
 /** Errors after which the 'auto' backend falls back to /proc. */
 export function netlinkUnusable(error: ConntrackError): boolean {
-  return ['EPERM', 'EACCES', 'ERR_ADDON'].includes(error.code) || error.missing === 'nfnetlink' || error.missing === 'ctnetlink';
+  return (
+    ['EPERM', 'EACCES', 'ERR_ADDON'].includes(error.code) ||
+    error.missing === 'nfnetlink' ||
+    error.missing === 'ctnetlink'
+  );
 }
 
 function hintFor(code: string, syscall: string, netns: string | null): string | undefined {

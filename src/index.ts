@@ -1,9 +1,25 @@
 export { ConntrackMonitor } from './monitor.js';
-export { AllNamespacesMonitor, type AllNamespacesOptions, type AllNamespacesReport, type NamespaceReport } from './all-namespaces.js';
-export { listNamespaces, type NetworkNamespace } from './namespaces.js';
+export {
+  AllNamespacesMonitor,
+  type AllNamespacesOptions,
+  type AllNamespacesReport,
+  type NamespaceReport,
+} from './host/all-namespaces.js';
+export { listNamespaces, type NetworkNamespace } from './host/namespaces.js';
 export { ConntrackError, type KernelFeature } from './errors.js';
-export { registerConntrackMetrics, registerDropMetrics, type ConntrackMetricsOptions, type RegistryLike } from './metrics.js';
-export { DropMonitor, type DropMonitorOptions, type DropSample, type DroppedFlow, type NamespaceDrops } from './drop-monitor.js';
+export {
+  registerConntrackMetrics,
+  registerDropMetrics,
+  type ConntrackMetricsOptions,
+  type RegistryLike,
+} from './metrics.js';
+export {
+  DropMonitor,
+  type DropMonitorOptions,
+  type DropSample,
+  type DroppedFlow,
+  type NamespaceDrops,
+} from './host/drop-monitor.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {

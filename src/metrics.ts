@@ -8,7 +8,7 @@
  * counters are counters named `_total`, dead counters (searched, new, insert, ...) are absent,
  * clash_resolve and chaintoolong are present. What the backend cannot know is omitted, never 0.
  */
-import type { DropMonitor, DropSample } from './drop-monitor.js';
+import type { DropMonitor, DropSample } from './host/drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
 import { TCP_STATE_NAMES, type ConntrackSample, type CounterName } from './types.js';
 
@@ -68,7 +68,8 @@ function checkedPrefix(fn: string, options: ConntrackMetricsOptions): string {
     throw new TypeError(`${fn}(monitor, { registry }) needs a prom-client Registry`);
   }
   const prefix = options.prefix ?? 'nf_conntrack_';
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))
+    throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
   return prefix;
 }
 
@@ -115,9 +116,19 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     else metric.inc(all, value);
   };
 
-  define('Gauge', 'entries', 'Entries in the conntrack table of the monitored namespace.', [], (m, s) => put(m, s.entries));
-  define('Gauge', 'entries_limit', 'nf_conntrack_max: the limit each namespace\'s entries are compared with.', [], (m, s) => put(m, s.max));
-  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (m, s) => put(m, s.buckets));
+  define('Gauge', 'entries', 'Entries in the conntrack table of the monitored namespace.', [], (m, s) =>
+    put(m, s.entries),
+  );
+  define(
+    'Gauge',
+    'entries_limit',
+    "nf_conntrack_max: the limit each namespace's entries are compared with.",
+    [],
+    (m, s) => put(m, s.max),
+  );
+  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (m, s) =>
+    put(m, s.buckets),
+  );
   for (const [counter, stat, help] of KERNEL_STATS) {
     define('Counter', `stat_${stat}_total`, help, [], (m, s) => put(m, s.totals[counter]));
   }
@@ -127,17 +138,33 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     put(m, s.totals.delete, { type: 'destroy' });
     put(m, updates, { type: 'update' });
   });
-  define('Counter', 'events_lost_total', 'Events the kernel could not queue for the monitor (socket buffer full).', [], (m, s) =>
-    put(m, s.events?.lostTotal),
+  define(
+    'Counter',
+    'events_lost_total',
+    'Events the kernel could not queue for the monitor (socket buffer full).',
+    [],
+    (m, s) => put(m, s.events?.lostTotal),
   );
-  define('Counter', 'resyncs_total', 'Re-dumps of the table to reconcile the tracked entries.', [], (m, s) => put(m, s.events?.resyncs));
-  define('Gauge', 'entries_by_state', 'Tracked entries by protocol and TCP state (non-TCP protocols have state="").', ['protocol', 'state'], (m, s) => {
-    if (!s.tcpStates || !s.protocols) return;
-    for (const state of TCP_STATE_NAMES) put(m, s.tcpStates[state], { protocol: 'tcp', state: state.toLowerCase() });
-    for (const protocol of ['udp', 'icmp', 'other'] as const) put(m, s.protocols[protocol], { protocol, state: '' });
-  });
-  define('Gauge', 'tcp_timeout_time_wait_seconds', 'nf_conntrack_tcp_timeout_time_wait of the monitored namespace.', [], (m, s) =>
-    put(m, s.timeWait.timeoutSeconds),
+  define('Counter', 'resyncs_total', 'Re-dumps of the table to reconcile the tracked entries.', [], (m, s) =>
+    put(m, s.events?.resyncs),
+  );
+  define(
+    'Gauge',
+    'entries_by_state',
+    'Tracked entries by protocol and TCP state (non-TCP protocols have state="").',
+    ['protocol', 'state'],
+    (m, s) => {
+      if (!s.tcpStates || !s.protocols) return;
+      for (const state of TCP_STATE_NAMES) put(m, s.tcpStates[state], { protocol: 'tcp', state: state.toLowerCase() });
+      for (const protocol of ['udp', 'icmp', 'other'] as const) put(m, s.protocols[protocol], { protocol, state: '' });
+    },
+  );
+  define(
+    'Gauge',
+    'tcp_timeout_time_wait_seconds',
+    'nf_conntrack_tcp_timeout_time_wait of the monitored namespace.',
+    [],
+    (m, s) => put(m, s.timeWait.timeoutSeconds),
   );
   return names;
 }
@@ -156,12 +183,13 @@ export function registerDropMetrics(monitor: DropMonitor, options: ConntrackMetr
   const name = `${prefix}table_full_drops_total`;
   new client.Counter({
     name,
-    help: 'Packets dropped because the namespace\'s conntrack table was full, attributed by eBPF (skb:kfree_skb).',
+    help: "Packets dropped because the namespace's conntrack table was full, attributed by eBPF (skb:kfree_skb).",
     labelNames: [...Object.keys(constant), 'netns'],
     registers: [options.registry],
     collect(this: PromMetric) {
       this.reset();
-      for (const ns of latest?.namespaces ?? []) this.inc({ ...constant, netns: ns.name ?? `inode:${ns.inode}` }, ns.totalDrops);
+      for (const ns of latest?.namespaces ?? [])
+        this.inc({ ...constant, netns: ns.name ?? `inode:${ns.inode}` }, ns.totalDrops);
     },
   });
   return [name];

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import type { Backend } from './backend.js';
-import type { BackendSink } from './backend.js';
+import type { Backend } from './backends/backend.js';
+import type { BackendSink } from './backends/backend.js';
 import { ConntrackError, netlinkUnusable, reportError } from './errors.js';
-import { NetlinkBackend } from './netlink-backend.js';
-import { ProcBackend } from './proc-backend.js';
+import { NetlinkBackend } from './backends/netlink.js';
+import { ProcBackend } from './backends/proc.js';
 import { PressureTracker } from './pressure.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, ConntrackWarning } from './types.js';
@@ -52,14 +52,14 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
     this.starting ??= this.openBackend({
       sample: (sample) => this.deliver(sample),
       error: (error) => this.reportError(error),
-    }).then(
-      (backend) => {
+    })
+      .then((backend) => {
         if (!this.referenced) backend.unref();
         this.backend = backend;
-      },
-    ).finally(() => {
-      this.starting = undefined;
-    });
+      })
+      .finally(() => {
+        this.starting = undefined;
+      });
     return this.starting;
   }
 
@@ -69,9 +69,10 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
    * listener error in Node.
    */
   private deliver(sample: ConntrackSample): void {
-    const rethrow = (err: unknown) => process.nextTick(() => {
-      throw err;
-    });
+    const rethrow = (err: unknown) =>
+      process.nextTick(() => {
+        throw err;
+      });
     try {
       this.checkEventsMode(sample);
       this.emit('sample', sample);

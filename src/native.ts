@@ -32,9 +32,7 @@ export interface RawSample {
   malformedTotal: number;
 }
 
-export type NativeRecord =
-  | { type: 'sample'; sample: RawSample }
-  | { type: 'error'; error: Error & NativeErrorLike };
+export type NativeRecord = { type: 'sample'; sample: RawSample } | { type: 'error'; error: Error & NativeErrorLike };
 
 export interface NativeMonitorOptions {
   netnsPath: string | null;
@@ -58,7 +56,16 @@ export interface NativeDropProbe {
   /** Cumulative table-full drops per namespace inode since attach. */
   namespaces(): { inode: number; drops: number }[];
   /** The flows dropped since the previous call, with counts; the kernel map is emptied. */
-  flows(): { netns: number; family: number; protocol: number; src: string; dst: string; sport: number; dport: number; count: number }[];
+  flows(): {
+    netns: number;
+    family: number;
+    protocol: number;
+    src: string;
+    dst: string;
+    sport: number;
+    dport: number;
+    count: number;
+  }[];
   /** Removes a namespace from the kernel map (it is gone; its inode may be reused). */
   forget(inode: number): void;
   /** The program's id, size and (while BPF run-time stats are on) run count and time. */
@@ -72,16 +79,16 @@ export interface NativeBinding {
   dropProbeAvailable(): string;
   /** Benchmarks: hold BPF_ENABLE_STATS so run counts and times accumulate (false releases it). */
   _bpfRunTimeStats(on: boolean): void;
-  NativeMonitor: new (
-    options: NativeMonitorOptions,
-    onRecords: (records: NativeRecord[]) => void,
-  ) => NativeMonitor;
+  NativeMonitor: new (options: NativeMonitorOptions, onRecords: (records: NativeRecord[]) => void) => NativeMonitor;
   counterNames: string[];
   _decode(buffer: Buffer): Record<string, unknown>[];
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
-  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): { netlinkProtocol: number; ctnetlinkSubsystem: number };
+  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): {
+    netlinkProtocol: number;
+    ctnetlinkSubsystem: number;
+  };
 }
 
 let binding: NativeBinding | undefined;
@@ -89,7 +96,6 @@ let binding: NativeBinding | undefined;
 /** The addon, loaded on first use (prebuilds/ or build/Release via node-gyp-build). */
 export function loadBinding(): NativeBinding {
   if (!binding) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => unknown;
     binding = load(path.join(__dirname, '..')) as NativeBinding;
   }

@@ -47,7 +47,13 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
     resyncIntervalMs:
       options.resyncIntervalMs === 0
         ? 0
-        : integerIn('resyncIntervalMs', options.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
+        : integerIn(
+            'resyncIntervalMs',
+            options.resyncIntervalMs,
+            DEFAULT_RESYNC_INTERVAL_MS,
+            RESYNC_INTERVAL_RANGE,
+            ' or 0',
+          ),
     backend: resolveBackend(options.backend),
     pressure: resolvePressure(options.pressure),
   };
@@ -62,9 +68,7 @@ export function resolveNetns(netns: unknown): string | null {
   if (netns.includes('\0')) throw new TypeError('netns must not contain NUL characters');
   if (netns.startsWith('/')) return netns;
   if (!NETNS_NAME.test(netns) || netns === '.' || netns === '..') {
-    throw new TypeError(
-      `netns '${netns}' is neither an absolute path nor a namespace name under /var/run/netns`,
-    );
+    throw new TypeError(`netns '${netns}' is neither an absolute path nor a namespace name under /var/run/netns`);
   }
   return `/var/run/netns/${netns}`;
 }

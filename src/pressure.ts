@@ -64,7 +64,8 @@ export class PressureTracker {
 function reasonFor(level: PressureLevel, s: ConntrackSample, t: PressureThresholds): string {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   const table = `${s.entries}/${s.max} entries (${pct(s.fill!)})`;
-  if ((s.counts.drop ?? 0) > 0) return `${s.counts.drop} packets dropped in ${Math.round(s.intervalMs)} ms: table full; ${table}`;
+  if ((s.counts.drop ?? 0) > 0)
+    return `${s.counts.drop} packets dropped in ${Math.round(s.intervalMs)} ms: table full; ${table}`;
   if (level === 'critical') return `${table}, at or above ${pct(t.critical)}`;
   if (level === 'warning') return `${table}, at or above ${pct(t.warning)}`;
   return `${table}, below ${pct(t.warning - t.hysteresis)}`;

@@ -30,11 +30,12 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
     counts[name] = count;
     totals[name] = eventsOff && fromEvents ? null : (raw.totals[i] ?? 0);
     if (count !== null) return;
-    unavailable[`counts.${name}`] = eventsOff && fromEvents
-      ? EVENTS_OFF
-      : raw.kernelStatsOk
-        ? `this kernel does not report ${kernelStatName(name)}`
-        : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
+    unavailable[`counts.${name}`] =
+      eventsOff && fromEvents
+        ? EVENTS_OFF
+        : raw.kernelStatsOk
+          ? `this kernel does not report ${kernelStatName(name)}`
+          : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
   });
   if (raw.entries === null || raw.max === null) {
     unavailable.entries = 'the conntrack statistics request failed in this interval';

@@ -2,8 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { adviseTuning, type TuningEnvironment } from '../dist/advise.js';
 import { sample } from './helpers/sample';
 
-const env: TuningEnvironment = { max: 65536, buckets: 16384, timeWaitTimeout: 120, entryBytes: 256, memoryBytes: 8 * 2 ** 30 };
-const series = (n: number, f: (i: number) => Parameters<typeof sample>[0]) => Array.from({ length: n }, (_, i) => sample({ t: i, max: 65536, ...f(i) }));
+const env: TuningEnvironment = {
+  max: 65536,
+  buckets: 16384,
+  timeWaitTimeout: 120,
+  entryBytes: 256,
+  memoryBytes: 8 * 2 ** 30,
+};
+const series = (n: number, f: (i: number) => Parameters<typeof sample>[0]) =>
+  Array.from({ length: n }, (_, i) => sample({ t: i, max: 65536, ...f(i) }));
 
 describe('adviseTuning', () => {
   it('recommends a larger max after drops, sized from the demand, with buckets and memory', () => {
@@ -42,9 +49,14 @@ describe('adviseTuning', () => {
   });
 
   it('says nothing needs to change on a quiet table', () => {
-    const a = adviseTuning(series(30, () => ({ entries: 1000, timeWait: { entries: 900 } })), { ...env, buckets: 65536 });
+    const a = adviseTuning(
+      series(30, () => ({ entries: 1000, timeWait: { entries: 900 } })),
+      { ...env, buckets: 65536 },
+    );
     expect(a.recommendations).toEqual([]);
     expect(a.sysctlConf).toBe('');
-    expect(a.notes.join(' ')).toMatch(/is enough.*TIME_WAIT entries are 90\.0% of the table, but the table is not under pressure.*Nothing to change/);
+    expect(a.notes.join(' ')).toMatch(
+      /is enough.*TIME_WAIT entries are 90\.0% of the table, but the table is not under pressure.*Nothing to change/,
+    );
   });
 });

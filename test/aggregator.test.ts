@@ -6,7 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { binding } from './helpers/binding';
 
 const S = 1_000_000_000; // ns per second
-const DROP = 10, EARLY_DROP = 11, INVALID = 4, CLASH_RESOLVE = 14, CHAIN_TOOLONG = 15;
+const DROP = 10,
+  EARLY_DROP = 11,
+  INVALID = 4,
+  CLASH_RESOLVE = 14,
+  CHAIN_TOOLONG = 15;
 const idx = (name: string) => binding.counterNames.indexOf(name);
 const cpu = (id: number, values: Record<number, number>) => ({ cpu: id, values });
 const global = { entries: 10, max: 100 };
@@ -34,8 +38,20 @@ describe('aggregator', () => {
 
   it('sums kernel counters over CPUs as deltas since the previous reading', () => {
     const [a] = binding._aggregate([
-      { op: 'start', t: 0, cpus: [cpu(0, { [DROP]: 100, [INVALID]: 1 }), cpu(1, { [DROP]: 50, [INVALID]: 0 })], drops: 0 },
-      { op: 'close', t: S, wall: 1, cpus: [cpu(0, { [DROP]: 130, [INVALID]: 1 }), cpu(1, { [DROP]: 57, [INVALID]: 4 })], global, drops: 0 },
+      {
+        op: 'start',
+        t: 0,
+        cpus: [cpu(0, { [DROP]: 100, [INVALID]: 1 }), cpu(1, { [DROP]: 50, [INVALID]: 0 })],
+        drops: 0,
+      },
+      {
+        op: 'close',
+        t: S,
+        wall: 1,
+        cpus: [cpu(0, { [DROP]: 130, [INVALID]: 1 }), cpu(1, { [DROP]: 57, [INVALID]: 4 })],
+        global,
+        drops: 0,
+      },
     ]);
     expect(a!.counts[idx('drop')]).toBe(37);
     expect(a!.counts[idx('invalid')]).toBe(4);
@@ -98,8 +114,28 @@ describe('aggregator', () => {
   it('takes a CPU seen for the first time as its baseline, not as new drops', () => {
     const [a, b] = binding._aggregate([
       { op: 'start', t: 0, cpus: [cpu(0, { [CLASH_RESOLVE]: 3, [CHAIN_TOOLONG]: 0 })], drops: 0 },
-      { op: 'close', t: S, wall: 1, cpus: [cpu(0, { [CLASH_RESOLVE]: 3, [CHAIN_TOOLONG]: 0 }), cpu(1, { [CLASH_RESOLVE]: 1000, [CHAIN_TOOLONG]: 0 })], global, drops: 0 },
-      { op: 'close', t: 2 * S, wall: 2, cpus: [cpu(0, { [CLASH_RESOLVE]: 4, [CHAIN_TOOLONG]: 0 }), cpu(1, { [CLASH_RESOLVE]: 1002, [CHAIN_TOOLONG]: 0 })], global, drops: 0 },
+      {
+        op: 'close',
+        t: S,
+        wall: 1,
+        cpus: [
+          cpu(0, { [CLASH_RESOLVE]: 3, [CHAIN_TOOLONG]: 0 }),
+          cpu(1, { [CLASH_RESOLVE]: 1000, [CHAIN_TOOLONG]: 0 }),
+        ],
+        global,
+        drops: 0,
+      },
+      {
+        op: 'close',
+        t: 2 * S,
+        wall: 2,
+        cpus: [
+          cpu(0, { [CLASH_RESOLVE]: 4, [CHAIN_TOOLONG]: 0 }),
+          cpu(1, { [CLASH_RESOLVE]: 1002, [CHAIN_TOOLONG]: 0 }),
+        ],
+        global,
+        drops: 0,
+      },
     ]);
     expect(a!.counts[idx('clashResolve')]).toBe(0);
     expect(b!.counts[idx('clashResolve')]).toBe(3);

@@ -14,7 +14,9 @@ describe('conntrack-monitor CLI usage', () => {
   it.each(['serve', 'check', 'advise', 'watch'])('%s --help prints its usage and exits 0', async (command) => {
     const run = await runCli([command, '--help']);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(new RegExp(`^Usage: conntrack-monitor ${command === 'watch' ? '\\[watch\\]' : command}`));
+    expect(run.stdout).toMatch(
+      new RegExp(`^Usage: conntrack-monitor ${command === 'watch' ? '\\[watch\\]' : command}`),
+    );
     expect(run.stdout).toMatch(/--netns/);
     expect(run.stdout).toMatch(/--backend/);
   });
@@ -22,9 +24,17 @@ describe('conntrack-monitor CLI usage', () => {
   it.each([
     [['check', '--warn', 'x'], 3, /^conntrack-monitor check: --warn expects a number, got 'x' \(see --help\)$/],
     [['check', '--bogus'], 3, /^conntrack-monitor check: Unknown option '--bogus'/],
-    [['serve', '--listen', 'nowhere'], 2, /^conntrack-monitor serve: --listen expects HOST:PORT such as 127\.0\.0\.1:9465, got 'nowhere'/],
+    [
+      ['serve', '--listen', 'nowhere'],
+      2,
+      /^conntrack-monitor serve: --listen expects HOST:PORT such as 127\.0\.0\.1:9465, got 'nowhere'/,
+    ],
     [['advise', '--observe', '0'], 2, /^conntrack-monitor advise: --observe must be from 1 to 2147483 seconds, got 0/],
-    [['serve', '--backend', 'ebpf'], 2, /^conntrack-monitor serve: --backend must be one of auto, netlink, proc, got "ebpf"/],
+    [
+      ['serve', '--backend', 'ebpf'],
+      2,
+      /^conntrack-monitor serve: --backend must be one of auto, netlink, proc, got "ebpf"/,
+    ],
   ])('%j: one line, exit %i', async (args, code, message) => {
     const run = await runCli(args as string[]);
     expect(run.code).toBe(code);
@@ -50,14 +60,29 @@ describe('conntrack-monitor CLI usage', () => {
   });
 
   it.each([
-    [['--netns', '/etc/hostname'], 1, /^conntrack-monitor: cannot start: enter network namespace \/etc\/hostname: Invalid argument \(\/etc\/hostname is not a network namespace\)$/],
-    [['--netns', '/tmp'], 1, /^conntrack-monitor: cannot start: enter network namespace \/tmp: .*\(\/tmp is not a network namespace\)$/],
-    [['--netns', '/nonexistent'], 1, /^conntrack-monitor: cannot start: open network namespace \/nonexistent: No such file or directory \(no network namespace at \/nonexistent\)$/],
+    [
+      ['--netns', '/etc/hostname'],
+      1,
+      /^conntrack-monitor: cannot start: enter network namespace \/etc\/hostname: Invalid argument \(\/etc\/hostname is not a network namespace\)$/,
+    ],
+    [
+      ['--netns', '/tmp'],
+      1,
+      /^conntrack-monitor: cannot start: enter network namespace \/tmp: .*\(\/tmp is not a network namespace\)$/,
+    ],
+    [
+      ['--netns', '/nonexistent'],
+      1,
+      /^conntrack-monitor: cannot start: open network namespace \/nonexistent: No such file or directory \(no network namespace at \/nonexistent\)$/,
+    ],
     [['check', '--netns', '/etc/hostname'], 3, /^$/], // monitoring-plugins UNKNOWN, explained on stdout
   ])('%j: a namespace path that is not one gives one clear line and exit %i', async (args, code, stderr) => {
     const run = await runCli(args as string[]);
     expect(run.code).toBe(code);
     expect(run.stderr.trim()).toMatch(stderr);
-    if (args[0] === 'check') expect(run.stdout.trim()).toBe('CONNTRACK UNKNOWN - cannot monitor: enter network namespace /etc/hostname: Invalid argument (/etc/hostname is not a network namespace)');
+    if (args[0] === 'check')
+      expect(run.stdout.trim()).toBe(
+        'CONNTRACK UNKNOWN - cannot monitor: enter network namespace /etc/hostname: Invalid argument (/etc/hostname is not a network namespace)',
+      );
   });
 });

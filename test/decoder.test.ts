@@ -13,6 +13,7 @@ const TCP_SYN_SENT = 1;
 const TCP_TIME_WAIT = 7;
 const IPS_DYING = 0x200;
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- decoded messages are checked field by field
 type Decoded = Record<string, any>;
 const decodeAll = (name: string): Decoded[] => loadHexFixture(name).flatMap((d) => binding._decode(d));
 
@@ -80,14 +81,29 @@ describe('ctnetlink events captured from the kernel', () => {
 function parseProcStat(text: string): Record<string, number>[] {
   const [header, ...rows] = text.trim().split('\n');
   const names = header!.trim().split(/\s+/);
-  return rows.map((row) => Object.fromEntries(row.trim().split(/\s+/).map((v, i) => [names[i]!, parseInt(v, 16)])));
+  return rows.map((row) =>
+    Object.fromEntries(
+      row
+        .trim()
+        .split(/\s+/)
+        .map((v, i) => [names[i]!, parseInt(v, 16)]),
+    ),
+  );
 }
 
 describe('stats replies captured from the kernel', () => {
   // CTA_STATS_* ids against the /proc/net/stat/nf_conntrack columns of the same counters.
   const columns: Record<string, number> = {
-    clashres: 14, found: 2, invalid: 4, chainlength: 15, insert: 8, insert_failed: 9,
-    drop: 10, early_drop: 11, icmp_error: 12, search_restart: 13,
+    clashres: 14,
+    found: 2,
+    invalid: 4,
+    chainlength: 15,
+    insert: 8,
+    insert_failed: 9,
+    drop: 10,
+    early_drop: 11,
+    icmp_error: 12,
+    search_restart: 13,
   };
 
   it('decodes one GET_STATS_CPU message per CPU matching /proc/net/stat/nf_conntrack', () => {
@@ -101,7 +117,11 @@ describe('stats replies captured from the kernel', () => {
 
   it('decodes GET_STATS as the namespace entries and the global max', () => {
     const [global] = decodeAll('stats-global');
-    expect(global).toEqual({ type: 'global-stats', entries: index['stats-global']!.entries, max: index['stats-global']!.max });
+    expect(global).toEqual({
+      type: 'global-stats',
+      entries: index['stats-global']!.entries,
+      max: index['stats-global']!.max,
+    });
   });
 });
 
@@ -111,7 +131,7 @@ describe('malformed input never crashes the decoder', () => {
   /** Offsets where a netlink message ends (nlmsg_len, 4-byte aligned). */
   const boundaries = (d: Buffer): Set<number> => {
     const ends = new Set<number>();
-    for (let off = 0; off + 16 <= d.length; ) {
+    for (let off = 0; off + 16 <= d.length;) {
       off += (d.readUInt32LE(off) + 3) & ~3;
       ends.add(Math.min(off, d.length));
     }
@@ -139,7 +159,7 @@ describe('malformed input never crashes the decoder', () => {
 
   it('survives 20,000 random and bit-flipped buffers', () => {
     let seed = 12345;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
     for (let i = 0; i < 20_000; i++) {
       let buf: Buffer;
       if (i % 2 === 0) {

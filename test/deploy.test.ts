@@ -12,7 +12,8 @@ import { ConntrackMonitor, registerConntrackMetrics } from '../dist/index.js';
 const DEPLOY = join(__dirname, '..', 'deploy');
 const exposed = new Set(registerConntrackMetrics(new ConntrackMonitor(), { registry: new Registry() }));
 const namesIn = (text: string) => new Set(text.match(/\bnf_conntrack_[a-z_]+\b/g) ?? []);
-const promtool = (...args: string[]) => execFileSync('promtool', args, { cwd: join(DEPLOY, 'prometheus'), encoding: 'utf8' });
+const promtool = (...args: string[]) =>
+  execFileSync('promtool', args, { cwd: join(DEPLOY, 'prometheus'), encoding: 'utf8' });
 
 describe('deploy examples', () => {
   it('alert rules use exposed metric names and pass promtool check and unit tests', () => {

@@ -1,12 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { renderLiveView } from '../dist/live-view.js';
-import { evaluateCheck } from '../dist/command-check.js';
+import { renderLiveView } from '../dist/cli/live-view.js';
+import { evaluateCheck } from '../dist/cli/commands/check.js';
 import { sample } from './helpers/sample';
 
 describe('live view renderer', () => {
   it('draws the fill bar with max, rates, TIME_WAIT and sparklines', () => {
     const s = sample({ entries: 500, max: 1000, timeWait: { entries: 100 }, counts: { insert: 1234 } });
-    const text = renderLiveView({ sample: s, fillHistory: [0, 0.25, 0.5, 0.75, 1], dropHistory: [0, 0, 4, 0], fallback: null, width: 60 });
+    const text = renderLiveView({
+      sample: s,
+      fillHistory: [0, 0.25, 0.5, 0.75, 1],
+      dropHistory: [0, 0, 4, 0],
+      fallback: null,
+      width: 60,
+    });
     expect(text).toMatch(/Table +\[█{10}░{10}\] 50\.0% {2}500 \/ 1,000 entries/);
     expect(text).toMatch(/insert 1,234\/s {2}delete 0\/s {2}drop 0\/s/);
     expect(text).toMatch(/TIME_WAIT {2}100 entries \(10\.0% of max\), timeout 120 s/);
@@ -21,12 +27,19 @@ describe('live view renderer', () => {
   it('says in plain words when the table is full and packets drop', () => {
     const s = sample({ entries: 1000, max: 1000, counts: { drop: 37 } });
     const text = renderLiveView({ sample: s, fillHistory: [1], dropHistory: [37], fallback: null, width: 100 });
-    expect(text).toMatch(/! TABLE FULL: 37 packets dropped in the last 1\.0 s \("nf_conntrack: table full, dropping packet"\)\. New connections are failing\./);
+    expect(text).toMatch(
+      /! TABLE FULL: 37 packets dropped in the last 1\.0 s \("nf_conntrack: table full, dropping packet"\)\. New connections are failing\./,
+    );
     expect(text).toMatch(/! The table is 100\.0% full/);
   });
 
   it('shows n/a and the reason when running on /proc', () => {
-    const s = { ...sample(), source: 'proc' as const, rates: { ...sample().rates, insert: null }, timeWait: { entries: null, timeoutSeconds: 120, share: null } };
+    const s = {
+      ...sample(),
+      source: 'proc' as const,
+      rates: { ...sample().rates, insert: null },
+      timeWait: { entries: null, timeoutSeconds: 120, share: null },
+    };
     const text = renderLiveView({ sample: s, fillHistory: [], dropHistory: [], fallback: 'EPERM', width: 80 });
     expect(text).toMatch(/insert n\/a/);
     expect(text).toMatch(/TIME_WAIT {2}n\/a entries/);
@@ -45,7 +58,11 @@ describe('check evaluation (monitoring-plugins)', () => {
   });
 
   it('is CRITICAL on any drop, and UNKNOWN without a fill', () => {
-    const r = evaluateCheck([sample({ entries: 10, counts: { drop: 5 } }), sample({ entries: 10, counts: { drop: 2 } })], 75, 90);
+    const r = evaluateCheck(
+      [sample({ entries: 10, counts: { drop: 5 } }), sample({ entries: 10, counts: { drop: 2 } })],
+      75,
+      90,
+    );
     expect(r.code).toBe(2);
     expect(r.line).toMatch(/^CONNTRACK CRITICAL - 7 packets dropped in 2 s \(table full\)/);
     expect(r.line).toMatch(/drops=7c/);

@@ -7,10 +7,13 @@ import { join } from 'node:path';
 import { Registry, register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { ConntrackMonitor, registerConntrackMetrics, type ConntrackSample } from '../dist/index.js';
-import { ProcBackend } from '../dist/proc-backend.js';
+import { ProcBackend } from '../dist/backends/proc.js';
 import { sample } from './helpers/sample';
 
-async function exposition(s: ConntrackSample | null, options: { netns?: string; labels?: Record<string, string> } = {}) {
+async function exposition(
+  s: ConntrackSample | null,
+  options: { netns?: string; labels?: Record<string, string> } = {},
+) {
   const registry = new Registry();
   const monitor = new ConntrackMonitor(options.netns ? { netns: options.netns } : {});
   const names = registerConntrackMetrics(monitor, { registry, labels: options.labels });
@@ -35,7 +38,9 @@ const promtoolAvailable = (() => {
 describe('registerConntrackMetrics', () => {
   it('exposes gauges, _total counters and labelled series from the latest sample', async () => {
     const s = sample({
-      entries: 750, max: 1000, timeWait: { entries: 600 },
+      entries: 750,
+      max: 1000,
+      timeWait: { entries: 600 },
       totals: { insert: 5000, delete: 4250, drop: 7, earlyDrop: 1 },
       events: { updates: 12, lostTotal: 3, resyncs: 2 },
     });
@@ -50,7 +55,9 @@ describe('registerConntrackMetrics', () => {
     expect(text).toMatch(/^nf_conntrack_events_total\{node="web-1",netns="blue",type="update"\} 12$/m);
     expect(text).toMatch(/^nf_conntrack_events_lost_total\{node="web-1",netns="blue"\} 3$/m);
     expect(text).toMatch(/^nf_conntrack_resyncs_total\{node="web-1",netns="blue"\} 2$/m);
-    expect(text).toMatch(/^nf_conntrack_entries_by_state\{node="web-1",netns="blue",protocol="tcp",state="time_wait"\} 600$/m);
+    expect(text).toMatch(
+      /^nf_conntrack_entries_by_state\{node="web-1",netns="blue",protocol="tcp",state="time_wait"\} 600$/m,
+    );
     expect(text).toMatch(/^nf_conntrack_entries_by_state\{node="web-1",netns="blue",protocol="udp",state=""\} 0$/m);
     // node_exporter's dead counters are not exported.
     expect(text).not.toMatch(/searched|_stat_new|stat_insert_total|stat_delete|stat_ignore/);
@@ -66,14 +73,36 @@ describe('registerConntrackMetrics', () => {
 
   it('omits what the proc backend cannot know instead of exporting zeros', async () => {
     const samples: ConntrackSample[] = [];
-    const options = { netnsPath: null, intervalMs: 50, receiveBufferBytes: 0, resyncIntervalMs: 0, backend: 'proc' as const, pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 } };
-    const proc = new ProcBackend(options, { sample: (x) => samples.push(x), error: (e) => { throw e; } }, join(__dirname, 'fixtures', 'proc', 'no-stat'));
+    const options = {
+      netnsPath: null,
+      intervalMs: 50,
+      receiveBufferBytes: 0,
+      resyncIntervalMs: 0,
+      backend: 'proc' as const,
+      pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
+    };
+    const proc = new ProcBackend(
+      options,
+      {
+        sample: (x) => samples.push(x),
+        error: (e) => {
+          throw e;
+        },
+      },
+      join(__dirname, 'fixtures', 'proc', 'no-stat'),
+    );
     await proc.start();
     proc.stop();
     const { text } = await exposition(samples[0]!);
     expect(text).toMatch(/^nf_conntrack_entries 5000$/m);
     expect(text).toMatch(/^nf_conntrack_entries_limit 262144$/m);
-    for (const absent of ['nf_conntrack_stat_drop_total ', 'nf_conntrack_events_total{', 'nf_conntrack_entries_by_state{', 'nf_conntrack_events_lost_total ', 'nf_conntrack_resyncs_total ']) {
+    for (const absent of [
+      'nf_conntrack_stat_drop_total ',
+      'nf_conntrack_events_total{',
+      'nf_conntrack_entries_by_state{',
+      'nf_conntrack_events_lost_total ',
+      'nf_conntrack_resyncs_total ',
+    ]) {
       expect(text).not.toContain(`\n${absent}`);
     }
     if (promtoolAvailable) expect(promtool(text)).toBe('');
@@ -82,6 +111,8 @@ describe('registerConntrackMetrics', () => {
   it('rejects a missing registry and a bad prefix', () => {
     const m = new ConntrackMonitor();
     expect(() => registerConntrackMetrics(m, {} as never)).toThrow(/needs a prom-client Registry/);
-    expect(() => registerConntrackMetrics(m, { registry: new Registry(), prefix: '9x' })).toThrow(/not a valid metric name prefix/);
+    expect(() => registerConntrackMetrics(m, { registry: new Registry(), prefix: '9x' })).toThrow(
+      /not a valid metric name prefix/,
+    );
   });
 });

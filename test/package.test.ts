@@ -12,18 +12,36 @@ const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: ROO
 
 describe('package entry points', () => {
   it('works with require()', () => {
-    const out = node(['-e', `
+    const out = node([
+      '-e',
+      `
       const m = require('conntrack-monitor');
       const monitor = new m.ConntrackMonitor({ intervalMs: 500 });
-      console.log(JSON.stringify({ keys: Object.keys(m).sort(), interval: monitor.options.intervalMs }));`]);
+      console.log(JSON.stringify({ keys: Object.keys(m).sort(), interval: monitor.options.intervalMs }));`,
+    ]);
     expect(JSON.parse(out)).toEqual({
-      keys: ['AllNamespacesMonitor', 'COUNTER_NAMES', 'ConntrackError', 'ConntrackMonitor', 'DEFAULT_PRESSURE', 'DropMonitor', 'PROTOCOL_NAMES', 'TCP_STATE_NAMES', 'listNamespaces', 'registerConntrackMetrics', 'registerDropMetrics'],
+      keys: [
+        'AllNamespacesMonitor',
+        'COUNTER_NAMES',
+        'ConntrackError',
+        'ConntrackMonitor',
+        'DEFAULT_PRESSURE',
+        'DropMonitor',
+        'PROTOCOL_NAMES',
+        'TCP_STATE_NAMES',
+        'listNamespaces',
+        'registerConntrackMetrics',
+        'registerDropMetrics',
+      ],
       interval: 500,
     });
   });
 
   it('works with import, sharing one copy of the classes with require()', () => {
-    const out = node(['--input-type=module', '-e', `
+    const out = node([
+      '--input-type=module',
+      '-e',
+      `
       import { ConntrackMonitor, ConntrackError, COUNTER_NAMES } from 'conntrack-monitor';
       import { createRequire } from 'node:module';
       const cjs = createRequire(import.meta.url)('conntrack-monitor');
@@ -31,7 +49,8 @@ describe('package entry points', () => {
         same: ConntrackError === cjs.ConntrackError && ConntrackMonitor === cjs.ConntrackMonitor,
         counters: COUNTER_NAMES.length,
         interval: new ConntrackMonitor().options.intervalMs,
-      }));`]);
+      }));`,
+    ]);
     expect(JSON.parse(out)).toEqual({ same: true, counters: 10, interval: 1000 });
   });
 });

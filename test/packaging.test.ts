@@ -14,7 +14,12 @@ const work = mkdtempSync(join(tmpdir(), 'ctmon-pack-'));
 const app = join(work, 'app');
 let tarball = '';
 const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
-  execFileSync('npm', args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  execFileSync('npm', args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: app, encoding: 'utf8' });
 
 beforeAll(() => {
@@ -34,8 +39,14 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('npm package', () => {
   it('ships only what users need, with a prebuilt linux-x64 glibc addon', () => {
-    const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).trim().split('\n').map((f) => f.replace(/^package\//, ''));
-    for (const f of files) expect(f).toMatch(/^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/[a-z_]+\.(cc|h)|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/);
+    const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map((f) => f.replace(/^package\//, ''));
+    for (const f of files)
+      expect(f).toMatch(
+        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
+      );
     expect(files).toContain('prebuilds/linux-x64/conntrack-monitor.glibc.node');
     expect(files).toContain('dist/cli.js');
     expect(files.some((f) => f.startsWith('test/') || f.startsWith('src/') || f.startsWith('build/'))).toBe(false);
@@ -47,36 +58,71 @@ describe('npm package', () => {
     expect(node(['-e', 'console.log(require("node-gyp-build").path(process.argv[1]))', installed]).trim()).toBe(
       join(installed, 'prebuilds', 'linux-x64', 'conntrack-monitor.glibc.node'),
     );
-    expect(node(['-e', 'const m = require("conntrack-monitor"); console.log(typeof m.ConntrackMonitor, typeof m.registerConntrackMetrics)']).trim()).toBe('function function');
-    expect(node(['--input-type=module', '-e', 'import { ConntrackMonitor } from "conntrack-monitor"; console.log(new ConntrackMonitor().options.intervalMs)']).trim()).toBe('1000');
-    const check = execFileSync(join(app, 'node_modules', '.bin', 'conntrack-monitor'), ['check', '--observe', '0.3'], { encoding: 'utf8' });
+    expect(
+      node([
+        '-e',
+        'const m = require("conntrack-monitor"); console.log(typeof m.ConntrackMonitor, typeof m.registerConntrackMetrics)',
+      ]).trim(),
+    ).toBe('function function');
+    expect(
+      node([
+        '--input-type=module',
+        '-e',
+        'import { ConntrackMonitor } from "conntrack-monitor"; console.log(new ConntrackMonitor().options.intervalMs)',
+      ]).trim(),
+    ).toBe('1000');
+    const check = execFileSync(join(app, 'node_modules', '.bin', 'conntrack-monitor'), ['check', '--observe', '0.3'], {
+      encoding: 'utf8',
+    });
     expect(check).toMatch(/^CONNTRACK OK - /);
-    const help = execFileSync(join(app, 'node_modules', '.bin', 'conntrack-monitor'), ['serve', '--help'], { encoding: 'utf8' });
+    const help = execFileSync(join(app, 'node_modules', '.bin', 'conntrack-monitor'), ['serve', '--help'], {
+      encoding: 'utf8',
+    });
     expect(help).toMatch(/^Usage: conntrack-monitor serve/);
   });
 
   it('has types that resolve for import and require in the installed copy', () => {
-    const consumer = 'import { ConntrackMonitor, registerConntrackMetrics, type ConntrackSample } from "conntrack-monitor";\n' +
+    const consumer =
+      'import { ConntrackMonitor, registerConntrackMetrics, type ConntrackSample } from "conntrack-monitor";\n' +
       'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\nexport {};\n';
     writeFileSync(join(app, 'a.mts'), consumer);
     writeFileSync(join(app, 'b.cts'), consumer);
-    writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { strict: true, noEmit: true, module: 'Node16', moduleResolution: 'Node16', types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')] },
-      files: ['a.mts', 'b.cts'],
-    }));
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          noEmit: true,
+          module: 'Node16',
+          moduleResolution: 'Node16',
+          types: ['node'],
+          typeRoots: [join(ROOT, 'node_modules/@types')],
+        },
+        files: ['a.mts', 'b.cts'],
+      }),
+    );
     execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', app], { encoding: 'utf8' });
   });
 
   it('builds from source, saying so, when asked to or when no prebuild fits', () => {
     const manifest = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
-    writeFileSync(join(app, 'package.json'), JSON.stringify({ ...manifest, allowScripts: { [`file:${tarball}`]: true } }));
+    writeFileSync(
+      join(app, 'package.json'),
+      JSON.stringify({ ...manifest, allowScripts: { [`file:${tarball}`]: true } }),
+    );
     const run = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
-      cwd: app, encoding: 'utf8', env: { ...process.env, npm_config_build_from_source: 'true' },
+      cwd: app,
+      encoding: 'utf8',
+      env: { ...process.env, npm_config_build_from_source: 'true' },
     });
     expect(run.status).toBe(0);
-    expect(`${run.stdout}${run.stderr}`).toMatch(/conntrack-monitor: building the native addon from source \(npm_config_build_from_source\) for linux-x64 \(glibc\), Node v/);
+    expect(`${run.stdout}${run.stderr}`).toMatch(
+      /conntrack-monitor: building the native addon from source \(npm_config_build_from_source\) for linux-x64 \(glibc\), Node v/,
+    );
     const installed = join(app, 'node_modules', 'conntrack-monitor');
     expect(existsSync(join(installed, 'build', 'Release', 'conntrack_monitor.node'))).toBe(true);
-    expect(node(['-e', 'const m = require("conntrack-monitor"); console.log(typeof m.ConntrackMonitor)']).trim()).toBe('function');
+    expect(node(['-e', 'const m = require("conntrack-monitor"); console.log(typeof m.ConntrackMonitor)']).trim()).toBe(
+      'function',
+    );
   }, 180_000);
 });

@@ -4,9 +4,16 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ProcBackend } from '../dist/proc-backend.js';
+import { ProcBackend } from '../dist/backends/proc.js';
 import type { ConntrackError } from '../dist/errors.js';
-import { parseConntrackStat, parseSockstatTimeWait, procPaths, readProc, StatDeltas, ProcFormatError } from '../dist/procfs.js';
+import {
+  parseConntrackStat,
+  parseSockstatTimeWait,
+  procPaths,
+  readProc,
+  StatDeltas,
+  ProcFormatError,
+} from '../dist/backends/procfs.js';
 import type { ConntrackSample } from '../dist/index.js';
 
 const FIXTURES = join(__dirname, 'fixtures', 'proc');
@@ -24,11 +31,11 @@ describe('parseConntrackStat', () => {
   });
 
   it('parses 17 columns of the old header (searched, delete_list) and 16-column kernels', async () => {
-    const old = (readProc(procPaths(root('linux-5.4')))).stat!;
+    const old = readProc(procPaths(root('linux-5.4'))).stat!;
     expect(old.columns).toHaveLength(17);
     expect(old.rows).toHaveLength(4);
     expect(old.rows.map((r) => r.drop)).toEqual([300, 200, 100, 0]);
-    const ancient = (readProc(procPaths(root('linux-2.6.32')))).stat!;
+    const ancient = readProc(procPaths(root('linux-2.6.32'))).stat!;
     expect(ancient.columns).toHaveLength(16);
     expect(ancient.columns).not.toContain('search_restart');
   });
@@ -63,11 +70,11 @@ describe('StatDeltas', () => {
       d.update(stat);
       return d.update(stat);
     };
-    const current = deltas((readProc(procPaths(root(CURRENT)))).stat!);
+    const current = deltas(readProc(procPaths(root(CURRENT))).stat!);
     expect(current).toMatchObject({ clashResolve: 0, chainTooLong: 0, searchRestart: 0, drop: 0 });
-    const old = deltas((readProc(procPaths(root('linux-5.4')))).stat!);
+    const old = deltas(readProc(procPaths(root('linux-5.4'))).stat!);
     expect(old).toMatchObject({ clashResolve: null, chainTooLong: null, searchRestart: 0 });
-    const ancient = deltas((readProc(procPaths(root('linux-2.6.32')))).stat!);
+    const ancient = deltas(readProc(procPaths(root('linux-2.6.32'))).stat!);
     expect(ancient).toMatchObject({ searchRestart: null, drop: 0 });
   });
 });
@@ -76,8 +83,19 @@ describe('StatDeltas', () => {
 async function procSamples(fixture: string): Promise<ConntrackSample[]> {
   const samples: ConntrackSample[] = [];
   const errors: Error[] = [];
-  const options = { netnsPath: null, intervalMs: 50, receiveBufferBytes: 0, resyncIntervalMs: 0, backend: 'proc' as const, pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 } };
-  const backend = new ProcBackend(options, { sample: (s) => samples.push(s), error: (e) => errors.push(e) }, root(fixture));
+  const options = {
+    netnsPath: null,
+    intervalMs: 50,
+    receiveBufferBytes: 0,
+    resyncIntervalMs: 0,
+    backend: 'proc' as const,
+    pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
+  };
+  const backend = new ProcBackend(
+    options,
+    { sample: (s) => samples.push(s), error: (e) => errors.push(e) },
+    root(fixture),
+  );
   await backend.start();
   await new Promise((r) => setTimeout(r, 130));
   await backend.stop();
@@ -92,8 +110,16 @@ describe('proc backend on fixture trees', () => {
     expect(samples.at(-1)!.final).toBe(true);
     const s = samples[0]!;
     expect(s).toMatchObject({
-      source: 'proc', entries: 12, max: 262144, buckets: 262144, fill: 12 / 262144,
-      eventsMode: 2, events: null, tcpStates: null, protocols: null, socketTimeWait: 12,
+      source: 'proc',
+      entries: 12,
+      max: 262144,
+      buckets: 262144,
+      fill: 12 / 262144,
+      eventsMode: 2,
+      events: null,
+      tcpStates: null,
+      protocols: null,
+      socketTimeWait: 12,
       timeWait: { entries: null, timeoutSeconds: 120, share: null },
     });
     expect(s.counts).toMatchObject({ insert: null, delete: null, drop: 0, earlyDrop: 0, clashResolve: 0 });
@@ -106,7 +132,9 @@ describe('proc backend on fixture trees', () => {
   it('says which counters an old kernel lacks', async () => {
     const [s] = await procSamples('linux-5.4');
     expect(s!.counts.clashResolve).toBeNull();
-    expect(s!.unavailable['counts.clashResolve']).toBe("this kernel's /proc/net/stat/nf_conntrack has no clashres column");
+    expect(s!.unavailable['counts.clashResolve']).toBe(
+      "this kernel's /proc/net/stat/nf_conntrack has no clashres column",
+    );
     expect(s!.counts.drop).toBe(0);
     expect(s!.socketTimeWait).toBe(455);
   });
@@ -119,9 +147,19 @@ describe('proc backend on fixture trees', () => {
   });
 
   it('without conntrack in the kernel, fails to start with an error naming it', async () => {
-    const options = { netnsPath: null, intervalMs: 50, receiveBufferBytes: 0, resyncIntervalMs: 0, backend: 'proc' as const, pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 } };
+    const options = {
+      netnsPath: null,
+      intervalMs: 50,
+      receiveBufferBytes: 0,
+      resyncIntervalMs: 0,
+      backend: 'proc' as const,
+      pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
+    };
     const backend = new ProcBackend(options, { sample: () => {}, error: () => {} }, root('no-conntrack'));
-    const error = (await backend.start().then(() => null, (e: unknown) => e)) as ConntrackError;
+    const error = (await backend.start().then(
+      () => null,
+      (e: unknown) => e,
+    )) as ConntrackError;
     expect(error.name).toBe('ConntrackError');
     expect(error.code).toBe('ENOENT');
     expect(error.missing).toBe('conntrack');

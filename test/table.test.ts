@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { binding } from './helpers/binding';
 import { loadHexFixture } from './helpers/fixtures';
 
-const TIME_WAIT = 7, SYN_SENT = 1;
+const TIME_WAIT = 7,
+  SYN_SENT = 1;
 const all = (name: string) => Buffer.concat(loadHexFixture(name));
 const events = (name: string, now = 0) => ({ op: 'events', bytes: all(name), now });
 const counts = { op: 'counts' };
@@ -16,7 +17,12 @@ const run = (steps: object[]) => binding._table(steps) as unknown as (Counts & {
 describe('tracked table', () => {
   it('follows a TCP flow through NEW, its state-change UPDATEs and DESTROY', () => {
     const [afterNew, afterUpdates, afterDestroy] = run([
-      events('tcp4-new'), counts, events('tcp4-update'), counts, events('tcp4-destroy'), counts,
+      events('tcp4-new'),
+      counts,
+      events('tcp4-update'),
+      counts,
+      events('tcp4-destroy'),
+      counts,
     ]);
     expect(afterNew!.tcpStates[SYN_SENT]).toBe(1);
     expect(afterNew!.protocols).toEqual([1, 0, 0, 0]);
@@ -26,16 +32,18 @@ describe('tracked table', () => {
   });
 
   it('counts protocols of both families (ICMPv6 as icmp)', () => {
-    const [c] = run([
-      ...['tcp4', 'udp4', 'icmp4', 'tcp6', 'udp6', 'icmp6'].map((p) => events(`${p}-new`)), counts,
-    ]);
+    const [c] = run([...['tcp4', 'udp4', 'icmp4', 'tcp6', 'udp6', 'icmp6'].map((p) => events(`${p}-new`)), counts]);
     expect(c!.protocols).toEqual([2, 2, 2, 0]);
     expect(c!.entries).toBe(6);
   });
 
   it('takes duplicate DESTROYs and DESTROY without NEW in its stride', () => {
     const [c] = run([
-      events('udp4-destroy'), events('udp6-new'), events('udp6-destroy'), events('udp6-destroy'), counts,
+      events('udp4-destroy'),
+      events('udp6-new'),
+      events('udp6-destroy'),
+      events('udp6-destroy'),
+      counts,
     ]);
     expect(c!.entries).toBe(0);
   });
@@ -49,8 +57,11 @@ describe('tracked table', () => {
   it('expires an entry at the deadline its CTA_TIMEOUT gives, not when DESTROY comes', () => {
     // The TIME_WAIT UPDATE carries the namespace's timeout (120 s), set by that very packet.
     const [before, removed, after] = run([
-      events('tcp4-new', 0), events('tcp4-update', 0),
-      { op: 'expire', now: 119_900 }, { op: 'expire', now: 120_000 }, counts,
+      events('tcp4-new', 0),
+      events('tcp4-update', 0),
+      { op: 'expire', now: 119_900 },
+      { op: 'expire', now: 120_000 },
+      counts,
     ]);
     expect(before!.removed).toBe(0);
     expect(removed!.removed).toBe(1);
@@ -59,8 +70,11 @@ describe('tracked table', () => {
 
   it('pads dump deadlines by a second, since dumps round the timeout down', () => {
     const [early, late] = run([
-      { op: 'begin-dump' }, { op: 'dump', bytes: all('tcp4-update'), now: 0 }, { op: 'end-dump' },
-      { op: 'expire', now: 120_900 }, { op: 'expire', now: 121_000 },
+      { op: 'begin-dump' },
+      { op: 'dump', bytes: all('tcp4-update'), now: 0 },
+      { op: 'end-dump' },
+      { op: 'expire', now: 120_900 },
+      { op: 'expire', now: 121_000 },
     ]).slice(1);
     expect(early!.removed).toBe(0);
     expect(late!.removed).toBe(1);
@@ -68,8 +82,13 @@ describe('tracked table', () => {
 
   it('drops on resync what the dump no longer lists, and keeps what it lists', () => {
     const [ended, c] = run([
-      events('tcp4-new'), events('udp4-new'), events('icmp6-new'),
-      { op: 'begin-dump' }, { op: 'dump', bytes: all('udp4-update'), now: 0 }, { op: 'end-dump' }, counts,
+      events('tcp4-new'),
+      events('udp4-new'),
+      events('icmp6-new'),
+      { op: 'begin-dump' },
+      { op: 'dump', bytes: all('udp4-update'), now: 0 },
+      { op: 'end-dump' },
+      counts,
     ]);
     expect(ended!.removed).toBe(2);
     expect(c!.entries).toBe(1);
@@ -110,8 +129,10 @@ describe('tracked table', () => {
       return d;
     };
     const [full, half] = run([
-      { op: 'events', bytes: Buffer.concat(flows), now: 0 }, counts,
-      { op: 'events', bytes: Buffer.concat(flows.filter((_, i) => i % 2 === 0).map(destroyOf)), now: 0 }, counts,
+      { op: 'events', bytes: Buffer.concat(flows), now: 0 },
+      counts,
+      { op: 'events', bytes: Buffer.concat(flows.filter((_, i) => i % 2 === 0).map(destroyOf)), now: 0 },
+      counts,
     ]);
     expect(full!.entries).toBe(5000);
     expect(half!.entries).toBe(2500);
@@ -121,7 +142,7 @@ describe('tracked table', () => {
 
 /** Offset of the payload of top-level attribute `type` in a ctnetlink message. */
 function findAttr(msg: Buffer, type: number): number {
-  for (let off = 20; off + 4 <= msg.length; ) {
+  for (let off = 20; off + 4 <= msg.length;) {
     const len = msg.readUInt16LE(off);
     if ((msg.readUInt16LE(off + 2) & 0x3fff) === type) return off + 4;
     off += (len + 3) & ~3;

@@ -16,8 +16,11 @@ const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 export function buildTools() {
   const bin = (name) => join(benchmarks, 'native', 'build', 'Release', name);
   if (!['loadgen', 'null_reader'].every((name) => existsSync(bin(name)))) {
-    const nodeGyp = process.env.npm_config_node_gyp ?? '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js';
-    execFileSync(process.execPath, [nodeGyp, 'rebuild', '--directory', join(benchmarks, 'native')], { stdio: 'inherit' });
+    const nodeGyp =
+      process.env.npm_config_node_gyp ?? '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js';
+    execFileSync(process.execPath, [nodeGyp, 'rebuild', '--directory', join(benchmarks, 'native')], {
+      stdio: 'inherit',
+    });
   }
   return { loadgen: bin('loadgen'), nullReader: bin('null_reader') };
 }
@@ -28,7 +31,8 @@ export function buildTools() {
  * TIME_WAIT timeouts. Returns its helpers; destroy() deletes it (safe to call twice).
  */
 export function benchNamespace(name) {
-  const inNs = (file, args, opts = {}) => execFileSync('ip', ['netns', 'exec', name, file, ...args], { encoding: 'utf8', ...opts });
+  const inNs = (file, args, opts = {}) =>
+    execFileSync('ip', ['netns', 'exec', name, file, ...args], { encoding: 'utf8', ...opts });
   execFileSync('ip', ['netns', 'add', name]);
   let alive = true;
   const destroy = () => {
@@ -38,8 +42,15 @@ export function benchNamespace(name) {
   };
   try {
     execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-    inNs('nft', ['-f', '-'], { input: 'table inet bench {\n chain out { type filter hook output priority 0; ct state new counter; }\n}\n' });
-    inNs('sysctl', ['-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=1', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
+    inNs('nft', ['-f', '-'], {
+      input: 'table inet bench {\n chain out { type filter hook output priority 0; ct state new counter; }\n}\n',
+    });
+    inNs('sysctl', [
+      '-q',
+      '-w',
+      'net.netfilter.nf_conntrack_udp_timeout=1',
+      'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1',
+    ]);
   } catch (e) {
     destroy();
     throw e;
@@ -54,7 +65,11 @@ export function benchNamespace(name) {
       const [header, ...rows] = inNs('cat', ['/proc/net/stat/nf_conntrack']).trim().split('\n');
       const names = header.trim().split(/\s+/);
       const sums = {};
-      for (const row of rows) row.trim().split(/\s+/).forEach((hex, i) => (sums[names[i]] = (sums[names[i]] ?? 0) + parseInt(hex, 16)));
+      for (const row of rows)
+        row
+          .trim()
+          .split(/\s+/)
+          .forEach((hex, i) => (sums[names[i]] = (sums[names[i]] ?? 0) + parseInt(hex, 16)));
       return sums;
     },
     /** Packets the `ct state new` rule counted: new entries, before confirmation. */
@@ -62,8 +77,13 @@ export function benchNamespace(name) {
     /** Entries in the namespace's table (nf_conntrack_count). */
     tableCount: () => Number(inNs('cat', ['/proc/sys/net/netfilter/nf_conntrack_count'])),
     /** Netfilter netlink sockets in the namespace subscribed to at least one group. */
-    listeners: () => inNs('cat', ['/proc/net/netlink']).trim().split('\n').slice(1)
-      .map((r) => r.trim().split(/\s+/)).filter((r) => r[1] === '12' && Number.parseInt(r[3], 16) !== 0).length,
+    listeners: () =>
+      inNs('cat', ['/proc/net/netlink'])
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((r) => r.trim().split(/\s+/))
+        .filter((r) => r[1] === '12' && Number.parseInt(r[3], 16) !== 0).length,
   };
 }
 
@@ -72,7 +92,9 @@ export function benchNamespace(name) {
  * one JSON line of totals.
  */
 export async function startMonitorChild(netnsPath, { stderr = 'inherit' } = {}) {
-  const child = spawn(process.execPath, [join(benchmarks, 'monitor-child.mjs'), netnsPath], { stdio: ['pipe', 'pipe', stderr] });
+  const child = spawn(process.execPath, [join(benchmarks, 'monitor-child.mjs'), netnsPath], {
+    stdio: ['pipe', 'pipe', stderr],
+  });
   child.stdin.on('error', () => {}); // EPIPE when it has died (Ctrl-C reaches it too): its exit says so
   const lines = createInterface({ input: child.stdout });
   const nextLine = () => new Promise((r) => lines.once('line', r));
@@ -96,7 +118,8 @@ export const cpuSeconds = (pid) => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime
 };
-const statusField = (pid, field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+const statusField = (pid, field) =>
+  Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 /** Peak resident set (VmHWM) of a process, MiB. */
 export const peakRssMiB = (pid) => statusField(pid, 'VmHWM') / 1024;
 /** Resident set (VmRSS) of a process, KiB. */

@@ -11,19 +11,22 @@
     {
       "target_name": "null_reader",
       "type": "executable",
-      "sources": ["null_reader.cc", "../../native/netlink_socket.cc", "../../native/event_filter.cc", "../../native/ctnetlink.cc"],
+      "sources": ["null_reader.cc", "../../native/base/fd.cc", "../../native/ctnetlink/socket.cc", "../../native/ctnetlink/event_filter.cc", "../../native/ctnetlink/decoder.cc"],
+      "include_dirs": ["../../native"],
       "cflags_cc": ["-O2", "-std=c++17"]
     },
     {
       "target_name": "decode_bench",
       "type": "executable",
-      "sources": ["decode_bench.cc", "../../native/ctnetlink.cc"],
+      "sources": ["decode_bench.cc", "../../native/ctnetlink/decoder.cc"],
+      "include_dirs": ["../../native"],
       "cflags_cc": ["-O2", "-std=c++17"]
     },
     {
       "target_name": "drop_probe_demo",
       "type": "executable",
-      "sources": ["drop_probe_demo.cc", "../../native/drop_probe.cc", "../../native/drop_program.cc", "../../native/read_file.cc", "../../native/btf.cc", "../../native/kallsyms.cc", "../../native/netlink_socket.cc", "../../native/ctnetlink.cc"],
+      "sources": ["drop_probe_demo.cc", "../../native/base/fd.cc", "../../native/base/read_file.cc", "../../native/ebpf/drop_probe.cc", "../../native/ebpf/drop_program.cc", "../../native/ebpf/btf.cc", "../../native/ebpf/kallsyms.cc"],
+      "include_dirs": ["../../native"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"]
     }
   ]

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "../../native/ctnetlink.h"
+#include "ctnetlink/decoder.h"
 
 namespace {
 
@@ -24,7 +24,8 @@ std::vector<std::vector<uint8_t>> load(const std::string& path) {
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
     std::vector<uint8_t> bytes;
-    for (size_t i = 0; i + 1 < line.size(); i += 2) bytes.push_back(std::strtoul(line.substr(i, 2).c_str(), nullptr, 16));
+    for (size_t i = 0; i + 1 < line.size(); i += 2)
+      bytes.push_back(std::strtoul(line.substr(i, 2).c_str(), nullptr, 16));
     out.push_back(bytes);
   }
   return out;
@@ -48,7 +49,8 @@ double bench(const std::vector<std::vector<uint8_t>>& datagrams, long rounds, lo
       ctmon::MessageWalker walker(d.data(), d.size());
       ctmon::Message msg;
       while (walker.next(msg)) {
-        if (ctmon::decode_conntrack(msg, ct) == ctmon::DecodeStatus::kOk) sink = sink + ct.id + ct.tcp_state;
+        if (ctmon::decode_conntrack(msg, ct) == ctmon::DecodeStatus::kOk)
+          sink = sink + ct.id + ct.tcp_state;
         ++n;
       }
     }
@@ -69,19 +71,22 @@ int main(int argc, char** argv) {
   if (!d) return std::perror("opendir"), 1;
   while (dirent* e = readdir(d)) {
     const std::string name = e->d_name;
-    if (name.size() < 5 || name.substr(name.size() - 4) != ".hex" || name.rfind("stats-", 0) == 0) continue;
+    if (name.size() < 5 || name.substr(name.size() - 4) != ".hex" || name.rfind("stats-", 0) == 0)
+      continue;
     const auto datagrams = load(dir + "/" + name);
     long n = 0;
     const double ns = bench(datagrams, rounds / 10, &n);
     char part[128];
-    std::snprintf(part, sizeof part, "%s\"%s\":%.1f", by.empty() ? "" : ",", name.substr(0, name.size() - 4).c_str(), ns);
+    std::snprintf(part, sizeof part, "%s\"%s\":%.1f", by.empty() ? "" : ",",
+                  name.substr(0, name.size() - 4).c_str(), ns);
     by += part;
     all.insert(all.end(), datagrams.begin(), datagrams.end());
   }
   closedir(d);
   long messages = 0;
   const double ns = bench(all, rounds, &messages);
-  std::printf("{\"messages\":%ld,\"rounds\":%ld,\"nsPerMessage\":%.1f,\"nsPerMessageByFixture\":{%s}}\n", messages, rounds, ns,
-              by.c_str());
+  std::printf(
+      "{\"messages\":%ld,\"rounds\":%ld,\"nsPerMessage\":%.1f,\"nsPerMessageByFixture\":{%s}}\n",
+      messages, rounds, ns, by.c_str());
   return 0;
 }

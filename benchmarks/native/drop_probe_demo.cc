@@ -17,7 +17,7 @@
 #include <cstring>
 #include <ctime>
 
-#include "../../native/drop_probe.h"
+#include "ebpf/drop_probe.h"
 
 namespace {
 
@@ -32,13 +32,19 @@ void print_address(int family, const uint8_t* bytes) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return std::fprintf(stderr, "usage: drop_probe_demo --check | SECONDS [--stats] [--route-chain-only]\n"), 2;
+  if (argc < 2)
+    return std::fprintf(
+               stderr, "usage: drop_probe_demo --check | SECONDS [--stats] [--route-chain-only]\n"),
+           2;
   ctmon::DropProbeOptions options;
   bool stats = false;
   for (int i = 2; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--stats") == 0) stats = true;
-    else if (std::strcmp(argv[i], "--route-chain-only") == 0) options.route_chain_only = true;
-    else return std::fprintf(stderr, "unknown option %s\n", argv[i]), 2;
+    if (std::strcmp(argv[i], "--stats") == 0)
+      stats = true;
+    else if (std::strcmp(argv[i], "--route-chain-only") == 0)
+      options.route_chain_only = true;
+    else
+      return std::fprintf(stderr, "unknown option %s\n", argv[i]), 2;
   }
   if (std::strcmp(argv[1], "--check") == 0) {
     const std::string reason = ctmon::DropProbe::check_available(options);
@@ -64,7 +70,8 @@ int main(int argc, char** argv) {
   for (;;) {
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
-    const double elapsed = double(now.tv_sec - start.tv_sec) + double(now.tv_nsec - start.tv_nsec) / 1e9;
+    const double elapsed =
+        double(now.tv_sec - start.tv_sec) + double(now.tv_nsec - start.tv_nsec) / 1e9;
     if (stop || elapsed >= seconds) break;
     usleep(20000);
   }
@@ -72,26 +79,31 @@ int main(int argc, char** argv) {
   std::printf("{\"namespaces\":[");
   bool first = true;
   ctmon::SysStatus st = probe.read_namespaces([&](uint32_t netns, uint64_t drops) {
-    std::printf("%s{\"netns\":%u,\"drops\":%llu}", first ? "" : ",", netns, (unsigned long long)drops);
+    std::printf("%s{\"netns\":%u,\"drops\":%llu}", first ? "" : ",", netns,
+                (unsigned long long)drops);
     first = false;
   });
   if (!st.ok()) return std::fprintf(stderr, "read_namespaces: %s\n", std::strerror(st.code)), 1;
   std::printf("],\"flows\":[");
   first = true;
   st = probe.read_and_clear_flows([&](const ctmon::DroppedFlow& f) {
-    std::printf("%s{\"netns\":%u,\"family\":%d,\"protocol\":%d,\"src\":", first ? "" : ",", f.netns, f.family, f.protocol);
+    std::printf("%s{\"netns\":%u,\"family\":%d,\"protocol\":%d,\"src\":", first ? "" : ",", f.netns,
+                f.family, f.protocol);
     print_address(f.family, f.src);
     std::printf(",\"dst\":");
     print_address(f.family, f.dst);
-    std::printf(",\"sport\":%u,\"dport\":%u,\"count\":%llu}", f.sport, f.dport, (unsigned long long)f.count);
+    std::printf(",\"sport\":%u,\"dport\":%u,\"count\":%llu}", f.sport, f.dport,
+                (unsigned long long)f.count);
     first = false;
   });
-  if (!st.ok()) return std::fprintf(stderr, "read_and_clear_flows: %s\n", std::strerror(st.code)), 1;
+  if (!st.ok())
+    return std::fprintf(stderr, "read_and_clear_flows: %s\n", std::strerror(st.code)), 1;
   uint64_t counters[ctmon::kDropCounterCount] = {};
   st = probe.read_counters(counters);
   if (!st.ok()) return std::fprintf(stderr, "read_counters: %s\n", std::strerror(st.code)), 1;
-  static const char* const names[] = {"netfilterDrops", "freedByHookSlow", "matched", "netnsFromDevice", "netnsFromSocket", "netnsFromRoute",
-                                      "netnsUnknown", "namespaceMapFull", "flowMapFailed", "notIp"};
+  static const char* const names[] = {
+      "netfilterDrops", "freedByHookSlow", "matched",          "netnsFromDevice", "netnsFromSocket",
+      "netnsFromRoute", "netnsUnknown",    "namespaceMapFull", "flowMapFailed",   "notIp"};
   static_assert(sizeof names / sizeof names[0] == ctmon::kDropCounterCount, "one name per counter");
   std::printf("],\"counters\":{");
   for (uint32_t i = 0; i < ctmon::kDropCounterCount; ++i)
@@ -99,10 +111,11 @@ int main(int argc, char** argv) {
   ctmon::ProgramStats ps;
   st = probe.read_program_stats(ps);
   if (!st.ok()) return std::fprintf(stderr, "read_program_stats: %s\n", std::strerror(st.code)), 1;
-  std::printf("},\"program\":{\"id\":%u,\"instructions\":%u,\"runCount\":%llu,\"runTimeNs\":%llu,"
-              "\"nsPerRun\":%.1f,\"recursionMisses\":%llu}}\n",
-              ps.id, ps.instructions, (unsigned long long)ps.run_count, (unsigned long long)ps.run_time_ns,
-              ps.run_count ? double(ps.run_time_ns) / double(ps.run_count) : 0.0,
-              (unsigned long long)ps.recursion_misses);
+  std::printf(
+      "},\"program\":{\"id\":%u,\"instructions\":%u,\"runCount\":%llu,\"runTimeNs\":%llu,"
+      "\"nsPerRun\":%.1f,\"recursionMisses\":%llu}}\n",
+      ps.id, ps.instructions, (unsigned long long)ps.run_count, (unsigned long long)ps.run_time_ns,
+      ps.run_count ? double(ps.run_time_ns) / double(ps.run_count) : 0.0,
+      (unsigned long long)ps.recursion_misses);
   return 0;
 }

@@ -34,7 +34,8 @@ void pace(double start, long done, double rate) {
   const double due = start + done / rate;
   const double wait = due - now_s();
   if (wait > 0) {
-    timespec ts{static_cast<time_t>(wait), static_cast<long>((wait - static_cast<long>(wait)) * 1e9)};
+    timespec ts{static_cast<time_t>(wait),
+                static_cast<long>((wait - static_cast<long>(wait)) * 1e9)};
     nanosleep(&ts, nullptr);
   }
 }
@@ -94,7 +95,8 @@ long run_tcp(double rate, double seconds, long* failed) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return perror("bind"), -1;
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return perror("bind"), -1;
   socklen_t len = sizeof addr;
   getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
   listen(listener, 4096);
@@ -135,9 +137,10 @@ int main(int argc, char** argv) {
   }
   long failed = 0;
   const double start = now_s();
-  const long sent = mode == "tcp" ? run_tcp(rate, seconds, &failed) : run_udp(rate, seconds, &failed);
+  const long sent =
+      mode == "tcp" ? run_tcp(rate, seconds, &failed) : run_udp(rate, seconds, &failed);
   const double took = now_s() - start;
-  std::printf("{\"mode\":\"%s\",\"sent\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"rate\":%.0f}\n", mode.c_str(), sent,
-              failed, took, sent / took);
+  std::printf("{\"mode\":\"%s\",\"sent\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"rate\":%.0f}\n",
+              mode.c_str(), sent, failed, took, sent / took);
   return sent < 0 ? 1 : 0;
 }

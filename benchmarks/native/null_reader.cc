@@ -15,8 +15,8 @@
 #include <csignal>
 #include <cstdio>
 
-#include "../../native/event_filter.h"
-#include "../../native/netlink_socket.h"
+#include "ctnetlink/event_filter.h"
+#include "ctnetlink/socket.h"
 
 namespace {
 volatile std::sig_atomic_t stop = 0;
@@ -28,11 +28,13 @@ int main(int argc, char** argv) {
   if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) return std::perror("setns"), 1;
   std::signal(SIGTERM, [](int) { stop = 1; });
   std::signal(SIGINT, [](int) { stop = 1; });
-  const unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NFNLGRP_CONNTRACK_DESTROY};
+  const unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
+                             NFNLGRP_CONNTRACK_DESTROY};
   const ctmon::FilterProgram filter = ctmon::event_filter();
   ctmon::Fd fd;
   ctmon::EventSocketInfo info;
-  const ctmon::SysStatus st = ctmon::open_event_socket({groups, 3, 32 << 20, filter.instructions, filter.length}, fd, info);
+  const ctmon::SysStatus st =
+      ctmon::open_event_socket({groups, 3, 32 << 20, filter.instructions, filter.length}, fd, info);
   if (!st.ok()) return std::fprintf(stderr, "%s: errno %d\n", st.syscall, st.code), 1;
   std::printf("ready\n");
   std::fflush(stdout);
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf("{\"messages\":%ld,\"userSeconds\":%.3f,\"systemSeconds\":%.3f}\n", messages,
-              ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6, ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+              ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+              ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
   return 0;
 }

@@ -29,6 +29,9 @@ export interface FlowExpectation {
   icmpType?: number;
 }
 
-export function fixtureIndex(): Record<string, FlowExpectation & { procStat?: string; entries?: number; max?: number }> {
+export function fixtureIndex(): Record<
+  string,
+  FlowExpectation & { procStat?: string; entries?: number; max?: number }
+> {
   return JSON.parse(readFileSync(join(NETLINK_FIXTURES, 'index.json'), 'utf8'));
 }

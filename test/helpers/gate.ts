@@ -6,7 +6,11 @@ import { execFileSync } from 'node:child_process';
 
 function missingPrerequisite(): string | null {
   if (process.getuid?.() !== 0) return 'not running as root';
-  for (const [tool, flag] of [['ip', '-V'], ['nft', '--version'], ['conntrack', '--version']] as const) {
+  for (const [tool, flag] of [
+    ['ip', '-V'],
+    ['nft', '--version'],
+    ['conntrack', '--version'],
+  ] as const) {
     try {
       execFileSync(tool, [flag], { stdio: 'ignore' });
     } catch {

@@ -23,13 +23,17 @@ const fds = () => readdirSync('/proc/self/fd').length;
 const threads = () => readdirSync('/proc/self/task').length;
 const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
 const heapKiB = () => Math.round(process.memoryUsage().heapUsed / 1024);
-const netlinkSockets = () => readdirSync('/proc/self/fd').filter((fd) => {
-  try {
-    return readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8') && require('node:fs').readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
-  } catch {
-    return false;
-  }
-}).length;
+const netlinkSockets = () =>
+  readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return (
+        readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8') &&
+        require('node:fs').readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')
+      );
+    } catch {
+      return false;
+    }
+  }).length;
 
 if (mode === 'cycles') {
   const n = Number(countText);
@@ -59,7 +63,13 @@ if (mode === 'cycles') {
   const middle = { rssKiB: rssKiB() };
   for (let i = 0; i < n / 2; i++) await once();
   await settle();
-  const after = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB(), liveNativeMonitors: loadBinding()._liveMonitors() };
+  const after = {
+    fds: fds(),
+    threads: threads(),
+    rssKiB: rssKiB(),
+    heapKiB: heapKiB(),
+    liveNativeMonitors: loadBinding()._liveMonitors(),
+  };
   // Growth per cycle over the second half: a leak keeps a slope, a filling allocator does not.
   const slopeKiBPerCycle = (after.rssKiB - middle.rssKiB) / (n / 2);
   console.log(JSON.stringify({ before, middle, after, slopeKiBPerCycle, ms: Date.now() - started }));
@@ -70,13 +80,20 @@ if (mode === 'cycles') {
   const main = new ConntrackMonitor({ netns, intervalMs: 100 });
   const mainSample = new Promise((r) => main.once('sample', (s) => r({ entries: s.entries, source: s.source })));
   await main.start();
-  const workers = Array.from({ length: n }, () => new Worker(`
+  const workers = Array.from(
+    { length: n },
+    () =>
+      new Worker(
+        `
     const { parentPort, workerData } = require('node:worker_threads');
     const { ConntrackMonitor } = require(workerData.lib);
     const m = new ConntrackMonitor({ netns: workerData.netns, intervalMs: 100 });
     m.on('sample', (s) => parentPort.postMessage({ entries: s.entries, source: s.source }));
     m.start().catch((e) => parentPort.postMessage({ error: e.message }));
-  `, { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } }));
+  `,
+        { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } },
+      ),
+  );
   const samples = await Promise.all([mainSample, ...workers.map((w) => new Promise((r) => w.once('message', r)))]);
   const during = { threads: threads(), sockets: netlinkSockets() };
   await Promise.all(workers.map((w) => w.terminate()));
@@ -91,13 +108,20 @@ if (mode === 'cycles') {
   const before = { threads: threads(), sockets: netlinkSockets() };
   let samples = 0;
   for (let round = 0; round < rounds; round++) {
-    const workers = Array.from({ length: 4 }, () => new Worker(`
+    const workers = Array.from(
+      { length: 4 },
+      () =>
+        new Worker(
+          `
       const { parentPort, workerData } = require('node:worker_threads');
       const { ConntrackMonitor } = require(workerData.lib);
       const m = new ConntrackMonitor({ netns: workerData.netns, intervalMs: 50 });
       m.on('sample', () => parentPort.postMessage('sample'));
       m.start().catch(() => {});
-    `, { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } }));
+    `,
+          { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } },
+        ),
+    );
     for (const w of workers) w.on('message', () => samples++);
     await new Promise((r) => setTimeout(r, (round * 37) % 300)); // spread over load, start, samples
     await Promise.all(workers.map((w) => w.terminate()));
@@ -127,12 +151,23 @@ if (mode === 'cycles') {
   await new Promise((r) => setTimeout(r, arrived + 2000 - dumpMs / 2 - Date.now()));
   // What the reader thread is doing now: the first field of /proc/.../syscall is the syscall
   // number it is blocked in (poll, 7 on x86-64, when idle), or "running".
-  const reader = readdirSync('/proc/self/task').find((tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'ctmon-reader');
+  const reader = readdirSync('/proc/self/task').find(
+    (tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'ctmon-reader',
+  );
   const readerSyscall = readFileSync(`/proc/self/task/${reader}/syscall`, 'utf8').split(' ')[0].trim();
   const t = process.hrtime.bigint();
   await m.stop();
   const stopMs = Number(process.hrtime.bigint() - t) / 1e6;
   const last = samples.at(-1);
   // A cancelled resync is not counted; a completed one would have been.
-  console.log(JSON.stringify({ stopMs, dumpMs, readerSyscall, resyncsBefore: previous.events.resyncs, resyncsAfter: last.events.resyncs, final: last.final }));
+  console.log(
+    JSON.stringify({
+      stopMs,
+      dumpMs,
+      readerSyscall,
+      resyncsBefore: previous.events.resyncs,
+      resyncsAfter: last.events.resyncs,
+      final: last.final,
+    }),
+  );
 }

@@ -45,7 +45,16 @@ export class TestNamespace {
   }
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
-  async traffic(mode: 'tcp' | 'udp' | 'udp-echo', count: number): Promise<{ ok: number; failed: number; errors?: Record<string, number>; port?: number; failedSourcePorts?: number[] }> {
+  async traffic(
+    mode: 'tcp' | 'udp' | 'udp-echo',
+    count: number,
+  ): Promise<{
+    ok: number;
+    failed: number;
+    errors?: Record<string, number>;
+    port?: number;
+    failedSourcePorts?: number[];
+  }> {
     return JSON.parse(await this.exec(process.execPath, [TRAFFIC, mode, String(count)]));
   }
 
@@ -66,9 +75,12 @@ export class TestNamespace {
     const names = header!.trim().split(/\s+/);
     const sums: Record<string, number> = {};
     for (const row of rows) {
-      row.trim().split(/\s+/).forEach((hex, i) => {
-        sums[names[i]!] = (sums[names[i]!] ?? 0) + parseInt(hex, 16);
-      });
+      row
+        .trim()
+        .split(/\s+/)
+        .forEach((hex, i) => {
+          sums[names[i]!] = (sums[names[i]!] ?? 0) + parseInt(hex, 16);
+        });
     }
     return sums;
   }
@@ -78,7 +90,11 @@ export class TestNamespace {
    * families): counts by protocol and TCP state, in the sample's naming. Listing also makes
    * the kernel reap expired entries it meets, as any dump does.
    */
-  async kernelListing(): Promise<{ protocols: Record<string, number>; tcpStates: Record<string, number>; entries: number }> {
+  async kernelListing(): Promise<{
+    protocols: Record<string, number>;
+    tcpStates: Record<string, number>;
+    entries: number;
+  }> {
     const protocols: Record<string, number> = { tcp: 0, udp: 0, icmp: 0, other: 0 };
     const tcpStates: Record<string, number> = {};
     let entries = 0;
@@ -87,7 +103,8 @@ export class TestNamespace {
       for (const line of out.split('\n').filter((l) => l.trim())) {
         const [proto, , , state] = line.trim().split(/\s+/);
         entries++;
-        const cls = proto === 'tcp' || proto === 'udp' ? proto : proto === 'icmp' || proto === 'ipv6-icmp' ? 'icmp' : 'other';
+        const cls =
+          proto === 'tcp' || proto === 'udp' ? proto : proto === 'icmp' || proto === 'ipv6-icmp' ? 'icmp' : 'other';
         protocols[cls]!++;
         if (proto === 'tcp') tcpStates[state!] = (tcpStates[state!] ?? 0) + 1;
       }

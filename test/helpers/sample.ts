@@ -7,7 +7,18 @@ type DeepPartial<T> = { [K in keyof T]?: T[K] extends object | null ? DeepPartia
  * 1 s interval unless `over` says otherwise. `entries`/`max` set `fill`.
  */
 export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {}): ConntrackSample {
-  const zero = { insert: 0, delete: 0, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 0, icmpError: 0, clashResolve: 0, chainTooLong: 0, searchRestart: 0 };
+  const zero = {
+    insert: 0,
+    delete: 0,
+    drop: 0,
+    earlyDrop: 0,
+    insertFailed: 0,
+    invalid: 0,
+    icmpError: 0,
+    clashResolve: 0,
+    chainTooLong: 0,
+    searchRestart: 0,
+  };
   const entries = over.entries === undefined ? 100 : over.entries;
   const max = over.max === undefined ? 1000 : over.max;
   const tw = over.timeWait?.entries ?? 0;
@@ -23,10 +34,30 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
     counts: { ...zero, ...over.counts },
     rates: { ...zero, ...over.counts },
     totals: { ...zero, ...over.totals },
-    events: { received: 0, lost: 0, lostTotal: 0, receiveBufferBytes: 67108864, updates: 0, resyncs: 0, lastResyncMs: 1, ...over.events },
+    events: {
+      received: 0,
+      lost: 0,
+      lostTotal: 0,
+      receiveBufferBytes: 67108864,
+      updates: 0,
+      resyncs: 0,
+      lastResyncMs: 1,
+      ...over.events,
+    },
     socketTimeWait: 0,
     timeWait: { entries: tw, timeoutSeconds: 120, share: max ? tw / max : null, ...over.timeWait },
-    tcpStates: { NONE: 0, SYN_SENT: 0, SYN_RECV: 0, ESTABLISHED: 0, FIN_WAIT: 0, CLOSE_WAIT: 0, LAST_ACK: 0, TIME_WAIT: tw, CLOSE: 0, SYN_SENT2: 0 },
+    tcpStates: {
+      NONE: 0,
+      SYN_SENT: 0,
+      SYN_RECV: 0,
+      ESTABLISHED: 0,
+      FIN_WAIT: 0,
+      CLOSE_WAIT: 0,
+      LAST_ACK: 0,
+      TIME_WAIT: tw,
+      CLOSE: 0,
+      SYN_SENT2: 0,
+    },
     protocols: { tcp: tw, udp: 0, icmp: 0, other: 0 },
     eventsMode: 1,
     final: false,

@@ -25,7 +25,8 @@ async function tcp(n) {
       const client = net.connect(port, '127.0.0.1');
       client.on('connect', () => client.end('x'));
       client.on('close', (hadError) => {
-        hadError ? failed++ : ok++;
+        if (hadError) failed++;
+        else ok++;
         resolve();
       });
       client.on('error', () => {});
@@ -76,7 +77,10 @@ async function udpEcho(n) {
     const s = dgram.createSocket('udp4');
     sockets.push(s);
     await new Promise((resolve) => {
-      s.once('message', () => { ok++; resolve(); });
+      s.once('message', () => {
+        ok++;
+        resolve();
+      });
       s.send('ping', port, '127.0.0.1');
     });
   }

@@ -33,7 +33,7 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     expect(new Set(all.map((n) => n.inode)).size).toBe(all.length);
   });
 
-  it('reports each namespace\'s inserts, entries and table-full drops, equal to its kernel counters', async () => {
+  it("reports each namespace's inserts, entries and table-full drops, equal to its kernel counters", async () => {
     const a = await namespace('host-a');
     const b = await namespace('host-b');
     const host = new AllNamespacesMonitor({ intervalMs: 200, rediscoverMs: 300 });
@@ -60,9 +60,11 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     const after = { a: await a.kernelStats(), b: await b.kernelStats() };
     const kernelDrops = { a: after.a.drop! - before.a.drop!, b: after.b.drop! - before.b.drop! };
     const latest = { a: rows(a.name).at(-1)!, b: rows(b.name).at(-1)! };
-    console.info(`all namespaces: inserts a ${sum(a.name, 'inserts')} b ${sum(b.name, 'inserts')}; drops a ${sum(a.name, 'drops')} ` +
-      `(kernel ${kernelDrops.a}, failed sends ${sent.a.failed}) b ${sum(b.name, 'drops')} (kernel ${kernelDrops.b}, failed sends ${sent.b.failed}); ` +
-      `entries a ${latest.a.entries} (kernel ${await a.count()}) b ${latest.b.entries} (kernel ${await b.count()})`);
+    console.info(
+      `all namespaces: inserts a ${sum(a.name, 'inserts')} b ${sum(b.name, 'inserts')}; drops a ${sum(a.name, 'drops')} ` +
+        `(kernel ${kernelDrops.a}, failed sends ${sent.a.failed}) b ${sum(b.name, 'drops')} (kernel ${kernelDrops.b}, failed sends ${sent.b.failed}); ` +
+        `entries a ${latest.a.entries} (kernel ${await a.count()}) b ${latest.b.entries} (kernel ${await b.count()})`,
+    );
 
     expect(kernelDrops.a).toBeGreaterThan(0);
     expect(kernelDrops.b).toBeGreaterThan(kernelDrops.a);
@@ -109,12 +111,32 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     await a.traffic('udp', 4);
     const run = await runCli(['--all-namespaces', '--json', '--interval', '200', '--duration', '1']);
     expect(run.code).toBe(0);
-    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as AllNamespacesReport);
+    const lines = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AllNamespacesReport);
     expect(lines.length).toBeGreaterThanOrEqual(3);
     expect(lines.at(-1)!.final).toBe(true);
     expect(lines.slice(0, -1).every((l) => !l.final)).toBe(true);
     const row = lines.at(-1)!.namespaces.find((n) => n.name === a.name)!;
     expect(row).toMatchObject({ entries: 4, pid: null, host: false, error: null, source: 'netlink' });
-    expect(Object.keys(row).sort()).toEqual(['dropRate', 'drops', 'entries', 'error', 'fill', 'host', 'inode', 'insertRate', 'inserts', 'max', 'name', 'pid', 'source', 'totalDrops'].sort());
+    expect(Object.keys(row).sort()).toEqual(
+      [
+        'dropRate',
+        'drops',
+        'entries',
+        'error',
+        'fill',
+        'host',
+        'inode',
+        'insertRate',
+        'inserts',
+        'max',
+        'name',
+        'pid',
+        'source',
+        'totalDrops',
+      ].sort(),
+    );
   });
 });

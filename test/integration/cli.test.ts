@@ -14,7 +14,10 @@ describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', 
     });
     await traffic;
     expect(run.code).toBe(0);
-    const samples = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const samples = run.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(samples.length).toBeGreaterThanOrEqual(5);
     expect(samples.slice(0, -1).every((s) => s.final === false)).toBe(true);
     const last = samples.at(-1);
@@ -32,7 +35,10 @@ describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', 
       if (++lines === 2) child.kill(signal);
     });
     expect(run).toMatchObject({ code: 0, signal: null });
-    const samples = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const samples = run.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(samples.at(-1).final).toBe(true);
     expect(samples.filter((s) => s.final)).toHaveLength(1);
   });
@@ -55,7 +61,9 @@ describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', 
   it('exits 1 with the reason when monitoring cannot start', async () => {
     const run = await runCli(['--netns', 'ctmon-no-such-namespace', '--duration', '1']);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/cannot start: .*No such file or directory \(no network namespace at \/var\/run\/netns\/ctmon-no-such-namespace\)/);
+    expect(run.stderr).toMatch(
+      /cannot start: .*No such file or directory \(no network namespace at \/var\/run\/netns\/ctmon-no-such-namespace\)/,
+    );
   });
 
   it('lets the process exit while running after unref()', async () => {

@@ -18,7 +18,16 @@ const metric = (text: string, series: string) => {
 describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
   it('serve: /metrics over HTTP for a namespace with traffic, valid for promtool, clean SIGTERM', async () => {
     const ns = await namespace('serve');
-    const child = spawn(process.execPath, [CLI, 'serve', '--netns', ns.name, '--listen', '127.0.0.1:0', '--interval', '200']);
+    const child = spawn(process.execPath, [
+      CLI,
+      'serve',
+      '--netns',
+      ns.name,
+      '--listen',
+      '127.0.0.1:0',
+      '--interval',
+      '200',
+    ]);
     defer(() => void child.kill('SIGKILL'));
     const url = await servingUrl(child);
     await ns.traffic('tcp', 12);
@@ -27,7 +36,9 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     const text = await res.text();
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const labels = `netns="${ns.name}"`;
-    console.info(`serve: new ${metric(text, `nf_conntrack_events_total{${labels},type="new"}`)}, entries ${metric(text, `nf_conntrack_entries{${labels}}`)} (kernel ${await ns.count()})`);
+    console.info(
+      `serve: new ${metric(text, `nf_conntrack_events_total{${labels},type="new"}`)}, entries ${metric(text, `nf_conntrack_entries{${labels}}`)} (kernel ${await ns.count()})`,
+    );
     expect(metric(text, `nf_conntrack_events_total{${labels},type="new"}`)).toBe(12);
     expect(metric(text, `nf_conntrack_entries{${labels}}`)).toBe(await ns.count());
     expect(metric(text, `nf_conntrack_entries_by_state{${labels},protocol="tcp",state="time_wait"}`)).toBe(12);
@@ -53,10 +64,16 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
       return { full: await run, traffic };
     });
     const kernelDrops = (await ns.kernelStats()).drop! - before.drop!;
-    console.info(`check during table full: exit ${full.code}: ${full.stdout.trim()} (kernel drops ${kernelDrops}, failed sends ${traffic.failed})`);
+    console.info(
+      `check during table full: exit ${full.code}: ${full.stdout.trim()} (kernel drops ${kernelDrops}, failed sends ${traffic.failed})`,
+    );
     expect(full.code).toBe(2);
     expect(kernelDrops).toBeGreaterThan(0);
-    expect(full.stdout).toMatch(new RegExp(`^CONNTRACK CRITICAL - ${kernelDrops} packets dropped in \\d+ s \\(table full\\); 20/20 entries \\(100\\.0%\\)`));
+    expect(full.stdout).toMatch(
+      new RegExp(
+        `^CONNTRACK CRITICAL - ${kernelDrops} packets dropped in \\d+ s \\(table full\\); 20/20 entries \\(100\\.0%\\)`,
+      ),
+    );
     expect(full.stdout).toContain(`drops=${kernelDrops}c`);
   });
 
@@ -73,7 +90,9 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     const kernelDrops = (await ns.kernelStats()).drop! - before.drop!;
     expect(advice.code).toBe(0);
     const a = JSON.parse(advice.stdout);
-    console.info(`advise: ${a.recommendations.map((r: { sysctl: string; current: number; recommended: number }) => `${r.sysctl} ${r.current} -> ${r.recommended}`).join('; ')}`);
+    console.info(
+      `advise: ${a.recommendations.map((r: { sysctl: string; current: number; recommended: number }) => `${r.sysctl} ${r.current} -> ${r.recommended}`).join('; ')}`,
+    );
     expect(kernelDrops).toBeGreaterThan(0);
     expect(a.drops).toBe(kernelDrops);
     const byName = Object.fromEntries(a.recommendations.map((r: { sysctl: string }) => [r.sysctl, r]));
@@ -86,7 +105,17 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
   it('live view: a real terminal (tmux) shows the fill bar, and the drops in plain words', async () => {
     const ns = await namespace('tty');
     const session = `ctmon-${process.pid}`;
-    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '130', '-y', '40', `${process.execPath} ${CLI} --netns ${ns.name} --interval 200`]);
+    execFileSync('tmux', [
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '130',
+      '-y',
+      '40',
+      `${process.execPath} ${CLI} --netns ${ns.name} --interval 200`,
+    ]);
     defer(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
     const screen = () => execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
     await ns.waitForListener();

@@ -32,7 +32,7 @@ async function startDrops(): Promise<{ monitor: DropMonitor; samples: DropSample
 const nextSample = (monitor: DropMonitor) => new Promise((r) => monitor.once('sample', r));
 
 describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attribution', () => {
-  it('counts each namespace\'s table-full drops exactly, and samples the flows that were dropped', async () => {
+  it("counts each namespace's table-full drops exactly, and samples the flows that were dropped", async () => {
     const a = await namespace('drops-a');
     const b = await namespace('drops-b');
     const inode = { a: statSync(a.path).ino, b: statSync(b.path).ino };
@@ -48,11 +48,17 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     await monitor.stop();
     const after = { a: await a.kernelStats(), b: await b.kernelStats() };
     const kernel = { a: after.a.drop! - before.a.drop!, b: after.b.drop! - before.b.drop! };
-    const counted = (ino: number) => samples.flatMap((s) => s.namespaces).filter((n) => n.inode === ino).reduce((t, n) => t + n.drops, 0);
+    const counted = (ino: number) =>
+      samples
+        .flatMap((s) => s.namespaces)
+        .filter((n) => n.inode === ino)
+        .reduce((t, n) => t + n.drops, 0);
     const flows = (ino: number) => samples.flatMap((s) => s.flows).filter((f) => f.netnsInode === ino);
     const row = samples.at(-1)!.namespaces.find((n) => n.inode === inode.b)!;
-    console.info(`eBPF drops: a ${counted(inode.a)} (kernel ${kernel.a}, failed sends ${sent.a.failed}), ` +
-      `b ${counted(inode.b)} (kernel ${kernel.b}, failed sends ${sent.b.failed}); flows a ${flows(inode.a).length}, b ${flows(inode.b).length}`);
+    console.info(
+      `eBPF drops: a ${counted(inode.a)} (kernel ${kernel.a}, failed sends ${sent.a.failed}), ` +
+        `b ${counted(inode.b)} (kernel ${kernel.b}, failed sends ${sent.b.failed}); flows a ${flows(inode.a).length}, b ${flows(inode.b).length}`,
+    );
 
     expect(kernel.a).toBeGreaterThan(0);
     expect(kernel.b).toBeGreaterThan(kernel.a);
@@ -61,10 +67,16 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     expect(row).toMatchObject({ name: b.name, totalDrops: kernel.b });
     expect(samples.at(-1)!.final).toBe(true);
     // Each dropped flow is one of the sends that failed: 127.0.0.1:source port -> the receiver.
-    for (const [ns, ino, traffic] of [[a, inode.a, sent.a], [b, inode.b, sent.b]] as const) {
+    for (const [ns, ino, traffic] of [
+      [a, inode.a, sent.a],
+      [b, inode.b, sent.b],
+    ] as const) {
       const seen = flows(ino);
-      expect(seen.map((f) => f.sport).sort((x, y) => x! - y!)).toEqual([...traffic.failedSourcePorts!].sort((x, y) => x - y));
-      for (const f of seen) expect(f).toMatchObject({ protocol: 'udp', src: '127.0.0.1', dst: '127.0.0.1', dport: traffic.port, count: 1 });
+      expect(seen.map((f) => f.sport).sort((x, y) => x! - y!)).toEqual(
+        [...traffic.failedSourcePorts!].sort((x, y) => x - y),
+      );
+      for (const f of seen)
+        expect(f).toMatchObject({ protocol: 'udp', src: '127.0.0.1', dst: '127.0.0.1', dport: traffic.port, count: 1 });
       expect(ns.name).toBeTruthy();
     }
   });
@@ -111,15 +123,23 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     await c.exec('nft', ['add chain inet ctmon_test block { type filter hook output priority 10; }']);
     await c.exec('nft', ['add rule inet ctmon_test block udp dport 9 counter drop']);
     const { monitor, samples } = await startDrops();
-    const sends = await c.exec(process.execPath, ['-e', `
+    const sends = await c.exec(process.execPath, [
+      '-e',
+      `
       const s = require('node:dgram').createSocket('udp4');
       let failed = 0, left = 20;
-      for (let i = 0; i < 20; i++) s.send('x', 9, '127.0.0.1', (e) => { if (e) failed++; if (--left === 0) { console.log(failed); s.close(); } });`]);
+      for (let i = 0; i < 20; i++) s.send('x', 9, '127.0.0.1', (e) => { if (e) failed++; if (--left === 0) { console.log(failed); s.close(); } });`,
+    ]);
     await nextSample(monitor);
     await monitor.stop();
-    const ruleDrops = Number(/counter packets (\d+)/.exec(await c.exec('nft', ['list chain inet ctmon_test block']))![1]);
+    const ruleDrops = Number(
+      /counter packets (\d+)/.exec(await c.exec('nft', ['list chain inet ctmon_test block']))![1],
+    );
     const ino = statSync(c.path).ino;
-    const counted = samples.flatMap((s) => s.namespaces).filter((n) => n.inode === ino).reduce((t, n) => t + n.drops, 0);
+    const counted = samples
+      .flatMap((s) => s.namespaces)
+      .filter((n) => n.inode === ino)
+      .reduce((t, n) => t + n.drops, 0);
     console.info(`nft rule drops: ${ruleDrops} (failed sends ${sends.trim()}), counted as table-full: ${counted}`);
     expect(ruleDrops).toBe(20);
     expect(Number(sends.trim())).toBe(20);
@@ -129,7 +149,17 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
 
   it('serve --drops exposes nf_conntrack_table_full_drops_total{netns}, equal to the kernel, promtool-clean', async () => {
     const a = await namespace('drops-metrics');
-    const serve = spawn(process.execPath, [CLI, 'serve', '--drops', '--netns', a.name, '--listen', '127.0.0.1:0', '--interval', '200']);
+    const serve = spawn(process.execPath, [
+      CLI,
+      'serve',
+      '--drops',
+      '--netns',
+      a.name,
+      '--listen',
+      '127.0.0.1:0',
+      '--interval',
+      '200',
+    ]);
     defer(() => serve.kill('SIGTERM'));
     const url = await servingUrl(serve);
     const before = await a.kernelStats();
@@ -153,7 +183,10 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     const sent = await withConntrackMax(5, () => a.traffic('udp', 12));
     const done = await run;
     expect(done.code).toBe(0);
-    const lines = done.stdout.trim().split('\n').map((l) => JSON.parse(l) as DropSample);
+    const lines = done.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as DropSample);
     expect(lines.at(-1)!.final).toBe(true);
     const row = lines.at(-1)!.namespaces.find((n) => n.inode === ino)!;
     expect(row).toEqual({ inode: ino, name: a.name, pid: null, drops: expect.any(Number), totalDrops: sent.failed });
@@ -175,7 +208,9 @@ describe.skipIf(!canRunIntegration)('eBPF drop attribution without the capabilit
     expect(out.started).toBe(false);
     expect(out.reason).toMatch(/CAP_BPF|CAP_SYS_ADMIN|CAP_PERFMON|permission/i);
     expect(out.error).toMatch(/cannot attach the drop probe/);
-    const cli = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, 'drops', '--duration', '1'], { encoding: 'utf8' });
+    const cli = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, 'drops', '--duration', '1'], {
+      encoding: 'utf8',
+    });
     expect(cli.status).toBe(1);
     expect(cli.stderr.trim().split('\n')).toHaveLength(1);
     expect(cli.stderr).toMatch(/^conntrack-monitor drops: cannot run: /);

@@ -31,35 +31,47 @@ function injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: n
 describe.skipIf(!canRunIntegration)('faults on the real kernel', () => {
   it.each([
     ['nfnetlink', { netlinkProtocol: UNIMPLEMENTED_PROTOCOL }, 'EPROTONOSUPPORT', 'socket', 'CONFIG_NETFILTER_NETLINK'],
-    ['ctnetlink', { ctnetlinkSubsystem: UNREGISTERED_SUBSYSTEM }, 'EINVAL', 'recv', 'load nf_conntrack_netlink (CONFIG_NF_CT_NETLINK)'],
-  ] as const)('a kernel without %s: a clear error naming it, or the /proc fallback', async (feature, faults, code, syscall, text) => {
-    const ns = await namespace(`no-${feature}`);
-    await ns.traffic('udp', 6);
-    injectFaults(faults);
+    [
+      'ctnetlink',
+      { ctnetlinkSubsystem: UNREGISTERED_SUBSYSTEM },
+      'EINVAL',
+      'recv',
+      'load nf_conntrack_netlink (CONFIG_NF_CT_NETLINK)',
+    ],
+  ] as const)(
+    'a kernel without %s: a clear error naming it, or the /proc fallback',
+    async (feature, faults, code, syscall, text) => {
+      const ns = await namespace(`no-${feature}`);
+      await ns.traffic('udp', 6);
+      injectFaults(faults);
 
-    const forced = new ConntrackMonitor({ netns: ns.name, backend: 'netlink' });
-    const error = (await forced.start().then(() => null, (e: unknown) => e)) as ConntrackError;
-    console.info(`no ${feature}: ${error.message}`);
-    expect(error.code).toBe(code);
-    expect(error.syscall).toBe(syscall);
-    expect(error.missing).toBe(feature);
-    expect(error.message).toContain(text);
+      const forced = new ConntrackMonitor({ netns: ns.name, backend: 'netlink' });
+      const error = (await forced.start().then(
+        () => null,
+        (e: unknown) => e,
+      )) as ConntrackError;
+      console.info(`no ${feature}: ${error.message}`);
+      expect(error.code).toBe(code);
+      expect(error.syscall).toBe(syscall);
+      expect(error.missing).toBe(feature);
+      expect(error.message).toContain(text);
 
-    // The proc backend reads another namespace through a process in it.
-    const { child } = await ns.start(process.execPath, ['-e', 'console.log("in"); setInterval(() => {}, 1e6)']);
-    defer(() => child.kill());
-    const auto = new ConntrackMonitor({ netns: ns.name, intervalMs: 100 });
-    const fallbacks: string[] = [];
-    auto.on('fallback', (f) => fallbacks.push(f.reason));
-    const first = new Promise<ConntrackSample>((r) => auto.once('sample', r));
-    await auto.start();
-    defer(() => auto.stop());
-    const sample = await first;
-    expect(fallbacks).toHaveLength(1);
-    expect(fallbacks[0]).toContain(text);
-    expect(sample.source).toBe('proc');
-    expect(sample.entries).toBe(await ns.count());
-  });
+      // The proc backend reads another namespace through a process in it.
+      const { child } = await ns.start(process.execPath, ['-e', 'console.log("in"); setInterval(() => {}, 1e6)']);
+      defer(() => child.kill());
+      const auto = new ConntrackMonitor({ netns: ns.name, intervalMs: 100 });
+      const fallbacks: string[] = [];
+      auto.on('fallback', (f) => fallbacks.push(f.reason));
+      const first = new Promise<ConntrackSample>((r) => auto.once('sample', r));
+      await auto.start();
+      defer(() => auto.stop());
+      const sample = await first;
+      expect(fallbacks).toHaveLength(1);
+      expect(fallbacks[0]).toContain(text);
+      expect(sample.source).toBe('proc');
+      expect(sample.entries).toBe(await ns.count());
+    },
+  );
 
   it('a stats request failing mid-run: the samples say so, events are still counted, it recovers', async () => {
     const ns = await namespace('stats-fail');
@@ -83,8 +95,10 @@ describe.skipIf(!canRunIntegration)('faults on the real kernel', () => {
     await nextSamples(monitor, 3);
     const last = samples.at(-1)!;
     const kernelEntries = await ns.count();
-    console.info(`stats failing: ${failing.length} samples with entries ${failing.map((s) => s.entries).join(',')}, ` +
-      `errors ${errors.length} (${errors[0]?.message}); after: entries ${last.entries} (kernel ${kernelEntries}), inserts ${last.totals.insert}`);
+    console.info(
+      `stats failing: ${failing.length} samples with entries ${failing.map((s) => s.entries).join(',')}, ` +
+        `errors ${errors.length} (${errors[0]?.message}); after: entries ${last.entries} (kernel ${kernelEntries}), inserts ${last.totals.insert}`,
+    );
 
     expect(failing.length).toBeGreaterThanOrEqual(2);
     for (const s of failing) {
@@ -117,8 +131,10 @@ describe.skipIf(!canRunIntegration)('faults on the real kernel', () => {
     const [kernelDrops] = await ns.eventSocketDrops();
     const last = samples.at(-1)!;
     const kernel = await ns.kernelListing();
-    console.info(`storm: lostTotal ${last.events!.lostTotal}, kernel socket drops ${kernelDrops}, resyncs ${last.events!.resyncs}, ` +
-      `samples ${samples.length} in ${elapsedIntervals.toFixed(1)} intervals, TIME_WAIT ${last.timeWait.entries} (kernel ${kernel.tcpStates.TIME_WAIT})`);
+    console.info(
+      `storm: lostTotal ${last.events!.lostTotal}, kernel socket drops ${kernelDrops}, resyncs ${last.events!.resyncs}, ` +
+        `samples ${samples.length} in ${elapsedIntervals.toFixed(1)} intervals, TIME_WAIT ${last.timeWait.entries} (kernel ${kernel.tcpStates.TIME_WAIT})`,
+    );
     expect(last.events!.lostTotal).toBeGreaterThan(100);
     expect(last.events!.lostTotal).toBe(kernelDrops);
     expect(last.events!.resyncs).toBeGreaterThanOrEqual(1);
@@ -128,12 +144,20 @@ describe.skipIf(!canRunIntegration)('faults on the real kernel', () => {
   });
 
   it.each([
-    ['/root/ctmon-unreadable', /^conntrack-monitor: cannot start: open network namespace \/root\/ctmon-unreadable: EACCES: permission denied, stat '\/root\/ctmon-unreadable' \(no permission to read \/root\/ctmon-unreadable\)$/],
-    ['/tmp/ctmon-private', /^conntrack-monitor: cannot start: \/tmp\/ctmon-private is not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/],
+    [
+      '/root/ctmon-unreadable',
+      /^conntrack-monitor: cannot start: open network namespace \/root\/ctmon-unreadable: EACCES: permission denied, stat '\/root\/ctmon-unreadable' \(no permission to read \/root\/ctmon-unreadable\)$/,
+    ],
+    [
+      '/tmp/ctmon-private',
+      /^conntrack-monitor: cannot start: \/tmp\/ctmon-private is not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
+    ],
   ])('as nobody, --netns %s (mode 0600, owned by root) gives one clear line and exit 1', (path, message) => {
     execFileSync('install', ['-m', '600', '/dev/null', path]);
     defer(() => rmSync(path, { force: true }));
-    const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, '--netns', path, '--duration', '1'], { encoding: 'utf8' });
+    const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, '--netns', path, '--duration', '1'], {
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim()).toMatch(message);

@@ -18,9 +18,11 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
   it('2000 start/stop cycles leave no descriptors, threads or memory behind', async () => {
     const ns = await namespace('cycles');
     const r = child(['cycles', ns.path, '2000'], ['--expose-gc']);
-    console.info(`2000 cycles in ${r.ms} ms: fds ${r.before.fds} -> ${r.after.fds}, threads ${r.before.threads} -> ${r.after.threads}, ` +
-      `RSS ${r.before.rssKiB} -> ${r.middle.rssKiB} -> ${r.after.rssKiB} KiB (${r.slopeKiBPerCycle.toFixed(3)} KiB/cycle over the last 1000), ` +
-      `JS heap ${r.before.heapKiB} -> ${r.after.heapKiB} KiB, native monitors alive ${r.after.liveNativeMonitors}`);
+    console.info(
+      `2000 cycles in ${r.ms} ms: fds ${r.before.fds} -> ${r.after.fds}, threads ${r.before.threads} -> ${r.after.threads}, ` +
+        `RSS ${r.before.rssKiB} -> ${r.middle.rssKiB} -> ${r.after.rssKiB} KiB (${r.slopeKiBPerCycle.toFixed(3)} KiB/cycle over the last 1000), ` +
+        `JS heap ${r.before.heapKiB} -> ${r.after.heapKiB} KiB, native monitors alive ${r.after.liveNativeMonitors}`,
+    );
     expect(r.after.fds).toBe(r.before.fds);
     expect(r.after.threads).toBe(r.before.threads);
     expect(r.after.liveNativeMonitors).toBe(0);
@@ -61,8 +63,10 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     expect(r.finalSamples).toBe(1);
 
     const resync = child(['stop-resync', ns.path]);
-    console.info(`stop during a resync of 100,000 entries (a dump takes ${resync.dumpMs} ms): ${resync.stopMs.toFixed(1)} ms, ` +
-      `resyncs ${resync.resyncsBefore} -> ${resync.resyncsAfter}, reader in syscall ${resync.readerSyscall} when stopped`);
+    console.info(
+      `stop during a resync of 100,000 entries (a dump takes ${resync.dumpMs} ms): ${resync.stopMs.toFixed(1)} ms, ` +
+        `resyncs ${resync.resyncsBefore} -> ${resync.resyncsAfter}, reader in syscall ${resync.readerSyscall} when stopped`,
+    );
     expect(resync.final).toBe(true);
     expect(resync.readerSyscall).not.toBe('7'); // not idle in poll(): inside the dump
     expect(resync.resyncsAfter).toBe(resync.resyncsBefore); // stopped inside the dump: it was cancelled
@@ -87,7 +91,9 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     const { spawn } = await import('node:child_process');
     const proc = spawn(process.execPath, ['-e', script]);
     let out = '';
-    await new Promise<void>((resolve) => proc.stdout.on('data', (d) => ((out += d), out.includes('started') && resolve())));
+    await new Promise<void>((resolve) =>
+      proc.stdout.on('data', (d) => ((out += d), out.includes('started') && resolve())),
+    );
     await ns.remove(); // the monitor's sockets keep the namespace alive; nothing breaks
     proc.stdin.end('go\n');
     const code = await new Promise((r) => proc.on('close', r));

@@ -11,7 +11,6 @@ import { withConntrackMax } from '../helpers/netns';
 import { nextSamples } from '../helpers/samples';
 import { namespace, startMonitor } from '../helpers/scope';
 
-
 describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => {
   it('counts N TCP connections as N inserts, and its entries equal the kernel count', async () => {
     const N = 200;
@@ -23,7 +22,9 @@ describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => 
 
     const kernelCount = await ns.count();
     const last = samples.at(-1)!;
-    console.info(`inserts: monitor ${last.totals.insert}, connections ${traffic.ok}; entries: monitor ${last.entries}, kernel ${kernelCount}, conntrack -C ${await ns.conntrackToolsCount()}`);
+    console.info(
+      `inserts: monitor ${last.totals.insert}, connections ${traffic.ok}; entries: monitor ${last.entries}, kernel ${kernelCount}, conntrack -C ${await ns.conntrackToolsCount()}`,
+    );
     expect(traffic).toEqual({ ok: N, failed: 0 });
     expect(last.final).toBe(true);
     expect(last.totals.insert).toBe(N);
@@ -54,7 +55,9 @@ describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => 
     const kernelDrops = after.drop! - before.drop!;
     const kernelEarlyDrops = after.early_drop! - before.early_drop!;
     const last = samples.at(-1)!;
-    console.info(`table full at max=${LIMIT}: drops monitor ${last.totals.drop}, kernel ${kernelDrops}, failed sends ${traffic.failed}; early_drop monitor ${last.totals.earlyDrop}, kernel ${kernelEarlyDrops}; inserts ${last.totals.insert} for ${traffic.ok} sent`);
+    console.info(
+      `table full at max=${LIMIT}: drops monitor ${last.totals.drop}, kernel ${kernelDrops}, failed sends ${traffic.failed}; early_drop monitor ${last.totals.earlyDrop}, kernel ${kernelEarlyDrops}; inserts ${last.totals.insert} for ${traffic.ok} sent`,
+    );
 
     expect(kernelDrops).toBeGreaterThan(0);
     expect(last.totals.drop).toBe(kernelDrops);
@@ -68,7 +71,7 @@ describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => 
     expect(last.entries).toBe(await ns.count());
   });
 
-  it('monitors another namespace through `netns`: its traffic, not the others\'', async () => {
+  it("monitors another namespace through `netns`: its traffic, not the others'", async () => {
     const a = await namespace('a');
     const b = await namespace('b');
     const ma = await startMonitor(a);

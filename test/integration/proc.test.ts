@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import type { ConntrackSample } from '../../dist/index.js';
 import { CLI } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { TestNamespace, withConntrackMax } from '../helpers/netns';
@@ -19,20 +20,22 @@ function resident(ns: TestNamespace): ChildProcess {
 }
 
 describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () => {
-  it('falls back from netlink, says why once, and reports the kernel\'s entries, max and drops', async () => {
+  it("falls back from netlink, says why once, and reports the kernel's entries, max and drops", async () => {
     const ns = await namespace('proc');
     const pid = resident(ns).pid!;
     await new Promise((r) => setTimeout(r, 200)); // let `ip netns exec` enter the namespace
     await ns.traffic('tcp', 15);
 
     const cli = spawn(process.execPath, [CLI, '--json', '--netns', `/proc/${pid}/ns/net`, '--interval', '200'], {
-      uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'],
+      uid: NOBODY,
+      gid: NOBODY,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     defer(() => void cli.kill());
     let stderr = '';
     cli.stderr.on('data', (d) => (stderr += d));
-    const samples: any[] = [];
-    let waiters: (() => void)[] = [];
+    const samples: ConntrackSample[] = [];
+    const waiters: (() => void)[] = [];
     let buffer = '';
     cli.stdout.on('data', (d) => {
       buffer += d;
@@ -45,7 +48,7 @@ describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () =
     const nextSample = () => new Promise<void>((r) => waiters.push(r));
 
     await nextSample();
-    const first = samples[0];
+    const first = samples[0]!;
     const kernelCount = await ns.count();
     console.info(`proc as nobody: entries ${first.entries} (kernel ${kernelCount}), max ${first.max}`);
     expect(first.source).toBe('proc');
@@ -65,9 +68,11 @@ describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () =
     const after = await ns.kernelStats();
     cli.kill('SIGTERM');
     const code = await new Promise((r) => cli.on('close', r));
-    const last = samples.at(-1);
+    const last = samples.at(-1)!;
     const kernelDrops = after.drop! - before.drop!;
-    console.info(`proc table full: drops reported ${last.totals.drop}, kernel ${kernelDrops}, failed sends ${traffic.failed}`);
+    console.info(
+      `proc table full: drops reported ${last.totals.drop}, kernel ${kernelDrops}, failed sends ${traffic.failed}`,
+    );
     expect(code).toBe(0);
     expect(last.final).toBe(true);
     expect(kernelDrops).toBeGreaterThan(0);
@@ -78,19 +83,24 @@ describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () =
 
     const notes = stderr.trim().split('\n');
     expect(notes).toHaveLength(1);
-    expect(notes[0]).toMatch(/^conntrack-monitor: using \/proc instead of ctnetlink: .*(permission|Permission|EPERM|EACCES)/);
+    expect(notes[0]).toMatch(
+      /^conntrack-monitor: using \/proc instead of ctnetlink: .*(permission|Permission|EPERM|EACCES)/,
+    );
   });
 
   it('reads a namespace named under /var/run/netns through a process in it', async () => {
     const { ConntrackMonitor } = await import('../../dist/index.js');
     const ns = await namespace('procname');
     const lonely = new ConntrackMonitor({ netns: ns.name, backend: 'proc' });
-    await expect(lonely.start()).rejects.toMatchObject({ code: 'ESRCH', message: expect.stringMatching(/pass \/proc\/PID\/ns\/net/) });
+    await expect(lonely.start()).rejects.toMatchObject({
+      code: 'ESRCH',
+      message: expect.stringMatching(/pass \/proc\/PID\/ns\/net/),
+    });
     resident(ns);
     await new Promise((r) => setTimeout(r, 200));
     await ns.traffic('tcp', 4);
     const monitor = new ConntrackMonitor({ netns: ns.name, backend: 'proc', intervalMs: 100 });
-    const sample = new Promise<any>((r) => monitor.once('sample', r));
+    const sample = new Promise<ConntrackSample>((r) => monitor.once('sample', r));
     await monitor.start();
     const s = await sample;
     await monitor.stop();

@@ -16,19 +16,26 @@ import { namespace } from '../helpers/scope';
 /** Entries by identity and state; timeouts tick down, so they are left out. */
 async function table(ns: TestNamespace): Promise<string[]> {
   const out = await ns.exec('conntrack', ['-L']);
-  return out.trim().split('\n').filter(Boolean).map((l) => l.replace(/^(\S+\s+\d+)\s+\d+/, '$1')).sort();
+  return out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.replace(/^(\S+\s+\d+)\s+\d+/, '$1'))
+    .sort();
 }
 
 async function sysctls(ns: TestNamespace): Promise<Record<string, string>> {
   const names = readdirSync('/proc/sys/net/netfilter');
   const inside = await ns.exec('sh', ['-c', 'cd /proc/sys/net/netfilter && grep -r . . 2>/dev/null || true']);
-  const host = Object.fromEntries(names.map((n) => {
-    try {
-      return [`host:${n}`, readFileSync(`/proc/sys/net/netfilter/${n}`, 'utf8').trim()];
-    } catch {
-      return [`host:${n}`, 'unreadable'];
-    }
-  }));
+  const host = Object.fromEntries(
+    names.map((n) => {
+      try {
+        return [`host:${n}`, readFileSync(`/proc/sys/net/netfilter/${n}`, 'utf8').trim()];
+      } catch {
+        return [`host:${n}`, 'unreadable'];
+      }
+    }),
+  );
   return { ...host, netns: inside.split('\n').sort().join('\n') };
 }
 
@@ -71,7 +78,9 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
       });
       expect(line).toBe('conntrack-monitor: serving http://127.0.0.1:9465/metrics');
       // The kernel's own view of the socket: bound to 127.0.0.1, not to any address.
-      const listening = readFileSync('/proc/net/tcp', 'utf8').split('\n').filter((l) => / 0A /.test(l) && /:24F9 /.test(l));
+      const listening = readFileSync('/proc/net/tcp', 'utf8')
+        .split('\n')
+        .filter((l) => / 0A /.test(l) && /:24F9 /.test(l));
       expect(listening.map((l) => l.trim().split(/\s+/)[1])).toEqual(['0100007F:24F9']);
     } finally {
       serve.kill('SIGTERM');
@@ -83,11 +92,17 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
 describe('no process spawning', () => {
   it('the library and the addon never start a process or a shell', () => {
     const root = join(__dirname, '..', '..');
-    for (const file of readdirSync(join(root, 'src'))) {
-      expect(readFileSync(join(root, 'src', file), 'utf8'), file).not.toMatch(/child_process|\bexecSync\b|\bspawn\(/);
+    const files = (dir: string) =>
+      readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => join(e.parentPath, e.name));
+    for (const file of files('src')) {
+      expect(readFileSync(file, 'utf8'), file).not.toMatch(/child_process|\bexecSync\b|\bspawn\(/);
     }
-    for (const file of readdirSync(join(root, 'native'))) {
-      expect(readFileSync(join(root, 'native', file), 'utf8'), file).not.toMatch(/\b(system|popen|fork|vfork|posix_spawnp?|exec[lv]p?e?)\s*\(/);
+    for (const file of files('native')) {
+      expect(readFileSync(file, 'utf8'), file).not.toMatch(
+        /\b(system|popen|fork|vfork|posix_spawnp?|exec[lv]p?e?)\s*\(/,
+      );
     }
   });
 });

@@ -11,7 +11,6 @@ import type { TestNamespace } from '../helpers/netns';
 import { nextSamples } from '../helpers/samples';
 import { namespace, startMonitor } from '../helpers/scope';
 
-
 /** The sample's view in the kernel listing's shape: nonzero TCP states and protocol counts. */
 function view(s: ConntrackSample) {
   return {
@@ -64,7 +63,9 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     const lagMs = Date.parse(zero.time) - (closedAt + 3000);
     const kernelCount = await ns.count(); // reading the count does not reap anything
     const kernel = await ns.kernelListing();
-    console.info(`expiry: TIME_WAIT reported 0 at ${lagMs} ms after expiry; DESTROYs received by then ${zero.totals.delete}; nf_conntrack_count still ${kernelCount}; kernel listing TIME_WAIT ${kernel.tcpStates.TIME_WAIT ?? 0}`);
+    console.info(
+      `expiry: TIME_WAIT reported 0 at ${lagMs} ms after expiry; DESTROYs received by then ${zero.totals.delete}; nf_conntrack_count still ${kernelCount}; kernel listing TIME_WAIT ${kernel.tcpStates.TIME_WAIT ?? 0}`,
+    );
     expect(lagMs).toBeLessThanOrEqual(250 + 100);
     expect(kernel.tcpStates.TIME_WAIT ?? 0).toBe(0);
   });
@@ -75,7 +76,10 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     const { monitor, samples } = await startMonitor(ns);
     const held = await ns.hold(6, 4); // ESTABLISHED and CLOSE_WAIT
     await ns.traffic('udp-echo', 7);
-    await ns.exec(process.execPath, ['-e', 'require("dgram").createSocket("udp6").send("x", 9, "::1", () => process.exit(0))']);
+    await ns.exec(process.execPath, [
+      '-e',
+      'require("dgram").createSocket("udp6").send("x", 9, "::1", () => process.exit(0))',
+    ]);
     const open = await checkpoint(ns, monitor, samples, 'open');
     expect(open.tcpStates).toEqual({ ESTABLISHED: 6, CLOSE_WAIT: 4, TIME_WAIT: 5 });
     expect(open.protocols).toEqual({ tcp: 15, udp: 8, icmp: 0, other: 0 });
@@ -105,7 +109,9 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     const converged = await checkpoint(ns, monitor, samples, 'after loss');
     await monitor.stop();
     const last = samples.at(-1)!;
-    console.info(`loss: lostTotal ${last.events!.lostTotal}, kernel socket drops ${kernelDrops}, resyncs ${last.events!.resyncs}`);
+    console.info(
+      `loss: lostTotal ${last.events!.lostTotal}, kernel socket drops ${kernelDrops}, resyncs ${last.events!.resyncs}`,
+    );
     expect(last.events!.lostTotal).toBeGreaterThan(0);
     expect(last.events!.lostTotal).toBe(kernelDrops);
     expect(last.events!.resyncs).toBeGreaterThanOrEqual(1);
@@ -149,9 +155,13 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
       const shown = Number(/(\d+) flow events have been shown/.exec(referenceErr)?.[1] ?? -1);
       if ((/ENOBUFS/.test(referenceErr) || shown !== lines.length) && attempt < 3) continue;
       const udpUpdates = lines.filter((l) => /\budp\b/.test(l)).length;
-      const tcpStateChanges = lines.filter((l) => /\btcp\b/.test(l) && /\b(SYN_RECV|ESTABLISHED|FIN_WAIT|CLOSE_WAIT|LAST_ACK|TIME_WAIT|CLOSE)\b/.test(l)).length;
+      const tcpStateChanges = lines.filter(
+        (l) => /\btcp\b/.test(l) && /\b(SYN_RECV|ESTABLISHED|FIN_WAIT|CLOSE_WAIT|LAST_ACK|TIME_WAIT|CLOSE)\b/.test(l),
+      ).length;
       const received = samples.reduce((sum, s) => sum + s.events!.updates, 0);
-      console.info(`filter: conntrack -E saw ${lines.length} UPDATEs (${udpUpdates} UDP, ${tcpStateChanges} TCP state changes); the monitor received ${received}`);
+      console.info(
+        `filter: conntrack -E saw ${lines.length} UPDATEs (${udpUpdates} UDP, ${tcpStateChanges} TCP state changes); the monitor received ${received}`,
+      );
       expect(referenceErr).not.toMatch(/ENOBUFS/);
       expect(shown).toBe(lines.length);
       expect(udpUpdates).toBeGreaterThan(0); // the kernel sent UDP UPDATEs (one per echo flow)...

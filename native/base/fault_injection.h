@@ -1,0 +1,27 @@
+// fault_injection.h — test-only redirections that make the real kernel fail the way a kernel
+// without a feature would: a netlink protocol it does not implement (socket() answers
+// EPROTONOSUPPORT, as on a kernel without nfnetlink) or an nfnetlink subsystem nobody
+// registered (every request answers EINVAL, as on a kernel without nf_conntrack_netlink).
+// The tests set them through the binding's _injectFaults hook and restore them after; the
+// defaults are the real values, so outside tests nothing else is ever read.
+#pragma once
+
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
+
+#include <atomic>
+
+namespace ctmon {
+
+struct FaultInjection {
+  std::atomic<int> netlink_protocol{NETLINK_NETFILTER};
+  std::atomic<int> ctnetlink_subsystem{
+      NFNL_SUBSYS_CTNETLINK};  // requests only; events come by group
+};
+
+inline FaultInjection& fault_injection() {
+  static FaultInjection faults;
+  return faults;
+}
+
+}  // namespace ctmon

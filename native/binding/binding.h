@@ -1,0 +1,20 @@
+// binding.h — what each binding file contributes to the addon's exports (addon.cc).
+// The binding/ files are the only ones that include napi.h; everything they wrap is plain C++
+// under native/base, native/ctnetlink and native/ebpf that knows nothing of Node.
+#pragma once
+
+#include <napi.h>
+
+namespace ctmon_binding {
+
+// monitor_binding.cc
+Napi::Function define_native_monitor(Napi::Env env);
+int live_native_monitors();  // NativeMonitor objects not yet destroyed (lifecycle tests)
+
+// drop_probe_binding.cc: NativeDropProbe, dropProbeAvailable, _bpfRunTimeStats.
+void export_drop_probe(Napi::Env env, Napi::Object exports);
+
+// test_hooks.cc: _decode, _aggregate, _table, _injectFaults, _liveMonitors.
+void export_test_hooks(Napi::Env env, Napi::Object exports);
+
+}  // namespace ctmon_binding

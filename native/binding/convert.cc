@@ -1,0 +1,74 @@
+// convert.cc — see convert.h.
+#include "binding/convert.h"
+
+#include <cstring>
+
+namespace ctmon_binding {
+
+napi_value table_counts_to_js(JsWriter& w, const ctmon::TableCounts& c) {
+  napi_value o = w.object();
+  w.set(o, "entries", w.number(c.entries));
+  w.set(o, "protocols", w.uint_array(c.protocols, ctmon::kProtoClassCount));
+  w.set(o, "tcpStates", w.uint_array(c.tcp_states, ctmon::kTcpStateCount));
+  return o;
+}
+
+napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
+                        const ctmon::TableSnapshot& table, const ctmon::NamespaceSettings& settings,
+                        uint64_t dropped_records) {
+  napi_value o = w.object();
+  w.set(o, "endWallMs", w.number(static_cast<double>(s.end_wall_ms)));
+  w.set(o, "durationNs", w.number(static_cast<double>(s.duration_ns)));
+  w.set(o, "final", w.boolean(s.final));
+  w.set(o, "kernelStatsOk", w.boolean(s.kernel_stats_ok));
+  napi_value counts = w.array(ctmon::kCounterCount);
+  napi_value totals = w.array(ctmon::kCounterCount);
+  for (uint32_t c = 0; c < ctmon::kCounterCount; ++c) {
+    const bool known = (s.known & (1u << c)) != 0;
+    w.set(counts, c, w.nullable(known, static_cast<double>(s.counts[c])));
+    w.set(totals, c, w.number(static_cast<double>(s.totals[c])));
+  }
+  w.set(o, "counts", counts);
+  w.set(o, "totals", totals);
+  w.set(o, "entries", w.nullable(s.has_entries, s.entries));
+  w.set(o, "max", w.nullable(s.has_max, s.max));
+  w.set(o, "buckets", w.nullable(settings.buckets >= 0, static_cast<double>(settings.buckets)));
+  w.set(o, "eventsMode",
+        w.nullable(settings.events_mode >= 0, static_cast<double>(settings.events_mode)));
+  w.set(o, "timeWaitTimeout",
+        w.nullable(settings.time_wait_timeout_s >= 0,
+                   static_cast<double>(settings.time_wait_timeout_s)));
+  w.set(o, "socketTimeWait",
+        w.nullable(settings.socket_time_wait >= 0, static_cast<double>(settings.socket_time_wait)));
+  w.set(o, "synced", w.boolean(table.synced));
+  w.set(o, "tracked", table_counts_to_js(w, table.counts));
+  w.set(o, "resyncs", w.number(static_cast<double>(table.resyncs)));
+  w.set(o, "lastResyncMs", w.nullable(table.last_resync_ms >= 0, table.last_resync_ms));
+  w.set(o, "tableBytes", w.number(static_cast<double>(table.memory_bytes)));
+  w.set(o, "eventsUpdates", w.number(static_cast<double>(s.events_updates)));
+  w.set(o, "eventsReceived", w.number(static_cast<double>(s.events_received)));
+  w.set(o, "eventsLost", w.number(static_cast<double>(s.events_lost)));
+  w.set(o, "eventsLostTotal", w.number(static_cast<double>(s.events_lost_total)));
+  w.set(o, "malformedTotal", w.number(static_cast<double>(s.malformed_total)));
+  w.set(o, "droppedRecords", w.number(static_cast<double>(dropped_records)));
+  return o;
+}
+
+napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,
+                       const std::string& context, const std::string& message) {
+  napi_value err = w.error(message.empty() ? context + ": " + std::strerror(code) : message);
+  w.set(err, "errno", w.number(code));
+  w.set(err, "syscall", w.string(syscall));
+  w.set(err, "context", w.string(context));
+  return err;
+}
+
+Napi::Error native_error(Napi::Env env, int code, const std::string& syscall,
+                         const std::string& context, const std::string& message) {
+  JsWriter w(env);
+  napi_value err = error_to_js(w, code, syscall, context, message);
+  if (!w.ok()) return Napi::Error::New(env, message.empty() ? context : message);
+  return Napi::Error(env, err);
+}
+
+}  // namespace ctmon_binding

@@ -1,0 +1,43 @@
+// convert.h — native results as JS values for src/native.ts: the raw interval sample, the
+// tracked table's counts, and the one error shape every binding throws or reports
+// ({ message, errno, syscall, context }, turned into a ConntrackError by src/errors.ts).
+// Binding files only (JS thread).
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+
+#include "binding/js_writer.h"
+#include "ctnetlink/monitor.h"
+
+namespace ctmon_binding {
+
+napi_value table_counts_to_js(JsWriter& w, const ctmon::TableCounts& c);
+
+// Raw sample for src/native.ts; the TypeScript layer shapes the public ConntrackSample.
+// `dropped_records`: records the binding had to drop because JS stalled (cumulative).
+napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
+                        const ctmon::TableSnapshot& table, const ctmon::NamespaceSettings& settings,
+                        uint64_t dropped_records);
+
+// The error shape: message "<context>: <strerror(code)>" unless `message` is given.
+napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,
+                       const std::string& context, const std::string& message = "");
+inline napi_value error_to_js(JsWriter& w, const ctmon::MonitorError& e) {
+  return error_to_js(w, e.code, e.syscall, e.context);
+}
+
+// The same error as a C++ exception, for the JS thread's own calls (where JS can always run).
+Napi::Error native_error(Napi::Env env, int code, const std::string& syscall,
+                         const std::string& context, const std::string& message = "");
+inline Napi::Error native_error(Napi::Env env, const ctmon::MonitorError& e) {
+  return native_error(env, e.code, e.syscall, e.context);
+}
+
+// A number, or null when absent.
+inline Napi::Value nullable(Napi::Env env, bool present, double value) {
+  return present ? Napi::Number::New(env, value) : env.Null();
+}
+
+}  // namespace ctmon_binding

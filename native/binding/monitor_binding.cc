@@ -1,0 +1,223 @@
+// monitor_binding.cc — NativeMonitor: a ctmon::Monitor (native/ctnetlink/monitor.h) for JS.
+// Samples reach JS once per interval through a ThreadSafeFunction, at most one call pending, so
+// the reader thread never waits on JS; if JS stalls for kMaxQueued intervals, further records
+// are dropped and counted (droppedRecords in the next sample).
+#include <napi.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "binding/binding.h"
+#include "binding/convert.h"
+#include "ctnetlink/monitor.h"
+
+namespace ctmon_binding {
+namespace {
+
+struct Record {
+  bool is_sample = false;
+  ctmon::IntervalSample sample;
+  ctmon::TableSnapshot table;
+  ctmon::NamespaceSettings settings;
+  ctmon::MonitorError error;
+};
+
+class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::MonitorListener {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(
+        env, "NativeMonitor",
+        {InstanceMethod<&NativeMonitor::Start>("start"),
+         InstanceMethod<&NativeMonitor::Stop>("stop"), InstanceMethod<&NativeMonitor::JsRef>("ref"),
+         InstanceMethod<&NativeMonitor::JsUnref>("unref"),
+         InstanceMethod<&NativeMonitor::Info>("info")});
+  }
+
+  // new NativeMonitor({ netnsPath, intervalMs, receiveBufferBytes }, onRecords)
+  // Options arrive validated by src/options.ts; this only guards against misuse.
+  explicit NativeMonitor(const Napi::CallbackInfo& info) : ObjectWrap(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject() || !info[1].IsFunction())
+      throw Napi::TypeError::New(env, "NativeMonitor(options, onRecords)");
+    Napi::Object opts = info[0].As<Napi::Object>();
+    if (opts.Get("netnsPath").IsString())
+      config_.netns_path = opts.Get("netnsPath").As<Napi::String>().Utf8Value();
+    config_.interval_ms = opts.Get("intervalMs").As<Napi::Number>().Int32Value();
+    config_.receive_buffer_bytes = opts.Get("receiveBufferBytes").As<Napi::Number>().Int32Value();
+    config_.resync_interval_ms = opts.Get("resyncIntervalMs").As<Napi::Number>().Int32Value();
+    on_records_ = Napi::Persistent(info[1].As<Napi::Function>());
+    ++live_;
+  }
+
+  ~NativeMonitor() override {
+    shutdown();
+    --live_;
+  }
+
+  // Test hook: NativeMonitor objects not yet destroyed (the lifecycle tests expect none
+  // to linger once their JS objects are collected).
+  static int live() { return live_.load(); }
+
+ private:
+  // JS thread. Throws an Error with errno/syscall/context when the reader cannot start.
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (on_records_.IsEmpty()) throw Napi::Error::New(env, "a NativeMonitor starts once");
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_records_.Value(), "conntrack-monitor", 0, 1, this,
+                                          [](Napi::Env, NativeMonitor* self) {
+                                            self->ObjectWrap::Unref();  // matches the Ref below
+                                          });
+    ObjectWrap::Ref();  // keep this object alive while the TSFN may still call into it
+    // The TSFN holds the callback from here on. Keeping our own strong reference would keep
+    // the callback's closure, and through it this object, alive forever.
+    on_records_.Reset();
+    if (!referenced_) tsfn_.Unref(env);
+    monitor_ = std::make_unique<ctmon::Monitor>(config_, this);
+    ctmon::MonitorError error;
+    if (!monitor_->start(error)) {
+      monitor_.reset();
+      tsfn_.Release();
+      throw native_error(env, error);
+    }
+    cleanup_ = env.AddCleanupHook(std::function<void()>([this] { shutdown(); }));
+    return env.Undefined();
+  }
+
+  // JS thread. Stops the reader (which closes the final partial interval) and returns the
+  // records not yet delivered, so the caller sees the final sample before stop() resolves.
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!monitor_) return Napi::Array::New(env);
+    shutdown();
+    if (!cleanup_.IsEmpty()) cleanup_.Remove(env);
+    JsWriter w(env);
+    napi_value records = take_records(w);
+    return w.ok() ? Napi::Value(env, records) : Napi::Array::New(env);
+  }
+
+  Napi::Value JsRef(const Napi::CallbackInfo& info) {
+    referenced_ = true;
+    if (monitor_) tsfn_.Ref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsUnref(const Napi::CallbackInfo& info) {
+    referenced_ = false;
+    if (monitor_) tsfn_.Unref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    const ctmon::MonitorInfo mi = monitor_ ? monitor_->info() : ctmon::MonitorInfo{};
+    o.Set("receiveBufferBytes", mi.receive_buffer_bytes);
+    o.Set("receiveBufferForced", mi.receive_buffer_forced);
+    return o;
+  }
+
+  // Stops the reader thread and lets go of the TSFN. Also the environment cleanup hook,
+  // so a terminated worker or an exiting process never leaves the thread running.
+  void shutdown() {
+    if (!monitor_) return;
+    monitor_->stop();
+    monitor_.reset();
+    tsfn_.Release();
+  }
+
+  // Reader thread.
+  void on_sample(const ctmon::IntervalSample& sample, const ctmon::TableSnapshot& table,
+                 const ctmon::NamespaceSettings& settings) override {
+    Record r;
+    r.is_sample = true;
+    r.sample = sample;
+    r.table = table;
+    r.settings = settings;
+    enqueue(std::move(r));
+  }
+  void on_error(const ctmon::MonitorError& error) override {
+    Record r;
+    r.error = error;
+    enqueue(std::move(r));
+  }
+
+  // Reader thread. At most one TSFN call is pending; JS takes everything queued by then.
+  void enqueue(Record&& r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.size() >= kMaxQueued) {  // JS has stalled for ~kMaxQueued intervals
+      ++dropped_records_;               // counted, and reported with the next sample
+      return;
+    }
+    queue_.push_back(std::move(r));
+    if (notify_pending_) return;
+    notify_pending_ = true;
+    tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
+      // While the environment tears down, pending calls run with no env, or with one that
+      // can no longer run JS (at any moment, for a terminated worker): plain C calls whose
+      // failure just means there is nothing to deliver to. src/backends/netlink.ts never lets
+      // a listener's exception reach here (it rethrows them on the next tick).
+      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !has_records()) return;
+      JsWriter w(env);
+      napi_value records = take_records(w);
+      napi_value receiver = w.null();
+      if (w.ok()) napi_call_function(env, receiver, on_records, 1, &records, nullptr);
+    });
+  }
+
+  // JS thread. False (and no call pending any more) when the queue is empty.
+  bool has_records() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!queue_.empty()) return true;
+    notify_pending_ = false;
+    return false;
+  }
+
+  // JS thread. Takes the queue; the array is null when JS could not run (w.ok() is false).
+  napi_value take_records(JsWriter& w) {
+    std::vector<Record> records;
+    uint64_t dropped;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      records.swap(queue_);
+      notify_pending_ = false;
+      dropped = dropped_records_;
+    }
+    napi_value out = w.array(static_cast<uint32_t>(records.size()));
+    for (uint32_t i = 0; i < records.size(); ++i) {
+      napi_value o = w.object();
+      if (records[i].is_sample) {
+        w.set(o, "type", w.string("sample"));
+        w.set(o, "sample",
+              sample_to_js(w, records[i].sample, records[i].table, records[i].settings, dropped));
+      } else {
+        w.set(o, "type", w.string("error"));
+        w.set(o, "error", error_to_js(w, records[i].error));
+      }
+      w.set(out, i, o);
+    }
+    return out;
+  }
+
+  static constexpr size_t kMaxQueued = 1024;
+  static inline std::atomic<int> live_{0};
+  ctmon::MonitorConfig config_;
+  std::unique_ptr<ctmon::Monitor> monitor_;
+  Napi::FunctionReference on_records_;
+  Napi::ThreadSafeFunction tsfn_;
+  Napi::Env::CleanupHook<std::function<void()>> cleanup_;
+  bool referenced_ = true;
+  std::mutex mu_;
+  std::vector<Record> queue_;
+  uint64_t dropped_records_ = 0;  // records not queued because JS stalled (under mu_)
+  bool notify_pending_ = false;
+};
+
+}  // namespace
+
+Napi::Function define_native_monitor(Napi::Env env) { return NativeMonitor::Define(env); }
+int live_native_monitors() { return NativeMonitor::live(); }
+
+}  // namespace ctmon_binding

@@ -1,0 +1,261 @@
+// test_hooks.cc — the addon's test seams, exported with a leading underscore and typed in
+// src/native.ts (never re-exported by the package): the decoder on captured bytes, the
+// aggregator and the tracked table driven with an injected clock, fault injection, and the
+// count of live NativeMonitor objects. JS thread only.
+#include <arpa/inet.h>
+#include <napi.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "base/fault_injection.h"
+#include "binding/binding.h"
+#include "binding/convert.h"
+#include "ctnetlink/aggregator.h"
+#include "ctnetlink/decoder.h"
+#include "ctnetlink/table.h"
+
+namespace ctmon_binding {
+namespace {
+
+std::string address_to_string(uint8_t family, const uint8_t* bytes) {
+  char text[INET6_ADDRSTRLEN] = "";
+  inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, bytes, text, sizeof text);
+  return text;
+}
+
+Napi::Object conntrack_to_js(Napi::Env env, const ctmon::Conntrack& ct) {
+  using C = ctmon::Conntrack;
+  static const char* const kinds[] = {"new", "update", "destroy"};
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("type", "conntrack");
+  o.Set("kind", kinds[static_cast<int>(ct.kind)]);
+  o.Set("family", ct.family);
+  if (ct.has(C::kHasOrig)) {
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("protocol", ct.orig.l4proto);
+    t.Set("src", address_to_string(ct.family, ct.orig.src));
+    t.Set("dst", address_to_string(ct.family, ct.orig.dst));
+    t.Set("srcPort", ct.orig.src_port);
+    t.Set("dstPort", ct.orig.dst_port);
+    t.Set("icmpType", ct.orig.icmp_type);
+    t.Set("icmpCode", ct.orig.icmp_code);
+    o.Set("orig", t);
+  }
+  o.Set("id", nullable(env, ct.has(C::kHasId), ct.id));
+  o.Set("status", nullable(env, ct.has(C::kHasStatus), ct.status));
+  o.Set("timeout", nullable(env, ct.has(C::kHasTimeout), ct.timeout_s));
+  o.Set("mark", nullable(env, ct.has(C::kHasMark), ct.mark));
+  o.Set("zone", nullable(env, ct.has(C::kHasZone), ct.zone));
+  o.Set("tcpState", nullable(env, ct.has(C::kHasTcpState), ct.tcp_state));
+  return o;
+}
+
+// _decode(buffer) -> array of decoded messages; never throws on bad bytes.
+Napi::Value Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) throw Napi::TypeError::New(env, "_decode(buffer)");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  Napi::Array out = Napi::Array::New(env);
+  ctmon::MessageWalker walker(buf.Data(), buf.Length());
+  ctmon::Message msg;
+  uint32_t n = 0;
+  while (walker.next(msg)) {
+    ctmon::Conntrack ct;
+    ctmon::CpuStats cpu;
+    ctmon::GlobalStats global;
+    Napi::Object o = Napi::Object::New(env);
+    if (ctmon::decode_conntrack(msg, ct) == ctmon::DecodeStatus::kOk) {
+      o = conntrack_to_js(env, ct);
+    } else if (ctmon::decode_cpu_stats(msg, cpu) == ctmon::DecodeStatus::kOk) {
+      o.Set("type", "cpu-stats");
+      o.Set("cpu", cpu.cpu);
+      Napi::Object values = Napi::Object::New(env);
+      for (uint32_t id = 0; id < ctmon::kStatsSlots; ++id)
+        if (cpu.present & (1u << id)) values.Set(id, cpu.values[id]);
+      o.Set("values", values);
+    } else if (ctmon::decode_global_stats(msg, global) == ctmon::DecodeStatus::kOk) {
+      o.Set("type", "global-stats");
+      o.Set("entries", nullable(env, global.has_entries, global.entries));
+      o.Set("max", nullable(env, global.has_max, global.max));
+    } else {
+      o.Set("type", "other");
+      o.Set("messageType", msg.type);
+    }
+    out.Set(n++, o);
+  }
+  if (walker.malformed()) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("type", "malformed");
+    out.Set(n++, o);
+  }
+  return out;
+}
+
+void cpus_from_js(Napi::Value v, std::vector<ctmon::CpuStats>& out) {
+  out.clear();
+  if (!v.IsArray()) return;
+  Napi::Array arr = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Object cpu = arr.Get(i).As<Napi::Object>();
+    ctmon::CpuStats s;
+    s.cpu = static_cast<uint16_t>(cpu.Get("cpu").As<Napi::Number>().Uint32Value());
+    Napi::Object values = cpu.Get("values").As<Napi::Object>();
+    Napi::Array keys = values.GetPropertyNames();
+    for (uint32_t k = 0; k < keys.Length(); ++k) {
+      const std::string key = keys.Get(k).ToString().Utf8Value();
+      char* end = nullptr;
+      const unsigned long id = std::strtoul(key.c_str(), &end, 10);
+      if (end == key.c_str() || *end != '\0' || id >= ctmon::kStatsSlots) continue;
+      s.values[id] = values.Get(keys.Get(k)).As<Napi::Number>().Uint32Value();
+      s.present |= 1u << id;
+    }
+    out.push_back(s);
+  }
+}
+
+ctmon::KernelReading reading_from_js(Napi::Object step, std::vector<ctmon::CpuStats>& cpus,
+                                     ctmon::GlobalStats& global) {
+  ctmon::KernelReading r;
+  cpus_from_js(step.Get("cpus"), cpus);
+  if (step.Get("cpus").IsArray()) {
+    r.cpus = cpus.data();
+    r.cpu_count = cpus.size();
+  }
+  if (step.Get("global").IsObject()) {
+    Napi::Object g = step.Get("global").As<Napi::Object>();
+    global.has_entries = global.has_max = true;
+    global.entries = g.Get("entries").As<Napi::Number>().Uint32Value();
+    global.max = g.Get("max").As<Napi::Number>().Uint32Value();
+    r.global = &global;
+  }
+  if (step.Get("drops").IsNumber()) {
+    r.drops_ok = true;
+    r.socket_drops = step.Get("drops").As<Napi::Number>().Uint32Value();
+  }
+  return r;
+}
+
+// _aggregate(steps) -> raw samples. Steps: {op:'start', t, cpus, drops},
+// {op:'event', kind:'new'|'update'|'destroy', count}, {op:'malformed'},
+// {op:'close', t, wall, cpus|null, global, drops, final}. t is monotonic ns.
+Napi::Value Aggregate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_aggregate(steps)");
+  Napi::Array steps = info[0].As<Napi::Array>();
+  ctmon::Aggregator agg;
+  std::vector<ctmon::CpuStats> cpus;
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < steps.Length(); ++i) {
+    Napi::Object step = steps.Get(i).As<Napi::Object>();
+    const std::string op = step.Get("op").ToString().Utf8Value();
+    ctmon::GlobalStats global;
+    if (op == "start") {
+      agg.start(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),
+                reading_from_js(step, cpus, global));
+    } else if (op == "event") {
+      const std::string kind = step.Get("kind").ToString().Utf8Value();
+      const ctmon::EventKind k = kind == "new"       ? ctmon::EventKind::kNew
+                                 : kind == "destroy" ? ctmon::EventKind::kDestroy
+                                                     : ctmon::EventKind::kUpdate;
+      const uint32_t count = step.Get("count").As<Napi::Number>().Uint32Value();
+      for (uint32_t c = 0; c < count; ++c) agg.count_event(k);
+    } else if (op == "malformed") {
+      agg.count_malformed();
+    } else if (op == "close") {
+      const ctmon::IntervalSample s =
+          agg.close(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),
+                    static_cast<int64_t>(step.Get("wall").As<Napi::Number>().DoubleValue()),
+                    reading_from_js(step, cpus, global), step.Get("final").ToBoolean());
+      JsWriter w(env);
+      out.Set(n++, Napi::Value(env, sample_to_js(w, s, ctmon::TableSnapshot{},
+                                                 ctmon::NamespaceSettings{}, 0)));
+    } else {
+      throw Napi::TypeError::New(env, "_aggregate: unknown op " + op);
+    }
+  }
+  return out;
+}
+
+// _table(steps) -> results. Drives a ConntrackTable with messages and an injected clock:
+// {op:'events', bytes, now}, {op:'dump', bytes, now} (bytes: netlink messages),
+// {op:'begin-dump'}, {op:'end-dump'}, {op:'expire', now}, {op:'counts'}.
+// end-dump and expire yield {removed}, counts yields the table's counts.
+Napi::Value Table(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_table(steps)");
+  Napi::Array steps = info[0].As<Napi::Array>();
+  ctmon::ConntrackTable table(0x5eed);
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < steps.Length(); ++i) {
+    Napi::Object step = steps.Get(i).As<Napi::Object>();
+    const std::string op = step.Get("op").ToString().Utf8Value();
+    const uint64_t now =
+        step.Get("now").IsNumber()
+            ? static_cast<uint64_t>(step.Get("now").As<Napi::Number>().DoubleValue())
+            : 0;
+    if (op == "events" || op == "dump") {
+      Napi::Buffer<uint8_t> bytes = step.Get("bytes").As<Napi::Buffer<uint8_t>>();
+      ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
+      ctmon::Message msg;
+      ctmon::Conntrack ct;
+      while (walker.next(msg)) {
+        if (ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk) continue;
+        if (op == "events")
+          table.apply_event(ct, now);
+        else
+          table.apply_dump_entry(ct, now);
+      }
+    } else if (op == "begin-dump") {
+      table.begin_dump();
+    } else if (op == "end-dump" || op == "expire") {
+      const size_t removed = op == "expire" ? table.expire(now) : table.end_dump();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("removed", static_cast<double>(removed));
+      out.Set(n++, o);
+    } else if (op == "counts") {
+      JsWriter w(env);
+      out.Set(n++, Napi::Value(env, table_counts_to_js(w, table.counts())));
+    } else {
+      throw Napi::TypeError::New(env, "_table: unknown op " + op);
+    }
+  }
+  return out;
+}
+
+// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?}) -> the previous values. Test-only:
+// see fault_injection.h. Process-wide, so tests restore what it returns.
+Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "_injectFaults(faults)");
+  Napi::Object in = info[0].As<Napi::Object>();
+  ctmon::FaultInjection& faults = ctmon::fault_injection();
+  Napi::Object previous = Napi::Object::New(env);
+  previous.Set("netlinkProtocol", faults.netlink_protocol.load());
+  previous.Set("ctnetlinkSubsystem", faults.ctnetlink_subsystem.load());
+  if (in.Has("netlinkProtocol"))
+    faults.netlink_protocol = in.Get("netlinkProtocol").ToNumber().Int32Value();
+  if (in.Has("ctnetlinkSubsystem"))
+    faults.ctnetlink_subsystem = in.Get("ctnetlinkSubsystem").ToNumber().Int32Value();
+  return previous;
+}
+
+}  // namespace
+
+void export_test_hooks(Napi::Env env, Napi::Object exports) {
+  exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
+  exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
+  exports.Set("_table", Napi::Function::New(env, Table, "_table"));
+  exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
+  exports.Set("_liveMonitors", Napi::Function::New(
+                                   env,
+                                   [](const Napi::CallbackInfo& info) {
+                                     return Napi::Number::New(info.Env(), live_native_monitors());
+                                   },
+                                   "_liveMonitors"));
+}
+
+}  // namespace ctmon_binding

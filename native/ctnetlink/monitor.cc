@@ -1,0 +1,374 @@
+// monitor.cc — see monitor.h. No Node-API.
+#include "ctnetlink/monitor.h"
+
+#include <fcntl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+
+#include "base/fault_injection.h"
+#include "base/proc_text.h"
+#include "base/read_file.h"
+#include "ctnetlink/event_filter.h"
+
+namespace ctmon {
+namespace {
+
+constexpr size_t kBatchSlots = 64;       // datagrams per recvmmsg
+constexpr size_t kSlotBytes = 8192;      // an event is < 400 bytes
+constexpr int kRequestTimeoutMs = 2000;  // a stats request never blocks longer
+constexpr int kBatchesPerWakeup = 64;    // ~4k events, then look at the clock again
+// After the first event of a quiet spell, wait this long before reading: under load the
+// socket fills meanwhile and each recvmmsg moves 64 events instead of one or two, which is
+// what makes the per-event cost small. 150k events/s x 10 ms x 1280 B of buffer charge is
+// 1.9 MB, far below the default 32 MiB buffer; samples are per interval, so nothing waits.
+constexpr int kCoalesceMs = 10;
+constexpr int kBatchesDuringDump = 8;  // events read between two dump datagrams
+constexpr int kBatchesAtClose = 1024;  // ~65k events queued before an interval closes
+// UPDATE carries TCP state changes; event_filter() drops the UPDATEs nothing here needs.
+constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
+                                     NFNLGRP_CONNTRACK_DESTROY};
+
+int64_t clock_ns(clockid_t clock) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+int64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
+int64_t wall_ms() { return clock_ns(CLOCK_REALTIME) / 1000000; }
+
+uint16_t ctnl_type(uint8_t msg) {
+  const int subsystem = fault_injection().ctnetlink_subsystem.load(std::memory_order_relaxed);
+  return static_cast<uint16_t>(subsystem << 8 | msg);
+}
+
+// An integer from /proc/sys as seen from this thread's netns (sysctls under net/ are per
+// netns and resolved for the reading task), or -1 when unreadable.
+int64_t read_sysctl(const char* path) {
+  char text[32];
+  return read_small_file(path, text) ? parse_sysctl_integer(text) : -1;
+}
+
+// `tw` of this thread's net/sockstat (thread-self: /proc/self/net would show the main
+// thread's namespace), or -1.
+int64_t read_socket_time_wait() {
+  char text[1024];
+  return read_small_file("/proc/thread-self/net/sockstat", text) ? parse_sockstat_time_wait(text)
+                                                                 : -1;
+}
+
+NamespaceSettings read_settings() {
+  NamespaceSettings s;
+  s.buckets = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_buckets");
+  s.events_mode = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_events");
+  s.time_wait_timeout_s = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait");
+  s.socket_time_wait = read_socket_time_wait();
+  return s;
+}
+
+uint64_t random_seed() {
+  uint64_t seed = 0;
+  if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = static_cast<uint64_t>(mono_ns());
+  return seed;
+}
+
+}  // namespace
+
+Monitor::Monitor(MonitorConfig config, MonitorListener* listener)
+    : config_(std::move(config)),
+      listener_(listener),
+      receiver_(kBatchSlots, kSlotBytes),
+      table_(random_seed()) {}
+
+Monitor::~Monitor() { stop(); }
+
+bool Monitor::start(MonitorError& error) {
+  stop_fd_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (stop_fd_.get() < 0) {
+    error = MonitorError{errno, "eventfd", "create the stop signal"};
+    return false;
+  }
+  start_done_ = false;
+  try {
+    thread_ = std::thread(&Monitor::run, this);
+  } catch (const std::system_error& e) {
+    error = MonitorError{e.code().value(), "pthread_create", "start the reader thread"};
+    return false;
+  }
+  std::unique_lock<std::mutex> lock(start_mu_);
+  start_cv_.wait(lock, [this] { return start_done_; });
+  if (start_error_.code == 0) return true;
+  error = start_error_;
+  lock.unlock();
+  thread_.join();
+  return false;
+}
+
+void Monitor::stop() {
+  if (!thread_.joinable()) return;
+  stopping_.store(true);  // a dump in progress gives up at its next receive
+  const uint64_t one = 1;
+  while (::write(stop_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  thread_.join();
+}
+
+// Runs on the reader thread: setns() changes only this thread's namespace, so the sockets
+// it opens belong to the target netns while the rest of the process stays where it was.
+bool Monitor::open_in_namespace(MonitorError& error) {
+  if (!config_.netns_path.empty()) {
+    Fd ns(::open(config_.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (ns.get() < 0) {
+      error = MonitorError{errno, "open", "open network namespace " + config_.netns_path};
+      return false;
+    }
+    if (::setns(ns.get(), CLONE_NEWNET) != 0) {
+      error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
+      return false;
+    }
+  }
+  EventSocketInfo socket_info;
+  const FilterProgram filter = event_filter();
+  const EventSocketConfig event_config{kEventGroups, sizeof kEventGroups / sizeof kEventGroups[0],
+                                       config_.receive_buffer_bytes, filter.instructions,
+                                       filter.length};
+  SysStatus st = open_event_socket(event_config, event_fd_, socket_info);
+  if (!st.ok()) {
+    error = MonitorError{st.code, st.syscall, "subscribe to conntrack events"};
+    return false;
+  }
+  st = request_socket_.open(kRequestTimeoutMs);
+  if (!st.ok()) {
+    error = MonitorError{st.code, st.syscall, "open the conntrack request socket"};
+    return false;
+  }
+  info_.receive_buffer_bytes = socket_info.receive_buffer_bytes;
+  info_.receive_buffer_forced = socket_info.forced;
+
+  const KernelReading baseline = read_kernel();
+  if (!stats_status_.ok()) {
+    error = MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"};
+    return false;
+  }
+  epoch_ns_ = mono_ns();
+  aggregator_.start(epoch_ns_, baseline);
+  return true;
+}
+
+void Monitor::run() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals belong to the JS thread
+  pthread_setname_np(pthread_self(), "ctmon-reader");
+
+  MonitorError error;
+  const bool ok = open_in_namespace(error);
+  {
+    std::lock_guard<std::mutex> lock(start_mu_);
+    start_error_ = ok ? MonitorError{} : error;
+    start_done_ = true;
+  }
+  start_cv_.notify_one();
+  if (!ok) return;
+
+  // The initial dump runs after start() has returned: it costs at least ~25 ms of kernel
+  // time on a default host (every bucket of the global hash is visited), more with entries.
+  // Events keep being read between its datagrams (see resync()).
+  resync();
+
+  const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
+  int64_t next_close = mono_ns() + interval_ns;
+  pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
+  bool caught_up = true;
+  for (;;) {
+    int64_t now = mono_ns();
+    if (now >= next_close) {
+      close_interval(false);
+      next_close += interval_ns;
+      now = mono_ns();
+      if (next_close <= now) next_close = now + interval_ns;  // fell behind: no burst
+      continue;
+    }
+    const int timeout_ms = static_cast<int>((next_close - now + 999999) / 1000000);
+    if (::poll(fds, 2, timeout_ms) < 0) {
+      if (errno == EINTR) continue;
+      report(MonitorError{errno, "poll", "wait for conntrack events"});
+      return;
+    }
+    if (fds[0].revents != 0) {
+      close_interval(true);
+      return;
+    }
+    if (fds[1].revents & POLLERR) {
+      int pending = 0;
+      socklen_t len = sizeof pending;
+      ::getsockopt(event_fd_.get(), SOL_SOCKET, SO_ERROR, &pending, &len);
+      if (pending != 0) report(MonitorError{pending, "recvmmsg", "read conntrack events"});
+    }
+    if (fds[1].revents & POLLIN) {
+      // Coalesce only after catching up: when the last drain left events behind, read on.
+      const int64_t left_ms = (next_close - mono_ns()) / 1000000;
+      if (caught_up && left_ms > 0 &&
+          ::poll(fds, 1, static_cast<int>(std::min<int64_t>(kCoalesceMs, left_ms))) > 0) {
+        close_interval(true);  // stop was requested while waiting
+        return;
+      }
+      caught_up = drain_events(kBatchesPerWakeup);
+    }
+  }
+}
+
+// Hot path: decode every queued event and count it. No allocation, no locks.
+// Returns true when the socket was emptied, false when the budget ran out first.
+bool Monitor::drain_events(int budget_batches) {
+  for (int batch = 0; batch < budget_batches; ++batch) {
+    const int n = receiver_.receive(event_fd_.get());
+    if (n < 0) {
+      report(MonitorError{-n, "recvmmsg", "read conntrack events"});
+      return true;
+    }
+    const uint64_t now = now_ms();  // one clock read per batch, not per event
+    for (int i = 0; i < n; ++i) {
+      if (receiver_.truncated(i)) {
+        aggregator_.count_malformed();
+        continue;
+      }
+      MessageWalker walker(receiver_.data(i), receiver_.length(i));
+      Message msg;
+      Conntrack ct;
+      while (walker.next(msg)) {
+        const DecodeStatus st = decode_conntrack(msg, ct);
+        if (st == DecodeStatus::kOk) {
+          aggregator_.count_event(ct.kind);
+          table_.apply_event(ct, now);
+        } else if (st == DecodeStatus::kMalformed)
+          aggregator_.count_malformed();
+      }
+      if (walker.malformed()) aggregator_.count_malformed();
+    }
+    if (static_cast<size_t>(n) < kBatchSlots) return true;  // the queue is empty
+  }
+  return false;
+}
+
+// GET_STATS_CPU (per-CPU counters) and GET_STATS (entries, max), both answered for this
+// socket's netns, plus the event socket's drop count. A failed request leaves its part
+// null and its status in stats_status_.
+KernelReading Monitor::read_kernel() {
+  KernelReading reading;
+  size_t count = 0;
+  SysStatus st = request_socket_.request(
+      ctnl_type(IPCTNL_MSG_CT_GET_STATS_CPU), NLM_F_DUMP, AF_UNSPEC, [&](const Message& msg) {
+        if (count == cpu_stats_.size()) cpu_stats_.emplace_back();
+        if (decode_cpu_stats(msg, cpu_stats_[count]) == DecodeStatus::kOk) ++count;
+      });
+  if (st.ok()) {
+    reading.cpus = cpu_stats_.data();
+    reading.cpu_count = count;
+    global_stats_ = GlobalStats{};
+    st = request_socket_.request(
+        ctnl_type(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC,
+        [&](const Message& msg) { decode_global_stats(msg, global_stats_); });
+    if (st.ok()) reading.global = &global_stats_;
+  }
+  stats_status_ = st;
+  reading.drops_ok = read_socket_drops(event_fd_.get(), reading.socket_drops).ok();
+  return reading;
+}
+
+// A full dump replaces the tracked state: entries it lists get the new generation, entries
+// it does not list are dropped (their DESTROY was lost, or never sent under
+// nf_conntrack_events=2). Events keep being read between the dump's datagrams: a dump of a
+// large table takes the kernel most of a second, and under load the event socket would
+// overflow meanwhile.
+// Returns false when the dump failed or was cancelled by stop(); the old state stays.
+bool Monitor::resync() {
+  drain_events(kBatchesAtClose);  // apply what was queued before the dump began
+  const int64_t started = mono_ns();
+  table_.begin_dump();
+  const uint64_t now = now_ms();
+  const SysStatus st = request_socket_.request(
+      ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC,
+      [&](const Message& msg) {
+        Conntrack ct;
+        if (decode_conntrack(msg, ct) == DecodeStatus::kOk) table_.apply_dump_entry(ct, now);
+      },
+      &stopping_, [this] { drain_events(kBatchesDuringDump); });
+  last_resync_end_ns_ = mono_ns();
+  last_dump_ns_ = last_resync_end_ns_ - started;
+  next_resync_ns_ =
+      last_resync_end_ns_ + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
+  if (!st.ok()) {
+    table_.abort_dump();
+    if (st.code != ECANCELED) report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
+    return false;
+  }
+  table_.end_dump();
+  repair_pending_ = false;
+  if (table_state_.synced) ++table_state_.resyncs;
+  table_state_.synced = true;
+  table_state_.last_resync_ms = static_cast<double>(last_dump_ns_) / 1e6;
+  overcount_intervals_ = 0;
+  drain_events(kBatchesAtClose);
+  return true;
+}
+
+// A dump costs the kernel a walk of the whole global hash, so unscheduled dumps are spaced
+// by at least ten times the last dump's duration: they can take at most a tenth of a CPU.
+bool Monitor::may_resync(int64_t now) const {
+  return now - last_resync_end_ns_ >= last_dump_ns_ * 10;
+}
+
+void Monitor::close_interval(bool final) {
+  drain_events(kBatchesAtClose);
+  const KernelReading reading = read_kernel();
+  // Report the first failure of a streak; the samples themselves say which fields are null.
+  if (!stats_status_.ok() && !stats_failing_)
+    report(MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
+  stats_failing_ = !stats_status_.ok();
+  const IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
+  table_.expire(now_ms());
+
+  // When to re-dump, besides the period:
+  // - lost events: the tracked state may be wrong (spaced by 10 dump durations, so an event
+  //   storm on a large table cannot turn into back-to-back dumps);
+  // - tracking more entries than the kernel counts for two intervals (its count includes
+  //   expired entries not yet reaped, so it can only be higher): entries were deleted without
+  //   a DESTROY, as under nf_conntrack_events=2; the tolerance absorbs events racing the read.
+  // Entries that traffic keeps alive without a state change (a one-way UDP stream, a long
+  // ping) are expired here at their last known deadline and come back at the next periodic
+  // dump: re-dumping sooner to check would cost a dump every few seconds on busy hosts.
+  const int64_t now = mono_ns();
+  const bool overcount =
+      sample.has_entries && table_.counts().entries > sample.entries + 8 + sample.entries / 100;
+  overcount_intervals_ = overcount ? overcount_intervals_ + 1 : 0;
+  // A repair that must wait for its spacing is remembered, not forgotten.
+  if (sample.events_lost > 0 || overcount_intervals_ >= 2) repair_pending_ = true;
+  const bool periodic = config_.resync_interval_ms > 0 && now >= next_resync_ns_;
+  const bool repair = repair_pending_ && may_resync(now);
+  if (!final && !stopping_.load() && (periodic || repair)) {
+    if (resync()) table_.expire(now_ms());
+  }
+  table_state_.counts = table_.counts();
+  table_state_.memory_bytes = table_.memory_bytes();
+  listener_->on_sample(sample, table_state_, read_settings());
+}
+
+uint64_t Monitor::now_ms() const { return static_cast<uint64_t>(mono_ns() - epoch_ns_) / 1000000; }
+
+void Monitor::report(const MonitorError& error) { listener_->on_error(error); }
+
+}  // namespace ctmon

@@ -1,0 +1,125 @@
+// monitor.h — one conntrack monitor: a dedicated reader thread that enters the target
+// network namespace, subscribes to ctnetlink events, keeps a table of tracked entries
+// (initial dump, events, local expiry, resync by re-dump), reads the kernel's stats once per
+// interval and hands a finished sample to its listener.
+//
+// No Node-API. The listener is called on the reader thread and must not block
+// (the Node binding queues the sample and wakes the JS thread).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ctnetlink/aggregator.h"
+#include "ctnetlink/socket.h"
+#include "ctnetlink/table.h"
+
+namespace ctmon {
+
+struct MonitorConfig {
+  std::string netns_path;  // empty: the netns of the calling process
+  int interval_ms = 1000;
+  int receive_buffer_bytes = 32 << 20;
+  int resync_interval_ms = 60000;  // periodic re-dump; 0 disables it (loss still resyncs)
+};
+
+// The tracked table at the end of an interval.
+struct TableSnapshot {
+  TableCounts counts;
+  bool synced = false;         // the initial dump has completed
+  uint64_t resyncs = 0;        // re-dumps after the initial one
+  double last_resync_ms = -1;  // duration of the latest dump (initial included), -1 before
+  size_t memory_bytes = 0;
+};
+
+// Per-namespace settings read from /proc/sys/net/netfilter; -1 where unreadable.
+struct NamespaceSettings {
+  int64_t buckets = -1;
+  int64_t events_mode = -1;          // nf_conntrack_events: 0 off, 1 on, 2 auto
+  int64_t time_wait_timeout_s = -1;  // nf_conntrack_tcp_timeout_time_wait
+  int64_t socket_time_wait = -1;     // TCP sockets in TIME_WAIT (tw in net/sockstat)
+};
+
+struct MonitorError {
+  int code = 0;         // errno
+  std::string syscall;  // e.g. "setns", "setsockopt", "recv"
+  std::string context;  // what the monitor was doing, e.g. "join conntrack event groups"
+};
+
+// Static facts about a running monitor, known once start() has returned.
+struct MonitorInfo {
+  int receive_buffer_bytes = 0;
+  bool receive_buffer_forced = false;
+};
+
+class MonitorListener {
+ public:
+  virtual ~MonitorListener() = default;
+  // Both run on the reader thread.
+  virtual void on_sample(const IntervalSample& sample, const TableSnapshot& table,
+                         const NamespaceSettings& settings) = 0;
+  virtual void on_error(const MonitorError& error) = 0;
+};
+
+class Monitor {
+ public:
+  Monitor(MonitorConfig config, MonitorListener* listener);
+  ~Monitor();
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+
+  // Starts the reader thread and waits until it has entered the netns and opened its
+  // sockets. Returns false and fills `error` when that failed (the thread has exited).
+  bool start(MonitorError& error);
+  // Closes the partial interval (delivered with final = true) and joins the thread.
+  // Returns promptly: the thread waits in poll() on a stop eventfd. Idempotent.
+  void stop();
+  MonitorInfo info() const { return info_; }
+
+ private:
+  void run();
+  bool open_in_namespace(MonitorError& error);
+  bool drain_events(int budget_batches);
+  KernelReading read_kernel();
+  bool resync();
+  bool may_resync(int64_t now) const;
+  void close_interval(bool final);
+  uint64_t now_ms() const;
+  void report(const MonitorError& error);
+
+  MonitorConfig config_;
+  MonitorListener* listener_;
+  MonitorInfo info_;
+  std::thread thread_;
+  Fd stop_fd_;
+  Fd event_fd_;
+  RequestSocket request_socket_;  // stats every interval, dumps at start and on resync
+  BatchReceiver receiver_;
+  Aggregator aggregator_;
+  ConntrackTable table_;
+  TableSnapshot table_state_;
+  int64_t epoch_ns_ = 0;  // monotonic time the table's deadlines count from
+  int64_t next_resync_ns_ = 0;
+  int overcount_intervals_ = 0;  // consecutive intervals tracking more than the kernel counts
+  bool repair_pending_ = false;  // lost events or overcount seen; resync when spacing allows
+  int64_t last_resync_end_ns_ = 0;
+  int64_t last_dump_ns_ = 0;  // duration of the latest dump
+  std::atomic<bool> stopping_{false};
+  std::vector<CpuStats> cpu_stats_;  // reused every interval
+  GlobalStats global_stats_;
+  SysStatus stats_status_;      // outcome of the last read_kernel()
+  bool stats_failing_ = false;  // report a failing stats request once, not every interval
+
+  // Start-up handshake between start() and the reader thread.
+  std::mutex start_mu_;
+  std::condition_variable start_cv_;
+  bool start_done_ = false;
+  MonitorError start_error_;
+};
+
+}  // namespace ctmon

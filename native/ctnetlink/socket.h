@@ -1,0 +1,123 @@
+// socket.h — NETLINK_NETFILTER sockets: the event subscription and the request/reply socket
+// used for stats and table dumps.
+//
+// No Node-API. Every call returns a SysStatus (errno + syscall name) and never throws.
+// The socket belongs to the network namespace of the thread that creates it.
+// Deliberately absent: NETLINK_BROADCAST_ERROR. It makes the kernel keep conntracks on a
+// dying list until this reader drains them, so a slow monitor could fill the table.
+#pragma once
+
+#include <linux/filter.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "base/fd.h"
+#include "ctnetlink/decoder.h"
+
+namespace ctmon {
+
+// Event socket: joined to ctnetlink multicast groups, non-blocking, NETLINK_NO_ENOBUFS so
+// that an overflow drops only the events that did not fit (counted in SK_MEMINFO_DROPS)
+// instead of latching the socket into dropping everything until it is drained.
+struct EventSocketConfig {
+  const unsigned* groups;  // NFNLGRP_CONNTRACK_* values
+  size_t group_count;
+  int receive_buffer_bytes;   // requested; SO_RCVBUFFORCE, else SO_RCVBUF
+  const sock_filter* filter;  // classic BPF program run before queueing, or nullptr
+  size_t filter_length;
+};
+struct EventSocketInfo {
+  int receive_buffer_bytes = 0;  // as the kernel reports it (it doubles the request)
+  bool forced = false;           // SO_RCVBUFFORCE was allowed
+};
+SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocketInfo& info);
+
+// Events the kernel dropped because the receive buffer was full (SK_MEMINFO_DROPS, u32).
+SysStatus read_socket_drops(int fd, uint32_t& drops);
+
+// Non-blocking recvmmsg into buffers allocated once. Each datagram holds one event.
+class BatchReceiver {
+ public:
+  BatchReceiver(size_t slots, size_t slot_bytes);
+  // Returns the number of datagrams read (0 when none is waiting), or -errno.
+  int receive(int fd);
+  const uint8_t* data(size_t i) const { return buffers_.data() + i * slot_bytes_; }
+  size_t length(size_t i) const { return headers_[i].msg_len; }
+  bool truncated(size_t i) const { return (headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0; }
+
+ private:
+  size_t slot_bytes_;
+  std::vector<uint8_t> buffers_;
+  std::vector<struct iovec> iov_;
+  std::vector<struct mmsghdr> headers_;
+};
+
+// Request/reply socket for ctnetlink GET requests. Blocking with a receive timeout so a
+// kernel that never answers cannot hang the reader thread.
+class RequestSocket {
+ public:
+  SysStatus open(int timeout_ms);
+  int fd() const { return fd_.get(); }
+
+  // Sends one request and calls on_message(const Message&) for every reply message
+  // until NLMSG_DONE (dumps) or the single reply (non-dumps). A netlink error reply is
+  // returned as its errno with syscall "recv".
+  // `cancel`, when given, is checked between receives: a long dump stops with ECANCELED.
+  // `between()` runs after each received datagram (the monitor reads its events there).
+  template <typename OnMessage, typename Between = void (*)()>
+  SysStatus request(
+      uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message,
+      const std::atomic<bool>* cancel = nullptr, Between between = [] {});
+
+ private:
+  SysStatus send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq);
+  int receive();         // bytes into buffer_, or -errno
+  void drain_pending();  // a cancelled dump: reopen the socket so nothing of it is left
+
+  Fd fd_;
+  int timeout_ms_ = 0;
+  uint32_t seq_ = 0;
+  std::vector<uint8_t> buffer_ = std::vector<uint8_t>(64 * 1024);
+};
+
+template <typename OnMessage, typename Between>
+SysStatus RequestSocket::request(uint16_t type, uint16_t flags, uint8_t family,
+                                 OnMessage&& on_message, const std::atomic<bool>* cancel,
+                                 Between between) {
+  const uint32_t seq = ++seq_;
+  SysStatus st = send_request(type, flags, family, seq);
+  if (!st.ok()) return st;
+  const bool dump = (flags & NLM_F_DUMP) == NLM_F_DUMP;
+  for (;;) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+      drain_pending();  // the rest of the dump must not be read as replies to the next request
+      return SysStatus{ECANCELED, "recv"};
+    }
+    const int n = receive();
+    if (n < 0) return SysStatus{-n, "recv"};
+    MessageWalker walker(buffer_.data(), static_cast<size_t>(n));
+    Message msg;
+    while (walker.next(msg)) {
+      if (msg.seq != seq) continue;  // a late reply to an earlier, timed-out request
+      if (msg.type == NLMSG_DONE) return SysStatus{};
+      if (msg.type == NLMSG_ERROR) {
+        const int code = decode_error_code(msg);
+        if (code != 0) return SysStatus{-code, "recv"};
+        if (!dump) return SysStatus{};
+        continue;
+      }
+      on_message(msg);
+      if (!dump) return SysStatus{};
+    }
+    if (walker.malformed()) return SysStatus{EBADMSG, "recv"};
+    between();
+  }
+}
+
+}  // namespace ctmon

@@ -1,0 +1,394 @@
+// drop_probe.cc — see drop_probe.h.
+//
+// Why tp_btf and not the classic tracepoint: it needs no tracefs (not mounted on every host;
+// the classic form needs events/skb/kfree_skb/id and /format from it) and no perf_event_open,
+// its context is the tracepoint's C arguments (typed by BTF, so the verifier checks every
+// direct load against struct sk_buff and friends), and the hot path reads no memory outside
+// the context. Both forms pass the verifier on 6.18 (kernel-facts §7).
+#include "ebpf/drop_probe.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/read_file.h"
+#include "ebpf/btf.h"
+#include "ebpf/kallsyms.h"
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+namespace ctmon {
+
+namespace {
+
+constexpr int kEnotsupp = 524;  // the kernel-internal ENOTSUPP that bpf() can leak
+
+long sys_bpf(int cmd, bpf_attr& attr) { return ::syscall(__NR_bpf, cmd, &attr, sizeof attr); }
+
+uint64_t ptr(const void* p) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)); }
+
+ProbeStatus failure(const char* syscall, const std::string& what) {
+  const int err = errno;
+  return ProbeStatus{SysStatus{err, syscall}, what + ": " + std::strerror(err)};
+}
+
+ProbeStatus failure(const std::string& why) { return ProbeStatus{SysStatus{}, why}; }
+
+// Loading a tracing program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (kernels before
+// 5.8 know only the latter).
+std::string check_capabilities() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &header, data) != 0)
+    return std::string("capget: ") + std::strerror(errno);
+  const auto has = [&](unsigned cap) { return (data[cap / 32].effective >> (cap % 32)) & 1u; };
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return "";
+  return "needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN";
+}
+
+// Lockdown "confidentiality" takes bpf_probe_read_kernel away. securityfs may not be mounted;
+// then the verifier's refusal ("unknown func bpf_probe_read_kernel") is what reports it.
+std::string check_lockdown() {
+  char level[512] = "";
+  read_small_file("/sys/kernel/security/lockdown", level);
+  if (std::strstr(level, "[confidentiality]") != nullptr)
+    return "kernel lockdown is at \"confidentiality\", which forbids reading kernel memory from "
+           "BPF";
+  return "";
+}
+
+// The last `lines` lines of a verifier log, which is where it says why.
+std::string log_tail(const std::vector<char>& log, int lines) {
+  const size_t length = strnlen(log.data(), log.size());
+  size_t start = length;
+  while (start > 0 && log[start - 1] == '\n') --start;
+  const size_t end = start;
+  for (int seen = 0; start > 0; --start)
+    if (log[start - 1] == '\n' && ++seen == lines) break;
+  return std::string(log.data() + start, end - start);
+}
+
+// Finds the btf_trace_kfree_skb argument slots by type: vmlinux BTF has no parameter names.
+std::string find_arguments(const Btf& btf, uint32_t& typedef_id, DropProgramLayout& l) {
+  std::string error = btf.typedef_id("btf_trace_kfree_skb", typedef_id);
+  if (!error.empty()) return error + " (no skb:kfree_skb tracepoint in this kernel's BTF)";
+  std::vector<Btf::Param> params;
+  error = btf.function_params(typedef_id, params);
+  if (!error.empty()) return error;
+  for (size_t i = 1; i < params.size(); ++i) {  // [0] is `void *__data`
+    const int slot = static_cast<int>(i - 1);
+    int* target = nullptr;
+    if (params[i].type == "struct sk_buff *")
+      target = &l.arg_skb;
+    else if (params[i].type == "enum skb_drop_reason")
+      target = &l.arg_reason;
+    else if (params[i].type == "void *")
+      target = &l.arg_location;
+    if (target == nullptr) continue;
+    if (*target >= 0) return "kfree_skb has two arguments of type " + params[i].type;
+    *target = slot;
+  }
+  if (l.arg_skb < 0 || l.arg_reason < 0 || l.arg_location < 0)
+    return "kfree_skb lacks an skb, location or drop reason argument (kernel older than 5.17?)";
+  return "";
+}
+
+std::string find_offsets(const Btf& btf, DropProgramLayout& l) {
+  const struct {
+    const char* type;
+    const char* path;
+    BtfMember* out;
+  } members[] = {
+      {"sk_buff", "_nfct", &l.skb_nfct},
+      {"sk_buff", "dev", &l.skb_dev},
+      {"sk_buff", "sk", &l.skb_sk},
+      {"sk_buff", "_skb_refdst", &l.skb_refdst},
+      {"sk_buff", "head", &l.skb_head},
+      {"sk_buff", "network_header", &l.skb_network_header},
+      {"net_device", "nd_net.net", &l.device_net},
+      {"sock", "__sk_common.skc_net.net", &l.socket_net},
+      {"dst_entry", "dev", &l.route_device},
+      {"net", "ns.inum", &l.net_inode},
+  };
+  for (const auto& m : members) {
+    const std::string error = btf.member(m.type, m.path, *m.out);
+    if (!error.empty()) return error;
+  }
+  int64_t reason = 0;
+  std::string error = btf.enumerator("SKB_DROP_REASON_NETFILTER_DROP", reason);
+  if (!error.empty()) return error;
+  if (reason < 0 || reason > UINT32_MAX) return "SKB_DROP_REASON_NETFILTER_DROP is out of range";
+  l.drop_reason = static_cast<uint32_t>(reason);
+  return "";
+}
+
+ProbeStatus create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+                       const char* name, Fd& out) {
+  bpf_attr attr{};
+  attr.map_type = type;
+  attr.key_size = key_size;
+  attr.value_size = value_size;
+  attr.max_entries = max_entries;
+  std::strncpy(attr.map_name, name, sizeof attr.map_name - 1);
+  Fd fd(static_cast<int>(sys_bpf(BPF_MAP_CREATE, attr)));
+  if (fd.get() < 0) return failure("bpf", std::string("BPF_MAP_CREATE ") + name);
+  out = std::move(fd);
+  return ProbeStatus{};
+}
+
+ProbeStatus load_program(const std::vector<bpf_insn>& code, uint32_t attach_btf_id, Fd& out) {
+  bpf_attr attr{};
+  attr.prog_type = BPF_PROG_TYPE_TRACING;
+  attr.expected_attach_type = BPF_TRACE_RAW_TP;
+  attr.attach_btf_id = attach_btf_id;
+  attr.insns = ptr(code.data());
+  attr.insn_cnt = static_cast<uint32_t>(code.size());
+  attr.license = ptr("GPL");  // bpf_probe_read_kernel is GPL-only
+  std::strncpy(attr.prog_name, "ctmon_ct_drops", sizeof attr.prog_name - 1);
+  Fd fd(static_cast<int>(sys_bpf(BPF_PROG_LOAD, attr)));
+  if (fd.get() >= 0) {
+    out = std::move(fd);
+    return ProbeStatus{};
+  }
+  const int err = errno;
+  if (err != EACCES && err != EINVAL) {
+    errno = err;
+    return failure("bpf", "BPF_PROG_LOAD");
+  }
+  // The verifier refused it: load again with a log to say why.
+  std::vector<char> log(1 << 20);
+  attr.log_level = 1;
+  attr.log_buf = ptr(log.data());
+  attr.log_size = static_cast<uint32_t>(log.size());
+  Fd again(static_cast<int>(sys_bpf(BPF_PROG_LOAD, attr)));
+  log.back() = '\0';
+  return ProbeStatus{SysStatus{err, "bpf"}, std::string("the verifier rejected the program (") +
+                                                std::strerror(err) + "):\n" + log_tail(log, 6)};
+}
+
+}  // namespace
+
+std::string DropProbe::check_available(const DropProbeOptions& options) {
+  DropProbe probe;
+  return probe.open(options).reason;
+}
+
+ProbeStatus DropProbe::open(const DropProbeOptions& options) {
+  close();
+  std::string error = check_capabilities();
+  if (error.empty()) error = check_lockdown();
+  if (!error.empty()) return failure(error);
+
+  Btf btf;
+  error = btf.load();
+  if (!error.empty()) return failure("no kernel BTF: " + error);
+  DropProgramLayout layout;
+  uint32_t attach_btf_id = 0;
+  error = find_arguments(btf, attach_btf_id, layout);
+  if (error.empty()) error = find_offsets(btf, layout);
+  if (!error.empty()) return failure(error);
+  SymbolRange range;
+  error = find_function_range("nf_hook_slow", range);
+  if (!error.empty()) return failure(error);
+  layout.location_start = range.start;
+  layout.location_end = range.end;
+  layout.route_chain_only = options.route_chain_only;
+  if (options.max_namespaces == 0 || options.max_flows == 0)
+    return failure("map sizes must be > 0");
+
+  ProbeStatus st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint32_t), sizeof(uint64_t),
+                              options.max_namespaces, "ctmon_ns_drops", namespaces_);
+  if (st.ok())
+    st = create_map(BPF_MAP_TYPE_LRU_HASH, sizeof(DroppedFlowKey), sizeof(DroppedFlowValue),
+                    options.max_flows, "ctmon_drop_flow", flows_);
+  if (st.ok())
+    st = create_map(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(uint64_t), kDropCounterCount,
+                    "ctmon_drop_stat", counters_);
+  if (!st.ok()) return close(), st;
+  layout.namespace_map_fd = namespaces_.get();
+  layout.flow_map_fd = flows_.get();
+  layout.counter_map_fd = counters_.get();
+
+  std::vector<bpf_insn> code;
+  error = assemble_drop_program(layout, code);
+  if (!error.empty()) return close(), failure(error);
+  st = load_program(code, attach_btf_id, program_);
+  if (!st.ok()) return close(), st;
+
+  bpf_attr attr{};
+  attr.raw_tracepoint.name = 0;  // tp_btf: the target comes from attach_btf_id
+  attr.raw_tracepoint.prog_fd = static_cast<uint32_t>(program_.get());
+  Fd link(static_cast<int>(sys_bpf(BPF_RAW_TRACEPOINT_OPEN, attr)));
+  if (link.get() < 0) {
+    st = failure("bpf", "BPF_RAW_TRACEPOINT_OPEN kfree_skb");
+    return close(), st;
+  }
+  link_ = std::move(link);
+  max_flows_ = options.max_flows;
+  batch_keys_.resize(max_flows_);
+  batch_values_.resize(max_flows_);
+  return ProbeStatus{};
+}
+
+void DropProbe::close() {
+  link_.reset();  // detaches first, so the program stops before its maps go
+  program_.reset();
+  namespaces_.reset();
+  flows_.reset();
+  counters_.reset();
+  max_flows_ = 0;
+  batch_keys_.clear();
+  batch_values_.clear();
+}
+
+SysStatus DropProbe::read_namespaces(
+    const std::function<void(uint32_t netns, uint64_t drops)>& fn) const {
+  if (namespaces_.get() < 0) return SysStatus{EBADF, "bpf"};
+  uint32_t key = 0, next = 0;
+  bool first = true;
+  for (;;) {
+    bpf_attr attr{};
+    attr.map_fd = static_cast<uint32_t>(namespaces_.get());
+    attr.key = first ? 0 : ptr(&key);
+    attr.next_key = ptr(&next);
+    if (sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) != 0) {
+      if (errno == ENOENT) return SysStatus{};
+      return SysStatus::from_errno("bpf");
+    }
+    uint64_t drops = 0;
+    bpf_attr lookup{};
+    lookup.map_fd = attr.map_fd;
+    lookup.key = ptr(&next);
+    lookup.value = ptr(&drops);
+    if (sys_bpf(BPF_MAP_LOOKUP_ELEM, lookup) == 0)
+      fn(next, drops);
+    else if (errno != ENOENT)
+      return SysStatus::from_errno("bpf");
+    key = next;
+    first = false;
+  }
+}
+
+SysStatus DropProbe::forget_namespace(uint32_t netns) {
+  bpf_attr attr{};
+  attr.map_fd = static_cast<uint32_t>(namespaces_.get());
+  attr.key = ptr(&netns);
+  if (sys_bpf(BPF_MAP_DELETE_ELEM, attr) != 0 && errno != ENOENT)
+    return SysStatus::from_errno("bpf");
+  return SysStatus{};
+}
+
+namespace {
+
+DroppedFlow to_flow(const DroppedFlowKey& k, const DroppedFlowValue& v) {
+  DroppedFlow f;
+  f.netns = k.netns;
+  f.family = k.family;
+  f.protocol = k.protocol;
+  std::memcpy(f.src, k.src, sizeof f.src);
+  std::memcpy(f.dst, k.dst, sizeof f.dst);
+  f.sport = ntohs(k.sport);
+  f.dport = ntohs(k.dport);
+  f.count = v.count;
+  f.last_ns = v.last_ns;
+  return f;
+}
+
+}  // namespace
+
+SysStatus DropProbe::read_and_clear_flows(const std::function<void(const DroppedFlow&)>& fn) {
+  if (flows_.get() < 0) return SysStatus{EBADF, "bpf"};
+  // One LOOKUP_AND_DELETE_BATCH per bucket range: an entry is read and removed atomically, so
+  // a drop counted in between lands in a new entry and is reported next time, not lost.
+  uint32_t cursor = 0;
+  bool first = true;
+  for (;;) {
+    bpf_attr attr{};
+    attr.batch.in_batch = first ? 0 : ptr(&cursor);
+    attr.batch.out_batch = ptr(&cursor);
+    attr.batch.keys = ptr(batch_keys_.data());
+    attr.batch.values = ptr(batch_values_.data());
+    attr.batch.count = max_flows_;
+    attr.batch.map_fd = static_cast<uint32_t>(flows_.get());
+    const long rc = sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_BATCH, attr);
+    const int err = rc == 0 ? 0 : errno;
+    if (first && (err == EINVAL || err == kEnotsupp)) break;  // kernel < 5.6: the slow path below
+    if (err != 0 && err != ENOENT) return SysStatus{err, "bpf"};
+    for (uint32_t i = 0; i < attr.batch.count && i < max_flows_; ++i)
+      fn(to_flow(batch_keys_[i], batch_values_[i]));
+    if (err == ENOENT) return SysStatus{};  // that was the last batch
+    first = false;
+  }
+  // Without batch operations: list the keys, then look each up and delete it. A drop counted
+  // between the two calls is lost; the namespace count still has it.
+  size_t n = 0;
+  DroppedFlowKey next{};
+  for (bool start = true; n < batch_keys_.size(); start = false) {
+    bpf_attr attr{};
+    attr.map_fd = static_cast<uint32_t>(flows_.get());
+    attr.key = start ? 0 : ptr(&batch_keys_[n - 1]);
+    attr.next_key = ptr(&next);
+    if (sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) != 0) {
+      if (errno == ENOENT) break;
+      return SysStatus::from_errno("bpf");
+    }
+    batch_keys_[n++] = next;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    bpf_attr attr{};
+    attr.map_fd = static_cast<uint32_t>(flows_.get());
+    attr.key = ptr(&batch_keys_[i]);
+    attr.value = ptr(&batch_values_[0]);
+    if (sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) continue;  // evicted meanwhile
+    sys_bpf(BPF_MAP_DELETE_ELEM, attr);
+    fn(to_flow(batch_keys_[i], batch_values_[0]));
+  }
+  return SysStatus{};
+}
+
+SysStatus DropProbe::read_counters(uint64_t (&counters)[kDropCounterCount]) const {
+  for (uint32_t slot = 0; slot < kDropCounterCount; ++slot) {
+    bpf_attr attr{};
+    attr.map_fd = static_cast<uint32_t>(counters_.get());
+    attr.key = ptr(&slot);
+    attr.value = ptr(&counters[slot]);
+    if (sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) return SysStatus::from_errno("bpf");
+  }
+  return SysStatus{};
+}
+
+SysStatus DropProbe::read_program_stats(ProgramStats& out) const {
+  bpf_prog_info info{};
+  bpf_attr attr{};
+  attr.info.bpf_fd = static_cast<uint32_t>(program_.get());
+  attr.info.info_len = sizeof info;
+  attr.info.info = ptr(&info);
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0) return SysStatus::from_errno("bpf");
+  out.id = info.id;
+  out.instructions = info.xlated_prog_len / sizeof(bpf_insn);
+  out.run_count = info.run_cnt;
+  out.run_time_ns = info.run_time_ns;
+  out.recursion_misses = info.recursion_misses;
+  return SysStatus{};
+}
+
+SysStatus DropProbe::enable_run_time_stats(Fd& out) {
+  bpf_attr attr{};
+  attr.enable_stats.type = BPF_STATS_RUN_TIME;
+  Fd fd(static_cast<int>(sys_bpf(BPF_ENABLE_STATS, attr)));
+  if (fd.get() < 0) return SysStatus::from_errno("bpf");
+  out = std::move(fd);
+  return SysStatus{};
+}
+
+}  // namespace ctmon

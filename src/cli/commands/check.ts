@@ -1,0 +1,91 @@
+/**
+ * `conntrack-monitor check`: a monitoring-plugins style check (Nagios, Icinga, Sensu, ...):
+ * one status line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Any packet
+ * dropped for a full table during the observation is CRITICAL.
+ */
+import { MAX_TIMER_S, MONITOR_FLAGS_HELP, number, parseCommand, seconds, UsageError } from '../args.js';
+import { createMonitor } from '../monitor.js';
+import type { ConntrackSample } from '../../types.js';
+
+export const usage = `Usage: conntrack-monitor check [--warn PCT] [--crit PCT] [--observe S] [options]
+
+Check conntrack table pressure the monitoring-plugins way: one status line with perfdata,
+exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+Options:
+  --warn PCT             WARNING at this fill, percent of nf_conntrack_max (default 75)
+  --crit PCT             CRITICAL at this fill (default 90); any drop is CRITICAL
+  --observe S            watch for S seconds (default 2); the peak fill counts
+${MONITOR_FLAGS_HELP}`;
+
+export const USAGE_EXIT = 3;
+const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
+
+export interface CheckResult {
+  code: 0 | 1 | 2 | 3;
+  line: string;
+}
+
+/** Evaluates observed samples against thresholds (percent). Pure. */
+export function evaluateCheck(samples: readonly ConntrackSample[], warnPct: number, critPct: number): CheckResult {
+  const known = samples.filter((s) => s.fill !== null && s.entries !== null && s.max !== null);
+  if (known.length === 0) return { code: 3, line: 'CONNTRACK UNKNOWN - no sample gave the table fill' };
+  const peak = known.reduce((a, b) => (b.fill! > a.fill! ? b : a));
+  const last = known.at(-1)!;
+  const dropsKnown = samples.some((s) => s.counts.drop !== null);
+  const drops = samples.reduce((sum, s) => sum + (s.counts.drop ?? 0), 0);
+  const seconds = samples.reduce((sum, s) => sum + s.intervalMs, 0) / 1000;
+  const fillPct = peak.fill! * 100;
+  const code = drops > 0 || fillPct >= critPct ? 2 : fillPct >= warnPct ? 1 : 0;
+  const max = last.max!;
+  const summary = [
+    drops > 0 ? `${drops} packets dropped in ${seconds.toFixed(0)} s (table full)` : null,
+    `${peak.entries}/${peak.max} entries (${fillPct.toFixed(1)}%) at peak`,
+    dropsKnown ? null : 'drops unknown (no stat counters on this kernel)',
+  ]
+    .filter(Boolean)
+    .join('; ');
+  const perf = [
+    `entries=${last.entries};${Math.floor((max * warnPct) / 100)};${Math.floor((max * critPct) / 100)};0;${max}`,
+    `fill=${fillPct.toFixed(2)}%;${warnPct};${critPct};0;100`,
+    dropsKnown ? `drops=${drops}c` : null,
+    last.timeWait.entries !== null ? `time_wait=${last.timeWait.entries};;;0;${max}` : null,
+  ]
+    .filter(Boolean)
+    .join(' ');
+  return { code, line: `CONNTRACK ${STATUS[code]} - ${summary} | ${perf}` };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { help, options, values } = parseCommand(argv, {
+    warn: { type: 'string' },
+    crit: { type: 'string' },
+    observe: { type: 'string' },
+  });
+  if (help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const warn = values.warn === undefined ? 75 : number('--warn', String(values.warn));
+  const crit = values.crit === undefined ? 90 : number('--crit', String(values.crit));
+  if (!(warn > 0 && warn < crit && crit <= 100))
+    throw new UsageError(`--warn and --crit must satisfy 0 < warn < crit <= 100, got ${warn} and ${crit}`);
+  const observeS = seconds('--observe', values.observe, 2, 0.1, MAX_TIMER_S);
+  const samples: ConntrackSample[] = [];
+  const monitor = createMonitor(
+    { intervalMs: Math.min(1000, Math.max(50, Math.round(observeS * 1000))), ...options },
+    () => {},
+  );
+  monitor.on('sample', (s) => samples.push(s));
+  try {
+    await monitor.start();
+  } catch (err) {
+    process.stdout.write(`CONNTRACK UNKNOWN - cannot monitor: ${(err as Error).message}\n`);
+    return 3;
+  }
+  await new Promise((r) => setTimeout(r, observeS * 1000));
+  await monitor.stop();
+  const result = evaluateCheck(samples, warn, crit);
+  process.stdout.write(`${result.line}\n`);
+  return result.code;
+}

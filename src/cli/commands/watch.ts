@@ -1,0 +1,89 @@
+/**
+ * `conntrack-monitor [watch]`: the live view on a terminal, one line per interval otherwise,
+ * NDJSON with --json. On --duration expiry, SIGINT or SIGTERM it prints the final partial
+ * sample (so totals are complete) and exits 0.
+ */
+import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from '../args.js';
+import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
+import { asFlags, UsageError } from '../args.js';
+import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
+import { formatNamespacesReport, formatSampleLine } from '../format.js';
+import type { ConntrackMonitorOptions } from '../../types.js';
+import { LiveView } from '../live-view.js';
+
+export const usage = `Usage: conntrack-monitor [watch] [options]
+
+Watch the conntrack table of a network namespace: entries against nf_conntrack_max,
+per-second insert/delete rates from ctnetlink events, the kernel's drop counters and
+TIME_WAIT occupancy. On a terminal: a live view. Otherwise one line per interval.
+
+Other commands: serve, check, advise, drops (conntrack-monitor COMMAND --help).
+
+Options:
+  --json                 one JSON sample per line (NDJSON), flushed per line
+  --duration S           stop after S seconds (default: run until SIGINT/SIGTERM)
+  --all-namespaces       every network namespace on the host (names under /var/run/netns
+                         and those of all processes), one row each: entries, max, fill,
+                         drop and insert rates; JSON lines are
+                         { time, intervalMs, final, namespaces: [{ inode, name, pid, host,
+                         entries, max, fill, drops, dropRate, inserts, insertRate,
+                         totalDrops, source, error }] }
+${MONITOR_FLAGS_HELP}
+
+ctnetlink needs CAP_NET_ADMIN (root); --netns also needs CAP_SYS_ADMIN. Without them
+the auto backend reads /proc instead (fewer fields) and says so once on stderr.
+Exit status: 0 after a clean stop, 1 if monitoring could not start, 2 for bad usage.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { help, options, values } = parseCommand(argv, {
+    json: { type: 'boolean' },
+    duration: { type: 'string' },
+    'all-namespaces': { type: 'boolean' },
+  });
+  if (help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const durationS = seconds('--duration', values.duration, 0, 0, MAX_TIMER_S);
+  if (values['all-namespaces'] === true) return allNamespaces(options, values.json === true, durationS);
+  const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
+  const monitor = createMonitor(options);
+  if (live) monitor.on('fallback', (f) => (live.fallback = f.reason));
+  monitor.on('sample', (s) => {
+    if (values.json === true) process.stdout.write(`${JSON.stringify(s)}\n`);
+    else if (live && !s.final) live.update(s);
+    else if (!live) process.stdout.write(`${formatSampleLine(s)}\n`);
+  });
+  if (!(await startOrExplain(monitor))) return 1;
+  live?.open();
+  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
+  live?.close();
+  if (live) monitor.once('sample', (s) => process.stdout.write(`${formatSampleLine(s)}\n`));
+  await monitor.stop();
+  return 0;
+}
+
+async function allNamespaces(options: ConntrackMonitorOptions, json: boolean, durationS: number): Promise<number> {
+  if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
+  let host: AllNamespacesMonitor;
+  try {
+    host = new AllNamespacesMonitor(options);
+  } catch (err) {
+    throw new UsageError(asFlags((err as Error).message));
+  }
+  const redraw = !json && process.stdout.isTTY === true;
+  host.on('report', (r) => {
+    if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else process.stdout.write(`${redraw && !r.final ? '\x1b[H\x1b[2J' : ''}${formatNamespacesReport(r)}\n`);
+  });
+  host.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  try {
+    await host.start();
+  } catch (err) {
+    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
+  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
+  await host.stop();
+  return 0;
+}

@@ -1,0 +1,53 @@
+import type { AllNamespacesReport } from '../host/all-namespaces.js';
+import type { ConntrackSample } from '../types.js';
+
+/** One compact human line per interval, for terminals and logs. */
+export function formatSampleLine(s: ConntrackSample): string {
+  const clock = s.time.slice(11, 19);
+  const fill = s.fill === null ? '?' : `${(s.fill * 100).toFixed(1)}%`;
+  const parts = [
+    clock,
+    `entries ${s.entries ?? '?'}/${s.max ?? '?'} (${fill})`,
+    `insert ${rate(s.rates.insert)}`,
+    `delete ${rate(s.rates.delete)}`,
+    `drop ${rate(s.rates.drop)}`,
+    `early_drop ${rate(s.rates.earlyDrop)}`,
+    `insert_failed ${rate(s.rates.insertFailed)}`,
+    `time_wait ${s.timeWait.entries ?? 'n/a'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
+  ];
+  if (s.socketTimeWait !== null && s.source === 'proc') parts.push(`tw_sockets ${s.socketTimeWait}`);
+  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
+  if ((s.counts.drop ?? 0) > 0) parts.push('TABLE FULL: packets dropped');
+  if (s.final) parts.push(`(final, ${Math.round(s.intervalMs)} ms)`);
+  return parts.join('  ');
+}
+
+function rate(r: number | null): string {
+  if (r === null) return 'n/a';
+  return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
+}
+
+/** The host-wide view: one row per namespace, busiest table first. */
+export function formatNamespacesReport(r: AllNamespacesReport): string {
+  const rows = [...r.namespaces].sort((a, b) => (b.fill ?? -1) - (a.fill ?? -1));
+  const head = `${r.time.slice(11, 19)}  ${r.namespaces.length} network namespaces${r.final ? ` (final, ${r.intervalMs} ms)` : ''}`;
+  const table = [['NAMESPACE', 'INODE', 'PID', 'ENTRIES', 'MAX', 'FILL', 'DROP', 'INSERT']];
+  for (const n of rows) {
+    table.push([
+      n.host ? '(host)' : (n.name ?? '-'),
+      String(n.inode),
+      n.pid === null ? '-' : String(n.pid),
+      n.error ? 'error' : String(n.entries ?? '?'),
+      String(n.max ?? '?'),
+      n.fill === null ? '?' : `${(n.fill * 100).toFixed(1)}%`,
+      rate(n.dropRate),
+      rate(n.insertRate),
+    ]);
+  }
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  const lines = table.map(
+    (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
+  );
+  const errors = rows.filter((n) => n.error).map((n) => `  ${n.name ?? n.inode}: ${n.error}`);
+  return [head, ...lines, ...errors].join('\n');
+}

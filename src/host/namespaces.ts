@@ -1,0 +1,77 @@
+/**
+ * The network namespaces of this host, for host-wide views (`--all-namespaces`, the eBPF drop
+ * monitor): the names bound under /var/run/netns (ip netns) and the namespaces of every process
+ * (/proc/PID/ns/net), one entry per namespace, identified by its inode (the number in
+ * `net:[4026531840]`), with its name where it has one and the pid of a process in it.
+ *
+ * Reading other processes' ns links needs root (ptrace access); without it only the
+ * namespaces of the caller's own processes are found.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface NetworkNamespace {
+  /** The namespace's inode: the number in `readlink /proc/PID/ns/net`. */
+  inode: number;
+  /** Its name under /var/run/netns, or null when it has none (a container's namespace). */
+  name: string | null;
+  /** The lowest pid of a process in it, or null when no process is in it (a bound name only). */
+  pid: number | null;
+  /** A path to open it by: /var/run/netns/NAME when named, else /proc/PID/ns/net. */
+  path: string;
+  /** It is the initial namespace (init_net). */
+  host: boolean;
+}
+
+export interface NamespaceRoots {
+  netnsDir: string;
+  proc: string;
+}
+
+const ROOTS: NamespaceRoots = { netnsDir: '/var/run/netns', proc: '/proc' };
+
+/**
+ * init_net's inode on kernels that fix it (PROC_NET_INIT_INO in include/linux/proc_ns.h);
+ * older kernels allocate it at boot, so pid 1's namespace is asked first.
+ */
+export const HOST_NETNS_INODE = 0xeffffff9;
+
+/** Every network namespace found, the host's first, then named ones by name, then by inode. */
+export async function listNamespaces(roots: NamespaceRoots = ROOTS): Promise<NetworkNamespace[]> {
+  const byInode = new Map<number, NetworkNamespace>();
+  const nsStat = (path: string) => stat(path).catch(() => null);
+  // Namespace files all live on the one nsfs device; a name under /var/run/netns whose bind
+  // mount is gone is a plain file on another device, and no namespace.
+  const nsfs = (await nsStat(join(roots.proc, 'self', 'ns', 'net')))?.dev;
+
+  for (const name of await readdir(roots.netnsDir).catch(() => [] as string[])) {
+    const path = join(roots.netnsDir, name);
+    const st = await nsStat(path);
+    if (st && st.dev === nsfs && !byInode.has(st.ino))
+      byInode.set(st.ino, { inode: st.ino, name, pid: null, path, host: false });
+  }
+  const pids = (await readdir(roots.proc).catch(() => [] as string[]))
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .sort((a, b) => a - b);
+  for (const pid of pids) {
+    const inode = (await nsStat(join(roots.proc, String(pid), 'ns', 'net')))?.ino;
+    if (inode === undefined) continue; // exited, or not ours to see
+    const known = byInode.get(inode);
+    if (known) {
+      known.pid ??= pid;
+    } else {
+      byInode.set(inode, { inode, name: null, pid, path: join(roots.proc, String(pid), 'ns', 'net'), host: false });
+    }
+  }
+  const init = (await nsStat(join(roots.proc, '1', 'ns', 'net')))?.ino;
+  const host = byInode.get(init ?? HOST_NETNS_INODE);
+  if (host) host.host = true;
+  return [...byInode.values()].sort(
+    (a, b) =>
+      Number(b.host) - Number(a.host) ||
+      (a.name === null ? 1 : 0) - (b.name === null ? 1 : 0) ||
+      (a.name ?? '').localeCompare(b.name ?? '') ||
+      a.inode - b.inode,
+  );
+}
