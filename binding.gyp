@@ -14,6 +14,7 @@
         "native/ctnetlink/aggregator.cc",
         "native/ctnetlink/decoder.cc",
         "native/ctnetlink/event_filter.cc",
+        "native/ctnetlink/kernel_flows.cc",
         "native/ctnetlink/monitor.cc",
         "native/ctnetlink/socket.cc",
         "native/ctnetlink/table.cc",
@@ -23,7 +24,8 @@
         "native/ebpf/drop_program.cc",
         "native/ebpf/event_counter.cc",
         "native/ebpf/event_program.cc",
-        "native/ebpf/kallsyms.cc"
+        "native/ebpf/kallsyms.cc",
+        "native/ebpf/wheel_reader.cc"
       ],
       "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

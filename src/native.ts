@@ -30,6 +30,19 @@ export interface RawSample {
   eventsLost: number;
   eventsLostTotal: number;
   malformedTotal: number;
+  /** On the eBPF event path: what the kernel's filter did (cumulative); null otherwise. */
+  eventProgram: {
+    /** Messages it queued to user space. */
+    passed: number;
+    /** Non-TCP flows it tracks, not past their deadline (included in tracked.protocols). */
+    tracked: number;
+    /** Messages whose layout it could not parse (passed). */
+    unknownLayout: number;
+    /** NEWs its flow map refused (passed). */
+    flowsFull: number;
+    /** Times its expiry wheel was read too late and rebuilt from the flow map. */
+    rebases: number;
+  } | null;
 }
 
 export type NativeRecord = { type: 'sample'; sample: RawSample } | { type: 'error'; error: Error & NativeErrorLike };
@@ -48,7 +61,14 @@ export interface NativeMonitor {
   stop(): NativeRecord[];
   ref(): void;
   unref(): void;
-  info(): { receiveBufferBytes: number; receiveBufferForced: boolean };
+  info(): {
+    receiveBufferBytes: number;
+    receiveBufferForced: boolean;
+    /** 'ebpf': the eBPF event filter counts events in the kernel; 'netlink': the classic filter. */
+    eventsPath: 'ebpf' | 'netlink';
+    /** Why not 'ebpf' (one line); null on the eBPF path. */
+    eventsPathReason: string | null;
+  };
 }
 
 /** The eBPF table-full drop probe (native/drop_probe.h); the constructor loads and attaches it. */

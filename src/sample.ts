@@ -13,6 +13,8 @@ import type { RawSample } from './native.js';
 export interface SampleContext {
   netns: string | null;
   receiveBufferBytes: number;
+  eventsPath: 'ebpf' | 'netlink';
+  eventsPathReason: string | null;
 }
 
 const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kernel sends no conntrack events';
@@ -33,9 +35,11 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
     unavailable[`counts.${name}`] =
       eventsOff && fromEvents
         ? EVENTS_OFF
-        : raw.kernelStatsOk
-          ? `this kernel does not report ${kernelStatName(name)}`
-          : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
+        : fromEvents
+          ? "the eBPF event filter's counters could not be read in this interval; the next sample includes its counts"
+          : raw.kernelStatsOk
+            ? `this kernel does not report ${kernelStatName(name)}`
+            : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
   });
   if (raw.entries === null || raw.max === null) {
     unavailable.entries = 'the conntrack statistics request failed in this interval';
@@ -76,6 +80,8 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
     rates: ratesOf(counts, seconds),
     totals,
     events: {
+      path: ctx.eventsPath,
+      pathReason: ctx.eventsPathReason,
       received: raw.eventsReceived,
       lost: raw.eventsLost,
       lostTotal: raw.eventsLostTotal,

@@ -86,7 +86,17 @@ export interface ConntrackMonitorOptions {
 }
 
 export interface EventStats {
-  /** ctnetlink event messages read in this interval. */
+  /**
+   * How events are read. `'ebpf'`: an eBPF socket filter on the event socket counts every
+   * event in the kernel (insert and delete are its counts, exact whatever the rate: nothing is
+   * queued for them), keeps entries of protocols other than TCP in kernel maps, and queues
+   * only the TCP events the state counts need. `'netlink'`: the classic filter; every count
+   * comes from events read from the socket.
+   */
+  path: 'ebpf' | 'netlink';
+  /** Why the eBPF filter is not used, in one line (for example a missing CAP_BPF); null on it. */
+  pathReason: string | null;
+  /** ctnetlink event messages read in this interval (on the eBPF path, only those it queued). */
   received: number;
   /** Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). */
   lost: number;

@@ -51,6 +51,18 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "eventsLostTotal", w.number(static_cast<double>(s.events_lost_total)));
   w.set(o, "malformedTotal", w.number(static_cast<double>(s.malformed_total)));
   w.set(o, "droppedRecords", w.number(static_cast<double>(dropped_records)));
+  const ctmon::EventProgramSnapshot& e = table.event_program;
+  if (e.active) {
+    napi_value p = w.object();
+    w.set(p, "passed", w.number(static_cast<double>(e.passed)));
+    w.set(p, "tracked", w.number(static_cast<double>(e.tracked)));
+    w.set(p, "unknownLayout", w.number(static_cast<double>(e.unknown_layout)));
+    w.set(p, "flowsFull", w.number(static_cast<double>(e.flows_full)));
+    w.set(p, "rebases", w.number(static_cast<double>(e.rebases)));
+    w.set(o, "eventProgram", p);
+  } else {
+    w.set(o, "eventProgram", w.null());
+  }
   return o;
 }
 

@@ -116,6 +116,9 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     const ctmon::MonitorInfo mi = monitor_ ? monitor_->info() : ctmon::MonitorInfo{};
     o.Set("receiveBufferBytes", mi.receive_buffer_bytes);
     o.Set("receiveBufferForced", mi.receive_buffer_forced);
+    o.Set("eventsPath", mi.ebpf ? "ebpf" : "netlink");
+    o.Set("eventsPathReason",
+          mi.ebpf ? info.Env().Null() : Napi::String::New(info.Env(), mi.ebpf_unavailable));
     return o;
   }
 

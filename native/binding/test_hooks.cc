@@ -4,6 +4,7 @@
 // count of live NativeMonitor objects. JS thread only.
 #include <arpa/inet.h>
 #include <napi.h>
+#include <time.h>
 
 #include <cstdlib>
 #include <string>
@@ -248,37 +249,50 @@ Napi::Value event_counters_to_js(Napi::Env env, const ctmon::EventCounters& c) {
   return o;
 }
 
-// _eventProgram(messages, { perMessage? }) -> { verdicts, counters, counted? }: loads the
-// event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on each message
-// (BPF_PROG_TEST_RUN), then reads its maps. Needs CAP_BPF; throws with the reason otherwise.
+uint64_t monotonic_ds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (static_cast<uint64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec) / ctmon::kDecisecondNs;
+}
+
+// _eventProgram(messages, { variant?, perMessage?, dumping?, maxFlows? }) -> { verdicts,
+// counters, counted?, seed, flows, graveyard, wheel, nowDs }: loads the event socket filter
+// (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in the kernel
+// on each message in turn (BPF_PROG_TEST_RUN), then reads its maps. `dumping` sets
+// kControlDumping first. Needs CAP_BPF; throws with the reason otherwise.
 Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_eventProgram(messages, options)");
   Napi::Array messages = info[0].As<Napi::Array>();
+  Napi::Object opts = info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
   ctmon::EventCounterOptions options;
+  if (opts.Get("variant").IsString() && opts.Get("variant").ToString().Utf8Value() == "monitor")
+    options.variant = ctmon::EventProgramVariant::kMonitor;
+  if (opts.Get("maxFlows").IsNumber())
+    options.max_flows = opts.Get("maxFlows").ToNumber().Uint32Value();
+  const bool monitor = options.variant == ctmon::EventProgramVariant::kMonitor;
   ctmon::EventCounter counter;
   const ctmon::ProbeStatus st = counter.open(options);
   if (!st.ok())
     throw native_error(env, st.sys.code, st.sys.syscall, "load the event program", st.reason);
-  const bool per_message =
-      info[1].IsObject() && info[1].As<Napi::Object>().Get("perMessage").ToBoolean();
+  const auto check = [&](const ctmon::SysStatus& s, const char* what) {
+    if (!s.ok()) throw native_error(env, s.code, s.syscall, what);
+  };
+  if (monitor && opts.Get("dumping").ToBoolean())
+    check(counter.set_control(ctmon::kControlDumping), "set the control bits");
+  const bool per_message = opts.Get("perMessage").ToBoolean();
   Napi::Array verdicts = Napi::Array::New(env, messages.Length());
   Napi::Array counted = Napi::Array::New(env, messages.Length());
   ctmon::EventCounters counters, before;
-  const auto read = [&](ctmon::EventCounters& c) {
-    const ctmon::SysStatus st = counter.read(c);
-    if (!st.ok()) throw native_error(env, st.code, st.syscall, "read the event counters");
-  };
   for (uint32_t i = 0; i < messages.Length(); ++i) {
     if (!messages.Get(i).IsBuffer()) throw Napi::TypeError::New(env, "messages are Buffers");
     Napi::Buffer<uint8_t> bytes = messages.Get(i).As<Napi::Buffer<uint8_t>>();
     uint32_t verdict = 0;
-    const ctmon::SysStatus run = counter.test_run(bytes.Data(), bytes.Length(), verdict);
-    if (!run.ok()) throw native_error(env, run.code, run.syscall, "run the event program");
+    check(counter.test_run(bytes.Data(), bytes.Length(), verdict), "run the event program");
     verdicts.Set(i, static_cast<double>(verdict));
     if (!per_message) continue;
     // Which messages[kind][class] this message added to: [kind, class], or null.
-    read(counters);
+    check(counter.read(counters), "read the event counters");
     Napi::Value which = env.Null();
     for (uint32_t k = 0; k < ctmon::kKindCount; ++k)
       for (uint32_t c2 = 0; c2 < ctmon::kClassCount; ++c2)
@@ -291,12 +305,67 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
     counted.Set(i, which);
     before = counters;
   }
-  read(counters);
+  check(counter.read(counters), "read the event counters");
   Napi::Object out = Napi::Object::New(env);
   out.Set("verdicts", verdicts);
   if (per_message) out.Set("counted", counted);
   out.Set("counters", event_counters_to_js(env, counters));
+  if (!monitor) return out;
+
+  out.Set("seed", Napi::BigInt::New(env, counter.key_seed()));
+  out.Set("maxFlows", counter.max_flows());
+  out.Set("nowDs", static_cast<double>(monotonic_ds()));
+  Napi::Array flows = Napi::Array::New(env);
+  check(counter.for_each_flow([&](uint64_t key, const ctmon::FlowValue& v) {
+    Napi::Object f = Napi::Object::New(env);
+    f.Set("key", Napi::BigInt::New(env, key));
+    f.Set("deadlineDs", v.deadline_ds);
+    f.Set("class", v.class_index);
+    flows.Set(flows.Length(), f);
+  }),
+        "read the flow map");
+  out.Set("flows", flows);
+  Napi::Array graveyard = Napi::Array::New(env);
+  check(counter.drain_graveyard(
+            [&](uint64_t key) { graveyard.Set(graveyard.Length(), Napi::BigInt::New(env, key)); }),
+        "read the graveyard");
+  out.Set("graveyard", graveyard);
+  Napi::Array wheel = Napi::Array::New(env);
+  for (uint32_t slot = 0; slot < ctmon::kWheelSlots; ++slot) {
+    ctmon::WheelSlot w;
+    check(counter.read_wheel(slot, w), "read the wheel");
+    bool any = false;
+    for (int32_t n : w.flows) any = any || n != 0;
+    if (!any) continue;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("slot", slot);
+    Napi::Array by_class = Napi::Array::New(env, ctmon::kTrackedClassCount);
+    for (uint32_t c2 = 0; c2 < ctmon::kTrackedClassCount; ++c2) by_class.Set(c2, w.flows[c2]);
+    o.Set("flows", by_class);
+    wheel.Set(wheel.Length(), o);
+  }
+  out.Set("wheel", wheel);
   return out;
+}
+
+// _flowKey(message, seed) -> the flow key the monitor's event program gives the message's
+// entry (native/ebpf/event_program.h flow_key), computed from the decoder's view; null when
+// the message does not decode.
+Napi::Value FlowKey(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer() || !info[1].IsBigInt())
+    throw Napi::TypeError::New(env, "_flowKey(message, seed)");
+  Napi::Buffer<uint8_t> bytes = info[0].As<Napi::Buffer<uint8_t>>();
+  bool lossless = false;
+  const uint64_t seed = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
+  ctmon::Message msg;
+  ctmon::Conntrack ct;
+  if (!walker.next(msg) || ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk ||
+      ct.orig_tuple == nullptr)
+    return env.Null();
+  return Napi::BigInt::New(
+      env, ctmon::flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id));
 }
 
 // _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?}) -> the previous values.
@@ -326,6 +395,7 @@ void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
   exports.Set("_eventProgram", Napi::Function::New(env, EventProgram, "_eventProgram"));
+  exports.Set("_flowKey", Napi::Function::New(env, FlowKey, "_flowKey"));
   exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
   exports.Set("_liveMonitors", Napi::Function::New(
                                    env,

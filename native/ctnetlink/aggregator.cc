@@ -18,9 +18,10 @@ const uint8_t kCounterStatsId[kCounterCount] = {
     CTA_STATS_SEARCH_RESTART,  //
 };
 
-void Aggregator::start(int64_t now_mono_ns, const KernelReading& baseline) {
+void Aggregator::start(int64_t now_mono_ns, const KernelReading& baseline, bool count_in_kernel) {
   *this = Aggregator();
   interval_start_ns_ = now_mono_ns;
+  count_in_kernel_ = count_in_kernel;
   uint64_t ignored[kStatsSlots];
   uint32_t present;
   absorb_cpu_stats(baseline, ignored, &present);
@@ -59,9 +60,18 @@ IntervalSample Aggregator::close(int64_t now_mono_ns, int64_t now_wall_ms,
   s.final = final;
   interval_start_ns_ = now_mono_ns;
 
-  s.counts[kInsert] = pending_[kInsert];
-  s.counts[kDelete] = pending_[kDelete];
-  s.known = 1u << kInsert | 1u << kDelete;
+  if (!count_in_kernel_) {
+    s.counts[kInsert] = pending_[kInsert];
+    s.counts[kDelete] = pending_[kDelete];
+    s.known = 1u << kInsert | 1u << kDelete;
+  } else if (reading.event_counts_ok) {
+    // Cumulative counts: an interval whose read failed is made up by the next one.
+    s.counts[kInsert] = reading.kernel_inserts - kernel_events_seen_[0];
+    s.counts[kDelete] = reading.kernel_deletes - kernel_events_seen_[1];
+    kernel_events_seen_[0] = reading.kernel_inserts;
+    kernel_events_seen_[1] = reading.kernel_deletes;
+    s.known = 1u << kInsert | 1u << kDelete;
+  }
 
   s.kernel_stats_ok = reading.cpus != nullptr;
   if (s.kernel_stats_ok) {

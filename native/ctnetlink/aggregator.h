@@ -59,22 +59,28 @@ struct KernelReading {
   const GlobalStats* global = nullptr;
   bool drops_ok = false;
   uint32_t socket_drops = 0;
+  // The eBPF event filter's counts of NEW and DESTROY messages since it was loaded, when the
+  // aggregator counts from the kernel (count_in_kernel) and the read succeeded.
+  bool event_counts_ok = false;
+  uint64_t kernel_inserts = 0;
+  uint64_t kernel_deletes = 0;
 };
 
 class Aggregator {
  public:
-  // Takes the baseline that the first interval's deltas are measured from.
-  void start(int64_t now_mono_ns, const KernelReading& baseline);
+  // Takes the baseline that the first interval's deltas are measured from. With
+  // count_in_kernel, inserts and deletes come from KernelReading's event counts (the eBPF
+  // event filter counts every message, queued or not) rather than from received events; the
+  // kernel's counts start at 0 when its program is loaded, before any event.
+  void start(int64_t now_mono_ns, const KernelReading& baseline, bool count_in_kernel = false);
 
   // Hot path: called once per decoded event.
   void count_event(EventKind kind) {
     ++events_received_;
-    if (kind == EventKind::kNew)
-      ++pending_[kInsert];
-    else if (kind == EventKind::kDestroy)
-      ++pending_[kDelete];
-    else
+    if (kind == EventKind::kUpdate)
       ++events_updates_;
+    else if (!count_in_kernel_)
+      ++pending_[kind == EventKind::kNew ? kInsert : kDelete];
   }
   void count_malformed() { ++malformed_total_; }
 
@@ -94,6 +100,8 @@ class Aggregator {
   uint64_t events_received_ = 0;
   uint64_t events_updates_ = 0;
   uint64_t lost_total_ = 0;
+  bool count_in_kernel_ = false;
+  uint64_t kernel_events_seen_[2] = {};  // inserts, deletes read at the last close
   uint64_t malformed_total_ = 0;
   bool have_drops_baseline_ = false;
   uint32_t last_socket_drops_ = 0;

@@ -206,6 +206,8 @@ DecodeStatus decode_conntrack(const Message& msg, Conntrack& out) {
       case CTA_TUPLE_ORIG:
         ok = decode_tuple(a, out.orig);
         out.fields |= Conntrack::kHasOrig;
+        out.orig_tuple = a.payload;
+        out.orig_tuple_length = a.length;
         break;
       case CTA_ID:
         ok = read_be32(a, out.id);

@@ -100,6 +100,10 @@ struct Conntrack {
   uint32_t mark = 0;
   uint16_t zone = 0;
   uint8_t tcp_state = kTcpStateNone;
+  // CTA_TUPLE_ORIG's payload as received (the kernel event filter's flow key hashes it):
+  // points into the message, valid only while the message is.
+  const uint8_t* orig_tuple = nullptr;
+  uint16_t orig_tuple_length = 0;
   bool has(Field f) const { return (fields & f) != 0; }
 };
 

@@ -36,8 +36,9 @@ constexpr int kBatchesPerWakeup = 64;    // ~4k events, then look at the clock a
 // what makes the per-event cost small. 150k events/s x 10 ms x 1280 B of buffer charge is
 // 1.9 MB, far below the default 32 MiB buffer; samples are per interval, so nothing waits.
 constexpr int kCoalesceMs = 10;
-constexpr int kBatchesDuringDump = 8;  // events read between two dump datagrams
-constexpr int kBatchesAtClose = 1024;  // ~65k events queued before an interval closes
+constexpr int kBatchesDuringDump = 8;         // events read between two dump datagrams
+constexpr int kBatchesAtClose = 1024;         // ~65k events queued before an interval closes
+constexpr int64_t kWheelTickNs = 1000000000;  // the eBPF filter's wheel is read every second
 // UPDATE carries TCP state changes; event_filter() drops the UPDATEs nothing here needs.
 constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
                                      NFNLGRP_CONNTRACK_DESTROY};
@@ -77,6 +78,23 @@ NamespaceSettings read_settings() {
   s.time_wait_timeout_s = read_sysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait");
   s.socket_time_wait = read_socket_time_wait();
   return s;
+}
+
+// A verifier's reason runs over several lines; a sample field takes one: the first line and
+// the one that says why (the last, bar the verifier's closing statistics).
+std::string one_line(const std::string& text) {
+  std::vector<std::string> lines;
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  while (lines.size() > 1 && lines.back().rfind("processed ", 0) == 0) lines.pop_back();
+  if (lines.empty()) return text;
+  std::string first = lines.front();
+  while (!first.empty() && (first.back() == ':' || first.back() == ' ')) first.pop_back();
+  return lines.size() == 1 ? first : first + ": " + lines.back();
 }
 
 uint64_t random_seed() {
@@ -140,16 +158,33 @@ bool Monitor::open_in_namespace(MonitorError& error) {
       return false;
     }
   }
+  // The eBPF event filter if the kernel loads it, else the classic one (socket.h).
+  if (config_.ebpf_events) {
+    const ProbeStatus loaded = kernel_flows_.open(now_ds());
+    if (!loaded.ok()) info_.ebpf_unavailable = one_line(loaded.reason);
+  } else {
+    info_.ebpf_unavailable = "the eBPF event filter is turned off";
+  }
   EventSocketInfo socket_info;
   const FilterProgram filter = event_filter();
-  const EventSocketConfig event_config{kEventGroups, sizeof kEventGroups / sizeof kEventGroups[0],
-                                       config_.receive_buffer_bytes, filter.instructions,
-                                       filter.length};
+  EventSocketConfig event_config{kEventGroups, sizeof kEventGroups / sizeof kEventGroups[0],
+                                 config_.receive_buffer_bytes, filter.instructions, filter.length};
+  event_config.bpf_program_fd = kernel_flows_.program_fd();
   SysStatus st = open_event_socket(event_config, event_fd_, socket_info);
+  if (!st.ok() && event_config.bpf_program_fd >= 0) {
+    // Was it the eBPF attach? Then the classic filter works where it did not.
+    const SysStatus attach = st;
+    event_config.bpf_program_fd = -1;
+    st = open_event_socket(event_config, event_fd_, socket_info);
+    if (st.ok())
+      info_.ebpf_unavailable = std::string("SO_ATTACH_BPF: ") + std::strerror(attach.code);
+  }
   if (!st.ok()) {
     error = MonitorError{st.code, st.syscall, "subscribe to conntrack events"};
     return false;
   }
+  info_.ebpf = event_config.bpf_program_fd >= 0;
+  if (!info_.ebpf) kernel_flows_.close();
   st = request_socket_.open(kRequestTimeoutMs);
   if (!st.ok()) {
     error = MonitorError{st.code, st.syscall, "open the conntrack request socket"};
@@ -164,7 +199,7 @@ bool Monitor::open_in_namespace(MonitorError& error) {
     return false;
   }
   epoch_ns_ = mono_ns();
-  aggregator_.start(epoch_ns_, baseline);
+  aggregator_.start(epoch_ns_, baseline, info_.ebpf);
   return true;
 }
 
@@ -191,6 +226,7 @@ void Monitor::run() {
 
   const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
   int64_t next_close = mono_ns() + interval_ns;
+  int64_t next_tick = mono_ns() + kWheelTickNs;
   pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
   bool caught_up = true;
   for (;;) {
@@ -202,7 +238,13 @@ void Monitor::run() {
       if (next_close <= now) next_close = now + interval_ns;  // fell behind: no burst
       continue;
     }
-    const int timeout_ms = static_cast<int>((next_close - now + 999999) / 1000000);
+    // The kernel's expiry wheel is read every second, whatever the interval (kernel_flows.h).
+    if (info_.ebpf && now >= next_tick) {
+      refresh_kernel_flows();
+      next_tick = now + kWheelTickNs;
+    }
+    const int64_t wake = info_.ebpf ? std::min(next_close, next_tick) : next_close;
+    const int timeout_ms = static_cast<int>((wake - now + 999999) / 1000000);
     if (::poll(fds, 2, timeout_ms) < 0) {
       if (errno == EINTR) continue;
       report(MonitorError{errno, "poll", "wait for conntrack events"});
@@ -286,7 +328,23 @@ KernelReading Monitor::read_kernel() {
   }
   stats_status_ = st;
   reading.drops_ok = read_socket_drops(event_fd_.get(), reading.socket_drops).ok();
+  if (info_.ebpf) {
+    refresh_kernel_flows();
+    reading.event_counts_ok = flows_status_.ok();
+    reading.kernel_inserts = kernel_flows_.counters().kind_total(kKindNew);
+    reading.kernel_deletes = kernel_flows_.counters().kind_total(kKindDestroy);
+  }
   return reading;
+}
+
+// Reads the eBPF filter's counters and the expiry wheel. A failure is reported once per
+// streak; the samples say which counts are unknown meanwhile.
+void Monitor::refresh_kernel_flows() {
+  flows_status_ = kernel_flows_.refresh(now_ds());
+  if (!flows_status_.ok() && !flows_failing_)
+    report(MonitorError{flows_status_.code, flows_status_.syscall,
+                        "read the eBPF event filter's maps"});
+  flows_failing_ = !flows_status_.ok();
 }
 
 // A full dump replaces the tracked state: entries it lists get the new generation, entries
@@ -299,12 +357,19 @@ bool Monitor::resync() {
   drain_events(kBatchesAtClose);  // apply what was queued before the dump began
   const int64_t started = mono_ns();
   table_.begin_dump();
+  if (info_.ebpf) {
+    const SysStatus begun = kernel_flows_.begin_dump();
+    if (!begun.ok())
+      report(MonitorError{begun.code, begun.syscall, "mark the dump for the eBPF filter"});
+  }
   const uint64_t now = now_ms();
   const SysStatus st = request_socket_.request(
       ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC,
       [&](const Message& msg) {
         Conntrack ct;
-        if (decode_conntrack(msg, ct) == DecodeStatus::kOk) table_.apply_dump_entry(ct, now);
+        if (decode_conntrack(msg, ct) != DecodeStatus::kOk) return;
+        table_.apply_dump_entry(ct, now);
+        if (info_.ebpf) kernel_flows_.note_dump_entry(ct, table_.key(ct));
       },
       &stopping_, [this] { drain_events(kBatchesDuringDump); });
   last_resync_end_ns_ = mono_ns();
@@ -313,10 +378,18 @@ bool Monitor::resync() {
       last_resync_end_ns_ + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
   if (!st.ok()) {
     table_.abort_dump();
+    if (info_.ebpf) kernel_flows_.abort_dump();
     if (st.code != ECANCELED) report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
     return false;
   }
   table_.end_dump();
+  if (info_.ebpf) {
+    // Each entry is counted once: by the kernel's filter if it tracks it, else by the table.
+    table_.expire(now_ms());
+    const SysStatus handed = kernel_flows_.end_dump(table_, now_ds());
+    if (!handed.ok())
+      report(MonitorError{handed.code, handed.syscall, "reconcile the eBPF filter's flows"});
+  }
   repair_pending_ = false;
   if (table_state_.synced) ++table_state_.resyncs;
   table_state_.synced = true;
@@ -353,21 +426,51 @@ void Monitor::close_interval(bool final) {
   // dump: re-dumping sooner to check would cost a dump every few seconds on busy hosts.
   const int64_t now = mono_ns();
   const bool overcount =
-      sample.has_entries && table_.counts().entries > sample.entries + 8 + sample.entries / 100;
+      sample.has_entries && tracked_entries() > sample.entries + 8 + sample.entries / 100;
   overcount_intervals_ = overcount ? overcount_intervals_ + 1 : 0;
   // A repair that must wait for its spacing is remembered, not forgotten.
   if (sample.events_lost > 0 || overcount_intervals_ >= 2) repair_pending_ = true;
   const bool periodic = config_.resync_interval_ms > 0 && now >= next_resync_ns_;
   const bool repair = repair_pending_ && may_resync(now);
   if (!final && !stopping_.load() && (periodic || repair)) {
-    if (resync()) table_.expire(now_ms());
+    if (resync()) {
+      table_.expire(now_ms());
+      if (info_.ebpf) refresh_kernel_flows();
+    }
   }
   table_state_.counts = table_.counts();
   table_state_.memory_bytes = table_.memory_bytes();
+  if (info_.ebpf) {
+    // The non-TCP flows the kernel's filter tracks are listed entries too.
+    for (uint32_t c = 0; c < kTrackedClassCount; ++c) {
+      const uint32_t n = kernel_flows_.listed(c);
+      table_state_.counts.protocols[c] += n;
+      table_state_.counts.entries += n;
+    }
+    const EventCounters& k = kernel_flows_.counters();
+    EventProgramSnapshot& e = table_state_.event_program;
+    e.active = true;
+    e.passed = k.diagnostics[kDiagPassed];
+    e.tracked = 0;
+    for (uint32_t c = 0; c < kTrackedClassCount; ++c) e.tracked += kernel_flows_.listed(c);
+    e.unknown_layout = k.diagnostics[kDiagUnknownLayout];
+    e.flows_full = k.diagnostics[kDiagFlowsFull];
+    e.rebases = kernel_flows_.rebases();
+  }
   listener_->on_sample(sample, table_state_, read_settings());
 }
 
+uint64_t Monitor::tracked_entries() const {
+  uint64_t n = table_.counts().entries;
+  if (info_.ebpf)
+    for (uint32_t c = 0; c < kTrackedClassCount; ++c) n += kernel_flows_.listed(c);
+  return n;
+}
+
 uint64_t Monitor::now_ms() const { return static_cast<uint64_t>(mono_ns() - epoch_ns_) / 1000000; }
+
+// CLOCK_MONOTONIC deciseconds, the eBPF filter's clock (bpf_ktime_get_ns).
+uint64_t Monitor::now_ds() const { return static_cast<uint64_t>(mono_ns()) / kDecisecondNs; }
 
 void Monitor::report(const MonitorError& error) { listener_->on_error(error); }
 

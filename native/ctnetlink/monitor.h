@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ctnetlink/aggregator.h"
+#include "ctnetlink/kernel_flows.h"
 #include "ctnetlink/socket.h"
 #include "ctnetlink/table.h"
 
@@ -26,6 +27,17 @@ struct MonitorConfig {
   int interval_ms = 1000;
   int receive_buffer_bytes = 32 << 20;
   int resync_interval_ms = 60000;  // periodic re-dump; 0 disables it (loss still resyncs)
+  bool ebpf_events = true;         // try the eBPF event filter first (kernel_flows.h)
+};
+
+// What the eBPF event filter did, cumulative, when it is the event path.
+struct EventProgramSnapshot {
+  bool active = false;
+  uint64_t passed = 0;          // messages it queued to user space
+  uint64_t tracked = 0;         // flows it tracks, not past their deadline (in counts too)
+  uint64_t unknown_layout = 0;  // messages it could not parse (passed)
+  uint64_t flows_full = 0;      // NEWs the flow map refused (passed)
+  uint64_t rebases = 0;         // times its expiry wheel was read too late
 };
 
 // The tracked table at the end of an interval.
@@ -35,6 +47,7 @@ struct TableSnapshot {
   uint64_t resyncs = 0;        // re-dumps after the initial one
   double last_resync_ms = -1;  // duration of the latest dump (initial included), -1 before
   size_t memory_bytes = 0;
+  EventProgramSnapshot event_program;
 };
 
 // Per-namespace settings read from /proc/sys/net/netfilter; -1 where unreadable.
@@ -55,6 +68,10 @@ struct MonitorError {
 struct MonitorInfo {
   int receive_buffer_bytes = 0;
   bool receive_buffer_forced = false;
+  // How events are read: the eBPF filter that counts them in the kernel ("ebpf"), or the
+  // classic filter with every count made from received events ("netlink"), and why not eBPF.
+  bool ebpf = false;
+  std::string ebpf_unavailable;  // one line; empty on the eBPF path
 };
 
 class MonitorListener {
@@ -88,6 +105,9 @@ class Monitor {
   KernelReading read_kernel();
   bool resync();
   bool may_resync(int64_t now) const;
+  void refresh_kernel_flows();
+  uint64_t tracked_entries() const;  // the table's entries plus the kernel filter's
+  uint64_t now_ds() const;
   void close_interval(bool final);
   uint64_t now_ms() const;
   void report(const MonitorError& error);
@@ -102,6 +122,7 @@ class Monitor {
   BatchReceiver receiver_;
   Aggregator aggregator_;
   ConntrackTable table_;
+  KernelFlows kernel_flows_;  // open on the eBPF path
   TableSnapshot table_state_;
   int64_t epoch_ns_ = 0;  // monotonic time the table's deadlines count from
   int64_t next_resync_ns_ = 0;
@@ -114,6 +135,8 @@ class Monitor {
   GlobalStats global_stats_;
   SysStatus stats_status_;      // outcome of the last read_kernel()
   bool stats_failing_ = false;  // report a failing stats request once, not every interval
+  SysStatus flows_status_;      // outcome of the last kernel_flows_ refresh
+  bool flows_failing_ = false;
 
   // Start-up handshake between start() and the reader thread.
   std::mutex start_mu_;

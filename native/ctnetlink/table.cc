@@ -216,6 +216,13 @@ void ConntrackTable::KeySet::clear() {
   used_ = 0;
 }
 
+bool ConntrackTable::erase(uint64_t key) {
+  Slot* s = find(key);
+  if (s == nullptr) return false;
+  erase_at(static_cast<size_t>(s - slots_.data()));
+  return true;
+}
+
 size_t ConntrackTable::expire(uint64_t now_ms) {
   const uint64_t now_ds = now_ms / 100;
   size_t removed = 0;

@@ -46,6 +46,12 @@ class ConntrackTable {
   // Drops entries whose deadline has passed; returns how many.
   size_t expire(uint64_t now_ms);
 
+  // An entry's identity as this table hashes it, and what it holds of it. The monitor uses
+  // them to hand entries to, and take them from, the kernel's event filter (kernel_flows.h).
+  uint64_t key(const Conntrack& ct) const { return key_of(ct); }
+  bool contains(uint64_t key) { return find(key) != nullptr; }
+  bool erase(uint64_t key);
+
   const TableCounts& counts() const { return counts_; }
   size_t memory_bytes() const { return slots_.capacity() * sizeof(Slot); }
 

@@ -49,6 +49,15 @@ class Assembler {
   void atomic_add64(uint8_t dst, int16_t off, uint8_t src) {
     emit(BPF_STX | BPF_DW | BPF_ATOMIC, dst, src, off, BPF_ADD);
   }
+  void atomic_add32(uint8_t dst, int16_t off, uint8_t src) {
+    emit(BPF_STX | BPF_W | BPF_ATOMIC, dst, src, off, BPF_ADD);
+  }
+  // src = xchg(*(u32 *)(dst + off), src), zero-extended (Linux 5.12).
+  void atomic_xchg32(uint8_t dst, int16_t off, uint8_t src) {
+    emit(BPF_STX | BPF_W | BPF_ATOMIC, dst, src, off, BPF_XCHG);
+  }
+  // dst = bswap to big endian (a no-op on big-endian hosts), 16/32/64 bits.
+  void to_be(uint8_t dst, int32_t bits) { emit(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, bits); }
   void load_imm64(uint8_t dst, uint64_t value, uint8_t pseudo = 0) {
     emit(BPF_LD | BPF_DW | BPF_IMM, dst, pseudo, 0, static_cast<int32_t>(value & 0xffffffffu));
     emit(0, 0, 0, 0, static_cast<int32_t>(value >> 32));

@@ -17,15 +17,43 @@
 //   counters.messages[kind][class] += 1
 // and kCountOnly returns 0. The stack buffer is zeroed first, so bytes past a short message
 // read as 0 and fail the header checks.
+//
+// kMonitor goes on (return -1 passes the whole message to the socket, 0 drops it):
+//   unknown class          pass: user space's decoder is the judge
+//   TCP                    NEW and DESTROY pass; an UPDATE passes when it carries
+//                          CTA_PROTOINFO (a state change), else is dropped, as the classic
+//                          filter does: the tracked table keeps TCP states and TIME_WAIT
+//   other protocols        walk the top-level attributes for CTA_ZONE, CTA_ID, CTA_STATUS,
+//                          CTA_TIMEOUT (and CTA_PROTOINFO), hash the flow's key, then
+//     NEW                  track it: flows[key] = {deadline, class}, wheel[deadline][class]
+//                          += 1, tracked[class] += 1; drop. A NEW without a timeout, with one
+//                          longer than kWheelMaxTimeoutS, or that the map refuses, passes.
+//     UPDATE, tracked      move its deadline: the old one is exchanged out of the flow map
+//                          (an atomic xchg, so two CPUs updating one flow each withdraw the
+//                          deadline the other installed) and withdrawn from the wheel if
+//                          still in the future, else the flow counts as started again; the
+//                          new one is added; drop. A timeout beyond the wheel hands the flow
+//                          to user space: withdrawn, deleted, passed.
+//     UPDATE, untracked    pass when ASSURED or carrying CTA_PROTOINFO (the classic rule),
+//                          else drop: user space knows this entry from a dump, or not at all
+//     DESTROY, tracked     withdraw a future deadline (tracked[class] -= 1), delete; while
+//                          user space dumps, also record the key in the graveyard; drop
+//     DESTROY, untracked   pass
+// Attributes are read one bpf_skb_load_bytes each (8 bytes: header and the first 4 of the
+// payload), in an unrolled walk of at most kWalkSteps, which stops at what it looks for:
+// ctnetlink writes CTA_ZONE, CTA_ID, CTA_STATUS, then CTA_TIMEOUT, then CTA_PROTOINFO.
 #include "ebpf/event_program.h"
 
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 
 #include "ebpf/assembler.h"
 
@@ -33,12 +61,33 @@ namespace ctmon {
 
 namespace {
 
-constexpr int kHeadBytes = 128;        // read of each message's start
-constexpr int16_t kHead = -128;        // r10 + kHead: the first kHeadBytes of the message
-constexpr int16_t kCounterKey = -136;  // u32 key 0 of the counters map
-constexpr int16_t kLength = -144;      // u64: bytes read into kHead
-constexpr int kAttrsOffset = 20;       // nlmsghdr + nfgenmsg
-constexpr int32_t kPass = -1;          // keep the whole message (the return value is a length)
+constexpr int kHeadBytes = 128;                          // read of each message's start
+constexpr int kAttrsOffset = 20;                         // nlmsghdr + nfgenmsg
+constexpr int kTupleOffset = kAttrsOffset + NLA_HDRLEN;  // CTA_TUPLE_ORIG's payload
+constexpr int kWalkSteps = 16;                           // top-level attributes looked at, at most
+constexpr int32_t kPass = -1;  // keep the whole message (the return value is a length)
+constexpr uint32_t kTimeoutAbsent = 0xffffffff;    // a real CTA_TIMEOUT is < 2^31 jiffies / HZ
+constexpr uint64_t kMix1 = 0xff51afd7ed558ccdULL;  // murmur3's fmix64
+constexpr uint64_t kMix2 = 0xc4ceb9fe1a85ec53ULL;
+
+// Stack layout (offsets from r10), every slot 8-byte aligned.
+constexpr int16_t kHead = -128;       // the first kHeadBytes of the message
+constexpr int16_t kMapKey = -136;     // u32 key of an array map
+constexpr int16_t kLength = -144;     // u64: bytes read into kHead
+constexpr int16_t kEnd = -152;        // u64: end of the message, min(skb->len, nlmsg_len)
+constexpr int16_t kCursor = -160;     // u64: offset of the next attribute
+constexpr int16_t kAttr = -168;       // an attribute's header and first 4 payload bytes
+constexpr int16_t kZone = -176;       // u64, host order; 0 without CTA_ZONE
+constexpr int16_t kId = -184;         // u64, host order
+constexpr int16_t kStatus = -192;     // u64, host order
+constexpr int16_t kTimeout = -200;    // u64, host order; kTimeoutAbsent without CTA_TIMEOUT
+constexpr int16_t kProtoinfo = -208;  // u64: 1 when CTA_PROTOINFO was seen
+constexpr int16_t kFlowKey = -216;    // u64 flow_key()
+constexpr int16_t kFlowValue = -224;  // FlowValue
+constexpr int16_t kNowNs = -232;      // u64 bpf_ktime_get_ns()
+constexpr int16_t kNowDs = -240;      // u64 deciseconds
+constexpr int16_t kOldDs = -248;      // u64: the deadline exchanged out
+constexpr int16_t kNewDs = -256;      // u64: the deadline put in
 
 // Registers that live across helper calls.
 constexpr uint8_t kSkb = BPF_REG_6;
@@ -46,7 +95,12 @@ constexpr uint8_t kCounters = BPF_REG_7;  // &EventCounters of this CPU
 constexpr uint8_t kKind = BPF_REG_8;      // EventKindIndex
 constexpr uint8_t kClass = BPF_REG_9;     // EventClassIndex
 
+using Label = Assembler::Label;
+
 int16_t head(int offset) { return static_cast<int16_t>(kHead + offset); }
+int16_t field(int16_t slot, size_t offset) {
+  return static_cast<int16_t>(slot + static_cast<int>(offset));
+}
 
 int16_t diagnostic_offset(EventDiagnostic d) {
   return static_cast<int16_t>(offsetof(EventCounters, diagnostics) + 8 * d);
@@ -58,19 +112,34 @@ void count_diagnostic(Assembler& a, EventDiagnostic d) {
   a.atomic_add64(kCounters, diagnostic_offset(d), BPF_REG_1);
 }
 
+// counters->tracked[kClass] += delta. Clobbers r1, r2.
+void count_tracked(Assembler& a, int32_t delta) {
+  a.mov_reg(BPF_REG_2, kClass);
+  a.alu_imm(BPF_LSH, BPF_REG_2, 3);
+  a.alu_reg(BPF_ADD, BPF_REG_2, kCounters);
+  a.mov_imm(BPF_REG_1, delta);
+  a.atomic_add64(BPF_REG_2, offsetof(EventCounters, tracked), BPF_REG_1);
+}
+
 void verdict(Assembler& a, int32_t value) {
   a.mov_imm(BPF_REG_0, value);
   a.exit();
 }
 
+// r1 = &map (fd), r2 = r10 + key.
+void map_and_key(Assembler& a, int map_fd, int16_t key) {
+  a.load_map(BPF_REG_1, map_fd);
+  a.mov_reg(BPF_REG_2, BPF_REG_10);
+  a.alu_imm(BPF_ADD, BPF_REG_2, key);
+}
+
 // kClass = the class of the original tuple's protocol, or kClassUnknown, for one family.
 // ip_nest is the length of CTA_TUPLE_IP for that family.
-void classify(Assembler& a, int ip_nest, Assembler::Label done) {
-  const int proto_nest = kAttrsOffset + 4 + ip_nest;
-  const int proto_num = proto_nest + 4;
-  const int proto = proto_num + 4;
-  const Assembler::Label other = a.label();
-  const Assembler::Label icmp = a.label();
+void classify(Assembler& a, int ip_nest, Label done) {
+  const int proto_nest = kTupleOffset + ip_nest;
+  const int proto_num = proto_nest + NLA_HDRLEN;
+  const int proto = proto_num + NLA_HDRLEN;
+  const Label icmp = a.label();
   // Every byte checked lies inside what was read.
   a.load(BPF_DW, BPF_REG_2, BPF_REG_10, kLength);
   a.jump_imm(BPF_JLE, BPF_REG_2, proto, done);
@@ -79,8 +148,8 @@ void classify(Assembler& a, int ip_nest, Assembler::Label done) {
     int value;
     bool type;  // compare nla_type & NLA_TYPE_MASK rather than nla_len
   } checks[] = {
-      {kAttrsOffset + 2, CTA_TUPLE_ORIG, true}, {kAttrsOffset + 4, ip_nest, false},
-      {kAttrsOffset + 6, CTA_TUPLE_IP, true},   {proto_nest + 2, CTA_TUPLE_PROTO, true},
+      {kAttrsOffset + 2, CTA_TUPLE_ORIG, true}, {kTupleOffset, ip_nest, false},
+      {kTupleOffset + 2, CTA_TUPLE_IP, true},   {proto_nest + 2, CTA_TUPLE_PROTO, true},
       {proto_num, NLA_HDRLEN + 1, false},       {proto_num + 2, CTA_PROTO_NUM, true},
   };
   for (const auto& c : checks) {
@@ -90,9 +159,9 @@ void classify(Assembler& a, int ip_nest, Assembler::Label done) {
   }
   // The nests must hold what they were found to contain.
   a.load(BPF_H, BPF_REG_2, BPF_REG_10, head(kAttrsOffset));
-  a.jump_imm(BPF_JLT, BPF_REG_2, 4 + ip_nest + 4 + NLA_HDRLEN + 1, done);
+  a.jump_imm(BPF_JLT, BPF_REG_2, NLA_HDRLEN + ip_nest + NLA_HDRLEN + NLA_HDRLEN + 1, done);
   a.load(BPF_H, BPF_REG_2, BPF_REG_10, head(proto_nest));
-  a.jump_imm(BPF_JLT, BPF_REG_2, 4 + NLA_HDRLEN + 1, done);
+  a.jump_imm(BPF_JLT, BPF_REG_2, NLA_HDRLEN + NLA_HDRLEN + 1, done);
 
   a.load(BPF_B, BPF_REG_2, BPF_REG_10, head(proto));
   a.mov_imm(kClass, kClassTcp);
@@ -101,7 +170,6 @@ void classify(Assembler& a, int ip_nest, Assembler::Label done) {
   a.jump_imm(BPF_JEQ, BPF_REG_2, IPPROTO_UDP, done);
   a.jump_imm(BPF_JEQ, BPF_REG_2, IPPROTO_ICMP, icmp);
   a.jump_imm(BPF_JEQ, BPF_REG_2, IPPROTO_ICMPV6, icmp);
-  a.bind(other);
   a.mov_imm(kClass, kClassOther);
   a.goto_(done);
   a.bind(icmp);
@@ -109,38 +177,241 @@ void classify(Assembler& a, int ip_nest, Assembler::Label done) {
   a.goto_(done);
 }
 
+// What a walk of the top-level attributes looks for, and where it stops.
+enum class Walk { kTcpUpdate, kNew, kUpdate, kDestroy };
+
+// Reads the top-level attributes after CTA_TUPLE_ORIG into the stack slots (kZone, kId,
+// kStatus, kTimeout, kProtoinfo), one at a time, until the walk's stop attribute, the end of
+// the message, or kWalkSteps. Goes to `done` when it stopped or reached the end, to
+// `unknown` when an attribute is malformed or there were too many.
+void walk_attributes(Assembler& a, Walk walk, Label done, Label unknown) {
+  a.store_imm(BPF_DW, BPF_REG_10, kZone, 0);
+  a.store_imm(BPF_DW, BPF_REG_10, kId, 0);
+  a.store_imm(BPF_DW, BPF_REG_10, kStatus, 0);
+  a.store_imm(BPF_DW, BPF_REG_10, kProtoinfo, 0);
+  a.load_imm64(BPF_REG_1, kTimeoutAbsent);
+  a.store(BPF_DW, BPF_REG_10, kTimeout, BPF_REG_1);
+  // The cursor starts after CTA_TUPLE_ORIG: its length, rounded up to 4.
+  a.load(BPF_H, BPF_REG_1, BPF_REG_10, head(kAttrsOffset));
+  a.alu_imm(BPF_ADD, BPF_REG_1, kAttrsOffset + 3);
+  a.alu_imm(BPF_AND, BPF_REG_1, ~3);
+  a.store(BPF_DW, BPF_REG_10, kCursor, BPF_REG_1);
+
+  for (int step = 0; step < kWalkSteps; ++step) {
+    const Label next = a.label();
+    const Label not_zone = a.label(), not_id = a.label(), not_status = a.label();
+    const Label not_timeout = a.label(), not_protoinfo = a.label();
+    // The end of the message: done.
+    a.load(BPF_DW, BPF_REG_2, BPF_REG_10, kCursor);
+    a.load(BPF_DW, BPF_REG_3, BPF_REG_10, kEnd);
+    a.mov_reg(BPF_REG_4, BPF_REG_2);
+    a.alu_imm(BPF_ADD, BPF_REG_4, NLA_HDRLEN);
+    a.jump_reg(BPF_JGT, BPF_REG_4, BPF_REG_3, done);
+    // Header and 4 payload bytes; an attribute with less payload is last (padding is 4).
+    a.store_imm(BPF_DW, BPF_REG_10, kAttr, 0);
+    a.mov_reg(BPF_REG_1, kSkb);
+    a.mov_reg(BPF_REG_3, BPF_REG_10);
+    a.alu_imm(BPF_ADD, BPF_REG_3, kAttr);
+    a.mov_imm(BPF_REG_4, 8);
+    a.call(BPF_FUNC_skb_load_bytes);
+    a.jump_imm(BPF_JNE, BPF_REG_0, 0, done);
+    a.load(BPF_H, BPF_REG_2, BPF_REG_10, kAttr);  // nla_len
+    a.jump_imm(BPF_JLT, BPF_REG_2, NLA_HDRLEN, unknown);
+    a.load(BPF_H, BPF_REG_3, BPF_REG_10, kAttr + 2);  // nla_type
+    a.alu_imm(BPF_AND, BPF_REG_3, NLA_TYPE_MASK);
+    a.load(BPF_W, BPF_REG_4, BPF_REG_10, kAttr + 4);  // payload, big endian
+    if (walk != Walk::kTcpUpdate) {
+      a.jump_imm(BPF_JNE, BPF_REG_3, CTA_ZONE, not_zone);
+      a.to_be(BPF_REG_4, 16);
+      a.store(BPF_DW, BPF_REG_10, kZone, BPF_REG_4);
+      a.goto_(next);
+      a.bind(not_zone);
+      a.jump_imm(BPF_JNE, BPF_REG_3, CTA_ID, not_id);
+      a.to_be(BPF_REG_4, 32);
+      a.store(BPF_DW, BPF_REG_10, kId, BPF_REG_4);
+      a.goto_(next);
+      a.bind(not_id);
+      a.jump_imm(BPF_JNE, BPF_REG_3, CTA_STATUS, not_status);
+      a.to_be(BPF_REG_4, 32);
+      a.store(BPF_DW, BPF_REG_10, kStatus, BPF_REG_4);
+      // DESTROY needs the key only: CTA_ZONE and CTA_ID come before CTA_STATUS.
+      a.goto_(walk == Walk::kDestroy ? done : next);
+      a.bind(not_status);
+      a.jump_imm(BPF_JNE, BPF_REG_3, CTA_TIMEOUT, not_timeout);
+      a.to_be(BPF_REG_4, 32);
+      a.store(BPF_DW, BPF_REG_10, kTimeout, BPF_REG_4);
+      a.goto_(walk == Walk::kNew ? done : next);
+      a.bind(not_timeout);
+    }
+    a.jump_imm(BPF_JNE, BPF_REG_3, CTA_PROTOINFO, not_protoinfo);
+    a.store_imm(BPF_DW, BPF_REG_10, kProtoinfo, 1);
+    if (walk == Walk::kTcpUpdate || walk == Walk::kUpdate) a.goto_(done);  // else fall into next
+    a.bind(not_protoinfo);
+    a.bind(next);
+    // cursor += NLA_ALIGN(nla_len)
+    a.load(BPF_H, BPF_REG_2, BPF_REG_10, kAttr);
+    a.alu_imm(BPF_ADD, BPF_REG_2, 3);
+    a.alu_imm(BPF_AND, BPF_REG_2, ~3);
+    a.load(BPF_DW, BPF_REG_3, BPF_REG_10, kCursor);
+    a.alu_reg(BPF_ADD, BPF_REG_3, BPF_REG_2);
+    a.store(BPF_DW, BPF_REG_10, kCursor, BPF_REG_3);
+  }
+  a.goto_(unknown);  // more attributes than kWalkSteps before the stop
+}
+
+// r1 = fmix64(r1 ^ r2). r4 and r5 hold kMix1 and kMix2; clobbers r3.
+void mix(Assembler& a) {
+  a.alu_reg(BPF_XOR, BPF_REG_1, BPF_REG_2);
+  for (int round = 0; round < 2; ++round) {
+    a.mov_reg(BPF_REG_3, BPF_REG_1);
+    a.alu_imm(BPF_RSH, BPF_REG_3, 33);
+    a.alu_reg(BPF_XOR, BPF_REG_1, BPF_REG_3);
+    a.alu_reg(BPF_MUL, BPF_REG_1, round == 0 ? BPF_REG_4 : BPF_REG_5);
+  }
+  a.mov_reg(BPF_REG_3, BPF_REG_1);
+  a.alu_imm(BPF_RSH, BPF_REG_3, 33);
+  a.alu_reg(BPF_XOR, BPF_REG_1, BPF_REG_3);
+}
+
+// kFlowKey = flow_key(seed, tuple, ...), as the C++ flow_key() below computes it. Goes to
+// `unknown` when the tuple is not a multiple of 4 or does not fit in what was read.
+void hash_flow(Assembler& a, uint64_t seed, Label unknown) {
+  const Label tail = a.label(), words_done = a.label();
+  // r0 = tuple payload length, checked.
+  a.load(BPF_H, BPF_REG_0, BPF_REG_10, head(kAttrsOffset));
+  a.alu_imm(BPF_SUB, BPF_REG_0, NLA_HDRLEN);
+  a.mov_reg(BPF_REG_1, BPF_REG_0);
+  a.alu_imm(BPF_AND, BPF_REG_1, 3);
+  a.jump_imm(BPF_JNE, BPF_REG_1, 0, unknown);
+  a.jump_imm(BPF_JGT, BPF_REG_0, kMaxTupleBytes, unknown);
+  a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kLength);
+  a.mov_reg(BPF_REG_2, BPF_REG_0);
+  a.alu_imm(BPF_ADD, BPF_REG_2, kTupleOffset);
+  a.jump_reg(BPF_JGT, BPF_REG_2, BPF_REG_1, unknown);
+
+  a.load_imm64(BPF_REG_1, seed);
+  a.load_imm64(BPF_REG_4, kMix1);
+  a.load_imm64(BPF_REG_5, kMix2);
+  for (int off = 0; off + 4 <= static_cast<int>(kMaxTupleBytes); off += 8) {
+    // r0 = bytes left from `off`: 0 ends, 4 is the last half word, 8 or more a whole word.
+    a.jump_imm(BPF_JLE, BPF_REG_0, off, words_done);
+    a.jump_imm(BPF_JEQ, BPF_REG_0, off + 4, tail);
+    a.load(BPF_DW, BPF_REG_2, BPF_REG_10, head(kTupleOffset + off));
+    mix(a);
+  }
+  a.goto_(words_done);
+  a.bind(tail);
+  // The last 4 bytes, at r0 - 4: a variable stack offset is not for every verifier, so the
+  // offset is chosen by comparison.
+  for (int off = 0; off + 4 <= static_cast<int>(kMaxTupleBytes); off += 8) {
+    const Label not_here = a.label();
+    a.jump_imm(BPF_JNE, BPF_REG_0, off + 4, not_here);
+    a.load(BPF_W, BPF_REG_2, BPF_REG_10, head(kTupleOffset + off));
+    mix(a);
+    a.goto_(words_done);
+    a.bind(not_here);
+  }
+  a.goto_(unknown);
+  a.bind(words_done);
+  // Then the length, family, zone and id.
+  a.mov_reg(BPF_REG_2, BPF_REG_0);
+  a.load(BPF_B, BPF_REG_3, BPF_REG_10, head(16));
+  a.alu_imm(BPF_LSH, BPF_REG_3, 8);
+  a.alu_reg(BPF_OR, BPF_REG_2, BPF_REG_3);
+  a.load(BPF_DW, BPF_REG_3, BPF_REG_10, kZone);
+  a.alu_imm(BPF_LSH, BPF_REG_3, 16);
+  a.alu_reg(BPF_OR, BPF_REG_2, BPF_REG_3);
+  a.load(BPF_DW, BPF_REG_3, BPF_REG_10, kId);
+  a.alu_imm(BPF_LSH, BPF_REG_3, 32);
+  a.alu_reg(BPF_OR, BPF_REG_2, BPF_REG_3);
+  mix(a);
+  a.store(BPF_DW, BPF_REG_10, kFlowKey, BPF_REG_1);
+}
+
+// wheel[*(r10 + deadline_slot) % kWheelSlots].flows[kClass] += delta. Clobbers r0-r5.
+void wheel_add(Assembler& a, int wheel_map_fd, int16_t deadline_slot, int32_t delta) {
+  const Label skip = a.label();
+  a.load(BPF_DW, BPF_REG_1, BPF_REG_10, deadline_slot);
+  a.alu_imm(BPF_AND, BPF_REG_1, kWheelSlots - 1);
+  a.store(BPF_W, BPF_REG_10, kMapKey, BPF_REG_1);
+  map_and_key(a, wheel_map_fd, kMapKey);
+  a.call(BPF_FUNC_map_lookup_elem);
+  a.jump_imm(BPF_JEQ, BPF_REG_0, 0, skip);  // cannot happen: the slot is in range
+  a.mov_reg(BPF_REG_2, kClass);
+  a.alu_imm(BPF_LSH, BPF_REG_2, 2);
+  a.alu_reg(BPF_ADD, BPF_REG_2, BPF_REG_0);
+  a.mov_imm(BPF_REG_1, delta);
+  a.atomic_add32(BPF_REG_2, 0, BPF_REG_1);
+  a.bind(skip);
+}
+
+// kNowNs, kNowDs = now.
+void read_clock(Assembler& a) {
+  a.call(BPF_FUNC_ktime_get_ns);
+  a.store(BPF_DW, BPF_REG_10, kNowNs, BPF_REG_0);
+  a.alu_imm(BPF_DIV, BPF_REG_0, kDecisecondNs);
+  a.store(BPF_DW, BPF_REG_10, kNowDs, BPF_REG_0);
+}
+
+// kNewDs = ceil((now + timeout s) in deciseconds). The timeout is at most kWheelMaxTimeoutS.
+void compute_deadline(Assembler& a) {
+  a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
+  a.alu_imm(BPF_MUL, BPF_REG_1, 1000000000);
+  a.load(BPF_DW, BPF_REG_2, BPF_REG_10, kNowNs);
+  a.alu_reg(BPF_ADD, BPF_REG_1, BPF_REG_2);
+  a.alu_imm(BPF_ADD, BPF_REG_1, kDecisecondNs - 1);
+  a.alu_imm(BPF_DIV, BPF_REG_1, kDecisecondNs);
+  a.store(BPF_DW, BPF_REG_10, kNewDs, BPF_REG_1);
+}
+
+// Exchanges r1 into the flow value at r0 (flows lookup result) and, when the deadline taken
+// out is still in the future, withdraws it from the wheel and goes on at `withdrawn`; else at
+// `ended`. Clobbers r0-r5.
+void exchange_deadline(Assembler& a, const EventProgramLayout& l, Label withdrawn, Label ended) {
+  a.atomic_xchg32(BPF_REG_0, offsetof(FlowValue, deadline_ds), BPF_REG_1);
+  a.store(BPF_DW, BPF_REG_10, kOldDs, BPF_REG_1);
+  a.load(BPF_DW, BPF_REG_2, BPF_REG_10, kNowDs);
+  a.jump_reg(BPF_JLE, BPF_REG_1, BPF_REG_2, ended);
+  wheel_add(a, l.wheel_map_fd, kOldDs, -1);
+  a.goto_(withdrawn);
+}
+
+std::string check_layout(const EventProgramLayout& l) {
+  if (l.counters_map_fd < 0) return "counters map not created";
+  if (l.variant == EventProgramVariant::kMonitor &&
+      (l.flows_map_fd < 0 || l.wheel_map_fd < 0 || l.control_map_fd < 0 || l.graveyard_map_fd < 0))
+    return "monitor maps not created";
+  return "";
+}
+
 }  // namespace
 
 std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_insn>& out) {
-  if (l.counters_map_fd < 0) return "counters map not created";
-  if (l.variant != EventProgramVariant::kCountOnly) return "only the count-only variant exists";
+  const std::string error = check_layout(l);
+  if (!error.empty()) return error;
+  const bool monitor = l.variant == EventProgramVariant::kMonitor;
   // What the program returns for a message it does not count.
-  const int32_t uncounted = l.variant == EventProgramVariant::kCountOnly ? 0 : kPass;
+  const int32_t uncounted = monitor ? kPass : 0;
 
   Assembler a;
-  const Assembler::Label short_message = a.label();
-  const Assembler::Label not_conntrack = a.label();
-  const Assembler::Label length_ok = a.label();
-  const Assembler::Label kind_done = a.label();
-  const Assembler::Label is_new = a.label();
-  const Assembler::Label ipv6 = a.label();
-  const Assembler::Label class_done = a.label();
-  const Assembler::Label no_counters = a.label();
+  const Label short_message = a.label(), not_conntrack = a.label(), no_counters = a.label();
+  const Label length_ok = a.label(), end_ok = a.label();
+  const Label kind_done = a.label(), is_new = a.label();
+  const Label ipv6 = a.label(), class_done = a.label();
 
   a.mov_reg(kSkb, BPF_REG_1);
   for (int off = 0; off < kHeadBytes; off += 8) a.store_imm(BPF_DW, BPF_REG_10, head(off), 0);
 
   // The counters of this CPU. An array lookup of key 0 cannot fail; the verifier wants the test.
-  a.store_imm(BPF_W, BPF_REG_10, kCounterKey, 0);
-  a.load_map(BPF_REG_1, l.counters_map_fd);
-  a.mov_reg(BPF_REG_2, BPF_REG_10);
-  a.alu_imm(BPF_ADD, BPF_REG_2, kCounterKey);
+  a.store_imm(BPF_W, BPF_REG_10, kMapKey, 0);
+  map_and_key(a, l.counters_map_fd, kMapKey);
   a.call(BPF_FUNC_map_lookup_elem);
   a.jump_imm(BPF_JEQ, BPF_REG_0, 0, no_counters);
   a.mov_reg(kCounters, BPF_REG_0);
 
   // Read min(skb->len, kHeadBytes) bytes: a bounded, nonzero length, as the helper requires.
   a.load(BPF_W, BPF_REG_4, kSkb, offsetof(__sk_buff, len));
+  a.store(BPF_DW, BPF_REG_10, kEnd, BPF_REG_4);
   a.jump_imm(BPF_JLT, BPF_REG_4, kAttrsOffset, short_message);
   a.jump_imm(BPF_JLE, BPF_REG_4, kHeadBytes, length_ok);
   a.mov_imm(BPF_REG_4, kHeadBytes);
@@ -152,6 +423,12 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
   a.alu_imm(BPF_ADD, BPF_REG_3, kHead);
   a.call(BPF_FUNC_skb_load_bytes);
   a.jump_imm(BPF_JNE, BPF_REG_0, 0, short_message);
+  // The message ends at nlmsg_len, if that is shorter than the skb.
+  a.load(BPF_W, BPF_REG_2, BPF_REG_10, head(0));
+  a.load(BPF_DW, BPF_REG_3, BPF_REG_10, kEnd);
+  a.jump_reg(BPF_JGE, BPF_REG_2, BPF_REG_3, end_ok);
+  a.store(BPF_DW, BPF_REG_10, kEnd, BPF_REG_2);
+  a.bind(end_ok);
 
   // Kind: nlmsg_type (host order) is (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_*.
   a.load(BPF_H, BPF_REG_2, BPF_REG_10, head(4));
@@ -189,7 +466,183 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
   a.mov_imm(BPF_REG_1, 1);
   a.atomic_add64(BPF_REG_2, offsetof(EventCounters, messages), BPF_REG_1);
 
-  if (l.variant == EventProgramVariant::kCountOnly) verdict(a, 0);
+  if (!monitor) {
+    verdict(a, 0);
+  } else {
+    const Label pass = a.label(), drop = a.label(), unknown = a.label();
+    const Label not_tcp = a.label(), tcp_update_done = a.label();
+    const Label nontcp_update = a.label(), nontcp_destroy = a.label();
+
+    a.jump_imm(BPF_JEQ, kClass, kClassUnknown, unknown);
+    a.jump_imm(BPF_JNE, kClass, kClassTcp, not_tcp);
+    // TCP: NEW and DESTROY pass, an UPDATE only with a state change.
+    a.jump_imm(BPF_JNE, kKind, kKindUpdate, pass);
+    walk_attributes(a, Walk::kTcpUpdate, tcp_update_done, unknown);
+    a.bind(tcp_update_done);
+    a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kProtoinfo);
+    a.jump_imm(BPF_JNE, BPF_REG_1, 0, pass);
+    a.goto_(drop);
+
+    a.bind(not_tcp);
+    a.jump_imm(BPF_JEQ, kKind, kKindUpdate, nontcp_update);
+    a.jump_imm(BPF_JEQ, kKind, kKindDestroy, nontcp_destroy);
+
+    // NEW of another protocol: track it in the kernel.
+    {
+      const Label walked = a.label(), inserted = a.label(), exists = a.label();
+      walk_attributes(a, Walk::kNew, walked, unknown);
+      a.bind(walked);
+      hash_flow(a, l.key_seed, unknown);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
+      a.load_imm64(BPF_REG_2, kTimeoutAbsent);
+      const Label has_timeout = a.label();
+      a.jump_reg(BPF_JNE, BPF_REG_1, BPF_REG_2, has_timeout);
+      count_diagnostic(a, kDiagNoTimeout);
+      a.goto_(pass);
+      a.bind(has_timeout);
+      // 0: expired already (user space ignores it); beyond the wheel: user space tracks it.
+      a.jump_imm(BPF_JEQ, BPF_REG_1, 0, pass);
+      const Label fits = a.label();
+      a.jump_imm(BPF_JLE, BPF_REG_1, kWheelMaxTimeoutS, fits);
+      count_diagnostic(a, kDiagLongTimeout);
+      a.goto_(pass);
+      a.bind(fits);
+      read_clock(a);
+      compute_deadline(a);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNewDs);
+      a.store(BPF_W, BPF_REG_10, field(kFlowValue, offsetof(FlowValue, deadline_ds)), BPF_REG_1);
+      a.store(BPF_W, BPF_REG_10, field(kFlowValue, offsetof(FlowValue, class_index)), kClass);
+      map_and_key(a, l.flows_map_fd, kFlowKey);
+      a.mov_reg(BPF_REG_3, BPF_REG_10);
+      a.alu_imm(BPF_ADD, BPF_REG_3, kFlowValue);
+      a.mov_imm(BPF_REG_4, BPF_NOEXIST);
+      a.call(BPF_FUNC_map_update_elem);
+      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, inserted);
+      a.jump_imm(BPF_JEQ, BPF_REG_0, -EEXIST, exists);
+      count_diagnostic(a, kDiagFlowsFull);
+      a.goto_(pass);
+      a.bind(exists);
+      count_diagnostic(a, kDiagFlowExists);
+      a.goto_(pass);
+      a.bind(inserted);
+      wheel_add(a, l.wheel_map_fd, kNewDs, +1);
+      count_tracked(a, +1);
+      count_diagnostic(a, kDiagTracked);
+      a.goto_(drop);
+    }
+
+    // UPDATE of another protocol.
+    a.bind(nontcp_update);
+    {
+      const Label walked = a.label(), untracked = a.label(), has_timeout = a.label();
+      const Label in_wheel = a.label(), leave = a.label(), leave_withdrawn = a.label();
+      const Label leave_ended = a.label(), move_withdrawn = a.label(), move_restarted = a.label();
+      walk_attributes(a, Walk::kUpdate, walked, unknown);
+      a.bind(walked);
+      hash_flow(a, l.key_seed, unknown);
+      map_and_key(a, l.flows_map_fd, kFlowKey);
+      a.call(BPF_FUNC_map_lookup_elem);
+      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, untracked);
+      a.mov_reg(BPF_REG_6, BPF_REG_0);  // kSkb is not needed any more
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
+      a.load_imm64(BPF_REG_2, kTimeoutAbsent);
+      a.jump_reg(BPF_JNE, BPF_REG_1, BPF_REG_2, has_timeout);
+      count_diagnostic(a, kDiagNoTimeout);  // tracked: keep its deadline, tell no one
+      a.goto_(drop);
+      a.bind(has_timeout);
+      read_clock(a);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
+      a.jump_imm(BPF_JEQ, BPF_REG_1, 0, leave);
+      a.jump_imm(BPF_JLE, BPF_REG_1, kWheelMaxTimeoutS, in_wheel);
+      // Beyond the wheel (or 0): withdraw the old deadline; a long one goes to user space.
+      a.bind(leave);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNowDs);  // ended now
+      a.mov_reg(BPF_REG_0, BPF_REG_6);
+      exchange_deadline(a, l, leave_withdrawn, leave_ended);
+      a.bind(leave_withdrawn);
+      count_tracked(a, -1);
+      a.bind(leave_ended);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
+      a.jump_imm(BPF_JEQ, BPF_REG_1, 0, drop);  // dying: its DESTROY comes next
+      count_diagnostic(a, kDiagLongTimeout);
+      map_and_key(a, l.flows_map_fd, kFlowKey);
+      a.call(BPF_FUNC_map_delete_elem);
+      a.goto_(pass);
+
+      a.bind(in_wheel);
+      compute_deadline(a);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNewDs);
+      a.mov_reg(BPF_REG_0, BPF_REG_6);
+      exchange_deadline(a, l, move_withdrawn, move_restarted);
+      a.bind(move_restarted);
+      count_tracked(a, +1);  // its old deadline had passed: it counts again from now
+      a.bind(move_withdrawn);
+      wheel_add(a, l.wheel_map_fd, kNewDs, +1);
+      a.goto_(drop);
+
+      // Not tracked here: user space knows it from a dump, or not at all. The classic rule.
+      a.bind(untracked);
+      count_diagnostic(a, kDiagUpdateUntracked);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kProtoinfo);
+      a.jump_imm(BPF_JNE, BPF_REG_1, 0, pass);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kStatus);
+      a.jump_imm(BPF_JSET, BPF_REG_1, IPS_ASSURED, pass);
+      a.goto_(drop);
+    }
+
+    // DESTROY of another protocol.
+    a.bind(nontcp_destroy);
+    {
+      const Label walked = a.label(), withdrawn = a.label(), ended = a.label();
+      const Label removed = a.label();
+      walk_attributes(a, Walk::kDestroy, walked, unknown);
+      a.bind(walked);
+      hash_flow(a, l.key_seed, unknown);
+      map_and_key(a, l.flows_map_fd, kFlowKey);
+      a.call(BPF_FUNC_map_lookup_elem);
+      const Label tracked = a.label();
+      a.jump_imm(BPF_JNE, BPF_REG_0, 0, tracked);
+      count_diagnostic(a, kDiagDestroyUntracked);
+      a.goto_(pass);
+      a.bind(tracked);
+      a.mov_reg(BPF_REG_6, BPF_REG_0);
+      read_clock(a);
+      a.mov_reg(BPF_REG_0, BPF_REG_6);
+      a.mov_imm(BPF_REG_1, 0);
+      exchange_deadline(a, l, withdrawn, ended);
+      a.bind(withdrawn);
+      count_tracked(a, -1);
+      a.bind(ended);
+      // While user space dumps, it must learn which listed flows went: the graveyard.
+      a.store_imm(BPF_W, BPF_REG_10, kMapKey, 0);
+      map_and_key(a, l.control_map_fd, kMapKey);
+      a.call(BPF_FUNC_map_lookup_elem);
+      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, removed);
+      a.load(BPF_W, BPF_REG_1, BPF_REG_0, 0);
+      const Label record = a.label();
+      a.jump_imm(BPF_JSET, BPF_REG_1, kControlDumping, record);
+      a.goto_(removed);
+      a.bind(record);
+      a.store_imm(BPF_W, BPF_REG_10, kFlowValue, 1);
+      map_and_key(a, l.graveyard_map_fd, kFlowKey);
+      a.mov_reg(BPF_REG_3, BPF_REG_10);
+      a.alu_imm(BPF_ADD, BPF_REG_3, kFlowValue);
+      a.mov_imm(BPF_REG_4, BPF_ANY);
+      a.call(BPF_FUNC_map_update_elem);
+      a.bind(removed);
+      map_and_key(a, l.flows_map_fd, kFlowKey);
+      a.call(BPF_FUNC_map_delete_elem);
+      a.goto_(drop);
+    }
+
+    a.bind(unknown);
+    count_diagnostic(a, kDiagUnknownLayout);
+    a.bind(pass);
+    count_diagnostic(a, kDiagPassed);
+    verdict(a, kPass);
+    a.bind(drop);
+    verdict(a, 0);
+  }
 
   a.bind(short_message);
   count_diagnostic(a, kDiagShort);
@@ -200,6 +653,38 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
   a.bind(no_counters);
   verdict(a, uncounted);
   return a.finish(out);
+}
+
+namespace {
+
+uint64_t fmix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= kMix1;
+  x ^= x >> 33;
+  x *= kMix2;
+  x ^= x >> 33;
+  return x;
+}
+
+}  // namespace
+
+uint64_t flow_key(uint64_t seed, const uint8_t* tuple, size_t tuple_length, uint8_t family,
+                  uint16_t zone, uint32_t id) {
+  uint64_t h = seed;
+  size_t off = 0;
+  for (; off + 8 <= tuple_length; off += 8) {
+    uint64_t word;
+    std::memcpy(&word, tuple + off, sizeof word);
+    h = fmix64(h ^ word);
+  }
+  if (off < tuple_length) {  // a last half word: read as a 32-bit value, as the program does
+    uint32_t half;
+    std::memcpy(&half, tuple + off, sizeof half);
+    h = fmix64(h ^ half);
+  }
+  const uint64_t tail = static_cast<uint64_t>(tuple_length) | static_cast<uint64_t>(family) << 8 |
+                        static_cast<uint64_t>(zone) << 16 | static_cast<uint64_t>(id) << 32;
+  return fmix64(h ^ tail);
 }
 
 }  // namespace ctmon

@@ -10,8 +10,10 @@
 //   kCountOnly  counts every conntrack message by kind (NEW, UPDATE, DESTROY) and protocol
 //               class into a per-CPU array and returns 0: nothing reaches user space.
 //   kMonitor    counts the same way, then passes to user space only what the monitor's
-//               tracked table needs (see event_program.cc), keeping the other entries in
-//               kernel maps.
+//               tracked table needs: TCP NEW, DESTROY and state changes, and messages about
+//               entries it does not track. Entries of other protocols created while it runs
+//               are kept in kernel maps instead (a flow map and an expiry wheel, below), so
+//               their counts by protocol, with local expiry, need no message at all.
 //
 // Pure: it turns map fds into instructions and makes no system call, so it can be unit-tested
 // or fuzzed; event_counter.cc loads it. No Node-API. Needs Linux 5.12 for the kMonitor
@@ -82,12 +84,49 @@ struct EventCounters {
 static_assert(sizeof(EventCounters) == 8 * (kKindCount * kClassCount + kDiagnosticCount + 4),
               "the program adds to this layout by offset");
 
+// kMonitor: the expiry wheel. Slot s of the per-CPU array holds, per class, the net number of
+// tracked flows whose deadline (in deciseconds of CLOCK_MONOTONIC) is congruent to s modulo
+// kWheelSlots: +1 when a deadline is set, -1 when a deadline still in the future is withdrawn.
+// A slot's values only grow lap after lap; user space keeps what it has read of each.
+constexpr uint32_t kWheelSlots = 4096;       // 409.6 s of deciseconds
+constexpr uint32_t kWheelMaxTimeoutS = 360;  // longer timeouts are left to user space
+constexpr uint64_t kDecisecondNs = 100000000;
+struct WheelSlot {
+  int32_t flows[kTrackedClassCount] = {};
+};
+
+// kMonitor: value of the flow map (BPF_MAP_TYPE_HASH keyed by flow_key(), below).
+struct FlowValue {
+  uint32_t deadline_ds = 0;  // CLOCK_MONOTONIC deciseconds; 0 while a DESTROY removes it
+  uint32_t class_index = 0;  // EventClassIndex
+};
+
+// Bits of the control map's value (user space writes them).
+enum EventControl : uint32_t {
+  kControlDumping = 1,  // a table dump is running: record the keys DESTROY removes
+};
+
 struct EventProgramLayout {
   EventProgramVariant variant = EventProgramVariant::kCountOnly;
   int counters_map_fd = -1;  // BPF_MAP_TYPE_PERCPU_ARRAY, 1 x EventCounters
+  // kMonitor only:
+  int flows_map_fd = -1;      // BPF_MAP_TYPE_HASH, u64 flow_key -> FlowValue
+  int wheel_map_fd = -1;      // BPF_MAP_TYPE_PERCPU_ARRAY, kWheelSlots x WheelSlot
+  int control_map_fd = -1;    // BPF_MAP_TYPE_ARRAY, 1 x u32 of EventControl bits
+  int graveyard_map_fd = -1;  // BPF_MAP_TYPE_HASH, u64 flow_key -> u32: removed while dumping
+  uint64_t key_seed = 0;      // flow_key()'s seed, random per program
 };
 
 // Assembles the program. Returns "" on success, else which input is unusable.
 std::string assemble_event_program(const EventProgramLayout& layout, std::vector<bpf_insn>& out);
+
+// The key the kMonitor program gives a flow: a seeded 64-bit hash of the CTA_TUPLE_ORIG nest's
+// payload as ctnetlink lays it out (the same bytes in events and in dump replies), the family,
+// CTA_ZONE (0 when absent) and CTA_ID (the id alone repeats; the tuple alone repeats when a
+// flow is reopened). `tuple_length` is a multiple of 4, at most kMaxTupleBytes. Pure: user
+// space recomputes it for dump entries, and the tests check it against the program's.
+constexpr size_t kMaxTupleBytes = 100;
+uint64_t flow_key(uint64_t seed, const uint8_t* tuple, size_t tuple_length, uint8_t family,
+                  uint16_t zone, uint32_t id);
 
 }  // namespace ctmon

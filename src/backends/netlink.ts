@@ -23,7 +23,7 @@ function stopOnExit(native: NativeMonitor, add: boolean): void {
 /** The ctnetlink backend: a native reader thread per monitor, one sample per interval. */
 export class NetlinkBackend implements Backend {
   private readonly native: NativeMonitor;
-  private receiveBufferBytes = 0;
+  private info: ReturnType<NativeMonitor['info']> | null = null;
 
   constructor(
     private readonly options: ResolvedOptions,
@@ -53,7 +53,7 @@ export class NetlinkBackend implements Backend {
         this.options.netnsPath,
       );
     }
-    this.receiveBufferBytes = this.native.info().receiveBufferBytes;
+    this.info = this.native.info();
     stopOnExit(this.native, true);
   }
 
@@ -89,7 +89,9 @@ export class NetlinkBackend implements Backend {
       this.sink.sample(
         toSample(record.sample, {
           netns: this.options.netnsPath,
-          receiveBufferBytes: this.receiveBufferBytes,
+          receiveBufferBytes: this.info?.receiveBufferBytes ?? 0,
+          eventsPath: this.info?.eventsPath ?? 'netlink',
+          eventsPathReason: this.info?.eventsPathReason ?? null,
         }),
       );
     } else {

@@ -46,7 +46,7 @@ export class TestNamespace {
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
   async traffic(
-    mode: 'tcp' | 'udp' | 'udp-echo',
+    mode: 'tcp' | 'udp' | 'udp-echo' | 'udp-stream',
     count: number,
   ): Promise<{
     ok: number;
@@ -58,9 +58,32 @@ export class TestNamespace {
     return JSON.parse(await this.exec(process.execPath, [TRAFFIC, mode, String(count)]));
   }
 
+  /**
+   * N ICMP echo flows to 127.0.0.1 (request and reply: NEW, then an UPDATE), from ping sockets
+   * (python3: Node has none), each with its own id. The namespace's ping_group_range is opened
+   * for it.
+   */
+  async icmpEcho(count: number): Promise<number> {
+    await this.exec('sysctl', ['-q', '-w', 'net.ipv4.ping_group_range=0 0']);
+    const script = [
+      'import socket, sys',
+      'socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP) for _ in range(int(sys.argv[1]))]',
+      'for s in socks:',
+      '    s.settimeout(2); s.sendto(bytes([8, 0, 0, 0, 0, 0, 0, 1]) + b"ctmon", ("127.0.0.1", 0)); s.recv(64)',
+      'print(len(socks))',
+    ].join('\n');
+    return Number(await this.exec('python3', ['-c', script, String(count)]));
+  }
+
   /** The kernel's entry count for this namespace. */
   async count(): Promise<number> {
     return Number((await this.exec('cat', ['/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
+  }
+
+  /** Packets the `ct state new counter` rule counted: entries created in the namespace. */
+  async newCounter(): Promise<number> {
+    const out = await this.exec('nft', ['list', 'chain', 'inet', 'ctmon_test', 'out']);
+    return Number(/counter packets (\d+)/.exec(out)![1]);
   }
 
   /** conntrack-tools' count (`conntrack -C`), the reference reader. */

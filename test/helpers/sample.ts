@@ -35,6 +35,8 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
     rates: { ...zero, ...over.counts },
     totals: { ...zero, ...over.totals },
     events: {
+      path: 'ebpf',
+      pathReason: null,
       received: 0,
       lost: 0,
       lostTotal: 0,

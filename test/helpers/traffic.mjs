@@ -5,6 +5,8 @@
 //   udp N   N UDP sockets, each sending one datagram to a loopback receiver (one conntrack
 //           entry each); sends the kernel drops fail with EPERM and are counted as failed.
 //   udp-echo N   N UDP request/response flows (NEW, then an UPDATE for the reply).
+//   udp-stream N one UDP flow of N datagrams, 200 ms apart, never answered: the kernel
+//                refreshes its timeout with each one and sends no event after the NEW.
 //   hold E C     E established TCP connections and C half-closed ones (client sent FIN, the
 //                server did not close: CLOSE_WAIT in conntrack), held until stdin closes; prints
 //                the result when they are all set up, then closes everything and exits.
@@ -89,6 +91,21 @@ async function udpEcho(n) {
   return { ok, failed: n - ok };
 }
 
+async function udpStream(n) {
+  const sink = dgram.createSocket('udp4');
+  await new Promise((resolve) => sink.bind(0, '127.0.0.1', resolve));
+  const { port } = sink.address();
+  const s = dgram.createSocket('udp4');
+  let ok = 0;
+  for (let i = 0; i < n; i++) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => s.send('x', port, '127.0.0.1', (err) => resolve(err || ok++)));
+  }
+  s.close();
+  sink.close();
+  return { ok, failed: n - ok };
+}
+
 async function hold(established, halfClosed) {
   const serverSide = [];
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
@@ -123,9 +140,9 @@ if (mode === 'hold') {
   await hold(Number(process.argv[3]), Number(process.argv[4]));
   process.exit(0);
 }
-const run = { tcp, udp, 'udp-echo': udpEcho }[mode];
+const run = { tcp, udp, 'udp-echo': udpEcho, 'udp-stream': udpStream }[mode];
 if (!run || !Number.isInteger(count) || count < 0) {
-  console.error('usage: traffic.mjs tcp|udp|udp-echo N | hold E C');
+  console.error('usage: traffic.mjs tcp|udp|udp-echo|udp-stream N | hold E C');
   process.exit(2);
 }
 console.log(JSON.stringify(await run(count)));

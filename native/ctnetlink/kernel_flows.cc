@@ -1,0 +1,122 @@
+// kernel_flows.cc — see kernel_flows.h.
+#include "ctnetlink/kernel_flows.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+
+namespace ctmon {
+
+ProbeStatus KernelFlows::open(uint64_t now_ds) {
+  EventCounterOptions options;
+  options.variant = EventProgramVariant::kMonitor;
+  const ProbeStatus st = counter_.open(options);
+  if (!st.ok()) return st;
+  counters_ = EventCounters{};
+  wheel_.start(now_ds);
+  rebases_ = 0;
+  dumping_ = false;
+  dumped_.clear();
+  return st;
+}
+
+SysStatus KernelFlows::refresh(uint64_t now_ds) {
+  // The counters first: a flow counted in them but not yet in a passed slot is still listed,
+  // which is what it is at that moment.
+  SysStatus st = counter_.read(counters_);
+  if (!st.ok()) return st;
+  const bool in_time = wheel_.advance(
+      now_ds, [this](uint32_t slot, WheelSlot& out) { return counter_.read_wheel(slot, out); }, st);
+  if (!in_time) return rebase(now_ds);
+  return st;
+}
+
+// Read too late, the wheel may hold two laps in one slot: start again from the flow map,
+// which has every tracked flow's deadline. Flows changing meanwhile may be off by one each.
+SysStatus KernelFlows::rebase(uint64_t now_ds) {
+  ++rebases_;
+  std::vector<WheelSlot> live(kWheelSlots), slots(kWheelSlots);
+  int64_t live_total[kTrackedClassCount] = {};
+  SysStatus st = counter_.for_each_flow([&](uint64_t, const FlowValue& v) {
+    if (v.deadline_ds <= now_ds || v.class_index >= kTrackedClassCount) return;
+    ++live[v.deadline_ds % kWheelSlots].flows[v.class_index];
+    ++live_total[v.class_index];
+  });
+  for (uint32_t s = 0; st.ok() && s < kWheelSlots; ++s) st = counter_.read_wheel(s, slots[s]);
+  if (st.ok()) st = counter_.read(counters_);
+  if (!st.ok()) return st;
+  int64_t expired[kTrackedClassCount];
+  for (uint32_t c = 0; c < kTrackedClassCount; ++c)
+    expired[c] = counters_.tracked[c] - live_total[c];
+  wheel_.rebase(now_ds, slots, live, expired);
+  return SysStatus{};
+}
+
+uint32_t KernelFlows::listed(uint32_t cls) const {
+  if (cls >= kTrackedClassCount) return 0;
+  const int64_t n = counters_.tracked[cls] - wheel_.expired()[cls];
+  return n > 0 ? static_cast<uint32_t>(n) : 0;  // a race of a few microseconds can cross zero
+}
+
+SysStatus KernelFlows::begin_dump() {
+  dumped_.clear();
+  dumping_ = true;
+  // Keys DESTROY removed before this dump are of no use to it.
+  SysStatus st = counter_.drain_graveyard([](uint64_t) {});
+  if (st.ok()) st = counter_.set_control(kControlDumping);
+  return st;
+}
+
+void KernelFlows::note_dump_entry(const Conntrack& ct, uint64_t table_key) {
+  // Only entries the program could have tracked: not TCP, with a tuple it can hash.
+  if (!dumping_ || ct.orig.l4proto == IPPROTO_TCP || ct.orig_tuple == nullptr ||
+      ct.orig_tuple_length % 4 != 0 || ct.orig_tuple_length > kMaxTupleBytes)
+    return;
+  dumped_.emplace_back(
+      flow_key(counter_.key_seed(), ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id),
+      table_key);
+}
+
+const uint64_t* KernelFlows::table_key(uint64_t flow_key) const {
+  const auto it =
+      std::lower_bound(dumped_.begin(), dumped_.end(), std::make_pair(flow_key, uint64_t{0}));
+  return it != dumped_.end() && it->first == flow_key ? &it->second : nullptr;
+}
+
+SysStatus KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
+  std::sort(dumped_.begin(), dumped_.end());
+  std::vector<uint64_t> forget;
+  SysStatus st = counter_.for_each_flow([&](uint64_t key, const FlowValue& v) {
+    const uint64_t* listed = table_key(key);
+    if (v.deadline_ds > now_ds) {
+      if (listed != nullptr) table.erase(*listed);  // counted here
+    } else if (listed != nullptr) {
+      if (table.contains(*listed)) forget.push_back(key);  // alive past its last event
+    } else if (v.deadline_ds != 0 && v.deadline_ds + kStaleDs < now_ds) {
+      forget.push_back(key);  // its DESTROY was lost
+    }
+  });
+  // DESTROYs during the dump removed flows it may have listed; the second drain takes those
+  // that came while the flag was being cleared.
+  const auto gone = [&](uint64_t key) {
+    if (const uint64_t* listed = table_key(key)) table.erase(*listed);
+  };
+  if (st.ok()) st = counter_.drain_graveyard(gone);
+  const SysStatus cleared = counter_.set_control(0);
+  dumping_ = false;
+  if (st.ok()) st = cleared;
+  if (st.ok()) st = counter_.drain_graveyard(gone);
+  for (uint64_t key : forget)
+    if (st.ok()) st = counter_.delete_flow(key);
+  dumped_.clear();
+  return st;
+}
+
+void KernelFlows::abort_dump() {
+  counter_.set_control(0);
+  counter_.drain_graveyard([](uint64_t) {});
+  dumping_ = false;
+  dumped_.clear();
+}
+
+}  // namespace ctmon
