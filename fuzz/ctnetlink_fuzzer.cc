@@ -7,6 +7,9 @@
 // Besides "no crash, no UB", the tracked table is checked against a plain std::map model
 // after every step: its counts by protocol and TCP state must equal the model's. That is
 // what catches a wrong backward shift in the open-addressing table, not just a bad read.
+// Likewise the expiry wheel's reader (ebpf/wheel_reader.h): kWheelOps drive a model of what
+// the kMonitor program does to its maps, and after every read the flows the reader says are
+// listed must equal the flows whose deadline is still ahead.
 //
 // Input: a sequence of records  [op u8][length u16 little endian][payload]  (a short last
 // record takes what is left). fuzz/run.mjs wraps the captured fixtures in this format.
@@ -18,14 +21,17 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/proc_text.h"
 #include "ctnetlink/aggregator.h"
 #include "ctnetlink/decoder.h"
+#include "ctnetlink/kernel_flows.h"
 #include "ctnetlink/table.h"
 #include "ebpf/btf.h"
 #include "ebpf/kallsyms.h"
+#include "ebpf/wheel_reader.h"
 
 using namespace ctmon;
 
@@ -44,6 +50,7 @@ enum Op : uint8_t {
                    // inputs can hold hundreds of entries and make the table collide and grow
   kBtf,            // payload: a raw BTF blob, as /sys/kernel/btf/vmlinux (the drop probe's input)
   kKallsyms,       // payload: /proc/kallsyms text
+  kWheelOps,       // payload: 4-byte operations on the event filter's flows (see KernelModel)
   kOpCount
 };
 
@@ -169,6 +176,114 @@ Conntrack compact_event(const std::vector<uint8_t>& p) {
   return ct;
 }
 
+// What the kMonitor event program does to its maps (event_program.cc), on one CPU and with
+// no races, and a WheelReader reading the wheel as the monitor does. Each operation is
+// [op][flow][class][argument]:
+//   0 NEW (timeout = argument s)    1 UPDATE (timeout = argument s; 255: beyond the wheel)
+//   2 DESTROY                       3 the clock moves (argument + 1) deciseconds and 37 ns
+//   4 the clock moves argument * 20 deciseconds (past the reader's lag limit at times)
+//   5.. the monitor reads: advance the reader (rebase when told), compare with the truth
+class KernelModel {
+ public:
+  KernelModel() : wheel_(kWheelSlots) { reader_.start(now_ns_ / kDecisecondNs); }
+
+  void step(const uint8_t* op) {
+    const uint8_t flow = op[1];
+    const uint32_t cls = op[2] % kTrackedClassCount;
+    const uint32_t timeout = op[3] == 255 ? 1000 : op[3];
+    const uint64_t now_ds = now_ns_ / kDecisecondNs;
+    auto it = flows_.find(flow);
+    switch (op[0] % 6) {
+      case 0:  // NEW
+        if (timeout == 0 || timeout > kWheelMaxTimeoutS || it != flows_.end()) return;
+        flows_[flow] = {deadline(timeout), cls};
+        add(flows_[flow].deadline, cls, +1);
+        ++tracked_[cls];
+        return;
+      case 1: {  // UPDATE
+        if (it == flows_.end()) return;
+        Flow& f = it->second;
+        if (timeout == 0 || timeout > kWheelMaxTimeoutS) {
+          const uint64_t old = std::exchange(f.deadline, now_ds);
+          if (old > now_ds) add(old, f.cls, -1), --tracked_[f.cls];
+          if (timeout != 0) flows_.erase(it);
+          return;
+        }
+        const uint64_t old = std::exchange(f.deadline, deadline(timeout));
+        if (old > now_ds)
+          add(old, f.cls, -1);
+        else
+          ++tracked_[f.cls];
+        add(f.deadline, f.cls, +1);
+        return;
+      }
+      case 2: {  // DESTROY
+        if (it == flows_.end()) return;
+        if (it->second.deadline > now_ds)
+          add(it->second.deadline, it->second.cls, -1), --tracked_[it->second.cls];
+        flows_.erase(it);
+        return;
+      }
+      case 3:
+        now_ns_ += (uint64_t{op[3]} + 1) * kDecisecondNs + 37;
+        return;
+      case 4:
+        now_ns_ += uint64_t{op[3]} * 20 * kDecisecondNs;
+        return;
+      default:
+        read();
+    }
+  }
+
+ private:
+  struct Flow {
+    uint64_t deadline;
+    uint32_t cls;
+  };
+  uint64_t deadline(uint32_t timeout_s) const {
+    return (now_ns_ + uint64_t{timeout_s} * 1000000000 + kDecisecondNs - 1) / kDecisecondNs;
+  }
+  void add(uint64_t deadline_ds, uint32_t cls, int32_t delta) {
+    WheelSlot& s = wheel_[deadline_ds % kWheelSlots];
+    s.flows[cls] = static_cast<int32_t>(static_cast<uint32_t>(s.flows[cls]) + delta);
+  }
+  void read() {
+    const uint64_t now_ds = now_ns_ / kDecisecondNs;
+    SysStatus st;
+    const bool in_time = reader_.advance(
+        now_ds,
+        [this](uint32_t slot, WheelSlot& out) {
+          out = wheel_[slot];
+          return SysStatus{};
+        },
+        st);
+    int64_t live[kTrackedClassCount] = {};
+    for (const auto& [id, f] : flows_)
+      if (f.deadline > now_ds) ++live[f.cls];
+    if (!in_time) {  // as KernelFlows::rebase does, from the flow map
+      std::vector<WheelSlot> pending(kWheelSlots);
+      for (const auto& [id, f] : flows_)
+        if (f.deadline > now_ds) ++pending[f.deadline % kWheelSlots].flows[f.cls];
+      int64_t expired[kTrackedClassCount];
+      for (uint32_t c = 0; c < kTrackedClassCount; ++c) expired[c] = tracked_[c] - live[c];
+      reader_.rebase(now_ds, wheel_, pending, expired);
+    }
+    for (uint32_t c = 0; c < kTrackedClassCount; ++c) {
+      if (tracked_[c] - reader_.expired()[c] == live[c]) continue;
+      std::fprintf(stderr, "wheel reader diverged: class %u listed %lld, live %lld\n", c,
+                   static_cast<long long>(tracked_[c] - reader_.expired()[c]),
+                   static_cast<long long>(live[c]));
+      std::abort();
+    }
+  }
+
+  uint64_t now_ns_ = 1000 * kDecisecondNs;
+  std::map<uint8_t, Flow> flows_;
+  std::vector<WheelSlot> wheel_;
+  int64_t tracked_[kTrackedClassCount] = {};
+  WheelReader reader_;
+};
+
 void check_same(const TableCounts& got, const TableCounts& want) {
   bool same = got.entries == want.entries;
   for (int p = 0; p < kProtoClassCount; ++p) same = same && got.protocols[p] == want.protocols[p];
@@ -187,6 +302,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Aggregator aggregator;
   aggregator.start(0, KernelReading{});
   std::vector<CpuStats> cpus(4);
+  KernelModel kernel;
   uint64_t now_ms = 1000;
   int64_t now_ns = 0;
 
@@ -222,6 +338,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (st == DecodeStatus::kMalformed) aggregator.count_malformed();
           if (st != DecodeStatus::kOk) continue;
           if (op == kEventDatagram) aggregator.count_event(ct.kind);
+          uint64_t key;
+          (void)kernel_flow_key(0x5eed, ct, key);  // hashes the raw tuple the decoder points at
           apply(ct, op == kDumpDatagram);
         }
         break;
@@ -257,6 +375,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                 "nf_hook_slow", range);
         break;
       }
+      case kWheelOps:
+        for (size_t i = 0; i + 4 <= payload.size(); i += 4) kernel.step(&payload[i]);
+        break;
       case kBeginDump:
         table.begin_dump();
         model.begin_dump();

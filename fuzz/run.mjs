@@ -64,6 +64,7 @@ const OP = {
   compact: 8,
   btf: 9,
   kallsyms: 10,
+  wheel: 11,
 };
 const record = (op, payload) => {
   const head = Buffer.alloc(3);
@@ -139,6 +140,14 @@ function writeSeeds(dir) {
   header.writeUInt32LE(types.length, 16); // str_off
   header.writeUInt32LE(strings.length, 20);
   writeFileSync(join(dir, 'btf.seed'), record(OP.btf, Buffer.concat([header, types, strings])));
+  // The event filter's flows: 60 flows of the four classes made, moved, some destroyed, time
+  // passing in small and large steps (past the reader's lag limit), read after each step.
+  const wheelOps = [];
+  for (let i = 0; i < 60; i++) wheelOps.push([0, i, i % 4, 1 + (i % 40)], [5, 0, 0, 0]);
+  for (let i = 0; i < 60; i += 3) wheelOps.push([1, i, 0, i % 7 === 0 ? 255 : 30 + i], [5, 0, 0, 0]);
+  for (let i = 0; i < 60; i += 5) wheelOps.push([2, i, 0, 0], [3, 0, 0, 50], [5, 0, 0, 0]);
+  wheelOps.push([4, 0, 0, 40], [5, 0, 0, 0], [3, 0, 0, 200], [5, 0, 0, 0], [1, 1, 0, 0], [5, 0, 0, 0]);
+  writeFileSync(join(dir, 'wheel.seed'), record(OP.wheel, Buffer.from(wheelOps.flat())));
   return dir;
 }
 
@@ -155,6 +164,11 @@ function build() {
     'native/base/read_file.cc',
     'native/ebpf/btf.cc',
     'native/ebpf/kallsyms.cc',
+    'native/ebpf/bpf.cc',
+    'native/ebpf/event_counter.cc',
+    'native/ebpf/event_program.cc',
+    'native/ebpf/wheel_reader.cc',
+    'native/ctnetlink/kernel_flows.cc',
   ];
   try {
     execFileSync(

@@ -109,6 +109,15 @@ export interface EventProgramRun {
   counters: EventProgramCounters;
   /** With perMessage: the [kind, class] each message was counted under, or null. */
   counted?: ([number, number] | null)[];
+  /** The monitor variant's maps after the runs (absent for count-only). */
+  seed?: bigint;
+  maxFlows?: number;
+  /** CLOCK_MONOTONIC deciseconds when the maps were read. */
+  nowDs?: number;
+  flows?: { key: bigint; deadlineDs: number; class: number }[];
+  graveyard?: bigint[];
+  /** Nonzero wheel slots: net flows per class (tcp, udp, icmp, other). */
+  wheel?: { slot: number; flows: number[] }[];
 }
 
 export interface NativeBinding {
@@ -127,7 +136,12 @@ export interface NativeBinding {
    * Loads the event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on
    * each message (BPF_PROG_TEST_RUN): what it returned for each, and its counters after.
    */
-  _eventProgram(messages: Buffer[], options?: { perMessage?: boolean }): EventProgramRun;
+  _eventProgram(
+    messages: Buffer[],
+    options?: { variant?: 'count-only' | 'monitor'; perMessage?: boolean; dumping?: boolean; maxFlows?: number },
+  ): EventProgramRun;
+  /** The flow key the monitor's event program gives a message's entry, from the decoder's view. */
+  _flowKey(message: Buffer, seed: bigint): bigint | null;
   _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number; eventProgramType?: number }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;

@@ -104,3 +104,196 @@ describe.skipIf(!canRunIntegration)('event socket filter, count-only, in the ker
     expect(exact).toBeGreaterThan(unknown);
   });
 });
+
+/** Top-level attributes of a conntrack message (after nlmsghdr and nfgenmsg), each with its padding. */
+function attributes(message: Buffer): { type: number; bytes: Buffer }[] {
+  const out: { type: number; bytes: Buffer }[] = [];
+  for (let off = 20; off + 4 <= message.length;) {
+    const len = message.readUInt16LE(off);
+    const padded = (len + 3) & ~3;
+    out.push({ type: message.readUInt16LE(off + 2) & 0x3fff, bytes: message.subarray(off, off + padded) });
+    off += padded;
+  }
+  return out;
+}
+
+/** The message with its attributes replaced, nlmsg_len set. */
+function rebuild(message: Buffer, attrs: { bytes: Buffer }[]): Buffer {
+  const out = Buffer.concat([message.subarray(0, 20), ...attrs.map((a) => a.bytes)]);
+  out.writeUInt32LE(out.length, 0);
+  return out;
+}
+
+function attribute(type: number, payload: Buffer): { type: number; bytes: Buffer } {
+  const bytes = Buffer.alloc((4 + payload.length + 3) & ~3);
+  bytes.writeUInt16LE(4 + payload.length, 0);
+  bytes.writeUInt16LE(type, 2);
+  payload.copy(bytes, 4);
+  return { type, bytes };
+}
+
+const be32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+const CTA = { STATUS: 3, PROTOINFO: 4, TIMEOUT: 7, ID: 12, ZONE: 18 };
+const IPS_ASSURED = 0x4;
+const DIAG = {
+  passed: 2,
+  tracked: 3,
+  unknownLayout: 4,
+  longTimeout: 6,
+  flowsFull: 7,
+  flowExists: 8,
+  destroyUntracked: 9,
+  updateUntracked: 10,
+};
+
+/** `message` with CTA_TIMEOUT (or CTA_STATUS) set to `value`. */
+function withBe32(message: Buffer, type: number, value: number): Buffer {
+  return rebuild(
+    message,
+    attributes(message).map((a) => (a.type === type ? attribute(type, be32(value)) : a)),
+  );
+}
+
+const first = (name: string) => loadHexFixture(name)[0]!;
+const timeoutOf = (m: Buffer) => binding._decode(m)[0]!.timeout as number;
+const CLASS_INDEX: Record<string, number> = { tcp: 0, udp: 1, icmp: 2, other: 3 };
+
+describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in the kernel (BPF_PROG_TEST_RUN)', () => {
+  const mon = (messages: Buffer[], options: { dumping?: boolean; maxFlows?: number } = {}) =>
+    binding._eventProgram(messages, { variant: 'monitor', ...options });
+
+  it.each(['udp4', 'udp6', 'icmp4', 'icmp6'])(
+    '%s: NEW, UPDATE and DESTROY counted and never queued; the flow map and the wheel hold the flow between',
+    (proto) => {
+      const [created, updated, destroyed] = ['new', 'update', 'destroy'].map((k) => first(`${proto}-${k}`));
+      const cls = CLASS_INDEX[classOf(index[`${proto}-new`]!.protocol)]!;
+
+      // NEW: tracked under the key user space computes from the decoder's view of the message,
+      // with its deadline CTA_TIMEOUT from now, in the wheel slot of that decisecond.
+      const afterNew = mon([created!]);
+      expect(afterNew.verdicts).toEqual([0]);
+      expect(afterNew.flows).toHaveLength(1);
+      const flow = afterNew.flows![0]!;
+      expect(flow.key).toBe(binding._flowKey(created!, afterNew.seed!));
+      expect(flow.class).toBe(cls);
+      expect(Math.abs(flow.deadlineDs - afterNew.nowDs! - 10 * timeoutOf(created!))).toBeLessThanOrEqual(2);
+      expect(afterNew.wheel).toEqual([{ slot: flow.deadlineDs % 4096, flows: [0, 1, 2, 3].map((c) => +(c === cls)) }]);
+      expect(afterNew.counters.tracked[cls]).toBe(1);
+      expect(afterNew.counters.diagnostics[DIAG.tracked]).toBe(1);
+
+      // UPDATE: the deadline moves to its CTA_TIMEOUT; the old slot is given back.
+      const afterUpdate = mon([created!, updated!]);
+      expect(afterUpdate.verdicts).toEqual([0, 0]);
+      const moved = afterUpdate.flows![0]!;
+      expect(Math.abs(moved.deadlineDs - afterUpdate.nowDs! - 10 * timeoutOf(updated!))).toBeLessThanOrEqual(2);
+      expect(afterUpdate.wheel).toEqual([
+        { slot: moved.deadlineDs % 4096, flows: [0, 1, 2, 3].map((c) => +(c === cls)) },
+      ]);
+      expect(afterUpdate.counters.tracked[cls]).toBe(1);
+
+      // DESTROY: nothing left anywhere, and nothing was queued.
+      const afterDestroy = mon([created!, updated!, destroyed!]);
+      expect(afterDestroy.verdicts).toEqual([0, 0, 0]);
+      expect(afterDestroy.flows).toEqual([]);
+      expect(afterDestroy.wheel).toEqual([]);
+      expect(afterDestroy.counters.tracked).toEqual([0, 0, 0, 0]);
+      expect(afterDestroy.counters.diagnostics[DIAG.passed]).toBe(0);
+      expect(nonzero(afterDestroy.counters.messages)).toEqual({
+        [`new/${CLASSES[cls]}`]: 1,
+        [`update/${CLASSES[cls]}`]: 1,
+        [`destroy/${CLASSES[cls]}`]: 1,
+      });
+    },
+  );
+
+  it('passes TCP NEW, DESTROY and state changes, and drops a TCP UPDATE without CTA_PROTOINFO', () => {
+    for (const proto of ['tcp4', 'tcp6']) {
+      const updates = loadHexFixture(`${proto}-update`);
+      const stateless = rebuild(
+        updates[1]!,
+        attributes(updates[1]!).filter((a) => a.type !== CTA.PROTOINFO),
+      );
+      const run = mon([first(`${proto}-new`), ...updates, stateless, first(`${proto}-destroy`)]);
+      expect(run.verdicts.map((v) => v !== 0)).toEqual([true, ...updates.map(() => true), false, true]);
+      expect(run.flows).toEqual([]);
+      expect(run.counters.diagnostics[DIAG.passed]).toBe(updates.length + 2);
+    }
+  });
+
+  it('entries it does not track: an UPDATE passes once ASSURED (the classic rule), a DESTROY always', () => {
+    const update = first('udp4-update');
+    const assured = withBe32(update, CTA.STATUS, 0x8 | 0x2 | IPS_ASSURED); // CONFIRMED, SEEN_REPLY
+    const run = mon([update, assured, first('udp4-destroy')]);
+    expect(run.verdicts.map((v) => v !== 0)).toEqual([false, true, true]);
+    expect(run.counters.diagnostics[DIAG.updateUntracked]).toBe(2);
+    expect(run.counters.diagnostics[DIAG.destroyUntracked]).toBe(1);
+    expect(run.flows).toEqual([]);
+  });
+
+  it('keys a flow by CTA_ZONE too: the same tuple and id in zone 5 is another flow', () => {
+    const created = first('udp4-new');
+    const attrs = attributes(created);
+    const zoned = rebuild(created, [...attrs.slice(0, 2), attribute(CTA.ZONE, Buffer.from([0, 5])), ...attrs.slice(2)]);
+    expect(binding._decode(zoned)[0]!.zone).toBe(5);
+    const run = mon([created, zoned]);
+    expect(run.verdicts).toEqual([0, 0]);
+    const keys = run.flows!.map((f) => f.key).sort();
+    expect(keys).toEqual([binding._flowKey(created, run.seed!), binding._flowKey(zoned, run.seed!)].sort());
+    expect(new Set(keys).size).toBe(2);
+  });
+
+  it('leaves timeouts beyond its wheel (360 s) to user space, taking back a flow that gets one', () => {
+    const created = first('udp4-new');
+    const long = withBe32(created, CTA.TIMEOUT, 432000);
+    const longNew = mon([long]);
+    expect(longNew.verdicts).toEqual([4294967295]);
+    expect(longNew.flows).toEqual([]);
+    expect(longNew.counters.diagnostics[DIAG.longTimeout]).toBe(1);
+
+    const stream = withBe32(first('udp4-update'), CTA.TIMEOUT, 3600);
+    const handed = mon([created, stream]);
+    expect(handed.verdicts).toEqual([0, 4294967295]);
+    expect(handed.flows).toEqual([]);
+    expect(handed.wheel).toEqual([]);
+    expect(handed.counters.tracked).toEqual([0, 0, 0, 0]);
+  });
+
+  it('ends a tracked flow at once on an UPDATE with timeout 0, and keeps it for its DESTROY', () => {
+    const run = mon([first('udp4-new'), withBe32(first('udp4-update'), CTA.TIMEOUT, 0)]);
+    expect(run.verdicts).toEqual([0, 0]);
+    expect(run.flows).toHaveLength(1);
+    expect(run.flows![0]!.deadlineDs).toBeLessThanOrEqual(run.nowDs!);
+    expect(run.wheel).toEqual([]);
+    expect(run.counters.tracked).toEqual([0, 0, 0, 0]);
+  });
+
+  it('records the keys DESTROY removes while user space dumps, and only then', () => {
+    const flow = [first('icmp6-new'), first('icmp6-destroy')];
+    const dumping = mon(flow, { dumping: true });
+    expect(dumping.graveyard).toEqual([binding._flowKey(flow[0]!, dumping.seed!)]);
+    expect(mon(flow).graveyard).toEqual([]);
+  });
+
+  it('passes what it cannot hold: a NEW the full flow map refuses, a NEW already tracked, a tuple it cannot hash', () => {
+    const full = mon([first('udp4-new'), first('udp6-new')], { maxFlows: 1 });
+    expect(full.verdicts).toEqual([0, 4294967295]);
+    expect(full.counters.diagnostics[DIAG.flowsFull]).toBe(1);
+    expect(full.flows).toHaveLength(1);
+
+    const twice = mon([first('icmp4-new'), first('icmp4-new')]);
+    expect(twice.verdicts).toEqual([0, 4294967295]);
+    expect(twice.counters.diagnostics[DIAG.flowExists]).toBe(1);
+    expect(twice.counters.tracked[CLASS_INDEX.icmp!]).toBe(1);
+
+    const odd = Buffer.from(first('udp4-new'));
+    odd.writeUInt16LE(odd.readUInt16LE(20) + 2, 20); // CTA_TUPLE_ORIG's length no multiple of 4
+    const broken = mon([odd]);
+    expect(broken.verdicts).toEqual([4294967295]);
+    expect(broken.counters.diagnostics[DIAG.unknownLayout]).toBe(1);
+    expect(broken.flows).toEqual([]);
+  });
+});

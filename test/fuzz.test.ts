@@ -4,6 +4,9 @@
  * fuzz/regressions/table-erase-shifts-colliding-entries is the input the fuzzer produced
  * within seconds when the table's backward-shift deletion was broken on purpose; it makes
  * entries collide and erases between them, and the target checks the table against a model.
+ * fuzz/regressions/wheel-reader-consumes-the-current-decisecond is what it found within seconds
+ * when the eBPF filter's wheel reader left the current decisecond unread: a flow read as listed
+ * at its deadline.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -28,9 +31,9 @@ describe.skipIf(missing !== null)('fuzz target (ASan + UBSan)', () => {
     expect(r.stderr).not.toMatch(/ERROR: (AddressSanitizer|libFuzzer)|runtime error|diverged/);
     const replayed = Number(/fuzz replay: (\d+) inputs, exit (\d+)/.exec(r.stdout)?.[1]);
     expect(r.status).toBe(0);
-    // One seed per captured fixture file, the life-cycle, kallsyms and BTF seeds, and the regressions.
+    // One seed per captured fixture file, the life-cycle, kallsyms, BTF and wheel seeds, and the regressions.
     const fixtures = readdirSync('test/fixtures/netlink').filter((f) => f.endsWith('.hex')).length;
-    expect(replayed).toBe(fixtures + 3 + regressions.length); // + life cycle, kallsyms, BTF
+    expect(replayed).toBe(fixtures + 4 + regressions.length); // + life cycle, kallsyms, BTF, wheel
   }, 120_000);
 
   it.each([

@@ -67,14 +67,18 @@ SysStatus KernelFlows::begin_dump() {
   return st;
 }
 
+bool kernel_flow_key(uint64_t seed, const Conntrack& ct, uint64_t& key) {
+  if (ct.orig.l4proto == IPPROTO_TCP || ct.orig_tuple == nullptr || ct.orig_tuple_length % 4 != 0 ||
+      ct.orig_tuple_length > kMaxTupleBytes)
+    return false;
+  key = flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id);
+  return true;
+}
+
 void KernelFlows::note_dump_entry(const Conntrack& ct, uint64_t table_key) {
-  // Only entries the program could have tracked: not TCP, with a tuple it can hash.
-  if (!dumping_ || ct.orig.l4proto == IPPROTO_TCP || ct.orig_tuple == nullptr ||
-      ct.orig_tuple_length % 4 != 0 || ct.orig_tuple_length > kMaxTupleBytes)
-    return;
-  dumped_.emplace_back(
-      flow_key(counter_.key_seed(), ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id),
-      table_key);
+  uint64_t key;
+  if (dumping_ && kernel_flow_key(counter_.key_seed(), ct, key))
+    dumped_.emplace_back(key, table_key);
 }
 
 const uint64_t* KernelFlows::table_key(uint64_t flow_key) const {

@@ -21,6 +21,10 @@
 
 namespace ctmon {
 
+// The flow key the kMonitor program gives a decoded entry, when it could track it (a protocol
+// other than TCP, an original tuple it can hash); false otherwise. Pure.
+bool kernel_flow_key(uint64_t seed, const Conntrack& ct, uint64_t& key);
+
 class KernelFlows {
  public:
   // Creates the maps and loads the program (see EventCounter::open).
