@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // The conntrack-monitor side of the event-rate benchmark, in its own process so that its CPU
-// and memory are its own: node monitor-child.mjs NETNS_PATH
+// and memory are its own: node monitor-child.mjs NETNS_PATH [--classic] [--no-loop-delay]
+// --classic: the classic event filter, as where the kernel refuses the eBPF one (the test
+// hook that makes the kernel refuse it). --no-loop-delay: no event-loop delay histogram (its
+// 1 ms timer costs more CPU than an idle monitor).
 // Prints "ready" once started; on each "report" line on stdin prints one JSON line with the
 // totals so far, the samples (JS callbacks) since the last report and the event-loop delay
 // percentiles since the last report (perf_hooks), then resets the histogram. `sampleMs` is
@@ -12,7 +15,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { readdirSync, readFileSync } from 'node:fs';
 
-const { ConntrackMonitor } = createRequire(import.meta.url)('../dist/index.js');
+const require = createRequire(import.meta.url);
+const { ConntrackMonitor } = require('../dist/index.js');
+const flags = new Set(process.argv.slice(3));
+if (flags.has('--classic')) require('../dist/native.js').loadBinding()._injectFaults({ eventProgramType: 6 });
 const monitor = new ConntrackMonitor({ netns: process.argv[2] });
 let last = null;
 let samples = 0;
@@ -38,7 +44,7 @@ function readerCpu() {
 monitor.on('error', (e) => console.error(`monitor: ${e.message}`));
 const loop = monitorEventLoopDelay({ resolution: 1 });
 await monitor.start();
-loop.enable();
+if (!flags.has('--no-loop-delay')) loop.enable();
 console.log('ready');
 
 createInterface({ input: process.stdin })
@@ -50,6 +56,7 @@ createInterface({ input: process.stdin })
         delete: last?.totals.delete ?? 0,
         lostTotal: last?.events.lostTotal ?? 0,
         resyncs: last?.events.resyncs ?? 0,
+        path: last?.events.path ?? null,
         messages,
         sampleMs,
         tracked: last?.protocols ? Object.values(last.protocols).reduce((a, b) => a + b, 0) : null,

@@ -12,17 +12,17 @@ const benchmarks = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
-/** benchmarks/native's loadgen and null_reader, built with node-gyp if missing. */
+/** benchmarks/native's loadgen, null_reader and count_only_reader, built with node-gyp if missing. */
 export function buildTools() {
   const bin = (name) => join(benchmarks, 'native', 'build', 'Release', name);
-  if (!['loadgen', 'null_reader'].every((name) => existsSync(bin(name)))) {
+  if (!['loadgen', 'null_reader', 'count_only_reader'].every((name) => existsSync(bin(name)))) {
     const nodeGyp =
       process.env.npm_config_node_gyp ?? '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js';
     execFileSync(process.execPath, [nodeGyp, 'rebuild', '--directory', join(benchmarks, 'native')], {
       stdio: 'inherit',
     });
   }
-  return { loadgen: bin('loadgen'), nullReader: bin('null_reader') };
+  return { loadgen: bin('loadgen'), nullReader: bin('null_reader'), countOnlyReader: bin('count_only_reader') };
 }
 
 /**
@@ -89,10 +89,17 @@ export function benchNamespace(name) {
 
 /**
  * benchmarks/monitor-child.mjs on the namespace at `netnsPath`, started; report() asks it for
- * one JSON line of totals.
+ * one JSON line of totals. `classic`: with the classic event filter, as where eBPF cannot load;
+ * `loopDelay: false`: without the event-loop delay histogram (whose timer has a CPU cost).
  */
-export async function startMonitorChild(netnsPath, { stderr = 'inherit' } = {}) {
-  const child = spawn(process.execPath, [join(benchmarks, 'monitor-child.mjs'), netnsPath], {
+export async function startMonitorChild(netnsPath, { stderr = 'inherit', classic = false, loopDelay = true } = {}) {
+  const args = [
+    join(benchmarks, 'monitor-child.mjs'),
+    netnsPath,
+    ...(classic ? ['--classic'] : []),
+    ...(loopDelay ? [] : ['--no-loop-delay']),
+  ];
+  const child = spawn(process.execPath, args, {
     stdio: ['pipe', 'pipe', stderr],
   });
   child.stdin.on('error', () => {}); // EPIPE when it has died (Ctrl-C reaches it too): its exit says so

@@ -60,11 +60,15 @@ ProbeStatus EventCounter::open(const EventCounterOptions& options) {
       st = create_map(BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(uint32_t), sizeof(WheelSlot), kWheelSlots,
                       0, "ctmon_ev_wheel", wheel_);
     if (st.ok())
-      st = create_map(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(uint32_t), 1, 0, "ctmon_ev_ctl",
-                      control_);
+      st = create_map(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(EventControlValue), 1, 0,
+                      "ctmon_ev_ctl", control_);
+    if (st.ok() && !set_control(0).ok())
+      st = bpf_failure("bpf", "BPF_MAP_UPDATE_ELEM ctmon_ev_ctl");
+    // DESTROYs during one dump: a dump of a full table takes about a second.
     if (st.ok())
-      st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint64_t), sizeof(uint32_t), max_flows_,
-                      BPF_F_NO_PREALLOC, "ctmon_ev_grave", graveyard_);
+      st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint64_t), sizeof(uint32_t),
+                      std::max<uint32_t>(max_flows_ / 4, 1024), BPF_F_NO_PREALLOC, "ctmon_ev_grave",
+                      graveyard_);
     if (st.ok() && ::getrandom(&key_seed_, sizeof key_seed_, 0) != sizeof key_seed_)
       st = bpf_failure("getrandom", "seed the flow keys");
   }
@@ -152,10 +156,12 @@ SysStatus EventCounter::read_wheel(uint32_t slot, WheelSlot& out) const {
 
 SysStatus EventCounter::set_control(uint32_t bits) const {
   const uint32_t key = 0;
+  EventControlValue value;
+  value.bits = bits;
   bpf_attr attr{};
   attr.map_fd = static_cast<uint32_t>(control_.get());
   attr.key = bpf_ptr(&key);
-  attr.value = bpf_ptr(&bits);
+  attr.value = bpf_ptr(&value);
   attr.flags = BPF_ANY;
   if (sys_bpf(BPF_MAP_UPDATE_ELEM, attr) != 0) return SysStatus::from_errno("bpf");
   return SysStatus{};
@@ -188,7 +194,7 @@ SysStatus EventCounter::batch(
     int map_fd, bool and_delete, size_t value_size,
     const std::function<void(uint64_t key, const uint8_t* value)>& fn) const {
   // A batch must hold a whole bucket's elements (else ENOSPC); buckets hold few.
-  constexpr uint32_t kBatch = 4096;
+  constexpr uint32_t kBatch = 1024;
   batch_keys_.resize(kBatch);
   batch_values_.resize(kBatch * value_size);
   uint64_t cursor = 0;  // the kernel's position token (a bucket index for hash maps)

@@ -65,7 +65,8 @@ constexpr int kHeadBytes = 128;                          // read of each message
 constexpr int kAttrsOffset = 20;                         // nlmsghdr + nfgenmsg
 constexpr int kTupleOffset = kAttrsOffset + NLA_HDRLEN;  // CTA_TUPLE_ORIG's payload
 constexpr int kWalkSteps = 16;                           // top-level attributes looked at, at most
-constexpr int32_t kPass = -1;  // keep the whole message (the return value is a length)
+constexpr int kWalkStepsShort = 8;  // ... before CTA_TIMEOUT (NEW) or CTA_STATUS (DESTROY)
+constexpr int32_t kPass = -1;       // keep the whole message (the return value is a length)
 constexpr uint32_t kTimeoutAbsent = 0xffffffff;    // a real CTA_TIMEOUT is < 2^31 jiffies / HZ
 constexpr uint64_t kMix1 = 0xff51afd7ed558ccdULL;  // murmur3's fmix64
 constexpr uint64_t kMix2 = 0xc4ceb9fe1a85ec53ULL;
@@ -177,6 +178,19 @@ void classify(Assembler& a, int ip_nest, Label done) {
   a.goto_(done);
 }
 
+// kClass = control->classes[kClass]: the same class, read back from a map, which the verifier
+// sees as any value in [0, 3] rather than one constant per path (event_program.h). Without it
+// every class would have the code after this verified separately.
+void launder_class(Assembler& a, int control_map_fd, Label fail) {
+  a.store_imm(BPF_W, BPF_REG_10, kMapKey, 0);
+  map_and_key(a, control_map_fd, kMapKey);
+  a.call(BPF_FUNC_map_lookup_elem);
+  a.jump_imm(BPF_JEQ, BPF_REG_0, 0, fail);
+  a.alu_reg(BPF_ADD, BPF_REG_0, kClass);
+  a.load(BPF_B, kClass, BPF_REG_0, offsetof(EventControlValue, classes));
+  a.alu_imm(BPF_AND, kClass, kTrackedClassCount - 1);
+}
+
 // What a walk of the top-level attributes looks for, and where it stops.
 enum class Walk { kTcpUpdate, kNew, kUpdate, kDestroy };
 
@@ -197,7 +211,10 @@ void walk_attributes(Assembler& a, Walk walk, Label done, Label unknown) {
   a.alu_imm(BPF_AND, BPF_REG_1, ~3);
   a.store(BPF_DW, BPF_REG_10, kCursor, BPF_REG_1);
 
-  for (int step = 0; step < kWalkSteps; ++step) {
+  // NEW and DESTROY stop early (after CTA_TIMEOUT, after CTA_STATUS); an UPDATE may carry
+  // helper, mark, labels and timestamps after CTA_PROTOINFO.
+  const int steps = walk == Walk::kNew || walk == Walk::kDestroy ? kWalkStepsShort : kWalkSteps;
+  for (int step = 0; step < steps; ++step) {
     const Label next = a.label();
     const Label not_zone = a.label(), not_id = a.label(), not_status = a.label();
     const Label not_timeout = a.label(), not_protoinfo = a.label();
@@ -484,6 +501,7 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
     a.goto_(drop);
 
     a.bind(not_tcp);
+    launder_class(a, l.control_map_fd, pass);
     a.jump_imm(BPF_JEQ, kKind, kKindUpdate, nontcp_update);
     a.jump_imm(BPF_JEQ, kKind, kKindDestroy, nontcp_destroy);
 
@@ -618,7 +636,7 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       map_and_key(a, l.control_map_fd, kMapKey);
       a.call(BPF_FUNC_map_lookup_elem);
       a.jump_imm(BPF_JEQ, BPF_REG_0, 0, removed);
-      a.load(BPF_W, BPF_REG_1, BPF_REG_0, 0);
+      a.load(BPF_W, BPF_REG_1, BPF_REG_0, offsetof(EventControlValue, bits));
       const Label record = a.label();
       a.jump_imm(BPF_JSET, BPF_REG_1, kControlDumping, record);
       a.goto_(removed);
@@ -629,6 +647,8 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       a.alu_imm(BPF_ADD, BPF_REG_3, kFlowValue);
       a.mov_imm(BPF_REG_4, BPF_ANY);
       a.call(BPF_FUNC_map_update_elem);
+      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, removed);
+      count_diagnostic(a, kDiagGraveyardFull);
       a.bind(removed);
       map_and_key(a, l.flows_map_fd, kFlowKey);
       a.call(BPF_FUNC_map_delete_elem);

@@ -61,6 +61,7 @@ enum EventDiagnostic : uint32_t {
   kDiagFlowExists,     // kMonitor: a NEW whose key is already tracked: passed
   kDiagDestroyUntracked,  // kMonitor: DESTROY of an entry the kernel maps do not hold: passed
   kDiagUpdateUntracked,   // kMonitor: UPDATE of an untracked entry: passed when user space needs it
+  kDiagGraveyardFull,     // kMonitor: a DESTROY during a dump that the graveyard could not hold
   kDiagnosticCount = 16,  // room for more without changing the value's size
 };
 
@@ -106,13 +107,21 @@ enum EventControl : uint32_t {
   kControlDumping = 1,  // a table dump is running: record the keys DESTROY removes
 };
 
+// The control map's value. `classes` is {0, 1, 2, 3}: the program reads its class back from it
+// so that, to the verifier, the class is a value in [0, 3] rather than one constant per path,
+// and the code that follows is verified once instead of once per protocol class.
+struct EventControlValue {
+  uint32_t bits = 0;  // EventControl
+  uint8_t classes[kTrackedClassCount] = {0, 1, 2, 3};
+};
+
 struct EventProgramLayout {
   EventProgramVariant variant = EventProgramVariant::kCountOnly;
   int counters_map_fd = -1;  // BPF_MAP_TYPE_PERCPU_ARRAY, 1 x EventCounters
   // kMonitor only:
   int flows_map_fd = -1;      // BPF_MAP_TYPE_HASH, u64 flow_key -> FlowValue
   int wheel_map_fd = -1;      // BPF_MAP_TYPE_PERCPU_ARRAY, kWheelSlots x WheelSlot
-  int control_map_fd = -1;    // BPF_MAP_TYPE_ARRAY, 1 x u32 of EventControl bits
+  int control_map_fd = -1;    // BPF_MAP_TYPE_ARRAY, 1 x EventControlValue
   int graveyard_map_fd = -1;  // BPF_MAP_TYPE_HASH, u64 flow_key -> u32: removed while dumping
   uint64_t key_seed = 0;      // flow_key()'s seed, random per program
 };

@@ -29,8 +29,6 @@ class WheelReader {
 
   using ReadSlot = std::function<SysStatus(uint32_t slot, WheelSlot& out)>;
 
-  WheelReader() : seen_(kWheelSlots) {}
-
   // Nothing has expired before `now_ds`; `slots` is the wheel as it is now (or empty, for a
   // fresh wheel of zeros), `live` the flows per slot that are yet to expire.
   void start(uint64_t now_ds);

@@ -1,0 +1,263 @@
+#!/usr/bin/env node
+// Host cost of reading conntrack events: the marginal busy CPU of the whole host (all CPUs,
+// /proc/stat) while a load runs with a reader attached, minus the same load with no reader.
+// It includes what the kernel spends building, filtering and queueing each event, which is
+// charged to the sender's context, not to the reader's process (see
+// /work/shared/notes/measurements-2.md for the method).
+//
+//   node benchmarks/host-cost.mjs [--mode udp|tcp] [--rates 100000,150000,max] [--rounds 3]
+//        [--readers none,conntrack-E,monitor,monitor-classic,count-only] [--seconds 5] [--wait 20]
+//
+// Root. A private namespace with an nft `ct state new counter` rule (the kernel's count of
+// entries created) and 1 s UDP / TIME_WAIT timeouts. Each phase: the namespace's table emptied
+// of expired entries (a dump evicts them) outside the window; the reader started and
+// subscribed; /proc/stat read; benchmarks/native loadgen pinned to CPU 1 for --seconds at the
+// rate; a fixed --wait while the kernel reaps the entries (their DESTROY work counts too);
+// /proc/stat read again. Readers:
+//   none             nobody listens: with nf_conntrack_events=2 the kernel builds no event
+//   conntrack-E      `conntrack -E -e NEW,DESTROY` to /dev/null (conntrack-tools)
+//   monitor          conntrack-monitor as shipped (the eBPF event path where it loads)
+//   monitor-classic  conntrack-monitor with the classic filter (every event queued)
+//   count-only       benchmarks/native/count_only_reader: the count-only eBPF program, the
+//                    least an event reader can cost
+// Rounds interleave the readers (each round in a rotated order); the marginal of a reader is
+// its phase minus the no-reader phase of the same round and rate; medians over rounds.
+// Writes benchmarks/results/host-cost-<mode>-<date>.{json,md}.
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  benchNamespace,
+  buildTools,
+  cpuSeconds,
+  machine as describeMachine,
+  sleep,
+  startMonitorChild,
+} from './lib/bench.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { values } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'udp' },
+    rates: { type: 'string' },
+    rounds: { type: 'string', default: '3' },
+    readers: { type: 'string', default: 'none,conntrack-E,monitor,monitor-classic,count-only' },
+    seconds: { type: 'string', default: '5' },
+    wait: { type: 'string', default: '20' },
+  },
+});
+const MODE = values.mode;
+const RATES = (values.rates ?? (MODE === 'tcp' ? '2000,max' : '100000,150000,max'))
+  .split(',')
+  .map((r) => (r === 'max' ? 0 : Number(r)));
+const ROUNDS = Number(values.rounds);
+const READERS = values.readers.split(',');
+const SECONDS = Number(values.seconds);
+const WAIT = Number(values.wait);
+const KNOWN = ['none', 'conntrack-E', 'monitor', 'monitor-classic', 'count-only'];
+for (const r of READERS) if (!KNOWN.includes(r)) throw new Error(`unknown reader ${r} (${KNOWN.join(', ')})`);
+if (!READERS.includes('none')) throw new Error('the readers must include none: marginals are measured against it');
+const nsName = `ctmon-bench-host-${process.pid}`;
+let bench;
+
+/** Busy ticks of all CPUs so far: user + nice + system + irq + softirq + steal. */
+function busyTicks() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return user + nice + system + irq + softirq + steal;
+}
+
+/** Empties the table of expired entries (a dump evicts what it meets) and waits for the count. */
+async function drain() {
+  for (let i = 0; i < 60; i++) {
+    bench.inNs('conntrack', ['-L'], { stdio: ['ignore', 'ignore', 'ignore'] });
+    if (bench.tableCount() < 64) return;
+    await sleep(500);
+  }
+}
+
+/** Starts a reader; returns { pid, report?, stop } where stop() resolves to its own summary. */
+async function startReader(kind, tools) {
+  if (kind === 'none') return { pid: null, stop: async () => ({}) };
+  if (kind === 'monitor' || kind === 'monitor-classic') {
+    const m = await startMonitorChild(bench.path, { classic: kind === 'monitor-classic', loopDelay: false });
+    return {
+      pid: m.child.pid,
+      report: m.report,
+      stop: async () => {
+        await m.stop();
+        return {};
+      },
+    };
+  }
+  if (kind === 'conntrack-E') {
+    const p = spawn('ip', ['netns', 'exec', nsName, 'conntrack', '-E', '-e', 'NEW,DESTROY'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    return {
+      pid: p.pid,
+      stop: async () => {
+        p.kill('SIGINT');
+        await new Promise((r) => p.on('close', r));
+        return {
+          shown: Number(/(\d+) flow events have been shown/.exec(err)?.[1] ?? NaN),
+          enobufs: /ENOBUFS/.test(err),
+        };
+      },
+    };
+  }
+  const p = spawn(tools.countOnlyReader, [bench.path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: p.stdout });
+  await new Promise((r) => lines.once('line', r)); // ready
+  return {
+    pid: p.pid,
+    stop: async () => {
+      const result = new Promise((r) => lines.once('line', (l) => r(JSON.parse(l))));
+      p.kill('SIGTERM');
+      return result;
+    },
+  };
+}
+
+async function phase(tools, kind, rate) {
+  await drain();
+  const reader = await startReader(kind, tools);
+  if (kind !== 'none') while (bench.listeners() < 1) await sleep(20);
+  await sleep(1000); // the monitor's initial dump and first samples are outside the window
+  const before = {
+    busy: busyTicks(),
+    counter: bench.newCounter(),
+    stats: bench.kernelStats(),
+    cpu: reader.pid ? cpuSeconds(reader.pid) : 0,
+    monitor: reader.report ? await reader.report() : null,
+  };
+  const gen = JSON.parse(bench.inNs(tools.loadgen, [MODE, String(rate), String(SECONDS), '1']));
+  const floodCpu = reader.pid ? cpuSeconds(reader.pid) - before.cpu : 0;
+  await sleep(WAIT * 1000);
+  const after = {
+    busy: busyTicks(),
+    counter: bench.newCounter(),
+    stats: bench.kernelStats(),
+    cpu: reader.pid ? cpuSeconds(reader.pid) : 0,
+    monitor: reader.report ? await reader.report() : null,
+  };
+  const own = await reader.stop();
+  const created = after.counter - before.counter - (after.stats.insert_failed - before.stats.insert_failed);
+  const result = {
+    reader: kind,
+    requestedRate: rate || 'max',
+    generator: gen,
+    created,
+    busyTicks: after.busy - before.busy,
+    readerCpuSeconds: after.cpu - before.cpu,
+    readerCoreShareDuringLoad: floodCpu / gen.seconds,
+  };
+  if (after.monitor) {
+    result.monitor = {
+      path: after.monitor.path,
+      inserts: after.monitor.insert - before.monitor.insert,
+      deletes: after.monitor.delete - before.monitor.delete,
+      lost: after.monitor.lostTotal - before.monitor.lostTotal,
+      messagesReceived: after.monitor.messages - before.monitor.messages,
+      resyncs: after.monitor.resyncs - before.monitor.resyncs,
+    };
+    result.monitor.insertsExact = result.monitor.inserts === created;
+  }
+  if (kind === 'conntrack-E') result.conntrackE = own;
+  if (kind === 'count-only') result.countOnly = { ...own, insertsExact: own.new === created };
+  return result;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : null;
+};
+
+async function main() {
+  const tools = buildTools();
+  bench = benchNamespace(nsName);
+  const phases = [];
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const rate of RATES) {
+        const order = READERS.map((_, i) => READERS[(i + round) % READERS.length]);
+        for (const kind of order) {
+          const p = { round, ...(await phase(tools, kind, rate)) };
+          phases.push(p);
+          console.error(JSON.stringify(p));
+        }
+      }
+    }
+  } finally {
+    bench.destroy();
+  }
+  report(phases);
+}
+
+function report(phases) {
+  const date = new Date().toISOString();
+  const stamp = date.slice(0, 10);
+  const machine = {
+    ...describeMachine(),
+    conntrackTools: execFileSync('conntrack', ['--version'], { encoding: 'utf8' }).trim(),
+    tick: Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })),
+  };
+  const summary = [];
+  for (const rate of RATES) {
+    const at = phases.filter((p) => p.requestedRate === (rate || 'max'));
+    const none = (round) => at.find((p) => p.round === round && p.reader === 'none');
+    const conntrackE = median(
+      at.filter((p) => p.reader === 'conntrack-E').map((p) => p.busyTicks - none(p.round).busyTicks),
+    );
+    for (const reader of READERS) {
+      const ps = at.filter((p) => p.reader === reader);
+      const marginal = reader === 'none' ? 0 : median(ps.map((p) => p.busyTicks - none(p.round).busyTicks));
+      summary.push({
+        rate: rate || 'max',
+        reader,
+        rounds: ps.length,
+        achievedRate: Math.round(median(ps.map((p) => p.created / p.generator.seconds))),
+        busyTicks: median(ps.map((p) => p.busyTicks)),
+        marginalTicks: marginal,
+        marginalTicksEach: ps.map((p) => p.busyTicks - none(p.round).busyTicks),
+        ratioToConntrackE: conntrackE ? marginal / conntrackE : null,
+        lost: ps.map((p) => p.monitor?.lost ?? (p.conntrackE ? (p.conntrackE.enobufs ? 'ENOBUFS' : 0) : null)),
+        insertsExact: ps.map((p) => p.monitor?.insertsExact ?? p.countOnly?.insertsExact ?? null),
+        messagesReceived: ps.map((p) => p.monitor?.messagesReceived ?? null),
+        readerCoreShareDuringLoad: median(ps.map((p) => p.readerCoreShareDuringLoad)),
+        path: ps[0]?.monitor?.path ?? null,
+      });
+    }
+  }
+  const name = `host-cost-${MODE}-${stamp}`;
+  const command = `node benchmarks/host-cost.mjs --mode ${MODE} --rates ${RATES.map((r) => r || 'max').join(',')} --rounds ${ROUNDS} --readers ${READERS.join(',')} --seconds ${SECONDS} --wait ${WAIT}`;
+  writeFileSync(
+    join(here, 'results', `${name}.json`),
+    `${JSON.stringify({ date, machine, command, summary, phases }, null, 2)}\n`,
+  );
+  const f = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
+  const rows = summary.map(
+    (s) =>
+      `| ${s.rate} | ${s.achievedRate}/s | ${s.reader}${s.path ? ` (${s.path})` : ''} | ${s.reader === 'none' ? `${s.busyTicks} busy` : `+${f(s.marginalTicks, 0)} (${s.marginalTicksEach.join(', ')})`} | ${s.reader === 'none' ? '' : `**${f(s.ratioToConntrackE)}**`} | ${s.lost.join(', ')} | ${s.insertsExact.every((x) => x === null) ? '' : s.insertsExact.join(', ')} | ${s.messagesReceived.every((x) => x === null) ? '' : s.messagesReceived.join(', ')} | ${s.reader === 'none' ? '' : `${f(s.readerCoreShareDuringLoad * 100, 1)}%`} |`,
+  );
+  const md = `# Host cost of reading conntrack events (${MODE}, ${stamp})
+
+Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.conntrackTools}; ${machine.tick} ticks/s.
+Command: \`${command}\`
+
+Busy ticks of all CPUs (/proc/stat user+nice+system+irq+softirq+steal) from the start of a ${SECONDS} s load (loadgen pinned to CPU 1) to ${WAIT} s after it, while the kernel reaps the entries. Marginal = the phase with the reader minus the no-reader phase of the same round and rate (each round's values in brackets), median over ${ROUNDS} interleaved rounds; the ratio is to \`conntrack -E -e NEW,DESTROY\`'s median marginal. "Lost": events the monitor's socket could not queue (SK_MEMINFO_DROPS), or whether conntrack -E saw ENOBUFS. "Inserts exact": the reader's inserts equal the entries the kernel created (nft counter less insert_failed). "Received": messages queued to and read by the monitor. Reader CPU: its own process during the load, share of one core.
+
+| rate asked | achieved | reader | marginal ticks | ratio to conntrack -E | lost | inserts exact | received | reader CPU during load |
+|---|---|---|---|---|---|---|---|---|
+${rows.join('\n')}
+`;
+  writeFileSync(join(here, 'results', `${name}.md`), md);
+  process.stdout.write(md);
+}
+
+await main();
