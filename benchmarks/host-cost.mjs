@@ -225,6 +225,11 @@ function report(phases) {
         busyTicks: median(ps.map((p) => p.busyTicks)),
         marginalTicks: marginal,
         marginalTicksEach: ps.map((p) => p.busyTicks - none(p.round).busyTicks),
+        // The sender's own CPU (loadgen's user+system), which the kernel's packet-path work on
+        // its flows, NEW events included, is charged to: less noisy than the host's total.
+        senderCpuSeconds: median(ps.map((p) => p.generator.cpuSeconds)),
+        senderMarginalSeconds:
+          reader === 'none' ? 0 : median(ps.map((p) => p.generator.cpuSeconds - none(p.round).generator.cpuSeconds)),
         ratioToConntrackE: conntrackE ? marginal / conntrackE : null,
         lost: ps.map((p) => p.monitor?.lost ?? (p.conntrackE ? (p.conntrackE.enobufs ? 'ENOBUFS' : 0) : null)),
         insertsExact: ps.map((p) => p.monitor?.insertsExact ?? p.countOnly?.insertsExact ?? null),
@@ -243,17 +248,17 @@ function report(phases) {
   const f = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
   const rows = summary.map(
     (s) =>
-      `| ${s.rate} | ${s.achievedRate}/s | ${s.reader}${s.path ? ` (${s.path})` : ''} | ${s.reader === 'none' ? `${s.busyTicks} busy` : `+${f(s.marginalTicks, 0)} (${s.marginalTicksEach.join(', ')})`} | ${s.reader === 'none' ? '' : `**${f(s.ratioToConntrackE)}**`} | ${s.lost.join(', ')} | ${s.insertsExact.every((x) => x === null) ? '' : s.insertsExact.join(', ')} | ${s.messagesReceived.every((x) => x === null) ? '' : s.messagesReceived.join(', ')} | ${s.reader === 'none' ? '' : `${f(s.readerCoreShareDuringLoad * 100, 1)}%`} |`,
+      `| ${s.rate} | ${s.achievedRate}/s | ${s.reader}${s.path ? ` (${s.path})` : ''} | ${s.reader === 'none' ? `${s.busyTicks} busy` : `+${f(s.marginalTicks, 0)} (${s.marginalTicksEach.join(', ')})`} | ${s.reader === 'none' ? '' : `**${f(s.ratioToConntrackE)}**`} | ${s.reader === 'none' ? `${f(s.senderCpuSeconds)} s` : `+${f(s.senderMarginalSeconds)} s`} | ${s.lost.join(', ')} | ${s.insertsExact.every((x) => x === null) ? '' : s.insertsExact.join(', ')} | ${s.messagesReceived.every((x) => x === null) ? '' : s.messagesReceived.join(', ')} | ${s.reader === 'none' ? '' : `${f(s.readerCoreShareDuringLoad * 100, 1)}%`} |`,
   );
   const md = `# Host cost of reading conntrack events (${MODE}, ${stamp})
 
 Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.conntrackTools}; ${machine.tick} ticks/s.
 Command: \`${command}\`
 
-Busy ticks of all CPUs (/proc/stat user+nice+system+irq+softirq+steal) from the start of a ${SECONDS} s load (loadgen pinned to CPU 1) to ${WAIT} s after it, while the kernel reaps the entries. Marginal = the phase with the reader minus the no-reader phase of the same round and rate (each round's values in brackets), median over ${ROUNDS} interleaved rounds; the ratio is to \`conntrack -E -e NEW,DESTROY\`'s median marginal. "Lost": events the monitor's socket could not queue (SK_MEMINFO_DROPS), or whether conntrack -E saw ENOBUFS. "Inserts exact": the reader's inserts equal the entries the kernel created (nft counter less insert_failed). "Received": messages queued to and read by the monitor. Reader CPU: its own process during the load, share of one core.
+Busy ticks of all CPUs (/proc/stat user+nice+system+irq+softirq+steal) from the start of a ${SECONDS} s load (loadgen pinned to CPU 1) to ${WAIT} s after it, while the kernel reaps the entries. Marginal = the phase with the reader minus the no-reader phase of the same round and rate (each round's values in brackets), median over ${ROUNDS} interleaved rounds; the ratio is to \`conntrack -E -e NEW,DESTROY\`'s median marginal. "Lost": events the monitor's socket could not queue (SK_MEMINFO_DROPS), or whether conntrack -E saw ENOBUFS. "Inserts exact": the reader's inserts equal the entries the kernel created (nft counter less insert_failed). "Received": messages queued to and read by the monitor. Sender CPU: loadgen's own user+system time (the kernel's work on its packets, NEW events included, is charged to it), marginal to the no-reader phase: less noisy than the host's total on a shared machine, but without the DESTROY work of the kernel's garbage collector. Reader CPU: its own process during the load, share of one core.
 
-| rate asked | achieved | reader | marginal ticks | ratio to conntrack -E | lost | inserts exact | received | reader CPU during load |
-|---|---|---|---|---|---|---|---|---|
+| rate asked | achieved | reader | marginal ticks | ratio to conntrack -E | sender CPU | lost | inserts exact | received | reader CPU during load |
+|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
   writeFileSync(join(here, 'results', `${name}.md`), md);

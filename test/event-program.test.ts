@@ -246,6 +246,20 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     expect(new Set(keys).size).toBe(2);
   });
 
+  it('hashes any tuple length the kernel could send as user space does (a last half word too)', () => {
+    const created = first('udp6-new');
+    const [orig, ...rest] = attributes(created);
+    // CTA_TUPLE_ORIG with a 4-byte attribute of an unknown type appended: 4 more bytes of tuple.
+    const longer = attribute(0x8001, Buffer.concat([orig!.bytes.subarray(4), Buffer.from([4, 0, 10, 0])]));
+    const odd = rebuild(created, [longer, ...rest]);
+    expect((odd.readUInt16LE(20) - 4) % 8).toBe(4);
+    const run = mon([created, odd]);
+    expect(run.verdicts).toEqual([0, 0]);
+    expect(run.flows!.map((f) => f.key).sort()).toEqual(
+      [binding._flowKey(created, run.seed!), binding._flowKey(odd, run.seed!)].sort(),
+    );
+  });
+
   it('leaves timeouts beyond its wheel (360 s) to user space, taking back a flow that gets one', () => {
     const created = first('udp4-new');
     const long = withBe32(created, CTA.TIMEOUT, 432000);

@@ -18,7 +18,7 @@
     {
       "target_name": "count_only_reader",
       "type": "executable",
-      "sources": ["count_only_reader.cc", "../../native/base/fd.cc", "../../native/base/read_file.cc", "../../native/ctnetlink/socket.cc", "../../native/ctnetlink/decoder.cc", "../../native/ebpf/bpf.cc", "../../native/ebpf/event_counter.cc", "../../native/ebpf/event_program.cc"],
+      "sources": ["count_only_reader.cc", "../../native/base/fd.cc", "../../native/base/proc_text.cc", "../../native/base/read_file.cc", "../../native/ctnetlink/socket.cc", "../../native/ctnetlink/decoder.cc", "../../native/ebpf/bpf.cc", "../../native/ebpf/event_counter.cc", "../../native/ebpf/event_program.cc"],
       "include_dirs": ["../../native"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"]
     },

@@ -45,7 +45,7 @@ export function renderLiveView(v: LiveViewState): string {
     );
   if (s.events)
     lines.push(
-      `Events     ${n(s.events.received)} this interval, lost ${n(s.events.lostTotal)} in all, resyncs ${n(s.events.resyncs)}`,
+      `Events     ${n(s.events.received)} queued this interval, lost ${n(s.events.lostTotal)} in all, resyncs ${n(s.events.resyncs)}, ${s.events.path === 'ebpf' ? 'counted in the kernel (eBPF)' : `classic filter: ${s.events.pathReason}`}`,
     );
   lines.push(
     '',

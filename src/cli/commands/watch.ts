@@ -32,6 +32,9 @@ ${MONITOR_FLAGS_HELP}
 
 ctnetlink needs CAP_NET_ADMIN (root); --netns also needs CAP_SYS_ADMIN. Without them
 the auto backend reads /proc instead (fewer fields) and says so once on stderr.
+Events are counted in the kernel by an eBPF socket filter (CAP_BPF or CAP_SYS_ADMIN, Linux
+5.12+); without it a classic filter queues them to the monitor, and the sample's
+events.path and events.pathReason say so.
 Exit status: 0 after a clean stop, 1 if monitoring could not start, 2 for bad usage.`;
 
 export async function run(argv: string[]): Promise<number> {
