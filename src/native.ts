@@ -42,6 +42,8 @@ export interface RawSample {
     flowsFull: number;
     /** Times its expiry wheel was read too late and rebuilt from the flow map. */
     rebases: number;
+    /** All its counters, by EventDiagnostic (native/ebpf/event_program.h). */
+    diagnostics: number[];
   } | null;
 }
 

@@ -285,6 +285,19 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     expect(run.counters.tracked).toEqual([0, 0, 0, 0]);
   });
 
+  it('keeps a NEW with timeout 0 (under a second left, rounded down) as ended, with its DESTROY', () => {
+    const created = withBe32(first('udp4-new'), CTA.TIMEOUT, 0);
+    const kept = mon([created]);
+    expect(kept.verdicts).toEqual([0]);
+    expect(kept.flows).toHaveLength(1);
+    expect(kept.flows![0]!.deadlineDs).toBeLessThanOrEqual(kept.nowDs!);
+    expect(kept.wheel).toEqual([]);
+    expect(kept.counters.tracked).toEqual([0, 0, 0, 0]);
+    const gone = mon([created, first('udp4-destroy')]);
+    expect(gone.verdicts).toEqual([0, 0]);
+    expect(gone.flows).toEqual([]);
+  });
+
   it('records the keys DESTROY removes while user space dumps, and only then', () => {
     const flow = [first('icmp6-new'), first('icmp6-destroy')];
     const dumping = mon(flow, { dumping: true });

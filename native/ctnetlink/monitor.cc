@@ -456,6 +456,7 @@ void Monitor::close_interval(bool final) {
     e.unknown_layout = k.diagnostics[kDiagUnknownLayout];
     e.flows_full = k.diagnostics[kDiagFlowsFull];
     e.rebases = kernel_flows_.rebases();
+    std::copy(std::begin(k.diagnostics), std::end(k.diagnostics), std::begin(e.diagnostics));
   }
   listener_->on_sample(sample, table_state_, read_settings());
 }

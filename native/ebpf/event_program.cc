@@ -27,7 +27,8 @@
 //                          CTA_TIMEOUT (and CTA_PROTOINFO), hash the flow's key, then
 //     NEW                  track it: flows[key] = {deadline, class}, wheel[deadline][class]
 //                          += 1, tracked[class] += 1; drop. A NEW without a timeout, with one
-//                          longer than kWheelMaxTimeoutS, or that the map refuses, passes.
+//                          longer than kWheelMaxTimeoutS, or that the map refuses, passes;
+//                          one with timeout 0 (under a second left) is kept, already ended.
 //     UPDATE, tracked      move its deadline: the old one is exchanged out of the flow map
 //                          (an atomic xchg, so two CPUs updating one flow each withdraw the
 //                          deadline the other installed) and withdrawn from the wheel if
@@ -518,15 +519,24 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       count_diagnostic(a, kDiagNoTimeout);
       a.goto_(pass);
       a.bind(has_timeout);
-      // 0: expired already (user space ignores it); beyond the wheel: user space tracks it.
-      a.jump_imm(BPF_JEQ, BPF_REG_1, 0, pass);
-      const Label fits = a.label();
+      // Beyond the wheel: user space tracks it.
+      const Label fits = a.label(), ended = a.label(), deadline_set = a.label();
       a.jump_imm(BPF_JLE, BPF_REG_1, kWheelMaxTimeoutS, fits);
       count_diagnostic(a, kDiagLongTimeout);
       a.goto_(pass);
       a.bind(fits);
       read_clock(a);
+      // 0: less than a second left (the kernel rounds down; a 1 s timeout can read 0 when a
+      // jiffy passed before the event). Ended at once, as the table counts it, but kept so
+      // that its DESTROY stays here too.
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
+      a.jump_imm(BPF_JEQ, BPF_REG_1, 0, ended);
       compute_deadline(a);
+      a.goto_(deadline_set);
+      a.bind(ended);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNowDs);
+      a.store(BPF_DW, BPF_REG_10, kNewDs, BPF_REG_1);
+      a.bind(deadline_set);
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNewDs);
       a.store(BPF_W, BPF_REG_10, field(kFlowValue, offsetof(FlowValue, deadline_ds)), BPF_REG_1);
       a.store(BPF_W, BPF_REG_10, field(kFlowValue, offsetof(FlowValue, class_index)), kClass);
@@ -543,9 +553,11 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       count_diagnostic(a, kDiagFlowExists);
       a.goto_(pass);
       a.bind(inserted);
+      count_diagnostic(a, kDiagTracked);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
+      a.jump_imm(BPF_JEQ, BPF_REG_1, 0, drop);
       wheel_add(a, l.wheel_map_fd, kNewDs, +1);
       count_tracked(a, +1);
-      count_diagnostic(a, kDiagTracked);
       a.goto_(drop);
     }
 
