@@ -113,7 +113,8 @@ export interface EventProgramRun {
   counted?: ([number, number] | null)[];
   /** The monitor variant's maps after the runs (absent for count-only). */
   seed?: bigint;
-  maxFlows?: number;
+  /** Buckets of 8 slots in its flow table. */
+  flowBuckets?: number;
   /** CLOCK_MONOTONIC deciseconds when the maps were read. */
   nowDs?: number;
   flows?: { key: bigint; deadlineDs: number; class: number }[];
@@ -140,7 +141,13 @@ export interface NativeBinding {
    */
   _eventProgram(
     messages: Buffer[],
-    options?: { variant?: 'count-only' | 'monitor'; perMessage?: boolean; dumping?: boolean; maxFlows?: number },
+    options?: {
+      variant?: 'count-only' | 'monitor';
+      perMessage?: boolean;
+      dumping?: boolean;
+      maxFlows?: number;
+      seed?: bigint;
+    },
   ): EventProgramRun;
   /** The flow key the monitor's event program gives a message's entry, from the decoder's view. */
   _flowKey(message: Buffer, seed: bigint): bigint | null;

@@ -163,7 +163,7 @@ const timeoutOf = (m: Buffer) => binding._decode(m)[0]!.timeout as number;
 const CLASS_INDEX: Record<string, number> = { tcp: 0, udp: 1, icmp: 2, other: 3 };
 
 describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in the kernel (BPF_PROG_TEST_RUN)', () => {
-  const mon = (messages: Buffer[], options: { dumping?: boolean; maxFlows?: number } = {}) =>
+  const mon = (messages: Buffer[], options: { dumping?: boolean; maxFlows?: number; seed?: bigint } = {}) =>
     binding._eventProgram(messages, { variant: 'monitor', ...options });
 
   it.each(['udp4', 'udp6', 'icmp4', 'icmp6'])(
@@ -305,11 +305,26 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     expect(mon(flow).graveyard).toEqual([]);
   });
 
-  it('passes what it cannot hold: a NEW the full flow map refuses, a NEW already tracked, a tuple it cannot hash', () => {
-    const full = mon([first('udp4-new'), first('udp6-new')], { maxFlows: 1 });
-    expect(full.verdicts).toEqual([0, 4294967295]);
+  it('passes what it cannot hold: a NEW whose bucket is full, a NEW already tracked, a tuple it cannot hash', () => {
+    // Nine UDP flows whose keys fall in one bucket of the smallest table (1,024 buckets of 8
+    // slots), found with a fixed seed: the ninth has no slot.
+    const seed = 0x5eedn;
+    const base = first('udp4-new');
+    const byBucket = new Map<bigint, Buffer[]>();
+    let crowded: Buffer[] = [];
+    for (let port = 1; crowded.length < 9; port++) {
+      const m = Buffer.from(base);
+      m.writeUInt16BE(port, 60); // CTA_PROTO_SRC_PORT's payload
+      const bucket = binding._flowKey(m, seed)! & 1023n;
+      const same = [...(byBucket.get(bucket) ?? []), m];
+      byBucket.set(bucket, same);
+      if (same.length > crowded.length) crowded = same;
+    }
+    const full = mon(crowded, { maxFlows: 1, seed });
+    expect(full.flowBuckets).toBe(1024);
+    expect(full.verdicts).toEqual([...Array(8).fill(0), 4294967295]);
     expect(full.counters.diagnostics[DIAG.flowsFull]).toBe(1);
-    expect(full.flows).toHaveLength(1);
+    expect(full.flows).toHaveLength(8);
 
     const twice = mon([first('icmp4-new'), first('icmp4-new')]);
     expect(twice.verdicts).toEqual([0, 4294967295]);

@@ -255,7 +255,7 @@ uint64_t monotonic_ds() {
   return (static_cast<uint64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec) / ctmon::kDecisecondNs;
 }
 
-// _eventProgram(messages, { variant?, perMessage?, dumping?, maxFlows? }) -> { verdicts,
+// _eventProgram(messages, { variant?, perMessage?, dumping?, maxFlows?, seed? }) -> { verdicts,
 // counters, counted?, seed, flows, graveyard, wheel, nowDs }: loads the event socket filter
 // (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in the kernel
 // on each message in turn (BPF_PROG_TEST_RUN), then reads its maps. `dumping` sets
@@ -270,6 +270,10 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
     options.variant = ctmon::EventProgramVariant::kMonitor;
   if (opts.Get("maxFlows").IsNumber())
     options.max_flows = opts.Get("maxFlows").ToNumber().Uint32Value();
+  if (opts.Get("seed").IsBigInt()) {
+    bool lossless = false;
+    options.key_seed = opts.Get("seed").As<Napi::BigInt>().Uint64Value(&lossless);
+  }
   const bool monitor = options.variant == ctmon::EventProgramVariant::kMonitor;
   ctmon::EventCounter counter;
   const ctmon::ProbeStatus st = counter.open(options);
@@ -313,22 +317,23 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   if (!monitor) return out;
 
   out.Set("seed", Napi::BigInt::New(env, counter.key_seed()));
-  out.Set("maxFlows", counter.max_flows());
+  out.Set("flowBuckets", counter.flow_buckets());
   out.Set("nowDs", static_cast<double>(monotonic_ds()));
+  // The flow table: tracked flows, and those a DESTROY marked during a dump (the "graveyard").
   Napi::Array flows = Napi::Array::New(env);
-  check(counter.for_each_flow([&](uint64_t key, const ctmon::FlowValue& v) {
-    Napi::Object f = Napi::Object::New(env);
-    f.Set("key", Napi::BigInt::New(env, key));
-    f.Set("deadlineDs", v.deadline_ds);
-    f.Set("class", v.class_index);
-    flows.Set(flows.Length(), f);
-  }),
-        "read the flow map");
-  out.Set("flows", flows);
   Napi::Array graveyard = Napi::Array::New(env);
-  check(counter.drain_graveyard(
-            [&](uint64_t key) { graveyard.Set(graveyard.Length(), Napi::BigInt::New(env, key)); }),
-        "read the graveyard");
+  counter.for_each_flow([&](const ctmon::FlowSlot& seen, ctmon::FlowSlot&) {
+    if (seen.meta & ctmon::kFlowDestroyed) {
+      graveyard.Set(graveyard.Length(), Napi::BigInt::New(env, seen.key));
+      return;
+    }
+    Napi::Object f = Napi::Object::New(env);
+    f.Set("key", Napi::BigInt::New(env, seen.key));
+    f.Set("deadlineDs", seen.deadline_ds);
+    f.Set("class", seen.meta & ctmon::kFlowClassMask);
+    flows.Set(flows.Length(), f);
+  });
+  out.Set("flows", flows);
   out.Set("graveyard", graveyard);
   Napi::Array wheel = Napi::Array::New(env);
   for (uint32_t slot = 0; slot < ctmon::kWheelSlots; ++slot) {

@@ -31,17 +31,19 @@ SysStatus KernelFlows::refresh(uint64_t now_ds) {
   return st;
 }
 
-// Read too late, the wheel may hold two laps in one slot: start again from the flow map,
+// Read too late, the wheel may hold two laps in one slot: start again from the flow table,
 // which has every tracked flow's deadline. Flows changing meanwhile may be off by one each.
 SysStatus KernelFlows::rebase(uint64_t now_ds) {
   ++rebases_;
   std::vector<WheelSlot> live(kWheelSlots), slots(kWheelSlots);
   int64_t live_total[kTrackedClassCount] = {};
-  SysStatus st = counter_.for_each_flow([&](uint64_t, const FlowValue& v) {
-    if (v.deadline_ds <= now_ds || v.class_index >= kTrackedClassCount) return;
-    ++live[v.deadline_ds % kWheelSlots].flows[v.class_index];
-    ++live_total[v.class_index];
+  counter_.for_each_flow([&](const FlowSlot& seen, FlowSlot&) {
+    const uint32_t cls = seen.meta & kFlowClassMask;
+    if (seen.deadline_ds <= now_ds || cls >= kTrackedClassCount) return;
+    ++live[seen.deadline_ds % kWheelSlots].flows[cls];
+    ++live_total[cls];
   });
+  SysStatus st;
   for (uint32_t s = 0; st.ok() && s < kWheelSlots; ++s) st = counter_.read_wheel(s, slots[s]);
   if (st.ok()) st = counter_.read(counters_);
   if (!st.ok()) return st;
@@ -61,10 +63,18 @@ uint32_t KernelFlows::listed(uint32_t cls) const {
 SysStatus KernelFlows::begin_dump() {
   dumped_.clear();
   dumping_ = true;
-  // Keys DESTROY removed before this dump are of no use to it.
-  SysStatus st = counter_.drain_graveyard([](uint64_t) {});
-  if (st.ok()) st = counter_.set_control(kControlDumping);
-  return st;
+  release_destroyed();  // left by a DESTROY that raced the end of the previous dump
+  return counter_.set_control(kControlDumping);
+}
+
+// Frees the slots DESTROY marked during a dump; a flow the dump listed leaves the table too.
+void KernelFlows::release_destroyed(ConntrackTable* table) {
+  counter_.for_each_flow([&](const FlowSlot& seen, FlowSlot& slot) {
+    if (!(seen.meta & kFlowDestroyed)) return;
+    if (table != nullptr)
+      if (const uint64_t* listed = table_key(seen.key)) table->erase(*listed);
+    EventCounter::release_flow(slot, seen.key);
+  });
 }
 
 bool kernel_flow_key(uint64_t seed, const Conntrack& ct, uint64_t& key) {
@@ -89,36 +99,32 @@ const uint64_t* KernelFlows::table_key(uint64_t flow_key) const {
 
 SysStatus KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
   std::sort(dumped_.begin(), dumped_.end());
-  std::vector<uint64_t> forget;
-  SysStatus st = counter_.for_each_flow([&](uint64_t key, const FlowValue& v) {
-    const uint64_t* listed = table_key(key);
-    if (v.deadline_ds > now_ds) {
+  counter_.for_each_flow([&](const FlowSlot& seen, FlowSlot& slot) {
+    if (seen.meta & kFlowDestroyed) return;  // below
+    const uint64_t* listed = table_key(seen.key);
+    if (seen.deadline_ds > now_ds) {
       if (listed != nullptr) table.erase(*listed);  // counted here
     } else if (listed != nullptr) {
-      if (table.contains(*listed)) forget.push_back(key);  // alive past its last event
-    } else if (v.deadline_ds != 0 && v.deadline_ds + kStaleDs < now_ds) {
-      forget.push_back(key);  // its DESTROY was lost
+      // Alive past its last event (packets refresh the timeout without one): the table has
+      // it, with the dump's timeout, and the kernel forgets it.
+      if (table.contains(*listed)) EventCounter::release_flow(slot, seen.key);
+    } else if (seen.deadline_ds + kStaleDs < now_ds) {
+      EventCounter::release_flow(slot, seen.key);  // its DESTROY was lost
     }
   });
-  // DESTROYs during the dump removed flows it may have listed; the second drain takes those
-  // that came while the flag was being cleared.
-  const auto gone = [&](uint64_t key) {
-    if (const uint64_t* listed = table_key(key)) table.erase(*listed);
-  };
-  if (st.ok()) st = counter_.drain_graveyard(gone);
-  const SysStatus cleared = counter_.set_control(0);
+  // DESTROYs during the dump removed flows it may have listed. Twice: once more after the
+  // flag is cleared, for those that came while it was being cleared.
+  release_destroyed(&table);
+  const SysStatus st = counter_.set_control(0);
   dumping_ = false;
-  if (st.ok()) st = cleared;
-  if (st.ok()) st = counter_.drain_graveyard(gone);
-  for (uint64_t key : forget)
-    if (st.ok()) st = counter_.delete_flow(key);
+  release_destroyed(&table);
   dumped_.clear();
   return st;
 }
 
 void KernelFlows::abort_dump() {
   counter_.set_control(0);
-  counter_.drain_graveyard([](uint64_t) {});
+  release_destroyed();
   dumping_ = false;
   dumped_.clear();
 }

@@ -59,6 +59,7 @@ class KernelFlows {
 
  private:
   SysStatus rebase(uint64_t now_ds);
+  void release_destroyed(ConntrackTable* table = nullptr);
   const uint64_t* table_key(uint64_t flow_key) const;  // the dump entry noted with flow_key
 
   EventCounter counter_;

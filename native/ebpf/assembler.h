@@ -56,6 +56,11 @@ class Assembler {
   void atomic_xchg32(uint8_t dst, int16_t off, uint8_t src) {
     emit(BPF_STX | BPF_W | BPF_ATOMIC, dst, src, off, BPF_XCHG);
   }
+  // r0 = cmpxchg(*(u64 *)(dst + off), r0, src): src is stored if the old value equals r0, and
+  // r0 gets the old value (Linux 5.12).
+  void atomic_cmpxchg64(uint8_t dst, int16_t off, uint8_t src) {
+    emit(BPF_STX | BPF_DW | BPF_ATOMIC, dst, src, off, BPF_CMPXCHG);
+  }
   // dst = bswap to big endian (a no-op on big-endian hosts), 16/32/64 bits.
   void to_be(uint8_t dst, int32_t bits) { emit(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, bits); }
   void load_imm64(uint8_t dst, uint64_t value, uint8_t pseudo = 0) {

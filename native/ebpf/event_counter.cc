@@ -1,6 +1,7 @@
 // event_counter.cc — see event_counter.h.
 #include "ebpf/event_counter.h"
 
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 
@@ -52,10 +53,23 @@ ProbeStatus EventCounter::open(const EventCounterOptions& options) {
   ProbeStatus st = create_map(BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(uint32_t), sizeof(EventCounters), 1,
                               0, "ctmon_ev_count", counters_);
   if (st.ok() && monitor) {
-    max_flows_ = options.max_flows != 0 ? options.max_flows : default_max_flows();
-    // Allocated as flows come (BPF_F_NO_PREALLOC): only the buckets are taken up front.
-    st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint64_t), sizeof(FlowValue), max_flows_,
-                    BPF_F_NO_PREALLOC, "ctmon_ev_flows", flows_);
+    // Buckets of 8 slots for 2 x max_flows slots: at a full namespace table (nf_conntrack_max
+    // entries, all of them UDP) ~2% of buckets overflow and their NEWs go to user space.
+    const uint32_t max_flows = options.max_flows != 0 ? options.max_flows : default_max_flows();
+    flow_buckets_ = 1024;
+    while (flow_buckets_ < max_flows / 4 && flow_buckets_ < (1u << 22)) flow_buckets_ *= 2;
+    st = create_map(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(FlowBucket), flow_buckets_,
+                    BPF_F_MMAPABLE, "ctmon_ev_flows", flows_);
+    if (st.ok()) {
+      table_bytes_ = static_cast<size_t>(flow_buckets_) * sizeof(FlowBucket);
+      void* p = ::mmap(nullptr, table_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, flows_.get(), 0);
+      if (p == MAP_FAILED) {
+        table_bytes_ = 0;
+        st = bpf_failure("mmap", "map the flow table");
+      } else {
+        table_ = static_cast<FlowBucket*>(p);
+      }
+    }
     if (st.ok())
       st = create_map(BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(uint32_t), sizeof(WheelSlot), kWheelSlots,
                       0, "ctmon_ev_wheel", wheel_);
@@ -64,12 +78,9 @@ ProbeStatus EventCounter::open(const EventCounterOptions& options) {
                       "ctmon_ev_ctl", control_);
     if (st.ok() && !set_control(0).ok())
       st = bpf_failure("bpf", "BPF_MAP_UPDATE_ELEM ctmon_ev_ctl");
-    // DESTROYs during one dump: a dump of a full table takes about a second.
-    if (st.ok())
-      st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint64_t), sizeof(uint32_t),
-                      std::max<uint32_t>(max_flows_ / 4, 1024), BPF_F_NO_PREALLOC, "ctmon_ev_grave",
-                      graveyard_);
-    if (st.ok() && ::getrandom(&key_seed_, sizeof key_seed_, 0) != sizeof key_seed_)
+    key_seed_ = options.key_seed;
+    if (st.ok() && key_seed_ == 0 &&
+        ::getrandom(&key_seed_, sizeof key_seed_, 0) != sizeof key_seed_)
       st = bpf_failure("getrandom", "seed the flow keys");
   }
   if (!st.ok()) return close(), explain(st);
@@ -78,9 +89,9 @@ ProbeStatus EventCounter::open(const EventCounterOptions& options) {
   layout.variant = options.variant;
   layout.counters_map_fd = counters_.get();
   layout.flows_map_fd = flows_.get();
+  layout.flow_buckets = flow_buckets_;
   layout.wheel_map_fd = wheel_.get();
   layout.control_map_fd = control_.get();
-  layout.graveyard_map_fd = graveyard_.get();
   layout.key_seed = key_seed_;
   std::vector<bpf_insn> code;
   const std::string error = assemble_event_program(layout, code);
@@ -98,14 +109,20 @@ ProbeStatus EventCounter::open(const EventCounterOptions& options) {
 }
 
 void EventCounter::close() {
+  unmap();
   program_.reset();
   counters_.reset();
   flows_.reset();
   wheel_.reset();
   control_.reset();
-  graveyard_.reset();
   key_seed_ = 0;
-  max_flows_ = 0;
+  flow_buckets_ = 0;
+}
+
+void EventCounter::unmap() {
+  if (table_ != nullptr) ::munmap(table_, table_bytes_);
+  table_ = nullptr;
+  table_bytes_ = 0;
 }
 
 SysStatus EventCounter::attach(int socket_fd) const {
@@ -167,53 +184,24 @@ SysStatus EventCounter::set_control(uint32_t bits) const {
   return SysStatus{};
 }
 
-SysStatus EventCounter::for_each_flow(
-    const std::function<void(uint64_t key, const FlowValue&)>& fn) const {
-  return batch(flows_.get(), false, sizeof(FlowValue), [&](uint64_t key, const uint8_t* value) {
-    FlowValue v;
-    std::memcpy(&v, value, sizeof v);
-    fn(key, v);
-  });
-}
-
-SysStatus EventCounter::drain_graveyard(const std::function<void(uint64_t key)>& fn) const {
-  return batch(graveyard_.get(), true, sizeof(uint32_t),
-               [&](uint64_t key, const uint8_t*) { fn(key); });
-}
-
-SysStatus EventCounter::delete_flow(uint64_t key) const {
-  bpf_attr attr{};
-  attr.map_fd = static_cast<uint32_t>(flows_.get());
-  attr.key = bpf_ptr(&key);
-  if (sys_bpf(BPF_MAP_DELETE_ELEM, attr) != 0 && errno != ENOENT)
-    return SysStatus::from_errno("bpf");
-  return SysStatus{};
-}
-
-SysStatus EventCounter::batch(
-    int map_fd, bool and_delete, size_t value_size,
-    const std::function<void(uint64_t key, const uint8_t* value)>& fn) const {
-  // A batch must hold a whole bucket's elements (else ENOSPC); buckets hold few.
-  constexpr uint32_t kBatch = 1024;
-  batch_keys_.resize(kBatch);
-  batch_values_.resize(kBatch * value_size);
-  uint64_t cursor = 0;  // the kernel's position token (a bucket index for hash maps)
-  for (bool first = true;; first = false) {
-    bpf_attr attr{};
-    attr.batch.in_batch = first ? 0 : bpf_ptr(&cursor);
-    attr.batch.out_batch = bpf_ptr(&cursor);
-    attr.batch.keys = bpf_ptr(batch_keys_.data());
-    attr.batch.values = bpf_ptr(batch_values_.data());
-    attr.batch.count = kBatch;
-    attr.batch.map_fd = static_cast<uint32_t>(map_fd);
-    const long rc =
-        sys_bpf(and_delete ? BPF_MAP_LOOKUP_AND_DELETE_BATCH : BPF_MAP_LOOKUP_BATCH, attr);
-    const int err = rc == 0 ? 0 : errno;
-    if (err != 0 && err != ENOENT) return SysStatus{err, "bpf"};
-    for (uint32_t i = 0; i < attr.batch.count && i < kBatch; ++i)
-      fn(batch_keys_[i], batch_values_.data() + i * value_size);
-    if (err == ENOENT) return SysStatus{};  // that was the last batch
+void EventCounter::for_each_flow(
+    const std::function<void(const FlowSlot& seen, FlowSlot& slot)>& fn) const {
+  for (uint32_t b = 0; table_ != nullptr && b < flow_buckets_; ++b) {
+    for (FlowSlot& slot : table_[b].slots) {
+      FlowSlot seen;
+      seen.key = __atomic_load_n(&slot.key, __ATOMIC_ACQUIRE);
+      if (seen.key == 0) continue;
+      seen.deadline_ds = __atomic_load_n(&slot.deadline_ds, __ATOMIC_RELAXED);
+      seen.meta = __atomic_load_n(&slot.meta, __ATOMIC_RELAXED);
+      fn(seen, slot);
+    }
   }
+}
+
+bool EventCounter::release_flow(FlowSlot& slot, uint64_t key) {
+  uint64_t expected = key;
+  return __atomic_compare_exchange_n(&slot.key, &expected, uint64_t{0}, false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST);
 }
 
 }  // namespace ctmon

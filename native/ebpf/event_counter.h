@@ -30,14 +30,17 @@ namespace ctmon {
 
 struct EventCounterOptions {
   EventProgramVariant variant = EventProgramVariant::kCountOnly;
-  // kMonitor: flows the kernel maps hold at most (more pass to user space). 0: the calling
-  // thread's nf_conntrack_max, which bounds a namespace's entries.
+  // kMonitor: flows the kernel's table is sized for (a quarter of its slots; a NEW whose
+  // bucket is full passes to user space). 0: the calling thread's nf_conntrack_max, which
+  // bounds a namespace's entries.
   uint32_t max_flows = 0;
+  uint64_t key_seed = 0;  // kMonitor: flow_key()'s seed; 0 (the default): a random one
 };
 
 class EventCounter {
  public:
   EventCounter() = default;
+  ~EventCounter() { close(); }
   EventCounter(const EventCounter&) = delete;
   EventCounter& operator=(const EventCounter&) = delete;
 
@@ -62,33 +65,30 @@ class EventCounter {
 
   // kMonitor: the maps behind the non-TCP flows the program tracks (event_program.h).
   uint64_t key_seed() const { return key_seed_; }
-  uint32_t max_flows() const { return max_flows_; }
+  uint32_t flow_buckets() const { return flow_buckets_; }
   // One slot of the expiry wheel, summed over CPUs.
   SysStatus read_wheel(uint32_t slot, WheelSlot& out) const;
   // Sets the control bits (EventControl) the program reads.
   SysStatus set_control(uint32_t bits) const;
-  // Every tracked flow, in batches. Flows may come and go meanwhile.
-  SysStatus for_each_flow(const std::function<void(uint64_t key, const FlowValue&)>& fn) const;
-  // The keys DESTROY removed while kControlDumping was set, each once; the graveyard empties.
-  SysStatus drain_graveyard(const std::function<void(uint64_t key)>& fn) const;
-  SysStatus delete_flow(uint64_t key) const;  // ENOENT is not an error
+  // Every occupied slot of the flow table, read in place (the table is mapped into this
+  // process): fn(a copy, the slot). Flows come and go meanwhile.
+  void for_each_flow(const std::function<void(const FlowSlot& seen, FlowSlot& slot)>& fn) const;
+  // Frees `slot` if it still holds `key` (an atomic compare-and-exchange, as the program's).
+  static bool release_flow(FlowSlot& slot, uint64_t key);
 
  private:
-  // BPF_MAP_LOOKUP_BATCH (or _AND_DELETE) over a u64-keyed hash map.
-  SysStatus batch(int map_fd, bool and_delete, size_t value_size,
-                  const std::function<void(uint64_t key, const uint8_t* value)>& fn) const;
+  void unmap();
 
   Fd counters_;
   Fd flows_;
   Fd wheel_;
   Fd control_;
-  Fd graveyard_;
   Fd program_;
   uint64_t key_seed_ = 0;
-  uint32_t max_flows_ = 0;
+  uint32_t flow_buckets_ = 0;
+  FlowBucket* table_ = nullptr;  // flows_ mapped (mmap)
+  size_t table_bytes_ = 0;
   mutable std::vector<uint8_t> per_cpu_;  // lookup buffer, reused
-  mutable std::vector<uint64_t> batch_keys_;
-  mutable std::vector<uint8_t> batch_values_;
 };
 
 }  // namespace ctmon

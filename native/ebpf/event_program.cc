@@ -73,23 +73,24 @@ constexpr uint64_t kMix1 = 0xff51afd7ed558ccdULL;  // murmur3's fmix64
 constexpr uint64_t kMix2 = 0xc4ceb9fe1a85ec53ULL;
 
 // Stack layout (offsets from r10), every slot 8-byte aligned.
-constexpr int16_t kHead = -128;       // the first kHeadBytes of the message
-constexpr int16_t kMapKey = -136;     // u32 key of an array map
-constexpr int16_t kLength = -144;     // u64: bytes read into kHead
-constexpr int16_t kEnd = -152;        // u64: end of the message, min(skb->len, nlmsg_len)
-constexpr int16_t kCursor = -160;     // u64: offset of the next attribute
-constexpr int16_t kAttr = -168;       // an attribute's header and first 4 payload bytes
-constexpr int16_t kZone = -176;       // u64, host order; 0 without CTA_ZONE
-constexpr int16_t kId = -184;         // u64, host order
-constexpr int16_t kStatus = -192;     // u64, host order
-constexpr int16_t kTimeout = -200;    // u64, host order; kTimeoutAbsent without CTA_TIMEOUT
-constexpr int16_t kProtoinfo = -208;  // u64: 1 when CTA_PROTOINFO was seen
-constexpr int16_t kFlowKey = -216;    // u64 flow_key()
-constexpr int16_t kFlowValue = -224;  // FlowValue
-constexpr int16_t kNowNs = -232;      // u64 bpf_ktime_get_ns()
-constexpr int16_t kNowDs = -240;      // u64 deciseconds
-constexpr int16_t kOldDs = -248;      // u64: the deadline exchanged out
-constexpr int16_t kNewDs = -256;      // u64: the deadline put in
+constexpr int16_t kHead = -128;        // the first kHeadBytes of the message
+constexpr int16_t kMapKey = -136;      // u32 key of an array map
+constexpr int16_t kLength = -144;      // u64: bytes read into kHead
+constexpr int16_t kEnd = -152;         // u64: end of the message, min(skb->len, nlmsg_len)
+constexpr int16_t kCursor = -160;      // u64: offset of the next attribute
+constexpr int16_t kAttr = -168;        // an attribute's header and first 4 payload bytes
+constexpr int16_t kZone = -176;        // u64, host order; 0 without CTA_ZONE
+constexpr int16_t kId = -184;          // u64, host order
+constexpr int16_t kStatus = -192;      // u64, host order
+constexpr int16_t kTimeout = -200;     // u64, host order; kTimeoutAbsent without CTA_TIMEOUT
+constexpr int16_t kProtoinfo = -208;   // u64: 1 when CTA_PROTOINFO was seen
+constexpr int16_t kFlowKey = -216;     // u64 flow_key()
+constexpr int16_t kSlot = -224;        // FlowSlot *: the flow's slot in the flow table
+constexpr int16_t kNowNs = -232;       // u64 bpf_ktime_get_ns()
+constexpr int16_t kNowDs = -240;       // u64 deciseconds
+constexpr int16_t kOldDs = -248;       // u64: the deadline exchanged out
+constexpr int16_t kNewDs = -256;       // u64: the deadline put in
+constexpr int16_t kControlPtr = -264;  // EventControlValue *
 
 // Registers that live across helper calls.
 constexpr uint8_t kSkb = BPF_REG_6;
@@ -179,17 +180,75 @@ void classify(Assembler& a, int ip_nest, Label done) {
   a.goto_(done);
 }
 
-// kClass = control->classes[kClass]: the same class, read back from a map, which the verifier
-// sees as any value in [0, 3] rather than one constant per path (event_program.h). Without it
-// every class would have the code after this verified separately.
-void launder_class(Assembler& a, int control_map_fd, Label fail) {
+// kControlPtr = &control (the control map's value), and kClass = control->classes[kClass]: the
+// same class, read back from a map, which the verifier sees as any value in [0, 3] rather than
+// one constant per path (event_program.h). Without it every class would have the code after
+// this verified separately.
+void load_control(Assembler& a, int control_map_fd, Label fail) {
   a.store_imm(BPF_W, BPF_REG_10, kMapKey, 0);
   map_and_key(a, control_map_fd, kMapKey);
   a.call(BPF_FUNC_map_lookup_elem);
   a.jump_imm(BPF_JEQ, BPF_REG_0, 0, fail);
+  a.store(BPF_DW, BPF_REG_10, kControlPtr, BPF_REG_0);
   a.alu_reg(BPF_ADD, BPF_REG_0, kClass);
   a.load(BPF_B, kClass, BPF_REG_0, offsetof(EventControlValue, classes));
   a.alu_imm(BPF_AND, kClass, kTrackedClassCount - 1);
+}
+
+// r0 = the bucket of kFlowKey in the flow table, or `fail`. Clobbers r1-r5.
+void flow_bucket(Assembler& a, const EventProgramLayout& l, Label fail) {
+  a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kFlowKey);
+  a.alu_imm(BPF_AND, BPF_REG_1, static_cast<int32_t>(l.flow_buckets - 1));
+  a.store(BPF_W, BPF_REG_10, kMapKey, BPF_REG_1);
+  map_and_key(a, l.flows_map_fd, kMapKey);
+  a.call(BPF_FUNC_map_lookup_elem);
+  a.jump_imm(BPF_JEQ, BPF_REG_0, 0, fail);
+}
+
+// `slot` += control->slot_offsets[index]: the slot's address, its offset read back from a map
+// like the class, so that the eight slots of a bucket do not each have the code after this
+// verified. `index` holds a constant 0..7 on each path. Clobbers r1.
+void slot_address(Assembler& a, uint8_t slot, uint8_t index) {
+  a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kControlPtr);
+  a.alu_reg(BPF_ADD, BPF_REG_1, index);
+  a.load(BPF_B, BPF_REG_1, BPF_REG_1, offsetof(EventControlValue, slot_offsets));
+  a.alu_imm(BPF_AND, BPF_REG_1, (kFlowSlotsPerBucket - 1) * sizeof(FlowSlot));
+  a.alu_reg(BPF_ADD, slot, BPF_REG_1);
+}
+
+// r0 = the slot of kFlowKey in bucket r0, or `missing`. Clobbers r1-r3.
+void find_slot(Assembler& a, Label missing) {
+  const Label found = a.label();
+  a.load(BPF_DW, BPF_REG_2, BPF_REG_10, kFlowKey);
+  for (uint32_t i = 0; i < kFlowSlotsPerBucket; ++i) {
+    const Label next = a.label();
+    a.load(BPF_DW, BPF_REG_1, BPF_REG_0, static_cast<int16_t>(i * sizeof(FlowSlot)));
+    a.jump_reg(BPF_JNE, BPF_REG_1, BPF_REG_2, next);
+    a.mov_imm(BPF_REG_3, static_cast<int32_t>(i));
+    a.goto_(found);
+    a.bind(next);
+  }
+  a.goto_(missing);
+  a.bind(found);
+  slot_address(a, BPF_REG_0, BPF_REG_3);
+}
+
+// Claims a free slot of bucket r0 for kFlowKey: r0 = the slot, or `full`. The key is put with
+// an atomic compare-and-exchange from 0, so two CPUs never claim one slot. Clobbers r1-r5.
+void claim_slot(Assembler& a, Label full) {
+  const Label claimed = a.label();
+  a.mov_reg(BPF_REG_5, BPF_REG_0);
+  a.load(BPF_DW, BPF_REG_4, BPF_REG_10, kFlowKey);
+  for (uint32_t i = 0; i < kFlowSlotsPerBucket; ++i) {
+    a.mov_imm(BPF_REG_0, 0);
+    a.atomic_cmpxchg64(BPF_REG_5, static_cast<int16_t>(i * sizeof(FlowSlot)), BPF_REG_4);
+    a.mov_imm(BPF_REG_3, static_cast<int32_t>(i));
+    a.jump_imm(BPF_JEQ, BPF_REG_0, 0, claimed);
+  }
+  a.goto_(full);
+  a.bind(claimed);
+  a.mov_reg(BPF_REG_0, BPF_REG_5);
+  slot_address(a, BPF_REG_0, BPF_REG_3);
 }
 
 // What a walk of the top-level attributes looks for, and where it stops.
@@ -343,6 +402,10 @@ void hash_flow(Assembler& a, uint64_t seed, Label unknown) {
   a.alu_imm(BPF_LSH, BPF_REG_3, 32);
   a.alu_reg(BPF_OR, BPF_REG_2, BPF_REG_3);
   mix(a);
+  const Label nonzero = a.label();
+  a.jump_imm(BPF_JNE, BPF_REG_1, 0, nonzero);
+  a.mov_imm(BPF_REG_1, 1);  // 0 marks a free slot
+  a.bind(nonzero);
   a.store(BPF_DW, BPF_REG_10, kFlowKey, BPF_REG_1);
 }
 
@@ -386,7 +449,7 @@ void compute_deadline(Assembler& a) {
 // out is still in the future, withdraws it from the wheel and goes on at `withdrawn`; else at
 // `ended`. Clobbers r0-r5.
 void exchange_deadline(Assembler& a, const EventProgramLayout& l, Label withdrawn, Label ended) {
-  a.atomic_xchg32(BPF_REG_0, offsetof(FlowValue, deadline_ds), BPF_REG_1);
+  a.atomic_xchg32(BPF_REG_0, offsetof(FlowSlot, deadline_ds), BPF_REG_1);
   a.store(BPF_DW, BPF_REG_10, kOldDs, BPF_REG_1);
   a.load(BPF_DW, BPF_REG_2, BPF_REG_10, kNowDs);
   a.jump_reg(BPF_JLE, BPF_REG_1, BPF_REG_2, ended);
@@ -396,9 +459,12 @@ void exchange_deadline(Assembler& a, const EventProgramLayout& l, Label withdraw
 
 std::string check_layout(const EventProgramLayout& l) {
   if (l.counters_map_fd < 0) return "counters map not created";
-  if (l.variant == EventProgramVariant::kMonitor &&
-      (l.flows_map_fd < 0 || l.wheel_map_fd < 0 || l.control_map_fd < 0 || l.graveyard_map_fd < 0))
+  if (l.variant != EventProgramVariant::kMonitor) return "";
+  if (l.flows_map_fd < 0 || l.wheel_map_fd < 0 || l.control_map_fd < 0)
     return "monitor maps not created";
+  if (l.flow_buckets == 0 || (l.flow_buckets & (l.flow_buckets - 1)) != 0 ||
+      l.flow_buckets > (1u << 24))
+    return "the flow table's bucket count is not a power of two";
   return "";
 }
 
@@ -502,13 +568,14 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
     a.goto_(drop);
 
     a.bind(not_tcp);
-    launder_class(a, l.control_map_fd, pass);
+    load_control(a, l.control_map_fd, pass);
     a.jump_imm(BPF_JEQ, kKind, kKindUpdate, nontcp_update);
     a.jump_imm(BPF_JEQ, kKind, kKindDestroy, nontcp_destroy);
 
     // NEW of another protocol: track it in the kernel.
     {
-      const Label walked = a.label(), inserted = a.label(), exists = a.label();
+      const Label walked = a.label(), claimed = a.label(), exists = a.label(), full = a.label();
+      const Label fits = a.label(), ended = a.label(), deadline_set = a.label();
       walk_attributes(a, Walk::kNew, walked, unknown);
       a.bind(walked);
       hash_flow(a, l.key_seed, unknown);
@@ -520,7 +587,6 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       a.goto_(pass);
       a.bind(has_timeout);
       // Beyond the wheel: user space tracks it.
-      const Label fits = a.label(), ended = a.label(), deadline_set = a.label();
       a.jump_imm(BPF_JLE, BPF_REG_1, kWheelMaxTimeoutS, fits);
       count_diagnostic(a, kDiagLongTimeout);
       a.goto_(pass);
@@ -537,28 +603,28 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNowDs);
       a.store(BPF_DW, BPF_REG_10, kNewDs, BPF_REG_1);
       a.bind(deadline_set);
+      flow_bucket(a, l, pass);
+      a.mov_reg(BPF_REG_5, BPF_REG_0);  // a NEW twice (a key collision): the first keeps it
+      find_slot(a, claimed);
+      a.goto_(exists);
+      a.bind(claimed);
+      a.mov_reg(BPF_REG_0, BPF_REG_5);
+      claim_slot(a, full);
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNewDs);
-      a.store(BPF_W, BPF_REG_10, field(kFlowValue, offsetof(FlowValue, deadline_ds)), BPF_REG_1);
-      a.store(BPF_W, BPF_REG_10, field(kFlowValue, offsetof(FlowValue, class_index)), kClass);
-      map_and_key(a, l.flows_map_fd, kFlowKey);
-      a.mov_reg(BPF_REG_3, BPF_REG_10);
-      a.alu_imm(BPF_ADD, BPF_REG_3, kFlowValue);
-      a.mov_imm(BPF_REG_4, BPF_NOEXIST);
-      a.call(BPF_FUNC_map_update_elem);
-      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, inserted);
-      a.jump_imm(BPF_JEQ, BPF_REG_0, -EEXIST, exists);
-      count_diagnostic(a, kDiagFlowsFull);
-      a.goto_(pass);
-      a.bind(exists);
-      count_diagnostic(a, kDiagFlowExists);
-      a.goto_(pass);
-      a.bind(inserted);
+      a.store(BPF_W, BPF_REG_0, offsetof(FlowSlot, deadline_ds), BPF_REG_1);
+      a.store(BPF_W, BPF_REG_0, offsetof(FlowSlot, meta), kClass);
       count_diagnostic(a, kDiagTracked);
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
       a.jump_imm(BPF_JEQ, BPF_REG_1, 0, drop);
       wheel_add(a, l.wheel_map_fd, kNewDs, +1);
       count_tracked(a, +1);
       a.goto_(drop);
+      a.bind(full);
+      count_diagnostic(a, kDiagFlowsFull);
+      a.goto_(pass);
+      a.bind(exists);
+      count_diagnostic(a, kDiagFlowExists);
+      a.goto_(pass);
     }
 
     // UPDATE of another protocol.
@@ -570,10 +636,9 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       walk_attributes(a, Walk::kUpdate, walked, unknown);
       a.bind(walked);
       hash_flow(a, l.key_seed, unknown);
-      map_and_key(a, l.flows_map_fd, kFlowKey);
-      a.call(BPF_FUNC_map_lookup_elem);
-      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, untracked);
-      a.mov_reg(BPF_REG_6, BPF_REG_0);  // kSkb is not needed any more
+      flow_bucket(a, l, untracked);
+      find_slot(a, untracked);
+      a.store(BPF_DW, BPF_REG_10, kSlot, BPF_REG_0);
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
       a.load_imm64(BPF_REG_2, kTimeoutAbsent);
       a.jump_reg(BPF_JNE, BPF_REG_1, BPF_REG_2, has_timeout);
@@ -587,7 +652,7 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       // Beyond the wheel (or 0): withdraw the old deadline; a long one goes to user space.
       a.bind(leave);
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNowDs);  // ended now
-      a.mov_reg(BPF_REG_0, BPF_REG_6);
+      a.load(BPF_DW, BPF_REG_0, BPF_REG_10, kSlot);
       exchange_deadline(a, l, leave_withdrawn, leave_ended);
       a.bind(leave_withdrawn);
       count_tracked(a, -1);
@@ -595,14 +660,14 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kTimeout);
       a.jump_imm(BPF_JEQ, BPF_REG_1, 0, drop);  // dying: its DESTROY comes next
       count_diagnostic(a, kDiagLongTimeout);
-      map_and_key(a, l.flows_map_fd, kFlowKey);
-      a.call(BPF_FUNC_map_delete_elem);
+      a.load(BPF_DW, BPF_REG_0, BPF_REG_10, kSlot);
+      a.store_imm(BPF_DW, BPF_REG_0, offsetof(FlowSlot, key), 0);  // the slot is free again
       a.goto_(pass);
 
       a.bind(in_wheel);
       compute_deadline(a);
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kNewDs);
-      a.mov_reg(BPF_REG_0, BPF_REG_6);
+      a.load(BPF_DW, BPF_REG_0, BPF_REG_10, kSlot);
       exchange_deadline(a, l, move_withdrawn, move_restarted);
       a.bind(move_restarted);
       count_tracked(a, +1);  // its old deadline had passed: it counts again from now
@@ -624,47 +689,36 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
     a.bind(nontcp_destroy);
     {
       const Label walked = a.label(), withdrawn = a.label(), ended = a.label();
-      const Label removed = a.label();
+      const Label untracked = a.label(), marked = a.label();
       walk_attributes(a, Walk::kDestroy, walked, unknown);
       a.bind(walked);
       hash_flow(a, l.key_seed, unknown);
-      map_and_key(a, l.flows_map_fd, kFlowKey);
-      a.call(BPF_FUNC_map_lookup_elem);
-      const Label tracked = a.label();
-      a.jump_imm(BPF_JNE, BPF_REG_0, 0, tracked);
-      count_diagnostic(a, kDiagDestroyUntracked);
-      a.goto_(pass);
-      a.bind(tracked);
-      a.mov_reg(BPF_REG_6, BPF_REG_0);
+      flow_bucket(a, l, untracked);
+      find_slot(a, untracked);
+      a.store(BPF_DW, BPF_REG_10, kSlot, BPF_REG_0);
       read_clock(a);
-      a.mov_reg(BPF_REG_0, BPF_REG_6);
+      a.load(BPF_DW, BPF_REG_0, BPF_REG_10, kSlot);
       a.mov_imm(BPF_REG_1, 0);
       exchange_deadline(a, l, withdrawn, ended);
       a.bind(withdrawn);
       count_tracked(a, -1);
       a.bind(ended);
-      // While user space dumps, it must learn which listed flows went: the graveyard.
-      a.store_imm(BPF_W, BPF_REG_10, kMapKey, 0);
-      map_and_key(a, l.control_map_fd, kMapKey);
-      a.call(BPF_FUNC_map_lookup_elem);
-      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, removed);
-      a.load(BPF_W, BPF_REG_1, BPF_REG_0, offsetof(EventControlValue, bits));
-      const Label record = a.label();
-      a.jump_imm(BPF_JSET, BPF_REG_1, kControlDumping, record);
-      a.goto_(removed);
-      a.bind(record);
-      a.store_imm(BPF_W, BPF_REG_10, kFlowValue, 1);
-      map_and_key(a, l.graveyard_map_fd, kFlowKey);
-      a.mov_reg(BPF_REG_3, BPF_REG_10);
-      a.alu_imm(BPF_ADD, BPF_REG_3, kFlowValue);
-      a.mov_imm(BPF_REG_4, BPF_ANY);
-      a.call(BPF_FUNC_map_update_elem);
-      a.jump_imm(BPF_JEQ, BPF_REG_0, 0, removed);
-      count_diagnostic(a, kDiagGraveyardFull);
-      a.bind(removed);
-      map_and_key(a, l.flows_map_fd, kFlowKey);
-      a.call(BPF_FUNC_map_delete_elem);
+      // While user space dumps it must learn which listed flows went: the slot is marked and
+      // keeps its key, and user space frees it. Otherwise the slot is free at once.
+      a.load(BPF_DW, BPF_REG_0, BPF_REG_10, kSlot);
+      a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kControlPtr);
+      a.load(BPF_W, BPF_REG_1, BPF_REG_1, offsetof(EventControlValue, bits));
+      a.jump_imm(BPF_JSET, BPF_REG_1, kControlDumping, marked);
+      a.store_imm(BPF_DW, BPF_REG_0, offsetof(FlowSlot, key), 0);
       a.goto_(drop);
+      a.bind(marked);
+      a.mov_reg(BPF_REG_1, kClass);
+      a.alu_imm(BPF_OR, BPF_REG_1, kFlowDestroyed);
+      a.store(BPF_W, BPF_REG_0, offsetof(FlowSlot, meta), BPF_REG_1);
+      a.goto_(drop);
+      a.bind(untracked);
+      count_diagnostic(a, kDiagDestroyUntracked);
+      a.goto_(pass);
     }
 
     a.bind(unknown);
@@ -716,7 +770,8 @@ uint64_t flow_key(uint64_t seed, const uint8_t* tuple, size_t tuple_length, uint
   }
   const uint64_t tail = static_cast<uint64_t>(tuple_length) | static_cast<uint64_t>(family) << 8 |
                         static_cast<uint64_t>(zone) << 16 | static_cast<uint64_t>(id) << 32;
-  return fmix64(h ^ tail);
+  h = fmix64(h ^ tail);
+  return h == 0 ? 1 : h;  // 0 marks a free slot
 }
 
 }  // namespace ctmon
