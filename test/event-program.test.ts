@@ -148,6 +148,7 @@ const DIAG = {
   flowExists: 8,
   destroyUntracked: 9,
   updateUntracked: 10,
+  slotReused: 11,
 };
 
 /** `message` with CTA_TIMEOUT (or CTA_STATUS) set to `value`. */
@@ -306,21 +307,8 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
   });
 
   it('passes what it cannot hold: a NEW whose bucket is full, a NEW already tracked, a tuple it cannot hash', () => {
-    // Nine UDP flows whose keys fall in one bucket of the smallest table (1,024 buckets of 8
-    // slots), found with a fixed seed: the ninth has no slot.
-    const seed = 0x5eedn;
-    const base = first('udp4-new');
-    const byBucket = new Map<bigint, Buffer[]>();
-    let crowded: Buffer[] = [];
-    for (let port = 1; crowded.length < 9; port++) {
-      const m = Buffer.from(base);
-      m.writeUInt16BE(port, 60); // CTA_PROTO_SRC_PORT's payload
-      const bucket = binding._flowKey(m, seed)! & 1023n;
-      const same = [...(byBucket.get(bucket) ?? []), m];
-      byBucket.set(bucket, same);
-      if (same.length > crowded.length) crowded = same;
-    }
-    const full = mon(crowded, { maxFlows: 1, seed });
+    const crowded = crowdedBucket().map((port) => withPort(first('udp4-new'), port));
+    const full = mon(crowded, { maxFlows: 1, seed: CROWDED_SEED });
     expect(full.flowBuckets).toBe(1024);
     expect(full.verdicts).toEqual([...Array(8).fill(0), 4294967295]);
     expect(full.counters.diagnostics[DIAG.flowsFull]).toBe(1);
@@ -338,4 +326,94 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     expect(broken.counters.diagnostics[DIAG.unknownLayout]).toBe(1);
     expect(broken.flows).toEqual([]);
   });
+
+  it('a NEW whose bucket is full takes the slot of a flow that has ended; counts stay exact', () => {
+    // Eight flows of one bucket end at once (CTA_TIMEOUT 0: under a second left), a ninth
+    // comes: it takes one of their slots. The wheel and `tracked` are the kernel's count of
+    // live flows; the ended ones were never in them, so the ninth alone counts.
+    const ports = crowdedBucket();
+    const news = ports.map((port) => withPort(first('udp4-new'), port));
+    const ended = news.slice(0, 8).map((m) => withBe32(m, CTA.TIMEOUT, 0));
+    const destroyOf = (port: number) => withPort(first('udp4-destroy'), port);
+    const udp = CLASS_INDEX.udp!;
+    const run = mon([...ended, news[8]!], { maxFlows: 1, seed: CROWDED_SEED });
+    expect(run.verdicts).toEqual(Array(9).fill(0));
+    expect(run.counters.diagnostics[DIAG.slotReused]).toBe(1);
+    expect(run.counters.diagnostics[DIAG.flowsFull]).toBe(0);
+    expect(run.flows).toHaveLength(8);
+    const ninth = binding._flowKey(news[8]!, CROWDED_SEED)!;
+    const keys = run.flows!.map((f) => f.key);
+    expect(keys).toContain(ninth);
+    expect(run.counters.tracked).toEqual([0, 1, 0, 0]);
+    const live = run.flows!.find((f) => f.key === ninth)!;
+    expect(run.wheel).toEqual([{ slot: live.deadlineDs % 4096, flows: [0, 1, 0, 0] }]);
+
+    // The flow that lost its slot is user space's from then on: its DESTROY and an ASSURED
+    // UPDATE pass (the table inserts an entry an UPDATE tells it of), the ninth's DESTROY is
+    // counted here, and nothing is counted twice: tracked back to 0, the wheel empty.
+    const evicted = ports.find((_, i) => i < 8 && !keys.includes(binding._flowKey(news[i]!, CROWDED_SEED)!))!;
+    const assured = withBe32(
+      withPort(first('udp4-update'), evicted),
+      CTA.STATUS,
+      0x8 | 0x2 | IPS_ASSURED, // CONFIRMED, SEEN_REPLY
+    );
+    const after = mon([...ended, news[8]!, assured, destroyOf(evicted), destroyOf(ports[8]!)], {
+      maxFlows: 1,
+      seed: CROWDED_SEED,
+    });
+    expect(after.verdicts.map((v) => v !== 0)).toEqual([...Array(9).fill(false), true, true, false]);
+    expect(after.counters.diagnostics[DIAG.updateUntracked]).toBe(1);
+    expect(after.counters.diagnostics[DIAG.destroyUntracked]).toBe(1);
+    expect(after.counters.tracked).toEqual([0, 0, 0, 0]);
+    expect(after.wheel).toEqual([]);
+    expect(after.flows).toHaveLength(7);
+    expect(nonzero(after.counters.messages)).toEqual({ 'new/udp': 9, 'update/udp': 1, 'destroy/udp': 2 });
+    console.log(
+      `slot reuse: 8 ended flows + 1 NEW in one bucket: reused ${run.counters.diagnostics[DIAG.slotReused]}, ` +
+        `tracked udp ${run.counters.tracked[udp]} (1 live), passed after eviction ${after.counters.diagnostics[DIAG.passed]}`,
+    );
+  });
+
+  it('does not take the slot of a flow still alive, nor one a DESTROY is ending', () => {
+    const news = crowdedBucket().map((port) => withPort(first('udp4-new'), port));
+    const full = mon(news, { maxFlows: 1, seed: CROWDED_SEED });
+    expect(full.verdicts).toEqual([...Array(8).fill(0), 4294967295]);
+    expect(full.counters.diagnostics[DIAG.slotReused]).toBe(0);
+    // Marked during a dump (deadline 0, kept for user space): not taken either.
+    const marked = mon([...news.slice(0, 8), withPort(first('udp4-destroy'), crowdedBucket()[0]!), news[8]!], {
+      maxFlows: 1,
+      seed: CROWDED_SEED,
+      dumping: true,
+    });
+    expect(marked.graveyard).toHaveLength(1);
+    expect(marked.verdicts.at(-1)).toBe(4294967295);
+    expect(marked.counters.diagnostics[DIAG.slotReused]).toBe(0);
+  });
 });
+
+/**
+ * Source ports of nine UDP flows (udp4-new's tuple with CTA_PROTO_SRC_PORT changed) whose keys
+ * fall in one bucket of the smallest flow table (1,024 buckets of 8 slots) under CROWDED_SEED.
+ */
+const CROWDED_SEED = 0x5eedn;
+let crowdedPorts: number[] | undefined;
+function crowdedBucket(): number[] {
+  if (crowdedPorts) return crowdedPorts;
+  const base = first('udp4-new');
+  const byBucket = new Map<bigint, number[]>();
+  let crowded: number[] = [];
+  for (let port = 1; crowded.length < 9; port++) {
+    const bucket = binding._flowKey(withPort(base, port), CROWDED_SEED)! & 1023n;
+    const same = [...(byBucket.get(bucket) ?? []), port];
+    byBucket.set(bucket, same);
+    if (same.length > crowded.length) crowded = same;
+  }
+  return (crowdedPorts = crowded);
+}
+
+/** `message` (a udp4 one) with CTA_PROTO_SRC_PORT's payload, at byte 60, set to `port`. */
+function withPort(message: Buffer, port: number): Buffer {
+  const m = Buffer.from(message);
+  m.writeUInt16BE(port, 60);
+  return m;
+}

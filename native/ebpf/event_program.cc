@@ -233,10 +233,18 @@ void find_slot(Assembler& a, Label missing) {
   slot_address(a, BPF_REG_0, BPF_REG_3);
 }
 
-// Claims a free slot of bucket r0 for kFlowKey: r0 = the slot, or `full`. The key is put with
-// an atomic compare-and-exchange from 0, so two CPUs never claim one slot. Clobbers r1-r5.
+// Claims a slot of bucket r0 for kFlowKey: r0 = the slot, or `full`. A free slot first; else
+// one whose flow has ended (its deadline is past: the wheel has counted it out already, and
+// should it live on, refreshed by packets that send no event, its next event goes to user
+// space, which then counts it). The key goes in with an atomic compare-and-exchange, so two
+// CPUs never claim one slot. Needs kNowDs; clobbers r1-r5.
+// Not atomic with the key: the deadline. A CPU that reads an ended slot's deadline just
+// before another CPU's event for that flow moves it (or just after another NEW claimed the
+// slot and before it wrote its own) takes the slot all the same. The wheel and `tracked`
+// stay paired (every +1 has its deadline), so what is off is one flow's count, until its
+// deadline at most; it needs two CPUs on one full bucket within a few instructions.
 void claim_slot(Assembler& a, Label full) {
-  const Label claimed = a.label();
+  const Label claimed = a.label(), reused = a.label();
   a.mov_reg(BPF_REG_5, BPF_REG_0);
   a.load(BPF_DW, BPF_REG_4, BPF_REG_10, kFlowKey);
   for (uint32_t i = 0; i < kFlowSlotsPerBucket; ++i) {
@@ -245,10 +253,37 @@ void claim_slot(Assembler& a, Label full) {
     a.mov_imm(BPF_REG_3, static_cast<int32_t>(i));
     a.jump_imm(BPF_JEQ, BPF_REG_0, 0, claimed);
   }
+  // Deadline 0 is a DESTROY under way, or a flow marked during a dump: not those.
+  a.load(BPF_DW, BPF_REG_2, BPF_REG_10, kNowDs);
+  for (uint32_t i = 0; i < kFlowSlotsPerBucket; ++i) {
+    const Label next = a.label();
+    const int16_t slot = static_cast<int16_t>(i * sizeof(FlowSlot));
+    a.load(BPF_W, BPF_REG_1, BPF_REG_5,
+           static_cast<int16_t>(slot + offsetof(FlowSlot, deadline_ds)));
+    a.jump_imm(BPF_JEQ, BPF_REG_1, 0, next);
+    a.jump_reg(BPF_JGT, BPF_REG_1, BPF_REG_2, next);
+    a.load(BPF_DW, BPF_REG_1, BPF_REG_5, slot);
+    a.mov_reg(BPF_REG_0, BPF_REG_1);
+    a.atomic_cmpxchg64(BPF_REG_5, slot, BPF_REG_4);
+    a.mov_imm(BPF_REG_3, static_cast<int32_t>(i));
+    a.jump_reg(BPF_JEQ, BPF_REG_0, BPF_REG_1, reused);
+    a.bind(next);
+  }
   a.goto_(full);
+  a.bind(reused);
+  count_diagnostic(a, kDiagSlotReused);
   a.bind(claimed);
   a.mov_reg(BPF_REG_0, BPF_REG_5);
   slot_address(a, BPF_REG_0, BPF_REG_3);
+}
+
+// Frees slot r0 if it still holds kFlowKey (another CPU may have reused it meanwhile).
+// Clobbers r0-r2.
+void free_slot(Assembler& a) {
+  a.mov_reg(BPF_REG_2, BPF_REG_0);
+  a.load(BPF_DW, BPF_REG_0, BPF_REG_10, kFlowKey);
+  a.mov_imm(BPF_REG_1, 0);
+  a.atomic_cmpxchg64(BPF_REG_2, offsetof(FlowSlot, key), BPF_REG_1);
 }
 
 // What a walk of the top-level attributes looks for, and where it stops.
@@ -661,7 +696,7 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       a.jump_imm(BPF_JEQ, BPF_REG_1, 0, drop);  // dying: its DESTROY comes next
       count_diagnostic(a, kDiagLongTimeout);
       a.load(BPF_DW, BPF_REG_0, BPF_REG_10, kSlot);
-      a.store_imm(BPF_DW, BPF_REG_0, offsetof(FlowSlot, key), 0);  // the slot is free again
+      free_slot(a);
       a.goto_(pass);
 
       a.bind(in_wheel);
@@ -709,7 +744,7 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
       a.load(BPF_DW, BPF_REG_1, BPF_REG_10, kControlPtr);
       a.load(BPF_W, BPF_REG_1, BPF_REG_1, offsetof(EventControlValue, bits));
       a.jump_imm(BPF_JSET, BPF_REG_1, kControlDumping, marked);
-      a.store_imm(BPF_DW, BPF_REG_0, offsetof(FlowSlot, key), 0);
+      free_slot(a);
       a.goto_(drop);
       a.bind(marked);
       a.mov_reg(BPF_REG_1, kClass);

@@ -61,6 +61,7 @@ enum EventDiagnostic : uint32_t {
   kDiagFlowExists,     // kMonitor: a NEW whose key is already tracked: passed
   kDiagDestroyUntracked,  // kMonitor: DESTROY of an entry the kernel maps do not hold: passed
   kDiagUpdateUntracked,   // kMonitor: UPDATE of an untracked entry: passed when user space needs it
+  kDiagSlotReused,        // kMonitor: a NEW took the slot of a flow that had ended (bucket full)
   kDiagnosticCount = 16,  // room for more without changing the value's size
 };
 
@@ -99,8 +100,8 @@ struct WheelSlot {
 // space reads it in place). A flow's bucket is its flow_key() & (buckets - 1); a NEW claims a
 // free slot of the bucket with an atomic compare-and-exchange of the key from 0, its UPDATEs and
 // DESTROY find it by key. No lock: the kernel's hash map takes a spinlock with interrupts off
-// per update, which cost ~1 us a message on a paravirtualized 2-vCPU VM, this ~0.1 us. A NEW
-// whose bucket is full goes to user space.
+// per update, which cost ~1 us a message on a paravirtualized 2-vCPU VM. A NEW whose bucket
+// is full takes the slot of a flow that has ended; with none, it goes to user space.
 struct FlowSlot {
   uint64_t key = 0;          // flow_key(), 0 when the slot is free
   uint32_t deadline_ds = 0;  // CLOCK_MONOTONIC deciseconds; at or before now: ended
