@@ -10,6 +10,8 @@ export interface RawSample {
   durationNs: number;
   final: boolean;
   kernelStatsOk: boolean;
+  /** errno of this interval's failed stats request (0 when it succeeded). */
+  statsError: number;
   /** In the order of `counterNames`; null where unknown in this interval. */
   counts: (number | null)[];
   totals: number[];
@@ -21,6 +23,8 @@ export interface RawSample {
   timeWaitTimeout: number | null;
   /** The initial dump has completed, so `tracked` describes the table. */
   synced: boolean;
+  /** errno of the latest dump when it failed (0: it succeeded, or the first one still runs). */
+  dumpError: number;
   tracked: { entries: number; protocols: number[]; tcpStates: number[] };
   resyncs: number;
   lastResyncMs: number | null;
@@ -30,6 +34,8 @@ export interface RawSample {
   eventsLost: number;
   eventsLostTotal: number;
   malformedTotal: number;
+  /** Records the binding dropped because the JS thread stalled (its queue is bounded), since start. */
+  droppedRecords: number;
 }
 
 export type NativeRecord = { type: 'sample'; sample: RawSample } | { type: 'error'; error: Error & NativeErrorLike };
@@ -85,6 +91,9 @@ export interface NativeBinding {
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
+  _parseSockstat(text: string): number;
+  /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
+  _nativeHeapBytes(): number;
   _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;

@@ -3,6 +3,7 @@
 // aggregator and the tracked table driven with an injected clock, fault injection, and the
 // count of live NativeMonitor objects. JS thread only.
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <napi.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "base/fault_injection.h"
+#include "base/proc_text.h"
 #include "binding/binding.h"
 #include "binding/convert.h"
 #include "ctnetlink/aggregator.h"
@@ -243,6 +245,21 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   return previous;
 }
 
+// _parseSockstat(text) -> the native net/sockstat TIME_WAIT parser's answer (-1: none).
+Napi::Value ParseSockstat(const Napi::CallbackInfo& info) {
+  const std::string text = info[0].ToString().Utf8Value();
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(ctmon::parse_sockstat_time_wait(text.c_str())));
+}
+
+// _nativeHeapBytes() -> bytes the C/C++ allocator has handed out and not had back (glibc's
+// mallinfo2: in-use arena chunks plus mmapped blocks), across all threads. Unlike RSS it does
+// not count pages the allocator keeps after a free, so a flat value means nothing leaks.
+Napi::Value NativeHeapBytes(const Napi::CallbackInfo& info) {
+  const struct mallinfo2 m = mallinfo2();
+  return Napi::Number::New(info.Env(), static_cast<double>(m.uordblks + m.hblkhd));
+}
+
 }  // namespace
 
 void export_test_hooks(Napi::Env env, Napi::Object exports) {
@@ -250,6 +267,8 @@ void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
   exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
+  exports.Set("_parseSockstat", Napi::Function::New(env, ParseSockstat, "_parseSockstat"));
+  exports.Set("_nativeHeapBytes", Napi::Function::New(env, NativeHeapBytes, "_nativeHeapBytes"));
   exports.Set("_liveMonitors", Napi::Function::New(
                                    env,
                                    [](const Napi::CallbackInfo& info) {
