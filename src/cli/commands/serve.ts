@@ -1,10 +1,10 @@
 /**
- * `conntrack-monitor serve`: /metrics in the Prometheus text format over node:http, from a
- * private prom-client registry filled at scrape time. Loopback unless told otherwise; a clean
- * shutdown on SIGTERM or SIGINT.
+ * `conntrack-monitor serve`: /metrics in the Prometheus text format, from a private prom-client
+ * registry rendered once per sample and served by MetricsServer (bounded whatever the clients
+ * do). Loopback unless told otherwise; a clean shutdown on SIGTERM or SIGINT.
  */
-import { createServer } from 'node:http';
 import { MONITOR_FLAGS_HELP, parseCommand, UsageError } from '../args.js';
+import { MetricsServer } from '../metrics-server.js';
 import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
 import { registerConntrackMetrics, registerDropMetrics } from '../../metrics.js';
@@ -19,6 +19,12 @@ Options:
   --drops                also nf_conntrack_table_full_drops_total{netns}: table-full drops
                          of every namespace on the host, from the eBPF probe (see drops)
 ${MONITOR_FLAGS_HELP}
+
+The server's memory stays bounded whatever clients do: at most 512 connections (one more
+closes the one idle longest), a request head within 5 s and 8 KiB, no request bodies, 16
+requests pipelined ahead of their answers and 1000 per connection, then Connection: close;
+a client that takes none of its answer for 10 s is disconnected. The metrics are rendered
+once per interval and every scrape shares that rendering.
 
 Needs prom-client next to conntrack-monitor (npm install prom-client).`;
 
@@ -61,41 +67,25 @@ export async function run(argv: string[]): Promise<number> {
     await drops?.stop();
     return 1;
   }
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
-    } else if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${err.message}\n`),
-      );
-    } else if (path === '/') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('conntrack-monitor: metrics at /metrics\n');
-    } else {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
-    }
-  });
+  const server = new MetricsServer({ render: () => registry.metrics(), contentType: registry.contentType });
+  // Rendered once per new sample and shared by every scrape until the next one.
+  monitor.on('sample', () => void server.refresh());
+  drops?.on('sample', () => void server.refresh());
+  let bound: number;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, resolve);
-    });
+    await server.start();
+    bound = await server.listen(port, host); // the real port when --listen asked for 0
   } catch (err) {
     await monitor.stop();
     await drops?.stop();
     process.stderr.write(`conntrack-monitor: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
     return 1;
   }
-  const bound = (server.address() as { port: number }).port; // the real port when --listen asked for 0
   process.stderr.write(
     `conntrack-monitor: serving http://${host.includes(':') ? `[${host}]` : host}:${bound}/metrics\n`,
   );
   await untilStopped();
-  await new Promise((resolve) => {
-    server.close(resolve);
-    server.closeAllConnections();
-  });
+  await server.close();
   await monitor.stop();
   await drops?.stop();
   return 0;
