@@ -9,6 +9,7 @@
         "native/binding/drop_probe_binding.cc",
         "native/binding/test_hooks.cc",
         "native/base/fd.cc",
+        "native/base/netns.cc",
         "native/base/proc_text.cc",
         "native/base/read_file.cc",
         "native/ctnetlink/aggregator.cc",

@@ -136,9 +136,13 @@ const NETLINK_CALLS = new Set(['socket', 'bind', 'setsockopt', 'send', 'sendto',
 
 function hintFor(code: string, syscall: string, netns: string | null): string | undefined {
   const where = netns === null ? 'it' : printable(netns);
+  // A file that is not a network namespace: the message says what it is instead.
+  if (['open', 'fstatfs', 'ioctl'].includes(syscall) && code === 'EINVAL')
+    return 'pass /var/run/netns/NAME or /proc/PID/ns/net';
   if (syscall === 'open') {
     if (code === 'ENOENT') return `no network namespace at ${where}`;
     if (code === 'EACCES' || code === 'EPERM') return `no permission to open ${where}`;
+    if (code === 'ETIMEDOUT') return `is ${where} on a filesystem that does not answer?`;
     return undefined;
   }
   if (syscall === 'setns' && code === 'EINVAL') return `${where} is not a network namespace`;

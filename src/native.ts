@@ -94,9 +94,10 @@ export interface NativeBinding {
   _parseSockstat(text: string): number;
   /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
   _nativeHeapBytes(): number;
-  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): {
+  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number; openNamespaceDelayMs?: number }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
+    openNamespaceDelayMs: number;
   };
 }
 

@@ -75,12 +75,12 @@ describe('conntrack-monitor CLI usage', () => {
     [
       ['--netns', '/etc/hostname'],
       1,
-      /^conntrack-monitor: cannot start: enter network namespace \/etc\/hostname: Invalid argument \(\/etc\/hostname is not a network namespace\)$/,
+      /^conntrack-monitor: cannot start: \/etc\/hostname is a regular file, not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
     ],
     [
       ['--netns', '/tmp'],
       1,
-      /^conntrack-monitor: cannot start: enter network namespace \/tmp: .*\(\/tmp is not a network namespace\)$/,
+      /^conntrack-monitor: cannot start: \/tmp is a directory, not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
     ],
     [
       ['--netns', '/nonexistent'],
@@ -94,7 +94,7 @@ describe('conntrack-monitor CLI usage', () => {
     expect(run.stderr.trim()).toMatch(stderr);
     if (args[0] === 'check')
       expect(run.stdout.trim()).toBe(
-        'CONNTRACK UNKNOWN - cannot monitor: enter network namespace /etc/hostname: Invalid argument (/etc/hostname is not a network namespace)',
+        'CONNTRACK UNKNOWN - cannot monitor: /etc/hostname is a regular file, not a network namespace (pass /var/run/netns/NAME or /proc/PID/ns/net)',
       );
   });
 });

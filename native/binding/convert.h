@@ -25,14 +25,14 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
 napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,
                        const std::string& context, const std::string& message = "");
 inline napi_value error_to_js(JsWriter& w, const ctmon::MonitorError& e) {
-  return error_to_js(w, e.code, e.syscall, e.context);
+  return error_to_js(w, e.code, e.syscall, e.context, e.message);
 }
 
 // The same error as a C++ exception, for the JS thread's own calls (where JS can always run).
 Napi::Error native_error(Napi::Env env, int code, const std::string& syscall,
                          const std::string& context, const std::string& message = "");
 inline Napi::Error native_error(Napi::Env env, const ctmon::MonitorError& e) {
-  return native_error(env, e.code, e.syscall, e.context);
+  return native_error(env, e.code, e.syscall, e.context, e.message);
 }
 
 // A number, or null when absent.

@@ -228,8 +228,8 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?}) -> the previous values. Test-only:
-// see fault_injection.h. Process-wide, so tests restore what it returns.
+// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, openNamespaceDelayMs?}) -> the previous
+// values. Test-only: see fault_injection.h. Process-wide, so tests restore what it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "_injectFaults(faults)");
@@ -238,10 +238,13 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   Napi::Object previous = Napi::Object::New(env);
   previous.Set("netlinkProtocol", faults.netlink_protocol.load());
   previous.Set("ctnetlinkSubsystem", faults.ctnetlink_subsystem.load());
+  previous.Set("openNamespaceDelayMs", faults.open_namespace_delay_ms.load());
   if (in.Has("netlinkProtocol"))
     faults.netlink_protocol = in.Get("netlinkProtocol").ToNumber().Int32Value();
   if (in.Has("ctnetlinkSubsystem"))
     faults.ctnetlink_subsystem = in.Get("ctnetlinkSubsystem").ToNumber().Int32Value();
+  if (in.Has("openNamespaceDelayMs"))
+    faults.open_namespace_delay_ms = in.Get("openNamespaceDelayMs").ToNumber().Int32Value();
   return previous;
 }
 

@@ -15,11 +15,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
 
 #include "base/fault_injection.h"
+#include "base/netns.h"
 #include "base/proc_text.h"
 #include "base/read_file.h"
 #include "ctnetlink/event_filter.h"
@@ -27,10 +29,11 @@
 namespace ctmon {
 namespace {
 
-constexpr size_t kBatchSlots = 64;       // datagrams per recvmmsg
-constexpr size_t kSlotBytes = 8192;      // an event is < 400 bytes
-constexpr int kRequestTimeoutMs = 2000;  // a stats request never blocks longer
-constexpr int kBatchesPerWakeup = 64;    // ~4k events, then look at the clock again
+constexpr size_t kBatchSlots = 64;             // datagrams per recvmmsg
+constexpr size_t kSlotBytes = 8192;            // an event is < 400 bytes
+constexpr int kRequestTimeoutMs = 2000;        // a stats request never blocks longer
+constexpr int kOpenNamespaceTimeoutMs = 2000;  // start() waits no longer for the namespace file
+constexpr int kBatchesPerWakeup = 64;          // ~4k events, then look at the clock again
 // After the first event of a quiet spell, wait this long before reading: under load the
 // socket fills meanwhile and each recvmmsg moves 64 events instead of one or two, which is
 // what makes the per-event cost small. 150k events/s x 10 ms x 1280 B of buffer charge is
@@ -101,17 +104,30 @@ bool Monitor::start(MonitorError& error) {
     error = MonitorError{errno, "eventfd", "create the stop signal"};
     return false;
   }
-  start_done_ = false;
+  auto startup = std::make_shared<Startup>();
   try {
-    thread_ = std::thread(&Monitor::run, this);
+    thread_ = std::thread(&Monitor::thread_main, this, startup, config_.netns_path);
   } catch (const std::system_error& e) {
     error = MonitorError{e.code().value(), "pthread_create", "start the reader thread"};
     return false;
   }
-  std::unique_lock<std::mutex> lock(start_mu_);
-  start_cv_.wait(lock, [this] { return start_done_; });
-  if (start_error_.code == 0) return true;
-  error = start_error_;
+  std::unique_lock<std::mutex> lock(startup->mu);
+  // open_network_namespace() never waits on the file, but a path on a hung filesystem (NFS,
+  // FUSE) can still hold open() or stat(): that wait is bounded. The steps after it are each
+  // bounded already (setns, sockets, a stats request with a receive timeout).
+  const auto deadline = std::chrono::milliseconds(kOpenNamespaceTimeoutMs);
+  if (!startup->cv.wait_for(lock, deadline, [&] { return startup->opened; })) {
+    startup->abandoned = true;
+    thread_.detach();
+    const std::string context = "open network namespace " + config_.netns_path;
+    error = MonitorError{
+        ETIMEDOUT, "open", context,
+        context + ": no answer within " + std::to_string(kOpenNamespaceTimeoutMs / 1000) + " s"};
+    return false;
+  }
+  startup->cv.wait(lock, [&] { return startup->done; });
+  if (startup->error.code == 0) return true;
+  error = startup->error;
   lock.unlock();
   thread_.join();
   return false;
@@ -126,19 +142,46 @@ void Monitor::stop() {
   thread_.join();
 }
 
+// The reader thread's entry. Until the namespace file is open it touches only what it was
+// given (start() may give up on it meanwhile and this Monitor be destroyed); from then on it
+// runs the monitor.
+void Monitor::thread_main(Monitor* self, std::shared_ptr<Startup> startup, std::string netns_path) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals belong to the JS thread
+  pthread_setname_np(pthread_self(), "ctmon-reader");
+
+  Fd netns;
+  MonitorError error;
+  if (!netns_path.empty()) {
+    const int delay_ms = fault_injection().open_namespace_delay_ms.load(std::memory_order_relaxed);
+    if (delay_ms > 0) ::usleep(static_cast<useconds_t>(delay_ms) * 1000);  // a hung filesystem
+    const char* what = nullptr;
+    const SysStatus st = open_network_namespace(netns_path.c_str(), netns, &what);
+    if (!st.ok()) {
+      error = MonitorError{st.code, st.syscall, "open network namespace " + netns_path,
+                           what ? netns_path + " is " + what + ", not a network namespace" : ""};
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(startup->mu);
+    if (startup->abandoned) return;  // start() returned long ago: `self` may be gone
+    startup->opened = true;
+    if (error.code != 0) {
+      startup->error = error;
+      startup->done = true;
+    }
+  }
+  startup->cv.notify_one();
+  if (error.code == 0) self->run(std::move(netns), *startup);
+}
+
 // Runs on the reader thread: setns() changes only this thread's namespace, so the sockets
 // it opens belong to the target netns while the rest of the process stays where it was.
-bool Monitor::open_in_namespace(MonitorError& error) {
-  if (!config_.netns_path.empty()) {
-    Fd ns(::open(config_.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (ns.get() < 0) {
-      error = MonitorError{errno, "open", "open network namespace " + config_.netns_path};
-      return false;
-    }
-    if (::setns(ns.get(), CLONE_NEWNET) != 0) {
-      error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
-      return false;
-    }
+bool Monitor::open_in_namespace(Fd netns, MonitorError& error) {
+  if (netns.get() >= 0 && ::setns(netns.get(), CLONE_NEWNET) != 0) {
+    error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
+    return false;
   }
   EventSocketInfo socket_info;
   const FilterProgram filter = event_filter();
@@ -168,20 +211,15 @@ bool Monitor::open_in_namespace(MonitorError& error) {
   return true;
 }
 
-void Monitor::run() {
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals belong to the JS thread
-  pthread_setname_np(pthread_self(), "ctmon-reader");
-
+void Monitor::run(Fd netns, Startup& startup) {
   MonitorError error;
-  const bool ok = open_in_namespace(error);
+  const bool ok = open_in_namespace(std::move(netns), error);
   {
-    std::lock_guard<std::mutex> lock(start_mu_);
-    start_error_ = ok ? MonitorError{} : error;
-    start_done_ = true;
+    std::lock_guard<std::mutex> lock(startup.mu);
+    startup.error = ok ? MonitorError{} : error;
+    startup.done = true;
   }
-  start_cv_.notify_one();
+  startup.cv.notify_one();  // start() returns: `startup` is not touched again
   if (!ok) return;
 
   // The initial dump runs after start() has returned: it costs at least ~25 ms of kernel

@@ -150,7 +150,7 @@ describe.skipIf(!canRunIntegration)('faults on the real kernel', () => {
     ],
     [
       '/tmp/ctmon-private',
-      /^conntrack-monitor: cannot start: \/tmp\/ctmon-private is not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
+      /^conntrack-monitor: cannot start: \/tmp\/ctmon-private is a regular file, not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
     ],
   ])('as nobody, --netns %s (mode 0600, owned by root) gives one clear line and exit 1', (path, message) => {
     execFileSync('install', ['-m', '600', '/dev/null', path]);
