@@ -52,7 +52,6 @@ struct ModelEntry {
   uint8_t protocol;
   uint8_t tcp_state;
   uint64_t deadline_ds;
-  uint16_t generation;
 };
 
 uint8_t classify(uint8_t l4proto) {
@@ -91,33 +90,42 @@ class Model {
     const std::string key = identity(ct);
     if (dumping_) touched_.insert(key);
     if (ct.kind == EventKind::kDestroy) {
-      entries_.erase(key);
+      erase(key);
       return;
     }
-    upsert(key, ct, now_ms, 0);
+    // During a dump only a NEW shows the entry outlives the dump's start; an UPDATE does not.
+    if (upsert(key, ct, now_ms, 0) && (!dumping_ || ct.kind == EventKind::kNew))
+      confirmed_.insert(key);
   }
   void begin_dump() {
-    ++generation_;
     dumping_ = true;
+    confirmed_.clear();
   }
   void dump_entry(const Conntrack& ct, uint64_t now_ms) {
     const std::string key = identity(ct);
-    if (touched_.count(key)) return;
-    upsert(key, ct, now_ms, 1000);
+    if (touched_.count(key) ? entries_.count(key) > 0 : upsert(key, ct, now_ms, 1000))
+      confirmed_.insert(key);  // touched: the event said more about its state, not that it exists
   }
+  // Keeps what is confirmed since the dump began: listed by it, made by a NEW during it.
   void end_dump() {
     dumping_ = false;
     touched_.clear();
     for (auto it = entries_.begin(); it != entries_.end();)
-      it = it->second.generation != generation_ ? entries_.erase(it) : std::next(it);
+      it = confirmed_.count(it->first) ? std::next(it) : entries_.erase(it);
   }
   void abort_dump() {
     dumping_ = false;
     touched_.clear();
   }
   void expire(uint64_t now_ms) {
-    for (auto it = entries_.begin(); it != entries_.end();)
-      it = it->second.deadline_ds <= now_ms / 100 ? entries_.erase(it) : std::next(it);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->second.deadline_ds > now_ms / 100) {
+        ++it;
+        continue;
+      }
+      confirmed_.erase(it->first);
+      it = entries_.erase(it);
+    }
   }
   TableCounts counts() const {
     TableCounts c;
@@ -130,23 +138,27 @@ class Model {
   }
 
  private:
-  void upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
-    if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return;
-    auto [it, fresh] = entries_.try_emplace(
-        key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX, generation_});
-    ModelEntry& e = it->second;
-    e.generation = generation_;
+  void erase(const std::string& key) {
+    entries_.erase(key);
+    confirmed_.erase(key);
+  }
+  // False when the message says the entry has already expired (nothing is applied).
+  bool upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
+    if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return false;
+    ModelEntry& e = entries_.try_emplace(key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX})
+                        .first->second;
     if (ct.has(Conntrack::kHasTcpState) && e.protocol == kProtoTcp)
       e.tcp_state = ct.tcp_state < kTcpStateCount ? ct.tcp_state : 0;
     if (ct.has(Conntrack::kHasTimeout)) {
       const uint64_t ds = (now_ms + uint64_t{ct.timeout_s} * 1000 + pad_ms + 99) / 100;
       e.deadline_ds = ds >= UINT32_MAX ? UINT32_MAX - 1 : ds;
     }
+    return true;
   }
 
   std::map<std::string, ModelEntry> entries_;
-  std::set<std::string> touched_;
-  uint16_t generation_ = 0;
+  std::set<std::string> touched_;    // keys an event named during the dump
+  std::set<std::string> confirmed_;  // keys of the current generation (see end_dump)
   bool dumping_ = false;
 };
 

@@ -327,12 +327,12 @@ KernelReading Monitor::read_kernel() {
   return reading;
 }
 
-// A full dump replaces the tracked state: entries it lists get the new generation, entries
-// it does not list are dropped (their DESTROY was lost, or never sent under
-// nf_conntrack_events=2). Events keep being read between the dump's datagrams: a dump of a
-// large table takes the kernel most of a second, and under load the event socket would
-// overflow meanwhile.
-// Returns false when the dump failed or was cancelled by stop(); the old state stays.
+// A full dump replaces the tracked state: entries it lists, or that a NEW created while it
+// ran, get the new generation; the others are dropped (their DESTROY was lost, or never sent
+// under nf_conntrack_events=2), even if an UPDATE named them meanwhile (see table.h). Events keep
+// being read between the dump's datagrams: a dump of a large table takes the kernel most of a
+// second, and under load the event socket would overflow meanwhile. Returns false when the dump
+// failed or was cancelled by stop(); the old state stays.
 bool Monitor::resync() {
   drain_events(kBatchesAtClose);  // apply what was queued before the dump began
   const int64_t started = mono_ns();
@@ -357,6 +357,7 @@ bool Monitor::resync() {
     }
     return false;
   }
+  drain_events(kBatchesAtClose);  // events queued during the dump belong to it (see table.h)
   table_.end_dump();
   repair_pending_ = false;
   if (table_state_.synced) ++table_state_.resyncs;
@@ -364,7 +365,6 @@ bool Monitor::resync() {
   table_state_.dump_error = 0;
   table_state_.last_resync_ms = static_cast<double>(last_dump_ns_) / 1e6;
   overcount_intervals_ = 0;
-  drain_events(kBatchesAtClose);
   return true;
 }
 
