@@ -82,11 +82,7 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
   const constantNames = Object.keys(constant);
 
   let latest: ConntrackSample | null = null;
-  let updates = 0; // samples carry UPDATEs per interval; the counter needs their running total
-  monitor.on('sample', (s) => {
-    latest = s;
-    updates += s.events?.updates ?? 0;
-  });
+  monitor.on('sample', (s) => (latest = s));
 
   const names: string[] = [];
   const define = (
@@ -132,12 +128,21 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
   for (const [counter, stat, help] of KERNEL_STATS) {
     define('Counter', `stat_${stat}_total`, help, [], (m, s) => put(m, s.totals[counter]));
   }
-  define('Counter', 'events_total', 'ctnetlink events received, by type.', ['type'], (m, s) => {
-    if (!s.events) return;
-    put(m, s.totals.insert, { type: 'new' });
-    put(m, s.totals.delete, { type: 'destroy' });
-    put(m, updates, { type: 'update' });
-  });
+  // Events *received*: exact as that, whatever was lost. Entries created and destroyed are
+  // these only while events_lost_total is 0; no series claims more (the sample's
+  // totals.insert/delete are null after a loss for the same reason).
+  define(
+    'Counter',
+    'events_total',
+    'ctnetlink events received, by type. Events the kernel could not queue are in events_lost_total and not here.',
+    ['type'],
+    (m, s) => {
+      if (!s.events) return;
+      put(m, s.events.newTotal, { type: 'new' });
+      put(m, s.events.updateTotal, { type: 'update' });
+      put(m, s.events.destroyTotal, { type: 'destroy' });
+    },
+  );
   define(
     'Counter',
     'events_lost_total',

@@ -31,8 +31,12 @@ export interface RawSample {
   tableBytes: number;
   eventsReceived: number;
   eventsUpdates: number;
+  eventsUpdatesTotal: number;
   eventsLost: number;
   eventsLostTotal: number;
+  /** When a loss was first seen (CLOCK_REALTIME ms): in this interval, and since start. */
+  firstLossWallMs: number | null;
+  firstLossEverWallMs: number | null;
   malformedTotal: number;
   /** Records the binding dropped because the JS thread stalled (its queue is bounded), since start. */
   droppedRecords: number;

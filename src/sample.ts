@@ -97,18 +97,24 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
   const statsFailed = `the conntrack statistics request failed in this interval (${errnoName(raw.statsError)})`;
   const counts = {} as CounterSet;
   const totals = {} as CounterSet;
+  // insert and delete count NEW and DESTROY events: where events were lost, some of the lost
+  // ones were NEW or DESTROY (the kernel does not say which), so the count would be short.
+  const lostNow = raw.eventsLost > 0 ? lostInInterval(raw, ctx.receiveBufferBytes) : null;
+  const lostEver = raw.eventsLostTotal > 0 ? lostSinceStart(raw) : null;
   COUNTER_NAMES.forEach((name, i) => {
     const fromEvents = name === 'insert' || name === 'delete';
-    counts[name] = eventsOff && fromEvents ? null : (raw.counts[i] ?? null);
-    totals[name] = eventsOff && fromEvents ? null : (raw.totals[i] ?? 0);
+    const countReason = fromEvents ? (eventsOff ? EVENTS_OFF : lostNow) : null;
+    const totalReason = fromEvents ? (eventsOff ? EVENTS_OFF : lostEver) : null;
+    counts[name] = countReason === null ? (raw.counts[i] ?? null) : null;
+    totals[name] = totalReason === null ? (raw.totals[i] ?? 0) : null;
+    if (totalReason !== null) unavailable[`totals.${name}`] = totalReason;
     if (counts[name] !== null) return;
     unavailable[`counts.${name}`] =
-      eventsOff && fromEvents
-        ? EVENTS_OFF
-        : raw.kernelStatsOk
-          ? `this kernel does not report ${kernelStatName(name)}`
-          : `${statsFailed}; the next sample includes its changes`;
-    if (totals[name] === null) unavailable[`totals.${name}`] = unavailable[`counts.${name}`];
+      countReason ??
+      (raw.kernelStatsOk
+        ? `this kernel does not report ${kernelStatName(name)}`
+        : `${statsFailed}; the next sample includes its changes`);
+    if (totals[name] === null) unavailable[`totals.${name}`] ??= unavailable[`counts.${name}`];
   });
   if (raw.entries === null) unavailable.entries = statsFailed;
   if (raw.max === null) unavailable.max = statsFailed;
@@ -145,6 +151,10 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
       received: raw.eventsReceived,
       lost: raw.eventsLost,
       lostTotal: raw.eventsLostTotal,
+      lostSince: raw.firstLossEverWallMs === null ? null : new Date(raw.firstLossEverWallMs).toISOString(),
+      newTotal: raw.totals[COUNTER_NAMES.indexOf('insert')] ?? 0,
+      updateTotal: raw.eventsUpdatesTotal,
+      destroyTotal: raw.totals[COUNTER_NAMES.indexOf('delete')] ?? 0,
       receiveBufferBytes: ctx.receiveBufferBytes,
       updates: raw.eventsUpdates,
       resyncs: raw.resyncs,
@@ -158,6 +168,22 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
     samplesMissed: raw.droppedRecords,
     unavailable,
   };
+}
+
+function clock(wallMs: number | null): string {
+  return wallMs === null ? '?' : new Date(wallMs).toISOString().slice(11, 23);
+}
+
+function lostInInterval(raw: RawSample, receiveBufferBytes: number): string {
+  return (
+    `${raw.eventsLost} events lost in this interval (from ${clock(raw.firstLossWallMs)} UTC): the event ` +
+    `socket's receive buffer (${receiveBufferBytes} bytes) was full; NEW and DESTROY among them were not counted`
+  );
+}
+
+function lostSinceStart(raw: RawSample): string {
+  const since = raw.firstLossEverWallMs === null ? 'start' : new Date(raw.firstLossEverWallMs).toISOString();
+  return `${raw.eventsLostTotal} events lost since ${since}: NEW and DESTROY among them were not counted (events.newTotal and events.destroyTotal count those received)`;
 }
 
 function byName<N extends TcpStateName | ProtocolName>(

@@ -88,10 +88,23 @@ export interface ConntrackMonitorOptions {
 export interface EventStats {
   /** ctnetlink event messages read in this interval. */
   received: number;
-  /** Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). */
+  /**
+   * Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). When
+   * it is not 0, `counts.insert`/`counts.delete` are null: some lost events were NEW or DESTROY.
+   */
   lost: number;
-  /** Lost events since start. */
+  /** Lost events since start. When it is not 0, `totals.insert`/`totals.delete` are null. */
   lostTotal: number;
+  /** When the first event was lost since start (ISO 8601), or null. */
+  lostSince: string | null;
+  /**
+   * Events received since start, by type: what this reader read, exact as such, but short of
+   * what the kernel sent by the `lostTotal` it could not queue. `newTotal` and `destroyTotal`
+   * equal `totals.insert` and `totals.delete` until the first loss.
+   */
+  newTotal: number;
+  updateTotal: number;
+  destroyTotal: number;
   /** Effective receive buffer of the event socket as the kernel reports it (it doubles the request). */
   receiveBufferBytes: number;
   /** Of `received`, UPDATE messages (TCP state changes; the socket filter drops the rest). */

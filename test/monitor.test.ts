@@ -43,8 +43,11 @@ function raw(over: Partial<RawSample> = {}): RawSample {
     tableBytes: 0,
     eventsReceived: 18,
     eventsUpdates: 0,
+    eventsUpdatesTotal: 0,
     eventsLost: 0,
     eventsLostTotal: 0,
+    firstLossWallMs: null,
+    firstLossEverWallMs: null,
     malformedTotal: 0,
     droppedRecords: 0,
     ...over,
@@ -256,6 +259,64 @@ describe('ConntrackMonitor over a fake addon', () => {
     expect(s.unavailable.fill).toBe(s.unavailable.entries);
     expect(s.unavailable['counts.drop']).toMatch(/\(EBUSY\); the next sample includes its changes/);
     expect(s.unavailable.tcpStates).toBe('the initial table dump failed (ENOBUFS); it is retried at the next resync');
+    await monitor.stop();
+  });
+
+  it('where events were lost, insert/delete are null with the number lost, and their totals from then on', async () => {
+    const addon = new FakeAddon();
+    const monitor = new TestMonitor(addon);
+    const samples: ConntrackSample[] = [];
+    monitor.on('sample', (s) => samples.push(s));
+    await monitor.start();
+    const t0 = Date.UTC(2026, 10, 29, 12, 0, 0);
+    addon.monitors[0]!.deliver([
+      { type: 'sample', sample: raw() },
+      {
+        type: 'sample',
+        sample: raw({
+          counts: [4, 3, 0, 0, 0, 0, 0, 0, 0, 0],
+          totals: [14, 11, 0, 0, 0, 0, 0, 0, 0, 0],
+          eventsLost: 120,
+          eventsLostTotal: 120,
+          firstLossWallMs: t0 + 400,
+          firstLossEverWallMs: t0 + 400,
+          eventsUpdatesTotal: 2,
+        }),
+      },
+      {
+        type: 'sample',
+        sample: raw({
+          counts: [5, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+          totals: [19, 11, 0, 0, 0, 0, 0, 0, 0, 0],
+          eventsLostTotal: 120,
+          firstLossEverWallMs: t0 + 400,
+          eventsUpdatesTotal: 2,
+        }),
+      },
+    ]);
+    const [clean, lossy, after] = samples;
+    expect(clean!.totals.insert).toBe(10);
+    expect(clean!.events!.lostSince).toBeNull();
+    expect(lossy).toMatchObject({
+      counts: { insert: null, delete: null, drop: 0 },
+      rates: { insert: null, delete: null, drop: 0 },
+      totals: { insert: null, delete: null, drop: 0 },
+      events: { lost: 120, lostTotal: 120, lostSince: '2026-11-29T12:00:00.400Z', newTotal: 14, destroyTotal: 11 },
+    });
+    expect(lossy!.unavailable['counts.insert']).toBe(
+      "120 events lost in this interval (from 12:00:00.400 UTC): the event socket's receive buffer (67108864 bytes) was full; NEW and DESTROY among them were not counted",
+    );
+    expect(lossy!.unavailable['rates.insert']).toBe(lossy!.unavailable['counts.insert']);
+    const since =
+      '120 events lost since 2026-11-29T12:00:00.400Z: NEW and DESTROY among them were not counted (events.newTotal and events.destroyTotal count those received)';
+    expect(lossy!.unavailable['totals.delete']).toBe(since);
+    // The next interval lost nothing: its counts are exact again, the totals stay unknown.
+    expect(after).toMatchObject({
+      counts: { insert: 5, delete: 0 },
+      totals: { insert: null, delete: null },
+      events: { lost: 0, newTotal: 19, updateTotal: 2 },
+    });
+    expect(after!.unavailable).toEqual({ 'totals.insert': since, 'totals.delete': since });
     await monitor.stop();
   });
 

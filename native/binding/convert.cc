@@ -48,6 +48,11 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "lastResyncMs", w.nullable(table.last_resync_ms >= 0, table.last_resync_ms));
   w.set(o, "tableBytes", w.number(static_cast<double>(table.memory_bytes)));
   w.set(o, "eventsUpdates", w.number(static_cast<double>(s.events_updates)));
+  w.set(o, "eventsUpdatesTotal", w.number(static_cast<double>(s.events_updates_total)));
+  w.set(o, "firstLossWallMs",
+        w.nullable(s.first_loss_wall_ms >= 0, static_cast<double>(s.first_loss_wall_ms)));
+  w.set(o, "firstLossEverWallMs",
+        w.nullable(s.first_loss_ever_wall_ms >= 0, static_cast<double>(s.first_loss_ever_wall_ms)));
   w.set(o, "eventsReceived", w.number(static_cast<double>(s.events_received)));
   w.set(o, "eventsLost", w.number(static_cast<double>(s.events_lost)));
   w.set(o, "eventsLostTotal", w.number(static_cast<double>(s.events_lost_total)));

@@ -141,6 +141,7 @@ ctmon::KernelReading reading_from_js(Napi::Object step, std::vector<ctmon::CpuSt
 
 // _aggregate(steps) -> raw samples. Steps: {op:'start', t, cpus, drops},
 // {op:'event', kind:'new'|'update'|'destroy', count}, {op:'malformed'},
+// {op:'observe-drops', wall, drops} (a reading while draining),
 // {op:'close', t, wall, cpus|null, global, drops, final}. t is monotonic ns.
 Napi::Value Aggregate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -166,6 +167,10 @@ Napi::Value Aggregate(const Napi::CallbackInfo& info) {
       for (uint32_t c = 0; c < count; ++c) agg.count_event(k);
     } else if (op == "malformed") {
       agg.count_malformed();
+    } else if (op == "observe-drops") {
+      agg.observe_socket_drops(
+          static_cast<int64_t>(step.Get("wall").As<Napi::Number>().DoubleValue()),
+          step.Get("drops").As<Napi::Number>().Uint32Value());
     } else if (op == "close") {
       const ctmon::IntervalSample s =
           agg.close(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),

@@ -99,6 +99,7 @@ class Monitor {
   void run(Fd netns, Startup& startup);
   bool open_in_namespace(Fd netns, MonitorError& error);
   bool drain_events(int budget_batches);
+  void observe_drops();
   KernelReading read_kernel();
   bool resync();
   bool may_resync(int64_t now) const;

@@ -16,7 +16,7 @@ export function formatSampleLine(s: ConntrackSample): string {
     `time_wait ${s.timeWait.entries ?? 'n/a'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
   ];
   if (s.socketTimeWait !== null && s.source === 'proc') parts.push(`tw_sockets ${s.socketTimeWait}`);
-  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
+  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events: insert/delete unknown`);
   if ((s.counts.drop ?? 0) > 0) parts.push('TABLE FULL: packets dropped');
   if (s.final) parts.push(`(final, ${Math.round(s.intervalMs)} ms)`);
   return parts.join('  ');

@@ -45,7 +45,7 @@ export function renderLiveView(v: LiveViewState): string {
     );
   if (s.events)
     lines.push(
-      `Events     ${n(s.events.received)} this interval, lost ${n(s.events.lostTotal)} in all, resyncs ${n(s.events.resyncs)}`,
+      `Events     ${n(s.events.received)} this interval, lost ${n(s.events.lost)} (${n(s.events.lostTotal)} in all${s.events.lostSince ? ` since ${s.events.lostSince.slice(11, 19)}` : ''}), resyncs ${n(s.events.resyncs)}`,
     );
   lines.push(
     '',
@@ -87,7 +87,9 @@ export function warningsFor(
   else if (s.fill !== null && s.fill >= 0.75) out.push(`The table is over 75% full (${(s.fill * 100).toFixed(1)}%).`);
   if (s.events && s.events.lost > 0)
     out.push(
-      `${s.events.lost} events were lost (the monitor fell behind); the table was re-read to repair the counts.`,
+      `EVENTS LOST: ${s.events.lost.toLocaleString('en')} events could not be queued (the receive buffer was full), ` +
+        'so insert and delete are unknown in this interval and their totals incomplete; the table is re-read ' +
+        'to repair the states. A larger --receive-buffer loses fewer.',
     );
   if (s.timeWait.entries !== null && s.entries && s.timeWait.entries / s.entries >= 0.5 && (s.fill ?? 0) >= 0.25) {
     out.push(
