@@ -122,6 +122,18 @@ describe('MetricsServer', () => {
     expect(c.text()).toMatch(/\r\nConnection: close\r\n/);
   });
 
+  it('ignores empty lines before a request line, and reads a head split across packets', async () => {
+    const { port } = await serve();
+    const c = raw(port);
+    c.send('\r\n\r\nGET /metrics HTTP/1.1\r\nHo');
+    await sleep(50);
+    c.send('st: t\r\n\r');
+    await sleep(50);
+    c.send('\n');
+    await until(() => c.text().endsWith(BODY));
+    expect(c.statuses()).toEqual([200]);
+  });
+
   it('HTTP/1.0 and Connection: close get one answer, then the connection ends', async () => {
     const { port } = await serve();
     for (const request of [`GET /metrics HTTP/1.0\r\n\r\n`, GET('/metrics', 'Connection: keep-alive, close\r\n')]) {

@@ -19,9 +19,9 @@
  * Buffer that every answer shares (refresh()); a scrape never renders.
  *
  * Limits (DEFAULT_LIMITS):
- * - `maxConnections`; one more evicts the connection idle longest (between requests, then one
- *   still sending its request head, then one not taking its answers): a new scraper is never
- *   refused;
+ * - `maxConnections`; one more evicts another (one already answered with `Connection: close`,
+ *   else the one idle longest between requests, then one still sending its request head, then
+ *   one not taking its answers): a new scraper is never refused;
  * - a request head within `headersTimeoutMs` (from the connection or its first byte) and of at
  *   most `maxHeaderBytes`; an idle keep-alive connection for `keepAliveTimeoutMs`; a client
  *   that takes none of its answer for `stallTimeoutMs` is closed;
@@ -130,7 +130,11 @@ export class MetricsServer {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.server = createServer((socket) => this.admit(socket));
     // Deadlines are checked once a second for every connection (at most maxConnections).
-    this.sweeper = setInterval(() => this.sweep(), Math.min(1000, ...Object.values(this.limits).slice(3)));
+    const l = this.limits;
+    this.sweeper = setInterval(
+      () => this.sweep(),
+      Math.min(1000, l.headersTimeoutMs, l.keepAliveTimeoutMs, l.stallTimeoutMs),
+    );
     this.sweeper.unref();
   }
 
@@ -274,6 +278,8 @@ export class MetricsServer {
         return;
       }
       const input = c.input;
+      // Empty lines before a request line are ignored (RFC 9112 2.2).
+      while (input !== null && input[c.offset] === 13 && input[c.offset + 1] === 10) c.offset += 2;
       const end = input === null ? -1 : input.indexOf(HEAD_END, c.offset);
       if (input === null || end < 0) {
         const pending = input === null ? 0 : input.length - c.offset;
