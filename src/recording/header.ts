@@ -51,11 +51,11 @@ export function recordingHeader(input: HeaderInput): RecordingHeader {
   };
   const timeouts: Record<string, number | null> = {};
   for (const name of TIMEOUT_SYSCTLS) {
-    if (input.netns !== null) {
-      timeouts[name] = null;
-      unavailable[`conntrack.timeouts.${name}`] =
-        'per-namespace sysctls are not readable from outside the namespace; each sample has its TIME_WAIT timeout';
-    } else timeouts[name] = sysctl(name, `conntrack.timeouts.${name}`);
+    timeouts[name] = input.netns === null ? sysctl(name, `conntrack.timeouts.${name}`) : null;
+  }
+  if (input.netns !== null) {
+    unavailable['conntrack.timeouts'] =
+      "the namespace's own sysctls are not readable from outside it; each sample has its TIME_WAIT timeout";
   }
   const entryBytes = conntrackEntryBytes();
   if (entryBytes === null) unavailable['conntrack.entryBytes'] = 'no nf_conntrack slab in /sys/kernel/slab or /proc/slabinfo';

@@ -76,15 +76,17 @@ ${single ? cards(single) : null}
 ${charts(charted)}
 </section>
 ${runs.length > charted.length ? html`<p class="note">The charts show the first ${charted.length} of ${runs.length} runs; the tables show all.</p>` : null}
-<section class="panel wide" aria-labelledby="summary-h">
+<div class="grid">
+<section class="panel${single ? '' : ' wide'}" aria-labelledby="summary-h">
 <h2 id="summary-h">Summary</h2>
 ${summaryTable(runs)}
 </section>
-<section class="panel wide" aria-labelledby="advice-h">
+<section class="panel${single ? '' : ' wide'}" aria-labelledby="advice-h">
 <h2 id="advice-h">Tuning advice</h2>
 <p class="sub">From what was observed, as <code>conntrack-monitor advise</code> gives it. Nothing is applied.</p>
 ${runs.map((r) => advice(r, single === null))}
 </section>
+</div>
 <section class="panel wide" aria-labelledby="details-h">
 <h2 id="details-h">Recording details</h2>
 ${runs.map((r) => details(r, single === null))}
@@ -168,7 +170,7 @@ function verdict(run: ReportRun, named: boolean): Html {
     text = 'The recording has no samples.';
   } else if ((s.totals.drop ?? 0) > 0) {
     tone = 'bad';
-    text = `The table was full: ${count(s.totals.drop!)} packets dropped, the first ${s.firstDropSeconds === null ? '' : `${offset(s.firstDropSeconds)} `}into the run${peak ? ` (peak ${peak})` : ''}.`;
+    text = `The table was full: ${count(s.totals.drop!)} packets dropped${s.firstDropSeconds === null ? '' : `, the first ${duration(s.firstDropSeconds)} into the run`}${peak ? ` (peak ${peak})` : ''}.`;
   } else if (fill !== null && fill >= 0.75) {
     tone = 'warn';
     text = `The table came close to full: peak ${percent(fill)} of nf_conntrack_max (${peak}); nothing was dropped.`;
@@ -177,7 +179,7 @@ function verdict(run: ReportRun, named: boolean): Html {
     text = `Drops are unknown (${s.unavailable['totals.drop']}).${fill === null ? '' : ` Peak fill ${percent(fill)}.`}`;
   } else {
     tone = 'ok';
-    text = `The table stayed below ${percent(Math.max(fill ?? 0, 0.001))} of nf_conntrack_max${peak ? ` (peak ${peak})` : ''}; nothing was dropped.`;
+    text = `The table peaked at ${fill === null ? 'an unknown fill' : `${percent(fill)} of nf_conntrack_max`}${peak ? ` (${peak})` : ''}; nothing was dropped.`;
   }
   const extra: string[] = [];
   if (s.peak.timeWait !== null && s.peak.entries && s.peak.timeWait / s.peak.entries >= 0.5) {
@@ -233,7 +235,7 @@ function charts(runs: readonly ReportRun[]): Html {
       x0: run.samples.map((s, i) => x[i]! - s.intervalMs / 1000),
     };
   });
-  const xMax = Math.max(1, ...lines.map((l) => l.x.at(-1) ?? 0));
+  const xMax = Math.max(0.1, ...lines.map((l) => l.x.at(-1) ?? 0));
   const single = lines.length === 1;
   const drops = dropMarks(lines, single);
   const common = { xMax, ...drops };
@@ -330,8 +332,7 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
     });
   }
   if (!series.length) return unknownPanel('chart-fill', 'Table fill', lines[0]!.run.summary.unavailable['peak.entries'] ?? 'no entries');
-  const maxes = new Set(lines.flatMap((l) => l.run.samples.map((s) => s.max)).filter((m) => m !== null));
-  const max = maxes.size === 1 ? [...maxes][0]! : null;
+  const max = constantMax(lines);
   const s0 = lines[0]!.run.summary;
   const description = lines
     .map(
@@ -432,6 +433,7 @@ function timeWaitChart(lines: Timeline[], common: Common): Html {
   }
   if (!series.length) return unknownPanel('chart-timewait', 'TIME_WAIT', lines[0]!.run.summary.unavailable['peak.timeWait'] ?? 'unknown');
   const timeouts = [...new Set(lines.flatMap((l) => l.run.samples.map((s) => s.timeWait.timeoutSeconds)).filter((t) => t !== null))];
+  const max = constantMax(lines);
   return renderChart({
     id: 'chart-timewait',
     title: 'TIME_WAIT',
@@ -442,8 +444,24 @@ function timeWaitChart(lines: Timeline[], common: Common): Html {
     yLabel: 'entries',
     integer: true,
     series,
+    right: max === null ? undefined : shareAxis(max, series),
     ...common,
   });
+}
+
+/** nf_conntrack_max when every sample of every run has the same one. */
+function constantMax(lines: Timeline[]): number | null {
+  const maxes = new Set(lines.flatMap((l) => l.run.samples.map((s) => s.max)).filter((m) => m !== null));
+  return maxes.size === 1 ? [...maxes][0]! : null;
+}
+
+/** A right axis in percent of nf_conntrack_max, with round steps up to the series' peak. */
+function shareAxis(max: number, series: Series[]): ChartSpec['right'] {
+  const peak = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p.y ?? 0))) / max;
+  const step = [0.01, 0.02, 0.05, 0.1, 0.25].find((st) => peak / st <= 5) ?? 0.25;
+  const n = Math.round(Math.min(1, peak + step) / step);
+  const ticks = Array.from({ length: n + 1 }, (_, i) => ({ y: i * step * max, label: percent(i * step, 0) }));
+  return { label: '% of nf_conntrack_max', ticks };
 }
 
 function stateChart(l: Timeline, common: Common, single: boolean): Html {
@@ -519,7 +537,7 @@ function summaryTable(runs: readonly ReportRun[]): Html {
           ? s.unavailable.firstDropAt
             ? na(s, 'firstDropAt')
             : 'none'
-          : `${utc(s.firstDropAt)} (${offset(s.firstDropSeconds ?? 0)})`,
+          : `${offset(s.firstDropSeconds ?? 0)} (${utc(s.firstDropAt).slice(11)})`,
     ],
   ];
   const multi = runs.length > 1;
@@ -593,7 +611,7 @@ function details(run: ReportRun, named: boolean): Html {
       'Timeouts (s)',
       known.length
         ? html`<span class="timeouts">${known.map(([k, v]) => html`<span><code>${k.replace(/^nf_conntrack_/, '')}</code> ${v}</span>`)}</span>`
-        : (Object.keys(h.conntrack.timeouts).map((k) => h.unavailable[`conntrack.timeouts.${k}`]).find(Boolean) ?? 'n/a'),
+        : (h.unavailable['conntrack.timeouts'] ?? 'n/a'),
     ]);
   } else rows.push(['Header', 'none (conntrack-monitor --json output): host facts unknown']);
   rows.push(['End', exitText(run) ?? (run.end ? run.end.reason : 'no end line')]);
@@ -638,9 +656,12 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .card.bad{border-top:4px solid var(--bad)}.card.bad .value{color:var(--bad)}
 .card.warn{border-top:4px solid #dc6803}.card.warn .value{color:var(--warn)}
 .card.good{border-top:4px solid var(--ok)}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px;margin-top:16px}
+.grid{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:16px;margin-top:16px}
 .panel{margin:0;background:var(--panel);border:1px solid var(--line);border-radius:10px;padding:14px 16px 10px}
+figure.panel{display:flex;flex-direction:column}
+figure.panel svg.chart{margin-top:auto}
 section.panel{margin-top:16px}
+.grid>section.panel{margin-top:0}
 .panel.wide{grid-column:1/-1}
 .panel h3{margin:0;font-size:16px}
 .sub{margin:2px 0 6px;color:var(--muted);font-size:13px}
@@ -650,7 +671,7 @@ svg.chart{width:100%;height:auto;display:block}
 .unknown{color:var(--muted);font-style:italic}
 .note{color:var(--muted);font-size:13px}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;font-size:14px}
-th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}
+th,td{text-align:left;padding:5px 10px;border-bottom:1px solid var(--line);vertical-align:top}
 thead th{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted)}
 tbody th{font-weight:500}
 .num{text-align:right}

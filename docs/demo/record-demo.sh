@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Records docs/demo/load-test.mjs in a private namespace with `conntrack-monitor record`, makes
+# the HTML report and its screenshot (docs/report.png). Root. nf_conntrack_max is lowered to
+# MAX (default 16384) for the run so that a laptop-sized load fills the table, and restored on
+# exit, whatever happens. Usage: docs/demo/record-demo.sh [MAX] [load-test.mjs flags...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MAX=${1:-16384}
+shift || true
+NS=ctmon-demo-$$
+OUT=docs/demo/recording.ndjson
+SAVED=$(cat /proc/sys/net/netfilter/nf_conntrack_max)
+cleanup() {
+  echo "$SAVED" >/proc/sys/net/netfilter/nf_conntrack_max
+  ip netns del "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+# conntrack runs in a namespace once a rule uses it
+ip netns exec "$NS" nft -f - <<'NFT'
+table inet demo {
+  chain in { type filter hook input priority 0; ct state invalid drop; }
+}
+NFT
+echo "$MAX" >/proc/sys/net/netfilter/nf_conntrack_max
+status=0
+# The recorder runs inside the namespace too, so the header has the namespace's timeouts.
+ip netns exec "$NS" node dist/cli.js record --out "$OUT" -- node docs/demo/load-test.mjs "$@" || status=$?
+echo "load test exit status: $status"
+cleanup
+trap - EXIT
+node dist/cli.js report "$OUT" --html docs/demo/report.html
+node scripts/report-screenshot.mjs docs/demo/report.html docs/report.png
