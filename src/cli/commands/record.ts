@@ -4,7 +4,7 @@
  * COMMAND's status.
  *
  * The one file in src/ that starts a process: the user's own COMMAND, from its argv, with
- * spawn() and no shell (nothing is parsed or expanded here), on this terminal's stdio.
+ * node:child_process spawn and no shell (nothing is parsed or expanded here), on this terminal's stdio.
  * SIGINT and SIGTERM are passed on to COMMAND, and record waits for it. A SIGINT typed on the
  * terminal (Ctrl-C) already reached COMMAND, which is in the same foreground process group:
  * that one is not sent again, since many tools (k6) take a second SIGINT as "abort now".
