@@ -102,7 +102,9 @@ export async function openPage(url, { width = 1280, height = 900, scale = 1, tim
     await send('Page.navigate', { url }, sessionId);
     await Promise.race([
       load,
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`${url} did not load in ${timeoutMs} ms`)), timeoutMs)),
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`${url} did not load in ${timeoutMs} ms`)), timeoutMs),
+      ),
     ]);
 
     return {
@@ -124,7 +126,11 @@ export async function openPage(url, { width = 1280, height = 900, scale = 1, tim
           height: Math.min(Math.ceil(cssContentSize.height) - top, maxHeight),
           scale: 1,
         };
-        const { data } = await send('Page.captureScreenshot', { format: 'png', clip, captureBeyondViewport: true }, sessionId);
+        const { data } = await send(
+          'Page.captureScreenshot',
+          { format: 'png', clip, captureBeyondViewport: true },
+          sessionId,
+        );
         return Buffer.from(data, 'base64');
       },
       close,

@@ -19,7 +19,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('parseRecording', () => {
   it('reads the fixture: header, samples, notices, end', () => {
     const r = parseRecording(FIXTURE, 'table-full.ndjson');
-    const lines = FIXTURE.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = FIXTURE.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(r.header).toEqual(lines[0]);
     expect(r.header!.format).toBe('conntrack-monitor-recording');
     expect(r.header!.command!.slice(0, 3)).toEqual(['ip', 'netns', 'exec']);
@@ -53,14 +55,22 @@ describe('parseRecording', () => {
   });
 
   it.each([
-    ['a number that is a string', (s: Record<string, unknown>) => (s.entries = '<b>12</b>'), /:3: entries must be a number, got "<b>12<\/b>"/],
+    [
+      'a number that is a string',
+      (s: Record<string, unknown>) => (s.entries = '<b>12</b>'),
+      /:3: entries must be a number, got "<b>12<\/b>"/,
+    ],
     ['a bad time', (s: Record<string, unknown>) => (s.time = 'yesterday'), /:3: time must be an ISO 8601 time/],
     [
       'a counter that is an object',
       (s: Record<string, unknown>) => ((s.counts as Record<string, unknown>).drop = { $gt: 1 }),
       /:3: counts\.drop must be a number/,
     ],
-    ['an unknown source', (s: Record<string, unknown>) => (s.source = 'ebpf'), /:3: source must be "netlink" or "proc"/],
+    [
+      'an unknown source',
+      (s: Record<string, unknown>) => (s.source = 'ebpf'),
+      /:3: source must be "netlink" or "proc"/,
+    ],
     [
       'a reason that is not text',
       (s: Record<string, unknown>) => (s.unavailable = { entries: 1 }),
@@ -79,7 +89,9 @@ describe('parseRecording', () => {
     expect(() => parseRecording('\n', 'empty')).toThrow(/empty: no header, sample or namespaces line/);
     expect(() => parseRecording(`{"type":"sample"\n${FIXTURE}`, 'f')).toThrow(/f:1: not JSON/);
     const lines = FIXTURE.trim().split('\n');
-    expect(() => parseRecording([lines[0], lines[2], lines[0]].join('\n'), 'f')).toThrow(/f:3: a header after the first line/);
+    expect(() => parseRecording([lines[0], lines[2], lines[0]].join('\n'), 'f')).toThrow(
+      /f:3: a header after the first line/,
+    );
     expect(() => parseRecording('{"type":"header","format":"other"}\n', 'f')).toThrow(
       /f:1: format must be "conntrack-monitor-recording"/,
     );
@@ -87,7 +99,8 @@ describe('parseRecording', () => {
 });
 
 describe('RecordingWriter', () => {
-  const header = () => recordingHeader({ command: ['true'], netns: null, allNamespaces: false, intervalMs: 1000, backend: 'auto' });
+  const header = () =>
+    recordingHeader({ command: ['true'], netns: null, allNamespaces: false, intervalMs: 1000, backend: 'auto' });
 
   it('each line is in the file as soon as it is written, before close()', () => {
     const path = join(dir, 'live.ndjson');
@@ -108,7 +121,7 @@ describe('RecordingWriter', () => {
     expect(w.error).toBeNull();
   });
 
-  it("the header describes this host from its own files", () => {
+  it('the header describes this host from its own files', () => {
     const h = header();
     expect(h.kernel).toBe(readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim());
     expect(h.hostname).toBe(readFileSync('/proc/sys/kernel/hostname', 'utf8').trim());
@@ -120,7 +133,13 @@ describe('RecordingWriter', () => {
     expect(h.conntrack.timeouts.nf_conntrack_udp_timeout_stream).toBe(
       Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream', 'utf8')),
     );
-    const other = recordingHeader({ command: null, netns: '/var/run/netns/x', allNamespaces: false, intervalMs: 1000, backend: 'auto' });
+    const other = recordingHeader({
+      command: null,
+      netns: '/var/run/netns/x',
+      allNamespaces: false,
+      intervalMs: 1000,
+      backend: 'auto',
+    });
     expect(other.conntrack.timeouts.nf_conntrack_tcp_timeout_time_wait).toBeNull();
     expect(other.unavailable['conntrack.timeouts']).toMatch(/not readable from outside/);
   });
@@ -131,6 +150,14 @@ describe('RecordingWriter', () => {
     w.close({ exit: null, reason: 'SIGINT' });
     expect(w.error?.code).toBe('ENOSPC');
     expect(w.lines).toBe(0);
+  });
+
+  it('a file that cannot be synced (/dev/null, a pipe) is no error', () => {
+    const w = new RecordingWriter('/dev/null', header());
+    w.sample(sample({ t: 1 }));
+    w.close({ exit: null, reason: 'SIGINT' });
+    expect(w.error).toBeNull();
+    expect(w.lines).toBe(3);
   });
 
   it('a file that cannot be created throws before anything runs', () => {

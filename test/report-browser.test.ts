@@ -82,7 +82,13 @@ describe.skipIf(missing !== null)('the report page in headless Chromium', () => 
       console.info(
         `Chromium: ${charts.length} charts: ${charts.map((c) => `${c.id} ${Math.round(c.width)}x${Math.round(c.height)} (${c.drawn} paths drawn, ${c.marks} drop marks)`).join(', ')}`,
       );
-      expect(charts.map((c) => c.id)).toEqual(['chart-fill', 'chart-rates', 'chart-drops', 'chart-timewait', 'chart-states-0']);
+      expect(charts.map((c) => c.id)).toEqual([
+        'chart-fill',
+        'chart-rates',
+        'chart-drops',
+        'chart-timewait',
+        'chart-states-0',
+      ]);
       for (const c of charts) {
         expect(c.title.length, c.id).toBeGreaterThan(0);
         expect(c.desc.length, c.id).toBeGreaterThan(10);
@@ -91,7 +97,10 @@ describe.skipIf(missing !== null)('the report page in headless Chromium', () => 
         expect(c.drawn, c.id).toBeGreaterThan(0);
         expect(c.marks, c.id).toBe(1); // the one interval with drops
         expect(c.legend, c.id).toContain('intervals with drops');
-        expect(c.ticks.some((t) => /^\d+(\.\d+)? s$/.test(t)), c.id).toBe(true);
+        expect(
+          c.ticks.some((t) => /^\d+(\.\d+)? s$/.test(t)),
+          c.id,
+        ).toBe(true);
       }
       const fill = charts[0]!;
       expect(fill.legend.slice(0, 2)).toEqual(['entries', 'nf_conntrack_max']);

@@ -54,7 +54,9 @@ describe('renderReport', () => {
     expect(page.match(/<svg class="chart"/g)).toHaveLength(5);
     expect(page.match(/role="img" aria-labelledby="chart-fill-title chart-fill-desc"/g)).toHaveLength(1);
     // The drop: one band per chart, titled with the kernel's count.
-    const kernel = JSON.parse(readFileSync(join(__dirname, 'fixtures', 'recordings', 'table-full.kernel.json'), 'utf8'));
+    const kernel = JSON.parse(
+      readFileSync(join(__dirname, 'fixtures', 'recordings', 'table-full.kernel.json'), 'utf8'),
+    );
     const bands = [...page.matchAll(/<rect class="mark"[^>]*><title>([^<]+)<\/title>/g)].map((m) => m[1]);
     expect(bands).toHaveLength(5);
     expect(bands[0]).toMatch(new RegExp(`^${kernel.drop} packets dropped between \\+[\\d.]+ s and \\+[\\d.]+ s$`));
@@ -94,10 +96,17 @@ describe('renderReport', () => {
       s.tcpStates = s.protocols = null;
       s.timeWait.entries = s.timeWait.share = null;
       s.events = null;
-      s.unavailable = { 'counts.insert': 'needs ctnetlink', 'counts.delete': 'needs ctnetlink', tcpStates: 'needs a dump', 'timeWait.entries': 'needs a dump' };
+      s.unavailable = {
+        'counts.insert': 'needs ctnetlink',
+        'counts.delete': 'needs ctnetlink',
+        tcpStates: 'needs a dump',
+        'timeWait.entries': 'needs a dump',
+      };
     }
     const page = renderReport(runsOf(proc, 'proc.ndjson'));
-    expect(page).toMatch(/id="chart-rates"><figcaption><h3>New and destroyed entries<\/h3><\/figcaption><p class="unknown">Unknown for this recording: needs ctnetlink<\/p>/);
+    expect(page).toMatch(
+      /id="chart-rates"><figcaption><h3>New and destroyed entries<\/h3><\/figcaption><p class="unknown">Unknown for this recording: needs ctnetlink<\/p>/,
+    );
     expect(page).toMatch(/id="chart-timewait">[\s\S]*?Unknown for this recording: needs a dump/);
     expect(page).toContain('<abbr title="needs ctnetlink">n/a</abbr>');
   });

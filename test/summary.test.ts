@@ -120,7 +120,7 @@ describe('summarize: definitions', () => {
     expect(s.unavailable['totals.drop']).toBeUndefined();
   });
 
-  it('what the recording cannot know is null with the samples\' own reason, never 0', () => {
+  it("what the recording cannot know is null with the samples' own reason, never 0", () => {
     const reason = 'counted from ctnetlink events, which need CAP_NET_ADMIN (the proc backend reads none)';
     const proc = [1, 2, 3].map((t) => {
       const s = sample({ t, counts: { drop: t === 2 ? 3 : 0 } });
@@ -191,7 +191,10 @@ describe('runs of an --all-namespaces recording', () => {
   }));
 
   it('one run per namespace, busiest first; what the rows lack is null with that reason', () => {
-    const runs = runsOf({ header: null, samples: [], reports, notices: [], end: null, truncated: false }, 'node.ndjson');
+    const runs = runsOf(
+      { header: null, samples: [], reports, notices: [], end: null, truncated: false },
+      'node.ndjson',
+    );
     expect(runs.map((r) => r.label)).toEqual(['node: pod-a', 'node: pod-b', 'node: (host)']);
     const a = runs[0]!.summary;
     expect(a.totals.drop).toBe(7);

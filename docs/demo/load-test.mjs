@@ -116,7 +116,8 @@ server.close();
 dns.close();
 
 const lat = stats.latencies.sort((a, b) => a - b);
-const pct = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)].toFixed(1) : 'n/a');
+const pct = (p) =>
+  lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)].toFixed(1) : 'n/a';
 console.log(
   `${stats.requests} requests, ${stats.failed} failed (no answer in ${TIMEOUT_MS} ms); latency p50 ${pct(50)} ms, p99 ${pct(99)} ms; ` +
     `${stats.queries} UDP queries answered, ${stats.queriesFailed} not`,

@@ -129,7 +129,7 @@ export function parseRecording(text: string, name = 'recording'): Recording {
     const obj = check.object(value, 'line');
     const type = obj.type ?? (obj.counts !== undefined && obj.time !== undefined ? 'sample' : undefined);
     if (type === 'header') {
-      if (out.header || i > 0 && (out.samples.length || out.reports.length)) {
+      if (out.header || (i > 0 && (out.samples.length || out.reports.length))) {
         throw new RecordingFormatError(`${where}: a header after the first line`);
       }
       out.header = check.header(obj);
@@ -193,11 +193,18 @@ class Checker {
   }
 
   /** A record of numbers (or null) with exactly the given keys; missing keys are null. */
-  numbers<K extends string>(v: unknown, field: string, keys: readonly K[], nullable: boolean): Record<K, number | null> {
+  numbers<K extends string>(
+    v: unknown,
+    field: string,
+    keys: readonly K[],
+    nullable: boolean,
+  ): Record<K, number | null> {
     const obj = this.object(v, field);
     const out = {} as Record<K, number | null>;
     for (const k of keys) {
-      out[k] = nullable ? this.numberOrNull(obj[k] ?? null, `${field}.${k}`) : this.number(obj[k] ?? 0, `${field}.${k}`);
+      out[k] = nullable
+        ? this.numberOrNull(obj[k] ?? null, `${field}.${k}`)
+        : this.number(obj[k] ?? 0, `${field}.${k}`);
     }
     return out;
   }
@@ -330,7 +337,8 @@ class Checker {
 
   notice(o: Obj): RecordingNotice {
     const kind = o.kind;
-    if (kind !== 'fallback' && kind !== 'warning' && kind !== 'error') this.fail('kind', 'fallback, warning or error', kind);
+    if (kind !== 'fallback' && kind !== 'warning' && kind !== 'error')
+      this.fail('kind', 'fallback, warning or error', kind);
     return {
       type: 'notice',
       time: this.time(o.time, 'time'),
@@ -343,8 +351,16 @@ class Checker {
     let exit: RecordingEnd['exit'] = null;
     if (o.exit !== null && o.exit !== undefined) {
       const e = this.object(o.exit, 'exit');
-      exit = { code: this.numberOrNull(e.code ?? null, 'exit.code'), signal: this.stringOrNull(e.signal ?? null, 'exit.signal') };
+      exit = {
+        code: this.numberOrNull(e.code ?? null, 'exit.code'),
+        signal: this.stringOrNull(e.signal ?? null, 'exit.signal'),
+      };
     }
-    return { type: 'end', endTime: this.time(o.endTime, 'endTime'), exit, reason: this.string(o.reason ?? '', 'reason') };
+    return {
+      type: 'end',
+      endTime: this.time(o.endTime, 'endTime'),
+      exit,
+      reason: this.string(o.reason ?? '', 'reason'),
+    };
   }
 }

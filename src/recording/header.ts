@@ -58,7 +58,8 @@ export function recordingHeader(input: HeaderInput): RecordingHeader {
       "the namespace's own sysctls are not readable from outside it; each sample has its TIME_WAIT timeout";
   }
   const entryBytes = conntrackEntryBytes();
-  if (entryBytes === null) unavailable['conntrack.entryBytes'] = 'no nf_conntrack slab in /sys/kernel/slab or /proc/slabinfo';
+  if (entryBytes === null)
+    unavailable['conntrack.entryBytes'] = 'no nf_conntrack slab in /sys/kernel/slab or /proc/slabinfo';
   const memory = memoryBytes();
   if (memory === null) unavailable.memoryBytes = '/proc/meminfo is not readable';
   return {

@@ -49,6 +49,11 @@ export class RecordingWriter {
     this.write(recordingLine({ type: 'end', endTime: new Date().toISOString(), ...end }));
     try {
       fsyncSync(this.fd);
+    } catch (err) {
+      // EINVAL: not a file that can be synced (a pipe, /dev/null); nothing was lost.
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') this.error ??= err as NodeJS.ErrnoException;
+    }
+    try {
       closeSync(this.fd);
     } catch (err) {
       this.error ??= err as NodeJS.ErrnoException;

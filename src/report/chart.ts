@@ -102,32 +102,50 @@ export function renderChart(spec: ChartSpec): Html {
   const parts: (Html | string)[] = [];
   for (const z of spec.zones ?? []) {
     parts.push(
-      html`<rect x="${m.l}" y="${Y(z.y1)}" width="${pw}" height="${round(Y(z.y0) - Y(z.y1))}" fill="${z.colour}"><title>${z.label}</title></rect>`,
+      html`<rect x="${m.l}" y="${Y(z.y1)}" width="${pw}" height="${round(Y(z.y0) - Y(z.y1))}" fill="${z.colour}"
+        ><title>${z.label}</title></rect
+      >`,
     );
   }
   for (const t of yTicks) {
     parts.push(
-      html`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(t)}" y2="${Y(t)}" stroke="${t === 0 ? '#8a8f98' : '#e3e6ea'}" stroke-width="1"/>`,
+      html`<line
+        x1="${m.l}"
+        x2="${m.l + pw}"
+        y1="${Y(t)}"
+        y2="${Y(t)}"
+        stroke="${t === 0 ? '#8a8f98' : '#e3e6ea'}"
+        stroke-width="1"
+      />`,
       html`<text x="${m.l - 8}" y="${Y(t) + 4}" text-anchor="end">${compact(t)}</text>`,
     );
   }
   for (const t of spec.right?.ticks ?? []) {
     if (t.y > yTop) continue;
     parts.push(
-      html`<line x1="${m.l + pw}" x2="${m.l + pw + 5}" y1="${Y(t.y)}" y2="${Y(t.y)}" stroke="#8a8f98"/>`,
+      html`<line x1="${m.l + pw}" x2="${m.l + pw + 5}" y1="${Y(t.y)}" y2="${Y(t.y)}" stroke="#8a8f98" />`,
       html`<text x="${m.l + pw + 8}" y="${Y(t.y) + 4}">${t.label}</text>`,
     );
   }
   for (const t of xTicks) {
     parts.push(
-      html`<line x1="${X(t)}" x2="${X(t)}" y1="${m.t + ph}" y2="${m.t + ph + 5}" stroke="#8a8f98"/>`,
+      html`<line x1="${X(t)}" x2="${X(t)}" y1="${m.t + ph}" y2="${m.t + ph + 5}" stroke="#8a8f98" />`,
       html`<text x="${X(t)}" y="${m.t + ph + 18}" text-anchor="middle">${tickLabel(t, xMax)}</text>`,
     );
   }
   for (const b of spec.bands ?? []) {
     const x = X(b.x0);
     parts.push(
-      html`<rect class="mark" x="${x}" y="${m.t}" width="${Math.max(2, round(X(b.x1) - x))}" height="${ph}" fill="${b.colour}" fill-opacity="0.16"><title>${b.title}</title></rect>`,
+      html`<rect
+        class="mark"
+        x="${x}"
+        y="${m.t}"
+        width="${Math.max(2, round(X(b.x1) - x))}"
+        height="${ph}"
+        fill="${b.colour}"
+        fill-opacity="0.16"
+        ><title>${b.title}</title></rect
+      >`,
     );
   }
 
@@ -141,59 +159,109 @@ export function renderChart(spec: ChartSpec): Html {
   for (const s of series) {
     if (s.area) {
       const d = areaPath(s, X, Y);
-      if (d) plot.push(html`<path d="${d}" fill="${s.colour}" fill-opacity="0.14" stroke="none"/>`);
+      if (d) plot.push(html`<path d="${d}" fill="${s.colour}" fill-opacity="0.14" stroke="none" />`);
     }
     const d = linePath(s, X, Y);
     if (d) {
       plot.push(
-        html`<path class="series" d="${d}" fill="none" stroke="${s.colour}" stroke-width="${s.width ?? 2}" stroke-linejoin="round" stroke-dasharray="${s.dash ?? 'none'}"><title>${s.label}</title></path>`,
+        html`<path
+          class="series"
+          d="${d}"
+          fill="none"
+          stroke="${s.colour}"
+          stroke-width="${s.width ?? 2}"
+          stroke-linejoin="round"
+          stroke-dasharray="${s.dash ?? 'none'}"
+          ><title>${s.label}</title></path
+        >`,
       );
     }
   }
   for (const mk of spec.markers ?? []) {
     const x = (X(mk.x0) + X(mk.x1)) / 2;
     plot.push(
-      html`<path class="mark" d="M${round(x - 5)} ${m.t - 11}h10l-5 8z" fill="${mk.colour}"><title>${mk.title}</title></path>`,
+      html`<path class="mark" d="M${round(x - 5)} ${m.t - 11}h10l-5 8z" fill="${mk.colour}"
+        ><title>${mk.title}</title></path
+      >`,
     );
   }
 
   const titleId = `${spec.id}-title`;
   const descId = `${spec.id}-desc`;
-  const svg = html`<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-labelledby="${titleId} ${descId}" ${trusted(FONT)} font-size="12" fill="#3b4048">
-<title id="${titleId}">${spec.title}</title>
-<desc id="${descId}">${spec.description}</desc>
-<defs><clipPath id="${clip}"><rect x="${m.l}" y="${m.t - 14}" width="${pw}" height="${ph + 14}"/></clipPath></defs>
-${parts}
-<g clip-path="url(#${clip})">${plot}</g>
-<text x="${m.l + pw / 2}" y="${H - 6}" text-anchor="middle" fill="#5f6670">${xMax >= 120 ? 'time since start (min:s)' : 'seconds since start'}</text>
-<text transform="translate(14 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle" fill="#5f6670">${spec.yLabel}</text>
-${spec.right ? html`<text transform="translate(${W - 8} ${m.t + ph / 2}) rotate(90)" text-anchor="middle" fill="#5f6670">${spec.right.label}</text>` : ''}
-</svg>`;
+  const svg = html`<svg
+    class="chart"
+    viewBox="0 0 ${W} ${H}"
+    role="img"
+    aria-labelledby="${titleId} ${descId}"
+    ${trusted(FONT)}
+    font-size="12"
+    fill="#3b4048"
+  >
+    <title id="${titleId}">${spec.title}</title>
+    <desc id="${descId}">${spec.description}</desc>
+    <defs>
+      <clipPath id="${clip}"><rect x="${m.l}" y="${m.t - 14}" width="${pw}" height="${ph + 14}" /></clipPath>
+    </defs>
+    ${parts}
+    <g clip-path="url(#${clip})">${plot}</g>
+    <text x="${m.l + pw / 2}" y="${H - 6}" text-anchor="middle" fill="#5f6670">
+      ${xMax >= 120 ? 'time since start (min:s)' : 'seconds since start'}
+    </text>
+    <text transform="translate(14 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle" fill="#5f6670">
+      ${spec.yLabel}
+    </text>
+    ${spec.right ? html`<text transform="translate(${W - 8} ${m.t + ph / 2}) rotate(90)" text-anchor="middle" fill="#5f6670">${spec.right.label}</text>` : ''}
+  </svg>`;
 
   return html`<figure class="panel${spec.wide ? ' wide' : ''}" id="${spec.id}">
-<figcaption><h3>${spec.title}</h3><p class="sub">${spec.subtitle}</p>${legend(spec)}</figcaption>
-${svg}
-</figure>`;
+    <figcaption>
+      <h3>${spec.title}</h3>
+      <p class="sub">${spec.subtitle}</p>
+      ${legend(spec)}
+    </figcaption>
+    ${svg}
+  </figure>`;
 }
 
 function legend(spec: ChartSpec): Html {
   const items: Html[] = [];
   for (const s of spec.series ?? []) {
     items.push(
-      html`<li><svg width="26" height="10" aria-hidden="true"><line x1="1" x2="25" y1="5" y2="5" stroke="${s.colour}" stroke-width="${Math.max(2, s.width ?? 2)}" stroke-dasharray="${s.dash ?? 'none'}"/></svg>${s.label}</li>`,
+      html`<li>
+        <svg width="26" height="10" aria-hidden="true">
+          <line
+            x1="1"
+            x2="25"
+            y1="5"
+            y2="5"
+            stroke="${s.colour}"
+            stroke-width="${Math.max(2, s.width ?? 2)}"
+            stroke-dasharray="${s.dash ?? 'none'}"
+          /></svg
+        >${s.label}
+      </li>`,
     );
   }
   for (const l of spec.stack?.layers ?? []) {
-    items.push(html`<li><svg width="14" height="12" aria-hidden="true"><rect width="14" height="12" rx="2" fill="${l.colour}"/></svg>${l.label}</li>`);
+    items.push(
+      html`<li>
+        <svg width="14" height="12" aria-hidden="true"><rect width="14" height="12" rx="2" fill="${l.colour}" /></svg
+        >${l.label}
+      </li>`,
+    );
   }
   for (const n of spec.legendNotes ?? []) {
     const swatch =
       n.kind === 'marker'
-        ? html`<path d="M2 1h10l-5 8z" fill="${n.colour}"/>`
-        : html`<rect width="14" height="12" rx="2" fill="${n.colour}" fill-opacity="${n.kind === 'band' ? 0.3 : 1}"/>`;
+        ? html`<path d="M2 1h10l-5 8z" fill="${n.colour}" />`
+        : html`<rect width="14" height="12" rx="2" fill="${n.colour}" fill-opacity="${n.kind === 'band' ? 0.3 : 1}" />`;
     items.push(html`<li><svg width="14" height="12" aria-hidden="true">${swatch}</svg>${n.label}</li>`);
   }
-  return items.length ? html`<ul class="legend">${items}</ul>` : html``;
+  return items.length
+    ? html`<ul class="legend">
+        ${items}
+      </ul>`
+    : html``;
 }
 
 /** About four to six round ticks from 0 to at least `top`. */
@@ -207,7 +275,9 @@ export function niceTicks(top: number, integer: boolean): number[] {
   return Array.from({ length: n + 1 }, (_, i) => round(i * step, 6));
 }
 
-const TIME_STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+const TIME_STEPS = [
+  0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+];
 
 /** Round time ticks (0.1 s to a day apart), at most eight. */
 export function timeTicks(xMax: number): number[] {
@@ -308,7 +378,9 @@ function stacked(stack: { xs: number[]; layers: Layer[] }, xMax: number, width: 
   const cumulative: (number | null)[][] = [];
   let below: (number | null)[] = idx.map(() => 0);
   for (const layer of stack.layers) {
-    const mine = idx.map((j, k) => (layer.values[j] === null || below[k] === null ? null : below[k]! + layer.values[j]!));
+    const mine = idx.map((j, k) =>
+      layer.values[j] === null || below[k] === null ? null : below[k]! + layer.values[j]!,
+    );
     cumulative.push(mine);
     below = mine;
   }
@@ -323,7 +395,10 @@ function stackPath(s: Stacked, layer: number, X: (x: number) => number, Y: (y: n
   const flush = () => {
     if (segment.length) {
       const top = segment.map((j, k) => `${k ? 'L' : 'M'}${X(s.xs[j]!)} ${Y(upper[j]!)}`).join('');
-      const bottom = [...segment].reverse().map((j) => `L${X(s.xs[j]!)} ${Y(lower[j]!)}`).join('');
+      const bottom = [...segment]
+        .reverse()
+        .map((j) => `L${X(s.xs[j]!)} ${Y(lower[j]!)}`)
+        .join('');
       d += `${top}${bottom}Z`;
     }
     segment = [];

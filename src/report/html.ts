@@ -61,41 +61,55 @@ export function renderReport(runs: readonly ReportRun[], options: RenderOptions 
   const charted = runs.slice(0, options.maxChartRuns ?? 8);
   const title =
     options.title ??
-    (single ? (single.header?.command ? commandText(single.header.command) : single.label) : `${runs.length} runs compared`);
+    (single
+      ? single.header?.command
+        ? commandText(single.header.command)
+        : single.label
+      : `${runs.length} runs compared`);
   const generated = (options.generatedAt ?? new Date()).toISOString();
 
   const body = html`<main>
-<header>
-<p class="eyebrow">conntrack pressure report</p>
-<h1>${single?.header?.command ? html`<code>${title}</code>` : title}</h1>
-${single ? meta(single) : html`<ul class="runs">${runs.map((r, i) => html`<li>${swatch(i)}<strong>${r.label}</strong> ${runMeta(r)}</li>`)}</ul>`}
-</header>
-<section aria-label="Verdict">${runs.map((r) => verdict(r, single === null))}</section>
-${single ? cards(single) : null}
-<section class="grid" aria-label="Charts">
-${charts(charted)}
-</section>
-${runs.length > charted.length ? html`<p class="note">The charts show the first ${charted.length} of ${runs.length} runs; the tables show all.</p>` : null}
-<div class="grid">
-<section class="panel${single ? '' : ' wide'}" aria-labelledby="summary-h">
-<h2 id="summary-h">Summary</h2>
-${summaryTable(runs)}
-</section>
-<section class="panel${single ? '' : ' wide'}" aria-labelledby="advice-h">
-<h2 id="advice-h">Tuning advice</h2>
-<p class="sub">From what was observed, as <code>conntrack-monitor advise</code> gives it. Nothing is applied.</p>
-${runs.map((r) => advice(r, single === null))}
-</section>
-</div>
-<section class="panel wide" aria-labelledby="details-h">
-<h2 id="details-h">Recording details</h2>
-${runs.map((r) => details(r, single === null))}
-</section>
-<footer>Made by ${runs[0]!.header?.tool ?? 'conntrack-monitor'} report at ${utc(generated)} from ${runs
-    .map((r) => r.file ?? r.label)
-    .filter((f, i, all) => all.indexOf(f) === i)
-    .join(', ')}. Self-contained: no scripts, nothing fetched.</footer>
-</main>`;
+    <header>
+      <p class="eyebrow">conntrack pressure report</p>
+      <h1>${single?.header?.command ? html`<code>${title}</code>` : title}</h1>
+      ${
+        single
+          ? meta(single)
+          : html`<ul class="runs">
+              ${runs.map((r, i) => html`<li>${swatch(i)}<strong>${r.label}</strong> ${runMeta(r)}</li>`)}
+            </ul>`
+      }
+    </header>
+    <section aria-label="Verdict">${runs.map((r) => verdict(r, single === null))}</section>
+    ${single ? cards(single) : null}
+    <section class="grid" aria-label="Charts">${charts(charted)}</section>
+    ${runs.length > charted.length ? html`<p class="note">The charts show the first ${charted.length} of ${runs.length} runs; the tables show all.</p>` : null}
+    <div class="grid">
+      <section class="panel${single ? '' : ' wide'}" aria-labelledby="summary-h">
+        <h2 id="summary-h">Summary</h2>
+        ${summaryTable(runs)}
+      </section>
+      <section class="panel${single ? '' : ' wide'}" aria-labelledby="advice-h">
+        <h2 id="advice-h">Tuning advice</h2>
+        <p class="sub">
+          From what was observed, as <code>conntrack-monitor advise</code> gives it. Nothing is applied.
+        </p>
+        ${runs.map((r) => advice(r, single === null))}
+      </section>
+    </div>
+    <section class="panel wide" aria-labelledby="details-h">
+      <h2 id="details-h">Recording details</h2>
+      ${runs.map((r) => details(r, single === null))}
+    </section>
+    <footer>
+      Made by ${runs[0]!.header?.tool ?? 'conntrack-monitor'} report at ${utc(generated)} from
+      ${runs
+        .map((r) => r.file ?? r.label)
+        .filter((f, i, all) => all.indexOf(f) === i)
+        .join(', ')}.
+      Self-contained: no scripts, nothing fetched.
+    </footer>
+  </main>`;
 
   return `<!doctype html>
 <html lang="en">
@@ -124,8 +138,11 @@ function meta(run: ReportRun): Html {
   if (h) items.push(html`host <strong>${h.hostname}</strong>`, `Linux ${h.kernel}`, `${h.cpus} CPUs`);
   items.push(netnsText(run));
   if (s.start) items.push(`started ${utc(s.start)}`);
-  items.push(`${duration(s.durationSeconds)}, ${count(s.samples)} samples${intervalText(run)}`);
-  if (s.source) items.push(`${s.source === 'proc' ? '/proc backend' : s.source === 'netlink' ? 'ctnetlink' : 'mixed backends'}`);
+  items.push(
+    `${duration(s.durationSeconds)}, ${count(s.samples)} sample${s.samples === 1 ? '' : 's'}${intervalText(run)}`,
+  );
+  if (s.source)
+    items.push(`${s.source === 'proc' ? '/proc backend' : s.source === 'netlink' ? 'ctnetlink' : 'mixed backends'}`);
   const exit = exitText(run);
   if (exit) items.push(exit);
   return html`<p class="meta">${items.map((i) => html`<span>${i}</span>`)}</p>`;
@@ -134,7 +151,8 @@ function meta(run: ReportRun): Html {
 function runMeta(run: ReportRun): Html {
   const parts: string[] = [];
   if (run.header?.command) parts.push(commandText(run.header.command));
-  if (run.namespace) parts.push(run.namespace.host ? 'host namespace' : `namespace ${run.namespace.name ?? run.namespace.inode}`);
+  if (run.namespace)
+    parts.push(run.namespace.host ? 'host namespace' : `namespace ${run.namespace.name ?? run.namespace.inode}`);
   if (run.summary.start) parts.push(utc(run.summary.start));
   parts.push(duration(run.summary.durationSeconds));
   if (run.header) parts.push(`${run.header.hostname}, Linux ${run.header.kernel}`);
@@ -142,7 +160,8 @@ function runMeta(run: ReportRun): Html {
 }
 
 function netnsText(run: ReportRun): string {
-  if (run.namespace) return run.namespace.host ? 'host namespace' : `namespace ${run.namespace.name ?? run.namespace.inode}`;
+  if (run.namespace)
+    return run.namespace.host ? 'host namespace' : `namespace ${run.namespace.name ?? run.namespace.inode}`;
   return run.summary.netns ? `namespace ${run.summary.netns}` : "the recorder's own namespace";
 }
 
@@ -183,11 +202,16 @@ function verdict(run: ReportRun, named: boolean): Html {
   }
   const extra: string[] = [];
   if (s.peak.timeWait !== null && s.peak.entries && s.peak.timeWait / s.peak.entries >= 0.5) {
-    extra.push(`TIME_WAIT entries were up to ${count(s.peak.timeWait)}, ${percent(s.peak.timeWait / s.peak.entries, 0)} of the peak entries.`);
+    extra.push(
+      `TIME_WAIT entries were up to ${count(s.peak.timeWait)}, ${percent(s.peak.timeWait / s.peak.entries, 0)} of the peak entries.`,
+    );
   }
-  if ((s.eventsLost ?? 0) > 0) extra.push(`${count(s.eventsLost!)} events were lost (counted, then repaired by a resync).`);
+  if ((s.eventsLost ?? 0) > 0)
+    extra.push(`${count(s.eventsLost!)} events were lost (counted, then repaired by a resync).`);
   if (run.header && (run.truncated || !run.end)) extra.push('The recording was cut short.');
-  return html`<p class="verdict ${tone}">${who}${text}${extra.length ? html` <span class="muted">${extra.join(' ')}</span>` : null}</p>`;
+  return html`<p class="verdict ${tone}">
+    ${who}${text}${extra.length ? html` <span class="muted">${extra.join(' ')}</span>` : null}
+  </p>`;
 }
 
 function cards(run: ReportRun): Html {
@@ -195,16 +219,20 @@ function cards(run: ReportRun): Html {
   const na = (path: string) => html`<abbr title="${s.unavailable[path] ?? 'unknown'}">n/a</abbr>`;
   const drops = s.totals.drop;
   const card = (label: string, value: Html | string, detail: Html | string, tone = '') =>
-    html`<div class="card ${tone}"><div class="label">${label}</div><div class="value">${value}</div><div class="detail">${detail}</div></div>`;
+    html`<div class="card ${tone}">
+      <div class="label">${label}</div>
+      <div class="value">${value}</div>
+      <div class="detail">${detail}</div>
+    </div>`;
   const fillTone = (s.peak.fill ?? 0) >= 0.9 ? 'bad' : (s.peak.fill ?? 0) >= 0.75 ? 'warn' : '';
   return html`<section class="cards" aria-label="Key figures">
-${card('Peak fill', s.peak.fill === null ? na('peak.fill') : percent(s.peak.fill), s.peak.entries === null ? '' : `${count(s.peak.entries)} of ${s.max === null ? '?' : count(s.max)} entries`, fillTone)}
-${card('Packets dropped', drops === null ? na('totals.drop') : count(drops), drops ? `first at ${offset(s.firstDropSeconds ?? 0)}; peak ${rate(s.peak.dropRate ?? 0)}/s` : 'table full: none', drops ? 'bad' : drops === 0 ? 'good' : '')}
-${card('Inserts / s', s.peak.insertRate === null ? na('peak.insertRate') : rate(s.peak.insertRate), s.p50.insertRate === null ? 'peak' : `peak; p50 ${rate(s.p50.insertRate)}, p99 ${rate(s.p99.insertRate!)}`)}
-${card('Deletes / s', s.peak.deleteRate === null ? na('peak.deleteRate') : rate(s.peak.deleteRate), s.p50.deleteRate === null ? 'peak' : `peak; p50 ${rate(s.p50.deleteRate)}, p99 ${rate(s.p99.deleteRate!)}`)}
-${card('Peak TIME_WAIT', s.peak.timeWait === null ? na('peak.timeWait') : count(s.peak.timeWait), s.peak.timeWaitShare === null ? '' : `${percent(s.peak.timeWaitShare)} of nf_conntrack_max`)}
-${card('Events lost', s.eventsLost === null ? na('eventsLost') : count(s.eventsLost), `${count(s.totals.insert ?? 0)} inserts, ${count(s.totals.delete ?? 0)} deletes`, (s.eventsLost ?? 0) > 0 ? 'warn' : '')}
-</section>`;
+    ${card('Peak fill', s.peak.fill === null ? na('peak.fill') : percent(s.peak.fill), s.peak.entries === null ? '' : `${count(s.peak.entries)} of ${s.max === null ? '?' : count(s.max)} entries`, fillTone)}
+    ${card('Packets dropped', drops === null ? na('totals.drop') : count(drops), drops ? `first at ${offset(s.firstDropSeconds ?? 0)}; peak ${rate(s.peak.dropRate ?? 0)}/s` : 'table full: none', drops ? 'bad' : drops === 0 ? 'good' : '')}
+    ${card('Inserts / s', s.peak.insertRate === null ? na('peak.insertRate') : rate(s.peak.insertRate), s.p50.insertRate === null ? 'peak' : `peak; p50 ${rate(s.p50.insertRate)}, p99 ${rate(s.p99.insertRate!)}`)}
+    ${card('Deletes / s', s.peak.deleteRate === null ? na('peak.deleteRate') : rate(s.peak.deleteRate), s.p50.deleteRate === null ? 'peak' : `peak; p50 ${rate(s.p50.deleteRate)}, p99 ${rate(s.p99.deleteRate!)}`)}
+    ${card('Peak TIME_WAIT', s.peak.timeWait === null ? na('peak.timeWait') : count(s.peak.timeWait), s.peak.timeWaitShare === null ? '' : `${percent(s.peak.timeWaitShare)} of nf_conntrack_max`)}
+    ${card('Events lost', s.eventsLost === null ? na('eventsLost') : count(s.eventsLost), `${count(s.totals.insert ?? 0)} inserts, ${count(s.totals.delete ?? 0)} deletes`, (s.eventsLost ?? 0) > 0 ? 'warn' : '')}
+  </section>`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,10 +278,26 @@ function charts(runs: readonly ReportRun[]): Html {
           ['insert', 'delete'],
           common,
         )
-      : rateChart('chart-inserts', 'Inserts per second', 'entries created (NEW events), per interval', lines, ['insert'], common),
+      : rateChart(
+          'chart-inserts',
+          'Inserts per second',
+          'entries created (NEW events), per interval',
+          lines,
+          ['insert'],
+          common,
+        ),
   );
   if (!single) {
-    out.push(rateChart('chart-deletes', 'Deletes per second', 'entries removed (DESTROY events), per interval', lines, ['delete'], common));
+    out.push(
+      rateChart(
+        'chart-deletes',
+        'Deletes per second',
+        'entries removed (DESTROY events), per interval',
+        lines,
+        ['delete'],
+        common,
+      ),
+    );
   }
   out.push(
     rateChart(
@@ -281,7 +325,11 @@ function dropMarks(lines: Timeline[], single: boolean): Omit<Common, 'xMax'> {
     let open: Mark | null = null;
     let packets = 0;
     const close = () => {
-      if (open) marks.push({ ...open, title: `${single ? '' : `${l.run.label}: `}${count(packets)} packets dropped between ${offset(open.x0)} and ${offset(open.x1)}` });
+      if (open)
+        marks.push({
+          ...open,
+          title: `${single ? '' : `${l.run.label}: `}${count(packets)} packets dropped between ${offset(open.x0)} and ${offset(open.x1)}`,
+        });
       open = null;
       packets = 0;
     };
@@ -297,7 +345,10 @@ function dropMarks(lines: Timeline[], single: boolean): Omit<Common, 'xMax'> {
   if (!marks.length) return {};
   return single
     ? { bands: marks, legendNotes: [{ label: 'intervals with drops', colour: C.vermillion, kind: 'band' }] }
-    : { markers: marks, legendNotes: [{ label: 'intervals with drops (run colour)', colour: '#5f6670', kind: 'marker' }] };
+    : {
+        markers: marks,
+        legendNotes: [{ label: 'intervals with drops (run colour)', colour: '#5f6670', kind: 'marker' }],
+      };
 }
 
 function points(l: Timeline, value: (s: ConntrackSample) => number | null): Point[] {
@@ -305,7 +356,10 @@ function points(l: Timeline, value: (s: ConntrackSample) => number | null): Poin
 }
 
 function unknownPanel(id: string, title: string, reason: string): Html {
-  return html`<figure class="panel" id="${id}"><figcaption><h3>${title}</h3></figcaption><p class="unknown">Unknown for this recording: ${reason}</p></figure>`;
+  return html`<figure class="panel" id="${id}">
+    <figcaption><h3>${title}</h3></figcaption>
+    <p class="unknown">Unknown for this recording: ${reason}</p>
+  </figure>`;
 }
 
 function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
@@ -331,7 +385,8 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
       points: points(l, (s) => s.max),
     });
   }
-  if (!series.length) return unknownPanel('chart-fill', 'Table fill', lines[0]!.run.summary.unavailable['peak.entries'] ?? 'no entries');
+  if (!series.length)
+    return unknownPanel('chart-fill', 'Table fill', lines[0]!.run.summary.unavailable['peak.entries'] ?? 'no entries');
   const max = constantMax(lines);
   const s0 = lines[0]!.run.summary;
   const description = lines
@@ -364,13 +419,22 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
     right:
       max === null
         ? undefined
-        : { label: '% of nf_conntrack_max', ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => ({ y: f * max, label: `${f * 100}%` })) },
+        : {
+            label: '% of nf_conntrack_max',
+            ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => ({ y: f * max, label: `${f * 100}%` })),
+          },
     wide: true,
     ...common,
   });
 }
 
-const COUNTER_LABEL = { insert: 'inserts', delete: 'deletes', drop: 'drops (table full)', earlyDrop: 'early drops', insertFailed: 'failed inserts' } as const;
+const COUNTER_LABEL = {
+  insert: 'inserts',
+  delete: 'deletes',
+  drop: 'drops (table full)',
+  earlyDrop: 'early drops',
+  insertFailed: 'failed inserts',
+} as const;
 const COUNTER_STYLE = {
   insert: { colour: C.green, dash: 'none' },
   delete: { colour: C.sky, dash: '7 4' },
@@ -414,7 +478,14 @@ function rateChart(
       return counters
         .map((c) => {
           const total = s.totals[c];
-          const peak = c === 'insert' ? s.peak.insertRate : c === 'delete' ? s.peak.deleteRate : c === 'drop' ? s.peak.dropRate : null;
+          const peak =
+            c === 'insert'
+              ? s.peak.insertRate
+              : c === 'delete'
+                ? s.peak.deleteRate
+                : c === 'drop'
+                  ? s.peak.dropRate
+                  : null;
           return `${single ? '' : `${l.run.label}: `}${COUNTER_LABEL[c]} ${total === null ? 'unknown' : `${count(total)} in all`}${peak === null ? '' : `, peak ${rate(peak)} per second`}.`;
         })
         .join(' ');
@@ -429,17 +500,30 @@ function timeWaitChart(lines: Timeline[], common: Common): Html {
   for (const l of lines) {
     const pts = points(l, (s) => s.timeWait.entries);
     if (!pts.some((p) => p.y !== null)) continue;
-    series.push({ label: single ? 'TIME_WAIT entries' : l.run.label, colour: single ? STATE_COLOURS.TIME_WAIT! : l.colour, dash: single ? 'none' : l.dash, shape: 'line', area: single, points: pts });
+    series.push({
+      label: single ? 'TIME_WAIT entries' : l.run.label,
+      colour: single ? STATE_COLOURS.TIME_WAIT! : l.colour,
+      dash: single ? 'none' : l.dash,
+      shape: 'line',
+      area: single,
+      points: pts,
+    });
   }
-  if (!series.length) return unknownPanel('chart-timewait', 'TIME_WAIT', lines[0]!.run.summary.unavailable['peak.timeWait'] ?? 'unknown');
-  const timeouts = [...new Set(lines.flatMap((l) => l.run.samples.map((s) => s.timeWait.timeoutSeconds)).filter((t) => t !== null))];
+  if (!series.length)
+    return unknownPanel('chart-timewait', 'TIME_WAIT', lines[0]!.run.summary.unavailable['peak.timeWait'] ?? 'unknown');
+  const timeouts = [
+    ...new Set(lines.flatMap((l) => l.run.samples.map((s) => s.timeWait.timeoutSeconds)).filter((t) => t !== null)),
+  ];
   const max = constantMax(lines);
   return renderChart({
     id: 'chart-timewait',
     title: 'TIME_WAIT',
     subtitle: `TCP entries in TIME_WAIT${timeouts.length === 1 ? `: each stays nf_conntrack_tcp_timeout_time_wait = ${timeouts[0]} s` : ''}`,
     description: lines
-      .map((l) => `${single ? '' : `${l.run.label}: `}peak ${l.run.summary.peak.timeWait === null ? 'unknown' : count(l.run.summary.peak.timeWait)} TIME_WAIT entries.`)
+      .map(
+        (l) =>
+          `${single ? '' : `${l.run.label}: `}peak ${l.run.summary.peak.timeWait === null ? 'unknown' : count(l.run.summary.peak.timeWait)} TIME_WAIT entries.`,
+      )
       .join(' '),
     yLabel: 'entries',
     integer: true,
@@ -469,20 +553,41 @@ function stateChart(l: Timeline, common: Common, single: boolean): Html {
   const title = single ? 'Entries by state' : `Entries by state: ${l.run.label}`;
   const samples = l.run.samples;
   if (!samples.some((s) => s.tcpStates !== null)) {
-    return unknownPanel(id, title, l.run.summary.unavailable['peak.timeWait'] ?? samples.find((s) => s.unavailable.tcpStates)?.unavailable.tcpStates ?? 'unknown');
+    return unknownPanel(
+      id,
+      title,
+      l.run.summary.unavailable['peak.timeWait'] ??
+        samples.find((s) => s.unavailable.tcpStates)?.unavailable.tcpStates ??
+        'unknown',
+    );
   }
   const layers: Layer[] = [];
-  const order: TcpStateName[] = ['ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'NONE', 'SYN_SENT2'];
+  const order: TcpStateName[] = [
+    'ESTABLISHED',
+    'SYN_SENT',
+    'SYN_RECV',
+    'FIN_WAIT',
+    'CLOSE_WAIT',
+    'LAST_ACK',
+    'TIME_WAIT',
+    'CLOSE',
+    'NONE',
+    'SYN_SENT2',
+  ];
   for (const state of order.filter((n) => TCP_STATE_NAMES.includes(n))) {
     const values = samples.map((s) => s.tcpStates?.[state] ?? null);
     if (values.some((v) => (v ?? 0) > 0)) layers.push({ label: `TCP ${state}`, colour: STATE_COLOURS[state]!, values });
   }
   for (const p of ['udp', 'icmp', 'other'] as const) {
     const values = samples.map((s) => s.protocols?.[p] ?? null);
-    if (values.some((v) => (v ?? 0) > 0)) layers.push({ label: p === 'other' ? 'other protocols' : p.toUpperCase(), colour: STATE_COLOURS[p]!, values });
+    if (values.some((v) => (v ?? 0) > 0))
+      layers.push({ label: p === 'other' ? 'other protocols' : p.toUpperCase(), colour: STATE_COLOURS[p]!, values });
   }
   if (!layers.length) {
-    return html`<figure class="panel" id="${id}"><figcaption><h3>${title}</h3></figcaption><p class="unknown">The monitor tracked no entries in this run.</p></figure>`;
+    return html`<figure class="panel" id="${id}">
+      <figcaption><h3>${title}</h3></figcaption>
+      <p class="unknown">The monitor tracked no entries in this run.</p>
+    </figure>`;
   }
   const peakAt = (v: (number | null)[]) => Math.max(0, ...v.map((x) => x ?? 0));
   return renderChart({
@@ -505,14 +610,11 @@ function stateChart(l: Timeline, common: Common, single: boolean): Html {
 
 function summaryTable(runs: readonly ReportRun[]): Html {
   type Cell = string | Html;
-  const na = (s: RunSummary, path: string): Html =>
-    html`<abbr title="${s.unavailable[path] ?? 'unknown'}">n/a</abbr>`;
+  const na = (s: RunSummary, path: string): Html => html`<abbr title="${s.unavailable[path] ?? 'unknown'}">n/a</abbr>`;
   const num = (s: RunSummary, path: string, v: number | null, f: (n: number) => string = count): Cell =>
     v === null ? na(s, path) : f(v);
   const rates = (s: RunSummary, key: 'insertRate' | 'deleteRate' | 'dropRate'): Cell =>
-    s.peak[key] === null
-      ? na(s, `peak.${key}`)
-      : `${rate(s.peak[key]!)} / ${rate(s.p50[key]!)} / ${rate(s.p99[key]!)}`;
+    s.peak[key] === null ? na(s, `peak.${key}`) : `${rate(s.peak[key]!)} / ${rate(s.p50[key]!)} / ${rate(s.p99[key]!)}`;
   const rows: [string, (s: RunSummary) => Cell][] = [
     ['Duration', (s) => duration(s.durationSeconds)],
     ['Samples', (s) => count(s.samples)],
@@ -542,14 +644,40 @@ function summaryTable(runs: readonly ReportRun[]): Html {
   ];
   const multi = runs.length > 1;
   return html`<table class="summary">
-<thead><tr><th scope="col">Measure</th>${runs.map((r, i) => html`<th scope="col" class="num">${multi ? swatch(i) : null}${multi ? r.label : 'Value'}</th>`)}</tr></thead>
-<tbody>${rows.map(([label, f]) => html`<tr><th scope="row">${label}</th>${runs.map((r) => html`<td class="num">${f(r.summary)}</td>`)}</tr>`)}</tbody>
-</table>
-<p class="sub">Rates are per interval; p50 and p99 are nearest-rank percentiles over the intervals. n/a: the recording could not know (hover for why).</p>`;
+      <thead>
+        <tr>
+          <th scope="col">Measure</th>
+          ${runs.map((r, i) => html`<th scope="col" class="num">${multi ? swatch(i) : null}${multi ? r.label : 'Value'}</th>`)}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows.map(
+          ([label, f]) =>
+            html`<tr>
+              <th scope="row">${label}</th>
+              ${runs.map((r) => html`<td class="num">${f(r.summary)}</td>`)}
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+    <p class="sub">
+      Rates are per interval; p50 and p99 are nearest-rank percentiles over the intervals. n/a: the recording could not
+      know (hover for why).
+    </p>`;
 }
 
 function swatch(i: number): Html {
-  return html`<svg class="swatch" width="22" height="10" aria-hidden="true"><line x1="1" x2="21" y1="5" y2="5" stroke="${RUN_COLOURS[i % RUN_COLOURS.length]!}" stroke-width="3" stroke-dasharray="${RUN_DASHES[i % RUN_DASHES.length]!}"/></svg>`;
+  return html`<svg class="swatch" width="22" height="10" aria-hidden="true">
+    <line
+      x1="1"
+      x2="21"
+      y1="5"
+      y2="5"
+      stroke="${RUN_COLOURS[i % RUN_COLOURS.length]!}"
+      stroke-width="3"
+      stroke-dasharray="${RUN_DASHES[i % RUN_DASHES.length]!}"
+    />
+  </svg>`;
 }
 
 /** The advisor's environment: the run's last sample, the header for what samples lack. */
@@ -578,17 +706,36 @@ export function adviceOf(run: ReportRun): TuningAdvice | null {
 function advice(run: ReportRun, named: boolean): Html {
   const a = adviceOf(run);
   const heading = named ? html`<h3>${run.label}</h3>` : null;
-  if (!a) return html`${heading}<p>No advice: nf_conntrack_max is unknown in this recording.</p>`;
+  if (!a)
+    return html`${heading}
+      <p>No advice: nf_conntrack_max is unknown in this recording.</p>`;
   return html`${heading}
-${a.recommendations.length
-  ? html`<ul class="advice">${a.recommendations.map(
-      (r) =>
-        html`<li><code>${r.sysctl}</code>: <strong>${r.current === null ? '?' : count(r.current)} → ${count(r.recommended)}</strong><br><span class="muted">${r.reason}</span></li>`,
-    )}</ul>`
-  : null}
-${a.notes.map((n) => html`<p>${n}</p>`)}
-${a.memory && !a.recommendations.length ? html`<p>One entry takes ${a.memory.entryBytes} bytes (${formatBytes(a.memory.bytes)} for a full table).</p>` : null}
-${a.sysctlConf ? html`<pre><code>${a.sysctlConf}</code></pre><ol class="steps">${a.steps.map((s) => html`<li>${s}</li>`)}</ol>` : null}`;
+  ${
+    a.recommendations.length
+      ? html`<ul class="advice">
+          ${a.recommendations.map(
+            (r) =>
+              html`<li>
+                <code>${r.sysctl}</code>:
+                <strong>${r.current === null ? '?' : count(r.current)} → ${count(r.recommended)}</strong><br /><span
+                  class="muted"
+                  >${r.reason}</span
+                >
+              </li>`,
+          )}
+        </ul>`
+      : null
+  }
+  ${a.notes.map((n) => html`<p>${n}</p>`)}
+  ${a.memory && !a.recommendations.length ? html`<p>One entry takes ${a.memory.entryBytes} bytes (${formatBytes(a.memory.bytes)} for a full table).</p>` : null}
+  ${
+    a.sysctlConf
+      ? html`<pre><code>${a.sysctlConf}</code></pre>
+          <ol class="steps">
+            ${a.steps.map((s) => html`<li>${s}</li>`)}
+          </ol>`
+      : null
+  }`;
 }
 
 function details(run: ReportRun, named: boolean): Html {
@@ -598,11 +745,17 @@ function details(run: ReportRun, named: boolean): Html {
   if (h) {
     rows.push(
       ['Command', h.command ? html`<code>${commandText(h.command)}</code>` : 'none: recorded until a signal'],
-      ['Host', `${h.hostname}, Linux ${h.kernel}, ${h.cpus} CPUs${h.memoryBytes === null ? '' : `, ${formatBytes(h.memoryBytes)} RAM`}`],
+      [
+        'Host',
+        `${h.hostname}, Linux ${h.kernel}, ${h.cpus} CPUs${h.memoryBytes === null ? '' : `, ${formatBytes(h.memoryBytes)} RAM`}`,
+      ],
       ['Namespace', h.allNamespaces ? 'all namespaces' : (h.netns ?? "the recorder's own")],
       ['Started', utc(h.startTime)],
       ['Interval, backend', `${h.intervalMs} ms, ${h.backend}`],
-      ['nf_conntrack_max, buckets', `${h.conntrack.max === null ? 'n/a' : count(h.conntrack.max)}, ${h.conntrack.buckets === null ? 'n/a' : count(h.conntrack.buckets)}`],
+      [
+        'nf_conntrack_max, buckets',
+        `${h.conntrack.max === null ? 'n/a' : count(h.conntrack.max)}, ${h.conntrack.buckets === null ? 'n/a' : count(h.conntrack.buckets)}`,
+      ],
       ['Entry size', h.conntrack.entryBytes === null ? 'n/a' : `${h.conntrack.entryBytes} bytes`],
       ['Recorded by', h.tool],
     );
@@ -610,15 +763,37 @@ function details(run: ReportRun, named: boolean): Html {
     rows.push([
       'Timeouts (s)',
       known.length
-        ? html`<span class="timeouts">${known.map(([k, v]) => html`<span><code>${k.replace(/^nf_conntrack_/, '')}</code> ${v}</span>`)}</span>`
+        ? html`<span class="timeouts"
+            >${known.map(([k, v]) => html`<span><code>${k.replace(/^nf_conntrack_/, '')}</code> ${v}</span>`)}</span
+          >`
         : (h.unavailable['conntrack.timeouts'] ?? 'n/a'),
     ]);
   } else rows.push(['Header', 'none (conntrack-monitor --json output): host facts unknown']);
   rows.push(['End', exitText(run) ?? (run.end ? run.end.reason : 'no end line')]);
   if (run.namespace) rows.push(['Namespace inode', String(run.namespace.inode)]);
-  const notices = run.notices.map((n) => html`<li><span class="muted">${utc(n.time)} ${n.kind}:</span> ${n.message}</li>`);
-  return html`${named ? html`<h3>${run.label}</h3>` : null}<table class="details"><tbody>${rows.map(([k, v]) => html`<tr><th scope="row">${k}</th><td>${v}</td></tr>`)}</tbody></table>
-${notices.length ? html`<h4>What the monitor said</h4><ul class="notices">${notices}</ul>` : null}`;
+  const notices = run.notices.map(
+    (n) => html`<li><span class="muted">${utc(n.time)} ${n.kind}:</span> ${n.message}</li>`,
+  );
+  return html`${named ? html`<h3>${run.label}</h3>` : null}
+    <table class="details">
+      <tbody>
+        ${rows.map(
+          ([k, v]) =>
+            html`<tr>
+              <th scope="row">${k}</th>
+              <td>${v}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+    ${
+      notices.length
+        ? html`<h4>What the monitor said</h4>
+            <ul class="notices">
+              ${notices}
+            </ul>`
+        : null
+    }`;
 }
 
 /** argv as one line, quoting arguments with spaces or quotes (for display only). */

@@ -28,14 +28,32 @@ const ROW_ONLY = 'an --all-namespaces recording has only entries, fill, drops an
 /** The runs of a parsed recording; `file` names them. */
 export function runsOf(recording: Recording, file: string | null): ReportRun[] {
   const name = file === null ? 'recording' : basename(file).replace(/\.(nd)?jsonl?$/, '');
-  const common = { file, header: recording.header, notices: recording.notices, end: recording.end, truncated: recording.truncated };
+  const common = {
+    file,
+    header: recording.header,
+    notices: recording.notices,
+    end: recording.end,
+    truncated: recording.truncated,
+  };
   const runs: ReportRun[] = [];
   if (recording.samples.length || !recording.reports.length) {
-    runs.push({ ...common, label: name, namespace: null, samples: recording.samples, summary: summarize(recording.samples) });
+    runs.push({
+      ...common,
+      label: name,
+      namespace: null,
+      samples: recording.samples,
+      summary: summarize(recording.samples),
+    });
   }
   for (const [inode, ns] of namespaceSamples(recording.reports)) {
     const label = `${name}: ${ns.host ? '(host)' : (ns.name ?? `netns ${inode}`)}`;
-    runs.push({ ...common, label, namespace: { inode, name: ns.name, host: ns.host }, samples: ns.samples, summary: summarize(ns.samples) });
+    runs.push({
+      ...common,
+      label,
+      namespace: { inode, name: ns.name, host: ns.host },
+      samples: ns.samples,
+      summary: summarize(ns.samples),
+    });
   }
   return runs;
 }
@@ -63,7 +81,17 @@ export function namespaceSamples(
       const seconds = r.intervalMs / 1000;
       const rates = {} as CounterSet;
       for (const c of COUNTER_NAMES) rates[c] = counts[c] === null || seconds <= 0 ? null : counts[c]! / seconds;
-      for (const f of ['buckets', 'timeWait.entries', 'timeWait.share', 'timeWait.timeoutSeconds', 'tcpStates', 'protocols', 'events', 'socketTimeWait', 'eventsMode']) {
+      for (const f of [
+        'buckets',
+        'timeWait.entries',
+        'timeWait.share',
+        'timeWait.timeoutSeconds',
+        'tcpStates',
+        'protocols',
+        'events',
+        'socketTimeWait',
+        'eventsMode',
+      ]) {
         unavailable[f] = ROW_ONLY;
       }
       ns.samples.push({

@@ -147,8 +147,7 @@ export function summarize(samples: readonly ConntrackSample[]): RunSummary {
     totals,
     eventsLost,
     firstDropAt: firstDrop ? firstDrop.time : null,
-    firstDropSeconds:
-      firstDrop && startMs !== null ? round((Date.parse(firstDrop.time) - startMs) / 1000) : null,
+    firstDropSeconds: firstDrop && startMs !== null ? round((Date.parse(firstDrop.time) - startMs) / 1000) : null,
     unavailable,
   };
 }

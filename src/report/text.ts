@@ -34,7 +34,10 @@ export function formatSummary(s: RunSummary): string[] {
   const rates = (key: keyof RateStats) =>
     s.peak[key] === null ? na : `peak ${rate(s.peak[key]!)}  p50 ${rate(s.p50[key]!)}  p99 ${rate(s.p99[key]!)}`;
   const rows: [string, string][] = [
-    ['duration', `${duration(s.durationSeconds)}, ${count(s.samples)} samples${s.source ? ` (${s.source})` : ''}`],
+    [
+      'duration',
+      `${duration(s.durationSeconds)}, ${count(s.samples)} sample${s.samples === 1 ? '' : 's'}${s.source ? ` (${s.source})` : ''}`,
+    ],
     [
       'peak entries',
       s.peak.entries === null

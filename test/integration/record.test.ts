@@ -39,7 +39,10 @@ async function reportJson(file: string): Promise<RunSummary & { command: string[
 
 /** Starts `record` in a new session (no controlling terminal), as a script or a service would. */
 function recordDetached(args: string[]) {
-  const child = spawn(process.execPath, [CLI, 'record', ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'record', ...args], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   defer(() => void child.kill('SIGKILL'));
   let stdout = '';
   let stderr = '';
@@ -85,7 +88,10 @@ describe.skipIf(!canRunIntegration)('record and report on the real kernel', () =
     const inserted = (await nftNew(ns)) - newBefore;
     const kernelDrops = statsAfter.drop! - statsBefore.drop!;
     const kernelEarlyDrops = statsAfter.early_drop! - statsBefore.early_drop!;
-    const [tcp, udp] = run.stdout.trim().split('\n').map((l) => JSON.parse(l)); // the command's own stdout
+    const [tcp, udp] = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)); // the command's own stdout
     const s = await reportJson(file);
     console.info(
       `record: exit ${run.code} (command: 3); inserts ${s.totals.insert} (nft ct state new ${inserted}); drops ${s.totals.drop} (kernel ${kernelDrops}, failed sends ${udp.failed}); ` +
@@ -115,13 +121,23 @@ describe.skipIf(!canRunIntegration)('record and report on the real kernel', () =
     expect(run.stderr).toMatch(new RegExp(`totals +insert ${inserted} +delete \\d+ +drop ${kernelDrops} `));
     const html = await runCli(['report', file, '--html', join(dir, 'incident.html')]);
     expect(html.code).toBe(0);
-    expect(readFileSync(join(dir, 'incident.html'), 'utf8')).toContain(`The table was full: ${kernelDrops} packets dropped`);
+    expect(readFileSync(join(dir, 'incident.html'), 'utf8')).toContain(
+      `The table was full: ${kernelDrops} packets dropped`,
+    );
   });
 
-  it('exits with the command\'s status: non-zero, killed by a signal, not found', async () => {
+  it("exits with the command's status: non-zero, killed by a signal, not found", async () => {
     const ns = await namespace('status');
     const common = ['record', '--netns', ns.name, '--interval', '200'];
-    const seven = await runCli([...common, '--out', join(dir, 's7.ndjson'), '--', process.execPath, '-e', 'process.exit(7)']);
+    const seven = await runCli([
+      ...common,
+      '--out',
+      join(dir, 's7.ndjson'),
+      '--',
+      process.execPath,
+      '-e',
+      'process.exit(7)',
+    ]);
     expect(seven.code).toBe(7);
     expect(recording(join(dir, 's7.ndjson')).end!.exit).toEqual({ code: 7, signal: null });
     const killed = await runCli([
@@ -137,7 +153,9 @@ describe.skipIf(!canRunIntegration)('record and report on the real kernel', () =
     expect(recording(join(dir, 'kill.ndjson')).end!.exit).toEqual({ code: null, signal: 'SIGKILL' });
     const missing = await runCli([...common, '--out', join(dir, 'missing.ndjson'), '--', '/nonexistent/load-test']);
     expect(missing.code).toBe(127);
-    expect(missing.stderr).toContain('conntrack-monitor record: cannot run /nonexistent/load-test: spawn /nonexistent/load-test ENOENT');
+    expect(missing.stderr).toContain(
+      'conntrack-monitor record: cannot run /nonexistent/load-test: spawn /nonexistent/load-test ENOENT',
+    );
     expect(recording(join(dir, 'missing.ndjson')).end!.reason).toMatch(/^cannot run the command: /);
     // Monitoring that cannot start: the command does not run.
     const marker = join(dir, 'ran');
@@ -164,13 +182,26 @@ describe.skipIf(!canRunIntegration)('record and report on the real kernel', () =
       process.on('SIGINT', () => { if (n++ === 0) setTimeout(() => { console.log(JSON.stringify({ sigints: n })); process.exit(42); }, 300); });
       console.log('ready'); setInterval(() => {}, 1000);`;
     const file = join(dir, 'sigint.ndjson');
-    const rec = recordDetached(['--netns', ns.name, '--interval', '200', '--out', file, '--', process.execPath, '-e', graceful]);
+    const rec = recordDetached([
+      '--netns',
+      ns.name,
+      '--interval',
+      '200',
+      '--out',
+      file,
+      '--',
+      process.execPath,
+      '-e',
+      graceful,
+    ]);
     await rec.stdoutLine(/ready/);
     await sleep(500);
     const sent = Date.now();
     rec.child.kill('SIGINT'); // to record only: the command hears of it from record
     const code = await rec.exit;
-    console.info(`SIGINT: record exited ${code} after ${Date.now() - sent} ms; the command said ${rec.out().trim().split('\n').at(-1)}`);
+    console.info(
+      `SIGINT: record exited ${code} after ${Date.now() - sent} ms; the command said ${rec.out().trim().split('\n').at(-1)}`,
+    );
     expect(code).toBe(42);
     expect(JSON.parse(rec.out().trim().split('\n').at(-1)!)).toEqual({ sigints: 1 });
     expect(Date.now() - sent).toBeGreaterThanOrEqual(300); // it waited for the command
@@ -212,7 +243,7 @@ describe.skipIf(!canRunIntegration)('record and report on the real kernel', () =
     expect((await reportJson(file)).totals.insert).toBe((await nftNew(ns)) - newBefore);
   });
 
-  it("Ctrl-C in a real terminal (tmux) reaches the command once: record does not send a second SIGINT", async () => {
+  it('Ctrl-C in a real terminal (tmux) reaches the command once: record does not send a second SIGINT', async () => {
     const ns = await namespace('tty');
     const file = join(dir, 'tty.ndjson');
     const counted = join(dir, 'sigints');
@@ -235,7 +266,8 @@ setInterval(() => {}, 1000);
       `${process.execPath} ${CLI} record --netns ${ns.name} --interval 200 --out ${file} -- ${process.execPath} ${script}`,
     ]);
     defer(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
-    for (let i = 0; i < 200 && !(existsSync(counted) && readFileSync(counted, 'utf8') === 'ready'); i++) await sleep(50);
+    for (let i = 0; i < 200 && !(existsSync(counted) && readFileSync(counted, 'utf8') === 'ready'); i++)
+      await sleep(50);
     expect(readFileSync(counted, 'utf8')).toBe('ready');
     await sleep(300);
     execFileSync('tmux', ['send-keys', '-t', session, 'C-c']);
@@ -245,7 +277,7 @@ setInterval(() => {}, 1000);
     expect(recording(file).end).toMatchObject({ exit: { code: 0, signal: null }, reason: 'command exited' });
   });
 
-  it('--all-namespaces: the namespace\'s drops equal its kernel counter', async () => {
+  it("--all-namespaces: the namespace's drops equal its kernel counter", async () => {
     const ns = await namespace('allns');
     const file = join(dir, 'all.ndjson');
     const before = await ns.kernelStats();

@@ -52,7 +52,16 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
       await runCli(['check', ...common, '--observe', '0.5']),
       await runCli(['advise', ...common, '--observe', '1', '--json']),
       await runCli(['--backend', 'proc', '--interval', '200', '--duration', '0.5']), // /proc of this host
-      await runCli(['record', ...common, '--out', '/dev/null', '--', process.execPath, '-e', 'setTimeout(() => {}, 500)']),
+      await runCli([
+        'record',
+        ...common,
+        '--out',
+        '/dev/null',
+        '--',
+        process.execPath,
+        '-e',
+        'setTimeout(() => {}, 500)',
+      ]),
     ];
     const serve = spawn(process.execPath, [CLI, 'serve', ...common, '--listen', '127.0.0.1:0']);
     const url = await servingUrl(serve);

@@ -95,7 +95,9 @@ export async function run(argv: string[]): Promise<number> {
           command,
           netns: all ? null : (source as ConntrackMonitor).options.netnsPath,
           allNamespaces: all,
-          intervalMs: all ? (options.intervalMs ?? DEFAULT_INTERVAL_MS) : (source as ConntrackMonitor).options.intervalMs,
+          intervalMs: all
+            ? (options.intervalMs ?? DEFAULT_INTERVAL_MS)
+            : (source as ConntrackMonitor).options.intervalMs,
           backend: options.backend ?? 'auto',
         }),
       );
@@ -156,7 +158,9 @@ export async function run(argv: string[]): Promise<number> {
       log(`writing ${out} failed (${writer.error.message}): it holds the first ${writer.lines} lines only`);
       return status || 1;
     }
-    process.stderr.write(`recorded ${writer.lines} lines to ${out}; conntrack-monitor report ${out} --html report.html\n`);
+    process.stderr.write(
+      `recorded ${writer.lines} lines to ${out}; conntrack-monitor report ${out} --html report.html\n`,
+    );
     return status;
   } finally {
     signals.close();
@@ -188,10 +192,15 @@ async function runCommand(
   if (result.error) {
     const notFound = result.error.code === 'ENOENT';
     log(`cannot run ${command[0]}: ${result.error.message}`);
-    return { end: { exit: null, reason: `cannot run the command: ${result.error.message}` }, status: notFound ? 127 : 126 };
+    return {
+      end: { exit: null, reason: `cannot run the command: ${result.error.message}` },
+      status: notFound ? 127 : 126,
+    };
   }
   const status =
-    result.signal !== null ? 128 + (constants.signals[result.signal as keyof typeof constants.signals] ?? 0) : (result.code ?? 1);
+    result.signal !== null
+      ? 128 + (constants.signals[result.signal as keyof typeof constants.signals] ?? 0)
+      : (result.code ?? 1);
   return { end: { exit: { code: result.code, signal: result.signal }, reason: 'command exited' }, status };
 }
 

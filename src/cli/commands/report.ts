@@ -61,7 +61,8 @@ export async function run(argv: string[]): Promise<number> {
     try {
       runs.push(...runsOf(parseRecording(readFileSync(file, 'utf8'), file), file));
     } catch (err) {
-      const message = err instanceof RecordingFormatError ? err.message : `cannot read ${file}: ${(err as Error).message}`;
+      const message =
+        err instanceof RecordingFormatError ? err.message : `cannot read ${file}: ${(err as Error).message}`;
       process.stderr.write(`conntrack-monitor report: ${message}\n`);
       return 1;
     }
