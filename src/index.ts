@@ -23,7 +23,7 @@ export {
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
 export { record, type RecordOptions, type RecordResult } from './record.js';
 export { summarize, type RateStats, type RunSummary } from './report/summary.js';
-export { renderReport, type RenderOptions } from './report/html.js';
+export { renderReport, type RenderOptions, type RunInput } from './report/html.js';
 export { runsOf, type ReportRun } from './report/runs.js';
 export {
   parseRecording,

@@ -30,5 +30,6 @@ ip netns exec "$NS" node dist/cli.js record --out "$OUT" -- node docs/demo/load-
 echo "load test exit status: $status"
 cleanup
 trap - EXIT
-node dist/cli.js report "$OUT" --html docs/demo/report.html
-node scripts/report-screenshot.mjs docs/demo/report.html docs/report.png
+mkdir -p build
+node dist/cli.js report "$OUT" --html build/demo-report.html
+node scripts/report-screenshot.mjs build/demo-report.html docs/report.png

@@ -15,7 +15,7 @@ import { renderChart, type ChartSpec, type Layer, type Mark, type Point, type Se
 import { html, trusted, type Html } from './html-escape.js';
 import { count, duration, offset, percent, rate, utc } from './numbers.js';
 import type { ReportRun } from './runs.js';
-import type { RunSummary } from './summary.js';
+import { summarize, type RunSummary } from './summary.js';
 
 export interface RenderOptions {
   /** The page's heading; default: the command of a single run, else "N runs compared". */
@@ -55,8 +55,22 @@ const STATE_COLOURS: Record<string, string> = {
   other: '#999999',
 };
 
-export function renderReport(runs: readonly ReportRun[], options: RenderOptions = {}): string {
-  if (runs.length === 0) throw new TypeError('renderReport needs at least one run');
+/** A run as renderReport takes it: a ReportRun (runsOf), or just a label and samples (record()). */
+export type RunInput = Pick<ReportRun, 'label' | 'samples'> & Partial<ReportRun>;
+
+/** The page for one run, or for several overlaid (before/after). */
+export function renderReport(inputs: readonly RunInput[], options: RenderOptions = {}): string {
+  if (inputs.length === 0) throw new TypeError('renderReport needs at least one run');
+  const runs: ReportRun[] = inputs.map((r) => ({
+    file: null,
+    header: null,
+    namespace: null,
+    notices: [],
+    end: null,
+    truncated: false,
+    ...r,
+    summary: r.summary ?? summarize(r.samples),
+  }));
   const single = runs.length === 1 ? runs[0]! : null;
   const charted = runs.slice(0, options.maxChartRuns ?? 8);
   const title =

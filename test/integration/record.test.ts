@@ -10,7 +10,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseRecording, type RunSummary } from '../../dist/index.js';
+import {
+  ConntrackError,
+  parseRecording,
+  record,
+  renderReport,
+  type ConntrackMonitor,
+  type ConntrackSample,
+  type RunSummary,
+} from '../../dist/index.js';
 import { CLI, runCli } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { withConntrackMax, type TestNamespace } from '../helpers/netns';
@@ -315,6 +323,64 @@ setInterval(() => {}, 1000);
     expect(mine.peak.entries).toBe(20);
     expect(runs[0].namespace.name).toBe(ns.name); // the busiest first
     expect(recording(file).header!.allNamespaces).toBe(true);
+  });
+});
+
+describe.skipIf(!canRunIntegration)('record(fn) in the library', () => {
+  it('resolves with what fn returned, every sample and their summary', async () => {
+    const ns = await namespace('lib');
+    const newBefore = await nftNew(ns);
+    const seen: ConntrackSample[] = [];
+    let running: boolean | undefined;
+    const { result, samples, summary } = await record(
+      async (monitor) => {
+        running = monitor.running;
+        const traffic = await ns.traffic('tcp', 25);
+        await sleep(300);
+        return traffic;
+      },
+      { netns: ns.name, intervalMs: 100, onSample: (s) => seen.push(s) },
+    );
+    const inserted = (await nftNew(ns)) - newBefore;
+    console.info(
+      `record(fn): ${samples.length} samples, inserts ${summary.totals.insert} (nft ${inserted}), TIME_WAIT ${summary.peak.timeWait}`,
+    );
+    expect(running).toBe(true);
+    expect(result).toEqual({ ok: 25, failed: 0 });
+    expect(summary.totals.insert).toBe(inserted);
+    expect(summary.peak.timeWait).toBe(25);
+    expect(samples.at(-1)!.final).toBe(true);
+    expect(seen).toEqual(samples);
+    expect(renderReport([{ label: 'library run', samples }])).toContain('<h1>library run</h1>');
+  });
+
+  it("fn's error propagates unchanged once the monitor has stopped; the samples stay with onSample", async () => {
+    const ns = await namespace('libfail');
+    const failure = new Error('load test failed');
+    const seen: ConntrackSample[] = [];
+    let monitor: ConntrackMonitor | undefined;
+    await expect(
+      record(
+        async (m) => {
+          monitor = m;
+          await ns.traffic('tcp', 5);
+          await sleep(250);
+          throw failure;
+        },
+        { netns: ns.name, intervalMs: 100, onSample: (s) => seen.push(s) },
+      ),
+    ).rejects.toBe(failure);
+    expect(monitor!.running).toBe(false);
+    expect(seen.at(-1)!.final).toBe(true);
+    expect(seen.reduce((sum, s) => sum + s.counts.insert!, 0)).toBe(5);
+  });
+
+  it('rejects with the ConntrackError, without calling fn, when monitoring cannot start', async () => {
+    let called = false;
+    await expect(record(() => (called = true), { netns: 'ctmon-no-such-namespace' })).rejects.toBeInstanceOf(
+      ConntrackError,
+    );
+    expect(called).toBe(false);
   });
 });
 
