@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Records docs/demo/load-test.mjs in a private namespace with `conntrack-monitor record`, makes
-# the HTML report and its screenshot (docs/report.png). Root. nf_conntrack_max is lowered to
-# MAX (default 16384) for the run so that a laptop-sized load fills the table, and restored on
-# exit, whatever happens. Usage: docs/demo/record-demo.sh [MAX] [load-test.mjs flags...]
+# the HTML report and its screenshot (docs/report.png). Root, under the kernel lock:
+#   flock /tmp/ctmon-kernel.lock docs/demo/record-demo.sh [MAX] [load-test.mjs flags...]
+# nf_conntrack_max is set to MAX (default 16384) for the run, so that a laptop-sized load fills
+# the table, and restored on exit whatever happens. TIME_WAIT=S sets the namespace's
+# nf_conntrack_tcp_timeout_time_wait; OUT=FILE names the recording (docs/demo/recording.ndjson);
+# SCREENSHOT=0 skips the report and screenshot.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MAX=${1:-16384}
 shift || true
 NS=ctmon-demo-$$
-OUT=docs/demo/recording.ndjson
+OUT=${OUT:-docs/demo/recording.ndjson}
 SAVED=$(cat /proc/sys/net/netfilter/nf_conntrack_max)
 cleanup() {
   echo "$SAVED" >/proc/sys/net/netfilter/nf_conntrack_max
@@ -23,6 +26,9 @@ table inet demo {
   chain in { type filter hook input priority 0; ct state invalid drop; }
 }
 NFT
+if [ -n "${TIME_WAIT:-}" ]; then
+  ip netns exec "$NS" sysctl -q -w net.netfilter.nf_conntrack_tcp_timeout_time_wait="$TIME_WAIT"
+fi
 echo "$MAX" >/proc/sys/net/netfilter/nf_conntrack_max
 status=0
 # The recorder runs inside the namespace too, so the header has the namespace's timeouts.
@@ -30,6 +36,7 @@ ip netns exec "$NS" node dist/cli.js record --out "$OUT" -- node docs/demo/load-
 echo "load test exit status: $status"
 cleanup
 trap - EXIT
+[ "${SCREENSHOT:-1}" = 0 ] && exit 0
 mkdir -p build
 node dist/cli.js report "$OUT" --html build/demo-report.html
 node scripts/report-screenshot.mjs build/demo-report.html docs/report.png

@@ -5,7 +5,7 @@
  * and an HTML legend; series differ by dash as well as colour. Long runs are thinned to about
  * two points per pixel column, keeping each column's minimum and maximum, so peaks survive.
  */
-import { html, trusted, type Html } from './html-escape.js';
+import { markup, trusted, type Html } from './html-escape.js';
 import { clock, compact, count } from './numbers.js';
 
 /** A value at time x (seconds); `x0` is where its interval began (for steps). */
@@ -40,6 +40,8 @@ export interface Mark {
   x1: number;
   title: string;
   colour: string;
+  /** Text written at the top of a band (the first drop). */
+  label?: string;
 }
 
 /** A horizontal zone of the y range (warning and critical fill). */
@@ -102,166 +104,110 @@ export function renderChart(spec: ChartSpec): Html {
   const parts: (Html | string)[] = [];
   for (const z of spec.zones ?? []) {
     parts.push(
-      html`<rect x="${m.l}" y="${Y(z.y1)}" width="${pw}" height="${round(Y(z.y0) - Y(z.y1))}" fill="${z.colour}"
-        ><title>${z.label}</title></rect
-      >`,
+      markup`<rect x="${m.l}" y="${Y(z.y1)}" width="${pw}" height="${round(Y(z.y0) - Y(z.y1))}" fill="${z.colour}"><title>${z.label}</title></rect>`,
     );
   }
   for (const t of yTicks) {
     parts.push(
-      html`<line
-        x1="${m.l}"
-        x2="${m.l + pw}"
-        y1="${Y(t)}"
-        y2="${Y(t)}"
-        stroke="${t === 0 ? '#8a8f98' : '#e3e6ea'}"
-        stroke-width="1"
-      />`,
-      html`<text x="${m.l - 8}" y="${Y(t) + 4}" text-anchor="end">${compact(t)}</text>`,
+      markup`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(t)}" y2="${Y(t)}" stroke="${t === 0 ? '#8a8f98' : '#e3e6ea'}" stroke-width="1"/>`,
+      markup`<text x="${m.l - 8}" y="${Y(t) + 4}" text-anchor="end">${compact(t)}</text>`,
     );
   }
   for (const t of spec.right?.ticks ?? []) {
     if (t.y > yTop) continue;
     parts.push(
-      html`<line x1="${m.l + pw}" x2="${m.l + pw + 5}" y1="${Y(t.y)}" y2="${Y(t.y)}" stroke="#8a8f98" />`,
-      html`<text x="${m.l + pw + 8}" y="${Y(t.y) + 4}">${t.label}</text>`,
+      markup`<line x1="${m.l + pw}" x2="${m.l + pw + 5}" y1="${Y(t.y)}" y2="${Y(t.y)}" stroke="#8a8f98"/>`,
+      markup`<text x="${m.l + pw + 8}" y="${Y(t.y) + 4}">${t.label}</text>`,
     );
   }
   for (const t of xTicks) {
     parts.push(
-      html`<line x1="${X(t)}" x2="${X(t)}" y1="${m.t + ph}" y2="${m.t + ph + 5}" stroke="#8a8f98" />`,
-      html`<text x="${X(t)}" y="${m.t + ph + 18}" text-anchor="middle">${tickLabel(t, xMax)}</text>`,
+      markup`<line x1="${X(t)}" x2="${X(t)}" y1="${m.t + ph}" y2="${m.t + ph + 5}" stroke="#8a8f98"/>`,
+      markup`<text x="${X(t)}" y="${m.t + ph + 18}" text-anchor="middle">${tickLabel(t, xMax)}</text>`,
     );
   }
+  const labels: Html[] = [];
   for (const b of spec.bands ?? []) {
     const x = X(b.x0);
     parts.push(
-      html`<rect
-        class="mark"
-        x="${x}"
-        y="${m.t}"
-        width="${Math.max(2, round(X(b.x1) - x))}"
-        height="${ph}"
-        fill="${b.colour}"
-        fill-opacity="0.16"
-        ><title>${b.title}</title></rect
-      >`,
+      markup`<rect class="mark" x="${x}" y="${m.t}" width="${Math.max(2, round(X(b.x1) - x))}" height="${ph}" fill="${b.colour}" fill-opacity="0.16"><title>${b.title}</title></rect>`,
     );
+    if (b.label) {
+      // Left of the band when it sits in the right half, so the text stays in the plot.
+      const right = x > m.l + pw / 2;
+      labels.push(
+        markup`<text x="${right ? x - 6 : X(b.x1) + 6}" y="${m.t + 14}" text-anchor="${right ? 'end' : 'start'}" font-weight="600" fill="${b.colour}">${b.label}</text>`,
+      );
+    }
   }
 
   const plot: Html[] = [];
   if (stack) {
     spec.stack!.layers.forEach((layer, i) => {
       const d = stackPath(stack, i, X, Y);
-      if (d) plot.push(html`<path d="${d}" fill="${layer.colour}" stroke="none"><title>${layer.label}</title></path>`);
+      if (d)
+        plot.push(markup`<path d="${d}" fill="${layer.colour}" stroke="none"><title>${layer.label}</title></path>`);
     });
   }
   for (const s of series) {
     if (s.area) {
       const d = areaPath(s, X, Y);
-      if (d) plot.push(html`<path d="${d}" fill="${s.colour}" fill-opacity="0.14" stroke="none" />`);
+      if (d) plot.push(markup`<path d="${d}" fill="${s.colour}" fill-opacity="0.14" stroke="none"/>`);
     }
     const d = linePath(s, X, Y);
     if (d) {
       plot.push(
-        html`<path
-          class="series"
-          d="${d}"
-          fill="none"
-          stroke="${s.colour}"
-          stroke-width="${s.width ?? 2}"
-          stroke-linejoin="round"
-          stroke-dasharray="${s.dash ?? 'none'}"
-          ><title>${s.label}</title></path
-        >`,
+        markup`<path class="series" d="${d}" fill="none" stroke="${s.colour}" stroke-width="${s.width ?? 2}" stroke-linejoin="round" stroke-dasharray="${s.dash ?? 'none'}"><title>${s.label}</title></path>`,
       );
     }
   }
   for (const mk of spec.markers ?? []) {
     const x = (X(mk.x0) + X(mk.x1)) / 2;
     plot.push(
-      html`<path class="mark" d="M${round(x - 5)} ${m.t - 11}h10l-5 8z" fill="${mk.colour}"
-        ><title>${mk.title}</title></path
-      >`,
+      markup`<path class="mark" d="M${round(x - 5)} ${m.t - 11}h10l-5 8z" fill="${mk.colour}"><title>${mk.title}</title></path>`,
     );
   }
 
   const titleId = `${spec.id}-title`;
   const descId = `${spec.id}-desc`;
-  const svg = html`<svg
-    class="chart"
-    viewBox="0 0 ${W} ${H}"
-    role="img"
-    aria-labelledby="${titleId} ${descId}"
-    ${trusted(FONT)}
-    font-size="12"
-    fill="#3b4048"
-  >
-    <title id="${titleId}">${spec.title}</title>
-    <desc id="${descId}">${spec.description}</desc>
-    <defs>
-      <clipPath id="${clip}"><rect x="${m.l}" y="${m.t - 14}" width="${pw}" height="${ph + 14}" /></clipPath>
-    </defs>
-    ${parts}
-    <g clip-path="url(#${clip})">${plot}</g>
-    <text x="${m.l + pw / 2}" y="${H - 6}" text-anchor="middle" fill="#5f6670">
-      ${xMax >= 120 ? 'time since start (min:s)' : 'seconds since start'}
-    </text>
-    <text transform="translate(14 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle" fill="#5f6670">
-      ${spec.yLabel}
-    </text>
-    ${spec.right ? html`<text transform="translate(${W - 8} ${m.t + ph / 2}) rotate(90)" text-anchor="middle" fill="#5f6670">${spec.right.label}</text>` : ''}
-  </svg>`;
+  const svg = markup`<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-labelledby="${titleId} ${descId}" ${trusted(FONT)} font-size="12" fill="#3b4048">
+<title id="${titleId}">${spec.title}</title>
+<desc id="${descId}">${spec.description}</desc>
+<defs><clipPath id="${clip}"><rect x="${m.l}" y="${m.t - 14}" width="${pw}" height="${ph + 14}"/></clipPath></defs>
+${parts}
+<g clip-path="url(#${clip})">${plot}</g>
+${labels}
+<text x="${m.l + pw / 2}" y="${H - 6}" text-anchor="middle" fill="#5f6670">${xMax >= 120 ? 'time since start (min:s)' : 'seconds since start'}</text>
+<text transform="translate(14 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle" fill="#5f6670">${spec.yLabel}</text>
+${spec.right ? markup`<text transform="translate(${W - 8} ${m.t + ph / 2}) rotate(90)" text-anchor="middle" fill="#5f6670">${spec.right.label}</text>` : ''}
+</svg>`;
 
-  return html`<figure class="panel${spec.wide ? ' wide' : ''}" id="${spec.id}">
-    <figcaption>
-      <h3>${spec.title}</h3>
-      <p class="sub">${spec.subtitle}</p>
-      ${legend(spec)}
-    </figcaption>
-    ${svg}
-  </figure>`;
+  return markup`<figure class="panel${spec.wide ? ' wide' : ''}" id="${spec.id}">
+<figcaption><h3>${spec.title}</h3><p class="sub">${spec.subtitle}</p>${legend(spec)}</figcaption>
+${svg}
+</figure>`;
 }
 
 function legend(spec: ChartSpec): Html {
   const items: Html[] = [];
   for (const s of spec.series ?? []) {
     items.push(
-      html`<li>
-        <svg width="26" height="10" aria-hidden="true">
-          <line
-            x1="1"
-            x2="25"
-            y1="5"
-            y2="5"
-            stroke="${s.colour}"
-            stroke-width="${Math.max(2, s.width ?? 2)}"
-            stroke-dasharray="${s.dash ?? 'none'}"
-          /></svg
-        >${s.label}
-      </li>`,
+      markup`<li><svg width="26" height="10" aria-hidden="true"><line x1="1" x2="25" y1="5" y2="5" stroke="${s.colour}" stroke-width="${Math.max(2, s.width ?? 2)}" stroke-dasharray="${s.dash ?? 'none'}"/></svg>${s.label}</li>`,
     );
   }
   for (const l of spec.stack?.layers ?? []) {
     items.push(
-      html`<li>
-        <svg width="14" height="12" aria-hidden="true"><rect width="14" height="12" rx="2" fill="${l.colour}" /></svg
-        >${l.label}
-      </li>`,
+      markup`<li><svg width="14" height="12" aria-hidden="true"><rect width="14" height="12" rx="2" fill="${l.colour}"/></svg>${l.label}</li>`,
     );
   }
   for (const n of spec.legendNotes ?? []) {
     const swatch =
       n.kind === 'marker'
-        ? html`<path d="M2 1h10l-5 8z" fill="${n.colour}" />`
-        : html`<rect width="14" height="12" rx="2" fill="${n.colour}" fill-opacity="${n.kind === 'band' ? 0.3 : 1}" />`;
-    items.push(html`<li><svg width="14" height="12" aria-hidden="true">${swatch}</svg>${n.label}</li>`);
+        ? markup`<path d="M2 1h10l-5 8z" fill="${n.colour}"/>`
+        : markup`<rect width="14" height="12" rx="2" fill="${n.colour}" fill-opacity="${n.kind === 'band' ? 0.3 : 1}"/>`;
+    items.push(markup`<li><svg width="14" height="12" aria-hidden="true">${swatch}</svg>${n.label}</li>`);
   }
-  return items.length
-    ? html`<ul class="legend">
-        ${items}
-      </ul>`
-    : html``;
+  return items.length ? markup`<ul class="legend">${items}</ul>` : markup``;
 }
 
 /** About four to six round ticks from 0 to at least `top`. */

@@ -1,7 +1,7 @@
 /**
  * Escaping for the report page. Everything from a recording (hostnames, commands, namespace
- * names, notices) is hostile input: the `html` template escapes every value it interpolates,
- * unless the value is already Html (made by `html` itself or by `trusted` for markup this
+ * names, notices) is hostile input: the `markup` template escapes every value it interpolates,
+ * unless the value is already Html (made by `markup` itself or by `trusted` for markup this
  * code wrote). Escaping covers element content and quoted attribute values, in HTML and SVG.
  */
 export class Html {
@@ -26,8 +26,9 @@ function render(value: Value): string {
   return escapeHtml(String(value));
 }
 
-/** A template whose interpolations are escaped (arrays are joined, null/undefined/false empty). */
-export function html(strings: TemplateStringsArray, ...values: Value[]): Html {
+/**
+ * A template whose interpolations are escaped (arrays are joined, null/undefined/false empty). */
+export function markup(strings: TemplateStringsArray, ...values: Value[]): Html {
   let out = strings[0]!;
   values.forEach((v, i) => (out += render(v) + strings[i + 1]!));
   return new Html(out);

@@ -12,7 +12,7 @@
 import { adviseTuning, formatBytes, type TuningAdvice, type TuningEnvironment } from '../advise.js';
 import { TCP_STATE_NAMES, type ConntrackSample, type TcpStateName } from '../types.js';
 import { renderChart, type ChartSpec, type Layer, type Mark, type Point, type Series } from './chart.js';
-import { html, trusted, type Html } from './html-escape.js';
+import { markup, trusted, type Html } from './html-escape.js';
 import { count, duration, offset, percent, rate, utc } from './numbers.js';
 import type { ReportRun } from './runs.js';
 import { summarize, type RunSummary } from './summary.js';
@@ -82,48 +82,38 @@ export function renderReport(inputs: readonly RunInput[], options: RenderOptions
       : `${runs.length} runs compared`);
   const generated = (options.generatedAt ?? new Date()).toISOString();
 
-  const body = html`<main>
-    <header>
-      <p class="eyebrow">conntrack pressure report</p>
-      <h1>${single?.header?.command ? html`<code>${title}</code>` : title}</h1>
-      ${
-        single
-          ? meta(single)
-          : html`<ul class="runs">
-              ${runs.map((r, i) => html`<li>${swatch(i)}<strong>${r.label}</strong> ${runMeta(r)}</li>`)}
-            </ul>`
-      }
-    </header>
-    <section aria-label="Verdict">${runs.map((r) => verdict(r, single === null))}</section>
-    ${single ? cards(single) : null}
-    <section class="grid" aria-label="Charts">${charts(charted)}</section>
-    ${runs.length > charted.length ? html`<p class="note">The charts show the first ${charted.length} of ${runs.length} runs; the tables show all.</p>` : null}
-    <div class="grid">
-      <section class="panel${single ? '' : ' wide'}" aria-labelledby="summary-h">
-        <h2 id="summary-h">Summary</h2>
-        ${summaryTable(runs)}
-      </section>
-      <section class="panel${single ? '' : ' wide'}" aria-labelledby="advice-h">
-        <h2 id="advice-h">Tuning advice</h2>
-        <p class="sub">
-          From what was observed, as <code>conntrack-monitor advise</code> gives it. Nothing is applied.
-        </p>
-        ${runs.map((r) => advice(r, single === null))}
-      </section>
-    </div>
-    <section class="panel wide" aria-labelledby="details-h">
-      <h2 id="details-h">Recording details</h2>
-      ${runs.map((r) => details(r, single === null))}
-    </section>
-    <footer>
-      Made by ${runs[0]!.header?.tool ?? 'conntrack-monitor'} report at ${utc(generated)} from
-      ${runs
-        .map((r) => r.file ?? r.label)
-        .filter((f, i, all) => all.indexOf(f) === i)
-        .join(', ')}.
-      Self-contained: no scripts, nothing fetched.
-    </footer>
-  </main>`;
+  const body = markup`<main>
+<header>
+<p class="eyebrow">conntrack pressure report</p>
+<h1>${single?.header?.command ? markup`<code>${title}</code>` : title}</h1>
+${single ? meta(single) : markup`<ul class="runs">${runs.map((r, i) => markup`<li>${swatch(i)}<strong>${r.label}</strong> ${runMeta(r)}</li>`)}</ul>`}
+</header>
+<section aria-label="Verdict">${runs.map((r) => verdict(r, single === null))}</section>
+${single ? cards(single) : null}
+<section class="grid" aria-label="Charts">
+${charts(charted)}
+</section>
+${runs.length > charted.length ? markup`<p class="note">The charts show the first ${charted.length} of ${runs.length} runs; the tables show all.</p>` : null}
+<div class="grid">
+<section class="panel${single ? '' : ' wide'}" aria-labelledby="summary-h">
+<h2 id="summary-h">Summary</h2>
+${summaryTable(runs)}
+</section>
+<section class="panel${single ? '' : ' wide'}" aria-labelledby="advice-h">
+<h2 id="advice-h">Tuning advice</h2>
+<p class="sub">From what was observed, as <code>conntrack-monitor advise</code> gives it. Nothing is applied.</p>
+${runs.map((r) => advice(r, single === null))}
+</section>
+</div>
+<section class="panel wide" aria-labelledby="details-h">
+<h2 id="details-h">Recording details</h2>
+${runs.map((r) => details(r, single === null))}
+</section>
+<footer>Made by ${runs[0]!.header?.tool ?? 'conntrack-monitor'} report at ${utc(generated)} from ${runs
+    .map((r) => r.file ?? r.label)
+    .filter((f, i, all) => all.indexOf(f) === i)
+    .join(', ')}. Self-contained: no scripts, nothing fetched.</footer>
+</main>`;
 
   return `<!doctype html>
 <html lang="en">
@@ -132,7 +122,7 @@ export function renderReport(inputs: readonly RunInput[], options: RenderOptions
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="conntrack-monitor">
-<title>${html`${title} - conntrack report`}</title>
+<title>${markup`${title} - conntrack report`}</title>
 <style>${CSS}</style>
 </head>
 <body>
@@ -149,7 +139,7 @@ function meta(run: ReportRun): Html {
   const h = run.header;
   const s = run.summary;
   const items: (Html | string)[] = [];
-  if (h) items.push(html`host <strong>${h.hostname}</strong>`, `Linux ${h.kernel}`, `${h.cpus} CPUs`);
+  if (h) items.push(markup`host <strong>${h.hostname}</strong>`, `Linux ${h.kernel}`, `${h.cpus} CPUs`);
   items.push(netnsText(run));
   if (s.start) items.push(`started ${utc(s.start)}`);
   items.push(
@@ -159,7 +149,7 @@ function meta(run: ReportRun): Html {
     items.push(`${s.source === 'proc' ? '/proc backend' : s.source === 'netlink' ? 'ctnetlink' : 'mixed backends'}`);
   const exit = exitText(run);
   if (exit) items.push(exit);
-  return html`<p class="meta">${items.map((i) => html`<span>${i}</span>`)}</p>`;
+  return markup`<p class="meta">${items.map((i) => markup`<span>${i}</span>`)}</p>`;
 }
 
 function runMeta(run: ReportRun): Html {
@@ -170,7 +160,7 @@ function runMeta(run: ReportRun): Html {
   if (run.summary.start) parts.push(utc(run.summary.start));
   parts.push(duration(run.summary.durationSeconds));
   if (run.header) parts.push(`${run.header.hostname}, Linux ${run.header.kernel}`);
-  return html`<span class="muted">${parts.join(' · ')}</span>`;
+  return markup`<span class="muted">${parts.join(' · ')}</span>`;
 }
 
 function netnsText(run: ReportRun): string {
@@ -193,7 +183,7 @@ function exitText(run: ReportRun): string | null {
 
 function verdict(run: ReportRun, named: boolean): Html {
   const s = run.summary;
-  const who = named ? html`<strong>${run.label}:</strong> ` : null;
+  const who = named ? markup`<strong>${run.label}:</strong> ` : null;
   const fill = s.peak.fill;
   const peak = s.peak.entries !== null && s.max !== null ? `${count(s.peak.entries)} of ${count(s.max)} entries` : null;
   let tone: 'bad' | 'warn' | 'ok' | 'unknown';
@@ -223,30 +213,24 @@ function verdict(run: ReportRun, named: boolean): Html {
   if ((s.eventsLost ?? 0) > 0)
     extra.push(`${count(s.eventsLost!)} events were lost (counted, then repaired by a resync).`);
   if (run.header && (run.truncated || !run.end)) extra.push('The recording was cut short.');
-  return html`<p class="verdict ${tone}">
-    ${who}${text}${extra.length ? html` <span class="muted">${extra.join(' ')}</span>` : null}
-  </p>`;
+  return markup`<p class="verdict ${tone}">${who}${text}${extra.length ? markup` <span class="muted">${extra.join(' ')}</span>` : null}</p>`;
 }
 
 function cards(run: ReportRun): Html {
   const s = run.summary;
-  const na = (path: string) => html`<abbr title="${s.unavailable[path] ?? 'unknown'}">n/a</abbr>`;
+  const na = (path: string) => markup`<abbr title="${s.unavailable[path] ?? 'unknown'}">n/a</abbr>`;
   const drops = s.totals.drop;
   const card = (label: string, value: Html | string, detail: Html | string, tone = '') =>
-    html`<div class="card ${tone}">
-      <div class="label">${label}</div>
-      <div class="value">${value}</div>
-      <div class="detail">${detail}</div>
-    </div>`;
+    markup`<div class="card ${tone}"><div class="label">${label}</div><div class="value">${value}</div><div class="detail">${detail}</div></div>`;
   const fillTone = (s.peak.fill ?? 0) >= 0.9 ? 'bad' : (s.peak.fill ?? 0) >= 0.75 ? 'warn' : '';
-  return html`<section class="cards" aria-label="Key figures">
-    ${card('Peak fill', s.peak.fill === null ? na('peak.fill') : percent(s.peak.fill), s.peak.entries === null ? '' : `${count(s.peak.entries)} of ${s.max === null ? '?' : count(s.max)} entries`, fillTone)}
-    ${card('Packets dropped', drops === null ? na('totals.drop') : count(drops), drops ? `first at ${offset(s.firstDropSeconds ?? 0)}; peak ${rate(s.peak.dropRate ?? 0)}/s` : 'table full: none', drops ? 'bad' : drops === 0 ? 'good' : '')}
-    ${card('Inserts / s', s.peak.insertRate === null ? na('peak.insertRate') : rate(s.peak.insertRate), s.p50.insertRate === null ? 'peak' : `peak; p50 ${rate(s.p50.insertRate)}, p99 ${rate(s.p99.insertRate!)}`)}
-    ${card('Deletes / s', s.peak.deleteRate === null ? na('peak.deleteRate') : rate(s.peak.deleteRate), s.p50.deleteRate === null ? 'peak' : `peak; p50 ${rate(s.p50.deleteRate)}, p99 ${rate(s.p99.deleteRate!)}`)}
-    ${card('Peak TIME_WAIT', s.peak.timeWait === null ? na('peak.timeWait') : count(s.peak.timeWait), s.peak.timeWaitShare === null ? '' : `${percent(s.peak.timeWaitShare)} of nf_conntrack_max`)}
-    ${card('Events lost', s.eventsLost === null ? na('eventsLost') : count(s.eventsLost), `${count(s.totals.insert ?? 0)} inserts, ${count(s.totals.delete ?? 0)} deletes`, (s.eventsLost ?? 0) > 0 ? 'warn' : '')}
-  </section>`;
+  return markup`<section class="cards" aria-label="Key figures">
+${card('Peak fill', s.peak.fill === null ? na('peak.fill') : percent(s.peak.fill), s.peak.entries === null ? '' : `${count(s.peak.entries)} of ${s.max === null ? '?' : count(s.max)} entries`, fillTone)}
+${card('Packets dropped', drops === null ? na('totals.drop') : count(drops), drops ? `first at ${offset(s.firstDropSeconds ?? 0)}; peak ${rate(s.peak.dropRate ?? 0)}/s` : 'table full: none', drops ? 'bad' : drops === 0 ? 'good' : '')}
+${card('Inserts / s', s.peak.insertRate === null ? na('peak.insertRate') : rate(s.peak.insertRate), s.p50.insertRate === null ? 'peak' : `peak; p50 ${rate(s.p50.insertRate)}, p99 ${rate(s.p99.insertRate!)}`)}
+${card('Deletes / s', s.peak.deleteRate === null ? na('peak.deleteRate') : rate(s.peak.deleteRate), s.p50.deleteRate === null ? 'peak' : `peak; p50 ${rate(s.p50.deleteRate)}, p99 ${rate(s.p99.deleteRate!)}`)}
+${card('Peak TIME_WAIT', s.peak.timeWait === null ? na('peak.timeWait') : count(s.peak.timeWait), s.peak.timeWaitShare === null ? '' : `${percent(s.peak.timeWaitShare)} of nf_conntrack_max`)}
+${card('Events lost', s.eventsLost === null ? na('eventsLost') : count(s.eventsLost), `${count(s.totals.insert ?? 0)} inserts, ${count(s.totals.delete ?? 0)} deletes`, (s.eventsLost ?? 0) > 0 ? 'warn' : '')}
+</section>`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,7 +265,12 @@ function charts(runs: readonly ReportRun[]): Html {
   const single = lines.length === 1;
   const drops = dropMarks(lines, single);
   const common = { xMax, ...drops };
-  const out: Html[] = [fillChart(lines, common, single)];
+  // The fill chart names the first drop on its band.
+  const firstDrop = lines[0]!.run.summary.firstDropSeconds;
+  const fillBands = common.bands?.map((b, i) =>
+    i === 0 && firstDrop !== null ? { ...b, label: `first drop at ${offset(firstDrop)}` } : b,
+  );
+  const out: Html[] = [fillChart(lines, { ...common, bands: fillBands }, single)];
   out.push(
     single
       ? rateChart(
@@ -327,7 +316,7 @@ function charts(runs: readonly ReportRun[]): Html {
   );
   out.push(timeWaitChart(lines, common));
   for (const line of lines) out.push(stateChart(line, common, single));
-  return html`${out}`;
+  return markup`${out}`;
 }
 
 type Common = { xMax: number; bands?: Mark[]; markers?: Mark[]; legendNotes?: ChartSpec['legendNotes'] };
@@ -370,10 +359,7 @@ function points(l: Timeline, value: (s: ConntrackSample) => number | null): Poin
 }
 
 function unknownPanel(id: string, title: string, reason: string): Html {
-  return html`<figure class="panel" id="${id}">
-    <figcaption><h3>${title}</h3></figcaption>
-    <p class="unknown">Unknown for this recording: ${reason}</p>
-  </figure>`;
+  return markup`<figure class="panel" id="${id}"><figcaption><h3>${title}</h3></figcaption><p class="unknown">Unknown for this recording: ${reason}</p></figure>`;
 }
 
 function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
@@ -598,10 +584,7 @@ function stateChart(l: Timeline, common: Common, single: boolean): Html {
       layers.push({ label: p === 'other' ? 'other protocols' : p.toUpperCase(), colour: STATE_COLOURS[p]!, values });
   }
   if (!layers.length) {
-    return html`<figure class="panel" id="${id}">
-      <figcaption><h3>${title}</h3></figcaption>
-      <p class="unknown">The monitor tracked no entries in this run.</p>
-    </figure>`;
+    return markup`<figure class="panel" id="${id}"><figcaption><h3>${title}</h3></figcaption><p class="unknown">The monitor tracked no entries in this run.</p></figure>`;
   }
   const peakAt = (v: (number | null)[]) => Math.max(0, ...v.map((x) => x ?? 0));
   return renderChart({
@@ -624,7 +607,8 @@ function stateChart(l: Timeline, common: Common, single: boolean): Html {
 
 function summaryTable(runs: readonly ReportRun[]): Html {
   type Cell = string | Html;
-  const na = (s: RunSummary, path: string): Html => html`<abbr title="${s.unavailable[path] ?? 'unknown'}">n/a</abbr>`;
+  const na = (s: RunSummary, path: string): Html =>
+    markup`<abbr title="${s.unavailable[path] ?? 'unknown'}">n/a</abbr>`;
   const num = (s: RunSummary, path: string, v: number | null, f: (n: number) => string = count): Cell =>
     v === null ? na(s, path) : f(v);
   const rates = (s: RunSummary, key: 'insertRate' | 'deleteRate' | 'dropRate'): Cell =>
@@ -657,41 +641,15 @@ function summaryTable(runs: readonly ReportRun[]): Html {
     ],
   ];
   const multi = runs.length > 1;
-  return html`<table class="summary">
-      <thead>
-        <tr>
-          <th scope="col">Measure</th>
-          ${runs.map((r, i) => html`<th scope="col" class="num">${multi ? swatch(i) : null}${multi ? r.label : 'Value'}</th>`)}
-        </tr>
-      </thead>
-      <tbody>
-        ${rows.map(
-          ([label, f]) =>
-            html`<tr>
-              <th scope="row">${label}</th>
-              ${runs.map((r) => html`<td class="num">${f(r.summary)}</td>`)}
-            </tr>`,
-        )}
-      </tbody>
-    </table>
-    <p class="sub">
-      Rates are per interval; p50 and p99 are nearest-rank percentiles over the intervals. n/a: the recording could not
-      know (hover for why).
-    </p>`;
+  return markup`<table class="summary">
+<thead><tr><th scope="col">Measure</th>${runs.map((r, i) => markup`<th scope="col" class="num">${multi ? swatch(i) : null}${multi ? r.label : 'Value'}</th>`)}</tr></thead>
+<tbody>${rows.map(([label, f]) => markup`<tr><th scope="row">${label}</th>${runs.map((r) => markup`<td class="num">${f(r.summary)}</td>`)}</tr>`)}</tbody>
+</table>
+<p class="sub">Rates are per interval; p50 and p99 are nearest-rank percentiles over the intervals. n/a: the recording could not know (hover for why).</p>`;
 }
 
 function swatch(i: number): Html {
-  return html`<svg class="swatch" width="22" height="10" aria-hidden="true">
-    <line
-      x1="1"
-      x2="21"
-      y1="5"
-      y2="5"
-      stroke="${RUN_COLOURS[i % RUN_COLOURS.length]!}"
-      stroke-width="3"
-      stroke-dasharray="${RUN_DASHES[i % RUN_DASHES.length]!}"
-    />
-  </svg>`;
+  return markup`<svg class="swatch" width="22" height="10" aria-hidden="true"><line x1="1" x2="21" y1="5" y2="5" stroke="${RUN_COLOURS[i % RUN_COLOURS.length]!}" stroke-width="3" stroke-dasharray="${RUN_DASHES[i % RUN_DASHES.length]!}"/></svg>`;
 }
 
 /** The advisor's environment: the run's last sample, the header for what samples lack. */
@@ -719,37 +677,20 @@ export function adviceOf(run: ReportRun): TuningAdvice | null {
 
 function advice(run: ReportRun, named: boolean): Html {
   const a = adviceOf(run);
-  const heading = named ? html`<h3>${run.label}</h3>` : null;
-  if (!a)
-    return html`${heading}
-      <p>No advice: nf_conntrack_max is unknown in this recording.</p>`;
-  return html`${heading}
-  ${
-    a.recommendations.length
-      ? html`<ul class="advice">
-          ${a.recommendations.map(
-            (r) =>
-              html`<li>
-                <code>${r.sysctl}</code>:
-                <strong>${r.current === null ? '?' : count(r.current)} → ${count(r.recommended)}</strong><br /><span
-                  class="muted"
-                  >${r.reason}</span
-                >
-              </li>`,
-          )}
-        </ul>`
-      : null
-  }
-  ${a.notes.map((n) => html`<p>${n}</p>`)}
-  ${a.memory && !a.recommendations.length ? html`<p>One entry takes ${a.memory.entryBytes} bytes (${formatBytes(a.memory.bytes)} for a full table).</p>` : null}
-  ${
-    a.sysctlConf
-      ? html`<pre><code>${a.sysctlConf}</code></pre>
-          <ol class="steps">
-            ${a.steps.map((s) => html`<li>${s}</li>`)}
-          </ol>`
-      : null
-  }`;
+  const heading = named ? markup`<h3>${run.label}</h3>` : null;
+  if (!a) return markup`${heading}<p>No advice: nf_conntrack_max is unknown in this recording.</p>`;
+  return markup`${heading}
+${
+  a.recommendations.length
+    ? markup`<ul class="advice">${a.recommendations.map(
+        (r) =>
+          markup`<li><code>${r.sysctl}</code>: <strong>${r.current === null ? '?' : count(r.current)} → ${count(r.recommended)}</strong><br><span class="muted">${r.reason}</span></li>`,
+      )}</ul>`
+    : null
+}
+${a.notes.map((n) => markup`<p>${n}</p>`)}
+${a.memory && !a.recommendations.length ? markup`<p>One entry takes ${a.memory.entryBytes} bytes (${formatBytes(a.memory.bytes)} for a full table).</p>` : null}
+${a.sysctlConf ? markup`<pre><code>${a.sysctlConf}</code></pre><ol class="steps">${a.steps.map((s) => markup`<li>${s}</li>`)}</ol>` : null}`;
 }
 
 function details(run: ReportRun, named: boolean): Html {
@@ -758,7 +699,7 @@ function details(run: ReportRun, named: boolean): Html {
   if (run.file) rows.push(['File', run.file]);
   if (h) {
     rows.push(
-      ['Command', h.command ? html`<code>${commandText(h.command)}</code>` : 'none: recorded until a signal'],
+      ['Command', h.command ? markup`<code>${commandText(h.command)}</code>` : 'none: recorded until a signal'],
       [
         'Host',
         `${h.hostname}, Linux ${h.kernel}, ${h.cpus} CPUs${h.memoryBytes === null ? '' : `, ${formatBytes(h.memoryBytes)} RAM`}`,
@@ -777,37 +718,17 @@ function details(run: ReportRun, named: boolean): Html {
     rows.push([
       'Timeouts (s)',
       known.length
-        ? html`<span class="timeouts"
-            >${known.map(([k, v]) => html`<span><code>${k.replace(/^nf_conntrack_/, '')}</code> ${v}</span>`)}</span
-          >`
+        ? markup`<span class="timeouts">${known.map(([k, v]) => markup`<span><code>${k.replace(/^nf_conntrack_/, '')}</code> ${v}</span>`)}</span>`
         : (h.unavailable['conntrack.timeouts'] ?? 'n/a'),
     ]);
   } else rows.push(['Header', 'none (conntrack-monitor --json output): host facts unknown']);
   rows.push(['End', exitText(run) ?? (run.end ? run.end.reason : 'no end line')]);
   if (run.namespace) rows.push(['Namespace inode', String(run.namespace.inode)]);
   const notices = run.notices.map(
-    (n) => html`<li><span class="muted">${utc(n.time)} ${n.kind}:</span> ${n.message}</li>`,
+    (n) => markup`<li><span class="muted">${utc(n.time)} ${n.kind}:</span> ${n.message}</li>`,
   );
-  return html`${named ? html`<h3>${run.label}</h3>` : null}
-    <table class="details">
-      <tbody>
-        ${rows.map(
-          ([k, v]) =>
-            html`<tr>
-              <th scope="row">${k}</th>
-              <td>${v}</td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>
-    ${
-      notices.length
-        ? html`<h4>What the monitor said</h4>
-            <ul class="notices">
-              ${notices}
-            </ul>`
-        : null
-    }`;
+  return markup`${named ? markup`<h3>${run.label}</h3>` : null}<table class="details"><tbody>${rows.map(([k, v]) => markup`<tr><th scope="row">${k}</th><td>${v}</td></tr>`)}</tbody></table>
+${notices.length ? markup`<h4>What the monitor said</h4><ul class="notices">${notices}</ul>` : null}`;
 }
 
 /** argv as one line, quoting arguments with spaces or quotes (for display only). */
