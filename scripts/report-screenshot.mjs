@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Screenshot of a report page in headless Chromium, as in the README (docs/report.png):
-//   node scripts/report-screenshot.mjs PAGE.html OUT.png [--width 1280] [--max-height 2400] [--scale 1]
+//   node scripts/report-screenshot.mjs PAGE.html OUT.png [--width 1280] [--until SELECTOR] [--scale 1]
+// --until: down to the bottom of that element (e.g. '.grid', the charts), else the whole page.
 // Fails if the page made any request besides itself (the report must be self-contained).
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -12,12 +13,12 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     width: { type: 'string', default: '1280' },
-    'max-height': { type: 'string', default: 'Infinity' },
+    until: { type: 'string' },
     scale: { type: 'string', default: '1' },
   },
 });
 if (positionals.length !== 2) {
-  console.error('usage: report-screenshot.mjs PAGE.html OUT.png [--width PX] [--max-height PX] [--scale N]');
+  console.error('usage: report-screenshot.mjs PAGE.html OUT.png [--width PX] [--until SELECTOR] [--scale N]');
   process.exit(2);
 }
 const [page, out] = positionals;
@@ -26,7 +27,12 @@ const tab = await openPage(url, { width: Number(values.width), scale: Number(val
 try {
   const others = tab.requests.filter((r) => r !== url);
   if (others.length) throw new Error(`the page fetched ${others.join(', ')}`);
-  writeFileSync(out, await tab.screenshot({ maxHeight: Number(values['max-height']) }));
+  const bottom = values.until
+    ? await tab.evaluate(
+        `Math.ceil(document.querySelector(${JSON.stringify(values.until)}).getBoundingClientRect().bottom + 20)`,
+      )
+    : Infinity;
+  writeFileSync(out, await tab.screenshot({ maxHeight: bottom }));
   console.log(`wrote ${out}`);
 } finally {
   await tab.close();

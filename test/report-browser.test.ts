@@ -22,7 +22,7 @@ if (missing) console.warn(`skipping the browser test: ${missing}`);
 
 const ROOT = join(__dirname, '..');
 const FIXTURE = join(__dirname, 'fixtures', 'recordings', 'table-full.ndjson');
-const DEMO = join(ROOT, 'docs', 'demo', 'recording.ndjson');
+const DEMO = join(ROOT, 'docs', 'demo', 'before.ndjson');
 const BUILD = join(ROOT, 'build');
 const dir = mkdtempSync(join(tmpdir(), 'ctmon-browser-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -140,7 +140,7 @@ describe.skipIf(missing !== null)('the report page in headless Chromium', () => 
       for (const id of ['chart-inserts', 'chart-deletes', 'chart-drops', 'chart-timewait']) {
         const c = charts.find((x) => x.id === id)!;
         expect(c.series, id).toBe(2);
-        expect(c.legend.slice(0, 2), id).toEqual(['recording', 'table-full']);
+        expect(c.legend.slice(0, 2), id).toEqual(['before', 'table-full']);
       }
       expect(charts[0]!.series).toBe(4); // entries and nf_conntrack_max of each run
       const png = await page.screenshot();

@@ -4,14 +4,14 @@
 #   flock /tmp/ctmon-kernel.lock docs/demo/record-demo.sh [MAX] [load-test.mjs flags...]
 # nf_conntrack_max is set to MAX (default 16384) for the run, so that a laptop-sized load fills
 # the table, and restored on exit whatever happens. TIME_WAIT=S sets the namespace's
-# nf_conntrack_tcp_timeout_time_wait; OUT=FILE names the recording (docs/demo/recording.ndjson);
+# nf_conntrack_tcp_timeout_time_wait; OUT=FILE names the recording (docs/demo/before.ndjson);
 # SCREENSHOT=0 skips the report and screenshot.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MAX=${1:-16384}
 shift || true
 NS=ctmon-demo-$$
-OUT=${OUT:-docs/demo/recording.ndjson}
+OUT=${OUT:-docs/demo/before.ndjson}
 SAVED=$(cat /proc/sys/net/netfilter/nf_conntrack_max)
 cleanup() {
   echo "$SAVED" >/proc/sys/net/netfilter/nf_conntrack_max
@@ -39,4 +39,5 @@ trap - EXIT
 [ "${SCREENSHOT:-1}" = 0 ] && exit 0
 mkdir -p build
 node dist/cli.js report "$OUT" --html build/demo-report.html
-node scripts/report-screenshot.mjs build/demo-report.html docs/report.png
+# The README shows the top of the page: the verdict, the key figures and the charts.
+node scripts/report-screenshot.mjs build/demo-report.html docs/report.png --until '.grid'

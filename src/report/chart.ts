@@ -66,6 +66,8 @@ export interface ChartSpec {
   yMin?: number;
   /** Integer quantities: no fractional ticks. */
   integer?: boolean;
+  /** How y ticks are written (default: compact numbers). */
+  yFormat?: (y: number) => string;
   series?: Series[];
   stack?: { xs: number[]; layers: Layer[] };
   bands?: Mark[];
@@ -110,7 +112,7 @@ export function renderChart(spec: ChartSpec): Html {
   for (const t of yTicks) {
     parts.push(
       markup`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(t)}" y2="${Y(t)}" stroke="${t === 0 ? '#8a8f98' : '#e3e6ea'}" stroke-width="1"/>`,
-      markup`<text x="${m.l - 8}" y="${Y(t) + 4}" text-anchor="end">${compact(t)}</text>`,
+      markup`<text x="${m.l - 8}" y="${Y(t) + 4}" text-anchor="end">${(spec.yFormat ?? compact)(t)}</text>`,
     );
   }
   for (const t of spec.right?.ticks ?? []) {

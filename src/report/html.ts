@@ -362,33 +362,41 @@ function unknownPanel(id: string, title: string, reason: string): Html {
   return markup`<figure class="panel" id="${id}"><figcaption><h3>${title}</h3></figcaption><p class="unknown">Unknown for this recording: ${reason}</p></figure>`;
 }
 
+/**
+ * Entries against nf_conntrack_max when every run had the same one; otherwise the fill in
+ * percent, so that runs with different limits (before and after raising it) compare.
+ */
 function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
+  const max = constantMax(lines);
+  const percentMode = max === null;
+  const top = percentMode ? 100 : max;
   const series: Series[] = [];
   for (const l of lines) {
-    const entries = points(l, (s) => s.entries);
-    if (!entries.some((p) => p.y !== null)) continue;
+    const pts = points(l, (s) => (percentMode ? (s.fill === null ? null : s.fill * 100) : s.entries));
+    if (!pts.some((p) => p.y !== null)) continue;
     series.push({
-      label: single ? 'entries' : `${l.run.label}: entries`,
+      label: single ? (percentMode ? 'fill' : 'entries') : l.run.label,
       colour: l.colour,
       dash: single ? 'none' : l.dash,
       shape: 'line',
       area: single,
       width: 2.5,
-      points: entries,
-    });
-    series.push({
-      label: single ? 'nf_conntrack_max' : `${l.run.label}: nf_conntrack_max`,
-      colour: single ? C.ink : l.colour,
-      dash: '6 4',
-      width: 1.5,
-      shape: 'line',
-      points: points(l, (s) => s.max),
+      points: pts,
     });
   }
   if (!series.length)
     return unknownPanel('chart-fill', 'Table fill', lines[0]!.run.summary.unavailable['peak.entries'] ?? 'no entries');
-  const max = constantMax(lines);
-  const s0 = lines[0]!.run.summary;
+  series.push({
+    label: percentMode ? 'nf_conntrack_max (100%)' : 'nf_conntrack_max',
+    colour: C.ink,
+    dash: '6 4',
+    width: 1.5,
+    shape: 'line',
+    points: [
+      { x: 0, y: top },
+      { x: common.xMax, y: top },
+    ],
+  });
   const description = lines
     .map(
       (l) =>
@@ -400,29 +408,25 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
   return renderChart({
     id: 'chart-fill',
     title: 'Table fill',
-    subtitle:
-      max === null
-        ? 'entries in the table, against nf_conntrack_max (dashed)'
-        : `entries in the table, against nf_conntrack_max = ${count(max)} (dashed); shaded from 75% (warning) and 90% (critical)`,
+    subtitle: percentMode
+      ? 'entries as a share of nf_conntrack_max, which differs between the runs; shaded from 75% (warning) and 90% (critical)'
+      : `entries in the table, against nf_conntrack_max = ${count(max)} (dashed); shaded from 75% (warning) and 90% (critical)`,
     description,
-    yLabel: 'entries',
-    integer: true,
-    yMin: s0.max ?? 0,
+    yLabel: percentMode ? '% of nf_conntrack_max' : 'entries',
+    integer: !percentMode,
+    yFormat: percentMode ? (y) => `${y}%` : undefined,
+    yMin: top,
     series,
-    zones:
-      max === null
-        ? []
-        : [
-            { y0: max * 0.75, y1: max * 0.9, colour: '#fdf3e1', label: 'warning: 75% to 90% of nf_conntrack_max' },
-            { y0: max * 0.9, y1: max, colour: '#fbe6e1', label: 'critical: 90% to 100% of nf_conntrack_max' },
-          ],
-    right:
-      max === null
-        ? undefined
-        : {
-            label: '% of nf_conntrack_max',
-            ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => ({ y: f * max, label: `${f * 100}%` })),
-          },
+    zones: [
+      { y0: top * 0.75, y1: top * 0.9, colour: '#fdf3e1', label: 'warning: 75% to 90% of nf_conntrack_max' },
+      { y0: top * 0.9, y1: top, colour: '#fbe6e1', label: 'critical: 90% to 100% of nf_conntrack_max' },
+    ],
+    right: percentMode
+      ? undefined
+      : {
+          label: '% of nf_conntrack_max',
+          ticks: [0, 0.25, 0.5, 0.75, 1].map((f) => ({ y: f * top, label: `${f * 100}%` })),
+        },
     wide: true,
     ...common,
   });
