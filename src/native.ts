@@ -79,6 +79,24 @@ export interface NativeDropProbe {
   close(): void;
 }
 
+/** The event program's counters (EventCounters in native/ebpf/event_program.h), summed over CPUs. */
+export interface EventProgramCounters {
+  /** [kind: new, update, destroy][class: tcp, udp, icmp, other, unknown] */
+  messages: number[][];
+  /** EventDiagnostic slots: short, not conntrack, passed, ... */
+  diagnostics: number[];
+  /** Per class (tcp, udp, icmp, other): flows started minus flows ended before their deadline. */
+  tracked: number[];
+}
+
+export interface EventProgramRun {
+  /** The program's return value per message: 0 dropped, nonzero passed to the socket. */
+  verdicts: number[];
+  counters: EventProgramCounters;
+  /** With perMessage: the [kind, class] each message was counted under, or null. */
+  counted?: ([number, number] | null)[];
+}
+
 export interface NativeBinding {
   NativeDropProbe: new (options: { maxFlows: number }) => NativeDropProbe;
   /** '' when the drop probe can be attached here, else why not. */
@@ -94,9 +112,15 @@ export interface NativeBinding {
   _parseSockstat(text: string): number;
   /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
   _nativeHeapBytes(): number;
-  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): {
+  /**
+   * Loads the event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on
+   * each message (BPF_PROG_TEST_RUN): what it returned for each, and its counters after.
+   */
+  _eventProgram(messages: Buffer[], options?: { perMessage?: boolean }): EventProgramRun;
+  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number; eventProgramType?: number }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
+    eventProgramType: number;
   };
 }
 
