@@ -62,9 +62,11 @@ describe('report on a real recording', () => {
     expect(run.stdout).toMatch(/^table-full: ip netns exec ctmon-capture-\d+ sh -c '/);
     expect(run.stdout).toContain(`  peak entries  ${kernel.max} of ${kernel.max} (100.0%)`);
     expect(run.stdout).toContain(
-      `  totals        insert ${kernel.nftNew}  delete 0  drop ${kernel.drop}  early_drop ${kernel.earlyDrop}  insert_failed 0`,
+      `  totals        insert ${kernel.nftNew}  delete ${kernel.earlyDrop}  drop ${kernel.drop}  early_drop ${kernel.earlyDrop}  insert_failed ${kernel.insertFailed}`,
     );
-    expect(run.stdout).toContain(`  TIME_WAIT     peak ${kernel.timeWaitBeforeUdp} (66.7% of max)`);
+    expect(run.stdout).toContain(
+      `  TIME_WAIT     peak ${kernel.timeWaitBeforeUdp} (${((kernel.timeWaitBeforeUdp / kernel.max) * 100).toFixed(1)}% of max)`,
+    );
     expect(run.stdout).toMatch(/^ {2}advice: net\.netfilter\.nf_conntrack_max 60 -> \d+: /m);
   });
 
@@ -87,13 +89,13 @@ describe('report on a real recording', () => {
         'unavailable',
       ]),
     );
-    expect(s.peak).toMatchObject({ entries: kernel.max, fill: 1, deleteRate: 0, timeWait: kernel.timeWaitBeforeUdp });
+    expect(s.peak).toMatchObject({ entries: kernel.max, fill: 1, timeWait: kernel.timeWaitBeforeUdp });
     expect(s.totals).toEqual({
       insert: kernel.nftNew,
-      delete: 0,
+      delete: kernel.earlyDrop, // evicted entries send DESTROY; nothing else expired in 2 s
       drop: kernel.drop,
       earlyDrop: kernel.earlyDrop,
-      insertFailed: 0,
+      insertFailed: kernel.insertFailed,
     });
     expect(s.command[0]).toBe('ip');
     expect(s.file).toBe(FIXTURE);

@@ -14,7 +14,7 @@ int live_native_monitors();  // NativeMonitor objects not yet destroyed (lifecyc
 // drop_probe_binding.cc: NativeDropProbe, dropProbeAvailable, _bpfRunTimeStats.
 void export_drop_probe(Napi::Env env, Napi::Object exports);
 
-// test_hooks.cc: _decode, _aggregate, _table, _injectFaults, _liveMonitors.
+// test_hooks.cc: _decode, _aggregate, _table, _eventProgram, _injectFaults, _liveMonitors.
 void export_test_hooks(Napi::Env env, Napi::Object exports);
 
 }  // namespace ctmon_binding

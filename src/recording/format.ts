@@ -11,7 +11,8 @@
  *   every line before is still whole and readable.
  *
  * Readers skip types they do not know, so later versions can add some. parseRecording() also
- * reads `conntrack-monitor --json` output (bare samples, no header). The file is input from
+ * reads `conntrack-monitor --json` output (bare samples, no header). Counters the sample gained
+ * later (events.malformedTotal, samplesMissed) read as 0 from files that predate them. The file is input from
  * elsewhere: every field used is type-checked, and a bad one is an error naming the line.
  */
 import { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
@@ -282,6 +283,7 @@ class Checker {
               receiveBufferBytes: this.number(ev.receiveBufferBytes ?? 0, 'events.receiveBufferBytes'),
               resyncs: this.number(ev.resyncs ?? 0, 'events.resyncs'),
               lastResyncMs: this.numberOrNull(ev.lastResyncMs ?? null, 'events.lastResyncMs'),
+              malformedTotal: this.number(ev.malformedTotal ?? 0, 'events.malformedTotal'),
             },
       socketTimeWait: this.numberOrNull(o.socketTimeWait ?? null, 'socketTimeWait'),
       timeWait: {
@@ -299,6 +301,7 @@ class Checker {
           : (this.numbers(o.protocols, 'protocols', PROTOCOL_NAMES, false) as ConntrackSample['protocols']),
       eventsMode: mode as ConntrackSample['eventsMode'],
       final: this.boolean(o.final ?? false, 'final'),
+      samplesMissed: this.number(o.samplesMissed ?? 0, 'samplesMissed'),
       unavailable: this.reasons(o.unavailable, 'unavailable'),
     };
   }

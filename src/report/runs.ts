@@ -113,6 +113,7 @@ export function namespaceSamples(
         protocols: null,
         eventsMode: null,
         final: r.final,
+        samplesMissed: 0,
         unavailable,
       });
     }
