@@ -87,6 +87,22 @@ describe('renderReport', () => {
     expect(page.match(/<th scope="col" class="num">/g)).toHaveLength(2);
   });
 
+  it('a recording of days (250,000 samples, more than a call takes as arguments) stays a small page', () => {
+    const base = parseRecording(readFileSync(FIXTURE, 'utf8')).samples;
+    const t0 = Date.parse(base[0]!.time);
+    const samples = Array.from({ length: 250_000 }, (_, i) => ({
+      ...base[i % base.length]!,
+      time: new Date(t0 + i * 1000).toISOString(),
+      intervalMs: 1000,
+      final: false,
+    }));
+    const runs = [{ label: 'days', samples }];
+    const page = renderReport(runs);
+    const drops = samples.reduce((sum, x) => sum + x.counts.drop!, 0);
+    expect(page).toContain(`The table was full: ${drops.toLocaleString('en-US')} packets dropped`);
+    expect(page.length).toBeLessThan(1_000_000);
+  }, 60_000);
+
   it('what a recording cannot know shows as such, not as an empty chart', () => {
     const proc = parseRecording(readFileSync(FIXTURE, 'utf8'));
     for (const s of proc.samples) {

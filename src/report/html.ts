@@ -15,7 +15,7 @@ import { renderChart, type ChartSpec, type Layer, type Mark, type Point, type Se
 import { markup, trusted, type Html } from './html-escape.js';
 import { count, duration, offset, percent, rate, utc } from './numbers.js';
 import type { ReportRun } from './runs.js';
-import { summarize, type RunSummary } from './summary.js';
+import { largest, summarize, type RunSummary } from './summary.js';
 
 export interface RenderOptions {
   /** The page's heading; default: the command of a single run, else "N runs compared". */
@@ -263,7 +263,7 @@ function charts(runs: readonly ReportRun[]): Html {
   });
   const xMax = Math.max(0.1, ...lines.map((l) => l.x.at(-1) ?? 0));
   const single = lines.length === 1;
-  const drops = dropMarks(lines, single);
+  const drops = dropMarks(lines, single, xMax);
   const common = { xMax, ...drops };
   // The fill chart names the first drop on its band.
   const firstDrop = lines[0]!.run.summary.firstDropSeconds;
@@ -322,8 +322,10 @@ function charts(runs: readonly ReportRun[]): Html {
 type Common = { xMax: number; bands?: Mark[]; markers?: Mark[]; legendNotes?: ChartSpec['legendNotes'] };
 
 /** Intervals with drops: shaded bands for one run, triangles in the run's colour for several. */
-function dropMarks(lines: Timeline[], single: boolean): Omit<Common, 'xMax'> {
+function dropMarks(lines: Timeline[], single: boolean, xMax: number): Omit<Common, 'xMax'> {
   const marks: Mark[] = [];
+  // Spans less than about a pixel apart are one mark: a week of samples stays a small page.
+  const gap = xMax / 1000;
   for (const l of lines) {
     let open: Mark | null = null;
     let packets = 0;
@@ -337,11 +339,11 @@ function dropMarks(lines: Timeline[], single: boolean): Omit<Common, 'xMax'> {
       packets = 0;
     };
     l.run.samples.forEach((s, i) => {
-      if ((s.counts.drop ?? 0) > 0) {
-        if (open) open.x1 = l.x[i]!;
-        else open = { x0: l.x0[i]!, x1: l.x[i]!, title: '', colour: single ? C.vermillion : l.colour };
-        packets += s.counts.drop!;
-      } else close();
+      if ((s.counts.drop ?? 0) === 0) return;
+      if (open && l.x0[i]! - open.x1 > gap) close();
+      if (open) open.x1 = l.x[i]!;
+      else open = { x0: l.x0[i]!, x1: l.x[i]!, title: '', colour: single ? C.vermillion : l.colour };
+      packets += s.counts.drop!;
     });
     close();
   }
@@ -545,7 +547,7 @@ function constantMax(lines: Timeline[]): number | null {
 
 /** A right axis in percent of nf_conntrack_max, with round steps up to the series' peak. */
 function shareAxis(max: number, series: Series[]): ChartSpec['right'] {
-  const peak = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p.y ?? 0))) / max;
+  const peak = largest([0, ...series.flatMap((s) => s.points.map((p) => p.y ?? 0))]) / max;
   const step = [0.01, 0.02, 0.05, 0.1, 0.25].find((st) => peak / st <= 5) ?? 0.25;
   const n = Math.round(Math.min(1, peak + step) / step);
   const ticks = Array.from({ length: n + 1 }, (_, i) => ({ y: i * step * max, label: percent(i * step, 0) }));
@@ -590,7 +592,7 @@ function stateChart(l: Timeline, common: Common, single: boolean): Html {
   if (!layers.length) {
     return markup`<figure class="panel" id="${id}"><figcaption><h3>${title}</h3></figcaption><p class="unknown">The monitor tracked no entries in this run.</p></figure>`;
   }
-  const peakAt = (v: (number | null)[]) => Math.max(0, ...v.map((x) => x ?? 0));
+  const peakAt = (v: (number | null)[]) => largest([0, ...v.map((x) => x ?? 0)]);
   return renderChart({
     id,
     title,

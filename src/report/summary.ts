@@ -78,20 +78,29 @@ export function summarize(samples: readonly ConntrackSample[]): RunSummary {
       : (samples.map((s) => s.unavailable[field]).find((r) => r !== undefined) ?? `no sample knows ${what}`);
   const peakOf = (path: string, field: string, values: (number | null)[]) => {
     const known = values.filter((v): v is number => v !== null);
-    if (known.length) return Math.max(...known);
+    if (known.length) return largest(known);
     unavailable[path] = why(field, field);
     return null;
   };
 
+  // Each rate's known values, sorted once for its peak and both percentiles.
   const rateSamples = forRates(samples);
+  const sortedRates = new Map<keyof RateStats, number[]>();
+  for (const [key, counter] of Object.entries(RATES) as [keyof RateStats, CounterName][]) {
+    const known = rateSamples.map((s) => s.rates[counter]).filter((v): v is number => v !== null);
+    sortedRates.set(
+      key,
+      known.sort((a, b) => a - b),
+    );
+  }
   const rateStats = (path: 'peak' | 'p50' | 'p99'): RateStats => {
     const out = {} as RateStats;
     for (const [key, counter] of Object.entries(RATES) as [keyof RateStats, CounterName][]) {
-      const known = rateSamples.map((s) => s.rates[counter]).filter((v): v is number => v !== null);
-      if (!known.length) {
+      const sorted = sortedRates.get(key)!;
+      if (!sorted.length) {
         out[key] = null;
         unavailable[`${path}.${key}`] = why(`counts.${counter}`, counter);
-      } else out[key] = path === 'peak' ? Math.max(...known) : percentile(known, path === 'p50' ? 50 : 99);
+      } else out[key] = path === 'peak' ? sorted.at(-1)! : nearestRank(sorted, path === 'p50' ? 50 : 99);
     }
     return out;
   };
@@ -166,8 +175,21 @@ export function forRates(samples: readonly ConntrackSample[]): readonly Conntrac
 
 /** Nearest-rank percentile of a non-empty list: the value at rank ceil(p/100 * n). */
 export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
+  return nearestRank(
+    [...values].sort((a, b) => a - b),
+    p,
+  );
+}
+
+function nearestRank(sorted: readonly number[], p: number): number {
   return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** Math.max without spreading (a week of 1 s samples is more arguments than a call takes). */
+export function largest(values: readonly number[]): number {
+  let max = -Infinity;
+  for (const v of values) if (v > max) max = v;
+  return max;
 }
 
 function round(x: number): number {
