@@ -82,20 +82,16 @@ export async function run(argv: string[]): Promise<number> {
   // From here on a signal stops the recording (and goes on to COMMAND) instead of the process.
   const signals = new Signals();
   try {
+    const header = recordingHeader({
+      command,
+      netns: all ? null : (source as ConntrackMonitor).options.netnsPath,
+      allNamespaces: all,
+      intervalMs: all ? (options.intervalMs ?? DEFAULT_INTERVAL_MS) : (source as ConntrackMonitor).options.intervalMs,
+      backend: options.backend ?? 'auto',
+    });
     let writer: RecordingWriter;
     try {
-      writer = new RecordingWriter(
-        out,
-        recordingHeader({
-          command,
-          netns: all ? null : (source as ConntrackMonitor).options.netnsPath,
-          allNamespaces: all,
-          intervalMs: all
-            ? (options.intervalMs ?? DEFAULT_INTERVAL_MS)
-            : (source as ConntrackMonitor).options.intervalMs,
-          backend: options.backend ?? 'auto',
-        }),
-      );
+      writer = new RecordingWriter(out, header);
     } catch (err) {
       log(`cannot write ${out}: ${(err as Error).message}`);
       return 1;
@@ -145,7 +141,17 @@ export async function run(argv: string[]): Promise<number> {
     await source.stop();
     writer.close(end);
 
-    const runs = runsOf({ header: null, samples, reports, notices: [], end: null, truncated: false }, out);
+    const runs = runsOf(
+      {
+        header,
+        samples,
+        reports,
+        notices: [],
+        end: { type: 'end', endTime: new Date().toISOString(), ...end },
+        truncated: false,
+      },
+      out,
+    );
     const shown = runs.slice(0, 5);
     process.stderr.write(`\n${shown.map(formatRun).join('\n')}\n`);
     if (runs.length > shown.length) process.stderr.write(`(and ${runs.length - shown.length} more namespaces)\n`);
