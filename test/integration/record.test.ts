@@ -251,6 +251,25 @@ describe.skipIf(!canRunIntegration)('record and report on the real kernel', () =
     expect((await reportJson(file)).totals.insert).toBe((await nftNew(ns)) - newBefore);
   });
 
+  it('killed outright (SIGKILL), it leaves a readable file: every sample so far, no end line', async () => {
+    const ns = await namespace('crash');
+    const file = join(dir, 'crash.ndjson');
+    const rec = recordDetached(['--netns', ns.name, '--interval', '100', '--out', file]);
+    await rec.stderrLine(/recording to/);
+    await ns.traffic('tcp', 6);
+    await sleep(500);
+    rec.child.kill('SIGKILL');
+    await rec.exit;
+    const r = recording(file);
+    expect(r.header).not.toBeNull();
+    expect(r.end).toBeNull();
+    expect(r.truncated).toBe(false);
+    expect(r.samples.length).toBeGreaterThanOrEqual(3);
+    expect(r.samples.reduce((sum, x) => sum + x.counts.insert!, 0)).toBe(6);
+    const text = await runCli(['report', file]);
+    expect(text.stdout).toContain('the recording was cut short: it has no end line');
+  });
+
   it('Ctrl-C in a real terminal (tmux) reaches the command once: record does not send a second SIGINT', async () => {
     const ns = await namespace('tty');
     const file = join(dir, 'tty.ndjson');
