@@ -14,6 +14,7 @@
 #include "binding/convert.h"
 #include "ctnetlink/aggregator.h"
 #include "ctnetlink/decoder.h"
+#include "ctnetlink/snapshot.h"
 #include "ctnetlink/table.h"
 
 namespace ctmon_binding {
@@ -226,6 +227,42 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// _groupSnapshot(datagrams, limit, { initialSlots?, maxKeys? }) -> the report of
+// SnapshotGrouper over dump datagrams (Buffers of netlink messages), as NativeSnapshot
+// resolves it, plus { ignored }: replies that were not conntrack entries.
+Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "_groupSnapshot(datagrams, limit, options?)");
+  Napi::Array datagrams = info[0].As<Napi::Array>();
+  size_t initial_slots = 1024;
+  size_t max_keys = ctmon::kMaxSnapshotKeys;
+  if (info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    if (o.Get("initialSlots").IsNumber())
+      initial_slots = o.Get("initialSlots").As<Napi::Number>().Uint32Value();
+    if (o.Get("maxKeys").IsNumber()) max_keys = o.Get("maxKeys").As<Napi::Number>().Uint32Value();
+  }
+  if (initial_slots == 0 || (initial_slots & (initial_slots - 1)) != 0)
+    throw Napi::RangeError::New(env, "initialSlots must be a power of two");
+  ctmon::SnapshotGrouper grouper(0x5eed, initial_slots, max_keys);
+  uint32_t ignored = 0;
+  for (uint32_t i = 0; i < datagrams.Length(); ++i) {
+    Napi::Buffer<uint8_t> bytes = datagrams.Get(i).As<Napi::Buffer<uint8_t>>();
+    ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
+    ctmon::Message msg;
+    ctmon::Conntrack ct;
+    while (walker.next(msg))
+      if (ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk || !grouper.add(ct))
+        ++ignored;
+  }
+  JsWriter w(env);
+  napi_value report = top_report_to_js(
+      w, grouper.top(info[1].As<Napi::Number>().Uint32Value()));
+  w.set(report, "ignored", w.number(ignored));
+  return Napi::Value(env, report);
+}
+
 // _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?}) -> the previous values. Test-only:
 // see fault_injection.h. Process-wide, so tests restore what it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
@@ -249,6 +286,14 @@ void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
+  exports.Set("_groupSnapshot", Napi::Function::New(env, GroupSnapshot, "_groupSnapshot"));
+  exports.Set("_liveSnapshots", Napi::Function::New(
+                                    env,
+                                    [](const Napi::CallbackInfo& info) {
+                                      return Napi::Number::New(info.Env(),
+                                                               live_native_snapshots());
+                                    },
+                                    "_liveSnapshots"));
   exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
   exports.Set("_liveMonitors", Napi::Function::New(
                                    env,
