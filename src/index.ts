@@ -21,6 +21,14 @@ export {
   type NamespaceDrops,
 } from './host/drop-monitor.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
+export {
+  topEntries,
+  evictableVerdict,
+  type EvictableVerdict,
+  type TopItem,
+  type TopOptions,
+  type TopReport,
+} from './top.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {
   BackendName,

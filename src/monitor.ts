@@ -4,9 +4,14 @@ import type { BackendSink } from './backends/backend.js';
 import { ConntrackError, netlinkUnusable, reportError } from './errors.js';
 import { NetlinkBackend } from './backends/netlink.js';
 import { ProcBackend } from './backends/proc.js';
+import { FillHistory } from './forecast.js';
 import { PressureTracker } from './pressure.js';
-import { resolveOptions, type ResolvedOptions } from './options.js';
+import { DEFAULT_TOP_TIMEOUT_MS, resolveOptions, type ResolvedOptions } from './options.js';
+import { startSnapshot, type RunningSnapshot } from './top.js';
 import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, ConntrackWarning } from './types.js';
+
+/** At most one snapshot under pressure per this many milliseconds. */
+export const SNAPSHOT_SPACING_MS = 60_000;
 
 /**
  * Watches one network namespace's conntrack table and emits one `'sample'` per interval.
@@ -21,6 +26,7 @@ import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, 
  * running and emits `'error'`. Without an `'error'` listener they become process warnings
  * rather than exceptions, so a monitor never takes its host process down. `'warning'` tells
  * of namespace settings that limit what can be seen (nf_conntrack_events 0 or 2).
+ * With `snapshotOnPressure`, `'top'` brings what fills the table while it is under pressure.
  */
 export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
   readonly options: Readonly<ResolvedOptions>;
@@ -29,6 +35,10 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
   private referenced = true;
   private warnedEventsMode: number | null = null;
   private readonly pressure: PressureTracker;
+  private readonly fillHistory = new FillHistory();
+  private snapshot: RunningSnapshot | null = null;
+  private snapshotDone: Promise<void> = Promise.resolve();
+  private lastSnapshotMs = -Infinity;
 
   /** Throws a TypeError for invalid options, before anything native runs. */
   constructor(options: ConntrackMonitorOptions = {}) {
@@ -73,6 +83,9 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
       process.nextTick(() => {
         throw err;
       });
+    const forecast = this.fillHistory.add(sample);
+    sample.timeToFullSeconds = forecast.seconds;
+    if (forecast.reason !== null) sample.unavailable.timeToFullSeconds = forecast.reason;
     try {
       this.checkEventsMode(sample);
       this.emit('sample', sample);
@@ -85,6 +98,45 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
     } catch (err) {
       rethrow(err);
     }
+    this.snapshotUnderPressure(sample);
+  }
+
+  /**
+   * Under pressure (warning or critical), one snapshot of what fills the table, at most once
+   * every SNAPSHOT_SPACING_MS: a dump walks the whole global hash, ~0.7 s of kernel time at
+   * 262,144 entries. Only on ctnetlink; never two at once.
+   */
+  private snapshotUnderPressure(sample: ConntrackSample): void {
+    const options = this.options.snapshotOnPressure;
+    if (!options || this.snapshot || sample.final || sample.source !== 'netlink') return;
+    if (this.pressure.current === 'ok' || !this.backend) return;
+    const now = performance.now();
+    if (now - this.lastSnapshotMs < SNAPSHOT_SPACING_MS) return;
+    this.lastSnapshotMs = now;
+    const running = startSnapshot({
+      netnsPath: this.options.netnsPath,
+      limit: options.limit,
+      timeoutMs: DEFAULT_TOP_TIMEOUT_MS,
+    });
+    if (!this.referenced) running.unref();
+    this.snapshot = running;
+    this.snapshotDone = running.report.then(
+      (report) => {
+        this.snapshot = null;
+        if (!this.backend) return; // stopped meanwhile
+        try {
+          this.emit('top', report);
+        } catch (err) {
+          process.nextTick(() => {
+            throw err;
+          });
+        }
+      },
+      (err: ConntrackError) => {
+        this.snapshot = null;
+        if (this.backend && err.code !== 'ECANCELED') this.reportError(err);
+      },
+    );
   }
 
   /** The backend the options ask for; 'auto' falls back from netlink to /proc when it must. */
@@ -119,13 +171,16 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
     const backend = this.backend;
     if (!backend) return;
     this.backend = undefined;
+    this.snapshot?.cancel();
     await backend.stop();
+    await this.snapshotDone;
   }
 
   /** Lets the process exit while the monitor runs (like timer.unref()). */
   unref(): this {
     this.referenced = false;
     this.backend?.unref();
+    this.snapshot?.unref();
     return this;
   }
 

@@ -10,7 +10,22 @@ export interface ResolvedOptions {
   resyncIntervalMs: number;
   backend: BackendName;
   pressure: PressureThresholds;
+  /** Keys per group of the automatic snapshot under pressure, or false (off). */
+  snapshotOnPressure: { limit: number } | false;
 }
+
+/** topEntries() options after validation. */
+export interface ResolvedTopOptions {
+  netnsPath: string | null;
+  limit: number;
+  timeoutMs: number;
+}
+
+export const DEFAULT_TOP_LIMIT = 10;
+export const TOP_LIMIT_RANGE = [1, 1000] as const;
+export const DEFAULT_TOP_TIMEOUT_MS = 30_000;
+export const TOP_TIMEOUT_RANGE = [1000, 600_000] as const;
+const KNOWN_TOP_OPTIONS = new Set(['netns', 'limit', 'timeoutMs', 'signal']);
 
 export const DEFAULT_INTERVAL_MS = 1000;
 export const DEFAULT_RECEIVE_BUFFER_BYTES = 32 * 1024 * 1024;
@@ -19,7 +34,15 @@ export const RECEIVE_BUFFER_RANGE = [4096, 1024 * 1024 * 1024] as const;
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
 export const RESYNC_INTERVAL_RANGE = [1000, 86_400_000] as const;
 const BACKENDS: readonly BackendName[] = ['auto', 'netlink', 'proc'];
-const KNOWN_OPTIONS = new Set(['netns', 'intervalMs', 'receiveBufferBytes', 'resyncIntervalMs', 'backend', 'pressure']);
+const KNOWN_OPTIONS = new Set([
+  'netns',
+  'intervalMs',
+  'receiveBufferBytes',
+  'resyncIntervalMs',
+  'backend',
+  'pressure',
+  'snapshotOnPressure',
+]);
 const NETNS_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/;
 
 /**
@@ -56,6 +79,41 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
           ),
     backend: resolveBackend(options.backend),
     pressure: resolvePressure(options.pressure),
+    snapshotOnPressure: resolveSnapshotOnPressure(options.snapshotOnPressure),
+  };
+}
+
+/** Validates topEntries() options; throws a TypeError naming the option and the value. */
+export function resolveTopOptions(options: unknown = {}): ResolvedTopOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN_TOP_OPTIONS.has(key)) {
+      throw new TypeError(`unknown option '${key}' (known: ${[...KNOWN_TOP_OPTIONS].join(', ')})`);
+    }
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new TypeError(`signal must be an AbortSignal, got ${describe(o.signal)}`);
+  }
+  return {
+    netnsPath: resolveNetns(o.netns),
+    limit: integerIn('limit', o.limit, DEFAULT_TOP_LIMIT, TOP_LIMIT_RANGE),
+    timeoutMs: integerIn('timeoutMs', o.timeoutMs, DEFAULT_TOP_TIMEOUT_MS, TOP_TIMEOUT_RANGE),
+  };
+}
+
+function resolveSnapshotOnPressure(value: unknown): { limit: number } | false {
+  if (value === undefined || value === false) return false;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`snapshotOnPressure must be false or an object { limit? }, got ${describe(value)}`);
+  }
+  for (const key of Object.keys(value)) {
+    if (key !== 'limit') throw new TypeError(`unknown snapshotOnPressure option '${key}' (known: limit)`);
+  }
+  return {
+    limit: integerIn('snapshotOnPressure.limit', (value as { limit?: unknown }).limit, DEFAULT_TOP_LIMIT, TOP_LIMIT_RANGE),
   };
 }
 

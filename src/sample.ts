@@ -93,6 +93,7 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
     tcpStates: tracked ? byName(TCP_STATE_NAMES, raw.tracked.tcpStates) : null,
     protocols: tracked ? byName(PROTOCOL_NAMES, raw.tracked.protocols) : null,
     eventsMode: raw.eventsMode === 0 || raw.eventsMode === 1 || raw.eventsMode === 2 ? raw.eventsMode : null,
+    timeToFullSeconds: null, // the monitor's forecast (src/forecast.ts) fills it in
     final: raw.final,
     unavailable,
   };

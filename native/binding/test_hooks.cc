@@ -3,6 +3,7 @@
 // aggregator and the tracked table driven with an injected clock, fault injection, and the
 // count of live NativeMonitor objects. JS thread only.
 #include <arpa/inet.h>
+#include <linux/netlink.h>
 #include <napi.h>
 
 #include <cstdlib>
@@ -229,7 +230,8 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
 
 // _groupSnapshot(datagrams, limit, { initialSlots?, maxKeys? }) -> the report of
 // SnapshotGrouper over dump datagrams (Buffers of netlink messages), as NativeSnapshot
-// resolves it, plus { ignored }: replies that were not conntrack entries.
+// resolves it, plus { ignored }: messages that were not conntrack entries (netlink control
+// messages such as the NLMSG_DONE that ends a dump aside).
 Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray() || !info[1].IsNumber())
@@ -252,9 +254,11 @@ Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
     ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
     ctmon::Message msg;
     ctmon::Conntrack ct;
-    while (walker.next(msg))
+    while (walker.next(msg)) {
+      if (msg.type < NLMSG_MIN_TYPE) continue;  // NLMSG_DONE ending the dump, errors
       if (ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk || !grouper.add(ct))
         ++ignored;
+    }
   }
   JsWriter w(env);
   napi_value report = top_report_to_js(

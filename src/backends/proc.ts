@@ -167,6 +167,7 @@ export class ProcBackend implements Backend {
       tcpStates: null,
       protocols: null,
       eventsMode: r.eventsMode === 0 || r.eventsMode === 1 || r.eventsMode === 2 ? r.eventsMode : null,
+      timeToFullSeconds: null, // the monitor's forecast (src/forecast.ts) fills it in
       final,
       unavailable,
     };

@@ -1,6 +1,6 @@
 /**
  * conntrack-monitor CLI: dispatches to a subcommand (watch by default; serve, check, advise,
- * drops).
+ * drops, top).
  * Usage errors give one line on stderr and exit 2 (3 for check, the monitoring-plugins UNKNOWN).
  */
 import { UsageError } from './args.js';
@@ -8,13 +8,14 @@ import * as advise from './commands/advise.js';
 import * as check from './commands/check.js';
 import * as drops from './commands/drops.js';
 import * as serve from './commands/serve.js';
+import * as top from './commands/top.js';
 import * as watch from './commands/watch.js';
 
 interface Command {
   run(argv: string[]): Promise<number>;
   USAGE_EXIT?: number;
 }
-const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops };
+const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops, top };
 
 /** Runs the command line `argv` (without node and the script) and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {

@@ -17,7 +17,7 @@ Watch the conntrack table of a network namespace: entries against nf_conntrack_m
 per-second insert/delete rates from ctnetlink events, the kernel's drop counters and
 TIME_WAIT occupancy. On a terminal: a live view. Otherwise one line per interval.
 
-Other commands: serve, check, advise, drops (conntrack-monitor COMMAND --help).
+Other commands: serve, check, advise, drops, top (conntrack-monitor COMMAND --help).
 
 Options:
   --json                 one JSON sample per line (NDJSON), flushed per line
