@@ -10,6 +10,7 @@ export { ConntrackError, type KernelFeature } from './errors.js';
 export {
   registerConntrackMetrics,
   registerDropMetrics,
+  registerTopMetrics,
   type ConntrackMetricsOptions,
   type RegistryLike,
 } from './metrics.js';

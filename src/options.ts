@@ -11,7 +11,7 @@ export interface ResolvedOptions {
   backend: BackendName;
   pressure: PressureThresholds;
   /** Keys per group of the automatic snapshot under pressure, or false (off). */
-  snapshotOnPressure: { limit: number } | false;
+  snapshotOnPressure?: { limit: number } | false;
 }
 
 /** topEntries() options after validation. */

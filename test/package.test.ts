@@ -29,9 +29,12 @@ describe('package entry points', () => {
         'DropMonitor',
         'PROTOCOL_NAMES',
         'TCP_STATE_NAMES',
+        'evictableVerdict',
         'listNamespaces',
         'registerConntrackMetrics',
         'registerDropMetrics',
+        'registerTopMetrics',
+        'topEntries',
       ],
       interval: 500,
     });

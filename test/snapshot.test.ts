@@ -1,7 +1,7 @@
 /**
  * The native snapshot grouping (native/ctnetlink/snapshot.h) on a dump captured from this
- * kernel (test/fixtures/netlink/dump.hex), against conntrack -L listed at the same moment
- * (dump-listing.txt): every count per source, destination, port and state, and evictable.
+ * kernel (test/fixtures/netlink/table-dump/dump.hex), against conntrack -L listed at the same
+ * moment (table-dump/listing.txt): every count per source, destination, port and state, and evictable.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,8 +22,8 @@ type Report = {
 };
 const GROUPS = ['bySource', 'byDestination', 'byDestinationPort', 'byState'] as const;
 
-const dump = loadHexFixture('dump');
-const listing = groupListing(readFileSync(join(NETLINK_FIXTURES, 'dump-listing.txt'), 'utf8'));
+const dump = loadHexFixture('table-dump/dump');
+const listing = groupListing(readFileSync(join(NETLINK_FIXTURES, 'table-dump', 'listing.txt'), 'utf8'));
 const group = (limit: number, options?: { initialSlots?: number; maxKeys?: number }, datagrams = dump) =>
   binding._groupSnapshot(datagrams, limit, options) as unknown as Report;
 

@@ -5,6 +5,7 @@
  */
 import { asFlags, number, parseFlags, UsageError } from '../args.js';
 import { resolveTopOptions } from '../../options.js';
+import { formatGroup } from '../format.js';
 import { evictableVerdict, topEntries, type TopItem, type TopReport } from '../../top.js';
 
 export const usage = `Usage: conntrack-monitor top [--netns NAME|PATH] [--json] [--limit N] [--watch] [--interval MS]
@@ -128,16 +129,4 @@ export function formatTopReport(r: TopReport): string {
   const lines = [head];
   for (const [title, items] of groups) lines.push(...formatGroup(title, items, r.entries));
   return lines.join('\n');
-}
-
-/** One group as rows: key, entries, share of the table. */
-export function formatGroup(title: string, items: TopItem[], total: number): string[] {
-  const rows = [[title, 'ENTRIES', 'SHARE']];
-  for (const it of items)
-    rows.push([it.key, String(it.entries), total ? `${((it.entries / total) * 100).toFixed(1)}%` : '-']);
-  if (items.length === 0) rows.push(['(none)', '0', '-']);
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map(
-    (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
-  );
 }
