@@ -113,7 +113,12 @@ function resolveSnapshotOnPressure(value: unknown): { limit: number } | false {
     if (key !== 'limit') throw new TypeError(`unknown snapshotOnPressure option '${key}' (known: limit)`);
   }
   return {
-    limit: integerIn('snapshotOnPressure.limit', (value as { limit?: unknown }).limit, DEFAULT_TOP_LIMIT, TOP_LIMIT_RANGE),
+    limit: integerIn(
+      'snapshotOnPressure.limit',
+      (value as { limit?: unknown }).limit,
+      DEFAULT_TOP_LIMIT,
+      TOP_LIMIT_RANGE,
+    ),
   };
 }
 

@@ -32,7 +32,10 @@ describe('time to full', () => {
   });
 
   it('is null when the table is flat or shrinking, 0 when it is full', () => {
-    expect(feed(10, 1000, () => 500).at(-1)).toMatchObject({ seconds: null, reason: expect.stringMatching(/not growing/) });
+    expect(feed(10, 1000, () => 500).at(-1)).toMatchObject({
+      seconds: null,
+      reason: expect.stringMatching(/not growing/),
+    });
     expect(feed(10, 1000, (i) => 900 - i).at(-1)!.seconds).toBeNull();
     expect(feed(3, 1000, () => 10_000).at(-1)).toMatchObject({ seconds: 0, reason: null });
   });

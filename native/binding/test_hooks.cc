@@ -261,8 +261,7 @@ Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
     }
   }
   JsWriter w(env);
-  napi_value report = top_report_to_js(
-      w, grouper.top(info[1].As<Napi::Number>().Uint32Value()));
+  napi_value report = top_report_to_js(w, grouper.top(info[1].As<Napi::Number>().Uint32Value()));
   w.set(report, "ignored", w.number(ignored));
   return Napi::Value(env, report);
 }
@@ -294,8 +293,7 @@ void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_liveSnapshots", Napi::Function::New(
                                     env,
                                     [](const Napi::CallbackInfo& info) {
-                                      return Napi::Number::New(info.Env(),
-                                                               live_native_snapshots());
+                                      return Napi::Number::New(info.Env(), live_native_snapshots());
                                     },
                                     "_liveSnapshots"));
   exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));

@@ -22,9 +22,9 @@ constexpr uint8_t kNoTcpState = 0xff;
 // Status classes of entries without a TCP state, in the order of their codes.
 const char* const kStatusClasses[] = {"UNREPLIED", "REPLIED", "ASSURED"};
 
-const char* const kTcpStates[kTcpStateCount] = {
-    "NONE",       "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
-    "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE",      "SYN_SENT2"};
+const char* const kTcpStates[kTcpStateCount] = {"NONE",     "SYN_SENT",   "SYN_RECV", "ESTABLISHED",
+                                                "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT",
+                                                "CLOSE",    "SYN_SENT2"};
 
 uint64_t mix(uint64_t x) {
   x ^= x >> 33;

@@ -145,9 +145,9 @@ bool SnapshotRunner::dump(SnapshotGrouper& grouper) {
   if (st.ok() && !pending.empty()) consume();  // the datagram that ended with NLMSG_DONE
   if (st.ok()) return true;
   if (st.code == ECANCELED && timed_out_) {
-    error = MonitorError{ETIMEDOUT, "recv",
-                         "dump the conntrack table: gave up after " +
-                             std::to_string(config_.deadline_ms) + " ms"};
+    error = MonitorError{
+        ETIMEDOUT, "recv",
+        "dump the conntrack table: gave up after " + std::to_string(config_.deadline_ms) + " ms"};
   } else if (st.code == EAGAIN || st.code == EWOULDBLOCK) {  // SO_RCVTIMEO expired
     error = MonitorError{ETIMEDOUT, "recv",
                          "dump the conntrack table: no reply within " +

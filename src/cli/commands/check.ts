@@ -93,9 +93,7 @@ export function evaluateCheck(
     dropsKnown ? `drops=${drops}c` : null,
     last.timeWait.entries !== null ? `time_wait=${last.timeWait.entries};;;0;${max}` : null,
     ttf !== null ? `time_to_full=${ttf}s;${fullWithinS ?? ''};;0` : null,
-    snapshot && 'report' in snapshot
-      ? `evictable=${snapshot.report.evictable};;;0;${snapshot.report.entries}`
-      : null,
+    snapshot && 'report' in snapshot ? `evictable=${snapshot.report.evictable};;;0;${snapshot.report.entries}` : null,
   ]
     .filter(Boolean)
     .join(' ');

@@ -119,7 +119,7 @@ export function formatTopReport(r: TopReport): string {
   const verdict = evictableVerdict(r);
   const head =
     `${r.time.slice(11, 19)}  ${r.netns ?? 'this namespace'}: ${r.entries} entries, ${r.evictable} evictable` +
-    (verdict.share === null ? '' : ` (${(verdict.share * 100).toFixed(1)}%, ${verdict.mostly})`);
+    (verdict.share === null ? '' : ` (${(verdict.share * 100).toFixed(1)}%: mostly ${verdict.mostly})`);
   const groups: [string, TopItem[]][] = [
     ['SOURCE', r.bySource],
     ['DESTINATION', r.byDestination],
@@ -127,6 +127,6 @@ export function formatTopReport(r: TopReport): string {
     ['STATE', r.byState],
   ];
   const lines = [head];
-  for (const [title, items] of groups) lines.push(...formatGroup(title, items, r.entries));
+  for (const [title, items] of groups) lines.push('', ...formatGroup(title, items, r.entries));
   return lines.join('\n');
 }
