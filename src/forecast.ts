@@ -43,7 +43,7 @@ export function forecastTimeToFull(points: readonly FillPoint[], max: number | n
     return {
       seconds: null,
       growthPerSecond: growth,
-      reason: `too few samples to see a trend yet: ${points.length} over ${(spanMs / 1000).toFixed(1)} s (needs ${FORECAST_MIN_SAMPLES} over ${FORECAST_MIN_SPAN_MS / 1000} s)`,
+      reason: `too few samples to see a trend yet: ${points.length} over ${(Math.floor(spanMs / 100) / 10).toFixed(1)} s (needs ${FORECAST_MIN_SAMPLES} over ${FORECAST_MIN_SPAN_MS / 1000} s)`,
     };
   }
   if (growth === null || !(growth > 0)) {
