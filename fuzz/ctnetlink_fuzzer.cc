@@ -284,7 +284,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Aggregator aggregator;
   aggregator.start(0, KernelReading{});
   std::vector<CpuStats> cpus(4);
-  SnapshotGrouper grouper(0x5eed, 1, GroupingModel::kMaxKeys);  // grows from one slot
+  SnapshotGrouper grouper(0x5eed, 0, GroupingModel::kMaxKeys);  // grows from one slot
   GroupingModel grouping;
   uint64_t now_ms = 1000;
   int64_t now_ns = 0;

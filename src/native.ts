@@ -104,7 +104,7 @@ export interface NativeBinding {
   _groupSnapshot(
     datagrams: Buffer[],
     limit: number,
-    options?: { initialSlots?: number; maxKeys?: number },
+    options?: { expectedEntries?: number; maxKeys?: number },
   ): Record<string, unknown>;
   _liveSnapshots(): number;
   _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): {

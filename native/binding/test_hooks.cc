@@ -228,7 +228,7 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// _groupSnapshot(datagrams, limit, { initialSlots?, maxKeys? }) -> the report of
+// _groupSnapshot(datagrams, limit, { expectedEntries?, maxKeys? }) -> the report of
 // SnapshotGrouper over dump datagrams (Buffers of netlink messages), as NativeSnapshot
 // resolves it, plus { ignored }: messages that were not conntrack entries (netlink control
 // messages such as the NLMSG_DONE that ends a dump aside).
@@ -237,17 +237,15 @@ Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
   if (!info[0].IsArray() || !info[1].IsNumber())
     throw Napi::TypeError::New(env, "_groupSnapshot(datagrams, limit, options?)");
   Napi::Array datagrams = info[0].As<Napi::Array>();
-  size_t initial_slots = 1024;
+  size_t expected = 0;
   size_t max_keys = ctmon::kMaxSnapshotKeys;
   if (info[2].IsObject()) {
     Napi::Object o = info[2].As<Napi::Object>();
-    if (o.Get("initialSlots").IsNumber())
-      initial_slots = o.Get("initialSlots").As<Napi::Number>().Uint32Value();
+    if (o.Get("expectedEntries").IsNumber())
+      expected = o.Get("expectedEntries").As<Napi::Number>().Uint32Value();
     if (o.Get("maxKeys").IsNumber()) max_keys = o.Get("maxKeys").As<Napi::Number>().Uint32Value();
   }
-  if (initial_slots == 0 || (initial_slots & (initial_slots - 1)) != 0)
-    throw Napi::RangeError::New(env, "initialSlots must be a power of two");
-  ctmon::SnapshotGrouper grouper(0x5eed, initial_slots, max_keys);
+  ctmon::SnapshotGrouper grouper(0x5eed, expected, max_keys);
   uint32_t ignored = 0;
   for (uint32_t i = 0; i < datagrams.Length(); ++i) {
     Napi::Buffer<uint8_t> bytes = datagrams.Get(i).As<Napi::Buffer<uint8_t>>();

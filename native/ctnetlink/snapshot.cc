@@ -10,7 +10,9 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 namespace ctmon {
 namespace {
@@ -88,8 +90,7 @@ TopGroup top_of(const KeyCounter<N>& counter, uint64_t entries, size_t limit,
                 std::string (*text)(const uint8_t*)) {
   std::vector<const typename KeyCounter<N>::Slot*> used;
   used.reserve(counter.size());
-  for (const auto& s : counter.slots())
-    if (s.count != 0) used.push_back(&s);
+  counter.for_each([&used](const typename KeyCounter<N>::Slot& s) { used.push_back(&s); });
   const size_t n = std::min(limit, used.size());
   std::partial_sort(used.begin(), used.begin() + static_cast<std::ptrdiff_t>(n), used.end(),
                     key_before<N>);
@@ -108,7 +109,17 @@ TopGroup top_of(const KeyCounter<N>& counter, uint64_t entries, size_t limit,
 
 template <size_t N>
 KeyCounter<N>::KeyCounter(uint64_t seed, size_t initial_slots, size_t max_keys)
-    : seed_(seed), max_keys_(max_keys), slots_(initial_slots) {}
+    : seed_(seed),
+      max_keys_(max_keys),
+      capacity_(initial_slots),
+      slots_(static_cast<Slot*>(std::calloc(initial_slots, sizeof(Slot)))) {
+  if (slots_ == nullptr) throw std::bad_alloc();
+}
+
+template <size_t N>
+KeyCounter<N>::~KeyCounter() {
+  std::free(slots_);
+}
 
 template <size_t N>
 uint64_t KeyCounter<N>::hash(const uint8_t* key) const {
@@ -122,9 +133,9 @@ uint64_t KeyCounter<N>::hash(const uint8_t* key) const {
 }
 
 template <size_t N>
-bool KeyCounter<N>::add(const uint8_t* key) {
-  size_t mask = slots_.size() - 1;
-  size_t i = hash(key) & mask;
+bool KeyCounter<N>::add(const uint8_t* key, uint64_t h) {
+  size_t mask = capacity_ - 1;
+  size_t i = h & mask;
   for (;; i = (i + 1) & mask) {
     Slot& s = slots_[i];
     if (s.count == 0) break;
@@ -133,72 +144,128 @@ bool KeyCounter<N>::add(const uint8_t* key) {
       return true;
     }
   }
-  if (used_ >= max_keys_) return false;
-  if ((used_ + 1) * 4 > slots_.size() * 3) {  // keep the load factor at most 3/4
+  if (used_.size() >= max_keys_) return false;
+  if ((used_.size() + 1) * 4 > capacity_ * 3) {  // keep the load factor at most 3/4
     grow();
-    mask = slots_.size() - 1;
-    for (i = hash(key) & mask; slots_[i].count != 0; i = (i + 1) & mask) {
+    mask = capacity_ - 1;
+    for (i = h & mask; slots_[i].count != 0; i = (i + 1) & mask) {
     }
   }
   std::memcpy(slots_[i].key, key, N);
   slots_[i].count = 1;
-  ++used_;
+  used_.push_back(static_cast<uint32_t>(i));
   return true;
 }
 
+// Doubles the map. Every key moves to a random slot of the new array, a cache miss each once
+// the map outgrows the cache: the moves go through a small ring, each destination prefetched
+// kAhead moves before it is written.
 template <size_t N>
 void KeyCounter<N>::grow() {
-  std::vector<Slot> old(slots_.size() * 2);
-  old.swap(slots_);
-  const size_t mask = slots_.size() - 1;
-  for (const Slot& s : old) {
-    if (s.count == 0) continue;
-    size_t i = hash(s.key) & mask;
+  constexpr size_t kAhead = 8;
+  Slot* old = slots_;
+  const size_t capacity = capacity_ * 2;
+  Slot* fresh = static_cast<Slot*>(std::calloc(capacity, sizeof(Slot)));
+  if (fresh == nullptr) throw std::bad_alloc();
+  slots_ = fresh;
+  capacity_ = capacity;
+  const size_t mask = capacity - 1;
+  uint32_t ring[kAhead];
+  uint64_t ring_hash[kAhead];
+  auto place = [&](size_t k) {
+    const uint32_t from = ring[k % kAhead];
+    size_t i = ring_hash[k % kAhead] & mask;
     while (slots_[i].count != 0) i = (i + 1) & mask;
-    slots_[i] = s;
+    slots_[i] = old[from];
+    used_[k] = static_cast<uint32_t>(i);
+  };
+  for (size_t k = 0; k < used_.size(); ++k) {
+    const uint64_t h = hash(old[used_[k]].key);
+    prefetch(h);
+    if (k >= kAhead) place(k - kAhead);
+    ring[k % kAhead] = used_[k];
+    ring_hash[k % kAhead] = h;
   }
+  for (size_t k = used_.size() > kAhead ? used_.size() - kAhead : 0; k < used_.size(); ++k)
+    place(k);
+  std::free(old);
 }
 
 template class KeyCounter<17>;
 template class KeyCounter<4>;
 
-SnapshotGrouper::SnapshotGrouper(uint64_t seed, size_t initial_slots, size_t max_keys)
-    : sources_(seed, initial_slots, max_keys),
-      destinations_(seed ^ 0x5bd1e995, initial_slots, max_keys),
-      ports_(seed ^ 0x27d4eb2f, initial_slots, max_keys),
+namespace {
+// Slots for `keys` keys at a load of at most 3/4, a power of two; 1 when none are expected.
+size_t slots_for(size_t keys) {
+  size_t slots = 1;
+  while (slots * 3 < keys * 4) slots *= 2;
+  return slots;
+}
+}  // namespace
+
+SnapshotGrouper::SnapshotGrouper(uint64_t seed, size_t expected_entries, size_t max_keys)
+    : sources_(seed, slots_for(std::min(expected_entries, max_keys)), max_keys),
+      destinations_(seed ^ 0x5bd1e995, slots_for(std::min(expected_entries, max_keys)), max_keys),
+      ports_(seed ^ 0x27d4eb2f, slots_for(std::min(expected_entries, max_keys)), max_keys),
       states_(seed ^ 0x165667b1, 16, max_keys) {}
 
-bool SnapshotGrouper::add(const Conntrack& ct) {
-  if (!ct.has(Conntrack::kHasOrig)) return false;
-  ++entries_;
-  const uint32_t status = ct.has(Conntrack::kHasStatus) ? ct.status : 0;
-  if ((status & kAssured) == 0) ++evictable_;
-  const uint8_t proto = ct.orig.l4proto;
-
-  uint8_t address[17];
-  address[0] = ct.family;
-  std::memcpy(address + 1, ct.orig.src, 16);
-  // A key refused past max_keys is still in entries_, so it ends up in `other`.
-  sources_.add(address);
-  std::memcpy(address + 1, ct.orig.dst, 16);
-  destinations_.add(address);
-
-  uint8_t port[4] = {proto, 0, 0, 0};
-  if (has_ports(proto)) {
-    port[1] = static_cast<uint8_t>(ct.orig.dst_port >> 8);
-    port[2] = static_cast<uint8_t>(ct.orig.dst_port & 0xff);
-  } else if (is_icmp(proto)) {
-    port[1] = ct.orig.icmp_type;
+size_t SnapshotGrouper::add_batch(const Conntrack* entries, size_t n) {
+  constexpr size_t kChunk = 16;
+  struct Keys {
+    uint8_t source[17];
+    uint8_t destination[17];
+    uint8_t port[4];
+    uint8_t state[4];
+    uint64_t source_hash;
+    uint64_t destination_hash;
+  } keys[kChunk];
+  size_t ignored = 0;
+  for (size_t at = 0; at < n; at += kChunk) {
+    const size_t m = std::min(kChunk, n - at);
+    size_t used = 0;
+    // First pass: keys and hashes, and a prefetch of the address maps' slots.
+    for (size_t i = 0; i < m; ++i) {
+      const Conntrack& ct = entries[at + i];
+      if (!ct.has(Conntrack::kHasOrig)) {
+        ++ignored;
+        continue;
+      }
+      ++entries_;
+      const uint32_t status = ct.has(Conntrack::kHasStatus) ? ct.status : 0;
+      if ((status & kAssured) == 0) ++evictable_;
+      const uint8_t proto = ct.orig.l4proto;
+      Keys& k = keys[used++];
+      k.source[0] = k.destination[0] = ct.family;
+      std::memcpy(k.source + 1, ct.orig.src, 16);
+      std::memcpy(k.destination + 1, ct.orig.dst, 16);
+      k.source_hash = sources_.hash(k.source);
+      k.destination_hash = destinations_.hash(k.destination);
+      sources_.prefetch(k.source_hash);
+      destinations_.prefetch(k.destination_hash);
+      std::memset(k.port, 0, sizeof k.port);
+      k.port[0] = proto;
+      if (has_ports(proto)) {
+        k.port[1] = static_cast<uint8_t>(ct.orig.dst_port >> 8);
+        k.port[2] = static_cast<uint8_t>(ct.orig.dst_port & 0xff);
+      } else if (is_icmp(proto)) {
+        k.port[1] = ct.orig.icmp_type;
+      }
+      std::memset(k.state, 0, sizeof k.state);
+      k.state[0] = proto;
+      if (proto == IPPROTO_TCP)
+        k.state[1] = ct.has(Conntrack::kHasTcpState) ? ct.tcp_state : kNoTcpState;
+      else
+        k.state[1] = (status & kAssured) ? 2 : (status & kSeenReply) ? 1 : 0;
+    }
+    // Second pass: count. A key refused past max_keys is still in entries_, so in `other`.
+    for (size_t i = 0; i < used; ++i) {
+      sources_.add(keys[i].source, keys[i].source_hash);
+      destinations_.add(keys[i].destination, keys[i].destination_hash);
+      ports_.add(keys[i].port);
+      states_.add(keys[i].state);
+    }
   }
-  ports_.add(port);
-
-  uint8_t state[4] = {proto, 0, 0, 0};
-  if (proto == IPPROTO_TCP)
-    state[1] = ct.has(Conntrack::kHasTcpState) ? ct.tcp_state : kNoTcpState;
-  else
-    state[1] = (status & kAssured) ? 2 : (status & kSeenReply) ? 1 : 0;
-  states_.add(state);
-  return true;
+  return ignored;
 }
 
 TopReport SnapshotGrouper::top(size_t limit) const {

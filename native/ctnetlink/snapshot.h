@@ -9,10 +9,12 @@
 // hashes and increments and allocates nothing unless a map grows. Keys become text only for
 // the top N of each group.
 //
-// Memory is bounded: an address slot takes 24 bytes and a port/state slot 8, at a load of at
-// most 3/4, and a group holds at most kMaxSnapshotKeys distinct keys (an entry whose key
-// would be a new one past that is still counted, in `other`). A 262,144-entry table of
-// distinct destinations takes ~12 MiB while grouping; everything is freed with the object.
+// Memory is bounded: an address slot takes 24 bytes and a port/state slot 8 (plus 4 to list
+// it), at a load of at most 3/4, and a group holds at most kMaxSnapshotKeys distinct keys (an
+// entry whose key would be a new one past that is still counted, in `other`). Maps are sized
+// up front for the namespace's entry count, but only the pages keys land in are touched: a
+// 262,144-entry table of distinct destinations takes ~14 MiB while grouping, one of a few
+// sources and ports far less; everything is freed with the object.
 //
 // Evictable: entries without IPS_ASSURED, the only ones early_drop() evicts when an insert
 // finds the table full (net/netfilter/nf_conntrack_core.c, early_drop_list).
@@ -55,6 +57,9 @@ struct TopReport {
 
 // A map from a key of N bytes to a count. Open addressing with linear probing; a count of 0
 // marks an empty slot. Keys compare with memcmp, which is their natural order (see .cc).
+// The slots come from calloc: a large array is fresh zero pages, and a page costs nothing
+// until a key lands in it, so a map sized for many keys that receives few stays small in
+// memory. The used slots are listed, so growing and reading never scan the whole array.
 template <size_t N>
 class KeyCounter {
  public:
@@ -63,32 +68,50 @@ class KeyCounter {
     uint32_t count;
   };
 
+  // initial_slots: a power of two. Throws std::bad_alloc when memory runs out.
   KeyCounter(uint64_t seed, size_t initial_slots, size_t max_keys);
+  ~KeyCounter();
+  KeyCounter(const KeyCounter&) = delete;
+  KeyCounter& operator=(const KeyCounter&) = delete;
+
   // Counts one entry for `key`; false when the key is new and the map is at max_keys.
-  bool add(const uint8_t* key);
-  size_t size() const { return used_; }
-  const std::vector<Slot>& slots() const { return slots_; }
-  size_t memory_bytes() const { return slots_.capacity() * sizeof(Slot); }
+  bool add(const uint8_t* key) { return add(key, hash(key)); }
+  bool add(const uint8_t* key, uint64_t hash);
+  uint64_t hash(const uint8_t* key) const;
+  // Starts loading the slot a hash probes first (batches hide the cache misses of large maps).
+  void prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & (capacity_ - 1)]); }
+  size_t size() const { return used_.size(); }
+  template <typename Visit>
+  void for_each(Visit&& visit) const {
+    for (uint32_t i : used_) visit(slots_[i]);
+  }
+  size_t memory_bytes() const {
+    return capacity_ * sizeof(Slot) + used_.capacity() * sizeof(uint32_t);
+  }
 
  private:
-  uint64_t hash(const uint8_t* key) const;
   void grow();
 
   uint64_t seed_;
   size_t max_keys_;
-  size_t used_ = 0;
-  std::vector<Slot> slots_;
+  size_t capacity_;
+  Slot* slots_;
+  std::vector<uint32_t> used_;  // indices of the used slots, in insertion order
 };
 
 class SnapshotGrouper {
  public:
-  // initial_slots (a power of two) is small only in the fuzzer, to make maps grow early.
-  explicit SnapshotGrouper(uint64_t seed, size_t initial_slots = 1024,
+  // expected_entries sizes the maps for that many distinct keys (the namespace's count before
+  // the dump: untouched slots cost no memory); the fuzzer gives 0 to make the maps grow early.
+  explicit SnapshotGrouper(uint64_t seed, size_t expected_entries = 0,
                            size_t max_keys = kMaxSnapshotKeys);
 
   // One dump entry. Entries without an original tuple are ignored (returns false): a dump
   // always sends one, so such a message is malformed.
-  bool add(const Conntrack& ct);
+  bool add(const Conntrack& ct) { return add_batch(&ct, 1) == 0; }
+  // The entries of one datagram; returns how many were ignored. The address maps' slots are
+  // prefetched a chunk ahead: with many distinct addresses each lookup is a cache miss.
+  size_t add_batch(const Conntrack* entries, size_t n);
 
   // The `limit` heaviest keys of each group (partial sort), the rest summed in `other`.
   TopReport top(size_t limit) const;

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <new>
 #include <system_error>
 #include <vector>
 
@@ -66,14 +67,12 @@ void SnapshotRunner::run() {
   const int64_t started = clock_ns(CLOCK_MONOTONIC);
   rusage before{};
   getrusage(RUSAGE_THREAD, &before);
-  SnapshotGrouper grouper(random_seed());
-  outcome_.ok = dump(grouper);
-  if (outcome_.ok) {
-    const int64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-    outcome_.report = grouper.top(config_.limit);
-    outcome_.cost.group_ms += (clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0) / 1e6;
+  try {
+    outcome_.ok = dump();
+  } catch (const std::bad_alloc&) {  // the grouping's maps could not grow
+    outcome_.ok = false;
+    outcome_.error = MonitorError{ENOMEM, "malloc", "group the conntrack table"};
   }
-  outcome_.cost.group_bytes = grouper.memory_bytes();
   rusage after{};
   getrusage(RUSAGE_THREAD, &after);
   outcome_.cost.user_ms = ms_of(after.ru_utime) - ms_of(before.ru_utime);
@@ -83,7 +82,7 @@ void SnapshotRunner::run() {
   if (done_) done_();
 }
 
-bool SnapshotRunner::dump(SnapshotGrouper& grouper) {
+bool SnapshotRunner::dump() {
   MonitorError& error = outcome_.error;
   if (!config_.netns_path.empty()) {
     Fd ns(::open(config_.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -102,6 +101,13 @@ bool SnapshotRunner::dump(SnapshotGrouper& grouper) {
     error = MonitorError{st.code, st.syscall, "open the conntrack request socket"};
     return false;
   }
+  const int subsystem = fault_injection().ctnetlink_subsystem.load(std::memory_order_relaxed);
+  // The namespace's entry count sizes the grouping's maps (they touch only the pages they use);
+  // without it they start small and grow.
+  GlobalStats stats;
+  socket.request(static_cast<uint16_t>(subsystem << 8 | IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC,
+                 [&](const Message& msg) { decode_global_stats(msg, stats); });
+  SnapshotGrouper grouper(random_seed(), stats.has_entries ? stats.entries : 0);
 
   // Replies are decoded and grouped a datagram at a time, in between(), while the datagram is
   // still in the socket's buffer: three thread-clock reads per ~200 entries, not per entry.
@@ -124,8 +130,7 @@ bool SnapshotRunner::dump(SnapshotGrouper& grouper) {
       }
     }
     const int64_t t1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-    for (const Conntrack& ct : decoded)
-      if (!grouper.add(ct)) ++cost.malformed;
+    cost.malformed += grouper.add_batch(decoded.data(), decoded.size());
     const int64_t t2 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     cost.messages += pending.size();
     cost.decode_ms += (t1 - t0) / 1e6;
@@ -137,13 +142,18 @@ bool SnapshotRunner::dump(SnapshotGrouper& grouper) {
       stop_.store(true);
     }
   };
-  const int subsystem = fault_injection().ctnetlink_subsystem.load(std::memory_order_relaxed);
   if (cancelled_.load()) stop_.store(true);
   st = socket.request(
       static_cast<uint16_t>(subsystem << 8 | IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC,
       [&](const Message& msg) { pending.push_back(msg); }, &stop_, consume);
   if (st.ok() && !pending.empty()) consume();  // the datagram that ended with NLMSG_DONE
-  if (st.ok()) return true;
+  if (st.ok()) {
+    const int64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    outcome_.report = grouper.top(config_.limit);
+    cost.group_ms += (clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0) / 1e6;
+    cost.group_bytes = grouper.memory_bytes();
+    return true;
+  }
   if (st.code == ECANCELED && timed_out_) {
     error = MonitorError{
         ETIMEDOUT, "recv",

@@ -41,7 +41,7 @@ struct SnapshotCost {
   uint64_t datagrams = 0;
   uint64_t messages = 0;
   uint64_t malformed = 0;  // replies that could not be decoded (skipped)
-  size_t group_bytes = 0;  // the grouper's maps at the end
+  size_t group_bytes = 0;  // the grouper's maps at the end (address space; see snapshot.h)
 };
 
 struct SnapshotOutcome {
@@ -68,7 +68,7 @@ class SnapshotRunner {
 
  private:
   void run();
-  bool dump(SnapshotGrouper& grouper);
+  bool dump();  // enters the namespace, dumps and groups into outcome_
 
   SnapshotConfig config_;
   std::thread thread_;
