@@ -20,9 +20,12 @@
         "native/ctnetlink/snapshot_dump.cc",
         "native/ctnetlink/socket.cc",
         "native/ctnetlink/table.cc",
+        "native/ebpf/bpf.cc",
         "native/ebpf/btf.cc",
         "native/ebpf/drop_probe.cc",
         "native/ebpf/drop_program.cc",
+        "native/ebpf/event_counter.cc",
+        "native/ebpf/event_program.cc",
         "native/ebpf/kallsyms.cc"
       ],
       "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -10,7 +10,7 @@
  */
 import { constants } from 'node:os';
 import { ConntrackError, type NativeErrorLike } from './errors.js';
-import { loadBinding } from './native.js';
+import { loadBinding, type NativeBinding } from './native.js';
 import { resolveTopOptions, type ResolvedTopOptions } from './options.js';
 
 /** One key of a group and the entries it holds. */
@@ -81,9 +81,12 @@ export interface RunningSnapshot {
   unref(): void;
 }
 
-/** Starts one snapshot on a thread of its own (internal: topEntries and the monitor use it). */
-export function startSnapshot(options: ResolvedTopOptions): RunningSnapshot {
-  const { NativeSnapshot } = loadBinding();
+/**
+ * Starts one snapshot on a thread of its own (internal: topEntries and the monitor use it).
+ * Throws when the addon cannot be loaded.
+ */
+export function startSnapshot(options: ResolvedTopOptions, binding: NativeBinding = loadBinding()): RunningSnapshot {
+  const { NativeSnapshot } = binding;
   const native = new NativeSnapshot({
     netnsPath: options.netnsPath,
     limit: options.limit,

@@ -52,9 +52,9 @@ describe('topEntries options', () => {
     [{ limit: 0 }, /^limit must be an integer from 1 to 1000, got 0$/],
     [{ limit: 1.5 }, /^limit must be an integer from 1 to 1000/],
     [{ timeoutMs: 10 }, /^timeoutMs must be an integer from 1000 to 600000, got 10$/],
-    [{ netns: '../x' }, /^netns '..\/x' is neither an absolute path nor a namespace name/],
-    [{ signal: {} }, /^signal must be an AbortSignal, got a object$/],
-    [{ bogus: 1 }, /^unknown option 'bogus' \(known: netns, limit, timeoutMs, signal\)$/],
+    [{ netns: '../x' }, /^netns "..\/x" is neither an absolute path nor a namespace name/],
+    [{ signal: {} }, /^signal must be an AbortSignal, got an object$/],
+    [{ bogus: 1 }, /^options has an unknown option "bogus" \(known: netns, limit, timeoutMs, signal\)$/],
   ])('%j: TypeError naming the option', async (options, message) => {
     await expect(topEntries(options as never)).rejects.toThrow(TypeError);
     await expect(topEntries(options as never)).rejects.toThrow(message);
@@ -102,10 +102,10 @@ describe('conntrack-monitor top', () => {
       ['top', '--limit', '0'],
       /^conntrack-monitor top: --limit must be an integer from 1 to 1000, got 0 \(see --help\)$/,
     ],
-    [['top', '--limit', 'x'], /^conntrack-monitor top: --limit expects a number, got 'x'/],
+    [['top', '--limit', 'x'], /^conntrack-monitor top: --limit expects a decimal number, got "x"/],
     [['top', '--interval', '2000'], /^conntrack-monitor top: --interval needs --watch/],
     [['top', '--watch', '--interval', '10'], /^conntrack-monitor top: --interval must be an integer from 1000/],
-    [['top', '--netns', '../x'], /^conntrack-monitor top: --netns '..\/x' is neither/],
+    [['top', '--netns', '../x'], /^conntrack-monitor top: --netns "..\/x" is neither/],
     [['top', '--backend', 'proc'], /^conntrack-monitor top: Unknown option '--backend'/],
   ])('%j: one line, exit 2', async (args, message) => {
     const run = await runCli(args);

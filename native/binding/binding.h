@@ -18,8 +18,8 @@ int live_native_snapshots();  // NativeSnapshot objects not yet destroyed (lifec
 // drop_probe_binding.cc: NativeDropProbe, dropProbeAvailable, _bpfRunTimeStats.
 void export_drop_probe(Napi::Env env, Napi::Object exports);
 
-// test_hooks.cc: _decode, _aggregate, _table, _groupSnapshot, _injectFaults, _liveMonitors,
-// _liveSnapshots.
+// test_hooks.cc: _decode, _aggregate, _table, _eventProgram, _groupSnapshot, _injectFaults,
+// _liveMonitors, _liveSnapshots.
 void export_test_hooks(Napi::Env env, Napi::Object exports);
 
 }  // namespace ctmon_binding

@@ -9,11 +9,11 @@ export function formatSampleLine(s: ConntrackSample): string {
   const parts = [
     clock,
     `entries ${s.entries ?? '?'}/${s.max ?? '?'} (${fill})`,
-    `insert ${rate(s.rates.insert)}`,
-    `delete ${rate(s.rates.delete)}`,
-    `drop ${rate(s.rates.drop)}`,
-    `early_drop ${rate(s.rates.earlyDrop)}`,
-    `insert_failed ${rate(s.rates.insertFailed)}`,
+    `insert ${formatRate(s.rates.insert)}`,
+    `delete ${formatRate(s.rates.delete)}`,
+    `drop ${formatRate(s.rates.drop)}`,
+    `early_drop ${formatRate(s.rates.earlyDrop)}`,
+    `insert_failed ${formatRate(s.rates.insertFailed)}`,
     `time_wait ${s.timeWait.entries ?? 'n/a'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
   ];
   if (s.socketTimeWait !== null && s.source === 'proc') parts.push(`tw_sockets ${s.socketTimeWait}`);
@@ -23,9 +23,15 @@ export function formatSampleLine(s: ConntrackSample): string {
   return parts.join('  ');
 }
 
-function rate(r: number | null): string {
+/** A per-second rate for people: one decimal below 100, whole (and grouped) above; n/a for null. */
+export function formatRate(r: number | null): string {
   if (r === null) return 'n/a';
-  return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
+  return `${r >= 100 ? Math.round(r).toLocaleString('en') : Number(r.toFixed(1))}/s`;
+}
+
+/** A fraction as a percentage with one decimal; n/a for null. */
+export function formatPercent(x: number | null): string {
+  return x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`;
 }
 
 /** The host-wide view: one row per namespace, busiest table first. */
@@ -41,8 +47,8 @@ export function formatNamespacesReport(r: AllNamespacesReport): string {
       n.error ? 'error' : String(n.entries ?? '?'),
       String(n.max ?? '?'),
       n.fill === null ? '?' : `${(n.fill * 100).toFixed(1)}%`,
-      rate(n.dropRate),
-      rate(n.insertRate),
+      formatRate(n.dropRate),
+      formatRate(n.insertRate),
     ]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));

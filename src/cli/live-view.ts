@@ -6,6 +6,7 @@ import { formatDuration, formatGroup } from './format.js';
 import type { PressureLevel } from '../pressure.js';
 import { evictableVerdict, type TopReport } from '../top.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
+import { formatPercent, formatRate } from './format.js';
 
 export interface LiveViewState {
   sample: ConntrackSample;
@@ -33,9 +34,8 @@ export function renderLiveView(v: LiveViewState): string {
   const s = v.sample;
   const n = (x: number | null | undefined) =>
     x === null || x === undefined ? 'n/a' : Math.round(x).toLocaleString('en');
-  const r = (x: number | null) =>
-    x === null ? 'n/a' : `${x >= 100 ? Math.round(x).toLocaleString('en') : Number(x.toFixed(1))}/s`;
-  const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
+  const r = formatRate;
+  const pct = formatPercent;
   const barWidth = Math.max(10, Math.min(50, v.width - 40));
   const filled = s.fill === null ? 0 : Math.min(barWidth, Math.round(s.fill * barWidth));
   const lines = [

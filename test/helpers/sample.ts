@@ -42,6 +42,7 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
       updates: 0,
       resyncs: 0,
       lastResyncMs: 1,
+      malformedTotal: 0,
       ...over.events,
     },
     socketTimeWait: 0,
@@ -62,6 +63,7 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
     eventsMode: 1,
     timeToFullSeconds: null,
     final: false,
+    samplesMissed: 0,
     unavailable: {},
   };
   return base;

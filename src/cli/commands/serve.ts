@@ -4,10 +4,11 @@
  * shutdown on SIGTERM or SIGINT.
  */
 import { createServer } from 'node:http';
-import { asFlags, MONITOR_FLAGS_HELP, number, parseCommand, UsageError } from '../args.js';
+import { MONITOR_FLAGS_HELP, number, parseCommand, UsageError } from '../args.js';
 import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
 import { registerConntrackMetrics, registerDropMetrics, registerTopMetrics } from '../../metrics.js';
+import { TOP_LIMIT_RANGE } from '../../options.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
 
@@ -52,14 +53,11 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write('conntrack-monitor: serve needs prom-client: npm install prom-client\n');
     return 1;
   }
-  const top = values.top === undefined ? null : number('--top', String(values.top));
+  const top = values.top === undefined ? null : number('--top', values.top);
+  if (top !== null && !(Number.isInteger(top) && top >= TOP_LIMIT_RANGE[0] && top <= TOP_LIMIT_RANGE[1]))
+    throw new UsageError(`--top must be an integer from ${TOP_LIMIT_RANGE[0]} to ${TOP_LIMIT_RANGE[1]}, got ${top}`);
   const registry = new Registry();
-  let monitor;
-  try {
-    monitor = createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } });
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message).replace(/^snapshotOnPressure\.limit\b/, '--top'));
-  }
+  const monitor = createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } });
   registerConntrackMetrics(monitor, { registry });
   if (top !== null) registerTopMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;

@@ -3,7 +3,7 @@
  * source, destination, destination port and state, with the entries the kernel may evict;
  * `--watch` repeats it every interval, never two dumps at once.
  */
-import { asFlags, number, parseFlags, UsageError } from '../args.js';
+import { number, parseFlags, UsageError, withFlags } from '../args.js';
 import { resolveTopOptions } from '../../options.js';
 import { formatGroup } from '../format.js';
 import { evictableVerdict, topEntries, type TopItem, type TopReport } from '../../top.js';
@@ -50,11 +50,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(values.netns === undefined ? {} : { netns: String(values.netns) }),
     ...(values.limit === undefined ? {} : { limit: number('--limit', String(values.limit)) }),
   };
-  try {
-    resolveTopOptions(options);
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message).replace(/^limit\b/, '--limit'));
-  }
+  withFlags(() => resolveTopOptions(options));
   if (values.interval !== undefined && values.watch !== true) throw new UsageError('--interval needs --watch');
   const intervalMs = values.interval === undefined ? 5000 : number('--interval', String(values.interval));
   if (!Number.isInteger(intervalMs) || intervalMs < 1000 || intervalMs > 3_600_000)

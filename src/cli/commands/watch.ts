@@ -3,9 +3,8 @@
  * NDJSON with --json. On --duration expiry, SIGINT or SIGTERM it prints the final partial
  * sample (so totals are complete) and exits 0.
  */
-import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from '../args.js';
+import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds, UsageError, withFlags } from '../args.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
-import { asFlags, UsageError } from '../args.js';
 import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
 import type { ConntrackMonitorOptions } from '../../types.js';
@@ -44,7 +43,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  const durationS = seconds('--duration', values.duration, 0, 0, MAX_TIMER_S);
+  const durationS = values.duration === undefined ? 0 : seconds('--duration', values.duration, 0, 0.001, MAX_TIMER_S);
   if (values['all-namespaces'] === true) return allNamespaces(options, values.json === true, durationS);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
   // The live view shows what fills the table while it is under pressure.
@@ -70,12 +69,7 @@ export async function run(argv: string[]): Promise<number> {
 
 async function allNamespaces(options: ConntrackMonitorOptions, json: boolean, durationS: number): Promise<number> {
   if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
-  let host: AllNamespacesMonitor;
-  try {
-    host = new AllNamespacesMonitor(options);
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message));
-  }
+  const host = withFlags(() => new AllNamespacesMonitor(options));
   const redraw = !json && process.stdout.isTTY === true;
   host.on('report', (r) => {
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
