@@ -200,7 +200,7 @@ describe('advice and live view with a snapshot', () => {
       ...base,
       sample: { ...s, timeToFullSeconds: null, unavailable: { timeToFullSeconds: 'x' } },
     });
-    expect(flat).toMatch(/^Forecast {3}not filling \(x\)$/m);
+    expect(flat).toMatch(/^Forecast {3}n\/a \(x\)$/m);
   });
 });
 

@@ -60,7 +60,7 @@ export function renderLiveView(v: LiveViewState): string {
   lines.push(
     `Forecast   ${
       s.timeToFullSeconds === null
-        ? `not filling (${s.unavailable.timeToFullSeconds ?? 'unknown'})`
+        ? `n/a (${s.unavailable.timeToFullSeconds ?? 'unknown'})`
         : s.timeToFullSeconds === 0
           ? 'full now'
           : `full in ${formatDuration(s.timeToFullSeconds)} at the growth of the last minute`
