@@ -15,8 +15,10 @@ import { canRunIntegration } from '../helpers/gate';
 import { addressOrder, asCounts, groupListing, type ListingGroups } from '../helpers/listing';
 import { withConntrackMax, type TestNamespace } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
+import { unprivilegedCopy } from '../helpers/unprivileged';
 
 const FLOWS = join(__dirname, '..', 'helpers', 'flows.mjs');
+const NOBODY = 65534;
 const GROUPS = ['bySource', 'byDestination', 'byDestinationPort', 'byState'] as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -188,6 +190,19 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
       binding._injectFaults(previous);
     }
     expect(binding._liveSnapshots()).toBeGreaterThanOrEqual(0);
+  });
+
+  it('as nobody: EPERM, with the CAP_NET_ADMIN hint, in one line and exit 1', async () => {
+    const cli = spawn(process.execPath, [unprivilegedCopy().cli, 'top'], { uid: NOBODY, gid: NOBODY });
+    let stderr = '';
+    cli.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise((r) => cli.on('close', r));
+    console.info(`top as nobody: exit ${code}: ${stderr.trim()}`);
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(
+      /^conntrack-monitor top: cannot read the table: .*Operation not permitted \(ctnetlink needs CAP_NET_ADMIN/,
+    );
   });
 
   it('a snapshot can be cancelled; no snapshot thread is left behind', async () => {
