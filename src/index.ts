@@ -10,6 +10,7 @@ export { ConntrackError, type KernelFeature } from './errors.js';
 export {
   registerConntrackMetrics,
   registerDropMetrics,
+  registerTopMetrics,
   type ConntrackMetricsOptions,
   type RegistryLike,
 } from './metrics.js';
@@ -33,6 +34,14 @@ export {
   type RecordingHeader,
   type RecordingNotice,
 } from './recording/format.js';
+export {
+  topEntries,
+  evictableVerdict,
+  type EvictableVerdict,
+  type TopItem,
+  type TopOptions,
+  type TopReport,
+} from './top.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {
   BackendName,

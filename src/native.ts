@@ -57,6 +57,16 @@ export interface NativeMonitor {
   info(): { receiveBufferBytes: number; receiveBufferForced: boolean };
 }
 
+/** One table snapshot on a thread of its own (native/binding/snapshot_binding.cc). */
+export interface NativeSnapshot {
+  /** Starts the dump; resolves with the grouped report, rejects with (errno, syscall, context). */
+  start(): Promise<unknown>;
+  /** The dump stops at its next datagram; start() then rejects with ECANCELED. */
+  cancel(): void;
+  /** The pending dump no longer keeps the process alive. */
+  unref(): void;
+}
+
 /** The eBPF table-full drop probe (native/drop_probe.h); the constructor loads and attaches it. */
 export interface NativeDropProbe {
   /** Cumulative table-full drops per namespace inode since attach. */
@@ -104,11 +114,23 @@ export interface NativeBinding {
   /** Benchmarks: hold BPF_ENABLE_STATS so run counts and times accumulate (false releases it). */
   _bpfRunTimeStats(on: boolean): void;
   NativeMonitor: new (options: NativeMonitorOptions, onRecords: (records: NativeRecord[]) => void) => NativeMonitor;
+  NativeSnapshot: new (options: {
+    netnsPath: string | null;
+    limit: number;
+    receiveTimeoutMs: number;
+    deadlineMs: number;
+  }) => NativeSnapshot;
   counterNames: string[];
   _decode(buffer: Buffer): Record<string, unknown>[];
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
+  _groupSnapshot(
+    datagrams: Buffer[],
+    limit: number,
+    options?: { expectedEntries?: number; maxKeys?: number },
+  ): Record<string, unknown>;
+  _liveSnapshots(): number;
   _parseSockstat(text: string): number;
   /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
   _nativeHeapBytes(): number;

@@ -119,6 +119,12 @@ describe('npm package', () => {
           how = value([{ label: 'x', samples: [] }]).slice(0, 15);
         } else if (name === 'record') {
           how = (await value(() => 'done', { backend: 'proc' })).result;
+        } else if (name === 'registerTopMetrics') {
+          how = value(new m.ConntrackMonitor({ snapshotOnPressure: {} }), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'topEntries') {
+          how = await value({ signal: AbortSignal.abort() }).then(() => 'resolved', (e) => e.code);
+        } else if (name === 'evictableVerdict') {
+          how = value({ entries: 4, evictable: 3 }).mostly;
         } else if (Array.isArray(value)) {
           how = 'array of ' + value.length;
         } else if (typeof value === 'function') {

@@ -3,6 +3,7 @@
 // aggregator and the tracked table driven with an injected clock, fault injection, and the
 // count of live NativeMonitor objects. JS thread only.
 #include <arpa/inet.h>
+#include <linux/netlink.h>
 #include <malloc.h>
 #include <napi.h>
 
@@ -16,6 +17,7 @@
 #include "binding/convert.h"
 #include "ctnetlink/aggregator.h"
 #include "ctnetlink/decoder.h"
+#include "ctnetlink/snapshot.h"
 #include "ctnetlink/table.h"
 #include "ebpf/event_counter.h"
 
@@ -301,6 +303,42 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// _groupSnapshot(datagrams, limit, { expectedEntries?, maxKeys? }) -> the report of
+// SnapshotGrouper over dump datagrams (Buffers of netlink messages), as NativeSnapshot
+// resolves it, plus { ignored }: messages that were not conntrack entries (netlink control
+// messages such as the NLMSG_DONE that ends a dump aside).
+Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "_groupSnapshot(datagrams, limit, options?)");
+  Napi::Array datagrams = info[0].As<Napi::Array>();
+  size_t expected = 0;
+  size_t max_keys = ctmon::kMaxSnapshotKeys;
+  if (info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    if (o.Get("expectedEntries").IsNumber())
+      expected = o.Get("expectedEntries").As<Napi::Number>().Uint32Value();
+    if (o.Get("maxKeys").IsNumber()) max_keys = o.Get("maxKeys").As<Napi::Number>().Uint32Value();
+  }
+  ctmon::SnapshotGrouper grouper(0x5eed, expected, max_keys);
+  uint32_t ignored = 0;
+  for (uint32_t i = 0; i < datagrams.Length(); ++i) {
+    Napi::Buffer<uint8_t> bytes = datagrams.Get(i).As<Napi::Buffer<uint8_t>>();
+    ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
+    ctmon::Message msg;
+    ctmon::Conntrack ct;
+    while (walker.next(msg)) {
+      if (msg.type < NLMSG_MIN_TYPE) continue;  // NLMSG_DONE ending the dump, errors
+      if (ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk || !grouper.add(ct))
+        ++ignored;
+    }
+  }
+  JsWriter w(env);
+  napi_value report = top_report_to_js(w, grouper.top(info[1].As<Napi::Number>().Uint32Value()));
+  w.set(report, "ignored", w.number(ignored));
+  return Napi::Value(env, report);
+}
+
 // _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?}) -> the previous values.
 // Test-only: see fault_injection.h. Process-wide, so tests restore what it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
@@ -342,6 +380,13 @@ void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
+  exports.Set("_groupSnapshot", Napi::Function::New(env, GroupSnapshot, "_groupSnapshot"));
+  exports.Set("_liveSnapshots", Napi::Function::New(
+                                    env,
+                                    [](const Napi::CallbackInfo& info) {
+                                      return Napi::Number::New(info.Env(), live_native_snapshots());
+                                    },
+                                    "_liveSnapshots"));
   exports.Set("_eventProgram", Napi::Function::New(env, EventProgram, "_eventProgram"));
   exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
   exports.Set("_parseSockstat", Napi::Function::New(env, ParseSockstat, "_parseSockstat"));

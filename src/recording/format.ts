@@ -286,6 +286,7 @@ class Checker {
               malformedTotal: this.number(ev.malformedTotal ?? 0, 'events.malformedTotal'),
             },
       socketTimeWait: this.numberOrNull(o.socketTimeWait ?? null, 'socketTimeWait'),
+      timeToFullSeconds: this.numberOrNull(o.timeToFullSeconds ?? null, 'timeToFullSeconds'),
       timeWait: {
         entries: this.numberOrNull(tw.entries ?? null, 'timeWait.entries'),
         timeoutSeconds: this.numberOrNull(tw.timeoutSeconds ?? null, 'timeWait.timeoutSeconds'),

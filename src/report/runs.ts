@@ -91,6 +91,7 @@ export function namespaceSamples(
         'events',
         'socketTimeWait',
         'eventsMode',
+        'timeToFullSeconds',
       ]) {
         unavailable[f] = ROW_ONLY;
       }
@@ -108,6 +109,7 @@ export function namespaceSamples(
         totals: Object.fromEntries(COUNTER_NAMES.map((c) => [c, c === 'drop' ? row.totalDrops : null])) as CounterSet,
         events: null,
         socketTimeWait: null,
+        timeToFullSeconds: null,
         timeWait: { entries: null, timeoutSeconds: null, share: null },
         tcpStates: null,
         protocols: null,
