@@ -4,9 +4,14 @@ import { Lifecycle } from './lifecycle.js';
 import { NetlinkBackend } from './backends/netlink.js';
 import { loadBinding, type NativeBinding } from './native.js';
 import { ProcBackend } from './backends/proc.js';
+import { FillHistory } from './forecast.js';
 import { PressureTracker } from './pressure.js';
-import { resolveOptions, type ResolvedOptions } from './options.js';
+import { DEFAULT_TOP_TIMEOUT_MS, resolveOptions, type ResolvedOptions } from './options.js';
+import { startSnapshot, type RunningSnapshot } from './top.js';
 import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, ConntrackWarning } from './types.js';
+
+/** At most one snapshot under pressure per this many milliseconds. */
+export const SNAPSHOT_SPACING_MS = 60_000;
 
 /**
  * Watches one network namespace's conntrack table and emits one `'sample'` per interval.
@@ -21,12 +26,17 @@ import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, 
  * running and emits `'error'`. Without an `'error'` listener they become process warnings
  * rather than exceptions, so a monitor never takes its host process down. `'warning'` tells
  * of namespace settings that limit what can be seen (nf_conntrack_events 0 or 2).
+ * With `snapshotOnPressure`, `'top'` brings what fills the table while it is under pressure.
  */
 export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
   readonly options: Readonly<ResolvedOptions>;
   private backend: Backend | undefined;
   private warnedEventsMode: number | null = null;
   private readonly pressure: PressureTracker;
+  private readonly fillHistory = new FillHistory();
+  private snapshot: RunningSnapshot | null = null;
+  private snapshotDone: Promise<void> = Promise.resolve();
+  private lastSnapshotMs = -Infinity;
 
   /** Throws an OptionError (a TypeError) for invalid options, before anything native runs. */
   constructor(options: ConntrackMonitorOptions = {}) {
@@ -47,12 +57,15 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
   protected async close(): Promise<void> {
     const backend = this.backend;
     this.backend = undefined;
+    this.snapshot?.cancel();
     await backend?.stop();
+    await this.snapshotDone;
   }
 
   protected setReferenced(referenced: boolean): void {
     if (referenced) this.backend?.ref();
     else this.backend?.unref();
+    if (!referenced) this.snapshot?.unref();
   }
 
   /**
@@ -61,10 +74,50 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
    * listener error in Node.
    */
   private deliver(sample: ConntrackSample): void {
+    const forecast = this.fillHistory.add(sample);
+    sample.timeToFullSeconds = forecast.seconds;
+    if (forecast.reason !== null) sample.unavailable.timeToFullSeconds = forecast.reason;
     this.checkEventsMode(sample);
     this.emitSafely('sample', sample);
     const change = this.pressure.update(sample);
     if (change) this.emitSafely('pressure', change);
+    this.snapshotUnderPressure(sample);
+  }
+
+  /**
+   * Under pressure (warning or critical), one snapshot of what fills the table, at most once
+   * every SNAPSHOT_SPACING_MS: a dump walks the whole global hash, ~0.7 s of kernel time at
+   * 262,144 entries. Only on ctnetlink; never two at once; close() cancels a running one.
+   */
+  private snapshotUnderPressure(sample: ConntrackSample): void {
+    const options = this.options.snapshotOnPressure;
+    if (!options || this.snapshot || sample.final || sample.source !== 'netlink') return;
+    if (this.pressure.current === 'ok' || !this.backend) return;
+    const now = performance.now();
+    if (now - this.lastSnapshotMs < SNAPSHOT_SPACING_MS) return;
+    this.lastSnapshotMs = now;
+    let running: RunningSnapshot;
+    try {
+      running = startSnapshot(
+        { netnsPath: this.options.netnsPath, limit: options.limit, timeoutMs: DEFAULT_TOP_TIMEOUT_MS },
+        this.loadNativeBinding(),
+      );
+    } catch (err) {
+      this.reportError(err instanceof ConntrackError ? err : ConntrackError.addonUnavailable(err));
+      return;
+    }
+    if (!this.referenced) running.unref();
+    this.snapshot = running;
+    this.snapshotDone = running.report.then(
+      (report) => {
+        this.snapshot = null;
+        if (this.backend) this.emitSafely('top', report); // not after stop()
+      },
+      (err: ConntrackError) => {
+        this.snapshot = null;
+        if (this.backend && err.code !== 'ECANCELED') this.reportError(err);
+      },
+    );
   }
 
   private async openBackend(sink: BackendSink): Promise<Backend> {

@@ -2,6 +2,9 @@
  * The live terminal view: a pure renderer (sample + history -> text) and a small controller
  * that redraws it in the alternate screen once per interval.
  */
+import { formatDuration, formatGroup } from './format.js';
+import type { PressureLevel } from '../pressure.js';
+import { evictableVerdict, type TopReport } from '../top.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
 import { formatPercent, formatRate } from './format.js';
 
@@ -14,7 +17,14 @@ export interface LiveViewState {
   /** Why the monitor runs on /proc, if it does. */
   fallback: string | null;
   width: number;
+  /** The monitor's pressure level; what fills the table shows while it is not ok. */
+  pressure?: PressureLevel;
+  /** The latest snapshot the monitor took under pressure. */
+  top?: TopReport | null;
 }
+
+/** Keys per group the live view shows (and asks the monitor's snapshots for). */
+export const LIVE_TOP = 5;
 
 const SPARKS = '▁▂▃▄▅▆▇█';
 const HISTORY = 60;
@@ -48,6 +58,16 @@ export function renderLiveView(v: LiveViewState): string {
       `Events     ${n(s.events.received)} this interval, lost ${n(s.events.lost)} (${n(s.events.lostTotal)} in all${s.events.lostSince ? ` since ${s.events.lostSince.slice(11, 19)}` : ''}), resyncs ${n(s.events.resyncs)}`,
     );
   lines.push(
+    `Forecast   ${
+      s.timeToFullSeconds === null
+        ? `n/a (${s.unavailable.timeToFullSeconds ?? 'unknown'})`
+        : s.timeToFullSeconds === 0
+          ? 'full now'
+          : `full in ${formatDuration(s.timeToFullSeconds)} at the growth of the last minute`
+    }`,
+  );
+  if (v.pressure && v.pressure !== 'ok' && v.top) lines.push('', ...topSection(v.top));
+  lines.push(
     '',
     `Fill  ${sparkline(v.fillHistory, 1)}  (last ${Math.min(HISTORY, v.fillHistory.length)} intervals, scale 0-100%)`,
     `Drops ${sparkline(v.dropHistory, Math.max(1, ...v.dropHistory))}  (peak ${n(Math.max(0, ...v.dropHistory))} per interval)`,
@@ -58,6 +78,10 @@ export function renderLiveView(v: LiveViewState): string {
     drops: recentDrops,
     seconds: (v.dropHistory.length * s.intervalMs) / 1000,
   });
+  if (v.pressure && v.pressure !== 'ok' && v.top) {
+    const verdict = evictableVerdict(v.top);
+    if (verdict.mostly) warnings.push(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`);
+  }
   lines.push(...(warnings.length ? warnings.map((w) => `! ${w}`) : ['No warnings.']));
   lines.push('', 'Ctrl-C to quit.');
   return lines.join('\n');
@@ -102,6 +126,18 @@ export function warningsFor(
   return out;
 }
 
+/** The top sources and destination ports of a snapshot, side by side. */
+function topSection(top: TopReport): string[] {
+  const left = formatGroup('TOP SOURCES', top.bySource.slice(0, LIVE_TOP + 1), top.entries);
+  const right = formatGroup('TOP DEST PORTS', top.byDestinationPort.slice(0, LIVE_TOP + 1), top.entries);
+  const width = Math.max(...left.map((l) => l.length));
+  const rows = Array.from({ length: Math.max(left.length, right.length) }, (_, i) =>
+    `${(left[i] ?? '').padEnd(width)}  ${right[i] ?? ''}`.trimEnd(),
+  );
+  const pct = top.entries ? ` (${((top.evictable / top.entries) * 100).toFixed(1)}%)` : '';
+  return [`Snapshot   ${top.time.slice(11, 19)}: ${top.entries} entries, ${top.evictable} evictable${pct}`, ...rows];
+}
+
 function sparkline(values: number[], scale: number): string {
   return values
     .slice(-HISTORY)
@@ -114,6 +150,8 @@ export class LiveView {
   private readonly fillHistory: number[] = [];
   private readonly dropHistory: number[] = [];
   fallback: string | null = null;
+  pressure: PressureLevel = 'ok';
+  top: TopReport | null = null;
 
   constructor(private readonly out: NodeJS.WriteStream) {}
 
@@ -136,6 +174,8 @@ export class LiveView {
       dropHistory: this.dropHistory,
       fallback: this.fallback,
       width: this.out.columns ?? 100,
+      pressure: this.pressure,
+      top: this.top,
     });
     this.out.write(`\x1b[H\x1b[J${text}\n`);
   }
