@@ -10,6 +10,8 @@
  */
 import type { DropMonitor, DropSample } from './host/drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
+import type { PressureLevel } from './pressure.js';
+import type { TopReport } from './top.js';
 import { TCP_STATE_NAMES, type ConntrackSample, type CounterName } from './types.js';
 
 /** The part of a prom-client Registry this module uses (so prom-client stays optional). */
@@ -82,11 +84,7 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
   const constantNames = Object.keys(constant);
 
   let latest: ConntrackSample | null = null;
-  let updates = 0; // samples carry UPDATEs per interval; the counter needs their running total
-  monitor.on('sample', (s) => {
-    latest = s;
-    updates += s.events?.updates ?? 0;
-  });
+  monitor.on('sample', (s) => (latest = s));
 
   const names: string[] = [];
   const define = (
@@ -132,12 +130,21 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
   for (const [counter, stat, help] of KERNEL_STATS) {
     define('Counter', `stat_${stat}_total`, help, [], (m, s) => put(m, s.totals[counter]));
   }
-  define('Counter', 'events_total', 'ctnetlink events received, by type.', ['type'], (m, s) => {
-    if (!s.events) return;
-    put(m, s.totals.insert, { type: 'new' });
-    put(m, s.totals.delete, { type: 'destroy' });
-    put(m, updates, { type: 'update' });
-  });
+  // Events *received*: exact as that, whatever was lost. Entries created and destroyed are
+  // these only while events_lost_total is 0; no series claims more (the sample's
+  // totals.insert/delete are null after a loss for the same reason).
+  define(
+    'Counter',
+    'events_total',
+    'ctnetlink events received, by type. Events the kernel could not queue are in events_lost_total and not here.',
+    ['type'],
+    (m, s) => {
+      if (!s.events) return;
+      put(m, s.events.newTotal, { type: 'new' });
+      put(m, s.events.updateTotal, { type: 'update' });
+      put(m, s.events.destroyTotal, { type: 'destroy' });
+    },
+  );
   define(
     'Counter',
     'events_lost_total',
@@ -158,6 +165,13 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
       for (const state of TCP_STATE_NAMES) put(m, s.tcpStates[state], { protocol: 'tcp', state: state.toLowerCase() });
       for (const protocol of ['udp', 'icmp', 'other'] as const) put(m, s.protocols[protocol], { protocol, state: '' });
     },
+  );
+  define(
+    'Gauge',
+    'time_to_full_seconds',
+    'Seconds until the table is full at the net growth of the last 60 s; absent when it is not growing.',
+    [],
+    (m, s) => put(m, s.timeToFullSeconds),
   );
   define(
     'Gauge',
@@ -193,6 +207,66 @@ export function registerDropMetrics(monitor: DropMonitor, options: ConntrackMetr
     },
   });
   return [name];
+}
+
+/** The `group` label of each TopReport group. */
+const TOP_GROUPS = [
+  ['bySource', 'source'],
+  ['byDestination', 'destination'],
+  ['byDestinationPort', 'destination_port'],
+  ['byState', 'state'],
+] as const;
+
+/**
+ * Registers what the latest snapshot under pressure found (the monitor needs the
+ * `snapshotOnPressure` option): `<prefix>top_entries{group, key}` for the top N keys of each
+ * group (`source`, `destination`, `destination_port`, `state`) and their `key="other"` rest,
+ * and `<prefix>evictable_entries`. Cardinality is bounded: at most 4 x (N + 1) series, replaced
+ * by each snapshot, so a key that leaves the top N leaves the exposition. Absent while the
+ * pressure level is ok: the last snapshot is stale then. Returns the metric names.
+ */
+export function registerTopMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
+  const prefix = checkedPrefix('registerTopMetrics', options);
+  if (!monitor.options.snapshotOnPressure) {
+    throw new TypeError('registerTopMetrics(monitor) needs a monitor made with the snapshotOnPressure option');
+  }
+  const client = loadPromClient();
+  const constant: Record<string, string> = { ...options.labels };
+  const netns = netnsLabel(monitor.options.netnsPath);
+  if (netns !== null) constant.netns = netns;
+  let latest: TopReport | null = null;
+  let level: PressureLevel = 'ok';
+  monitor.on('top', (r) => (latest = r));
+  monitor.on('pressure', (e) => (level = e.level));
+  const current = () => (level === 'ok' ? null : latest);
+  const top = `${prefix}top_entries`;
+  const evictable = `${prefix}evictable_entries`;
+  new client.Gauge({
+    name: top,
+    help: 'Entries of the heaviest keys of the latest snapshot under pressure, by group (source, destination, destination_port, state); key="other" sums the rest.',
+    labelNames: [...Object.keys(constant), 'group', 'key'],
+    registers: [options.registry],
+    collect(this: PromMetric) {
+      this.reset();
+      const r = current();
+      if (!r) return;
+      for (const [field, group] of TOP_GROUPS)
+        for (const item of r[field]) this.set({ ...constant, group, key: item.key }, item.entries);
+    },
+  });
+  new client.Gauge({
+    name: evictable,
+    help: 'Entries without IPS_ASSURED in the latest snapshot under pressure: what early_drop may evict.',
+    labelNames: Object.keys(constant),
+    registers: [options.registry],
+    collect(this: PromMetric) {
+      this.reset();
+      if (Object.keys(constant).length === 0) this.remove(); // reset() leaves a 0
+      const r = current();
+      if (r) this.set(constant, r.evictable);
+    },
+  });
+  return [top, evictable];
 }
 
 function loadPromClient(): PromClient {

@@ -10,6 +10,8 @@ export interface RawSample {
   durationNs: number;
   final: boolean;
   kernelStatsOk: boolean;
+  /** errno of this interval's failed stats request (0 when it succeeded). */
+  statsError: number;
   /** In the order of `counterNames`; null where unknown in this interval. */
   counts: (number | null)[];
   totals: number[];
@@ -21,14 +23,20 @@ export interface RawSample {
   timeWaitTimeout: number | null;
   /** The initial dump has completed, so `tracked` describes the table. */
   synced: boolean;
+  /** errno of the latest dump when it failed (0: it succeeded, or the first one still runs). */
+  dumpError: number;
   tracked: { entries: number; protocols: number[]; tcpStates: number[] };
   resyncs: number;
   lastResyncMs: number | null;
   tableBytes: number;
   eventsReceived: number;
   eventsUpdates: number;
+  eventsUpdatesTotal: number;
   eventsLost: number;
   eventsLostTotal: number;
+  /** When a loss was first seen (CLOCK_REALTIME ms): in this interval, and since start. */
+  firstLossWallMs: number | null;
+  firstLossEverWallMs: number | null;
   malformedTotal: number;
   /** On the eBPF event path: what the kernel's filter did (cumulative); null otherwise. */
   eventProgram: {
@@ -45,6 +53,8 @@ export interface RawSample {
     /** All its counters, by EventDiagnostic (native/ebpf/event_program.h). */
     diagnostics: number[];
   } | null;
+  /** Records the binding dropped because the JS thread stalled (its queue is bounded), since start. */
+  droppedRecords: number;
 }
 
 export type NativeRecord = { type: 'sample'; sample: RawSample } | { type: 'error'; error: Error & NativeErrorLike };
@@ -71,6 +81,16 @@ export interface NativeMonitor {
     /** Why not 'ebpf' (one line); null on the eBPF path. */
     eventsPathReason: string | null;
   };
+}
+
+/** One table snapshot on a thread of its own (native/binding/snapshot_binding.cc). */
+export interface NativeSnapshot {
+  /** Starts the dump; resolves with the grouped report, rejects with (errno, syscall, context). */
+  start(): Promise<unknown>;
+  /** The dump stops at its next datagram; start() then rejects with ECANCELED. */
+  cancel(): void;
+  /** The pending dump no longer keeps the process alive. */
+  unref(): void;
 }
 
 /** The eBPF table-full drop probe (native/drop_probe.h); the constructor loads and attaches it. */
@@ -130,11 +150,26 @@ export interface NativeBinding {
   /** Benchmarks: hold BPF_ENABLE_STATS so run counts and times accumulate (false releases it). */
   _bpfRunTimeStats(on: boolean): void;
   NativeMonitor: new (options: NativeMonitorOptions, onRecords: (records: NativeRecord[]) => void) => NativeMonitor;
+  NativeSnapshot: new (options: {
+    netnsPath: string | null;
+    limit: number;
+    receiveTimeoutMs: number;
+    deadlineMs: number;
+  }) => NativeSnapshot;
   counterNames: string[];
   _decode(buffer: Buffer): Record<string, unknown>[];
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
+  _groupSnapshot(
+    datagrams: Buffer[],
+    limit: number,
+    options?: { expectedEntries?: number; maxKeys?: number },
+  ): Record<string, unknown>;
+  _liveSnapshots(): number;
+  _parseSockstat(text: string): number;
+  /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
+  _nativeHeapBytes(): number;
   /**
    * Loads the event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on
    * each message (BPF_PROG_TEST_RUN): what it returned for each, and its counters after.
@@ -151,10 +186,16 @@ export interface NativeBinding {
   ): EventProgramRun;
   /** The flow key the monitor's event program gives a message's entry, from the decoder's view. */
   _flowKey(message: Buffer, seed: bigint): bigint | null;
-  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number; eventProgramType?: number }): {
+  _injectFaults(faults: {
+    netlinkProtocol?: number;
+    ctnetlinkSubsystem?: number;
+    eventProgramType?: number;
+    openNamespaceDelayMs?: number;
+  }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
     eventProgramType: number;
+    openNamespaceDelayMs: number;
   };
 }
 

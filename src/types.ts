@@ -83,6 +83,13 @@ export interface ConntrackMonitorOptions {
    * `{ warning: 0.75, critical: 0.9, hysteresis: 0.05 }`; any drop is critical.
    */
   pressure?: Partial<import('./pressure.js').PressureThresholds>;
+  /**
+   * Take a snapshot of the table (what fills it: see `topEntries`) by itself while the
+   * pressure level is warning or critical, at most once a minute (a dump walks the whole hash
+   * table), and emit it as `'top'`. `{ limit }`: keys per group (default 10). Default false.
+   * Needs ctnetlink: nothing is taken while the monitor runs on /proc.
+   */
+  snapshotOnPressure?: { limit?: number } | false;
 }
 
 export interface EventStats {
@@ -98,10 +105,25 @@ export interface EventStats {
   pathReason: string | null;
   /** ctnetlink event messages read in this interval (on the eBPF path, only those it queued). */
   received: number;
-  /** Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). */
+  /**
+   * Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). When
+   * it is not 0, `counts.insert`/`counts.delete` are null: some lost events were NEW or DESTROY.
+   * On the eBPF path they are not: its counts are taken before the queue.
+   */
   lost: number;
-  /** Lost events since start. */
+  /** Lost events since start. When it is not 0, `totals.insert`/`totals.delete` are null (not on the eBPF path). */
   lostTotal: number;
+  /** When the first event was lost since start (ISO 8601), or null. */
+  lostSince: string | null;
+  /**
+   * Events received since start, by type: what this reader read, exact as such, but short of
+   * what the kernel sent by the `lostTotal` it could not queue. `newTotal` and `destroyTotal`
+   * equal `totals.insert` and `totals.delete` until the first loss. On the eBPF path, every
+   * event the kernel sent, counted by its filter before any queue (none can be lost).
+   */
+  newTotal: number;
+  updateTotal: number;
+  destroyTotal: number;
   /** Effective receive buffer of the event socket as the kernel reports it (it doubles the request). */
   receiveBufferBytes: number;
   /** Of `received`, UPDATE messages (TCP state changes; the socket filter drops the rest). */
@@ -110,6 +132,8 @@ export interface EventStats {
   resyncs: number;
   /** How long the latest dump took, in milliseconds (the initial one until a resync runs). */
   lastResyncMs: number | null;
+  /** Messages that could not be decoded (truncated or malformed; skipped), since start. */
+  malformedTotal: number;
 }
 
 export interface TimeWaitStats {
@@ -159,13 +183,23 @@ export interface ConntrackSample {
   protocols: Record<ProtocolName, number> | null;
   /** net.netfilter.nf_conntrack_events of the namespace: 0 off, 1 on, 2 auto. */
   eventsMode: 0 | 1 | 2 | null;
+  /**
+   * Seconds until `entries` reaches `max` at the net growth of the last 60 s (least-squares
+   * slope of the samples, at least 5 of them over at least 5 s); 0 when full; null when the
+   * table is not growing or there are too few samples yet (see `unavailable`).
+   */
+  timeToFullSeconds: number | null;
   /** True for the partial interval that stop() closes, so that totals are complete. */
   final: boolean;
+  /**
+   * Samples never delivered since start because the JavaScript thread stalled for longer than
+   * the native queue holds (1024 intervals). Their counts are still in `totals`.
+   */
+  samplesMissed: number;
   /** For each null field, a one-line reason. Empty when everything is known. */
   unavailable: Partial<Record<string, string>>;
 }
 
-/** Events of ConntrackMonitor, as a typed EventEmitter map. */
 /** Something the monitor cannot fix but the operator should know; the monitor keeps running. */
 export interface ConntrackWarning {
   /**
@@ -185,10 +219,13 @@ export interface ConntrackFallback {
   error: import('./errors.js').ConntrackError;
 }
 
+/** Events of ConntrackMonitor, as a typed EventEmitter map. */
 export interface ConntrackMonitorEvents {
   sample: [sample: ConntrackSample];
   fallback: [fallback: ConntrackFallback];
   error: [error: import('./errors.js').ConntrackError];
   warning: [warning: ConntrackWarning];
   pressure: [event: import('./pressure.js').PressureEvent];
+  /** A snapshot taken under pressure (option `snapshotOnPressure`). */
+  top: [report: import('./top.js').TopReport];
 }

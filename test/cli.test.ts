@@ -22,14 +22,18 @@ describe('conntrack-monitor CLI usage', () => {
   });
 
   it.each([
-    [['check', '--warn', 'x'], 3, /^conntrack-monitor check: --warn expects a number, got 'x' \(see --help\)$/],
+    [['check', '--warn', 'x'], 3, /^conntrack-monitor check: --warn expects a decimal number, got "x" \(see --help\)$/],
     [['check', '--bogus'], 3, /^conntrack-monitor check: Unknown option '--bogus'/],
     [
       ['serve', '--listen', 'nowhere'],
       2,
       /^conntrack-monitor serve: --listen expects HOST:PORT such as 127\.0\.0\.1:9465, got 'nowhere'/,
     ],
-    [['advise', '--observe', '0'], 2, /^conntrack-monitor advise: --observe must be from 1 to 2147483 seconds, got 0/],
+    [
+      ['advise', '--observe', '0'],
+      2,
+      /^conntrack-monitor advise: --observe must be from 1 to 2147483 seconds, got "0"/,
+    ],
     [
       ['serve', '--backend', 'ebpf'],
       2,
@@ -44,12 +48,20 @@ describe('conntrack-monitor CLI usage', () => {
 
   it.each([
     [['--bogus'], /Unknown option '--bogus'/],
-    [['--interval', 'fast'], /--interval expects a number, got 'fast'/],
+    [['--interval', 'fast'], /--interval expects a decimal number, got "fast"/],
     [['--interval', '5'], /--interval must be an integer from 50 to 3600000, got 5/],
-    [['--duration=-1'], /--duration must be from 0 to 2147483 seconds/],
-    [['--duration', '2592000'], /--duration must be from 0 to 2147483 seconds/],
-    [['--duration', '-1'], /Option '--duration' argument is ambiguous/],
-    [['--netns', '../etc'], /--netns '..\/etc' is neither an absolute path nor a namespace name/],
+    [['--interval', '-5'], /--interval must be an integer from 50 to 3600000, got -5/],
+    [['--interval', '0x64'], /--interval expects a decimal number, got "0x64"/],
+    [['--interval', '0b11'], /--interval expects a decimal number, got "0b11"/],
+    [['--interval', '+100'], /--interval expects a decimal number, got "\+100"/],
+    [['--interval', '1e3'], /--interval expects a decimal number, got "1e3"/],
+    [['--duration=-1'], /--duration must be from 0.001 to 2147483 seconds, got "-1"/],
+    [['--duration', '-1'], /--duration must be from 0.001 to 2147483 seconds, got "-1"/],
+    [['--duration', '0'], /--duration must be from 0.001 to 2147483 seconds, got "0"/],
+    [['--duration', '2592000'], /--duration must be from 0.001 to 2147483 seconds/],
+    [['--netns', '../etc'], /--netns "..\/etc" is neither an absolute path nor a namespace name/],
+    [['--netns', 'a\nb'], /--netns must not contain control characters, got "a\\nb"/],
+    [['--backend', 'x\ny'], /--backend must be one of auto, netlink, proc, got "x\\ny"/],
     [['extra'], /Unexpected argument 'extra'/],
   ])('%j gives a one-line error and exits 2', async (args, message) => {
     const run = await runCli(args as string[]);
@@ -63,12 +75,12 @@ describe('conntrack-monitor CLI usage', () => {
     [
       ['--netns', '/etc/hostname'],
       1,
-      /^conntrack-monitor: cannot start: enter network namespace \/etc\/hostname: Invalid argument \(\/etc\/hostname is not a network namespace\)$/,
+      /^conntrack-monitor: cannot start: \/etc\/hostname is a regular file, not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
     ],
     [
       ['--netns', '/tmp'],
       1,
-      /^conntrack-monitor: cannot start: enter network namespace \/tmp: .*\(\/tmp is not a network namespace\)$/,
+      /^conntrack-monitor: cannot start: \/tmp is a directory, not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
     ],
     [
       ['--netns', '/nonexistent'],
@@ -82,7 +94,7 @@ describe('conntrack-monitor CLI usage', () => {
     expect(run.stderr.trim()).toMatch(stderr);
     if (args[0] === 'check')
       expect(run.stdout.trim()).toBe(
-        'CONNTRACK UNKNOWN - cannot monitor: enter network namespace /etc/hostname: Invalid argument (/etc/hostname is not a network namespace)',
+        'CONNTRACK UNKNOWN - cannot monitor: /etc/hostname is a regular file, not a network namespace (pass /var/run/netns/NAME or /proc/PID/ns/net)',
       );
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderLiveView } from '../dist/cli/live-view.js';
 import { evaluateCheck } from '../dist/cli/commands/check.js';
+import { formatSampleLine } from '../dist/cli/format.js';
 import { sample } from './helpers/sample';
 
 describe('live view renderer', () => {
@@ -31,6 +32,21 @@ describe('live view renderer', () => {
       /! TABLE FULL: 37 packets dropped in the last 1\.0 s \("nf_conntrack: table full, dropping packet"\)\. New connections are failing\./,
     );
     expect(text).toMatch(/! The table is 100\.0% full/);
+  });
+
+  it('says when events were lost and that insert/delete are unknown; so does the one-line format', () => {
+    const lossy = sample({
+      counts: { insert: null, delete: null },
+      events: { lost: 1500, lostTotal: 2000, lostSince: '2026-11-27T12:00:00.500Z' },
+    });
+    const s = { ...lossy, rates: { ...lossy.rates, insert: null, delete: null } };
+    const text = renderLiveView({ sample: s, fillHistory: [0.1], dropHistory: [0], fallback: null, width: 100 });
+    expect(text).toMatch(/insert n\/a {2}delete n\/a/);
+    expect(text).toMatch(/Events +0 this interval, lost 1,500 \(2,000 in all since 12:00:00\)/);
+    expect(text).toMatch(
+      /! EVENTS LOST: 1,500 events could not be queued .* insert and delete are unknown in this interval/,
+    );
+    expect(formatSampleLine(s)).toMatch(/insert n\/a {2}delete n\/a .* LOST 1500 events: insert\/delete unknown$/);
   });
 
   it('shows n/a and the reason when running on /proc', () => {

@@ -39,6 +39,7 @@ struct IntervalSample {
   bool final = false;            // the partial interval closed by stop()
   uint32_t known = 0;            // bit c set when counter c is known in this interval
   bool kernel_stats_ok = false;  // the per-CPU stats request succeeded
+  int stats_error = 0;           // else its errno (set by the monitor, which made the request)
   uint64_t counts[kCounterCount] = {};
   uint64_t totals[kCounterCount] = {};
   bool has_entries = false;
@@ -47,8 +48,14 @@ struct IntervalSample {
   uint32_t max = 0;
   uint64_t events_received = 0;  // conntrack messages read from the event socket
   uint64_t events_updates = 0;   // of which UPDATEs (NEW and DESTROY are counts[kInsert/kDelete])
-  uint64_t events_lost = 0;      // SK_MEMINFO_DROPS delta: events the kernel could not queue
+  // UPDATEs since start: received, or with count_in_kernel, every one the kernel sent.
+  uint64_t events_updates_total = 0;
+  uint64_t events_lost = 0;  // SK_MEMINFO_DROPS delta: events the kernel could not queue
   uint64_t events_lost_total = 0;
+  // CLOCK_REALTIME when a loss was first seen, -1 for none: in this interval, and since start.
+  // Seen while draining as well as at the close, so that it says when the loss began.
+  int64_t first_loss_wall_ms = -1;
+  int64_t first_loss_ever_wall_ms = -1;
   uint64_t malformed_total = 0;  // messages that could not be decoded (skipped)
 };
 
@@ -59,11 +66,12 @@ struct KernelReading {
   const GlobalStats* global = nullptr;
   bool drops_ok = false;
   uint32_t socket_drops = 0;
-  // The eBPF event filter's counts of NEW and DESTROY messages since it was loaded, when the
-  // aggregator counts from the kernel (count_in_kernel) and the read succeeded.
+  // The eBPF event filter's counts of NEW, DESTROY and UPDATE messages since it was loaded,
+  // when the aggregator counts from the kernel (count_in_kernel) and the read succeeded.
   bool event_counts_ok = false;
   uint64_t kernel_inserts = 0;
   uint64_t kernel_deletes = 0;
+  uint64_t kernel_updates = 0;
 };
 
 class Aggregator {
@@ -84,6 +92,10 @@ class Aggregator {
   }
   void count_malformed() { ++malformed_total_; }
 
+  // A reading of the event socket's SK_MEMINFO_DROPS between closes (the monitor takes one
+  // after each drain): it does not change what close() books, only when a loss was first seen.
+  void observe_socket_drops(int64_t now_wall_ms, uint32_t drops);
+
   IntervalSample close(int64_t now_mono_ns, int64_t now_wall_ms, const KernelReading& reading,
                        bool final);
 
@@ -99,12 +111,16 @@ class Aggregator {
   uint64_t totals_[kCounterCount] = {};
   uint64_t events_received_ = 0;
   uint64_t events_updates_ = 0;
+  uint64_t updates_total_ = 0;
   uint64_t lost_total_ = 0;
   bool count_in_kernel_ = false;
   uint64_t kernel_events_seen_[2] = {};  // inserts, deletes read at the last close
   uint64_t malformed_total_ = 0;
   bool have_drops_baseline_ = false;
   uint32_t last_socket_drops_ = 0;
+  uint32_t observed_drops_ = 0;  // the latest reading, at a close or while draining
+  int64_t first_loss_wall_ms_ = -1;
+  int64_t first_loss_ever_wall_ms_ = -1;
   std::vector<CpuBaseline> cpus_;  // indexed by CPU id; grows on the stats path only
 };
 

@@ -4,13 +4,14 @@
  * /proc/net/stat/nf_conntrack) but no events: insert/delete rates and per-entry states are null,
  * with the reason in `unavailable`.
  */
+import type { Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import type { Backend, BackendSink } from './backend.js';
 import { ConntrackError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import { ProcReader, procPaths, StatDeltas, STAT_COLUMNS, type ProcReading } from './procfs.js';
-import { ratesOf, round } from '../sample.js';
-import { COUNTER_NAMES, type ConntrackSample, type CounterName, type CounterSet } from '../types.js';
+import { buildSample, type SampleParts } from '../sample.js';
+import { COUNTER_NAMES, type CounterName, type CounterSet } from '../types.js';
 
 const NEEDS_EVENTS = 'counted from ctnetlink events, which need CAP_NET_ADMIN (the proc backend reads none)';
 const REASONS: Record<string, string> = {
@@ -91,14 +92,18 @@ export class ProcBackend implements Backend {
     // /proc/PID/ns/net names its process: no need (nor, unprivileged, permission) to stat it.
     const direct = /^\/proc\/(\d+|self|thread-self)\/ns\/net$/.exec(path);
     if (direct) return /^\d+$/.test(direct[1]!) ? Number(direct[1]) : null;
-    const target = await stat(path).catch((err: NodeJS.ErrnoException) => {
-      throw ConntrackError.fromFs(err, `open network namespace ${path}`);
-    });
+    // stat(), never open(): a FIFO would wait for a writer. A path on a hung filesystem can
+    // still hold stat() in libuv's thread pool, so start() waits for it only so long.
+    const target = await bounded(stat(path), STAT_TIMEOUT_MS, `open network namespace ${path}`).catch(
+      (err: NodeJS.ErrnoException) => {
+        throw err instanceof ConntrackError ? err : ConntrackError.fromFs(err, `open network namespace ${path}`);
+      },
+    );
     const own = await stat(`${this.procRoot}/self/ns/net`);
     if (own.ino === target.ino && own.dev === target.dev) return null;
     // Namespace files all live on the one nsfs device: anything else is no namespace.
-    if (target.dev !== own.dev) {
-      throw new ConntrackError(`${path} is not a network namespace`, {
+    if (target.dev !== own.dev || !target.isFile()) {
+      throw new ConntrackError(`${path} is ${fileKind(target)}, not a network namespace`, {
         code: 'EINVAL',
         hint: 'pass /var/run/netns/NAME or /proc/PID/ns/net',
       });
@@ -125,10 +130,10 @@ export class ProcBackend implements Backend {
     const now = process.hrtime.bigint();
     const durationNs = Number(now - this.intervalStart);
     this.intervalStart = now;
-    this.sink.sample(this.toSample(reading, durationNs, final));
+    this.sink.sample(buildSample(this.parts(reading, durationNs, final)));
   }
 
-  private toSample(r: ProcReading, durationNs: number, final: boolean): ConntrackSample {
+  private parts(r: ProcReading, durationNs: number, final: boolean): SampleParts {
     const unavailable: Partial<Record<string, string>> = { ...REASONS };
     const deltas = r.stat ? this.deltas.update(r.stat) : {};
     const counts = {} as CounterSet;
@@ -143,32 +148,64 @@ export class ProcBackend implements Backend {
           ? `this kernel's /proc/net/stat/nf_conntrack has no ${STAT_COLUMNS[name]} column`
           : '/proc/net/stat/nf_conntrack does not exist (kernel built without CONFIG_NF_CONNTRACK_PROCFS)';
       }
+      if (totals[name] === null) unavailable[`totals.${name}`] = unavailable[`counts.${name}`];
     }
     const otherNs = 'a sysctl of another namespace, not readable without entering it';
     if (r.count === null) unavailable.entries = `${otherNs}, and /proc/net/stat/nf_conntrack does not exist`;
     if (r.timeWaitTimeout === null) unavailable['timeWait.timeoutSeconds'] = otherNs;
     if (r.eventsMode === null) unavailable.eventsMode = otherNs;
     if (r.socketTimeWait === null) unavailable.socketTimeWait = 'no TCP line in /proc/net/sockstat';
+    if (r.max === null) unavailable.max = '/proc/sys/net/netfilter/nf_conntrack_max is not readable';
+    if (r.buckets === null) unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
     return {
-      time: new Date().toISOString(),
-      intervalMs: round(durationNs / 1e6),
+      endWallMs: Date.now(),
+      durationNs,
+      final,
       source: 'proc',
       netns: this.options.netnsPath,
       entries: r.count,
       max: r.max,
-      fill: r.count !== null && r.max ? r.count / r.max : null,
       buckets: r.buckets,
       counts,
-      rates: ratesOf(counts, durationNs / 1e9),
       totals,
       events: null,
+      tracked: null,
+      timeWaitTimeout: r.timeWaitTimeout,
+      eventsMode: r.eventsMode,
       socketTimeWait: r.socketTimeWait,
-      timeWait: { entries: null, timeoutSeconds: r.timeWaitTimeout, share: null },
-      tcpStates: null,
-      protocols: null,
-      eventsMode: r.eventsMode === 0 || r.eventsMode === 1 || r.eventsMode === 2 ? r.eventsMode : null,
-      final,
+      samplesMissed: 0,
       unavailable,
     };
   }
+}
+
+const STAT_TIMEOUT_MS = 2000;
+
+/** `promise`, or ETIMEDOUT after `ms` (what it waits on is left to finish on its own). */
+function bounded<T>(promise: Promise<T>, ms: number, context: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ConntrackError(`${context}: no answer within ${ms / 1000} s`, {
+            code: 'ETIMEDOUT',
+            syscall: 'stat',
+            hint: 'is it on a filesystem that does not answer?',
+          }),
+        ),
+      ms,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** What a file that is not a namespace is, in the words the netlink backend uses. */
+function fileKind(s: Stats): string {
+  if (s.isFIFO()) return 'a FIFO';
+  if (s.isSocket()) return 'a socket';
+  if (s.isDirectory()) return 'a directory';
+  if (s.isCharacterDevice()) return 'a character device';
+  if (s.isBlockDevice()) return 'a block device';
+  return 'a regular file';
 }

@@ -1,4 +1,5 @@
 import type { AllNamespacesReport } from '../host/all-namespaces.js';
+import type { TopItem } from '../top.js';
 import type { ConntrackSample } from '../types.js';
 
 /** One compact human line per interval, for terminals and logs. */
@@ -8,23 +9,29 @@ export function formatSampleLine(s: ConntrackSample): string {
   const parts = [
     clock,
     `entries ${s.entries ?? '?'}/${s.max ?? '?'} (${fill})`,
-    `insert ${rate(s.rates.insert)}`,
-    `delete ${rate(s.rates.delete)}`,
-    `drop ${rate(s.rates.drop)}`,
-    `early_drop ${rate(s.rates.earlyDrop)}`,
-    `insert_failed ${rate(s.rates.insertFailed)}`,
+    `insert ${formatRate(s.rates.insert)}`,
+    `delete ${formatRate(s.rates.delete)}`,
+    `drop ${formatRate(s.rates.drop)}`,
+    `early_drop ${formatRate(s.rates.earlyDrop)}`,
+    `insert_failed ${formatRate(s.rates.insertFailed)}`,
     `time_wait ${s.timeWait.entries ?? 'n/a'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
   ];
   if (s.socketTimeWait !== null && s.source === 'proc') parts.push(`tw_sockets ${s.socketTimeWait}`);
-  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
+  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events: insert/delete unknown`);
   if ((s.counts.drop ?? 0) > 0) parts.push('TABLE FULL: packets dropped');
   if (s.final) parts.push(`(final, ${Math.round(s.intervalMs)} ms)`);
   return parts.join('  ');
 }
 
-function rate(r: number | null): string {
+/** A per-second rate for people: one decimal below 100, whole (and grouped) above; n/a for null. */
+export function formatRate(r: number | null): string {
   if (r === null) return 'n/a';
-  return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
+  return `${r >= 100 ? Math.round(r).toLocaleString('en') : Number(r.toFixed(1))}/s`;
+}
+
+/** A fraction as a percentage with one decimal; n/a for null. */
+export function formatPercent(x: number | null): string {
+  return x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`;
 }
 
 /** The host-wide view: one row per namespace, busiest table first. */
@@ -40,8 +47,8 @@ export function formatNamespacesReport(r: AllNamespacesReport): string {
       n.error ? 'error' : String(n.entries ?? '?'),
       String(n.max ?? '?'),
       n.fill === null ? '?' : `${(n.fill * 100).toFixed(1)}%`,
-      rate(n.dropRate),
-      rate(n.insertRate),
+      formatRate(n.dropRate),
+      formatRate(n.insertRate),
     ]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
@@ -50,4 +57,25 @@ export function formatNamespacesReport(r: AllNamespacesReport): string {
   );
   const errors = rows.filter((n) => n.error).map((n) => `  ${n.name ?? n.inode}: ${n.error}`);
   return [head, ...lines, ...errors].join('\n');
+}
+
+/** A duration for humans: "45 s", "8 min 20 s", "3 h 5 min", "2 d 4 h". */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+/** One group as rows: key, entries, share of the table. */
+export function formatGroup(title: string, items: TopItem[], total: number): string[] {
+  const rows = [[title, 'ENTRIES', 'SHARE']];
+  for (const it of items)
+    rows.push([it.key, String(it.entries), total ? `${((it.entries / total) * 100).toFixed(1)}%` : '-']);
+  if (items.length === 0) rows.push(['(none)', '0', '-']);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map(
+    (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
+  );
 }

@@ -2,7 +2,11 @@
  * The live terminal view: a pure renderer (sample + history -> text) and a small controller
  * that redraws it in the alternate screen once per interval.
  */
+import { formatDuration, formatGroup } from './format.js';
+import type { PressureLevel } from '../pressure.js';
+import { evictableVerdict, type TopReport } from '../top.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
+import { formatPercent, formatRate } from './format.js';
 
 export interface LiveViewState {
   sample: ConntrackSample;
@@ -13,7 +17,14 @@ export interface LiveViewState {
   /** Why the monitor runs on /proc, if it does. */
   fallback: string | null;
   width: number;
+  /** The monitor's pressure level; what fills the table shows while it is not ok. */
+  pressure?: PressureLevel;
+  /** The latest snapshot the monitor took under pressure. */
+  top?: TopReport | null;
 }
+
+/** Keys per group the live view shows (and asks the monitor's snapshots for). */
+export const LIVE_TOP = 5;
 
 const SPARKS = '▁▂▃▄▅▆▇█';
 const HISTORY = 60;
@@ -23,9 +34,8 @@ export function renderLiveView(v: LiveViewState): string {
   const s = v.sample;
   const n = (x: number | null | undefined) =>
     x === null || x === undefined ? 'n/a' : Math.round(x).toLocaleString('en');
-  const r = (x: number | null) =>
-    x === null ? 'n/a' : `${x >= 100 ? Math.round(x).toLocaleString('en') : Number(x.toFixed(1))}/s`;
-  const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
+  const r = formatRate;
+  const pct = formatPercent;
   const barWidth = Math.max(10, Math.min(50, v.width - 40));
   const filled = s.fill === null ? 0 : Math.min(barWidth, Math.round(s.fill * barWidth));
   const lines = [
@@ -45,8 +55,18 @@ export function renderLiveView(v: LiveViewState): string {
     );
   if (s.events)
     lines.push(
-      `Events     ${n(s.events.received)} queued this interval, lost ${n(s.events.lostTotal)} in all, resyncs ${n(s.events.resyncs)}, ${s.events.path === 'ebpf' ? 'counted in the kernel (eBPF)' : `classic filter: ${s.events.pathReason}`}`,
+      `Events     ${n(s.events.received)} this interval, lost ${n(s.events.lost)} (${n(s.events.lostTotal)} in all${s.events.lostSince ? ` since ${s.events.lostSince.slice(11, 19)}` : ''}), resyncs ${n(s.events.resyncs)}, ${s.events.path === 'ebpf' ? 'counted in the kernel (eBPF)' : `classic filter: ${s.events.pathReason}`}`,
     );
+  lines.push(
+    `Forecast   ${
+      s.timeToFullSeconds === null
+        ? `n/a (${s.unavailable.timeToFullSeconds ?? 'unknown'})`
+        : s.timeToFullSeconds === 0
+          ? 'full now'
+          : `full in ${formatDuration(s.timeToFullSeconds)} at the growth of the last minute`
+    }`,
+  );
+  if (v.pressure && v.pressure !== 'ok' && v.top) lines.push('', ...topSection(v.top));
   lines.push(
     '',
     `Fill  ${sparkline(v.fillHistory, 1)}  (last ${Math.min(HISTORY, v.fillHistory.length)} intervals, scale 0-100%)`,
@@ -58,6 +78,10 @@ export function renderLiveView(v: LiveViewState): string {
     drops: recentDrops,
     seconds: (v.dropHistory.length * s.intervalMs) / 1000,
   });
+  if (v.pressure && v.pressure !== 'ok' && v.top) {
+    const verdict = evictableVerdict(v.top);
+    if (verdict.mostly) warnings.push(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`);
+  }
   lines.push(...(warnings.length ? warnings.map((w) => `! ${w}`) : ['No warnings.']));
   lines.push('', 'Ctrl-C to quit.');
   return lines.join('\n');
@@ -87,7 +111,9 @@ export function warningsFor(
   else if (s.fill !== null && s.fill >= 0.75) out.push(`The table is over 75% full (${(s.fill * 100).toFixed(1)}%).`);
   if (s.events && s.events.lost > 0)
     out.push(
-      `${s.events.lost} events were lost (the monitor fell behind); the table was re-read to repair the counts.`,
+      `EVENTS LOST: ${s.events.lost.toLocaleString('en')} events could not be queued (the receive buffer was full), ` +
+        'so insert and delete are unknown in this interval and their totals incomplete; the table is re-read ' +
+        'to repair the states. A larger --receive-buffer loses fewer.',
     );
   if (s.timeWait.entries !== null && s.entries && s.timeWait.entries / s.entries >= 0.5 && (s.fill ?? 0) >= 0.25) {
     out.push(
@@ -98,6 +124,18 @@ export function warningsFor(
     out.push('nf_conntrack_events is 0 in this namespace: no events, so no insert/delete rates or states.');
   if (fallback) out.push(`Reading /proc, not ctnetlink (${fallback}): no insert/delete rates, no conntrack TIME_WAIT.`);
   return out;
+}
+
+/** The top sources and destination ports of a snapshot, side by side. */
+function topSection(top: TopReport): string[] {
+  const left = formatGroup('TOP SOURCES', top.bySource.slice(0, LIVE_TOP + 1), top.entries);
+  const right = formatGroup('TOP DEST PORTS', top.byDestinationPort.slice(0, LIVE_TOP + 1), top.entries);
+  const width = Math.max(...left.map((l) => l.length));
+  const rows = Array.from({ length: Math.max(left.length, right.length) }, (_, i) =>
+    `${(left[i] ?? '').padEnd(width)}  ${right[i] ?? ''}`.trimEnd(),
+  );
+  const pct = top.entries ? ` (${((top.evictable / top.entries) * 100).toFixed(1)}%)` : '';
+  return [`Snapshot   ${top.time.slice(11, 19)}: ${top.entries} entries, ${top.evictable} evictable${pct}`, ...rows];
 }
 
 function sparkline(values: number[], scale: number): string {
@@ -112,6 +150,8 @@ export class LiveView {
   private readonly fillHistory: number[] = [];
   private readonly dropHistory: number[] = [];
   fallback: string | null = null;
+  pressure: PressureLevel = 'ok';
+  top: TopReport | null = null;
 
   constructor(private readonly out: NodeJS.WriteStream) {}
 
@@ -134,6 +174,8 @@ export class LiveView {
       dropHistory: this.dropHistory,
       fallback: this.fallback,
       width: this.out.columns ?? 100,
+      pressure: this.pressure,
+      top: this.top,
     });
     this.out.write(`\x1b[H\x1b[J${text}\n`);
   }

@@ -1,20 +1,23 @@
 /**
  * conntrack-monitor CLI: dispatches to a subcommand (watch by default; serve, check, advise,
- * drops).
+ * drops, top, record, report).
  * Usage errors give one line on stderr and exit 2 (3 for check, the monitoring-plugins UNKNOWN).
  */
 import { UsageError } from './args.js';
 import * as advise from './commands/advise.js';
 import * as check from './commands/check.js';
 import * as drops from './commands/drops.js';
+import * as record from './commands/record.js';
+import * as report from './commands/report.js';
 import * as serve from './commands/serve.js';
+import * as top from './commands/top.js';
 import * as watch from './commands/watch.js';
 
 interface Command {
   run(argv: string[]): Promise<number>;
   USAGE_EXIT?: number;
 }
-const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops };
+const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops, top, record, report };
 
 /** Runs the command line `argv` (without node and the script) and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {

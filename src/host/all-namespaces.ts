@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { ConntrackError, reportError } from '../errors.js';
 import { ConntrackMonitor } from '../monitor.js';
 import { integerIn } from '../options.js';
-import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
+import { findNamespaces, type NamespaceRoots, type NetworkNamespace, ROOTS } from './namespaces.js';
 import type { ConntrackMonitorOptions, ConntrackSample } from '../types.js';
 
 /** The monitors' options (intervalMs is also the report's interval), and discovery's. */
@@ -169,7 +169,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   private async discover(): Promise<void> {
     const run = async () => {
       this.lastDiscovery = performance.now();
-      const found = await listNamespaces(this.roots);
+      const found = await findNamespaces(this.roots ?? ROOTS);
       const seen = new Set(found.map((ns) => ns.inode));
       for (const [inode, w] of this.watched) {
         if (seen.has(inode)) continue;

@@ -28,7 +28,7 @@ export interface NamespaceRoots {
   proc: string;
 }
 
-const ROOTS: NamespaceRoots = { netnsDir: '/var/run/netns', proc: '/proc' };
+export const ROOTS: NamespaceRoots = { netnsDir: '/var/run/netns', proc: '/proc' };
 
 /**
  * init_net's inode on kernels that fix it (PROC_NET_INIT_INO in include/linux/proc_ns.h);
@@ -37,7 +37,12 @@ const ROOTS: NamespaceRoots = { netnsDir: '/var/run/netns', proc: '/proc' };
 export const HOST_NETNS_INODE = 0xeffffff9;
 
 /** Every network namespace found, the host's first, then named ones by name, then by inode. */
-export async function listNamespaces(roots: NamespaceRoots = ROOTS): Promise<NetworkNamespace[]> {
+export function listNamespaces(): Promise<NetworkNamespace[]> {
+  return findNamespaces(ROOTS);
+}
+
+/** listNamespaces() under other roots (tests point it at fixture trees). Not exported by the package. */
+export async function findNamespaces(roots: NamespaceRoots): Promise<NetworkNamespace[]> {
   const byInode = new Map<number, NetworkNamespace>();
   const nsStat = (path: string) => stat(path).catch(() => null);
   // Namespace files all live on the one nsfs device; a name under /var/run/netns whose bind

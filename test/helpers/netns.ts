@@ -75,6 +75,12 @@ export class TestNamespace {
     return Number(await this.exec('python3', ['-c', script, String(count)]));
   }
 
+  /** Connections the namespace's `ct state new counter` rule has counted: entries created. */
+  async newFlows(): Promise<number> {
+    const text = await this.exec('nft', ['list', 'chain', 'inet', 'ctmon_test', 'out']);
+    return Number(/counter packets (\d+)/.exec(text)![1]);
+  }
+
   /** The kernel's entry count for this namespace. */
   async count(): Promise<number> {
     return Number((await this.exec('cat', ['/proc/sys/net/netfilter/nf_conntrack_count'])).trim());

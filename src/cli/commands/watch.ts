@@ -3,13 +3,12 @@
  * NDJSON with --json. On --duration expiry, SIGINT or SIGTERM it prints the final partial
  * sample (so totals are complete) and exits 0.
  */
-import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from '../args.js';
+import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds, UsageError, withFlags } from '../args.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
-import { asFlags, UsageError } from '../args.js';
 import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
 import type { ConntrackMonitorOptions } from '../../types.js';
-import { LiveView } from '../live-view.js';
+import { LIVE_TOP, LiveView } from '../live-view.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
 
@@ -17,7 +16,8 @@ Watch the conntrack table of a network namespace: entries against nf_conntrack_m
 per-second insert/delete rates from ctnetlink events, the kernel's drop counters and
 TIME_WAIT occupancy. On a terminal: a live view. Otherwise one line per interval.
 
-Other commands: serve, check, advise, drops (conntrack-monitor COMMAND --help).
+Other commands: serve, check, advise, drops, top, record, report (conntrack-monitor
+COMMAND --help).
 
 Options:
   --json                 one JSON sample per line (NDJSON), flushed per line
@@ -47,11 +47,16 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  const durationS = seconds('--duration', values.duration, 0, 0, MAX_TIMER_S);
+  const durationS = values.duration === undefined ? 0 : seconds('--duration', values.duration, 0, 0.001, MAX_TIMER_S);
   if (values['all-namespaces'] === true) return allNamespaces(options, values.json === true, durationS);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
-  const monitor = createMonitor(options);
-  if (live) monitor.on('fallback', (f) => (live.fallback = f.reason));
+  // The live view shows what fills the table while it is under pressure.
+  const monitor = createMonitor(live ? { ...options, snapshotOnPressure: { limit: LIVE_TOP } } : options);
+  if (live) {
+    monitor.on('fallback', (f) => (live.fallback = f.reason));
+    monitor.on('pressure', (e) => (live.pressure = e.level));
+    monitor.on('top', (r) => (live.top = r));
+  }
   monitor.on('sample', (s) => {
     if (values.json === true) process.stdout.write(`${JSON.stringify(s)}\n`);
     else if (live && !s.final) live.update(s);
@@ -68,12 +73,7 @@ export async function run(argv: string[]): Promise<number> {
 
 async function allNamespaces(options: ConntrackMonitorOptions, json: boolean, durationS: number): Promise<number> {
   if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
-  let host: AllNamespacesMonitor;
-  try {
-    host = new AllNamespacesMonitor(options);
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message));
-  }
+  const host = withFlags(() => new AllNamespacesMonitor(options));
   const redraw = !json && process.stdout.isTTY === true;
   host.on('report', (r) => {
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
