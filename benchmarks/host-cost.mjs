@@ -7,6 +7,7 @@
 //
 //   node benchmarks/host-cost.mjs [--mode udp|tcp] [--rates 100000,150000,max] [--rounds 3]
 //        [--readers none,conntrack-E,monitor,monitor-classic,count-only] [--seconds 5] [--wait 20]
+//        [--tag NAME]
 //
 // Root. A private namespace with an nft `ct state new counter` rule (the kernel's count of
 // entries created) and 1 s UDP / TIME_WAIT timeouts. Each phase: the namespace's table emptied
@@ -22,7 +23,7 @@
 //                    least an event reader can cost
 // Rounds interleave the readers (each round in a rotated order); the marginal of a reader is
 // its phase minus the no-reader phase of the same round and rate; medians over rounds.
-// Writes benchmarks/results/host-cost-<mode>-<date>.{json,md}.
+// Writes benchmarks/results/host-cost-<mode>[-<tag>]-<date>.{json,md}.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -47,6 +48,7 @@ const { values } = parseArgs({
     readers: { type: 'string', default: 'none,conntrack-E,monitor,monitor-classic,count-only' },
     seconds: { type: 'string', default: '5' },
     wait: { type: 'string', default: '20' },
+    tag: { type: 'string' },
   },
 });
 const MODE = values.mode;
@@ -239,8 +241,9 @@ function report(phases) {
       });
     }
   }
-  const name = `host-cost-${MODE}-${stamp}`;
-  const command = `node benchmarks/host-cost.mjs --mode ${MODE} --rates ${RATES.map((r) => r || 'max').join(',')} --rounds ${ROUNDS} --readers ${READERS.join(',')} --seconds ${SECONDS} --wait ${WAIT}`;
+  const tag = values.tag ? `-${values.tag.replace(/[^A-Za-z0-9_.-]/g, '_')}` : '';
+  const name = `host-cost-${MODE}${tag}-${stamp}`;
+  const command = `node benchmarks/host-cost.mjs --mode ${MODE} --rates ${RATES.map((r) => r || 'max').join(',')} --rounds ${ROUNDS} --readers ${READERS.join(',')} --seconds ${SECONDS} --wait ${WAIT}${values.tag ? ` --tag ${values.tag}` : ''}`;
   writeFileSync(
     join(here, 'results', `${name}.json`),
     `${JSON.stringify({ date, machine, command, summary, phases }, null, 2)}\n`,
