@@ -132,11 +132,12 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
   }
   // Events *received*: exact as that, whatever was lost. Entries created and destroyed are
   // these only while events_lost_total is 0; no series claims more (the sample's
-  // totals.insert/delete are null after a loss for the same reason).
+  // totals.insert/delete are null after a loss for the same reason). On the eBPF event path
+  // the kernel's filter counts every event before the queue: these are all it sent.
   define(
     'Counter',
     'events_total',
-    'ctnetlink events received, by type. Events the kernel could not queue are in events_lost_total and not here.',
+    'ctnetlink events by type: received (events the kernel could not queue are in events_lost_total, not here), or on the eBPF event path every one the kernel sent, counted in the kernel.',
     ['type'],
     (m, s) => {
       if (!s.events) return;
