@@ -7,6 +7,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { uniqueName } from './unique-name.mjs';
 
 const run = promisify(execFile);
 const TRAFFIC = join(__dirname, 'traffic.mjs');
@@ -16,6 +17,10 @@ const NFT_RULES = `table inet ctmon_test {
   chain in { type filter hook input priority 0; ct state established,related counter; }
 }`;
 
+// Namespace names only: no interface name derives from them, so the 15-character limit of
+// interface names (IFNAMSIZ) does not apply.
+export { uniqueName };
+
 export class TestNamespace {
   readonly path: string;
   private constructor(readonly name: string) {
@@ -23,7 +28,7 @@ export class TestNamespace {
   }
 
   static async create(label: string): Promise<TestNamespace> {
-    const ns = new TestNamespace(`ctmon-${label}-${process.pid}`);
+    const ns = new TestNamespace(uniqueName(label));
     await run('ip', ['netns', 'add', ns.name]);
     try {
       await run('ip', ['-n', ns.name, 'link', 'set', 'lo', 'up']);

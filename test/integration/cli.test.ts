@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
+import { uniqueName } from '../helpers/netns';
 import { namespace } from '../helpers/scope';
 
 describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', () => {
@@ -59,10 +60,11 @@ describe.skipIf(!canRunIntegration)('conntrack-monitor CLI on the real kernel', 
   });
 
   it('exits 1 with the reason when monitoring cannot start', async () => {
-    const run = await runCli(['--netns', 'ctmon-no-such-namespace', '--duration', '1']);
+    const absent = uniqueName('absent');
+    const run = await runCli(['--netns', absent, '--duration', '1']);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(
-      /cannot start: .*No such file or directory \(no network namespace at \/var\/run\/netns\/ctmon-no-such-namespace\)/,
+    expect(run.stderr).toContain(
+      `cannot start: open network namespace /var/run/netns/${absent}: No such file or directory (no network namespace at /var/run/netns/${absent})`,
     );
   });
 

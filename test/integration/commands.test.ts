@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { withConntrackMax } from '../helpers/netns';
+import { uniqueName, withConntrackMax } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -104,7 +104,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
 
   it('live view: a real terminal (tmux) shows the fill bar, and the drops in plain words', async () => {
     const ns = await namespace('tty');
-    const session = `ctmon-${process.pid}`;
+    const session = uniqueName('tty');
     execFileSync('tmux', [
       'new-session',
       '-d',
