@@ -29,9 +29,11 @@ describe('package entry points', () => {
         'DropMonitor',
         'PROTOCOL_NAMES',
         'TCP_STATE_NAMES',
+        'adviseTuning',
         'listNamespaces',
         'registerConntrackMetrics',
         'registerDropMetrics',
+        'tuningEnvironment',
       ],
       interval: 500,
     });

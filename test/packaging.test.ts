@@ -105,6 +105,11 @@ describe('npm package', () => {
           how = Array.isArray(await value()) ? 'namespaces' : 'not an array';
         } else if (name === 'registerConntrackMetrics') {
           how = value(new m.ConntrackMonitor(), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'adviseTuning') {
+          const env = { max: 1000, buckets: 1000, timeWaitTimeout: 120, entryBytes: 320, memoryBytes: 2 ** 30 };
+          how = value([], env).notes.join(' ');
+        } else if (name === 'tuningEnvironment') {
+          how = typeof value({ max: 1000, buckets: 1000, timeWait: { timeoutSeconds: 120 } }).max;
         } else if (name === 'registerDropMetrics') {
           how = value(new m.DropMonitor(), { registry: new Registry() }).length + ' metrics';
         } else if (Array.isArray(value)) {
@@ -133,13 +138,21 @@ describe('npm package', () => {
       DropMonitor: 'DropMonitor',
       ConntrackError: 'EPERM',
     });
-    expect(Object.keys(esm).length).toBeGreaterThanOrEqual(11);
+    expect(esm.adviseTuning).toMatch(/Nothing to change/);
+    expect(esm.tuningEnvironment).toBe('number');
+    expect(Object.keys(esm).length).toBeGreaterThanOrEqual(13);
   });
 
   it('has types that resolve for import and require in the installed copy', () => {
     const consumer =
-      'import { ConntrackMonitor, registerConntrackMetrics, type ConntrackSample } from "conntrack-monitor";\n' +
-      'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\nexport {};\n';
+      'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
+      '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
+      'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\n' +
+      'const samples: ConntrackSample[] = [];\n' +
+      'const env: TuningEnvironment | null = samples.length ? tuningEnvironment(samples[0]!) : null;\n' +
+      'const advice: TuningAdvice | null = env && adviseTuning(samples, env);\n' +
+      'const first: Recommendation | undefined = advice?.recommendations[0];\n' +
+      'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
     writeFileSync(join(app, 'a.mts'), consumer);
     writeFileSync(join(app, 'b.cts'), consumer);
     writeFileSync(
