@@ -20,12 +20,7 @@ export {
   type DroppedFlow,
   type NamespaceDrops,
 } from './host/drop-monitor.js';
-export {
-  adviseTuning,
-  type Recommendation,
-  type TuningAdvice,
-  type TuningEnvironment,
-} from './advise.js';
+export { adviseTuning, type Recommendation, type TuningAdvice, type TuningEnvironment } from './advise.js';
 export { tuningEnvironment } from './environment.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';

@@ -4,7 +4,7 @@
  */
 import { adviseTuning, formatBytes, type TuningAdvice } from '../../advise.js';
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from '../args.js';
-import { createMonitor, startOrExplain } from '../monitor.js';
+import { createMonitor, namespaceGone, startOrExplain } from '../monitor.js';
 import { tuningEnvironment } from '../../environment.js';
 import type { ConntrackSample } from '../../types.js';
 
@@ -20,7 +20,7 @@ Options:
 ${MONITOR_FLAGS_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, {
+  const { help, verbose, options, values } = parseCommand(argv, {
     observe: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -30,11 +30,15 @@ export async function run(argv: string[]): Promise<number> {
   }
   const observeS = seconds('--observe', values.observe, 30, 1, MAX_TIMER_S);
   const samples: ConntrackSample[] = [];
-  const monitor = createMonitor(options);
+  const monitor = createMonitor(options, { eventsAuto: verbose });
   monitor.on('sample', (s) => samples.push(s));
+  const gone = namespaceGone(monitor);
   if (!(await startOrExplain(monitor))) return 1;
   if (values.json !== true) process.stderr.write(`conntrack-monitor: watching for ${observeS} s...\n`);
-  await new Promise((r) => setTimeout(r, observeS * 1000));
+  let timer: NodeJS.Timeout | undefined;
+  const vanished = await Promise.race([new Promise<null>((r) => (timer = setTimeout(r, observeS * 1000, null))), gone]);
+  clearTimeout(timer);
+  if (vanished !== null) return 1; // said on stderr by the monitor's error line
   await monitor.stop();
   const environment = samples.length ? tuningEnvironment(samples.at(-1)!) : null;
   if (!environment) {

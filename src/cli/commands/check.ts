@@ -4,22 +4,32 @@
  * dropped for a full table during the observation is CRITICAL.
  */
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, number, parseCommand, seconds, UsageError } from '../args.js';
-import { createMonitor } from '../monitor.js';
+import { createMonitor, namespaceGone } from '../monitor.js';
 import type { ConntrackSample } from '../../types.js';
 
-export const usage = `Usage: conntrack-monitor check [--warn PCT] [--crit PCT] [--observe S] [options]
+export const usage = `Usage: conntrack-monitor check [-w PCT] [-c PCT] [-t S] [--observe S] [options]
 
-Check conntrack table pressure the monitoring-plugins way: one status line with perfdata,
-exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+Check conntrack table pressure the monitoring-plugins way: one status line with perfdata
+on stdout, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad usage included).
 
 Options:
-  --warn PCT             WARNING at this fill, percent of nf_conntrack_max (default 75)
-  --crit PCT             CRITICAL at this fill (default 90); any drop is CRITICAL
+  -w, --warn PCT         WARNING at this fill, percent of nf_conntrack_max (default 75)
+  -c, --crit PCT         CRITICAL at this fill (default 90); any drop is CRITICAL
   --observe S            watch for S seconds (default 2); the peak fill counts
-${MONITOR_FLAGS_HELP}`;
+  -t, --timeout S        UNKNOWN if there is no result within S seconds (default: the
+                         observation plus 10 s); must be longer than --observe
+${MONITOR_FLAGS_HELP}
 
-export const USAGE_EXIT = 3;
+Perfdata: entries and fill (with the thresholds), drops (packets dropped during the
+observation: a count over the window, not a counter) and time_wait.`;
+
 const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
+
+/** Usage errors as the monitoring-plugins guidelines want them: the UNKNOWN status line on stdout. */
+export function usageError(message: string): number {
+  process.stdout.write(`CONNTRACK UNKNOWN - ${message} (see --help)\n`);
+  return 3;
+}
 
 export interface CheckResult {
   code: 0 | 1 | 2 | 3;
@@ -48,7 +58,8 @@ export function evaluateCheck(samples: readonly ConntrackSample[], warnPct: numb
   const perf = [
     `entries=${last.entries};${Math.floor((max * warnPct) / 100)};${Math.floor((max * critPct) / 100)};0;${max}`,
     `fill=${fillPct.toFixed(2)}%;${warnPct};${critPct};0;100`,
-    dropsKnown ? `drops=${drops}c` : null,
+    // A count within the observation window: a plain value, not a counter ('c').
+    dropsKnown ? `drops=${drops};;;0` : null,
     last.timeWait.entries !== null ? `time_wait=${last.timeWait.entries};;;0;${max}` : null,
   ]
     .filter(Boolean)
@@ -58,9 +69,10 @@ export function evaluateCheck(samples: readonly ConntrackSample[], warnPct: numb
 
 export async function run(argv: string[]): Promise<number> {
   const { help, options, values } = parseCommand(argv, {
-    warn: { type: 'string' },
-    crit: { type: 'string' },
+    warn: { type: 'string', short: 'w' },
+    crit: { type: 'string', short: 'c' },
     observe: { type: 'string' },
+    timeout: { type: 'string', short: 't' },
   });
   if (help) {
     process.stdout.write(`${usage}\n`);
@@ -71,21 +83,45 @@ export async function run(argv: string[]): Promise<number> {
   if (!(warn > 0 && warn < crit && crit <= 100))
     throw new UsageError(`--warn and --crit must satisfy 0 < warn < crit <= 100, got ${warn} and ${crit}`);
   const observeS = seconds('--observe', values.observe, 2, 0.1, MAX_TIMER_S);
-  const samples: ConntrackSample[] = [];
+  const timeoutS = seconds('--timeout', values.timeout, Math.min(observeS + 10, MAX_TIMER_S), 1, MAX_TIMER_S);
+  if (timeoutS <= observeS) {
+    throw new UsageError(`--timeout (${timeoutS} s) must be longer than --observe (${observeS} s)`);
+  }
   const monitor = createMonitor(
     { intervalMs: Math.min(1000, Math.max(50, Math.round(observeS * 1000))), ...options },
-    () => {},
+    { log: () => {} },
   );
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<CheckResult>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ code: 3, line: `CONNTRACK UNKNOWN - no result within the ${timeoutS} s timeout` }),
+      timeoutS * 1000,
+    );
+  });
+  const result = await Promise.race([observe(monitor, observeS, warn, crit), timedOut]);
+  clearTimeout(timer);
+  process.stdout.write(`${result.line}\n`);
+  return result.code;
+}
+
+async function observe(
+  monitor: ReturnType<typeof createMonitor>,
+  observeS: number,
+  warn: number,
+  crit: number,
+): Promise<CheckResult> {
+  const samples: ConntrackSample[] = [];
   monitor.on('sample', (s) => samples.push(s));
+  const gone = namespaceGone(monitor);
   try {
     await monitor.start();
   } catch (err) {
-    process.stdout.write(`CONNTRACK UNKNOWN - cannot monitor: ${(err as Error).message}\n`);
-    return 3;
+    return { code: 3, line: `CONNTRACK UNKNOWN - cannot monitor: ${(err as Error).message}` };
   }
-  await new Promise((r) => setTimeout(r, observeS * 1000));
+  let timer: NodeJS.Timeout | undefined;
+  const vanished = await Promise.race([new Promise<null>((r) => (timer = setTimeout(r, observeS * 1000, null))), gone]);
+  clearTimeout(timer);
   await monitor.stop();
-  const result = evaluateCheck(samples, warn, crit);
-  process.stdout.write(`${result.line}\n`);
-  return result.code;
+  if (vanished !== null) return { code: 3, line: `CONNTRACK UNKNOWN - ${vanished}` };
+  return evaluateCheck(samples, warn, crit);
 }

@@ -5,7 +5,14 @@
  */
 import { createServer } from 'node:http';
 import { MONITOR_FLAGS_HELP, parseCommand, UsageError } from '../args.js';
-import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
+import {
+  awaitShutdown,
+  createMonitor,
+  forcedExit,
+  namespaceGone,
+  startOrExplain,
+  stopUnlessForced,
+} from '../monitor.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
 import { registerConntrackMetrics, registerDropMetrics } from '../../metrics.js';
 
@@ -20,7 +27,8 @@ Options:
                          of every namespace on the host, from the eBPF probe (see drops)
 ${MONITOR_FLAGS_HELP}
 
-Needs prom-client next to conntrack-monitor (npm install prom-client).`;
+Needs prom-client next to conntrack-monitor (npm install prom-client). Exits 0 on SIGTERM
+or SIGINT, 1 when it cannot start or the --netns namespace is deleted.`;
 
 export function parseListen(text: string): { host: string; port: number } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
@@ -30,7 +38,10 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, { listen: { type: 'string' }, drops: { type: 'boolean' } });
+  const { help, verbose, options, values } = parseCommand(argv, {
+    listen: { type: 'string' },
+    drops: { type: 'boolean' },
+  });
   if (help) {
     process.stdout.write(`${usage}\n`);
     return 0;
@@ -44,7 +55,8 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   const registry = new Registry();
-  const monitor = createMonitor(options);
+  const monitor = createMonitor(options, { eventsAuto: verbose });
+  const gone = namespaceGone(monitor);
   registerConntrackMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;
   if (values.drops === true) {
@@ -91,12 +103,18 @@ export async function run(argv: string[]): Promise<number> {
   process.stderr.write(
     `conntrack-monitor: serving http://${host.includes(':') ? `[${host}]` : host}:${bound}/metrics\n`,
   );
-  await untilStopped();
-  await new Promise((resolve) => {
-    server.close(resolve);
-    server.closeAllConnections();
-  });
-  await monitor.stop();
-  await drops?.stop();
-  return 0;
+  const shutdown = awaitShutdown(undefined, gone);
+  const why = await shutdown.requested;
+  const finished = await stopUnlessForced(
+    shutdown,
+    () =>
+      new Promise((resolve) => {
+        server.close(resolve);
+        server.closeAllConnections();
+      }),
+    () => monitor.stop(),
+    async () => drops?.stop(),
+  );
+  if (!finished) return forcedExit();
+  return why === 'namespace gone' ? 1 : 0; // the reason is on stderr already
 }
