@@ -2,7 +2,7 @@ import type { Backend, BackendSink } from './backends/backend.js';
 import { ConntrackError, netlinkUnusable } from './errors.js';
 import { Lifecycle } from './lifecycle.js';
 import { NetlinkBackend } from './backends/netlink.js';
-import { holderOf, namespaceAt, stillNames, type NamespaceId } from './host/namespace-file.js';
+import { holdersOf, namespaceAt, stillNames, type NamespaceId } from './host/namespace-file.js';
 import { loadBinding, type NativeBinding } from './native.js';
 import { ProcBackend } from './backends/proc.js';
 import { PressureTracker } from './pressure.js';
@@ -99,11 +99,15 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
       if (await stillNames(path, id)) return;
       if (performance.now() - this.lastHolderScan < HOLDER_SCAN_MS) return;
       this.lastHolderScan = performance.now();
-      if ((await holderOf(id)) !== null || this.watched !== id) return;
+      const { holder, unreadable } = await holdersOf(id);
+      if (holder !== null || this.watched !== id) return;
       await this.stop();
+      const unseen = unreadable.length
+        ? ` (not counted: ${unreadable.length === 1 ? 'pid' : 'pids'} ${unreadable.slice(0, 5).join(', ')}${unreadable.length > 5 ? ', ...' : ''}, whose namespace cannot be read)`
+        : '';
       this.reportError(
         new ConntrackError(
-          `network namespace ${path} is gone: no path names it (inode ${id.ino}) and no process or mount holds it; ` +
+          `network namespace ${path} is gone: no path names it (inode ${id.ino}) and no process or mount holds it${unseen}; ` +
             'the monitor stopped and released it',
           { code: 'NAMESPACE_GONE' },
         ),

@@ -4,8 +4,8 @@
  * monitor's own sockets keep a deleted namespace alive, so it has to notice by itself that the
  * namespace it watches is gone (ConntrackMonitor, once per interval).
  *
- * Read-only and bounded: a stat per check, and a walk of /proc/PID/ns/net and of
- * /proc/self/mountinfo only once the path no longer names the namespace.
+ * Read-only and bounded: a stat per check, and a walk of /proc/self/mountinfo and of
+ * /proc/PID/ns/net only once the path no longer names the namespace.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -45,29 +45,38 @@ export async function stillNames(path: string, id: NamespaceId): Promise<boolean
   return st !== null && st.dev === id.dev && st.ino === id.ino;
 }
 
+/** What holds a namespace, if anything, and which processes could not be looked at. */
+export interface Holders {
+  /** The first holder found, as a phrase for messages ("pid 412", "mounted at /run/netns/x"); null: none. */
+  holder: string | null;
+  /** Processes whose namespace could not be read (EACCES: another user's, or a sandbox's init). */
+  unreadable: number[];
+}
+
 /**
- * What else holds the namespace `id`: a process in it (its /proc/PID/ns/net), or a bind mount
- * of it in this mount namespace (`ip netns add`, container runtimes' /run/.../netns files), as
- * a phrase for messages; null when nothing does. A process whose namespace cannot be read
- * (another user's, without privileges) counts as holding it: not knowing is not "gone".
- * Threads that entered it alone (another monitor's reader thread) and descriptors open in
- * other processes are not seen.
+ * What else holds the namespace `id`: a bind mount of it in this mount namespace (`ip netns
+ * add`, container runtimes' netns files), or a process in it (its /proc/PID/ns/net). Processes
+ * whose namespace cannot be read are listed apart, not counted: even root cannot read some
+ * (a sandbox's pid 1), and a namespace no visible path or process holds is gone for whoever
+ * watches it. Threads that entered it alone (another monitor's reader thread) and descriptors
+ * open in other processes are not seen.
  */
-export async function holderOf(id: NamespaceId, roots: NamespaceRoots = ROOTS): Promise<string | null> {
+export async function holdersOf(id: NamespaceId, roots: NamespaceRoots = ROOTS): Promise<Holders> {
+  const unreadable: number[] = [];
   const mounts = await readFile(join(roots.proc, 'self', 'mountinfo'), 'utf8').catch(() => '');
   for (const line of mounts.split('\n')) {
     // "36 35 0:4 net:[4026532176] /run/netns/blue rw,... shared:5 - nsfs nsfs rw"
     const [fields, fs] = line.split(' - ');
     const f = fields?.split(' ') ?? [];
-    if (fs?.startsWith('nsfs ') && f[3] === `net:[${id.ino}]`) return `mounted at ${f[4]}`;
+    if (fs?.startsWith('nsfs ') && f[3] === `net:[${id.ino}]`) return { holder: `mounted at ${f[4]}`, unreadable };
   }
   const pids = (await readdir(roots.proc).catch(() => [] as string[])).filter((e) => /^\d+$/.test(e));
   for (const pid of pids) {
     const st = await stat(join(roots.proc, pid, 'ns', 'net')).catch((err: NodeJS.ErrnoException) =>
-      err.code === 'ENOENT' || err.code === 'ESRCH' ? null : err,
+      err.code === 'EACCES' || err.code === 'EPERM' ? err : null,
     );
-    if (st instanceof Error) return `pid ${pid} (its namespace cannot be read: ${st.code})`;
-    if (st && st.dev === id.dev && st.ino === id.ino) return `pid ${pid}`;
+    if (st instanceof Error) unreadable.push(Number(pid));
+    else if (st && st.dev === id.dev && st.ino === id.ino) return { holder: `pid ${pid}`, unreadable };
   }
-  return null;
+  return { holder: null, unreadable };
 }

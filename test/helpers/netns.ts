@@ -4,7 +4,7 @@
  * inside the namespace: nf_conntrack_count, /proc/net/stat/nf_conntrack, and conntrack-tools.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { uniqueName } from './unique-name.mjs';
@@ -51,11 +51,12 @@ export class TestNamespace {
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
   async traffic(
-    mode: 'tcp' | 'udp' | 'udp-echo',
+    mode: 'tcp' | 'udp' | 'udp-echo' | 'flood',
     count: number,
   ): Promise<{
     ok: number;
     failed: number;
+    perSecond?: number;
     errors?: Record<string, number>;
     port?: number;
     failedSourcePorts?: number[];
@@ -174,6 +175,28 @@ export class TestNamespace {
 
   async remove(): Promise<void> {
     await run('ip', ['netns', 'del', this.name]).catch(() => {});
+  }
+}
+
+/**
+ * Creates test namespaces until the kernel gives one the inode `inode`, at most `attempts`.
+ * Namespace inodes come from an IDA, lowest free first, so a freed one comes back at once or
+ * after the lower free ones are taken: the others are kept until the end, then removed.
+ * Resolves with that namespace, or null. Getting it proves that the namespace which had the
+ * inode was freed: the kernel never gives a live namespace's inode to another.
+ */
+export async function namespaceWithInode(label: string, inode: number, attempts = 40): Promise<TestNamespace | null> {
+  const others: TestNamespace[] = [];
+  try {
+    for (let i = 0; i < attempts; i++) {
+      const ns = await TestNamespace.create(label);
+      if (statSync(ns.path).ino === inode) return ns;
+      others.push(ns);
+      await new Promise((r) => setTimeout(r, 20)); // the kernel frees namespaces from a workqueue
+    }
+    return null;
+  } finally {
+    for (const ns of others) await ns.remove();
   }
 }
 
