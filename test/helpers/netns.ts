@@ -51,8 +51,9 @@ export class TestNamespace {
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
   async traffic(
-    mode: 'tcp' | 'udp' | 'udp-echo' | 'flood',
+    mode: 'tcp' | 'udp' | 'udp-echo' | 'flood' | 'paced',
     count: number,
+    spreadMs?: number,
   ): Promise<{
     ok: number;
     failed: number;
@@ -61,7 +62,8 @@ export class TestNamespace {
     port?: number;
     failedSourcePorts?: number[];
   }> {
-    return JSON.parse(await this.exec(process.execPath, [TRAFFIC, mode, String(count)]));
+    const args = [TRAFFIC, mode, String(count), ...(spreadMs === undefined ? [] : [String(spreadMs)])];
+    return JSON.parse(await this.exec(process.execPath, args));
   }
 
   /** The kernel's entry count for this namespace. */
