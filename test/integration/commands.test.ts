@@ -3,6 +3,7 @@
  * an HTTP scrape checked by promtool, monitoring-plugins exit codes, and tmux as the terminal.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
@@ -100,6 +101,37 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     expect(byName['net.netfilter.nf_conntrack_tcp_timeout_time_wait']).toMatchObject({ current: 120, recommended: 30 });
     expect(a.sysctlConf).toMatch(/^net\.netfilter\.nf_conntrack_max = \d+$/m);
     expect(a.memory.entryBytes).toBeGreaterThan(0);
+  });
+
+  it('advise after an incident: the kernel drop counter since the namespace started, and the last "table full" log', async () => {
+    const ns = await namespace('after');
+    const inode = statSync(ns.path).ino;
+    // The kernel's "table full" message is rate limited host-wide (10 per 5 s): let earlier
+    // tests' messages age out so that this incident is logged.
+    await sleep(5500);
+    const incident = await withConntrackMax(20, () => ns.traffic('udp', 35));
+    const incidentAt = performance.now();
+    await sleep(2000); // the incident is over before advise starts
+    const kernel = (await ns.kernelStats()).drop!;
+    const run = await runCli(['advise', '--netns', ns.name, '--observe', '1.5', '--interval', '250', '--json']);
+    const elapsedS = (performance.now() - incidentAt) / 1000;
+    expect(run.code).toBe(0);
+    const a = JSON.parse(run.stdout);
+    const max = a.recommendations.find((r: { sysctl: string }) => r.sysctl === 'net.netfilter.nf_conntrack_max');
+    console.info(
+      `advise ${elapsedS.toFixed(1)} s after an incident in netns ${inode}: window drops ${a.drops}, kernel since start ${a.kernelDrops.sinceStart} ` +
+        `(namespace's stat: ${kernel}, failed sends ${incident.failed}), last logged ${a.kernelDrops.lastLoggedSecondsAgo?.toFixed(1)} s ago; ${max?.sysctl} ${max?.current} -> ${max?.recommended}: ${max?.reason}`,
+    );
+    expect(kernel).toBe(incident.failed);
+    expect(a.drops).toBe(0);
+    expect(a.kernelDrops.sinceStart).toBe(kernel);
+    expect(a.kernelDrops.lastLoggedSecondsAgo).toBeGreaterThan(1.5);
+    expect(a.kernelDrops.lastLoggedSecondsAgo).toBeLessThanOrEqual(elapsedS + 0.5);
+    expect(max.recommended).toBeGreaterThan(max.current);
+    expect(max.reason).toMatch(
+      new RegExp(`^the kernel counted ${kernel} packets dropped for a full table in this namespace`),
+    );
+    expect(a.notes.join(' ')).not.toMatch(/Nothing to change/);
   });
 
   it('live view: a real terminal (tmux) shows the fill bar, and the drops in plain words', async () => {

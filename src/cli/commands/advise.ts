@@ -6,13 +6,16 @@ import { adviseTuning, formatBytes, type TuningAdvice } from '../../advise.js';
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from '../args.js';
 import { createMonitor, namespaceGone, startOrExplain } from '../monitor.js';
 import { tuningEnvironment } from '../../environment.js';
+import { kernelDropHistory } from '../../host/kernel-drops.js';
 import type { ConntrackSample } from '../../types.js';
 
 export const usage = `Usage: conntrack-monitor advise [--observe S] [--json] [options]
 
 Watch the table for S seconds, then advise on nf_conntrack_max, nf_conntrack_buckets and
 nf_conntrack_tcp_timeout_time_wait from what the host really did, with the memory the
-recommended table takes and a sysctl.conf snippet. Nothing is applied.
+recommended table takes and a sysctl.conf snippet. Nothing is applied. Drops the kernel
+counted before the observation (its drop counter since the namespace started, and the last
+"table full" line of the kernel log, which needs root) count too.
 
 Options:
   --observe S            how long to watch (default 30)
@@ -39,8 +42,11 @@ export async function run(argv: string[]): Promise<number> {
   const vanished = await Promise.race([new Promise<null>((r) => (timer = setTimeout(r, observeS * 1000, null))), gone]);
   clearTimeout(timer);
   if (vanished !== null) return 1; // said on stderr by the monitor's error line
+  // While the monitor runs: its reader thread is a task inside the namespace.
+  const kernelDrops = await kernelDropHistory(monitor.options.netnsPath);
   await monitor.stop();
-  const environment = samples.length ? tuningEnvironment(samples.at(-1)!) : null;
+  const latest = samples.length ? tuningEnvironment(samples.at(-1)!) : null;
+  const environment = latest && { ...latest, kernelDrops };
   if (!environment) {
     process.stderr.write('conntrack-monitor: no sample gave nf_conntrack_max; cannot advise\n');
     return 1;
