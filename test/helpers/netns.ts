@@ -22,13 +22,53 @@ const NFT_RULES = `table inet ctmon_test {
 export { uniqueName };
 
 export class TestNamespace {
-  readonly path: string;
-  private constructor(readonly name: string) {
-    this.path = `/var/run/netns/${name}`;
+  private constructor(
+    readonly name: string,
+    readonly path = `/var/run/netns/${name}`,
+    /** For a namespace that only a process holds (unnamed): that process. */
+    private readonly holder: ChildProcess | null = null,
+  ) {}
+
+  /**
+   * A namespace with no name, held by a process alone (as a container's is): `unshare -n`
+   * running sleep. `path` is /proc/PID/ns/net; remove() ends the process, which frees it.
+   */
+  static async unnamed(label: string): Promise<TestNamespace & { pid: number }> {
+    const holder = spawn('unshare', ['-n', 'sleep', 'infinity'], { stdio: 'ignore' });
+    const host = statSync('/proc/self/ns/net').ino;
+    const path = `/proc/${holder.pid}/ns/net`;
+    for (let i = 0; statSync(path).ino === host; i++) {
+      if (i > 200) throw new Error('unshare -n did not enter a new namespace');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const ns = Object.assign(new TestNamespace(uniqueName(label), path, holder), { pid: holder.pid! });
+    try {
+      await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+      await ns.exec('nft', ['-f', '-'], NFT_RULES);
+    } catch (err) {
+      await ns.remove();
+      throw err;
+    }
+    return ns;
+  }
+
+  /** The command that runs a program inside the namespace. */
+  private enter(): string[] {
+    return this.holder ? ['nsenter', '-t', String(this.holder.pid), '-n'] : ['ip', 'netns', 'exec', this.name];
   }
 
   static async create(label: string): Promise<TestNamespace> {
-    const ns = new TestNamespace(uniqueName(label));
+    return TestNamespace.named(uniqueName(label));
+  }
+
+  /** A new namespace under the name of this one, which is removed first (ip netns del, add). */
+  async recreate(): Promise<TestNamespace> {
+    await this.remove();
+    return TestNamespace.named(this.name);
+  }
+
+  private static async named(name: string): Promise<TestNamespace> {
+    const ns = new TestNamespace(name);
     await run('ip', ['netns', 'add', ns.name]);
     try {
       await run('ip', ['-n', ns.name, 'link', 'set', 'lo', 'up']);
@@ -42,7 +82,8 @@ export class TestNamespace {
 
   /** Runs a program inside the namespace (no shell); optional stdin text. */
   async exec(file: string, args: string[], input?: string): Promise<string> {
-    const child = run('ip', ['netns', 'exec', this.name, file, ...args], { maxBuffer: 64 << 20 });
+    const [command, ...prefix] = this.enter();
+    const child = run(command!, [...prefix, file, ...args], { maxBuffer: 64 << 20 });
     if (input !== undefined) {
       child.child.stdin!.end(input);
     }
@@ -151,7 +192,8 @@ export class TestNamespace {
 
   /** Starts a long-running program in the namespace; resolves with it once it printed a line. */
   async start(file: string, args: string[]): Promise<{ child: ChildProcess; firstLine: string }> {
-    const child = spawn('ip', ['netns', 'exec', this.name, file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const [command, ...prefix] = this.enter();
+    const child = spawn(command!, [...prefix, file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     const firstLine = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout!.on('data', (d) => {
@@ -176,6 +218,16 @@ export class TestNamespace {
   }
 
   async remove(): Promise<void> {
+    if (this.holder) {
+      const holder = this.holder;
+      if (holder.exitCode === null && holder.signalCode === null) {
+        await new Promise((resolve) => {
+          holder.once('exit', resolve);
+          holder.kill('SIGKILL');
+        });
+      }
+      return;
+    }
     await run('ip', ['netns', 'del', this.name]).catch(() => {});
   }
 }
