@@ -11,7 +11,9 @@ export const usage = `Usage: conntrack-monitor drops [--json] [--interval MS] [-
 
 Attribute conntrack table-full drops ("nf_conntrack: table full, dropping packet") to the
 network namespaces and flows they hit, on the whole host, with an eBPF program on the
-skb:kfree_skb tracepoint. Drops by firewall rules are not counted.
+skb:kfree_skb tracepoint. Drops by firewall rules are not counted. A namespace that is
+deleted leaves the output; one that gets its inode (the kernel reuses them at once) counts
+only its own drops.
 
 Options:
   --json                 one JSON line per interval:
