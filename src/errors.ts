@@ -61,11 +61,9 @@ export class ConntrackError extends Error {
     return new ConntrackError(`the native addon could not be loaded: ${detail}`, {
       code: 'ERR_ADDON',
       hint: notBuilt
-        ? 'no prebuilt addon fits this platform and none was built, so the install script did not run ' +
-          '(npm --ignore-scripts, or npm >= 12 without allowScripts for conntrack-monitor) or could not build it: ' +
-          'run `npm rebuild conntrack-monitor` in the project (after `npm approve-scripts conntrack-monitor` ' +
-          'where npm asks for approval; a global install: `npm install -g --allow-scripts=conntrack-monitor ...`); ' +
-          'building needs python3, make and a C++ compiler. Or use the proc backend'
+        ? 'no prebuilt addon fits and none was built (npm ran no install script: --ignore-scripts, or npm >= 12 ' +
+          'without allowScripts for it): run `npm rebuild conntrack-monitor` (where npm asks, ' +
+          '`npm approve-scripts conntrack-monitor` first; it needs python3, make and a C++ compiler), or use the proc backend'
         : 'rebuild it for this system: `npm rebuild conntrack-monitor` (needs python3, make and a C++ compiler), ' +
           'or use the proc backend',
       cause,

@@ -57,7 +57,7 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
     };
     const path = this.options.netnsPath;
     // Refuses a path that is no namespace before anything opens it (a FIFO would block).
-    const id = path === null ? null : await namespaceAt(path);
+    const id = path === null ? null : namespaceAt(path);
     this.backend = await this.openBackend(sink);
     this.watched = id;
   }

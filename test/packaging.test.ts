@@ -190,7 +190,7 @@ describe('npm package', () => {
     expect(before.status).toBe(0);
     expect(before.stderr.trim().split('\n')).toHaveLength(1);
     expect(before.stderr).toMatch(
-      /^conntrack-monitor: using \/proc instead of ctnetlink: the native addon could not be loaded: No native build was found for platform=linux arch=x64 .*\(no prebuilt addon fits this platform and none was built, so the install script did not run .*run `npm rebuild conntrack-monitor` in the project/,
+      /^conntrack-monitor: using \/proc instead of ctnetlink: the native addon could not be loaded: No native build was found for platform=linux arch=x64 .*\(no prebuilt addon fits and none was built \(npm ran no install script: .*\): run `npm rebuild conntrack-monitor` /,
     );
     expect(JSON.parse(before.stdout.trim().split('\n')[0]!).source).toBe('proc');
     // What the message says to run.

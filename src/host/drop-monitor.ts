@@ -24,7 +24,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_INTERVAL_MS, integerIn, INTERVAL_MS_RANGE, ownOptions } from '../options.js';
-import { ROOTS, scanNamespaces, type NamespaceScan } from './namespaces.js';
+import { ROOTS, scanNamespaces, type NamespaceScan, type NetworkNamespace } from './namespaces.js';
 import { loadBinding, type NativeDropProbe } from '../native.js';
 
 export interface DropMonitorOptions {
@@ -127,8 +127,9 @@ export class DropMonitor extends Lifecycle<DropMonitorEvents> {
   private last = 0;
   /** The namespace at each inode the kernel map counts, for this probe's life. */
   private readonly occupants = new Map<number, Occupant>();
-  /** The latest discovery. */
+  /** The latest discovery, and its namespaces by inode. */
   private scan: NamespaceScan = { namespaces: [], holders: new Map() };
+  private found = new Map<number, NetworkNamespace>();
   /** Monotonic ms of the latest discovery. */
   private scannedAt = -Infinity;
   /** Reads and discoveries run one after another: both use the map and the occupants. */
@@ -227,6 +228,7 @@ export class DropMonitor extends Lifecycle<DropMonitorEvents> {
   private async discover(): Promise<Set<number>> {
     const scan = await scanNamespaces(ROOTS);
     this.scan = scan;
+    this.found = new Map(scan.namespaces.map((n) => [n.inode, n]));
     this.scannedAt = performance.now();
     const forgotten = new Set<number>();
     const probe = this.probe;
@@ -244,7 +246,7 @@ export class DropMonitor extends Lifecycle<DropMonitorEvents> {
         }
         continue;
       }
-      const ns = scan.namespaces.find((n) => n.inode === inode)!;
+      const ns = this.found.get(inode)!;
       if (occupant.holders !== null && !overlaps(occupant.holders, holders)) {
         const base = occupant.last;
         this.occupants.set(inode, { holders, name: ns.name, pid: ns.pid, base, last: base });
@@ -307,7 +309,7 @@ export class DropMonitor extends Lifecycle<DropMonitorEvents> {
       if (forgotten.has(inode)) continue; // gone: its count left the map with it
       let occupant = this.occupants.get(inode);
       if (!occupant) {
-        const ns = this.scan.namespaces.find((n) => n.inode === inode);
+        const ns = this.found.get(inode);
         occupant = {
           holders: this.scan.holders.get(inode) ?? null,
           name: ns?.name ?? null,

@@ -7,6 +7,7 @@
  * Read-only and bounded: a stat per check, and a walk of /proc/self/mountinfo and of
  * /proc/PID/ns/net only once the path no longer names the namespace.
  */
+import { statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConntrackError } from '../errors.js';
@@ -24,11 +25,17 @@ export interface NamespaceId {
  * directory, a FIFO whose open() would block forever) is refused with EINVAL before anything
  * opens it: namespace files all live on the one nsfs device.
  */
-export async function namespaceAt(path: string, roots: NamespaceRoots = ROOTS): Promise<NamespaceId | null> {
-  const [target, own] = await Promise.all([
-    stat(path).catch(() => null),
-    stat(join(roots.proc, 'self', 'ns', 'net')).catch(() => null),
-  ]);
+export function namespaceAt(path: string, roots: NamespaceRoots = ROOTS): NamespaceId | null {
+  // Synchronous: two stats at start, no reason to wait for the thread pool behind other work.
+  const statOrNull = (p: string) => {
+    try {
+      return statSync(p);
+    } catch {
+      return null;
+    }
+  };
+  const target = statOrNull(path);
+  const own = statOrNull(join(roots.proc, 'self', 'ns', 'net'));
   if (!target || !own) return null;
   if (target.dev !== own.dev || !target.isFile()) {
     throw new ConntrackError(`${path} is not a network namespace`, {

@@ -217,6 +217,18 @@ export class TestNamespace {
     };
   }
 
+  /**
+   * Gives the namespace a unique id in the host namespace (`ip netns set`; the test's own
+   * setting: the library never makes one). The kernel lists it (`ip netns list-id`) for as long
+   * as the namespace lives, whatever holds it, and drops it when the namespace is freed: see
+   * nsidListed().
+   */
+  async setNsid(): Promise<number> {
+    const id = 100_000 + Math.floor(Math.random() * 1_000_000_000);
+    await run('ip', ['netns', 'set', this.name, String(id)]);
+    return id;
+  }
+
   async remove(): Promise<void> {
     if (this.holder) {
       const holder = this.holder;
@@ -252,6 +264,22 @@ export async function namespaceWithInode(label: string, inode: number, attempts 
   } finally {
     for (const ns of others) await ns.remove();
   }
+}
+
+/** Whether the kernel still lists namespace id `nsid` in the host namespace: the namespace lives. */
+export async function nsidListed(nsid: number): Promise<boolean> {
+  const { stdout } = await run('ip', ['netns', 'list-id']);
+  return stdout.split('\n').some((line) => line.startsWith(`nsid ${nsid} `) || line === `nsid ${nsid}`);
+}
+
+/** Resolves true once the kernel no longer lists `nsid` (the namespace was freed), false after `timeoutMs`. */
+export async function nsidFreed(nsid: number, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (await nsidListed(nsid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50)); // namespaces are freed from a workqueue
+  }
+  return true;
 }
 
 const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { canRunIntegration } from '../helpers/gate';
-import { namespaceWithInode } from '../helpers/netns';
+import { nsidFreed, nsidListed } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
 
 const CHILD = join(__dirname, '..', 'helpers', 'lifecycle-child.mjs');
@@ -21,7 +21,7 @@ const CHILD = join(__dirname, '..', 'helpers', 'lifecycle-child.mjs');
  * sockets, threads and tasks inside the namespace before start, while running and after.
  */
 const WATCH_DELETED = `
-  const { readdirSync, readlinkSync, statSync } = require('node:fs');
+  const { readdirSync, readFileSync, readlinkSync, statSync } = require('node:fs');
   const { ConntrackMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
   const path = process.argv[1];
   const inode = statSync(path).ino;
@@ -31,6 +31,7 @@ const WATCH_DELETED = `
     return {
       sockets: links.filter((l) => l.startsWith('socket:')).length,
       threads: tasks.length,
+      readers: tasks.filter((t) => { try { return readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim() === 'ctmon-reader'; } catch { return false; } }).length,
       tasksInside: tasks.filter((t) => { try { return statSync('/proc/self/task/' + t + '/ns/net').ino === inode; } catch { return false; } }).length,
     };
   };
@@ -140,20 +141,19 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
   it('a deleted namespace stops the monitor within an interval: final sample, NAMESPACE_GONE, released', async () => {
     const ns = await namespace('deleted');
     const inode = statSync(ns.path).ino;
+    const nsid = await ns.setNsid(); // listed by the kernel for as long as the namespace lives
     const child = spawnChild(WATCH_DELETED, [ns.path]);
     await child.line('started');
     const deletedAt = performance.now();
     await ns.remove(); // the monitor's own sockets are all that keep it alive now
-    child.send('deleted');
+    const listedAfterDelete = await nsidListed(nsid);
     const r = JSON.parse(await child.line('{'));
     const noticedMs = performance.now() - deletedAt;
-    // The kernel frees a namespace nothing holds, and only then hands its inode to another.
-    const reused = await namespaceWithInode('reuse', inode);
-    if (reused) defer(() => reused.remove());
+    const freed = await nsidFreed(nsid);
     console.info(
       `namespace deleted: noticed after ${noticedMs.toFixed(0)} ms (interval 200 ms), events ${r.events.join(' > ')}, ` +
-        `sockets ${r.before.sockets} -> ${r.running.sockets} -> ${r.after.sockets}, threads ${r.before.threads} -> ${r.running.threads} -> ${r.after.threads}, ` +
-        `tasks in it ${r.running.tasksInside} -> ${r.after.tasksInside}; its inode ${inode} ${reused ? 'given to a new namespace' : 'never given out again'}`,
+        `sockets ${r.before.sockets} -> ${r.running.sockets} -> ${r.after.sockets}, reader threads ${r.running.readers} -> ${r.after.readers}, ` +
+        `tasks in it ${r.running.tasksInside} -> ${r.after.tasksInside}; the kernel listed it (nsid ${nsid}) after the delete: ${listedAfterDelete}, after the release: ${!freed}`,
     );
     expect(r.events.slice(-2)).toEqual(['sample final', 'error NAMESPACE_GONE']);
     expect(r.message).toMatch(
@@ -166,14 +166,16 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     expect(noticedMs).toBeLessThan(1000);
     expect(r.running.sockets).toBe(r.before.sockets + 2);
     expect(r.running.tasksInside).toBe(1); // the reader thread
-    expect(r.after).toMatchObject({ sockets: r.before.sockets, tasksInside: 0 });
-    expect(r.after.threads).toBeLessThanOrEqual(r.running.threads - 1);
-    expect(reused).not.toBeNull();
+    expect(r.running.readers).toBe(1);
+    expect(r.after).toMatchObject({ sockets: r.before.sockets, tasksInside: 0, readers: 0 });
+    expect(listedAfterDelete).toBe(true); // alive through the monitor's sockets until it let go
+    expect(freed).toBe(true);
   });
 
   it('a deleted name whose namespace a process still holds keeps the monitor running until the process ends', async () => {
     const ns = await namespace('held');
     const inode = statSync(ns.path).ino;
+    const nsid = await ns.setNsid();
     const holder = spawn('ip', ['netns', 'exec', ns.name, 'sleep', '60']);
     defer(() => void holder.kill('SIGKILL'));
     while (statSync(`/proc/${holder.pid}/ns/net`).ino !== inode) await new Promise((r) => setTimeout(r, 20));
@@ -182,24 +184,22 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     await ns.remove();
     const samplesAtDelete = Number(await child.ask('samples'));
     await new Promise((r) => setTimeout(r, 1500)); // 7 intervals: the namespace lives on
-    const whileHeld = await namespaceWithInode('held-reuse', inode, 10);
-    if (whileHeld) defer(() => whileHeld.remove());
     const samplesWhileHeld = Number(await child.ask('samples')) - samplesAtDelete;
+    const listedWhileHeld = await nsidListed(nsid);
     const endedAt = performance.now();
     holder.kill('SIGKILL');
     const r = JSON.parse(await child.line('{'));
     const noticedMs = performance.now() - endedAt;
-    const reused = await namespaceWithInode('held-reuse', inode);
-    if (reused) defer(() => reused.remove());
+    const freed = await nsidFreed(nsid);
     console.info(
-      `deleted name, namespace held by a process: ${samplesWhileHeld} samples after the name was deleted, while held (inode ${inode} reusable: ${whileHeld !== null}); ` +
-        `after the process ended: NAMESPACE_GONE in ${noticedMs.toFixed(0)} ms, inode reusable: ${reused !== null}`,
+      `deleted name, namespace held by a process: ${samplesWhileHeld} samples in the 1.5 s after the name was deleted (the kernel lists it: ${listedWhileHeld}); ` +
+        `after the process ended: NAMESPACE_GONE in ${noticedMs.toFixed(0)} ms, then freed: ${freed}`,
     );
-    expect(whileHeld).toBeNull();
+    expect(listedWhileHeld).toBe(true);
     expect(samplesWhileHeld).toBeGreaterThanOrEqual(5);
     expect(r.events.slice(-2)).toEqual(['sample final', 'error NAMESPACE_GONE']);
     expect(noticedMs).toBeLessThan(6000); // the holder search runs at most every 5 s
     expect(r.after).toMatchObject({ sockets: r.before.sockets, tasksInside: 0 });
-    expect(reused).not.toBeNull();
+    expect(freed).toBe(true);
   });
 });
