@@ -4,6 +4,7 @@
  * watched. Pure: samples and an environment in, advice out. It never applies anything.
  */
 import type { KernelDropHistory } from './host/kernel-drops.js';
+import { evictableVerdict, type TopReport } from './top.js';
 import type { ConntrackSample } from './types.js';
 
 export type { KernelDropHistory };
@@ -57,6 +58,11 @@ export interface TuningAdvice {
   steps: string[];
   /** Plain-words findings, including "nothing to change". */
   notes: string[];
+  /**
+   * What filled the table, from a snapshot taken at the end of a high-fill observation (null
+   * when none was taken): how much of it the kernel may evict, and the top groups.
+   */
+  snapshot: TopReport | null;
 }
 
 /** Fill to aim for at the projected peak: room for a burst as large again. */
@@ -66,14 +72,21 @@ export const GROWTH_HORIZON_S = 600;
 /** The TIME_WAIT timeout the support article recommends. */
 export const SHORT_TIME_WAIT_S = 30;
 
-export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnvironment): TuningAdvice {
+/** The peak fill at or above which `advise` takes a snapshot of what fills the table. */
+export const SNAPSHOT_FILL = 0.75;
+
+export function adviseTuning(
+  samples: readonly ConntrackSample[],
+  env: TuningEnvironment,
+  snapshot: TopReport | null = null,
+): TuningAdvice {
   const withEntries = samples.filter((s) => s.entries !== null);
   const observedSeconds = samples.reduce((sum, s) => sum + s.intervalMs, 0) / 1000;
-  const peakEntries = withEntries.length ? Math.max(...withEntries.map((s) => s.entries!)) : null;
+  const peakEntries = withEntries.length ? withEntries.reduce((m, s) => Math.max(m, s.entries!), -Infinity) : null;
   const peakFill = peakEntries === null ? null : peakEntries / env.max;
   const drops = sumKnown(samples.map((s) => s.counts.drop));
   const twKnown = samples.filter((s) => s.timeWait.entries !== null);
-  const peakTimeWait = twKnown.length ? Math.max(...twKnown.map((s) => s.timeWait.entries!)) : null;
+  const peakTimeWait = twKnown.length ? twKnown.reduce((m, s) => Math.max(m, s.timeWait.entries!), -Infinity) : null;
   const growthPerSecond = slope(withEntries);
   const recommendations: Recommendation[] = [];
   const notes: string[] = [];
@@ -171,6 +184,21 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
         (memory.shareOfRam === null ? '.' : `, ${pct(memory.shareOfRam)} of RAM.`),
     );
   }
+  if (snapshot) {
+    // A full table of unassured entries is an early_drop matter (a scan, a flood, a peer that
+    // does not answer), one of assured connections a capacity matter.
+    const v = evictableVerdict(snapshot);
+    if (v.mostly === 'evictable') {
+      const top = snapshot.bySource[0];
+      notes.push(
+        `The table is ${v.text}` +
+          (top && top.key !== 'other' ? ` (top source ${top.key}: ${top.entries} entries).` : '.') +
+          ' A larger nf_conntrack_max only makes room for more of them.',
+      );
+    } else if (v.mostly === 'assured') {
+      notes.push(`The table is ${v.text}.`);
+    }
+  }
   if (recommendations.length === 0) notes.push('Nothing to change.');
 
   const sysctlConf = recommendations.length
@@ -199,6 +227,7 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
     sysctlConf,
     steps,
     notes,
+    snapshot,
   };
 }
 

@@ -10,6 +10,7 @@ export { ConntrackError, type KernelFeature } from './errors.js';
 export {
   registerConntrackMetrics,
   registerDropMetrics,
+  registerTopMetrics,
   type ConntrackMetricsOptions,
   type RegistryLike,
 } from './metrics.js';
@@ -23,6 +24,26 @@ export {
 export { adviseTuning, type Recommendation, type TuningAdvice, type TuningEnvironment } from './advise.js';
 export { tuningEnvironment } from './environment.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
+export { record, type RecordOptions, type RecordResult } from './record.js';
+export { summarize, type RateStats, type RunSummary } from './report/summary.js';
+export { renderReport, type RenderOptions, type RunInput } from './report/html.js';
+export { runsOf, type ReportRun } from './report/runs.js';
+export {
+  parseRecording,
+  RecordingFormatError,
+  type Recording,
+  type RecordingEnd,
+  type RecordingHeader,
+  type RecordingNotice,
+} from './recording/format.js';
+export {
+  topEntries,
+  evictableVerdict,
+  type EvictableVerdict,
+  type TopItem,
+  type TopOptions,
+  type TopReport,
+} from './top.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {
   BackendName,

@@ -13,6 +13,8 @@
  */
 import type { DropMonitor, DropSample } from './host/drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
+import type { PressureLevel } from './pressure.js';
+import type { TopReport } from './top.js';
 import { TCP_STATE_NAMES, type ConntrackSample, type CounterName } from './types.js';
 
 /** The part of a prom-client Registry this module uses (so prom-client stays optional). */
@@ -189,6 +191,13 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
   );
   define(
     'Gauge',
+    'time_to_full_seconds',
+    'Seconds until the table is full at the net growth of the last 60 s; absent when it is not growing.',
+    [],
+    (m, s) => put(m, s.timeToFullSeconds),
+  );
+  define(
+    'Gauge',
     'tcp_timeout_time_wait_seconds',
     'nf_conntrack_tcp_timeout_time_wait of the monitored namespace.',
     [],
@@ -221,6 +230,66 @@ export function registerDropMetrics(monitor: DropMonitor, options: ConntrackMetr
     },
   });
   return [name];
+}
+
+/** The `group` label of each TopReport group. */
+const TOP_GROUPS = [
+  ['bySource', 'source'],
+  ['byDestination', 'destination'],
+  ['byDestinationPort', 'destination_port'],
+  ['byState', 'state'],
+] as const;
+
+/**
+ * Registers what the latest snapshot under pressure found (the monitor needs the
+ * `snapshotOnPressure` option): `<prefix>top_entries{group, key}` for the top N keys of each
+ * group (`source`, `destination`, `destination_port`, `state`) and their `key="other"` rest,
+ * and `<prefix>evictable_entries`. Cardinality is bounded: at most 4 x (N + 1) series, replaced
+ * by each snapshot, so a key that leaves the top N leaves the exposition. Absent while the
+ * pressure level is ok: the last snapshot is stale then. Returns the metric names.
+ */
+export function registerTopMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
+  const prefix = checkedPrefix('registerTopMetrics', options);
+  if (!monitor.options.snapshotOnPressure) {
+    throw new TypeError('registerTopMetrics(monitor) needs a monitor made with the snapshotOnPressure option');
+  }
+  const client = loadPromClient();
+  const constant: Record<string, string> = { ...options.labels };
+  const netns = netnsLabel(monitor.options.netnsPath);
+  if (netns !== null) constant.netns = netns;
+  let latest: TopReport | null = null;
+  let level: PressureLevel = 'ok';
+  monitor.on('top', (r) => (latest = r));
+  monitor.on('pressure', (e) => (level = e.level));
+  const current = () => (level === 'ok' ? null : latest);
+  const top = `${prefix}top_entries`;
+  const evictable = `${prefix}evictable_entries`;
+  new client.Gauge({
+    name: top,
+    help: 'Entries of the heaviest keys of the latest snapshot under pressure, by group (source, destination, destination_port, state); key="other" sums the rest.',
+    labelNames: [...Object.keys(constant), 'group', 'key'],
+    registers: [options.registry],
+    collect(this: PromMetric) {
+      this.reset();
+      const r = current();
+      if (!r) return;
+      for (const [field, group] of TOP_GROUPS)
+        for (const item of r[field]) this.set({ ...constant, group, key: item.key }, item.entries);
+    },
+  });
+  new client.Gauge({
+    name: evictable,
+    help: 'Entries without IPS_ASSURED in the latest snapshot under pressure: what early_drop may evict.',
+    labelNames: Object.keys(constant),
+    registers: [options.registry],
+    collect(this: PromMetric) {
+      this.reset();
+      if (Object.keys(constant).length === 0) this.remove(); // reset() leaves a 0
+      const r = current();
+      if (r) this.set(constant, r.evictable);
+    },
+  });
+  return [top, evictable];
 }
 
 function loadPromClient(): PromClient {

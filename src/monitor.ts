@@ -5,12 +5,16 @@ import { NetlinkBackend } from './backends/netlink.js';
 import { holdersOf, namespaceAt, stillNames, type NamespaceId } from './host/namespace-file.js';
 import { loadBinding, type NativeBinding } from './native.js';
 import { ProcBackend } from './backends/proc.js';
+import { FillHistory } from './forecast.js';
 import { PressureTracker } from './pressure.js';
-import { resolveOptions, type ResolvedOptions } from './options.js';
+import { DEFAULT_TOP_TIMEOUT_MS, resolveOptions, type ResolvedOptions } from './options.js';
+import { startSnapshot, type RunningSnapshot } from './top.js';
 import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, ConntrackWarning } from './types.js';
 
 /** How often, at most, the host is searched for what else holds a namespace whose path is gone. */
 const HOLDER_SCAN_MS = 5000;
+/** At most one snapshot under pressure per this many milliseconds. */
+export const SNAPSHOT_SPACING_MS = 60_000;
 
 /**
  * Watches one network namespace's conntrack table and emits one `'sample'` per interval.
@@ -27,6 +31,7 @@ const HOLDER_SCAN_MS = 5000;
  * on the next tick, as Node does for any emitter, and takes the process down unless the
  * application handles uncaught exceptions; the monitor itself goes on. `'warning'` tells of
  * namespace settings that limit what can be seen (nf_conntrack_events 0 or 2).
+ * With `snapshotOnPressure`, `'top'` brings what fills the table while it is under pressure.
  *
  * A watched namespace that is deleted (no path names it and nothing else holds it: only the
  * monitor's own sockets kept it alive) stops the monitor: the final sample, then an `'error'`
@@ -41,6 +46,10 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
   private watched: NamespaceId | null = null;
   private checking = false;
   private lastHolderScan = -Infinity;
+  private readonly fillHistory = new FillHistory();
+  private snapshot: RunningSnapshot | null = null;
+  private snapshotDone: Promise<void> = Promise.resolve();
+  private lastSnapshotMs = -Infinity;
 
   /** Throws an OptionError (a TypeError) for invalid options, before anything native runs. */
   constructor(options: ConntrackMonitorOptions = {}) {
@@ -66,12 +75,15 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
     const backend = this.backend;
     this.backend = undefined;
     this.watched = null;
+    this.snapshot?.cancel();
     await backend?.stop();
+    await this.snapshotDone;
   }
 
   protected setReferenced(referenced: boolean): void {
     if (referenced) this.backend?.ref();
     else this.backend?.unref();
+    if (!referenced) this.snapshot?.unref();
   }
 
   /**
@@ -80,10 +92,14 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
    * listener error in Node.
    */
   private deliver(sample: ConntrackSample): void {
+    const forecast = this.fillHistory.add(sample);
+    sample.timeToFullSeconds = forecast.seconds;
+    if (forecast.reason !== null) sample.unavailable.timeToFullSeconds = forecast.reason;
     this.checkEventsMode(sample);
     this.emitSafely('sample', sample);
     const change = this.pressure.update(sample);
     if (change) this.emitSafely('pressure', change);
+    this.snapshotUnderPressure(sample);
     if (this.watched && !this.checking && !sample.final) void this.checkNamespace(this.watched);
   }
 
@@ -115,6 +131,42 @@ export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
     } finally {
       this.checking = false;
     }
+  }
+
+  /**
+   * Under pressure (warning or critical), one snapshot of what fills the table, at most once
+   * every SNAPSHOT_SPACING_MS: a dump walks the whole global hash, ~0.7 s of kernel time at
+   * 262,144 entries. Only on ctnetlink; never two at once; close() cancels a running one.
+   */
+  private snapshotUnderPressure(sample: ConntrackSample): void {
+    const options = this.options.snapshotOnPressure;
+    if (!options || this.snapshot || sample.final || sample.source !== 'netlink') return;
+    if (this.pressure.current === 'ok' || !this.backend) return;
+    const now = performance.now();
+    if (now - this.lastSnapshotMs < SNAPSHOT_SPACING_MS) return;
+    this.lastSnapshotMs = now;
+    let running: RunningSnapshot;
+    try {
+      running = startSnapshot(
+        { netnsPath: this.options.netnsPath, limit: options.limit, timeoutMs: DEFAULT_TOP_TIMEOUT_MS },
+        this.loadNativeBinding(),
+      );
+    } catch (err) {
+      this.reportError(err instanceof ConntrackError ? err : ConntrackError.addonUnavailable(err));
+      return;
+    }
+    if (!this.referenced) running.unref();
+    this.snapshot = running;
+    this.snapshotDone = running.report.then(
+      (report) => {
+        this.snapshot = null;
+        if (this.backend) this.emitSafely('top', report); // not after stop()
+      },
+      (err: ConntrackError) => {
+        this.snapshot = null;
+        if (this.backend && err.code !== 'ECANCELED') this.reportError(err);
+      },
+    );
   }
 
   private async openBackend(sink: BackendSink): Promise<Backend> {

@@ -57,6 +57,16 @@ export interface NativeMonitor {
   info(): { receiveBufferBytes: number; receiveBufferForced: boolean };
 }
 
+/** One table snapshot on a thread of its own (native/binding/snapshot_binding.cc). */
+export interface NativeSnapshot {
+  /** Starts the dump; resolves with the grouped report, rejects with (errno, syscall, context). */
+  start(): Promise<unknown>;
+  /** The dump stops at its next datagram; start() then rejects with ECANCELED. */
+  cancel(): void;
+  /** The pending dump no longer keeps the process alive. */
+  unref(): void;
+}
+
 /** The eBPF table-full drop probe (native/drop_probe.h); the constructor loads and attaches it. */
 export interface NativeDropProbe {
   /** Cumulative table-full drops per namespace inode since attach. */
@@ -79,6 +89,24 @@ export interface NativeDropProbe {
   close(): void;
 }
 
+/** The event program's counters (EventCounters in native/ebpf/event_program.h), summed over CPUs. */
+export interface EventProgramCounters {
+  /** [kind: new, update, destroy][class: tcp, udp, icmp, other, unknown] */
+  messages: number[][];
+  /** EventDiagnostic slots: short, not conntrack, passed, ... */
+  diagnostics: number[];
+  /** Per class (tcp, udp, icmp, other): flows started minus flows ended before their deadline. */
+  tracked: number[];
+}
+
+export interface EventProgramRun {
+  /** The program's return value per message: 0 dropped, nonzero passed to the socket. */
+  verdicts: number[];
+  counters: EventProgramCounters;
+  /** With perMessage: the [kind, class] each message was counted under, or null. */
+  counted?: ([number, number] | null)[];
+}
+
 export interface NativeBinding {
   NativeDropProbe: new (options: { maxFlows: number }) => NativeDropProbe;
   /** '' when the drop probe can be attached here, else why not. */
@@ -86,17 +114,35 @@ export interface NativeBinding {
   /** Benchmarks: hold BPF_ENABLE_STATS so run counts and times accumulate (false releases it). */
   _bpfRunTimeStats(on: boolean): void;
   NativeMonitor: new (options: NativeMonitorOptions, onRecords: (records: NativeRecord[]) => void) => NativeMonitor;
+  NativeSnapshot: new (options: {
+    netnsPath: string | null;
+    limit: number;
+    receiveTimeoutMs: number;
+    deadlineMs: number;
+  }) => NativeSnapshot;
   counterNames: string[];
   _decode(buffer: Buffer): Record<string, unknown>[];
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
+  _groupSnapshot(
+    datagrams: Buffer[],
+    limit: number,
+    options?: { expectedEntries?: number; maxKeys?: number },
+  ): Record<string, unknown>;
+  _liveSnapshots(): number;
   _parseSockstat(text: string): number;
   /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
   _nativeHeapBytes(): number;
-  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): {
+  /**
+   * Loads the event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on
+   * each message (BPF_PROG_TEST_RUN): what it returned for each, and its counters after.
+   */
+  _eventProgram(messages: Buffer[], options?: { perMessage?: boolean }): EventProgramRun;
+  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number; eventProgramType?: number }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
+    eventProgramType: number;
   };
 }
 

@@ -77,6 +77,7 @@ export function buildSample(p: SampleParts): ConntrackSample {
     tcpStates: p.tracked ? byName(TCP_STATE_NAMES, p.tracked.tcpStates) : null,
     protocols: p.tracked ? byName(PROTOCOL_NAMES, p.tracked.protocols) : null,
     eventsMode,
+    timeToFullSeconds: null, // the monitor's forecast (src/forecast.ts) fills it in
     final: p.final,
     samplesMissed: p.samplesMissed,
     unavailable,

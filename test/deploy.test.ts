@@ -36,7 +36,7 @@ describe('deploy examples', () => {
     for (const name of used) expect(exposed, `${name} in alerts.yml`).toContain(name);
     // The exporter's own counter, not a kernel conntrack metric.
     expect(used).toContain('conntrack_monitor_events_lost_total');
-    expect(promtool('check', 'rules', 'alerts.yml')).toMatch(/SUCCESS: 5 rules found/);
+    expect(promtool('check', 'rules', 'alerts.yml')).toMatch(/SUCCESS: 6 rules found/);
     expect(promtool('test', 'rules', 'alerts.test.yml')).toMatch(/SUCCESS/);
   });
 

@@ -119,6 +119,24 @@ describe('npm package', () => {
           how = typeof value({ max: 1000, buckets: 1000, timeWait: { timeoutSeconds: 120 } }).max;
         } else if (name === 'registerDropMetrics') {
           how = value(new m.DropMonitor(), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'RecordingFormatError') {
+          how = new value('x').name;
+        } else if (name === 'parseRecording' || name === 'runsOf') {
+          const line = { time: new Date(0).toISOString(), intervalMs: 1000, source: 'proc', counts: {}, rates: {}, timeWait: {} };
+          const recording = m.parseRecording(JSON.stringify(line));
+          how = name === 'runsOf' ? value(recording, 'x.ndjson')[0].label : recording.samples.length + ' sample';
+        } else if (name === 'summarize') {
+          how = value([]).samples + ' samples';
+        } else if (name === 'renderReport') {
+          how = value([{ label: 'x', samples: [] }]).slice(0, 15);
+        } else if (name === 'record') {
+          how = (await value(() => 'done', { backend: 'proc' })).result;
+        } else if (name === 'registerTopMetrics') {
+          how = value(new m.ConntrackMonitor({ snapshotOnPressure: {} }), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'topEntries') {
+          how = await value({ signal: AbortSignal.abort() }).then(() => 'resolved', (e) => e.code);
+        } else if (name === 'evictableVerdict') {
+          how = value({ entries: 4, evictable: 3 }).mostly;
         } else if (Array.isArray(value)) {
           how = 'array of ' + value.length;
         } else if (typeof value === 'function') {

@@ -56,6 +56,29 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   return o;
 }
 
+napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r) {
+  static const char* const kGroupNames[ctmon::kSnapshotGroupCount] = {
+      "bySource", "byDestination", "byDestinationPort", "byState"};
+  napi_value o = w.object();
+  w.set(o, "entries", w.number(static_cast<double>(r.entries)));
+  w.set(o, "evictable", w.number(static_cast<double>(r.evictable)));
+  for (int g = 0; g < ctmon::kSnapshotGroupCount; ++g) {
+    const ctmon::TopGroup& group = r.groups[g];
+    const uint32_t n = static_cast<uint32_t>(group.top.size());
+    napi_value items = w.array(n + (group.other > 0 ? 1 : 0));
+    auto item = [&w](const std::string& key, uint64_t entries) {
+      napi_value it = w.object();
+      w.set(it, "key", w.string(key));
+      w.set(it, "entries", w.number(static_cast<double>(entries)));
+      return it;
+    };
+    for (uint32_t i = 0; i < n; ++i) w.set(items, i, item(group.top[i].key, group.top[i].entries));
+    if (group.other > 0) w.set(items, n, item("other", group.other));
+    w.set(o, kGroupNames[g], items);
+  }
+  return o;
+}
+
 napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,
                        const std::string& context, const std::string& message) {
   napi_value err = w.error(message.empty() ? context + ": " + std::strerror(code) : message);

@@ -10,6 +10,7 @@
 
 #include "binding/js_writer.h"
 #include "ctnetlink/monitor.h"
+#include "ctnetlink/snapshot.h"
 
 namespace ctmon_binding {
 
@@ -20,6 +21,11 @@ napi_value table_counts_to_js(JsWriter& w, const ctmon::TableCounts& c);
 napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
                         const ctmon::TableSnapshot& table, const ctmon::NamespaceSettings& settings,
                         uint64_t dropped_records);
+
+// A snapshot's groups for src/top.ts: { entries, evictable, bySource, byDestination,
+// byDestinationPort, byState }, each group [{ key, entries }] with the rest as a last
+// { key: 'other', entries } when there is a rest.
+napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r);
 
 // The error shape: message "<context>: <strerror(code)>" unless `message` is given.
 napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,

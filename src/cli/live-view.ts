@@ -1,15 +1,18 @@
 /**
  * The live terminal view: a pure renderer (sample + history -> text) made of sections, each
  * laid out for the terminal's width, and a small controller that redraws it in the alternate
- * screen once per interval and whenever the terminal is resized.
+ * screen once per interval and whenever the terminal is resized. Under pressure it shows what
+ * fills the table (the monitor's snapshots, src/top.ts) and a forecast of when it is full.
  *
  * No line is ever longer than the width, so the terminal never wraps one mid-word: rows are
  * lists of items (`insert 120/s`, `500 / 1,000 entries`) that move whole to a continuation
  * line, and sentences wrap between words. A new block (say, the busiest sources) is one more
  * Section in SECTIONS.
  */
+import type { PressureLevel } from '../pressure.js';
+import { evictableVerdict, type TopReport } from '../top.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
-import { formatPercent, formatRate } from './format.js';
+import { formatDuration, formatGroup, formatPercent, formatRate } from './format.js';
 
 export interface LiveViewState {
   sample: ConntrackSample;
@@ -23,7 +26,14 @@ export interface LiveViewState {
   errors?: string[];
   /** Columns of the terminal. */
   width: number;
+  /** The monitor's pressure level; what fills the table shows while it is not ok. */
+  pressure?: PressureLevel;
+  /** The latest snapshot the monitor took under pressure. */
+  top?: TopReport | null;
 }
+
+/** Keys per group the live view shows (and asks the monitor's snapshots for). */
+export const LIVE_TOP = 5;
 
 /** A block of the view: its lines for the state, none longer than `width`. */
 export type Section = (v: LiveViewState, width: number) => string[];
@@ -184,6 +194,47 @@ const events: Section = ({ sample: s }, width) =>
       )
     : [];
 
+const forecast: Section = ({ sample: s }, width) =>
+  itemRow(
+    'Forecast',
+    [
+      s.timeToFullSeconds === null
+        ? `n/a (${s.unavailable.timeToFullSeconds ?? 'unknown'})`
+        : s.timeToFullSeconds === 0
+          ? 'full now'
+          : `full in ${formatDuration(s.timeToFullSeconds)} at the growth of the last minute`,
+    ],
+    width,
+  );
+
+/**
+ * Under pressure, what fills the table (the monitor's latest snapshot): the top sources and
+ * destination ports, side by side when both fit the width, else one under the other.
+ */
+const topSources: Section = (v, width) => {
+  const top = v.top;
+  if (!top || !v.pressure || v.pressure === 'ok') return [];
+  const left = formatGroup('TOP SOURCES', top.bySource.slice(0, LIVE_TOP + 1), top.entries);
+  const right = formatGroup('TOP DEST PORTS', top.byDestinationPort.slice(0, LIVE_TOP + 1), top.entries);
+  const leftWidth = Math.max(...left.map(columns));
+  const sideBySide = leftWidth + 2 + Math.max(...right.map(columns)) <= width;
+  const rows = sideBySide
+    ? Array.from({ length: Math.max(left.length, right.length) }, (_, i) =>
+        `${(left[i] ?? '').padEnd(leftWidth)}  ${right[i] ?? ''}`.trimEnd(),
+      )
+    : [...left, ...right];
+  const pct = top.entries ? ` (${((top.evictable / top.entries) * 100).toFixed(1)}%)` : '';
+  return [
+    '',
+    ...itemRow(
+      'Snapshot',
+      [`${top.time.slice(11, 19)}: ${top.entries} entries, ${top.evictable} evictable${pct}`],
+      width,
+    ),
+    ...rows.flatMap((row) => (columns(row) <= width ? [row] : wrapWords(row, width, '', '    '))),
+  ];
+};
+
 const history: Section = (v, width) => {
   // Sparklines as long as the history, within the width; their legends follow, or wrap under.
   const length = Math.max(10, Math.min(HISTORY, width - 6 - 2 - 36));
@@ -216,6 +267,10 @@ const warnings: Section = (v, width) => {
     drops: recentDrops,
     seconds: (v.dropHistory.length * v.sample.intervalMs) / 1000,
   });
+  if (v.top && v.pressure && v.pressure !== 'ok') {
+    const verdict = evictableVerdict(v.top);
+    if (verdict.mostly) list.push(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`);
+  }
   for (const e of v.errors ?? []) list.push(`Error: ${e}`);
   return list.length ? list.flatMap((w) => wrapWords(w, width, '! ', '  ')) : ['No warnings.'];
 };
@@ -231,6 +286,8 @@ export const SECTIONS: readonly Section[] = [
   tcpStates,
   protocols,
   events,
+  forecast,
+  topSources,
   history,
   warnings,
   footer,
@@ -297,6 +354,8 @@ export class LiveView {
   private last: ConntrackSample | null = null;
   private readonly onResize = () => this.draw();
   fallback: string | null = null;
+  pressure: PressureLevel = 'ok';
+  top: TopReport | null = null;
 
   constructor(private readonly out: NodeJS.WriteStream) {}
 
@@ -336,6 +395,8 @@ export class LiveView {
       fallback: this.fallback,
       errors: this.errors,
       width: this.out.columns ?? 100,
+      pressure: this.pressure,
+      top: this.top,
     });
     this.out.write(`\x1b[H\x1b[J${text}\n`);
   }

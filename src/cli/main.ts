@@ -1,6 +1,6 @@
 /**
  * conntrack-monitor CLI: dispatches to a subcommand (watch by default; serve, check, advise,
- * drops).
+ * drops, top, record, report).
  * Usage errors give one line on stderr and exit 2; a command may say them its own way (check:
  * the monitoring-plugins UNKNOWN status line on stdout, exit 3).
  */
@@ -8,7 +8,10 @@ import { UsageError } from './args.js';
 import * as advise from './commands/advise.js';
 import * as check from './commands/check.js';
 import * as drops from './commands/drops.js';
+import * as record from './commands/record.js';
+import * as report from './commands/report.js';
 import * as serve from './commands/serve.js';
+import * as top from './commands/top.js';
 import * as watch from './commands/watch.js';
 
 interface Command {
@@ -16,7 +19,7 @@ interface Command {
   /** Reports a usage error (the message names the flag) and returns the exit code. */
   usageError?(message: string): number;
 }
-const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops };
+const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops, top, record, report };
 
 /** Runs the command line `argv` (without node and the script) and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {

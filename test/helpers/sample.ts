@@ -61,6 +61,7 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
     },
     protocols: { tcp: tw, udp: 0, icmp: 0, other: 0 },
     eventsMode: 1,
+    timeToFullSeconds: null,
     final: false,
     samplesMissed: 0,
     unavailable: {},

@@ -4,7 +4,7 @@
  * shutdown on SIGTERM or SIGINT.
  */
 import { createServer } from 'node:http';
-import { MONITOR_FLAGS_HELP, parseCommand, UsageError } from '../args.js';
+import { MONITOR_FLAGS_HELP, number, parseCommand, UsageError } from '../args.js';
 import {
   awaitShutdown,
   createMonitor,
@@ -14,7 +14,8 @@ import {
   stopUnlessForced,
 } from '../monitor.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
-import { registerConntrackMetrics, registerDropMetrics } from '../../metrics.js';
+import { registerConntrackMetrics, registerDropMetrics, registerTopMetrics } from '../../metrics.js';
+import { TOP_LIMIT_RANGE } from '../../options.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
 
@@ -25,6 +26,11 @@ Options:
                          use 0.0.0.0:9465 or [::]:9465 to expose it)
   --drops                also nf_conntrack_table_full_drops_total{netns}: table-full drops
                          of every namespace on the host, from the eBPF probe (see drops)
+  --top N                while the table is under pressure (75% full or more, or dropping),
+                         a snapshot at most once a minute, exported as
+                         nf_conntrack_top_entries{group,key}: the top N sources,
+                         destinations, destination ports and states (plus key="other"), and
+                         nf_conntrack_evictable_entries; absent while the pressure is ok
 ${MONITOR_FLAGS_HELP}
 
 Needs prom-client next to conntrack-monitor (npm install prom-client). Exits 0 on SIGTERM
@@ -41,6 +47,7 @@ export async function run(argv: string[]): Promise<number> {
   const { help, verbose, options, values } = parseCommand(argv, {
     listen: { type: 'string' },
     drops: { type: 'boolean' },
+    top: { type: 'string' },
   });
   if (help) {
     process.stdout.write(`${usage}\n`);
@@ -54,10 +61,16 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write('conntrack-monitor: serve needs prom-client: npm install prom-client\n');
     return 1;
   }
+  const top = values.top === undefined ? null : number('--top', values.top);
+  if (top !== null && !(Number.isInteger(top) && top >= TOP_LIMIT_RANGE[0] && top <= TOP_LIMIT_RANGE[1]))
+    throw new UsageError(`--top must be an integer from ${TOP_LIMIT_RANGE[0]} to ${TOP_LIMIT_RANGE[1]}, got ${top}`);
   const registry = new Registry();
-  const monitor = createMonitor(options, { eventsAuto: verbose });
+  const monitor = createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } }, {
+    eventsAuto: verbose,
+  });
   const gone = namespaceGone(monitor);
   registerConntrackMetrics(monitor, { registry });
+  if (top !== null) registerTopMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;
   if (values.drops === true) {
     drops = new DropMonitor({ intervalMs: monitor.options.intervalMs, topFlows: 0 });

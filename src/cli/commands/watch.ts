@@ -15,7 +15,7 @@ import {
 } from '../monitor.js';
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
 import type { ConntrackMonitorOptions, ConntrackSample } from '../../types.js';
-import { LiveView } from '../live-view.js';
+import { LIVE_TOP, LiveView } from '../live-view.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
 
@@ -23,7 +23,8 @@ Watch the conntrack table of a network namespace: entries against nf_conntrack_m
 per-second insert/delete rates from ctnetlink events, the kernel's drop counters and
 TIME_WAIT occupancy. On a terminal: a live view. Otherwise one line per interval.
 
-Other commands: serve, check, advise, drops (conntrack-monitor COMMAND --help).
+Other commands: serve, check, advise, drops, top, record, report (conntrack-monitor
+COMMAND --help).
 
 Options:
   --json                 one JSON sample per line (NDJSON), flushed per line
@@ -56,11 +57,17 @@ export async function run(argv: string[]): Promise<number> {
   const durationS = values.duration === undefined ? 0 : seconds('--duration', values.duration, 0, 0.001, MAX_TIMER_S);
   if (values['all-namespaces'] === true) return allNamespaces(options, values.json === true, durationS);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
-  // The live view keeps the fallback, warnings and errors on screen (stderr would be drawn over).
-  const monitor = createMonitor(options, live ? { log: () => {} } : { eventsAuto: verbose });
+  // The live view keeps the fallback, warnings and errors on screen (stderr would be drawn
+  // over), and shows what fills the table while it is under pressure.
+  const monitor = createMonitor(
+    live ? { ...options, snapshotOnPressure: { limit: LIVE_TOP } } : options,
+    live ? { log: () => {} } : { eventsAuto: verbose },
+  );
   if (live) {
     monitor.on('fallback', (f) => (live.fallback = f.reason));
     monitor.on('error', (e) => live.error(e.message));
+    monitor.on('pressure', (e) => (live.pressure = e.level));
+    monitor.on('top', (r) => (live.top = r));
   }
   let final: ConntrackSample | null = null;
   monitor.on('sample', (s) => {
