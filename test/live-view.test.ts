@@ -86,8 +86,28 @@ describe('live view renderer', () => {
       // The longest word must fit a line: a namespace path of 49 characters, 59 with " (netlink)".
       netns: '/var/run/netns/ctmon-states-4000123-0123abcd-xyz',
     };
+    // Under pressure, with what fills the table: IPv6 sources make the side-by-side block wide.
+    const top = {
+      time: '2026-11-27T12:00:00.000Z',
+      netns: busy.netns,
+      entries: 1319,
+      evictable: 1200,
+      bySource: [
+        { key: 'fd00:1234:5678:9abc::17', entries: 700 },
+        { key: '10.17.0.4', entries: 500 },
+        { key: 'other', entries: 119 },
+      ],
+      byDestination: [{ key: '10.96.0.10', entries: 1319 }],
+      byDestinationPort: [
+        { key: 'udp/53', entries: 1200 },
+        { key: 'tcp/443', entries: 119 },
+      ],
+      byState: [{ key: 'udp/UNREPLIED', entries: 1200 }],
+    };
     const render = (width: number) =>
       renderLiveView({
+        pressure: 'critical',
+        top,
         sample: busy,
         fillHistory: Array.from({ length: 10 }, (_, i) => i / 10),
         dropHistory: Array.from({ length: 10 }, (_, i) => i * 10),
