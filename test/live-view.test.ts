@@ -168,7 +168,7 @@ describe('live view renderer', () => {
     const s = { ...lossy, rates: { ...lossy.rates, insert: null, delete: null } };
     const text = renderLiveView({ sample: s, fillHistory: [0.1], dropHistory: [0], fallback: null, width: 100 });
     expect(text).toMatch(/insert n\/a {2}delete n\/a/);
-    expect(text).toMatch(/Events +0 this interval  lost 1,500 \(2,000 in all since 12:00:00\)/);
+    expect(text).toMatch(/Events +0 this interval {2}lost 1,500 \(2,000 in all since 12:00:00\)/);
     // Warnings wrap between words at the width: compare them with their lines joined.
     expect(text.replace(/\n +/g, ' ')).toMatch(
       /! EVENTS LOST: 1,500 events could not be queued .* insert and delete are unknown in this interval/,
