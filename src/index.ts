@@ -21,6 +21,8 @@ export {
   type DroppedFlow,
   type NamespaceDrops,
 } from './host/drop-monitor.js';
+export { adviseTuning, type Recommendation, type TuningAdvice, type TuningEnvironment } from './advise.js';
+export { tuningEnvironment } from './environment.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
 export { record, type RecordOptions, type RecordResult } from './record.js';
 export { summarize, type RateStats, type RunSummary } from './report/summary.js';

@@ -3,10 +3,13 @@
  * metrics go only into the registry the caller passes, and values are set at scrape time from
  * the monitor's latest sample (collect()), never on a timer.
  *
- * Names follow node_exporter's conntrack collector where they overlap (entries, entries_limit,
- * so its `entries / entries_limit > 0.75` alert carries over) and fix its mistakes: kernel
- * counters are counters named `_total`, dead counters (searched, new, insert, ...) are absent,
- * clash_resolve and chaintoolong are present. What the backend cannot know is omitted, never 0.
+ * Kernel data is named like node_exporter's conntrack collector without its `node_` prefix
+ * (node_nf_conntrack_entries is nf_conntrack_entries here: deploy/prometheus/node-exporter.yml
+ * records node_exporter's names from these), and fixes its mistakes: kernel counters are
+ * counters named `_total`, dead counters (searched, new, insert, ...) are absent, clash_resolve
+ * and chaintoolong are present. The exporter's own counters (events it lost, its resyncs,
+ * messages it could not decode) are named as the exporter's: `conntrack_monitor_*`. What the
+ * backend cannot know is omitted, never 0.
  */
 import type { DropMonitor, DropSample } from './host/drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
@@ -22,8 +25,10 @@ export interface RegistryLike {
 export interface ConntrackMetricsOptions {
   /** The prom-client Registry to register in. Required: the global one is never touched implicitly. */
   registry: RegistryLike;
-  /** Metric name prefix. Default `nf_conntrack_`. */
+  /** Name prefix of the kernel's data. Default `nf_conntrack_`. */
   prefix?: string;
+  /** Name prefix of the exporter's own counters (events lost, resyncs, ...). Default `conntrack_monitor_`. */
+  monitorPrefix?: string;
   /** Constant labels added to every series, e.g. `{ node: 'web-1' }`. */
   labels?: Record<string, string>;
 }
@@ -64,19 +69,21 @@ export function netnsLabel(path: string | null): string | null {
  * names. Values come from the latest sample at each scrape; before the first sample, and for
  * fields the backend cannot know, the series are absent.
  */
-/** The prefix, once the options are checked; the errors name the function called. */
+/** The prefixes, once the options are checked; the errors name the function called. */
 function checkedPrefix(fn: string, options: ConntrackMetricsOptions): string {
   if (!options || typeof options.registry?.registerMetric !== 'function') {
     throw new TypeError(`${fn}(monitor, { registry }) needs a prom-client Registry`);
   }
   const prefix = options.prefix ?? 'nf_conntrack_';
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))
-    throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
+  for (const p of [prefix, options.monitorPrefix ?? 'conntrack_monitor_']) {
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(p)) throw new TypeError(`prefix '${p}' is not a valid metric name prefix`);
+  }
   return prefix;
 }
 
 export function registerConntrackMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
   const prefix = checkedPrefix('registerConntrackMetrics', options);
+  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
   const client = loadPromClient();
   const constant: Record<string, string> = { ...options.labels };
   const netns = netnsLabel(monitor.options.netnsPath);
@@ -87,6 +94,7 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
   monitor.on('sample', (s) => (latest = s));
 
   const names: string[] = [];
+  /** A metric named `prefix + name`, or `name` as given when it starts with the monitor prefix. */
   const define = (
     kind: 'Gauge' | 'Counter',
     name: string,
@@ -94,9 +102,10 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     extraLabels: string[],
     fill: (metric: PromMetric, s: ConntrackSample) => void,
   ) => {
-    names.push(prefix + name);
+    const full = name.startsWith(monitorPrefix) ? name : prefix + name;
+    names.push(full);
     new client[kind]({
-      name: prefix + name,
+      name: full,
       help,
       labelNames: [...constantNames, ...extraLabels],
       registers: [options.registry],
@@ -146,15 +155,34 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
       put(m, s.events.destroyTotal, { type: 'destroy' });
     },
   );
+  // The exporter's own counters: what happened to this reader, not to the kernel's table.
   define(
     'Counter',
-    'events_lost_total',
-    'Events the kernel could not queue for the monitor (socket buffer full).',
+    `${monitorPrefix}events_lost_total`,
+    'ctnetlink events the kernel could not queue for this exporter (its socket buffer was full).',
     [],
     (m, s) => put(m, s.events?.lostTotal),
   );
-  define('Counter', 'resyncs_total', 'Re-dumps of the table to reconcile the tracked entries.', [], (m, s) =>
-    put(m, s.events?.resyncs),
+  define(
+    'Counter',
+    `${monitorPrefix}resyncs_total`,
+    "Re-dumps of the table by this exporter to reconcile its tracked entries with the kernel's.",
+    [],
+    (m, s) => put(m, s.events?.resyncs),
+  );
+  define(
+    'Counter',
+    `${monitorPrefix}malformed_messages_total`,
+    'ctnetlink messages this exporter could not decode (truncated or malformed) and skipped.',
+    [],
+    (m, s) => put(m, s.events?.malformedTotal),
+  );
+  define(
+    'Counter',
+    `${monitorPrefix}samples_missed_total`,
+    "Intervals this exporter's JavaScript thread missed (it stalled longer than the native queue holds); their counts are still in the totals.",
+    [],
+    (m, s) => put(m, s.events === null ? null : s.samplesMissed),
   );
   define(
     'Gauge',

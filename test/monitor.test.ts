@@ -3,6 +3,7 @@
  * warnings, pressure, errors, ref/unref — over a fake addon, so it runs without privileges. The
  * kernel's side of the same contract is tested against the real kernel in test/integration/.
  */
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConntrackError, ConntrackMonitor, type ConntrackMonitorOptions, type ConntrackSample } from '../dist/index.js';
 import type { NativeBinding, NativeMonitor, NativeRecord, RawSample } from '../dist/native.js';
@@ -199,13 +200,20 @@ describe('ConntrackMonitor over a fake addon', () => {
     addon.startError = nativeError(1, 'setsockopt', 'subscribe to conntrack events');
     const monitor = new TestMonitor(addon, { backend: 'auto', intervalMs: 50 });
     const fallbacks: string[] = [];
+    const warnings: string[] = [];
     monitor.on('fallback', (f) => fallbacks.push(f.reason));
+    monitor.on('warning', (w) => warnings.push(w.code));
     const sample = new Promise<ConntrackSample>((r) => monitor.once('sample', r));
     await monitor.start();
     expect(fallbacks).toEqual([
       expect.stringMatching(/^subscribe to conntrack events: failed \(ctnetlink needs CAP_NET_ADMIN/),
     ]);
-    expect((await sample).source).toBe('proc');
+    const first = await sample;
+    expect(first.source).toBe('proc');
+    // The proc backend reads no events and makes no dumps: nf_conntrack_events changes nothing
+    // it shows, whatever this host's setting (read from /proc all the same).
+    expect(first.eventsMode).toBe(Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_events', 'utf8')));
+    expect(warnings).toEqual([]);
     await monitor.stop();
   });
 

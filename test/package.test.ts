@@ -30,6 +30,7 @@ describe('package entry points', () => {
         'PROTOCOL_NAMES',
         'RecordingFormatError',
         'TCP_STATE_NAMES',
+        'adviseTuning',
         'evictableVerdict',
         'listNamespaces',
         'parseRecording',
@@ -41,6 +42,7 @@ describe('package entry points', () => {
         'runsOf',
         'summarize',
         'topEntries',
+        'tuningEnvironment',
       ],
       interval: 500,
     });

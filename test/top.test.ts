@@ -146,7 +146,7 @@ describe('check with --full-within and a snapshot', () => {
     const r = evaluateCheck([growing(700), growing(480)], 75, 90, { fullWithinS: 600 });
     expect(r.code).toBe(1);
     expect(r.line).toBe(
-      'CONNTRACK WARNING - 500/1000 entries (50.0%) at peak; full in 8 min 0 s at the current growth (forecast within 600 s) | entries=500;750;900;0;1000 fill=50.00%;75;90;0;100 drops=0c time_wait=0;;;0;1000 time_to_full=480s;600;;0',
+      'CONNTRACK WARNING - 500/1000 entries (50.0%) at peak; full in 8 min 0 s at the current growth (forecast within 600 s) | entries=500;750;900;0;1000 fill=50.00%;75;90;0;100 drops=0;;;0 time_wait=0;;;0;1000 time_to_full=480s;600;;0',
     );
     expect(evaluateCheck([growing(480)], 75, 90, { fullWithinS: 300 }).code).toBe(0);
     const flat = evaluateCheck([growing(null)], 75, 90, { fullWithinS: 600 });

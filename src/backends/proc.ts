@@ -4,10 +4,10 @@
  * /proc/net/stat/nf_conntrack) but no events: insert/delete rates and per-entry states are null,
  * with the reason in `unavailable`.
  */
-import type { Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import type { Backend, BackendSink } from './backend.js';
 import { ConntrackError } from '../errors.js';
+import { fileKind } from '../host/namespace-file.js';
 import type { ResolvedOptions } from '../options.js';
 import { ProcReader, procPaths, StatDeltas, STAT_COLUMNS, type ProcReading } from './procfs.js';
 import { buildSample, type SampleParts } from '../sample.js';
@@ -198,14 +198,4 @@ function bounded<T>(promise: Promise<T>, ms: number, context: string): Promise<T
     );
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** What a file that is not a namespace is, in the words the netlink backend uses. */
-function fileKind(s: Stats): string {
-  if (s.isFIFO()) return 'a FIFO';
-  if (s.isSocket()) return 'a socket';
-  if (s.isDirectory()) return 'a directory';
-  if (s.isCharacterDevice()) return 'a character device';
-  if (s.isBlockDevice()) return 'a block device';
-  return 'a regular file';
 }

@@ -1,7 +1,8 @@
 /**
  * conntrack-monitor CLI: dispatches to a subcommand (watch by default; serve, check, advise,
  * drops, top, record, report).
- * Usage errors give one line on stderr and exit 2 (3 for check, the monitoring-plugins UNKNOWN).
+ * Usage errors give one line on stderr and exit 2; a command may say them its own way (check:
+ * the monitoring-plugins UNKNOWN status line on stdout, exit 3).
  */
 import { UsageError } from './args.js';
 import * as advise from './commands/advise.js';
@@ -15,7 +16,8 @@ import * as watch from './commands/watch.js';
 
 interface Command {
   run(argv: string[]): Promise<number>;
-  USAGE_EXIT?: number;
+  /** Reports a usage error (the message names the flag) and returns the exit code. */
+  usageError?(message: string): number;
 }
 const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops, top, record, report };
 
@@ -28,8 +30,9 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(named ? argv.slice(1) : argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
+    if (command.usageError) return command.usageError(err.message);
     const prefix = name === 'watch' ? 'conntrack-monitor' : `conntrack-monitor ${name}`;
     process.stderr.write(`${prefix}: ${err.message} (see --help)\n`);
-    return command.USAGE_EXIT ?? 2;
+    return 2;
   }
 }

@@ -43,7 +43,31 @@ export function listNamespaces(): Promise<NetworkNamespace[]> {
 
 /** listNamespaces() under other roots (tests point it at fixture trees). Not exported by the package. */
 export async function findNamespaces(roots: NamespaceRoots): Promise<NetworkNamespace[]> {
+  return (await scanNamespaces(roots)).namespaces;
+}
+
+/** A scan of the host's namespaces, with what holds each one (see NamespaceScan.holders). */
+export interface NamespaceScan {
+  namespaces: NetworkNamespace[];
+  /**
+   * By inode, what holds the namespace: `mount:NAME:CTIME` for each name bound to it (the bind
+   * mount's inode lives as long as the mount, so its ctime tells one `ip netns add` from the
+   * next under the same name) and `pid:PID` for each process in it. Namespace inodes are
+   * reused at once (the kernel hands out the lowest free one): a namespace seen again under
+   * the same inode is the same one only if something that held it still does.
+   */
+  holders: Map<number, Set<string>>;
+}
+
+/** findNamespaces() with the holders of each namespace. Not exported by the package. */
+export async function scanNamespaces(roots: NamespaceRoots): Promise<NamespaceScan> {
   const byInode = new Map<number, NetworkNamespace>();
+  const holders = new Map<number, Set<string>>();
+  const hold = (inode: number, holder: string) => {
+    const set = holders.get(inode) ?? new Set<string>();
+    set.add(holder);
+    holders.set(inode, set);
+  };
   const nsStat = (path: string) => stat(path).catch(() => null);
   // Namespace files all live on the one nsfs device; a name under /var/run/netns whose bind
   // mount is gone is a plain file on another device, and no namespace.
@@ -52,8 +76,9 @@ export async function findNamespaces(roots: NamespaceRoots): Promise<NetworkName
   for (const name of await readdir(roots.netnsDir).catch(() => [] as string[])) {
     const path = join(roots.netnsDir, name);
     const st = await nsStat(path);
-    if (st && st.dev === nsfs && !byInode.has(st.ino))
-      byInode.set(st.ino, { inode: st.ino, name, pid: null, path, host: false });
+    if (!st || st.dev !== nsfs) continue;
+    hold(st.ino, `mount:${name}:${st.ctimeMs}`);
+    if (!byInode.has(st.ino)) byInode.set(st.ino, { inode: st.ino, name, pid: null, path, host: false });
   }
   const pids = (await readdir(roots.proc).catch(() => [] as string[]))
     .filter((e) => /^\d+$/.test(e))
@@ -62,6 +87,7 @@ export async function findNamespaces(roots: NamespaceRoots): Promise<NetworkName
   for (const pid of pids) {
     const inode = (await nsStat(join(roots.proc, String(pid), 'ns', 'net')))?.ino;
     if (inode === undefined) continue; // exited, or not ours to see
+    hold(inode, `pid:${pid}`);
     const known = byInode.get(inode);
     if (known) {
       known.pid ??= pid;
@@ -72,11 +98,12 @@ export async function findNamespaces(roots: NamespaceRoots): Promise<NetworkName
   const init = (await nsStat(join(roots.proc, '1', 'ns', 'net')))?.ino;
   const host = byInode.get(init ?? HOST_NETNS_INODE);
   if (host) host.host = true;
-  return [...byInode.values()].sort(
+  const namespaces = [...byInode.values()].sort(
     (a, b) =>
       Number(b.host) - Number(a.host) ||
       (a.name === null ? 1 : 0) - (b.name === null ? 1 : 0) ||
       (a.name ?? '').localeCompare(b.name ?? '') ||
       a.inode - b.inode,
   );
+  return { namespaces, holders };
 }

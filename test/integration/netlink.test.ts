@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ConntrackError, ConntrackMonitor } from '../../dist/index.js';
 import { unprivilegedCopy } from '../helpers/unprivileged';
 import { canRunIntegration } from '../helpers/gate';
-import { withConntrackMax } from '../helpers/netns';
+import { uniqueName, withConntrackMax } from '../helpers/netns';
 import { nextSamples } from '../helpers/samples';
 import { namespace, startMonitor } from '../helpers/scope';
 
@@ -104,7 +104,7 @@ describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => 
   });
 
   it('fails to start with a ConntrackError naming the problem', async () => {
-    await expect(new ConntrackMonitor({ netns: 'ctmon-does-not-exist' }).start()).rejects.toMatchObject({
+    await expect(new ConntrackMonitor({ netns: uniqueName('absent') }).start()).rejects.toMatchObject({
       name: 'ConntrackError',
       code: 'ENOENT',
       syscall: 'open',

@@ -5,7 +5,14 @@
  */
 import { MONITOR_FLAGS_HELP, number, parseCommand, UsageError } from '../args.js';
 import { MetricsServer } from '../metrics-server.js';
-import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
+import {
+  awaitShutdown,
+  createMonitor,
+  forcedExit,
+  namespaceGone,
+  startOrExplain,
+  stopUnlessForced,
+} from '../monitor.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
 import { registerConntrackMetrics, registerDropMetrics, registerTopMetrics } from '../../metrics.js';
 import { TOP_LIMIT_RANGE } from '../../options.js';
@@ -32,7 +39,8 @@ requests pipelined ahead of their answers and 1000 per connection, then Connecti
 a client that takes none of its answer for 10 s is disconnected. The metrics are rendered
 once per interval and every scrape shares that rendering.
 
-Needs prom-client next to conntrack-monitor (npm install prom-client).`;
+Needs prom-client next to conntrack-monitor (npm install prom-client). Exits 0 on SIGTERM
+or SIGINT, 1 when it cannot start or the --netns namespace is deleted.`;
 
 export function parseListen(text: string): { host: string; port: number } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
@@ -42,7 +50,7 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, {
+  const { help, verbose, options, values } = parseCommand(argv, {
     listen: { type: 'string' },
     drops: { type: 'boolean' },
     top: { type: 'string' },
@@ -63,7 +71,10 @@ export async function run(argv: string[]): Promise<number> {
   if (top !== null && !(Number.isInteger(top) && top >= TOP_LIMIT_RANGE[0] && top <= TOP_LIMIT_RANGE[1]))
     throw new UsageError(`--top must be an integer from ${TOP_LIMIT_RANGE[0]} to ${TOP_LIMIT_RANGE[1]}, got ${top}`);
   const registry = new Registry();
-  const monitor = createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } });
+  const monitor = createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } }, {
+    eventsAuto: verbose,
+  });
+  const gone = namespaceGone(monitor);
   registerConntrackMetrics(monitor, { registry });
   if (top !== null) registerTopMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;
@@ -99,9 +110,14 @@ export async function run(argv: string[]): Promise<number> {
   process.stderr.write(
     `conntrack-monitor: serving http://${host.includes(':') ? `[${host}]` : host}:${bound}/metrics\n`,
   );
-  await untilStopped();
-  await server.close();
-  await monitor.stop();
-  await drops?.stop();
-  return 0;
+  const shutdown = awaitShutdown(undefined, gone);
+  const why = await shutdown.requested;
+  const finished = await stopUnlessForced(
+    shutdown,
+    () => server.close(),
+    () => monitor.stop(),
+    async () => drops?.stop(),
+  );
+  if (!finished) return forcedExit();
+  return why === 'namespace gone' ? 1 : 0; // the reason is on stderr already
 }

@@ -3,6 +3,7 @@
  * source, destination, destination port and state, with the entries the kernel may evict;
  * `--watch` repeats it every interval, never two dumps at once.
  */
+import { awaitShutdown } from '../monitor.js';
 import { number, parseFlags, UsageError, withFlags } from '../args.js';
 import { resolveTopOptions } from '../../options.js';
 import { formatGroup } from '../format.js';
@@ -61,21 +62,16 @@ export async function run(argv: string[]): Promise<number> {
   if (values.watch !== true) return (await snapshot(options, json, false, undefined)) ? 0 : 1;
 
   // --watch: one dump at a time, the next no sooner than an interval after the previous began.
+  // The signal handlers stay to the end (awaitShutdown): a second SIGTERM, as timeout(1)
+  // sends one, does not kill the process while the dump in flight is cancelled.
   const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  try {
-    while (!controller.signal.aborted) {
-      const started = Date.now();
-      if (!(await snapshot(options, json, redraw, controller.signal))) return controller.signal.aborted ? 0 : 1;
-      await sleep(Math.max(0, started + intervalMs - Date.now()), controller.signal);
-    }
-    return 0;
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+  void awaitShutdown().requested.then(() => controller.abort());
+  while (!controller.signal.aborted) {
+    const started = Date.now();
+    if (!(await snapshot(options, json, redraw, controller.signal))) return controller.signal.aborted ? 0 : 1;
+    await sleep(Math.max(0, started + intervalMs - Date.now()), controller.signal);
   }
+  return 0;
 }
 
 /** Takes and prints one snapshot; false (said on stderr) when the table could not be read. */

@@ -5,9 +5,16 @@
  */
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds, UsageError, withFlags } from '../args.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
-import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
+import {
+  awaitShutdown,
+  createMonitor,
+  forcedExit,
+  namespaceGone,
+  startOrExplain,
+  stopUnlessForced,
+} from '../monitor.js';
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
-import type { ConntrackMonitorOptions } from '../../types.js';
+import type { ConntrackMonitorOptions, ConntrackSample } from '../../types.js';
 import { LIVE_TOP, LiveView } from '../live-view.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
@@ -35,10 +42,13 @@ the auto backend reads /proc instead (fewer fields) and says so once on stderr.
 Events are counted in the kernel by an eBPF socket filter (CAP_BPF or CAP_SYS_ADMIN, Linux
 5.12+); without it a classic filter queues them to the monitor, and the sample's
 events.path and events.pathReason say so.
-Exit status: 0 after a clean stop, 1 if monitoring could not start, 2 for bad usage.`;
+SIGINT or SIGTERM stops it after the final sample; further signals wait for it, except a
+second Ctrl-C a second or more later, which exits at once (status 130).
+Exit status: 0 after a clean stop, 1 if monitoring could not start or the watched
+namespace was deleted (one line on stderr, after the final sample), 2 for bad usage.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, {
+  const { help, verbose, options, values } = parseCommand(argv, {
     json: { type: 'boolean' },
     duration: { type: 'string' },
     'all-namespaces': { type: 'boolean' },
@@ -50,24 +60,40 @@ export async function run(argv: string[]): Promise<number> {
   const durationS = values.duration === undefined ? 0 : seconds('--duration', values.duration, 0, 0.001, MAX_TIMER_S);
   if (values['all-namespaces'] === true) return allNamespaces(options, values.json === true, durationS);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
-  // The live view shows what fills the table while it is under pressure.
-  const monitor = createMonitor(live ? { ...options, snapshotOnPressure: { limit: LIVE_TOP } } : options);
+  // The live view keeps the fallback, warnings and errors on screen (stderr would be drawn
+  // over), and shows what fills the table while it is under pressure.
+  const monitor = createMonitor(
+    live ? { ...options, snapshotOnPressure: { limit: LIVE_TOP } } : options,
+    live ? { log: () => {} } : { eventsAuto: verbose },
+  );
   if (live) {
     monitor.on('fallback', (f) => (live.fallback = f.reason));
+    monitor.on('error', (e) => live.error(e.message));
     monitor.on('pressure', (e) => (live.pressure = e.level));
     monitor.on('top', (r) => (live.top = r));
   }
+  let final: ConntrackSample | null = null;
   monitor.on('sample', (s) => {
+    if (s.final) final = s;
     if (values.json === true) process.stdout.write(`${JSON.stringify(s)}\n`);
     else if (live && !s.final) live.update(s);
     else if (!live) process.stdout.write(`${formatSampleLine(s)}\n`);
   });
+  const gone = namespaceGone(monitor);
   if (!(await startOrExplain(monitor))) return 1;
   live?.open();
-  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
-  live?.close();
-  if (live) monitor.once('sample', (s) => process.stdout.write(`${formatSampleLine(s)}\n`));
-  await monitor.stop();
+  const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined, gone);
+  const why = await shutdown.requested;
+  const finished = await stopUnlessForced(shutdown, () => monitor.stop());
+  if (live) {
+    live.close();
+    if (final) process.stdout.write(`${formatSampleLine(final)}\n`);
+  }
+  if (!finished) return forcedExit();
+  if (why === 'namespace gone') {
+    if (live) process.stderr.write(`conntrack-monitor: ${await gone}\n`);
+    return 1;
+  }
   return 0;
 }
 
@@ -86,7 +112,7 @@ async function allNamespaces(options: ConntrackMonitorOptions, json: boolean, du
     process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
-  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
-  await host.stop();
-  return 0;
+  const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined);
+  await shutdown.requested;
+  return (await stopUnlessForced(shutdown, () => host.stop())) ? 0 : forcedExit();
 }
