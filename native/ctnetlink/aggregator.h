@@ -76,6 +76,16 @@ class Aggregator {
     else
       ++events_updates_;
   }
+  // Events counted elsewhere (an in-kernel counter read once per interval), n at once.
+  void count_events(EventKind kind, uint64_t n) {
+    events_received_ += n;
+    if (kind == EventKind::kNew)
+      pending_[kInsert] += n;
+    else if (kind == EventKind::kDestroy)
+      pending_[kDelete] += n;
+    else
+      events_updates_ += n;
+  }
   void count_malformed() { ++malformed_total_; }
 
   IntervalSample close(int64_t now_mono_ns, int64_t now_wall_ms, const KernelReading& reading,
