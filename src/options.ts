@@ -1,3 +1,4 @@
+import { DEFAULT_RUNTIME_ROOTS } from './host/pods.js';
 import { resolvePressure, type PressureThresholds } from './pressure.js';
 import type { BackendName, ConntrackMonitorOptions } from './types.js';
 
@@ -56,6 +57,94 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
           ),
     backend: resolveBackend(options.backend),
     pressure: resolvePressure(options.pressure),
+  };
+}
+
+/** AllNamespacesMonitor's options after validation. */
+export interface ResolvedAllNamespacesOptions {
+  intervalMs: number;
+  receiveBufferBytes: number;
+  resyncIntervalMs: number;
+  rediscoverMs: number;
+  counting: 'auto' | 'ebpf' | 'filter';
+  trackStates: string[];
+  containerdRoot: string | null;
+  crioRoot: string | null;
+}
+
+const ALL_NAMESPACES_OPTIONS = new Set([
+  'intervalMs',
+  'receiveBufferBytes',
+  'resyncIntervalMs',
+  'rediscoverMs',
+  'counting',
+  'trackStates',
+  'containerdRoot',
+  'crioRoot',
+  'backend',
+]);
+const COUNTING = ['auto', 'ebpf', 'filter'] as const;
+const POD_REF = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}\/[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+export const MAX_TRACKED_NAMESPACES = 64;
+
+/**
+ * Validates AllNamespacesMonitor's options (see its AllNamespacesOptions); a TypeError names
+ * the option at fault. `backend` is accepted for compatibility ('auto' or 'netlink': the node
+ * monitor reads ctnetlink).
+ */
+export function resolveAllNamespacesOptions(options: object = {}): ResolvedAllNamespacesOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!ALL_NAMESPACES_OPTIONS.has(key)) {
+      throw new TypeError(`unknown option '${key}' (known: ${[...ALL_NAMESPACES_OPTIONS].join(', ')})`);
+    }
+  }
+  if (o.backend !== undefined && o.backend !== 'auto' && o.backend !== 'netlink') {
+    throw new TypeError(`backend must be auto or netlink for every namespace (ctnetlink), got ${describe(o.backend)}`);
+  }
+  if (o.counting !== undefined && !(COUNTING as readonly unknown[]).includes(o.counting)) {
+    throw new TypeError(`counting must be one of ${COUNTING.join(', ')}, got ${describe(o.counting)}`);
+  }
+  const tracked = o.trackStates ?? [];
+  if (!Array.isArray(tracked) || tracked.length > MAX_TRACKED_NAMESPACES) {
+    throw new TypeError(`trackStates must be an array of at most ${MAX_TRACKED_NAMESPACES} names, got ${describe(tracked)}`);
+  }
+  for (const name of tracked) {
+    if (typeof name !== 'string' || !(POD_REF.test(name) || (NETNS_NAME.test(name) && name.length <= 255))) {
+      throw new TypeError(
+        `trackStates entries are names under /var/run/netns or pods as NAMESPACE/NAME, got ${describe(name)}`,
+      );
+    }
+  }
+  const root = (name: string, fallback: string): string | null => {
+    const value = o[name];
+    if (value === undefined) return fallback;
+    if (value === null) return null;
+    if (typeof value !== 'string' || !value.startsWith('/') || value.includes('\0')) {
+      throw new TypeError(`${name} must be an absolute path or null, got ${describe(value)}`);
+    }
+    return value;
+  };
+  return {
+    intervalMs: integerIn('intervalMs', o.intervalMs, DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE),
+    receiveBufferBytes: integerIn(
+      'receiveBufferBytes',
+      o.receiveBufferBytes,
+      DEFAULT_RECEIVE_BUFFER_BYTES,
+      RECEIVE_BUFFER_RANGE,
+    ),
+    resyncIntervalMs:
+      o.resyncIntervalMs === 0
+        ? 0
+        : integerIn('resyncIntervalMs', o.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
+    rediscoverMs: integerIn('rediscoverMs', o.rediscoverMs, 5000, [100, 86_400_000]),
+    counting: (o.counting as ResolvedAllNamespacesOptions['counting'] | undefined) ?? 'auto',
+    trackStates: [...(tracked as string[])],
+    containerdRoot: root('containerdRoot', DEFAULT_RUNTIME_ROOTS.containerd!),
+    crioRoot: root('crioRoot', DEFAULT_RUNTIME_ROOTS.crio!),
   };
 }
 

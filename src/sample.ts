@@ -8,38 +8,20 @@ import {
   type ProtocolName,
   type TcpStateName,
 } from './types.js';
-import type { RawSample } from './native.js';
+import type { RawInterval, RawSample } from './native.js';
 
 export interface SampleContext {
   netns: string | null;
   receiveBufferBytes: number;
 }
 
-const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kernel sends no conntrack events';
+export const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kernel sends no conntrack events';
 
 /** Shapes a raw native sample into the public ConntrackSample. Runs once per interval. */
 export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
   const seconds = raw.durationNs / 1e9;
   const eventsOff = raw.eventsMode === 0;
-  const unavailable: Partial<Record<string, string>> = {};
-  const counts = {} as CounterSet;
-  const totals = {} as CounterSet;
-  COUNTER_NAMES.forEach((name, i) => {
-    const fromEvents = name === 'insert' || name === 'delete';
-    const count = eventsOff && fromEvents ? null : (raw.counts[i] ?? null);
-    counts[name] = count;
-    totals[name] = eventsOff && fromEvents ? null : (raw.totals[i] ?? 0);
-    if (count !== null) return;
-    unavailable[`counts.${name}`] =
-      eventsOff && fromEvents
-        ? EVENTS_OFF
-        : raw.kernelStatsOk
-          ? `this kernel does not report ${kernelStatName(name)}`
-          : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
-  });
-  if (raw.entries === null || raw.max === null) {
-    unavailable.entries = 'the conntrack statistics request failed in this interval';
-  }
+  const { counts, totals, unavailable } = intervalCounters(raw, eventsOff ? EVENTS_OFF : null);
   if (raw.socketTimeWait === null) unavailable.socketTimeWait = '/proc/net/sockstat has no TCP line';
   if (raw.buckets === null) {
     unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
@@ -96,6 +78,38 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
     final: raw.final,
     unavailable,
   };
+}
+
+/**
+ * The counts and totals of one native interval, with a reason for each null count.
+ * `eventsUnknown`: why insert and delete cannot be known (no events are sent), or null.
+ */
+export function intervalCounters(
+  raw: RawInterval,
+  eventsUnknown: string | null,
+): { counts: CounterSet; totals: CounterSet; unavailable: Partial<Record<string, string>> } {
+  const unavailable: Partial<Record<string, string>> = {};
+  const counts = {} as CounterSet;
+  const totals = {} as CounterSet;
+  COUNTER_NAMES.forEach((name, i) => {
+    const fromEvents = name === 'insert' || name === 'delete';
+    const unknown = fromEvents && eventsUnknown !== null;
+    const count = unknown ? null : (raw.counts[i] ?? null);
+    counts[name] = count;
+    totals[name] = unknown ? null : (raw.totals[i] ?? 0);
+    if (count !== null) return;
+    unavailable[`counts.${name}`] = unknown
+      ? eventsUnknown
+      : fromEvents
+        ? 'the in-kernel event counter could not be read in this interval; the next one includes its events'
+        : raw.kernelStatsOk
+          ? `this kernel does not report ${kernelStatName(name)}`
+          : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
+  });
+  if (raw.entries === null || raw.max === null) {
+    unavailable.entries = 'the conntrack statistics request failed in this interval';
+  }
+  return { counts, totals, unavailable };
 }
 
 function byName<N extends TcpStateName | ProtocolName>(names: readonly N[], values: number[]): Record<N, number> {

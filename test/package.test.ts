@@ -30,6 +30,7 @@ describe('package entry points', () => {
         'PROTOCOL_NAMES',
         'TCP_STATE_NAMES',
         'listNamespaces',
+        'registerAllNamespacesMetrics',
         'registerConntrackMetrics',
         'registerDropMetrics',
       ],

@@ -3,6 +3,7 @@
  * --interval, ...) plus each command's extras, with one-line errors that name the flag.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { AllNamespacesOptions } from '../host/all-namespaces.js';
 import type { ConntrackMonitorOptions } from '../types.js';
 
 export class UsageError extends Error {}
@@ -20,6 +21,56 @@ export const MONITOR_FLAGS_HELP = `  --netns NAME|PATH      namespace to watch: 
   --resync-interval MS   re-dump the table every MS milliseconds to reconcile the
                          tracked entries (default 60000; 0: only after lost events)
   -h, --help             show this help`;
+
+/** The flags of --all-namespaces (watch and serve). */
+export const ALL_NAMESPACES_FLAGS = {
+  'all-namespaces': { type: 'boolean' },
+  'track-states': { type: 'string' },
+  counting: { type: 'string' },
+  'containerd-root': { type: 'string' },
+  'crio-root': { type: 'string' },
+} as const;
+
+export const ALL_NAMESPACES_HELP = `  --track-states LIST    with --all-namespaces: also TIME_WAIT and TCP-state counts for
+                         these namespaces (names under /var/run/netns, or pods as
+                         NAMESPACE/NAME, comma-separated); each gets a full monitor with
+                         its own table dumps, so name only the few you need
+  --counting MODE        with --all-namespaces: how events are counted: auto (default:
+                         eBPF where it can be loaded, else a classic socket filter),
+                         ebpf, filter
+  --containerd-root DIR  containerd's state directory, for pod names (default
+                         /run/containerd; '' to skip)
+  --crio-root DIR        CRI-O's storage run root, for pod names (default
+                         /run/containers/storage; '' to skip)`;
+
+/** --track-states and the like only mean something with --all-namespaces. */
+export function checkAllNamespacesFlags(values: Record<string, string | boolean | undefined>): void {
+  if (values['all-namespaces'] === true) return;
+  const stray = Object.keys(ALL_NAMESPACES_FLAGS).find((f) => f !== 'all-namespaces' && values[f] !== undefined);
+  if (stray) throw new UsageError(`--${stray} needs --all-namespaces`);
+}
+
+/** AllNamespacesMonitor options from the monitor flags and ALL_NAMESPACES_FLAGS; throws UsageError. */
+export function allNamespacesOptions(
+  options: ConntrackMonitorOptions,
+  values: Record<string, string | boolean | undefined>,
+): AllNamespacesOptions {
+  if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
+  if (options.backend === 'proc') throw new UsageError('--all-namespaces reads ctnetlink: --backend proc does not apply');
+  const { netns: _netns, backend, pressure: _pressure, ...rest } = options;
+  const out: AllNamespacesOptions = { ...rest, backend: backend as AllNamespacesOptions['backend'] };
+  if (backend === undefined) delete out.backend;
+  const list = values['track-states'];
+  if (typeof list === 'string') out.trackStates = list.split(',').filter((n) => n !== '');
+  if (typeof values.counting === 'string') out.counting = values.counting as AllNamespacesOptions['counting'];
+  const root = (flag: string) => {
+    const v = values[flag];
+    return typeof v === 'string' ? (v === '' ? null : v) : undefined;
+  };
+  if (root('containerd-root') !== undefined) out.containerdRoot = root('containerd-root');
+  if (root('crio-root') !== undefined) out.crioRoot = root('crio-root');
+  return out;
+}
 
 export interface Parsed<V> {
   help: boolean;
@@ -95,5 +146,9 @@ export function asFlags(message: string): string {
     .replace(/^resyncIntervalMs\b/, '--resync-interval')
     .replace(/^netns\b/, '--netns')
     .replace(/^backend\b/, '--backend')
-    .replace(/^topFlows\b/, '--top');
+    .replace(/^topFlows\b/, '--top')
+    .replace(/^trackStates( entries)?\b/, '--track-states')
+    .replace(/^counting\b/, '--counting')
+    .replace(/^containerdRoot\b/, '--containerd-root')
+    .replace(/^crioRoot\b/, '--crio-root');
 }

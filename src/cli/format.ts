@@ -1,4 +1,4 @@
-import type { AllNamespacesReport } from '../host/all-namespaces.js';
+import type { AllNamespacesReport, NamespaceReport } from '../host/all-namespaces.js';
 import type { ConntrackSample } from '../types.js';
 
 /** One compact human line per interval, for terminals and logs. */
@@ -27,27 +27,40 @@ function rate(r: number | null): string {
   return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
 }
 
-/** The host-wide view: one row per namespace, busiest table first. */
+/** How the live view names a namespace: its pod, else its name under /var/run/netns. */
+export function namespaceTitle(n: NamespaceReport): string {
+  if (n.pod) return `${n.pod.namespace}/${n.pod.name}`;
+  if (n.host) return '(host)';
+  return n.name ?? '-';
+}
+
+/** The node-wide view: one row per namespace, fullest table first, pods by name. */
 export function formatNamespacesReport(r: AllNamespacesReport): string {
   const rows = [...r.namespaces].sort((a, b) => (b.fill ?? -1) - (a.fill ?? -1));
-  const head = `${r.time.slice(11, 19)}  ${r.namespaces.length} network namespaces${r.final ? ` (final, ${r.intervalMs} ms)` : ''}`;
-  const table = [['NAMESPACE', 'INODE', 'PID', 'ENTRIES', 'MAX', 'FILL', 'DROP', 'INSERT']];
+  const pods = r.namespaces.filter((n) => n.pod).length;
+  const head =
+    `${r.time.slice(11, 19)}  ${r.namespaces.length} network namespaces` +
+    (pods > 0 ? `, ${pods} of them pods` : '') +
+    (r.final ? ` (final, ${r.intervalMs} ms)` : '');
+  const table = [['POD / NETNS', 'INODE', 'PID', 'ENTRIES', 'MAX', 'FILL', 'DROP', 'INS_FAIL', 'INSERT', 'LOST']];
   for (const n of rows) {
     table.push([
-      n.host ? '(host)' : (n.name ?? '-'),
+      namespaceTitle(n),
       String(n.inode),
       n.pid === null ? '-' : String(n.pid),
       n.error ? 'error' : String(n.entries ?? '?'),
       String(n.max ?? '?'),
       n.fill === null ? '?' : `${(n.fill * 100).toFixed(1)}%`,
-      rate(n.dropRate),
-      rate(n.insertRate),
+      rate(n.rates.drop),
+      rate(n.rates.insertFailed),
+      rate(n.rates.insert),
+      n.events === null ? '-' : String(n.events.lostTotal),
     ]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   const lines = table.map(
     (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
   );
-  const errors = rows.filter((n) => n.error).map((n) => `  ${n.name ?? n.inode}: ${n.error}`);
+  const errors = rows.filter((n) => n.error).map((n) => `  ${namespaceTitle(n)} (${n.inode}): ${n.error}`);
   return [head, ...lines, ...errors].join('\n');
 }

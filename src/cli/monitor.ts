@@ -28,7 +28,7 @@ export function createMonitor(
 }
 
 /** Starts the monitor; on failure says why on stderr and returns false (the caller exits 1). */
-export async function startOrExplain(monitor: ConntrackMonitor): Promise<boolean> {
+export async function startOrExplain(monitor: { start(): Promise<void> }): Promise<boolean> {
   try {
     await monitor.start();
     return true;

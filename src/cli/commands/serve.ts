@@ -4,10 +4,20 @@
  * shutdown on SIGTERM or SIGINT.
  */
 import { createServer } from 'node:http';
-import { MONITOR_FLAGS_HELP, parseCommand, UsageError } from '../args.js';
+import {
+  ALL_NAMESPACES_FLAGS,
+  ALL_NAMESPACES_HELP,
+  allNamespacesOptions,
+  asFlags,
+  checkAllNamespacesFlags,
+  MONITOR_FLAGS_HELP,
+  parseCommand,
+  UsageError,
+} from '../args.js';
 import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
+import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
-import { registerConntrackMetrics, registerDropMetrics } from '../../metrics.js';
+import { registerAllNamespacesMetrics, registerConntrackMetrics, registerDropMetrics } from '../../metrics.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
 
@@ -16,8 +26,14 @@ Serve the conntrack metrics at http://HOST:PORT/metrics for Prometheus.
 Options:
   --listen HOST:PORT     address to listen on (default 127.0.0.1:9465: loopback only;
                          use 0.0.0.0:9465 or [::]:9465 to expose it)
+  --all-namespaces       every network namespace on the node, one series per namespace
+                         with the labels netns, pod_namespace and pod (the Kubernetes pod
+                         that owns it, from containerd's or CRI-O's files; the host's
+                         namespace has them empty), from one reader thread that reads only
+                         counters; a namespace that goes leaves the next scrape
   --drops                also nf_conntrack_table_full_drops_total{netns}: table-full drops
                          of every namespace on the host, from the eBPF probe (see drops)
+${ALL_NAMESPACES_HELP}
 ${MONITOR_FLAGS_HELP}
 
 Needs prom-client next to conntrack-monitor (npm install prom-client).`;
@@ -30,11 +46,16 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, { listen: { type: 'string' }, drops: { type: 'boolean' } });
+  const { help, options, values } = parseCommand(argv, {
+    listen: { type: 'string' },
+    drops: { type: 'boolean' },
+    ...ALL_NAMESPACES_FLAGS,
+  });
   if (help) {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
+  checkAllNamespacesFlags(values);
   const { host, port } = parseListen(String(values.listen ?? '127.0.0.1:9465'));
   let Registry: new () => { metrics(): Promise<string>; contentType: string; registerMetric(m: unknown): void };
   try {
@@ -44,8 +65,9 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   const registry = new Registry();
-  const monitor = createMonitor(options);
-  registerConntrackMetrics(monitor, { registry });
+  const monitor = values['all-namespaces'] === true ? nodeMonitor(allNamespacesOptions(options, values)) : createMonitor(options);
+  if (monitor instanceof AllNamespacesMonitor) registerAllNamespacesMetrics(monitor, { registry });
+  else registerConntrackMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;
   if (values.drops === true) {
     drops = new DropMonitor({ intervalMs: monitor.options.intervalMs, topFlows: 0 });
@@ -99,4 +121,16 @@ export async function run(argv: string[]): Promise<number> {
   await monitor.stop();
   await drops?.stop();
   return 0;
+}
+
+/** The node-wide monitor, with errors on stderr as createMonitor() does for one namespace. */
+function nodeMonitor(options: ConstructorParameters<typeof AllNamespacesMonitor>[0]): AllNamespacesMonitor {
+  let monitor: AllNamespacesMonitor;
+  try {
+    monitor = new AllNamespacesMonitor(options);
+  } catch (err) {
+    throw new UsageError(asFlags((err as Error).message));
+  }
+  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  return monitor;
 }
