@@ -37,7 +37,10 @@ export type { PodIdentity } from './pods.js';
 export interface AllNamespacesOptions {
   /** Interval of the reports, 50 to 3,600,000 ms. Default 1000. */
   intervalMs?: number;
-  /** How often to look for new and vanished namespaces besides /var/run/netns changes (default 5000 ms). */
+  /**
+   * How often to look for new and vanished namespaces (100 to 86,400,000 ms; default 4000),
+   * besides at once when a name appears or goes under /var/run/netns.
+   */
   rediscoverMs?: number;
   /**
    * How events are counted: `'ebpf'` in the kernel (nothing is queued, nothing can be lost;

@@ -30,9 +30,11 @@
  * A sandbox is matched to a namespace by inode: the inode of its netns path (on the nsfs
  * device), else that of /proc/<pid>/ns/net of its process. Parsing is pure and defensive:
  * files are size-bounded, JSON that is malformed or of the wrong shape yields no pod, and the
- * identity strings are checked before they become metric labels.
+ * identity strings are checked before they become metric labels. The files live on tmpfs
+ * (/run), so they are read synchronously, as listNamespaces() reads /proc: a scan every few
+ * seconds costs a stat per container and a read only of what changed.
  */
-import { open, readdir, stat } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface PodIdentity {
@@ -135,37 +137,58 @@ export function parsePidFile(text: string): number | null {
   return Number.isSafeInteger(pid) && pid > 0 && pid <= 0x3fffffff ? pid : null;
 }
 
-/** Up to `max` bytes of a file as text, or null when it is missing, larger, or not a regular file. */
-async function readBounded(path: string, max: number): Promise<{ text: string; key: string } | null> {
-  let handle;
+/** Up to `max` bytes of a regular file as text, or null when it is missing or larger. */
+function readBounded(path: string, max: number): string | null {
+  let fd: number | null = null;
   try {
-    handle = await open(path, 'r');
-    const st = await handle.stat();
+    fd = openSync(path, 'r');
+    const st = fstatSync(fd);
     if (!st.isFile() || st.size > max) return null;
-    const buffer = Buffer.alloc(Math.min(st.size, max) + 1);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    if (bytesRead > max) return null;
-    return { text: buffer.subarray(0, bytesRead).toString('utf8'), key: `${st.ino}:${st.size}:${st.mtimeMs}` };
+    const buffer = Buffer.alloc(st.size + 1);
+    const n = readSync(fd, buffer, 0, buffer.length, 0);
+    return n > max ? null : buffer.subarray(0, n).toString('utf8');
   } catch {
     return null;
   } finally {
-    await handle?.close().catch(() => {});
+    if (fd !== null) closeSync(fd);
   }
 }
 
-const entriesOf = (dir: string) =>
-  readdir(dir, { withFileTypes: true })
-    .then((list) => list.filter((e) => e.isDirectory()).map((e) => e.name))
-    .catch(() => [] as string[]);
+/** What identifies a file's version: inode, size and mtime; null when it is no regular file. */
+function version(path: string): string | null {
+  try {
+    const st = statSync(path, { throwIfNoEntry: false });
+    return st?.isFile() ? `${st.ino}:${st.size}:${st.mtimeMs}` : null;
+  } catch {
+    return null;
+  }
+}
+
+const subdirs = (dir: string): string[] => {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
+  } catch {
+    return [];
+  }
+};
+const isDir = (path: string): boolean => {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  } catch {
+    return false;
+  }
+};
 
 /** Where each runtime keeps its sandboxes' directories (spec and pid file inside). */
-async function sandboxDirs(roots: RuntimeRoots): Promise<{ runtime: RuntimeName; dir: string; pidFile: string }[]> {
+function sandboxDirs(roots: RuntimeRoots): { runtime: RuntimeName; dir: string; pidFile: string }[] {
   const found: { runtime: RuntimeName; dir: string; pidFile: string }[] = [];
   if (roots.containerd !== null) {
     const tasks = join(roots.containerd, CONTAINERD_TASKS);
     let n = 0;
-    for (const ns of await entriesOf(tasks)) {
-      for (const id of await entriesOf(join(tasks, ns))) {
+    for (const ns of subdirs(tasks)) {
+      for (const id of subdirs(join(tasks, ns))) {
         if (n++ >= MAX_SANDBOXES) break;
         found.push({ runtime: 'containerd', dir: join(tasks, ns, id), pidFile: 'init.pid' });
       }
@@ -173,8 +196,8 @@ async function sandboxDirs(roots: RuntimeRoots): Promise<{ runtime: RuntimeName;
   }
   if (roots.crio !== null) {
     let n = 0;
-    for (const driver of (await entriesOf(roots.crio)).filter((d) => d.endsWith('-containers'))) {
-      for (const id of await entriesOf(join(roots.crio, driver))) {
+    for (const driver of subdirs(roots.crio).filter((d) => d.endsWith('-containers'))) {
+      for (const id of subdirs(join(roots.crio, driver))) {
         if (n++ >= MAX_SANDBOXES) break;
         found.push({ runtime: 'cri-o', dir: join(roots.crio, driver, id, 'userdata'), pidFile: 'pidfile' });
       }
@@ -196,32 +219,26 @@ export class SandboxFinder {
   constructor(private readonly roots: RuntimeRoots) {}
 
   async find(): Promise<Sandbox[]> {
-    const dirs = await sandboxDirs(this.roots);
+    const dirs = sandboxDirs(this.roots);
+    const { containerd, crio } = this.roots;
     this.sawRuntime =
-      dirs.length > 0 ||
-      (
-        await Promise.all(
-          [
-            this.roots.containerd && join(this.roots.containerd, CONTAINERD_TASKS),
-            this.roots.crio,
-          ].map((d) => (d ? stat(d).then((s) => s.isDirectory(), () => false) : false)),
-        )
-      ).some(Boolean);
+      dirs.length > 0 || (containerd !== null && isDir(join(containerd, CONTAINERD_TASKS))) || (crio !== null && isDir(crio));
     const seen = new Set<string>();
     const sandboxes: Sandbox[] = [];
     for (const { runtime, dir, pidFile } of dirs) {
       const path = join(dir, 'config.json');
       seen.add(path);
-      const file = await readBounded(path, MAX_SPEC_BYTES);
-      if (!file) continue;
+      const key = version(path);
+      if (key === null) continue;
       let cached = this.cache.get(path);
-      if (cached?.key !== file.key) {
-        cached = { key: file.key, spec: parseSandboxSpec(file.text, runtime) };
+      if (cached?.key !== key) {
+        const text = readBounded(path, MAX_SPEC_BYTES);
+        cached = { key, spec: text === null ? null : parseSandboxSpec(text, runtime) };
         this.cache.set(path, cached);
       }
       if (!cached.spec) continue;
-      const pidText = await readBounded(join(dir, pidFile), 64);
-      sandboxes.push({ ...cached.spec, runtime, dir, pid: pidText ? parsePidFile(pidText.text) : null });
+      const pidText = readBounded(join(dir, pidFile), 64);
+      sandboxes.push({ ...cached.spec, runtime, dir, pid: pidText === null ? null : parsePidFile(pidText) });
     }
     for (const path of this.cache.keys()) if (!seen.has(path)) this.cache.delete(path);
     return sandboxes;
@@ -241,21 +258,27 @@ export async function podsByInode(
   procRoot: string,
   hostInode: number | null,
 ): Promise<Map<number, PodIdentity>> {
-  const nsStat = (path: string) => stat(path).catch(() => null);
-  const nsfs = (await nsStat(join(procRoot, 'self', 'ns', 'net')))?.dev;
+  const nsStat = (path: string) => {
+    try {
+      return statSync(path, { throwIfNoEntry: false }) ?? null;
+    } catch {
+      return null;
+    }
+  };
+  const nsfs = nsStat(join(procRoot, 'self', 'ns', 'net'))?.dev;
   const byPath = new Map<number, PodIdentity>();
   const byPid = new Map<number, PodIdentity>();
   for (const s of sandboxes) {
     if (s.network === null) continue;
     if (s.network.path !== null) {
-      const st = await nsStat(s.network.path);
+      const st = nsStat(s.network.path);
       if (st && st.dev === nsfs) {
         byPath.set(st.ino, s.pod);
         continue;
       }
     }
     if (s.pid === null) continue;
-    const ino = (await nsStat(join(procRoot, String(s.pid), 'ns', 'net')))?.ino;
+    const ino = nsStat(join(procRoot, String(s.pid), 'ns', 'net'))?.ino;
     if (ino !== undefined && ino !== hostInode) byPid.set(ino, s.pod);
   }
   for (const [ino, pod] of byPid) if (!byPath.has(ino)) byPath.set(ino, pod);

@@ -63,6 +63,12 @@ export class TestNamespace {
     return Number((await this.exec('cat', ['/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
   }
 
+  /** Entries the kernel created in this namespace: packets the `ct state new counter` rule counted. */
+  async nftNewCount(): Promise<number> {
+    const out = await this.exec('nft', ['list', 'chain', 'inet', 'ctmon_test', 'out']);
+    return Number(/counter packets (\d+)/.exec(out)![1]);
+  }
+
   /** conntrack-tools' count (`conntrack -C`), the reference reader. */
   async conntrackToolsCount(): Promise<number> {
     return Number((await this.exec('conntrack', ['-C'])).trim());
