@@ -201,9 +201,7 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     names,
   );
   defineTableMetrics(define, () => updates);
-  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (put, s) =>
-    put(s.buckets),
-  );
+  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (put, s) => put(s.buckets));
   define('Counter', 'resyncs_total', 'Re-dumps of the table to reconcile the tracked entries.', [], (put, s) =>
     put(s.events?.resyncs),
   );

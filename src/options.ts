@@ -115,7 +115,9 @@ export function resolveAllNamespacesOptions(options: object = {}): ResolvedAllNa
   }
   const tracked = o.trackStates ?? [];
   if (!Array.isArray(tracked) || tracked.length > MAX_TRACKED_NAMESPACES) {
-    throw new TypeError(`trackStates must be an array of at most ${MAX_TRACKED_NAMESPACES} names, got ${describe(tracked)}`);
+    throw new TypeError(
+      `trackStates must be an array of at most ${MAX_TRACKED_NAMESPACES} names, got ${describe(tracked)}`,
+    );
   }
   for (const name of tracked) {
     if (typeof name !== 'string' || !(POD_REF.test(name) || (NETNS_NAME.test(name) && name.length <= 255))) {

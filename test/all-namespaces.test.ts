@@ -65,32 +65,36 @@ class FakeNodeMonitor {
   }
   /** A report in which every open namespace had `over` (and 1.5 s intervals). */
   report(over: (inode: number) => Partial<RawNamespaceInterval>) {
-    const namespaces = [...this.added].map(
-      ([id, { inode }]): RawNamespaceInterval => ({
-        id,
-        counting: 'filter',
-        counterFailed: false,
-        eventsMode: 1,
-        endWallMs: Date.UTC(2026, 10, 29, 12, 0, 0),
-        durationNs: 1.5e9,
-        final: false,
-        kernelStatsOk: true,
-        counts: [30, 15, 6, 0, 3, 0, 0, 1, 0, 0],
-        totals: [300, 150, 60, 0, 30, 0, 0, 10, 0, 0],
-        entries: 500,
-        max: 1000,
-        eventsReceived: 45,
-        eventsUpdates: 0,
-        eventsLost: 0,
-        eventsLostTotal: 0,
-        malformedTotal: 0,
-        ...over(inode),
-      }),
-    );
+    const namespaces = [...this.added].map(([id, { inode }]): RawNamespaceInterval => ({
+      id,
+      counting: 'filter',
+      counterFailed: false,
+      eventsMode: 1,
+      endWallMs: Date.UTC(2026, 10, 29, 12, 0, 0),
+      durationNs: 1.5e9,
+      final: false,
+      kernelStatsOk: true,
+      counts: [30, 15, 6, 0, 3, 0, 0, 1, 0, 0],
+      totals: [300, 150, 60, 0, 30, 0, 0, 10, 0, 0],
+      entries: 500,
+      max: 1000,
+      eventsReceived: 45,
+      eventsUpdates: 0,
+      eventsLost: 0,
+      eventsLostTotal: 0,
+      malformedTotal: 0,
+      ...over(inode),
+    }));
     this.onRecords([{ type: 'report', final: false, droppedRecords: 0, namespaces }]);
   }
   error(id: number, context: string) {
-    this.onRecords([{ type: 'error', id, error: Object.assign(new Error(`${context}: Bad message`), { errno: 74, syscall: 'recv', context }) }]);
+    this.onRecords([
+      {
+        type: 'error',
+        id,
+        error: Object.assign(new Error(`${context}: Bad message`), { errno: 74, syscall: 'recv', context }),
+      },
+    ]);
   }
 }
 
@@ -116,7 +120,10 @@ function node(): Node {
   mkdirSync(join(root, 'proc', 'self', 'ns'), { recursive: true });
   symlinkSync('/proc/self/ns/net', join(root, 'proc', 'self', 'ns', 'net'));
   const runtime = runtimeTree();
-  cleanups.push(() => rmSync(root, { recursive: true, force: true }), () => runtime.remove());
+  cleanups.push(
+    () => rmSync(root, { recursive: true, force: true }),
+    () => runtime.remove(),
+  );
   return {
     netnsDir,
     runtime,
@@ -130,7 +137,10 @@ function monitor(n: Node, options: object = {}) {
   const m = createAllNamespacesMonitor(
     { intervalMs: 1000, rediscoverMs: 100, containerdRoot: n.runtime.containerd, crioRoot: n.runtime.crio, ...options },
     // Only the names under netnsDir are namespaces: the proc root has no processes.
-    { roots: { netnsDir: n.netnsDir, proc: join(n.netnsDir, '..', 'proc') }, binding: { NativeNodeMonitor: FakeNodeMonitor } },
+    {
+      roots: { netnsDir: n.netnsDir, proc: join(n.netnsDir, '..', 'proc') },
+      binding: { NativeNodeMonitor: FakeNodeMonitor },
+    },
   );
   const reports: AllNamespacesReport[] = [];
   m.on('report', (r) => reports.push(r));
@@ -246,7 +256,9 @@ describe('AllNamespacesMonitor (fake node monitor)', () => {
     );
     await expect(failing.start()).rejects.toMatchObject({
       code: 'EPERM',
-      message: expect.stringMatching(/^no network namespace could be monitored: enter network namespace: Operation not permitted \(entering a network namespace needs CAP_SYS_ADMIN\)/),
+      message: expect.stringMatching(
+        /^no network namespace could be monitored: enter network namespace: Operation not permitted \(entering a network namespace needs CAP_SYS_ADMIN\)/,
+      ),
     });
     expect(FakeNodeMonitor.last.stopped).toBe(true);
   });
@@ -256,20 +268,25 @@ describe('AllNamespacesMonitor (fake node monitor)', () => {
     n.link('a', 'uts');
     n.link('b', 'ipc');
     const { m, reports } = monitor(n);
-    let fake!: FakeNodeMonitor;
     const original = FakeNodeMonitor.prototype.add;
     let failures = 0;
     FakeNodeMonitor.prototype.add = function (id, path, inode) {
-      fake = this;
-      if (path.endsWith('/b') && failures++ === 0) this.fail[path] = { errno: 24, syscall: 'socket', context: 'open the conntrack request socket' };
+      if (path.endsWith('/b') && failures++ === 0)
+        this.fail[path] = { errno: 24, syscall: 'socket', context: 'open the conntrack request socket' };
       else delete this.fail[path];
       original.call(this, id, path, inode);
     };
     cleanups.push(() => (FakeNodeMonitor.prototype.add = original));
     await m.start();
+    const fake = FakeNodeMonitor.last;
     fake.report(() => ({}));
     const b = reports[0]!.namespaces.find((r) => r.name === 'b')!;
-    expect(b).toMatchObject({ entries: null, events: null, source: null, error: expect.stringMatching(/EMFILE|open the conntrack request socket/) });
+    expect(b).toMatchObject({
+      entries: null,
+      events: null,
+      source: null,
+      error: expect.stringMatching(/EMFILE|open the conntrack request socket/),
+    });
     await until('b to be opened on a later try', () => fake.added.size === 2);
   });
 

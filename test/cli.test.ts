@@ -51,6 +51,12 @@ describe('conntrack-monitor CLI usage', () => {
     [['--duration', '-1'], /Option '--duration' argument is ambiguous/],
     [['--netns', '../etc'], /--netns '..\/etc' is neither an absolute path nor a namespace name/],
     [['extra'], /Unexpected argument 'extra'/],
+    [['--track-states', 'a'], /--track-states needs --all-namespaces/],
+    [['--all-namespaces', '--netns', 'a'], /--all-namespaces and --netns exclude each other/],
+    [['--all-namespaces', '--backend', 'proc'], /--all-namespaces reads ctnetlink: --backend proc does not apply/],
+    [['--all-namespaces', '--counting', 'bogus'], /--counting must be one of auto, ebpf, filter, got "bogus"/],
+    [['--all-namespaces', '--track-states', 'a/b/c'], /--track-states entries are names under \/var\/run\/netns or pods/],
+    [['--all-namespaces', '--crio-root', 'relative'], /--crio-root must be an absolute path or null/],
   ])('%j gives a one-line error and exits 2', async (args, message) => {
     const run = await runCli(args as string[]);
     expect(run.code).toBe(2);

@@ -49,9 +49,15 @@ describe('parseSandboxSpec', () => {
       network: { path: '/var/run/netns/6d2a8e4f-1c3b-4a5d-9e7f-0b1c2d3e4f50' },
     });
     // A network entry without a path: runc made the namespace; the process tells which.
-    expect(parseSandboxSpec(fixture('batch'), 'containerd')).toEqual({ pod: SANDBOXES.batch.pod, network: { path: null } });
+    expect(parseSandboxSpec(fixture('batch'), 'containerd')).toEqual({
+      pod: SANDBOXES.batch.pod,
+      network: { path: null },
+    });
     // hostNetwork: no network entry, no namespace of its own.
-    expect(parseSandboxSpec(fixture('kubeProxy'), 'containerd')).toEqual({ pod: SANDBOXES.kubeProxy.pod, network: null });
+    expect(parseSandboxSpec(fixture('kubeProxy'), 'containerd')).toEqual({
+      pod: SANDBOXES.kubeProxy.pod,
+      network: null,
+    });
   });
 
   it('is not fooled by application containers, the other runtime, or other containerd clients', () => {
@@ -100,13 +106,17 @@ describe('parsePidFile', () => {
   it('reads a pid with or without a newline and nothing else', () => {
     expect(parsePidFile('4242')).toBe(4242);
     expect(parsePidFile('4242\n')).toBe(4242);
-    for (const bad of ['', '0', '-1', 'abc', '12 34', '99999999999', '4242x', `${2 ** 31}`]) expect(parsePidFile(bad)).toBeNull();
+    for (const bad of ['', '0', '-1', 'abc', '12 34', '99999999999', '4242x', `${2 ** 31}`])
+      expect(parsePidFile(bad)).toBeNull();
   });
 });
 
 describe('SandboxFinder', () => {
   it('finds the pod sandboxes of both layouts, with their pids, and nothing else', async () => {
-    const finder = new SandboxFinder({ containerd: join(RUNTIME_FIXTURES, 'containerd'), crio: join(RUNTIME_FIXTURES, 'crio') });
+    const finder = new SandboxFinder({
+      containerd: join(RUNTIME_FIXTURES, 'containerd'),
+      crio: join(RUNTIME_FIXTURES, 'crio'),
+    });
     const found = await finder.find();
     const byName = (s: Sandbox) => `${s.runtime} ${s.pod.namespace}/${s.pod.name} pid ${s.pid}`;
     expect(found.map(byName).sort()).toEqual([
@@ -165,7 +175,11 @@ describe('podsByInode', () => {
     // A path that is not a namespace file (a plain file where a bind mount was) matches nothing.
     writeFileSync(join(links, 'plain'), '');
     tree.setNetns('web', join(links, 'plain'));
-    const again = await podsByInode(await new SandboxFinder({ containerd: tree.containerd, crio: null }).find(), '/proc', own);
+    const again = await podsByInode(
+      await new SandboxFinder({ containerd: tree.containerd, crio: null }).find(),
+      '/proc',
+      own,
+    );
     expect([...again.values()].map((p) => p.name)).toEqual([]);
   });
 });

@@ -152,8 +152,7 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
       // can no longer run JS (at any moment, for a terminated worker): plain C calls whose
       // failure just means there is nothing to deliver to. src/backends/netlink.ts never lets
       // a listener's exception reach here (it rethrows them on the next tick).
-      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() ||
-          !queue_.has_records())
+      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !queue_.has_records())
         return;
       JsWriter w(env);
       napi_value records = take_records(w);

@@ -71,7 +71,7 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
                                           this, [](Napi::Env, NativeNodeMonitor* self) {
                                             self->ObjectWrap::Unref();  // matches the Ref below
                                           });
-    ObjectWrap::Ref();  // alive while the TSFN may still call into it
+    ObjectWrap::Ref();    // alive while the TSFN may still call into it
     on_records_.Reset();  // the TSFN holds the callback from here on (see monitor_binding.cc)
     if (!referenced_) tsfn_.Unref(env);
     monitor_ = std::make_unique<ctmon::NodeMonitor>(config_, this);
@@ -164,8 +164,7 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
     if (!queue_.push(std::move(r))) return;
     tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
       // As in monitor_binding.cc: during teardown there may be nothing to deliver to.
-      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() ||
-          !queue_.has_records())
+      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !queue_.has_records())
         return;
       JsWriter w(env);
       napi_value records = take_records(w);
@@ -188,9 +187,8 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
           w.set(o, "id", w.number(static_cast<double>(r.opened.id)));
           w.set(o, "ok", w.boolean(r.opened.ok));
           w.set(o, "counting", w.string(path_name(r.opened.path)));
-          w.set(o, "fallbackReason", r.opened.fallback_reason.empty()
-                                         ? w.null()
-                                         : w.string(r.opened.fallback_reason));
+          w.set(o, "fallbackReason",
+                r.opened.fallback_reason.empty() ? w.null() : w.string(r.opened.fallback_reason));
           w.set(o, "receiveBufferBytes", w.number(r.opened.receive_buffer_bytes));
           w.set(o, "error", r.opened.ok ? w.null() : error_to_js(w, r.opened.error));
           break;
@@ -205,8 +203,8 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
             w.set(row, "id", w.number(static_cast<double>(ni.id)));
             w.set(row, "counting", w.string(path_name(ni.path)));
             w.set(row, "counterFailed", w.boolean(ni.counter_failed));
-            w.set(row, "eventsMode", w.nullable(ni.events_mode >= 0,
-                                                static_cast<double>(ni.events_mode)));
+            w.set(row, "eventsMode",
+                  w.nullable(ni.events_mode >= 0, static_cast<double>(ni.events_mode)));
             w.set(namespaces, n, row);
           }
           w.set(o, "namespaces", namespaces);

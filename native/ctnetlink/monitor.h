@@ -111,8 +111,8 @@ class Monitor {
   int64_t last_resync_end_ns_ = 0;
   int64_t last_dump_ns_ = 0;  // duration of the latest dump
   std::atomic<bool> stopping_{false};
-  StatsReader stats_;        // GET_STATS_CPU + GET_STATS every interval
-  SysStatus stats_status_;  // outcome of the last read_kernel()
+  StatsReader stats_;           // GET_STATS_CPU + GET_STATS every interval
+  SysStatus stats_status_;      // outcome of the last read_kernel()
   bool stats_failing_ = false;  // report a failing stats request once, not every interval
 
   // Start-up handshake between start() and the reader thread.

@@ -23,12 +23,12 @@
 namespace ctmon {
 namespace {
 
-constexpr size_t kBatchSlots = 64;    // datagrams per recvmmsg
-constexpr size_t kSlotBytes = 64;     // the filter passes 20-byte headers
-constexpr int kRequestTimeoutMs = 2000;  // a stats request never blocks longer
+constexpr size_t kBatchSlots = 64;               // datagrams per recvmmsg
+constexpr size_t kSlotBytes = 64;                // the filter passes 20-byte headers
+constexpr int kRequestTimeoutMs = 2000;          // a stats request never blocks longer
 constexpr size_t kStatsBufferBytes = 16 * 1024;  // one stats reply datagram (see socket.h)
-constexpr int kBatchesPerWakeup = 64;    // ~4k events per namespace, then the others' turn
-constexpr int kBatchesAtClose = 1024;    // what is queued when an interval closes
+constexpr int kBatchesPerWakeup = 64;            // ~4k events per namespace, then the others' turn
+constexpr int kBatchesAtClose = 1024;            // what is queued when an interval closes
 // After events were read, wait this long before the next wait for readiness: under load
 // the sockets fill meanwhile and each recvmmsg moves 64 headers instead of one or two, and
 // the thread wakes at most ~100 times a second whatever the rate (as Monitor's kCoalesceMs).
@@ -313,9 +313,9 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
     return false;
   }
   if (static_cast<uint64_t>(st.st_ino) != request.inode) {
-    opened.error = MonitorError{ESTALE, "fstat",
-                                request.path + " is no longer network namespace " +
-                                    std::to_string(request.inode)};
+    opened.error = MonitorError{
+        ESTALE, "fstat",
+        request.path + " is no longer network namespace " + std::to_string(request.inode)};
     return false;
   }
   if (::setns(ns.get(), CLONE_NEWNET) != 0) {
@@ -325,8 +325,7 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
 
   bool ok = true;
   // /proc/sys/net files resolve to the namespace of the task that opens them, and keep it.
-  w.events_sysctl =
-      Fd(::open("/proc/sys/net/netfilter/nf_conntrack_events", O_RDONLY | O_CLOEXEC));
+  w.events_sysctl = Fd(::open("/proc/sys/net/netfilter/nf_conntrack_events", O_RDONLY | O_CLOEXEC));
   SysStatus s = w.requests.open(kRequestTimeoutMs);
   if (!s.ok()) {
     opened.error = MonitorError{s.code, s.syscall, "open the conntrack request socket"};
@@ -356,10 +355,9 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
         // Loaded but not attachable here: fall back on a fresh socket.
         why_not = std::string("attaching the kernel counter failed: ") + s.syscall;
         w.counter.reset();
-        s = open_event_socket(
-            EventSocketConfig{nullptr, 0, config_.receive_buffer_bytes, filter.instructions,
-                              filter.length},
-            w.event_fd, info);
+        s = open_event_socket(EventSocketConfig{nullptr, 0, config_.receive_buffer_bytes,
+                                                filter.instructions, filter.length},
+                              w.event_fd, info);
       }
     }
     if (s.ok()) s = join_event_groups(w.event_fd.get(), kCountedGroups, 2);

@@ -4,9 +4,9 @@
 // never a dump.
 //
 // Per namespace the thread holds two sockets (and the namespace's nf_conntrack_events sysctl,
-// which a file opened inside a namespace keeps reading from anywhere), opened inside it (it setns()es into
-// it, opens them and setns()es back: a socket belongs to the netns of the thread that made
-// it, kernel-facts §6):
+// which a file opened inside a namespace keeps reading from anywhere), opened inside it (it
+// setns()es into it, opens them and setns()es back: a socket belongs to the netns of the thread
+// that made it, kernel-facts §6):
 //   - a request socket for the stats;
 //   - an event socket joined to NEW and DESTROY only, counted either in the kernel (an
 //     EventCounter program that keeps nothing: event_counter.h) or, where that cannot be
@@ -141,8 +141,8 @@ class NodeMonitor {
   std::vector<Request> taking_;    // reader thread: the batch being processed
 
   std::unordered_map<uint64_t, std::unique_ptr<Watched>> watched_;  // reader thread only
-  BatchReceiver receiver_;  // 20-byte headers, shared by every namespace
-  StatsReader stats_;       // one reading at a time, shared by every namespace
+  BatchReceiver receiver_;                 // 20-byte headers, shared by every namespace
+  StatsReader stats_;                      // one reading at a time, shared by every namespace
   std::vector<NamespaceInterval> report_;  // reused every interval
 
   // Start-up handshake between start() and the reader thread.

@@ -56,10 +56,13 @@ export function allNamespacesOptions(
   values: Record<string, string | boolean | undefined>,
 ): AllNamespacesOptions {
   if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
-  if (options.backend === 'proc') throw new UsageError('--all-namespaces reads ctnetlink: --backend proc does not apply');
-  const { netns: _netns, backend, pressure: _pressure, ...rest } = options;
-  const out: AllNamespacesOptions = { ...rest, backend: backend as AllNamespacesOptions['backend'] };
-  if (backend === undefined) delete out.backend;
+  if (options.backend === 'proc')
+    throw new UsageError('--all-namespaces reads ctnetlink: --backend proc does not apply');
+  const out: AllNamespacesOptions = {};
+  if (options.intervalMs !== undefined) out.intervalMs = options.intervalMs;
+  if (options.receiveBufferBytes !== undefined) out.receiveBufferBytes = options.receiveBufferBytes;
+  if (options.resyncIntervalMs !== undefined) out.resyncIntervalMs = options.resyncIntervalMs;
+  if (options.backend !== undefined) out.backend = options.backend;
   const list = values['track-states'];
   if (typeof list === 'string') out.trackStates = list.split(',').filter((n) => n !== '');
   if (typeof values.counting === 'string') out.counting = values.counting as AllNamespacesOptions['counting'];
@@ -147,7 +150,7 @@ export function asFlags(message: string): string {
     .replace(/^netns\b/, '--netns')
     .replace(/^backend\b/, '--backend')
     .replace(/^topFlows\b/, '--top')
-    .replace(/^trackStates( entries)?\b/, '--track-states')
+    .replace(/^trackStates\b/, '--track-states')
     .replace(/^counting\b/, '--counting')
     .replace(/^containerdRoot\b/, '--containerd-root')
     .replace(/^crioRoot\b/, '--crio-root');

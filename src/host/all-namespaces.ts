@@ -28,7 +28,13 @@ import {
 } from '../native.js';
 import { resolveAllNamespacesOptions, type ResolvedAllNamespacesOptions } from '../options.js';
 import { EVENTS_OFF, intervalCounters, ratesOf, round } from '../sample.js';
-import { COUNTER_NAMES, type ConntrackSample, type CounterSet, type ProtocolName, type TcpStateName } from '../types.js';
+import {
+  COUNTER_NAMES,
+  type ConntrackSample,
+  type CounterSet,
+  type ProtocolName,
+  type TcpStateName,
+} from '../types.js';
 import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
 import { podsByInode, SandboxFinder, type PodIdentity } from './pods.js';
 
@@ -219,7 +225,11 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   private async open(): Promise<void> {
     const binding = this.binding ?? loadBinding();
     const native = new binding.NativeNodeMonitor(
-      { intervalMs: this.options.intervalMs, receiveBufferBytes: this.options.receiveBufferBytes, counting: this.options.counting },
+      {
+        intervalMs: this.options.intervalMs,
+        receiveBufferBytes: this.options.receiveBufferBytes,
+        counting: this.options.counting,
+      },
       (records) => this.deliver(records),
     );
     try {
@@ -410,7 +420,8 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     const starts: Promise<void>[] = [];
     for (const w of this.watched.values()) {
       const pod = this.pods.get(w.ns.inode);
-      const named = (w.ns.name !== null && wanted.has(w.ns.name)) || (pod && wanted.has(`${pod.namespace}/${pod.name}`));
+      const named =
+        (w.ns.name !== null && wanted.has(w.ns.name)) || (pod && wanted.has(`${pod.namespace}/${pod.name}`));
       if (!named || w.tracked) continue;
       const monitor = new ConntrackMonitor({
         netns: w.ns.path,
@@ -475,7 +486,15 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     if (id !== 0 && !w) return; // a namespace already forgotten
     const e = ConntrackError.fromNative(error, w?.ns.path ?? null);
     if (!w) return reportError(this, e);
-    reportError(this, new ConntrackError(`${label(w.ns)}: ${e.message}`, { code: e.code, errno: e.errno, syscall: e.syscall, cause: e }));
+    reportError(
+      this,
+      new ConntrackError(`${label(w.ns)}: ${e.message}`, {
+        code: e.code,
+        errno: e.errno,
+        syscall: e.syscall,
+        cause: e,
+      }),
+    );
   }
 
   private report(raws: RawNamespaceInterval[], final: boolean): void {
@@ -500,7 +519,13 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   }
 
   private identity(w: Watched): Pick<NamespaceReport, 'inode' | 'name' | 'pid' | 'host' | 'pod'> {
-    return { inode: w.ns.inode, name: w.ns.name, pid: w.ns.pid, host: w.ns.host, pod: this.pods.get(w.ns.inode) ?? null };
+    return {
+      inode: w.ns.inode,
+      name: w.ns.name,
+      pid: w.ns.pid,
+      host: w.ns.host,
+      pod: this.pods.get(w.ns.inode) ?? null,
+    };
   }
 
   private row(w: Watched, raw: RawNamespaceInterval): NamespaceReport {

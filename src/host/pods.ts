@@ -222,7 +222,9 @@ export class SandboxFinder {
     const dirs = sandboxDirs(this.roots);
     const { containerd, crio } = this.roots;
     this.sawRuntime =
-      dirs.length > 0 || (containerd !== null && isDir(join(containerd, CONTAINERD_TASKS))) || (crio !== null && isDir(crio));
+      dirs.length > 0 ||
+      (containerd !== null && isDir(join(containerd, CONTAINERD_TASKS))) ||
+      (crio !== null && isDir(crio));
     const seen = new Set<string>();
     const sandboxes: Sandbox[] = [];
     for (const { runtime, dir, pidFile } of dirs) {

@@ -66,7 +66,7 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     expect(new Set(all.map((n) => n.inode)).size).toBe(all.length);
   });
 
-  it("per namespace: inserts equal its nft counter, entries its nf_conntrack_count, with one reader thread", async () => {
+  it('per namespace: inserts equal its nft counter, entries its nf_conntrack_count, with one reader thread', async () => {
     const ns = [await namespace('node-a'), await namespace('node-b'), await namespace('node-c')];
     const { host, latest, sum, more } = start();
     await host.start();
@@ -77,7 +77,11 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     await ns[2]!.traffic('tcp', 5);
     await more(3);
     for (const n of ns) {
-      const kernel = { created: await n.nftNewCount(), entries: await n.count(), socketDrops: await n.eventSocketDrops() };
+      const kernel = {
+        created: await n.nftNewCount(),
+        entries: await n.count(),
+        socketDrops: await n.eventSocketDrops(),
+      };
       const row = latest(n)!;
       console.info(
         `${n.name}: inserts ${sum(n, 'insert')} (nft counter ${kernel.created}), entries ${row.entries} ` +
@@ -120,7 +124,10 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     );
     expect(delta('a', 'drop')).toBeGreaterThan(0);
     expect(delta('b', 'drop')).toBeGreaterThan(delta('a', 'drop'));
-    for (const [ns, n] of [['a', a], ['b', b]] as const) {
+    for (const [ns, n] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
       expect(sum(n, 'drop')).toBe(delta(ns, 'drop'));
       expect(sum(n, 'earlyDrop')).toBe(delta(ns, 'early_drop'));
       expect(sum(n, 'insertFailed')).toBe(delta(ns, 'insert_failed'));
@@ -179,14 +186,22 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
       }
     });
     const inode = statSync(`/proc/${holder.pid}/ns/net`).ino;
-    await waitFor('the unnamed namespace', () => reports.at(-1)?.namespaces.some((n) => n.inode === inode) ?? false, 5000);
+    await waitFor(
+      'the unnamed namespace',
+      () => reports.at(-1)?.namespaces.some((n) => n.inode === inode) ?? false,
+      5000,
+    );
     const unnamedAfterMs = Date.now() - made2;
     expect(fds()).toBe(fdsBefore + 6); // two sockets and a sysctl file each
     expect(threads()).toBe(threadsBefore);
 
     await c.remove();
     holder.kill();
-    await waitFor('the deleted namespaces to go', () => !has(c.name) && !reports.at(-1)!.namespaces.some((n) => n.inode === inode), 6000);
+    await waitFor(
+      'the deleted namespaces to go',
+      () => !has(c.name) && !reports.at(-1)!.namespaces.some((n) => n.inode === inode),
+      6000,
+    );
     console.info(
       `discovery: named namespace reported ${namedAfterMs} ms after creation, unnamed ${unnamedAfterMs} ms; ` +
         `descriptors ${fdsBefore} before, ${fds()} after both were deleted`,
@@ -202,7 +217,10 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     await more(1);
     const withFew = threads();
     const many = await Promise.all([1, 2, 3, 4, 5, 6, 7, 8].map((i) => namespace(`threads-${i}`)));
-    await waitFor('8 more namespaces', () => (host.latest?.namespaces.filter((n) => many.some((m) => m.name === n.name)).length ?? 0) === 8);
+    await waitFor(
+      '8 more namespaces',
+      () => (host.latest?.namespaces.filter((n) => many.some((m) => m.name === n.name)).length ?? 0) === 8,
+    );
     console.info(`threads: ${before} before start, ${withFew} running, ${threads()} with 8 more namespaces`);
     expect(withFew).toBe(before + 1);
     expect(threads()).toBe(withFew);
@@ -229,9 +247,19 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     await host.start();
     await more();
     const row = (ns: TestNamespace) => latest(ns) as NamespaceReport;
-    console.info(`pods: ${web.name} -> ${JSON.stringify(row(web).pod)}, ${dns.name} -> ${JSON.stringify(row(dns).pod)}`);
-    expect(row(web).pod).toEqual({ namespace: 'shop', name: 'web-7d9f8b6c5-x2x9q', uid: '0c9e4d7a-1b2c-4d5e-8f90-a1b2c3d4e5f6' });
-    expect(row(dns).pod).toEqual({ namespace: 'kube-system', name: 'coredns-5d78c9869d-4xk2p', uid: 'a1b2c3d4-e5f6-4789-8abc-def012345678' });
+    console.info(
+      `pods: ${web.name} -> ${JSON.stringify(row(web).pod)}, ${dns.name} -> ${JSON.stringify(row(dns).pod)}`,
+    );
+    expect(row(web).pod).toEqual({
+      namespace: 'shop',
+      name: 'web-7d9f8b6c5-x2x9q',
+      uid: '0c9e4d7a-1b2c-4d5e-8f90-a1b2c3d4e5f6',
+    });
+    expect(row(dns).pod).toEqual({
+      namespace: 'kube-system',
+      name: 'coredns-5d78c9869d-4xk2p',
+      uid: 'a1b2c3d4-e5f6-4789-8abc-def012345678',
+    });
     expect(host.latest!.namespaces.find((n) => n.host)!.pod).toBeNull(); // kube-proxy is hostNetwork
     expect(host.latest!.namespaces.filter((n) => n.pod).length).toBe(2);
 
@@ -240,7 +268,12 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     registerAllNamespacesMetrics(host, { registry });
     await more(1);
     const text = await registry.metrics();
-    expect(text).toMatch(new RegExp(`^nf_conntrack_entries\\{netns="${web.name}",pod_namespace="shop",pod="web-7d9f8b6c5-x2x9q"\\} 0$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(
+        `^nf_conntrack_entries\\{netns="${web.name}",pod_namespace="shop",pod="web-7d9f8b6c5-x2x9q"\\} 0$`,
+        'm',
+      ),
+    );
     expect(text).toMatch(/^nf_conntrack_entries_limit\{netns="",pod_namespace="",pod=""\} 262144$/m);
   });
 
@@ -253,8 +286,13 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     await b.traffic('tcp', 2);
     await more(4);
     const listing = await a.kernelListing();
-    console.info(`tracked states: ${JSON.stringify(latest(a)!.tcpStates)} (conntrack -L ${JSON.stringify(listing.tcpStates)})`);
-    expect(latest(a)!.tcpStates).toMatchObject({ ESTABLISHED: listing.tcpStates.ESTABLISHED, CLOSE_WAIT: listing.tcpStates.CLOSE_WAIT });
+    console.info(
+      `tracked states: ${JSON.stringify(latest(a)!.tcpStates)} (conntrack -L ${JSON.stringify(listing.tcpStates)})`,
+    );
+    expect(latest(a)!.tcpStates).toMatchObject({
+      ESTABLISHED: listing.tcpStates.ESTABLISHED,
+      CLOSE_WAIT: listing.tcpStates.CLOSE_WAIT,
+    });
     expect(latest(b)!.tcpStates).toBeNull();
     expect(latest(b)!.unavailable.tcpStates).toMatch(/trackStates/);
     await held.release();
@@ -293,18 +331,40 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     const tree = runtimeTree();
     defer(() => tree.remove());
     tree.setNetns('web', a.path);
-    const text = await runCli(['--all-namespaces', '--interval', '200', '--duration', '0.5', '--containerd-root', tree.containerd]);
+    const text = await runCli([
+      '--all-namespaces',
+      '--interval',
+      '200',
+      '--duration',
+      '0.5',
+      '--containerd-root',
+      tree.containerd,
+    ]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(new RegExp(`^  shop/web-7d9f8b6c5-x2x9q +\\d+ +- +4 +262144 `, 'm'));
-    expect(text.stdout).toMatch(/^  \(host\) /m);
+    expect(text.stdout).toMatch(/^ {2}\(host\) /m);
   });
 
   it('serve --all-namespaces: a real scrape passes promtool, and a deleted namespace leaves it', async () => {
     const a = await namespace('serve-all');
     await a.traffic('udp', 3);
-    const child = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'serve', '--all-namespaces', '--listen', '127.0.0.1:0', '--interval', '200', '--crio-root', ''], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(__dirname, '..', '..', 'dist', 'cli.js'),
+        'serve',
+        '--all-namespaces',
+        '--listen',
+        '127.0.0.1:0',
+        '--interval',
+        '200',
+        '--crio-root',
+        '',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     defer(() => child.kill());
     const url = await servingUrl(child);
     const scrape = async () => (await fetch(url)).text();
@@ -315,7 +375,9 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(text).toMatch(new RegExp(`^nf_conntrack_entries\\{netns="${a.name}",pod_namespace="",pod=""\\} 3$`, 'm'));
-    expect(text).toMatch(new RegExp(`^nf_conntrack_events_total\\{netns="${a.name}",pod_namespace="",pod="",type="new"\\} \\d+$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(`^nf_conntrack_events_total\\{netns="${a.name}",pod_namespace="",pod="",type="new"\\} \\d+$`, 'm'),
+    );
     expect(execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })).toBe('');
     await a.remove();
     const gone = Date.now() + 6000;

@@ -65,7 +65,8 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   const registry = new Registry();
-  const monitor = values['all-namespaces'] === true ? nodeMonitor(allNamespacesOptions(options, values)) : createMonitor(options);
+  const monitor =
+    values['all-namespaces'] === true ? nodeMonitor(allNamespacesOptions(options, values)) : createMonitor(options);
   if (monitor instanceof AllNamespacesMonitor) registerAllNamespacesMetrics(monitor, { registry });
   else registerConntrackMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;
