@@ -58,11 +58,11 @@ export const SHORT_TIME_WAIT_S = 30;
 export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnvironment): TuningAdvice {
   const withEntries = samples.filter((s) => s.entries !== null);
   const observedSeconds = samples.reduce((sum, s) => sum + s.intervalMs, 0) / 1000;
-  const peakEntries = withEntries.length ? Math.max(...withEntries.map((s) => s.entries!)) : null;
+  const peakEntries = withEntries.length ? withEntries.reduce((m, s) => Math.max(m, s.entries!), -Infinity) : null;
   const peakFill = peakEntries === null ? null : peakEntries / env.max;
   const drops = sumKnown(samples.map((s) => s.counts.drop));
   const twKnown = samples.filter((s) => s.timeWait.entries !== null);
-  const peakTimeWait = twKnown.length ? Math.max(...twKnown.map((s) => s.timeWait.entries!)) : null;
+  const peakTimeWait = twKnown.length ? twKnown.reduce((m, s) => Math.max(m, s.timeWait.entries!), -Infinity) : null;
   const growthPerSecond = slope(withEntries);
   const recommendations: Recommendation[] = [];
   const notes: string[] = [];

@@ -73,7 +73,7 @@ export class ConntrackError extends Error {
   static fromNative(err: NativeErrorLike, netns: string | null): ConntrackError {
     const code = errnoName(err.errno);
     const missing = missingFeature(code, err.syscall, err.context);
-    return new ConntrackError(err.message, {
+    return new ConntrackError(printable(err.message), {
       code,
       errno: err.errno,
       syscall: err.syscall,
@@ -131,15 +131,25 @@ export function netlinkUnusable(error: ConntrackError): boolean {
   );
 }
 
+/** System calls on netlink sockets: a permission error there is ctnetlink's CAP_NET_ADMIN. */
+const NETLINK_CALLS = new Set(['socket', 'bind', 'setsockopt', 'send', 'sendto', 'recv', 'recvmsg', 'recvmmsg']);
+
 function hintFor(code: string, syscall: string, netns: string | null): string | undefined {
+  const where = netns === null ? 'it' : printable(netns);
   if (syscall === 'open') {
-    if (code === 'ENOENT') return `no network namespace at ${netns}`;
-    if (code === 'EACCES' || code === 'EPERM') return `no permission to open ${netns}`;
+    if (code === 'ENOENT') return `no network namespace at ${where}`;
+    if (code === 'EACCES' || code === 'EPERM') return `no permission to open ${where}`;
     return undefined;
   }
-  if (syscall === 'setns' && code === 'EINVAL') return `${netns} is not a network namespace`;
+  if (syscall === 'setns' && code === 'EINVAL') return `${where} is not a network namespace`;
   if (syscall === 'setns' && code === 'EPERM') return 'entering a network namespace needs CAP_SYS_ADMIN';
-  if (code === 'EPERM' || code === 'EACCES')
+  if ((code === 'EPERM' || code === 'EACCES') && NETLINK_CALLS.has(syscall))
     return 'ctnetlink needs CAP_NET_ADMIN in the namespace: run as root or grant the capability';
   return undefined;
+}
+
+/** Control characters escaped, so that a path or name in a message keeps it on one line. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- the characters being escaped
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }

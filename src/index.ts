@@ -24,6 +24,18 @@ export {
   type NamespaceDrops,
 } from './host/drop-monitor.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
+export { record, type RecordOptions, type RecordResult } from './record.js';
+export { summarize, type RateStats, type RunSummary } from './report/summary.js';
+export { renderReport, type RenderOptions, type RunInput } from './report/html.js';
+export { runsOf, type ReportRun } from './report/runs.js';
+export {
+  parseRecording,
+  RecordingFormatError,
+  type Recording,
+  type RecordingEnd,
+  type RecordingHeader,
+  type RecordingNotice,
+} from './recording/format.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {
   BackendName,

@@ -1,8 +1,8 @@
-import { EventEmitter } from 'node:events';
-import type { Backend } from './backends/backend.js';
-import type { BackendSink } from './backends/backend.js';
-import { ConntrackError, netlinkUnusable, reportError } from './errors.js';
+import type { Backend, BackendSink } from './backends/backend.js';
+import { ConntrackError, netlinkUnusable } from './errors.js';
+import { Lifecycle } from './lifecycle.js';
 import { NetlinkBackend } from './backends/netlink.js';
+import { loadBinding, type NativeBinding } from './native.js';
 import { ProcBackend } from './backends/proc.js';
 import { PressureTracker } from './pressure.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
@@ -22,45 +22,37 @@ import type { ConntrackMonitorEvents, ConntrackMonitorOptions, ConntrackSample, 
  * rather than exceptions, so a monitor never takes its host process down. `'warning'` tells
  * of namespace settings that limit what can be seen (nf_conntrack_events 0 or 2).
  */
-export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
+export class ConntrackMonitor extends Lifecycle<ConntrackMonitorEvents> {
   readonly options: Readonly<ResolvedOptions>;
   private backend: Backend | undefined;
-  private starting: Promise<void> | undefined;
-  private referenced = true;
   private warnedEventsMode: number | null = null;
   private readonly pressure: PressureTracker;
 
-  /** Throws a TypeError for invalid options, before anything native runs. */
+  /** Throws an OptionError (a TypeError) for invalid options, before anything native runs. */
   constructor(options: ConntrackMonitorOptions = {}) {
     super();
     this.options = Object.freeze(resolveOptions(options));
     this.pressure = new PressureTracker(this.options.pressure);
   }
 
-  /** True between a successful start() and stop(). */
-  get running(): boolean {
-    return this.backend !== undefined;
-  }
-
-  /**
-   * Subscribes to conntrack events and starts the interval clock. Rejects with a
-   * ConntrackError (code EPERM, ENOENT, ...) when the monitor cannot run. Idempotent.
-   */
-  async start(): Promise<void> {
-    if (this.backend) return;
-    // Concurrent start() calls share one attempt; stop() waits for it.
-    this.starting ??= this.openBackend({
+  /** Opens the backend the options ask for; 'auto' falls back from netlink to /proc when it must. */
+  protected async open(): Promise<void> {
+    const sink: BackendSink = {
       sample: (sample) => this.deliver(sample),
       error: (error) => this.reportError(error),
-    })
-      .then((backend) => {
-        if (!this.referenced) backend.unref();
-        this.backend = backend;
-      })
-      .finally(() => {
-        this.starting = undefined;
-      });
-    return this.starting;
+    };
+    this.backend = await this.openBackend(sink);
+  }
+
+  protected async close(): Promise<void> {
+    const backend = this.backend;
+    this.backend = undefined;
+    await backend?.stop();
+  }
+
+  protected setReferenced(referenced: boolean): void {
+    if (referenced) this.backend?.ref();
+    else this.backend?.unref();
   }
 
   /**
@@ -69,30 +61,17 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
    * listener error in Node.
    */
   private deliver(sample: ConntrackSample): void {
-    const rethrow = (err: unknown) =>
-      process.nextTick(() => {
-        throw err;
-      });
-    try {
-      this.checkEventsMode(sample);
-      this.emit('sample', sample);
-    } catch (err) {
-      rethrow(err);
-    }
-    try {
-      const change = this.pressure.update(sample);
-      if (change) this.emit('pressure', change);
-    } catch (err) {
-      rethrow(err);
-    }
+    this.checkEventsMode(sample);
+    this.emitSafely('sample', sample);
+    const change = this.pressure.update(sample);
+    if (change) this.emitSafely('pressure', change);
   }
 
-  /** The backend the options ask for; 'auto' falls back from netlink to /proc when it must. */
   private async openBackend(sink: BackendSink): Promise<Backend> {
     if (this.options.backend === 'proc') return this.startProc(sink);
     let netlinkError: ConntrackError;
     try {
-      const netlink = new NetlinkBackend(this.options, sink);
+      const netlink = new NetlinkBackend(this.options, sink, this.loadNativeBinding());
       netlink.start();
       return netlink;
     } catch (err) {
@@ -100,40 +79,19 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
     }
     if (this.options.backend === 'netlink' || !netlinkUnusable(netlinkError)) throw netlinkError;
     const proc = await this.startProc(sink);
-    this.emit('fallback', { from: 'netlink', to: 'proc', reason: netlinkError.message, error: netlinkError });
+    this.emitSafely('fallback', { from: 'netlink', to: 'proc', reason: netlinkError.message, error: netlinkError });
     return proc;
+  }
+
+  /** The addon; tests override this to run the monitor's logic over a fake one, unprivileged. */
+  protected loadNativeBinding(): NativeBinding {
+    return loadBinding();
   }
 
   private async startProc(sink: BackendSink): Promise<Backend> {
     const proc = new ProcBackend(this.options, sink);
     await proc.start();
     return proc;
-  }
-
-  /**
-   * Stops monitoring. The partial interval since the last sample is emitted first (with
-   * `final: true`), so totals are complete when this resolves. Idempotent.
-   */
-  async stop(): Promise<void> {
-    await this.starting?.catch(() => {});
-    const backend = this.backend;
-    if (!backend) return;
-    this.backend = undefined;
-    await backend.stop();
-  }
-
-  /** Lets the process exit while the monitor runs (like timer.unref()). */
-  unref(): this {
-    this.referenced = false;
-    this.backend?.unref();
-    return this;
-  }
-
-  /** Undoes unref(). */
-  ref(): this {
-    this.referenced = true;
-    this.backend?.ref();
-    return this;
   }
 
   /** Warns once per change of the namespace's nf_conntrack_events mode. */
@@ -155,13 +113,9 @@ export class ConntrackMonitor extends EventEmitter<ConntrackMonitorEvents> {
             message:
               'net.netfilter.nf_conntrack_events is 2 (auto) in the monitored namespace: entries created ' +
               'while no event listener existed on the host never send events. They are counted from table ' +
-              `dumps (at start, then every ${this.options.resyncIntervalMs / 1000} s), so their state changes ` +
+              `dumps (${this.options.resyncIntervalMs ? `at start, then every ${this.options.resyncIntervalMs / 1000} s` : 'at start and after lost events'}), so their state changes ` +
               'show at the next dump. Setting it to 1 in that namespace removes the gap.',
           };
-    if (this.listenerCount('warning') > 0) this.emit('warning', warning);
-  }
-
-  private reportError(error: ConntrackError): void {
-    reportError(this, error);
+    this.emitSafely('warning', warning);
   }
 }

@@ -11,6 +11,8 @@ export interface RawInterval {
   durationNs: number;
   final: boolean;
   kernelStatsOk: boolean;
+  /** errno of this interval's failed stats request (0 when it succeeded). */
+  statsError: number;
   /** In the order of `counterNames`; null where unknown in this interval. */
   counts: (number | null)[];
   totals: number[];
@@ -30,10 +32,14 @@ export interface RawSample extends RawInterval {
   timeWaitTimeout: number | null;
   /** The initial dump has completed, so `tracked` describes the table. */
   synced: boolean;
+  /** errno of the latest dump when it failed (0: it succeeded, or the first one still runs). */
+  dumpError: number;
   tracked: { entries: number; protocols: number[]; tcpStates: number[] };
   resyncs: number;
   lastResyncMs: number | null;
   tableBytes: number;
+  /** Records the binding dropped because the JS thread stalled (its queue is bounded), since start. */
+  droppedRecords: number;
 }
 
 export type NativeRecord = { type: 'sample'; sample: RawSample } | { type: 'error'; error: Error & NativeErrorLike };
@@ -125,6 +131,24 @@ export interface NativeDropProbe {
   close(): void;
 }
 
+/** The event program's counters (EventCounters in native/ebpf/event_program.h), summed over CPUs. */
+export interface EventProgramCounters {
+  /** [kind: new, update, destroy][class: tcp, udp, icmp, other, unknown] */
+  messages: number[][];
+  /** EventDiagnostic slots: short, not conntrack, passed, ... */
+  diagnostics: number[];
+  /** Per class (tcp, udp, icmp, other): flows started minus flows ended before their deadline. */
+  tracked: number[];
+}
+
+export interface EventProgramRun {
+  /** The program's return value per message: 0 dropped, nonzero passed to the socket. */
+  verdicts: number[];
+  counters: EventProgramCounters;
+  /** With perMessage: the [kind, class] each message was counted under, or null. */
+  counted?: ([number, number] | null)[];
+}
+
 export interface NativeBinding {
   NativeDropProbe: new (options: { maxFlows: number }) => NativeDropProbe;
   /** '' when the drop probe can be attached here, else why not. */
@@ -142,9 +166,18 @@ export interface NativeBinding {
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
-  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number }): {
+  _parseSockstat(text: string): number;
+  /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
+  _nativeHeapBytes(): number;
+  /**
+   * Loads the event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on
+   * each message (BPF_PROG_TEST_RUN): what it returned for each, and its counters after.
+   */
+  _eventProgram(messages: Buffer[], options?: { perMessage?: boolean }): EventProgramRun;
+  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number; eventProgramType?: number }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
+    eventProgramType: number;
   };
 }
 

@@ -4,6 +4,7 @@
  * above `warning`, and a level is left only once fill falls `hysteresis` below its threshold,
  * so a table hovering at a threshold does not flap.
  */
+import { DEFAULT_PRESSURE } from './options.js';
 import type { ConntrackSample } from './types.js';
 
 export type PressureLevel = 'ok' | 'warning' | 'critical';
@@ -15,7 +16,7 @@ export interface PressureThresholds {
   hysteresis: number;
 }
 
-export const DEFAULT_PRESSURE: PressureThresholds = { warning: 0.75, critical: 0.9, hysteresis: 0.05 };
+export { DEFAULT_PRESSURE };
 
 export interface PressureEvent {
   level: PressureLevel;
@@ -69,27 +70,4 @@ function reasonFor(level: PressureLevel, s: ConntrackSample, t: PressureThreshol
   if (level === 'critical') return `${table}, at or above ${pct(t.critical)}`;
   if (level === 'warning') return `${table}, at or above ${pct(t.warning)}`;
   return `${table}, below ${pct(t.warning - t.hysteresis)}`;
-}
-
-/** Validates user thresholds (fractions, warning < critical); throws a TypeError naming the fault. */
-export function resolvePressure(value: unknown): PressureThresholds {
-  if (value === undefined) return DEFAULT_PRESSURE;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new TypeError('pressure must be an object { warning, critical, hysteresis }');
-  }
-  const v = value as Partial<Record<string, unknown>>;
-  for (const key of Object.keys(v)) {
-    if (!(key in DEFAULT_PRESSURE)) throw new TypeError(`unknown pressure option '${key}'`);
-  }
-  const out = { ...DEFAULT_PRESSURE, ...(v as Partial<PressureThresholds>) };
-  for (const key of ['warning', 'critical', 'hysteresis'] as const) {
-    const x = out[key];
-    if (typeof x !== 'number' || !(x >= 0 && x <= 1)) {
-      throw new TypeError(`pressure.${key} must be a fraction of nf_conntrack_max from 0 to 1, got ${String(x)}`);
-    }
-  }
-  if (out.warning >= out.critical) {
-    throw new TypeError(`pressure.warning (${out.warning}) must be below pressure.critical (${out.critical})`);
-  }
-  return out;
 }

@@ -1,3 +1,11 @@
+/**
+ * The one sample builder. Each backend says what it read and, for every value it does not
+ * have, why (it is the one that knows: a failed request and its errno, a dump still running, a
+ * file this kernel lacks); buildSample() derives the rest (fill, rates, TIME_WAIT's share), gives
+ * every derived null its reason, and shapes the public ConntrackSample. Runs once per interval.
+ */
+import { errnoName } from './errors.js';
+import type { RawInterval, RawSample } from './native.js';
 import {
   COUNTER_NAMES,
   PROTOCOL_NAMES,
@@ -5,57 +13,115 @@ import {
   type ConntrackSample,
   type CounterName,
   type CounterSet,
+  type EventStats,
   type ProtocolName,
   type TcpStateName,
 } from './types.js';
-import type { RawInterval, RawSample } from './native.js';
 
-export interface SampleContext {
+/** What a backend read in one interval; each null has its reason in `unavailable`. */
+export interface SampleParts {
+  endWallMs: number;
+  durationNs: number;
+  final: boolean;
+  source: ConntrackSample['source'];
+  netns: string | null;
+  entries: number | null;
+  max: number | null;
+  buckets: number | null;
+  counts: CounterSet;
+  totals: CounterSet;
+  events: EventStats | null;
+  /** Tracked entries by TCP state and protocol (in TCP_STATE_NAMES / PROTOCOL_NAMES order). */
+  tracked: { tcpStates: readonly number[]; protocols: readonly number[] } | null;
+  timeWaitTimeout: number | null;
+  eventsMode: number | null;
+  socketTimeWait: number | null;
+  samplesMissed: number;
+  /** Why each null above is null, keyed by the sample's field names (`counts.drop`, `entries`). */
+  unavailable: Partial<Record<string, string>>;
+}
+
+export function buildSample(p: SampleParts): ConntrackSample {
+  const unavailable = { ...p.unavailable };
+  const because = (field: string, reason: string | undefined) => {
+    unavailable[field] ??= reason ?? 'unknown';
+  };
+  const fill = p.entries !== null && p.max ? p.entries / p.max : null;
+  if (fill === null) because('fill', unavailable.entries ?? unavailable.max ?? 'nf_conntrack_max is 0');
+  const timeWaitEntries = p.tracked ? (p.tracked.tcpStates[TCP_STATE_NAMES.indexOf('TIME_WAIT')] ?? 0) : null;
+  if (timeWaitEntries !== null && !p.max) because('timeWait.share', unavailable.max ?? 'nf_conntrack_max is unknown');
+  if (timeWaitEntries === null) because('timeWait.share', unavailable['timeWait.entries']);
+  for (const name of COUNTER_NAMES) {
+    if (p.counts[name] === null) because(`rates.${name}`, unavailable[`counts.${name}`]);
+  }
+  const eventsMode = p.eventsMode === 0 || p.eventsMode === 1 || p.eventsMode === 2 ? p.eventsMode : null;
+  return {
+    time: new Date(p.endWallMs).toISOString(),
+    intervalMs: round(p.durationNs / 1e6),
+    source: p.source,
+    netns: p.netns,
+    entries: p.entries,
+    max: p.max,
+    fill,
+    buckets: p.buckets,
+    counts: p.counts,
+    rates: ratesOf(p.counts, p.durationNs / 1e9),
+    totals: p.totals,
+    events: p.events,
+    socketTimeWait: p.socketTimeWait,
+    timeWait: {
+      entries: timeWaitEntries,
+      timeoutSeconds: p.timeWaitTimeout,
+      share: timeWaitEntries !== null && p.max ? timeWaitEntries / p.max : null,
+    },
+    tcpStates: p.tracked ? byName(TCP_STATE_NAMES, p.tracked.tcpStates) : null,
+    protocols: p.tracked ? byName(PROTOCOL_NAMES, p.tracked.protocols) : null,
+    eventsMode,
+    final: p.final,
+    samplesMissed: p.samplesMissed,
+    unavailable,
+  };
+}
+
+export interface NetlinkContext {
   netns: string | null;
   receiveBufferBytes: number;
 }
 
 export const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kernel sends no conntrack events';
 
-/** Shapes a raw native sample into the public ConntrackSample. Runs once per interval. */
-export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
-  const seconds = raw.durationNs / 1e9;
+/** The parts of a native (ctnetlink) interval, with the reasons only the native side knows. */
+export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
   const eventsOff = raw.eventsMode === 0;
   const { counts, totals, unavailable } = intervalCounters(raw, eventsOff ? EVENTS_OFF : null);
+  if (raw.buckets === null) unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
   if (raw.socketTimeWait === null) unavailable.socketTimeWait = '/proc/net/sockstat has no TCP line';
-  if (raw.buckets === null) {
-    unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
+  if (raw.timeWaitTimeout === null) {
+    unavailable['timeWait.timeoutSeconds'] = 'nf_conntrack_tcp_timeout_time_wait is not readable';
   }
+  if (raw.eventsMode === null) unavailable.eventsMode = 'nf_conntrack_events is not readable';
 
-  // The tracked table: known once the initial dump has run, and only while events flow.
+  // The tracked table: known once the initial dump has completed, and only while events flow.
   const tableReason = eventsOff
     ? `${EVENTS_OFF}, so entry states are not tracked`
     : raw.synced
       ? null
-      : 'the initial table dump has not completed (see the error event)';
-  const tracked = tableReason === null;
-  if (!tracked) {
-    for (const field of ['timeWait.entries', 'timeWait.share', 'tcpStates', 'protocols']) {
-      unavailable[field] = tableReason;
-    }
+      : raw.dumpError
+        ? `the initial table dump failed (${errnoName(raw.dumpError)}); it is retried at the next resync`
+        : 'the initial table dump has not completed yet';
+  if (tableReason !== null) {
+    for (const field of ['timeWait.entries', 'tcpStates', 'protocols']) unavailable[field] = tableReason;
   }
-  const timeWaitEntries = tracked ? (raw.tracked.tcpStates[TCP_STATE_NAMES.indexOf('TIME_WAIT')] ?? 0) : null;
-  if (raw.timeWaitTimeout === null) {
-    unavailable['timeWait.timeoutSeconds'] = 'nf_conntrack_tcp_timeout_time_wait is not readable';
-  }
-  if (tracked && !raw.max) unavailable['timeWait.share'] = 'nf_conntrack_max is unknown';
-
   return {
-    time: new Date(raw.endWallMs).toISOString(),
-    intervalMs: round(raw.durationNs / 1e6),
+    endWallMs: raw.endWallMs,
+    durationNs: raw.durationNs,
+    final: raw.final,
     source: 'netlink',
     netns: ctx.netns,
     entries: raw.entries,
     max: raw.max,
-    fill: raw.entries !== null && raw.max ? raw.entries / raw.max : null,
     buckets: raw.buckets,
     counts,
-    rates: ratesOf(counts, seconds),
     totals,
     events: {
       received: raw.eventsReceived,
@@ -65,54 +131,54 @@ export function toSample(raw: RawSample, ctx: SampleContext): ConntrackSample {
       updates: raw.eventsUpdates,
       resyncs: raw.resyncs,
       lastResyncMs: raw.lastResyncMs === null ? null : round(raw.lastResyncMs),
+      malformedTotal: raw.malformedTotal,
     },
+    tracked: tableReason === null ? raw.tracked : null,
+    timeWaitTimeout: raw.timeWaitTimeout,
+    eventsMode: raw.eventsMode,
     socketTimeWait: raw.socketTimeWait,
-    timeWait: {
-      entries: timeWaitEntries,
-      timeoutSeconds: raw.timeWaitTimeout,
-      share: timeWaitEntries !== null && raw.max ? timeWaitEntries / raw.max : null,
-    },
-    tcpStates: tracked ? byName(TCP_STATE_NAMES, raw.tracked.tcpStates) : null,
-    protocols: tracked ? byName(PROTOCOL_NAMES, raw.tracked.protocols) : null,
-    eventsMode: raw.eventsMode === 0 || raw.eventsMode === 1 || raw.eventsMode === 2 ? raw.eventsMode : null,
-    final: raw.final,
+    samplesMissed: raw.droppedRecords,
     unavailable,
   };
 }
 
 /**
- * The counts and totals of one native interval, with a reason for each null count.
- * `eventsUnknown`: why insert and delete cannot be known (no events are sent), or null.
+ * The counts and totals of one native interval (a single monitor's, or one namespace's in a
+ * node report), with the reason for each null, and for null entries and max.
+ * `eventsUnknown`: why insert and delete cannot be known (the kernel sends no events), or null.
  */
 export function intervalCounters(
   raw: RawInterval,
   eventsUnknown: string | null,
 ): { counts: CounterSet; totals: CounterSet; unavailable: Partial<Record<string, string>> } {
   const unavailable: Partial<Record<string, string>> = {};
+  const statsFailed = `the conntrack statistics request failed in this interval (${errnoName(raw.statsError)})`;
   const counts = {} as CounterSet;
   const totals = {} as CounterSet;
   COUNTER_NAMES.forEach((name, i) => {
     const fromEvents = name === 'insert' || name === 'delete';
     const unknown = fromEvents && eventsUnknown !== null;
-    const count = unknown ? null : (raw.counts[i] ?? null);
-    counts[name] = count;
+    counts[name] = unknown ? null : (raw.counts[i] ?? null);
     totals[name] = unknown ? null : (raw.totals[i] ?? 0);
-    if (count !== null) return;
+    if (counts[name] !== null) return;
     unavailable[`counts.${name}`] = unknown
       ? eventsUnknown
       : fromEvents
         ? 'the in-kernel event counter could not be read in this interval; the next one includes its events'
         : raw.kernelStatsOk
           ? `this kernel does not report ${kernelStatName(name)}`
-          : 'the conntrack statistics request failed in this interval; the next sample includes its changes';
+          : `${statsFailed}; the next sample includes its changes`;
+    if (totals[name] === null) unavailable[`totals.${name}`] = unavailable[`counts.${name}`];
   });
-  if (raw.entries === null || raw.max === null) {
-    unavailable.entries = 'the conntrack statistics request failed in this interval';
-  }
+  if (raw.entries === null) unavailable.entries = statsFailed;
+  if (raw.max === null) unavailable.max = statsFailed;
   return { counts, totals, unavailable };
 }
 
-function byName<N extends TcpStateName | ProtocolName>(names: readonly N[], values: number[]): Record<N, number> {
+function byName<N extends TcpStateName | ProtocolName>(
+  names: readonly N[],
+  values: readonly number[],
+): Record<N, number> {
   return Object.fromEntries(names.map((name, i) => [name, values[i] ?? 0])) as Record<N, number>;
 }
 

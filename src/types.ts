@@ -100,6 +100,8 @@ export interface EventStats {
   resyncs: number;
   /** How long the latest dump took, in milliseconds (the initial one until a resync runs). */
   lastResyncMs: number | null;
+  /** Messages that could not be decoded (truncated or malformed; skipped), since start. */
+  malformedTotal: number;
 }
 
 export interface TimeWaitStats {
@@ -151,11 +153,15 @@ export interface ConntrackSample {
   eventsMode: 0 | 1 | 2 | null;
   /** True for the partial interval that stop() closes, so that totals are complete. */
   final: boolean;
+  /**
+   * Samples never delivered since start because the JavaScript thread stalled for longer than
+   * the native queue holds (1024 intervals). Their counts are still in `totals`.
+   */
+  samplesMissed: number;
   /** For each null field, a one-line reason. Empty when everything is known. */
   unavailable: Partial<Record<string, string>>;
 }
 
-/** Events of ConntrackMonitor, as a typed EventEmitter map. */
 /** Something the monitor cannot fix but the operator should know; the monitor keeps running. */
 export interface ConntrackWarning {
   /**
@@ -175,6 +181,7 @@ export interface ConntrackFallback {
   error: import('./errors.js').ConntrackError;
 }
 
+/** Events of ConntrackMonitor, as a typed EventEmitter map. */
 export interface ConntrackMonitorEvents {
   sample: [sample: ConntrackSample];
   fallback: [fallback: ConntrackFallback];

@@ -12,10 +12,32 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AllNamespacesMonitor, registerAllNamespacesMetrics, type AllNamespacesReport } from '../dist/index.js';
-import { createAllNamespacesMonitor } from '../dist/host/all-namespaces.js';
-import type { NodeRecord, RawNamespaceInterval } from '../dist/native.js';
+import {
+  AllNamespacesMonitor,
+  registerAllNamespacesMetrics,
+  type AllNamespacesOptions,
+  type AllNamespacesReport,
+} from '../dist/index.js';
+import type { NamespaceRoots } from '../dist/host/namespaces.js';
+import type { NativeBinding, NodeRecord, RawNamespaceInterval } from '../dist/native.js';
 import { runtimeTree, type RuntimeTree } from './helpers/runtime';
+
+/** The monitor over a fixture tree and a fake addon: the test seams are protected methods. */
+class TestMonitor extends AllNamespacesMonitor {
+  constructor(
+    options: AllNamespacesOptions,
+    private readonly roots: NamespaceRoots,
+    private readonly fake: typeof FakeNodeMonitor = FakeNodeMonitor,
+  ) {
+    super(options);
+  }
+  protected override loadNativeBinding(): Pick<NativeBinding, 'NativeNodeMonitor'> {
+    return { NativeNodeMonitor: this.fake };
+  }
+  protected override namespaceRoots(): NamespaceRoots {
+    return this.roots;
+  }
+}
 
 /** What the fake was asked, and a way to answer like the reader thread would. */
 class FakeNodeMonitor {
@@ -74,6 +96,7 @@ class FakeNodeMonitor {
       durationNs: 1.5e9,
       final: false,
       kernelStatsOk: true,
+      statsError: 0,
       counts: [30, 15, 6, 0, 3, 0, 0, 1, 0, 0],
       totals: [300, 150, 60, 0, 30, 0, 0, 10, 0, 0],
       entries: 500,
@@ -134,13 +157,10 @@ function node(): Node {
 }
 
 function monitor(n: Node, options: object = {}) {
-  const m = createAllNamespacesMonitor(
+  const m = new TestMonitor(
     { intervalMs: 1000, rediscoverMs: 100, containerdRoot: n.runtime.containerd, crioRoot: n.runtime.crio, ...options },
     // Only the names under netnsDir are namespaces: the proc root has no processes.
-    {
-      roots: { netnsDir: n.netnsDir, proc: join(n.netnsDir, '..', 'proc') },
-      binding: { NativeNodeMonitor: FakeNodeMonitor },
-    },
+    { netnsDir: n.netnsDir, proc: join(n.netnsDir, '..', 'proc') },
   );
   const reports: AllNamespacesReport[] = [];
   m.on('report', (r) => reports.push(r));
@@ -240,18 +260,14 @@ describe('AllNamespacesMonitor (fake node monitor)', () => {
   it('start() rejects with the first error when no namespace can be opened, and stops the reader', async () => {
     const n = node();
     n.link('a', 'uts');
-    const failing = createAllNamespacesMonitor(
+    const failing = new TestMonitor(
       { containerdRoot: null, crioRoot: null },
-      {
-        roots: { netnsDir: n.netnsDir, proc: join(n.netnsDir, '..', 'proc') },
-        binding: {
-          NativeNodeMonitor: class extends FakeNodeMonitor {
-            constructor(o: object, cb: (r: NodeRecord[]) => void) {
-              super(o, cb);
-              this.fail[join(n.netnsDir, 'a')] = { errno: 1, syscall: 'setns', context: 'enter network namespace' };
-            }
-          },
-        },
+      { netnsDir: n.netnsDir, proc: join(n.netnsDir, '..', 'proc') },
+      class extends FakeNodeMonitor {
+        constructor(o: object, cb: (r: NodeRecord[]) => void) {
+          super(o, cb);
+          this.fail[join(n.netnsDir, 'a')] = { errno: 1, syscall: 'setns', context: 'enter network namespace' };
+        }
       },
     );
     await expect(failing.start()).rejects.toMatchObject({
@@ -322,9 +338,11 @@ describe('AllNamespacesMonitor (fake node monitor)', () => {
     await m.stop();
     expect(reports.at(-1)!.final).toBe(true);
     expect(() => new AllNamespacesMonitor({ roots: { netnsDir: '/tmp', proc: '/proc' } } as object)).toThrow(
-      /^unknown option 'roots'/,
+      /^options has an unknown option "roots"/,
     );
-    expect(() => new AllNamespacesMonitor({ backend: 'proc' } as object)).toThrow(/^backend must be auto or netlink/);
+    expect(() => new AllNamespacesMonitor({ backend: 'proc' } as object)).toThrow(
+      /^backend must be one of auto, netlink, got "proc"/,
+    );
     expect(() => new AllNamespacesMonitor({ trackStates: ['a/b/c'] })).toThrow(/^trackStates entries/);
     expect(() => new AllNamespacesMonitor({ crioRoot: 'relative' })).toThrow(/^crioRoot must be an absolute path/);
   });

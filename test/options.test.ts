@@ -34,14 +34,23 @@ describe('ConntrackMonitor options', () => {
     [{ receiveBufferBytes: Number.NaN }, /receiveBufferBytes must be an integer/],
     [{ netns: '' }, /netns must be a non-empty string, got ""/],
     [{ netns: 42 }, /netns must be a non-empty string, got 42/],
-    [{ netns: 'a/b' }, /netns 'a\/b' is neither an absolute path nor a namespace name/],
-    [{ netns: '..' }, /netns '..' is neither/],
-    [{ netns: '/var/run/netns/x\0' }, /netns must not contain NUL/],
+    [{ netns: 'a/b' }, /netns "a\/b" is neither an absolute path nor a namespace name/],
+    [{ netns: '..' }, /netns "\.\." is neither/],
+    [{ netns: '/var/run/netns/x\0' }, /netns must not contain control characters, got "\/var\/run\/netns\/x\\u0000"/],
+    [{ netns: 'blue\nred' }, /netns must not contain control characters, got "blue\\nred"/],
     [{ backend: 'ebpf' }, /backend must be one of auto, netlink, proc, got "ebpf"/],
-    [{ interval: 1000 }, /unknown option 'interval'/],
+    [{ interval: 1000 }, /options has an unknown option "interval"/],
     [null, /options must be an object, got null/],
-  ])('rejects %j with a TypeError', (options, message) => {
+    [[], /options must be an object, got an array/],
+    [{ pressure: 'high' }, /pressure must be an object, got "high"/],
+    [{ intervalMs: {} }, /intervalMs must be an integer from 50 to 3600000, got an object/],
+  ])('rejects %j with a TypeError naming the option', (options, message) => {
     expect(() => new ConntrackMonitor(options as never)).toThrow(TypeError);
     expect(() => new ConntrackMonitor(options as never)).toThrow(message);
+  });
+
+  it('reads only own properties: values inherited through the prototype are ignored', () => {
+    const inherited = Object.create({ intervalMs: 5, netns: 'x' }) as object;
+    expect(new ConntrackMonitor(inherited).options).toMatchObject({ intervalMs: 1000, netnsPath: null });
   });
 });

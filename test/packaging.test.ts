@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const ROOT = join(__dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'ctmon-pack-'));
 const app = join(work, 'app');
+const esmApp = join(work, 'esm-app');
 let tarball = '';
 const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
   execFileSync('npm', args, {
@@ -34,6 +35,13 @@ beforeAll(() => {
   execFileSync('mkdir', ['-p', app]);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
   npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'prom-client@15'], app);
+  // An empty ECMAScript-module project beside the CommonJS one above.
+  execFileSync('mkdir', ['-p', esmApp]);
+  writeFileSync(
+    join(esmApp, 'package.json'),
+    JSON.stringify({ name: 'esm-app', version: '1.0.0', private: true, type: 'module' }),
+  );
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'prom-client@15'], esmApp);
 }, 240_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -79,6 +87,67 @@ describe('npm package', () => {
       encoding: 'utf8',
     });
     expect(help).toMatch(/^Usage: conntrack-monitor serve/);
+  });
+
+  it('exposes the same names through import (ESM project) and require (CommonJS project), every one usable', () => {
+    // Uses each export the way its kind is used: classes constructed, functions called, constants read.
+    const use = `
+      const { Registry } = prom;
+      const out = {};
+      for (const [name, value] of Object.entries(m).sort()) {
+        if (name === 'default') continue;
+        let how = typeof value;
+        if (name === 'ConntrackMonitor' || name === 'AllNamespacesMonitor' || name === 'DropMonitor') {
+          how = new value({ intervalMs: 1000 }).constructor.name;
+        } else if (name === 'ConntrackError') {
+          how = new value('x', { code: 'EPERM' }).code;
+        } else if (name === 'listNamespaces') {
+          how = Array.isArray(await value()) ? 'namespaces' : 'not an array';
+        } else if (name === 'registerConntrackMetrics') {
+          how = value(new m.ConntrackMonitor(), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'registerAllNamespacesMetrics') {
+          how = value(new m.AllNamespacesMonitor(), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'registerDropMetrics') {
+          how = value(new m.DropMonitor(), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'RecordingFormatError') {
+          how = new value('x').name;
+        } else if (name === 'parseRecording' || name === 'runsOf') {
+          const line = { time: new Date(0).toISOString(), intervalMs: 1000, source: 'proc', counts: {}, rates: {}, timeWait: {} };
+          const recording = m.parseRecording(JSON.stringify(line));
+          how = name === 'runsOf' ? value(recording, 'x.ndjson')[0].label : recording.samples.length + ' sample';
+        } else if (name === 'summarize') {
+          how = value([]).samples + ' samples';
+        } else if (name === 'renderReport') {
+          how = value([{ label: 'x', samples: [] }]).slice(0, 15);
+        } else if (name === 'record') {
+          how = (await value(() => 'done', { backend: 'proc' })).result;
+        } else if (Array.isArray(value)) {
+          how = 'array of ' + value.length;
+        } else if (typeof value === 'function') {
+          throw new Error('export ' + name + ' has no usage check in this test: add one');
+        }
+        out[name] = how;
+      }
+      console.log(JSON.stringify(out));`;
+    writeFileSync(
+      join(esmApp, 'use.js'),
+      `import * as m from 'conntrack-monitor'; import prom from 'prom-client';\n${use}`,
+    );
+    writeFileSync(
+      join(app, 'use.js'),
+      `const m = require('conntrack-monitor'); const prom = require('prom-client');\n(async () => {${use}})();`,
+    );
+    const run = (cwd: string) => JSON.parse(execFileSync(process.execPath, ['use.js'], { cwd, encoding: 'utf8' }));
+    const esm = run(esmApp);
+    const cjs = run(app);
+    expect(Object.keys(esm)).toEqual(Object.keys(cjs));
+    expect(esm).toEqual(cjs);
+    expect(esm).toMatchObject({
+      ConntrackMonitor: 'ConntrackMonitor',
+      DropMonitor: 'DropMonitor',
+      ConntrackError: 'EPERM',
+    });
+    expect(Object.keys(esm).length).toBeGreaterThanOrEqual(11);
   });
 
   it('has types that resolve for import and require in the installed copy', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PressureTracker, resolvePressure } from '../dist/pressure.js';
+import { resolvePressure } from '../dist/options.js';
+import { PressureTracker } from '../dist/pressure.js';
 import { sample } from './helpers/sample';
 
 const fill = (entries: number, drop = 0) => sample({ entries, max: 1000, counts: { drop } });
@@ -33,6 +34,10 @@ describe('pressure levels', () => {
   it('validates thresholds', () => {
     expect(() => resolvePressure({ warning: 0.9, critical: 0.8 })).toThrow(/must be below pressure.critical/);
     expect(() => resolvePressure({ warning: 75 })).toThrow(/fraction of nf_conntrack_max from 0 to 1, got 75/);
-    expect(() => resolvePressure({ warn: 0.5 })).toThrow(/unknown pressure option 'warn'/);
+    expect(() => resolvePressure({ warn: 0.5 })).toThrow(/pressure has an unknown option "warn"/);
+    // A hysteresis as large as the warning level would make the warning level impossible to leave.
+    expect(() => resolvePressure({ warning: 0.5, critical: 0.6, hysteresis: 0.6 })).toThrow(
+      /pressure.hysteresis \(0.6\) must be below pressure.warning \(0.5\)/,
+    );
   });
 });

@@ -2,6 +2,7 @@
  * The /proc parsers and the proc backend on fixture trees: the current kernel's format
  * (captured), the pre-5.10 header with dead columns, 16-column kernels, and no stat file.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ProcBackend } from '../dist/backends/proc.js';
@@ -15,6 +16,7 @@ import {
   ProcFormatError,
 } from '../dist/backends/procfs.js';
 import type { ConntrackSample } from '../dist/index.js';
+import { binding } from './helpers/binding';
 
 const FIXTURES = join(__dirname, 'fixtures', 'proc');
 const root = (name: string) => join(FIXTURES, name);
@@ -49,6 +51,16 @@ describe('parseConntrackStat', () => {
   it('reads socket TIME_WAIT from sockstat', () => {
     expect(parseSockstatTimeWait('sockets: used 3\nTCP: inuse 1 orphan 0 tw 42 alloc 1 mem 0\n')).toBe(42);
     expect(parseSockstatTimeWait('sockets: used 3\n')).toBeNull();
+  });
+
+  it('agrees with the native sockstat parser (the netlink backend reads it in C++) on every fixture', () => {
+    const texts = readdirSync(FIXTURES)
+      .map((name) => join(FIXTURES, name, 'net', 'sockstat'))
+      .filter((path) => existsSync(path))
+      .map((path) => readFileSync(path, 'utf8'));
+    texts.push('TCP: inuse 1 orphan 0 alloc 1 mem 0\n', 'TCP: tw\n', '', 'TCP: inuse 1 tw 99999999999 alloc 1\n');
+    expect(texts.length).toBeGreaterThan(6);
+    for (const text of texts) expect(binding._parseSockstat(text), text).toBe(parseSockstatTimeWait(text) ?? -1);
   });
 });
 

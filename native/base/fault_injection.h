@@ -1,11 +1,14 @@
 // fault_injection.h — test-only redirections that make the real kernel fail the way a kernel
 // without a feature would: a netlink protocol it does not implement (socket() answers
 // EPROTONOSUPPORT, as on a kernel without nfnetlink) or an nfnetlink subsystem nobody
-// registered (every request answers EINVAL, as on a kernel without nf_conntrack_netlink).
+// registered (every request answers EINVAL, as on a kernel without nf_conntrack_netlink), or a
+// BPF program type the kernel refuses to load (as one without eBPF socket filters, or a
+// process without CAP_BPF, would).
 // The tests set them through the binding's _injectFaults hook and restore them after; the
 // defaults are the real values, so outside tests nothing else is ever read.
 #pragma once
 
+#include <linux/bpf.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 
@@ -17,6 +20,7 @@ struct FaultInjection {
   std::atomic<int> netlink_protocol{NETLINK_NETFILTER};
   std::atomic<int> ctnetlink_subsystem{
       NFNL_SUBSYS_CTNETLINK};  // requests only; events come by group
+  std::atomic<int> event_program_type{BPF_PROG_TYPE_SOCKET_FILTER};  // the event socket's filter
 };
 
 inline FaultInjection& fault_injection() {

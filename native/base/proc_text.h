@@ -10,7 +10,8 @@ namespace ctmon {
 // The leading decimal integer of a sysctl file ("262144\n"), or -1 when there is none.
 int64_t parse_sysctl_integer(const char* text);
 
-// `tw` of the "TCP:" line of net/sockstat
+// `tw` of the "TCP:" line of net/sockstat (the /proc backend, which must work without the addon,
+// has the same parser in TypeScript: src/backends/procfs.ts)
 // ("TCP: inuse 5 orphan 0 tw 12 alloc 7 mem 1"), or -1 when the line or field is missing.
 int64_t parse_sockstat_time_wait(const char* text);
 

@@ -17,7 +17,8 @@ Napi::Function define_native_node_monitor(Napi::Env env);
 // drop_probe_binding.cc: NativeDropProbe, dropProbeAvailable, _bpfRunTimeStats.
 void export_drop_probe(Napi::Env env, Napi::Object exports);
 
-// test_hooks.cc: _decode, _classifyHeader, _aggregate, _table, _injectFaults, _liveMonitors.
+// test_hooks.cc: _decode, _classifyHeader, _aggregate, _table, _eventProgram, _injectFaults,
+// _liveMonitors.
 void export_test_hooks(Napi::Env env, Napi::Object exports);
 
 }  // namespace ctmon_binding

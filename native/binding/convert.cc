@@ -19,6 +19,7 @@ napi_value interval_to_js(JsWriter& w, const ctmon::IntervalSample& s) {
   w.set(o, "durationNs", w.number(static_cast<double>(s.duration_ns)));
   w.set(o, "final", w.boolean(s.final));
   w.set(o, "kernelStatsOk", w.boolean(s.kernel_stats_ok));
+  w.set(o, "statsError", w.number(s.stats_error));
   napi_value counts = w.array(ctmon::kCounterCount);
   napi_value totals = w.array(ctmon::kCounterCount);
   for (uint32_t c = 0; c < ctmon::kCounterCount; ++c) {
@@ -51,6 +52,7 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "socketTimeWait",
         w.nullable(settings.socket_time_wait >= 0, static_cast<double>(settings.socket_time_wait)));
   w.set(o, "synced", w.boolean(table.synced));
+  w.set(o, "dumpError", w.number(table.dump_error));
   w.set(o, "tracked", table_counts_to_js(w, table.counts));
   w.set(o, "resyncs", w.number(static_cast<double>(table.resyncs)));
   w.set(o, "lastResyncMs", w.nullable(table.last_resync_ms >= 0, table.last_resync_ms));

@@ -36,7 +36,8 @@ class NativeDropProbe : public Napi::ObjectWrap<NativeDropProbe> {
           info[0].As<Napi::Object>().Get("maxFlows").As<Napi::Number>().Uint32Value();
     const ctmon::ProbeStatus st = probe_.open(options);
     if (!st.ok())
-      throw native_error(env, st.sys.code, st.sys.syscall, "attach the drop probe", st.reason);
+      throw native_error(env, st.sys.code, st.sys.syscall, "attach the drop probe",
+                         "cannot attach the drop probe: " + st.reason);
   }
 
  private:

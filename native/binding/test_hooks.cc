@@ -3,6 +3,7 @@
 // aggregator and the tracked table driven with an injected clock, fault injection, and the
 // count of live NativeMonitor objects, and the node monitor's header classifier. JS thread only.
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <napi.h>
 
 #include <cstdlib>
@@ -10,12 +11,14 @@
 #include <vector>
 
 #include "base/fault_injection.h"
+#include "base/proc_text.h"
 #include "binding/binding.h"
 #include "binding/convert.h"
 #include "ctnetlink/aggregator.h"
 #include "ctnetlink/count_filter.h"
 #include "ctnetlink/decoder.h"
 #include "ctnetlink/table.h"
+#include "ebpf/event_counter.h"
 
 namespace ctmon_binding {
 namespace {
@@ -243,8 +246,80 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?}) -> the previous values. Test-only:
-// see fault_injection.h. Process-wide, so tests restore what it returns.
+Napi::Value event_counters_to_js(Napi::Env env, const ctmon::EventCounters& c) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array messages = Napi::Array::New(env, ctmon::kKindCount);
+  for (uint32_t k = 0; k < ctmon::kKindCount; ++k) {
+    Napi::Array row = Napi::Array::New(env, ctmon::kClassCount);
+    for (uint32_t c2 = 0; c2 < ctmon::kClassCount; ++c2)
+      row.Set(c2, static_cast<double>(c.messages[k][c2]));
+    messages.Set(k, row);
+  }
+  o.Set("messages", messages);
+  Napi::Array diagnostics = Napi::Array::New(env, ctmon::kDiagnosticCount);
+  for (uint32_t d = 0; d < ctmon::kDiagnosticCount; ++d)
+    diagnostics.Set(d, static_cast<double>(c.diagnostics[d]));
+  o.Set("diagnostics", diagnostics);
+  Napi::Array tracked = Napi::Array::New(env, ctmon::kTrackedClassCount);
+  for (uint32_t t = 0; t < ctmon::kTrackedClassCount; ++t)
+    tracked.Set(t, static_cast<double>(c.tracked[t]));
+  o.Set("tracked", tracked);
+  return o;
+}
+
+// _eventProgram(messages, { perMessage? }) -> { verdicts, counters, counted? }: loads the
+// event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on each message
+// (BPF_PROG_TEST_RUN), then reads its maps. Needs CAP_BPF; throws with the reason otherwise.
+Napi::Value EventProgram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_eventProgram(messages, options)");
+  Napi::Array messages = info[0].As<Napi::Array>();
+  ctmon::EventCounterOptions options;
+  ctmon::EventCounter counter;
+  const ctmon::ProbeStatus st = counter.open(options);
+  if (!st.ok())
+    throw native_error(env, st.sys.code, st.sys.syscall, "load the event program", st.reason);
+  const bool per_message =
+      info[1].IsObject() && info[1].As<Napi::Object>().Get("perMessage").ToBoolean();
+  Napi::Array verdicts = Napi::Array::New(env, messages.Length());
+  Napi::Array counted = Napi::Array::New(env, messages.Length());
+  ctmon::EventCounters counters, before;
+  const auto read = [&](ctmon::EventCounters& c) {
+    const ctmon::SysStatus st = counter.read(c);
+    if (!st.ok()) throw native_error(env, st.code, st.syscall, "read the event counters");
+  };
+  for (uint32_t i = 0; i < messages.Length(); ++i) {
+    if (!messages.Get(i).IsBuffer()) throw Napi::TypeError::New(env, "messages are Buffers");
+    Napi::Buffer<uint8_t> bytes = messages.Get(i).As<Napi::Buffer<uint8_t>>();
+    uint32_t verdict = 0;
+    const ctmon::SysStatus run = counter.test_run(bytes.Data(), bytes.Length(), verdict);
+    if (!run.ok()) throw native_error(env, run.code, run.syscall, "run the event program");
+    verdicts.Set(i, static_cast<double>(verdict));
+    if (!per_message) continue;
+    // Which messages[kind][class] this message added to: [kind, class], or null.
+    read(counters);
+    Napi::Value which = env.Null();
+    for (uint32_t k = 0; k < ctmon::kKindCount; ++k)
+      for (uint32_t c2 = 0; c2 < ctmon::kClassCount; ++c2)
+        if (counters.messages[k][c2] != before.messages[k][c2]) {
+          Napi::Array pair = Napi::Array::New(env, 2);
+          pair.Set(0u, k);
+          pair.Set(1u, c2);
+          which = pair;
+        }
+    counted.Set(i, which);
+    before = counters;
+  }
+  read(counters);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("verdicts", verdicts);
+  if (per_message) out.Set("counted", counted);
+  out.Set("counters", event_counters_to_js(env, counters));
+  return out;
+}
+
+// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?}) -> the previous values.
+// Test-only: see fault_injection.h. Process-wide, so tests restore what it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "_injectFaults(faults)");
@@ -253,11 +328,29 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   Napi::Object previous = Napi::Object::New(env);
   previous.Set("netlinkProtocol", faults.netlink_protocol.load());
   previous.Set("ctnetlinkSubsystem", faults.ctnetlink_subsystem.load());
+  previous.Set("eventProgramType", faults.event_program_type.load());
   if (in.Has("netlinkProtocol"))
     faults.netlink_protocol = in.Get("netlinkProtocol").ToNumber().Int32Value();
   if (in.Has("ctnetlinkSubsystem"))
     faults.ctnetlink_subsystem = in.Get("ctnetlinkSubsystem").ToNumber().Int32Value();
+  if (in.Has("eventProgramType"))
+    faults.event_program_type = in.Get("eventProgramType").ToNumber().Int32Value();
   return previous;
+}
+
+// _parseSockstat(text) -> the native net/sockstat TIME_WAIT parser's answer (-1: none).
+Napi::Value ParseSockstat(const Napi::CallbackInfo& info) {
+  const std::string text = info[0].ToString().Utf8Value();
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(ctmon::parse_sockstat_time_wait(text.c_str())));
+}
+
+// _nativeHeapBytes() -> bytes the C/C++ allocator has handed out and not had back (glibc's
+// mallinfo2: in-use arena chunks plus mmapped blocks), across all threads. Unlike RSS it does
+// not count pages the allocator keeps after a free, so a flat value means nothing leaks.
+Napi::Value NativeHeapBytes(const Napi::CallbackInfo& info) {
+  const struct mallinfo2 m = mallinfo2();
+  return Napi::Number::New(info.Env(), static_cast<double>(m.uordblks + m.hblkhd));
 }
 
 }  // namespace
@@ -267,7 +360,10 @@ void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_classifyHeader", Napi::Function::New(env, ClassifyHeader, "_classifyHeader"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
+  exports.Set("_eventProgram", Napi::Function::New(env, EventProgram, "_eventProgram"));
   exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
+  exports.Set("_parseSockstat", Napi::Function::New(env, ParseSockstat, "_parseSockstat"));
+  exports.Set("_nativeHeapBytes", Napi::Function::New(env, NativeHeapBytes, "_nativeHeapBytes"));
   exports.Set("_liveMonitors", Napi::Function::New(
                                    env,
                                    [](const Napi::CallbackInfo& info) {

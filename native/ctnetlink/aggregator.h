@@ -39,6 +39,7 @@ struct IntervalSample {
   bool final = false;            // the partial interval closed by stop()
   uint32_t known = 0;            // bit c set when counter c is known in this interval
   bool kernel_stats_ok = false;  // the per-CPU stats request succeeded
+  int stats_error = 0;           // else its errno (set by the monitor, which made the request)
   uint64_t counts[kCounterCount] = {};
   uint64_t totals[kCounterCount] = {};
   bool has_entries = false;

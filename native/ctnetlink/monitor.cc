@@ -290,13 +290,17 @@ bool Monitor::resync() {
       last_resync_end_ns_ + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
   if (!st.ok()) {
     table_.abort_dump();
-    if (st.code != ECANCELED) report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
+    if (st.code != ECANCELED) {
+      table_state_.dump_error = st.code;
+      report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
+    }
     return false;
   }
   table_.end_dump();
   repair_pending_ = false;
   if (table_state_.synced) ++table_state_.resyncs;
   table_state_.synced = true;
+  table_state_.dump_error = 0;
   table_state_.last_resync_ms = static_cast<double>(last_dump_ns_) / 1e6;
   overcount_intervals_ = 0;
   drain_events(kBatchesAtClose);
@@ -316,7 +320,8 @@ void Monitor::close_interval(bool final) {
   if (!stats_status_.ok() && !stats_failing_)
     report(MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
   stats_failing_ = !stats_status_.ok();
-  const IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
+  IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
+  sample.stats_error = stats_status_.code;
   table_.expire(now_ms());
 
   // When to re-dump, besides the period:

@@ -33,6 +33,7 @@ struct MonitorConfig {
 struct TableSnapshot {
   TableCounts counts;
   bool synced = false;         // the initial dump has completed
+  int dump_error = 0;          // errno of the latest dump if it failed (0: it succeeded or runs)
   uint64_t resyncs = 0;        // re-dumps after the initial one
   double last_resync_ms = -1;  // duration of the latest dump (initial included), -1 before
   size_t memory_bytes = 0;

@@ -65,8 +65,8 @@ struct NodeMonitor::Watched {
   Fd event_fd;
   Fd events_sysctl;  // nf_conntrack_events, opened inside the namespace
   RequestSocket requests{kStatsBufferBytes};
-  std::unique_ptr<EventCounter> counter;  // null on the filter path
-  EventTotals counted;                    // the counter's totals at the last interval
+  std::unique_ptr<EventCounter> counter;  // the eBPF count-only program; null on the filter path
+  uint64_t counted[kKindCount] = {};      // its totals by kind at the last interval
   Aggregator aggregator;
   bool stats_failing = false;  // report a failing stats request once, not every interval
   CountingPath path() const { return counter ? CountingPath::kKernel : CountingPath::kFilter; }
@@ -333,10 +333,18 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
   }
   std::string why_not;
   if (ok && config_.counting != CountingMode::kFilter) {
-    w.counter = make_kernel_event_counter(why_not);
-    if (!w.counter && config_.counting == CountingMode::kKernel) {
-      opened.error = MonitorError{EOPNOTSUPP, "bpf", "count events in the kernel: " + why_not};
-      ok = false;
+    // One program and counter map per namespace: a socket filter cannot tell which socket it
+    // runs for, so each namespace's counts need maps of their own.
+    w.counter = std::make_unique<EventCounter>();
+    const ProbeStatus loaded = w.counter->open();
+    if (!loaded.ok()) {
+      w.counter.reset();
+      why_not = loaded.reason;
+      if (config_.counting == CountingMode::kKernel) {
+        opened.error = MonitorError{loaded.sys.code, loaded.sys.syscall,
+                                    "count events in the kernel: " + loaded.reason};
+        ok = false;
+      }
     }
   } else if (ok) {
     why_not = "counting in the kernel is turned off (counting: 'filter')";
@@ -409,13 +417,16 @@ void NodeMonitor::close_interval(bool final) {
     Watched& w = *wp;
     bool counter_failed = false;
     if (w.counter) {
-      EventTotals totals;
+      EventCounters totals;
       const SysStatus s = w.counter->read(totals);
       if (s.ok()) {
-        w.aggregator.count_events(EventKind::kNew, totals.created - w.counted.created);
-        w.aggregator.count_events(EventKind::kDestroy, totals.destroyed - w.counted.destroyed);
-        w.aggregator.count_events(EventKind::kUpdate, totals.updated - w.counted.updated);
-        w.counted = totals;
+        static constexpr EventKind kKinds[kKindCount] = {EventKind::kNew, EventKind::kUpdate,
+                                                         EventKind::kDestroy};
+        for (uint32_t k = 0; k < kKindCount; ++k) {
+          const uint64_t now = totals.kind_total(static_cast<EventKindIndex>(k));
+          w.aggregator.count_events(kKinds[k], now - w.counted[k]);
+          w.counted[k] = now;
+        }
       } else {
         // Not lost: the program keeps counting, and the next reading includes them.
         counter_failed = true;

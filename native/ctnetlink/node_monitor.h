@@ -8,11 +8,12 @@
 // setns()es into it, opens them and setns()es back: a socket belongs to the netns of the thread
 // that made it, kernel-facts §6):
 //   - a request socket for the stats;
-//   - an event socket joined to NEW and DESTROY only, counted either in the kernel (an
-//     EventCounter program that keeps nothing: event_counter.h) or, where that cannot be
-//     loaded, through the classic filter of count_filter.h, which passes each event's 20-byte
-//     header; those sockets are read through one epoll, and what the kernel could not queue
-//     is counted exactly (SK_MEMINFO_DROPS) per namespace.
+//   - an event socket joined to NEW and DESTROY only, counted either in the kernel (the
+//     count-only eBPF program of ebpf/event_counter.h, one per namespace, which keeps
+//     nothing: nothing is queued and nothing can be lost) or, where that cannot be loaded,
+//     through the classic filter of count_filter.h, which passes each event's 20-byte header;
+//     those sockets are read through one epoll, and what the kernel could not queue is counted
+//     exactly (SK_MEMINFO_DROPS) per namespace.
 // Each namespace's interval goes through its own Aggregator (the same wrap-safe per-CPU
 // deltas as the single-namespace Monitor); all namespaces close on one clock and are handed
 // to the listener as one report.
@@ -36,10 +37,10 @@
 
 #include "base/fd.h"
 #include "ctnetlink/aggregator.h"
-#include "ctnetlink/event_counter.h"
 #include "ctnetlink/monitor.h"
 #include "ctnetlink/socket.h"
 #include "ctnetlink/stats_reader.h"
+#include "ebpf/event_counter.h"
 
 namespace ctmon {
 

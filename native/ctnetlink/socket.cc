@@ -10,6 +10,9 @@
 
 #include "base/fault_injection.h"
 
+#ifndef SO_ATTACH_BPF
+#define SO_ATTACH_BPF 50
+#endif
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
 #endif
@@ -42,8 +45,12 @@ SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocke
   Fd fd;
   SysStatus st = open_netfilter(SOCK_NONBLOCK, fd);
   if (!st.ok()) return st;
-  if (config.filter != nullptr) {
-    // Attached before joining the groups, so that no event is queued unfiltered.
+  // The filter is attached before joining the groups, so that no event is queued unfiltered.
+  if (config.bpf_program_fd >= 0) {
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_BPF, &config.bpf_program_fd,
+                     sizeof config.bpf_program_fd) != 0)
+      return SysStatus::from_errno("setsockopt");
+  } else if (config.filter != nullptr) {
     sock_fprog program{static_cast<unsigned short>(config.filter_length),
                        const_cast<sock_filter*>(config.filter)};
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0)

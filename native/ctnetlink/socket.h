@@ -31,6 +31,7 @@ struct EventSocketConfig {
   int receive_buffer_bytes;   // requested; SO_RCVBUFFORCE, else SO_RCVBUF
   const sock_filter* filter;  // classic BPF program run before queueing, or nullptr
   size_t filter_length;
+  int bpf_program_fd = -1;  // an eBPF socket filter to attach instead (SO_ATTACH_BPF), or -1
 };
 struct EventSocketInfo {
   int receive_buffer_bytes = 0;  // as the kernel reports it (it doubles the request)

@@ -4,7 +4,7 @@
 // the classic form needs events/skb/kfree_skb/id and /format from it) and no perf_event_open,
 // its context is the tracepoint's C arguments (typed by BTF, so the verifier checks every
 // direct load against struct sk_buff and friends), and the hot path reads no memory outside
-// the context. Both forms pass the verifier on 6.18 (kernel-facts §7).
+// the context. Both forms passed the verifier on 6.18 when measured.
 #include "ebpf/drop_probe.h"
 
 #include <arpa/inet.h>
@@ -33,15 +33,6 @@ namespace {
 
 constexpr int kEnotsupp = 524;  // the kernel-internal ENOTSUPP that bpf() can leak
 
-long sys_bpf(int cmd, bpf_attr& attr) { return ::syscall(__NR_bpf, cmd, &attr, sizeof attr); }
-
-uint64_t ptr(const void* p) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)); }
-
-ProbeStatus failure(const char* syscall, const std::string& what) {
-  const int err = errno;
-  return ProbeStatus{SysStatus{err, syscall}, what + ": " + std::strerror(err)};
-}
-
 ProbeStatus failure(const std::string& why) { return ProbeStatus{SysStatus{}, why}; }
 
 // Loading a tracing program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (kernels before
@@ -65,17 +56,6 @@ std::string check_lockdown() {
     return "kernel lockdown is at \"confidentiality\", which forbids reading kernel memory from "
            "BPF";
   return "";
-}
-
-// The last `lines` lines of a verifier log, which is where it says why.
-std::string log_tail(const std::vector<char>& log, int lines) {
-  const size_t length = strnlen(log.data(), log.size());
-  size_t start = length;
-  while (start > 0 && log[start - 1] == '\n') --start;
-  const size_t end = start;
-  for (int seen = 0; start > 0; --start)
-    if (log[start - 1] == '\n' && ++seen == lines) break;
-  return std::string(log.data() + start, end - start);
 }
 
 // Finds the btf_trace_kfree_skb argument slots by type: vmlinux BTF has no parameter names.
@@ -132,50 +112,6 @@ std::string find_offsets(const Btf& btf, DropProgramLayout& l) {
   return "";
 }
 
-ProbeStatus create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
-                       const char* name, Fd& out) {
-  bpf_attr attr{};
-  attr.map_type = type;
-  attr.key_size = key_size;
-  attr.value_size = value_size;
-  attr.max_entries = max_entries;
-  std::strncpy(attr.map_name, name, sizeof attr.map_name - 1);
-  Fd fd(static_cast<int>(sys_bpf(BPF_MAP_CREATE, attr)));
-  if (fd.get() < 0) return failure("bpf", std::string("BPF_MAP_CREATE ") + name);
-  out = std::move(fd);
-  return ProbeStatus{};
-}
-
-ProbeStatus load_program(const std::vector<bpf_insn>& code, uint32_t attach_btf_id, Fd& out) {
-  bpf_attr attr{};
-  attr.prog_type = BPF_PROG_TYPE_TRACING;
-  attr.expected_attach_type = BPF_TRACE_RAW_TP;
-  attr.attach_btf_id = attach_btf_id;
-  attr.insns = ptr(code.data());
-  attr.insn_cnt = static_cast<uint32_t>(code.size());
-  attr.license = ptr("GPL");  // bpf_probe_read_kernel is GPL-only
-  std::strncpy(attr.prog_name, "ctmon_ct_drops", sizeof attr.prog_name - 1);
-  Fd fd(static_cast<int>(sys_bpf(BPF_PROG_LOAD, attr)));
-  if (fd.get() >= 0) {
-    out = std::move(fd);
-    return ProbeStatus{};
-  }
-  const int err = errno;
-  if (err != EACCES && err != EINVAL) {
-    errno = err;
-    return failure("bpf", "BPF_PROG_LOAD");
-  }
-  // The verifier refused it: load again with a log to say why.
-  std::vector<char> log(1 << 20);
-  attr.log_level = 1;
-  attr.log_buf = ptr(log.data());
-  attr.log_size = static_cast<uint32_t>(log.size());
-  Fd again(static_cast<int>(sys_bpf(BPF_PROG_LOAD, attr)));
-  log.back() = '\0';
-  return ProbeStatus{SysStatus{err, "bpf"}, std::string("the verifier rejected the program (") +
-                                                std::strerror(err) + "):\n" + log_tail(log, 6)};
-}
-
 }  // namespace
 
 std::string DropProbe::check_available(const DropProbeOptions& options) {
@@ -207,12 +143,12 @@ ProbeStatus DropProbe::open(const DropProbeOptions& options) {
     return failure("map sizes must be > 0");
 
   ProbeStatus st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint32_t), sizeof(uint64_t),
-                              options.max_namespaces, "ctmon_ns_drops", namespaces_);
+                              options.max_namespaces, 0, "ctmon_ns_drops", namespaces_);
   if (st.ok())
     st = create_map(BPF_MAP_TYPE_LRU_HASH, sizeof(DroppedFlowKey), sizeof(DroppedFlowValue),
-                    options.max_flows, "ctmon_drop_flow", flows_);
+                    options.max_flows, 0, "ctmon_drop_flow", flows_);
   if (st.ok())
-    st = create_map(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(uint64_t), kDropCounterCount,
+    st = create_map(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(uint64_t), kDropCounterCount, 0,
                     "ctmon_drop_stat", counters_);
   if (!st.ok()) return close(), st;
   layout.namespace_map_fd = namespaces_.get();
@@ -222,7 +158,13 @@ ProbeStatus DropProbe::open(const DropProbeOptions& options) {
   std::vector<bpf_insn> code;
   error = assemble_drop_program(layout, code);
   if (!error.empty()) return close(), failure(error);
-  st = load_program(code, attach_btf_id, program_);
+  ProgramLoad load;
+  load.type = BPF_PROG_TYPE_TRACING;
+  load.expected_attach_type = BPF_TRACE_RAW_TP;
+  load.attach_btf_id = attach_btf_id;
+  load.name = "ctmon_ct_drops";
+  load.license = "GPL";  // bpf_probe_read_kernel is GPL-only
+  st = load_program(load, code, program_);
   if (!st.ok()) return close(), st;
 
   bpf_attr attr{};
@@ -230,7 +172,7 @@ ProbeStatus DropProbe::open(const DropProbeOptions& options) {
   attr.raw_tracepoint.prog_fd = static_cast<uint32_t>(program_.get());
   Fd link(static_cast<int>(sys_bpf(BPF_RAW_TRACEPOINT_OPEN, attr)));
   if (link.get() < 0) {
-    st = failure("bpf", "BPF_RAW_TRACEPOINT_OPEN kfree_skb");
+    st = bpf_failure("bpf", "BPF_RAW_TRACEPOINT_OPEN kfree_skb");
     return close(), st;
   }
   link_ = std::move(link);
@@ -259,8 +201,8 @@ SysStatus DropProbe::read_namespaces(
   for (;;) {
     bpf_attr attr{};
     attr.map_fd = static_cast<uint32_t>(namespaces_.get());
-    attr.key = first ? 0 : ptr(&key);
-    attr.next_key = ptr(&next);
+    attr.key = first ? 0 : bpf_ptr(&key);
+    attr.next_key = bpf_ptr(&next);
     if (sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) != 0) {
       if (errno == ENOENT) return SysStatus{};
       return SysStatus::from_errno("bpf");
@@ -268,8 +210,8 @@ SysStatus DropProbe::read_namespaces(
     uint64_t drops = 0;
     bpf_attr lookup{};
     lookup.map_fd = attr.map_fd;
-    lookup.key = ptr(&next);
-    lookup.value = ptr(&drops);
+    lookup.key = bpf_ptr(&next);
+    lookup.value = bpf_ptr(&drops);
     if (sys_bpf(BPF_MAP_LOOKUP_ELEM, lookup) == 0)
       fn(next, drops);
     else if (errno != ENOENT)
@@ -282,7 +224,7 @@ SysStatus DropProbe::read_namespaces(
 SysStatus DropProbe::forget_namespace(uint32_t netns) {
   bpf_attr attr{};
   attr.map_fd = static_cast<uint32_t>(namespaces_.get());
-  attr.key = ptr(&netns);
+  attr.key = bpf_ptr(&netns);
   if (sys_bpf(BPF_MAP_DELETE_ELEM, attr) != 0 && errno != ENOENT)
     return SysStatus::from_errno("bpf");
   return SysStatus{};
@@ -314,10 +256,10 @@ SysStatus DropProbe::read_and_clear_flows(const std::function<void(const Dropped
   bool first = true;
   for (;;) {
     bpf_attr attr{};
-    attr.batch.in_batch = first ? 0 : ptr(&cursor);
-    attr.batch.out_batch = ptr(&cursor);
-    attr.batch.keys = ptr(batch_keys_.data());
-    attr.batch.values = ptr(batch_values_.data());
+    attr.batch.in_batch = first ? 0 : bpf_ptr(&cursor);
+    attr.batch.out_batch = bpf_ptr(&cursor);
+    attr.batch.keys = bpf_ptr(batch_keys_.data());
+    attr.batch.values = bpf_ptr(batch_values_.data());
     attr.batch.count = max_flows_;
     attr.batch.map_fd = static_cast<uint32_t>(flows_.get());
     const long rc = sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_BATCH, attr);
@@ -336,8 +278,8 @@ SysStatus DropProbe::read_and_clear_flows(const std::function<void(const Dropped
   for (bool start = true; n < batch_keys_.size(); start = false) {
     bpf_attr attr{};
     attr.map_fd = static_cast<uint32_t>(flows_.get());
-    attr.key = start ? 0 : ptr(&batch_keys_[n - 1]);
-    attr.next_key = ptr(&next);
+    attr.key = start ? 0 : bpf_ptr(&batch_keys_[n - 1]);
+    attr.next_key = bpf_ptr(&next);
     if (sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) != 0) {
       if (errno == ENOENT) break;
       return SysStatus::from_errno("bpf");
@@ -347,8 +289,8 @@ SysStatus DropProbe::read_and_clear_flows(const std::function<void(const Dropped
   for (size_t i = 0; i < n; ++i) {
     bpf_attr attr{};
     attr.map_fd = static_cast<uint32_t>(flows_.get());
-    attr.key = ptr(&batch_keys_[i]);
-    attr.value = ptr(&batch_values_[0]);
+    attr.key = bpf_ptr(&batch_keys_[i]);
+    attr.value = bpf_ptr(&batch_values_[0]);
     if (sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) continue;  // evicted meanwhile
     sys_bpf(BPF_MAP_DELETE_ELEM, attr);
     fn(to_flow(batch_keys_[i], batch_values_[0]));
@@ -360,8 +302,8 @@ SysStatus DropProbe::read_counters(uint64_t (&counters)[kDropCounterCount]) cons
   for (uint32_t slot = 0; slot < kDropCounterCount; ++slot) {
     bpf_attr attr{};
     attr.map_fd = static_cast<uint32_t>(counters_.get());
-    attr.key = ptr(&slot);
-    attr.value = ptr(&counters[slot]);
+    attr.key = bpf_ptr(&slot);
+    attr.value = bpf_ptr(&counters[slot]);
     if (sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) return SysStatus::from_errno("bpf");
   }
   return SysStatus{};
@@ -372,7 +314,7 @@ SysStatus DropProbe::read_program_stats(ProgramStats& out) const {
   bpf_attr attr{};
   attr.info.bpf_fd = static_cast<uint32_t>(program_.get());
   attr.info.info_len = sizeof info;
-  attr.info.info = ptr(&info);
+  attr.info.info = bpf_ptr(&info);
   if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0) return SysStatus::from_errno("bpf");
   out.id = info.id;
   out.instructions = info.xlated_prog_len / sizeof(bpf_insn);

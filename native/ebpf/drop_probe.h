@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "ebpf/bpf.h"
 #include "ebpf/drop_program.h"
 
 namespace ctmon {
@@ -28,14 +29,6 @@ struct DropProbeOptions {
   uint32_t max_namespaces = 4096;  // namespaces counted; more are tallied in kNamespaceMapFull
   uint32_t max_flows = 4096;       // sampled flows kept between reads (LRU beyond that)
   bool route_chain_only = false;   // test hook: find the namespace through skb_dst() only
-};
-
-// `reason` is "" on success; otherwise a sentence for the user, and `sys` names the failing
-// system call when there was one.
-struct ProbeStatus {
-  SysStatus sys;
-  std::string reason;
-  bool ok() const { return reason.empty(); }
 };
 
 struct DroppedFlow {

@@ -1,8 +1,8 @@
 import type { Backend, BackendSink } from './backend.js';
 import { ConntrackError } from '../errors.js';
-import { loadBinding, type NativeMonitor, type NativeRecord } from '../native.js';
+import type { NativeBinding, NativeMonitor, NativeRecord } from '../native.js';
 import type { ResolvedOptions } from '../options.js';
-import { toSample } from '../sample.js';
+import { buildSample, netlinkParts } from '../sample.js';
 import { COUNTER_NAMES } from '../types.js';
 
 // process.exit() runs no environment cleanup hooks on the main thread: running readers are
@@ -26,11 +26,12 @@ export class NetlinkBackend implements Backend {
   private readonly native: NativeMonitor;
   private receiveBufferBytes = 0;
 
+  /** `binding`: the addon (src/native.ts), or a fake of it in tests. */
   constructor(
     private readonly options: ResolvedOptions,
     private readonly sink: BackendSink,
+    binding: NativeBinding,
   ) {
-    const binding = loadBinding();
     if (binding.counterNames.join() !== COUNTER_NAMES.join()) {
       throw new Error(`addon counters ${binding.counterNames.join()} do not match this library; rebuild it`);
     }
@@ -88,10 +89,9 @@ export class NetlinkBackend implements Backend {
   private deliverOne(record: NativeRecord): void {
     if (record.type === 'sample') {
       this.sink.sample(
-        toSample(record.sample, {
-          netns: this.options.netnsPath,
-          receiveBufferBytes: this.receiveBufferBytes,
-        }),
+        buildSample(
+          netlinkParts(record.sample, { netns: this.options.netnsPath, receiveBufferBytes: this.receiveBufferBytes }),
+        ),
       );
     } else {
       this.sink.error(ConntrackError.fromNative(record.error, this.options.netnsPath));

@@ -9,8 +9,8 @@ import type { Backend, BackendSink } from './backend.js';
 import { ConntrackError } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import { ProcReader, procPaths, StatDeltas, STAT_COLUMNS, type ProcReading } from './procfs.js';
-import { ratesOf, round } from '../sample.js';
-import { COUNTER_NAMES, type ConntrackSample, type CounterName, type CounterSet } from '../types.js';
+import { buildSample, type SampleParts } from '../sample.js';
+import { COUNTER_NAMES, type CounterName, type CounterSet } from '../types.js';
 
 const NEEDS_EVENTS = 'counted from ctnetlink events, which need CAP_NET_ADMIN (the proc backend reads none)';
 const REASONS: Record<string, string> = {
@@ -125,10 +125,10 @@ export class ProcBackend implements Backend {
     const now = process.hrtime.bigint();
     const durationNs = Number(now - this.intervalStart);
     this.intervalStart = now;
-    this.sink.sample(this.toSample(reading, durationNs, final));
+    this.sink.sample(buildSample(this.parts(reading, durationNs, final)));
   }
 
-  private toSample(r: ProcReading, durationNs: number, final: boolean): ConntrackSample {
+  private parts(r: ProcReading, durationNs: number, final: boolean): SampleParts {
     const unavailable: Partial<Record<string, string>> = { ...REASONS };
     const deltas = r.stat ? this.deltas.update(r.stat) : {};
     const counts = {} as CounterSet;
@@ -143,31 +143,32 @@ export class ProcBackend implements Backend {
           ? `this kernel's /proc/net/stat/nf_conntrack has no ${STAT_COLUMNS[name]} column`
           : '/proc/net/stat/nf_conntrack does not exist (kernel built without CONFIG_NF_CONNTRACK_PROCFS)';
       }
+      if (totals[name] === null) unavailable[`totals.${name}`] = unavailable[`counts.${name}`];
     }
     const otherNs = 'a sysctl of another namespace, not readable without entering it';
     if (r.count === null) unavailable.entries = `${otherNs}, and /proc/net/stat/nf_conntrack does not exist`;
     if (r.timeWaitTimeout === null) unavailable['timeWait.timeoutSeconds'] = otherNs;
     if (r.eventsMode === null) unavailable.eventsMode = otherNs;
     if (r.socketTimeWait === null) unavailable.socketTimeWait = 'no TCP line in /proc/net/sockstat';
+    if (r.max === null) unavailable.max = '/proc/sys/net/netfilter/nf_conntrack_max is not readable';
+    if (r.buckets === null) unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
     return {
-      time: new Date().toISOString(),
-      intervalMs: round(durationNs / 1e6),
+      endWallMs: Date.now(),
+      durationNs,
+      final,
       source: 'proc',
       netns: this.options.netnsPath,
       entries: r.count,
       max: r.max,
-      fill: r.count !== null && r.max ? r.count / r.max : null,
       buckets: r.buckets,
       counts,
-      rates: ratesOf(counts, durationNs / 1e9),
       totals,
       events: null,
+      tracked: null,
+      timeWaitTimeout: r.timeWaitTimeout,
+      eventsMode: r.eventsMode,
       socketTimeWait: r.socketTimeWait,
-      timeWait: { entries: null, timeoutSeconds: r.timeWaitTimeout, share: null },
-      tcpStates: null,
-      protocols: null,
-      eventsMode: r.eventsMode === 0 || r.eventsMode === 1 || r.eventsMode === 2 ? r.eventsMode : null,
-      final,
+      samplesMissed: 0,
       unavailable,
     };
   }

@@ -65,7 +65,12 @@ export function parseConntrackStat(text: string): ConntrackStat {
   return { columns, rows, entries: rows[0]?.entries ?? null };
 }
 
-/** Socket TIME_WAIT count (`tw` of the TCP line of /proc/net/sockstat): sockets, not conntracks. */
+/**
+ * Socket TIME_WAIT count (`tw` of the TCP line of /proc/net/sockstat): sockets, not conntracks.
+ * native/base/proc_text.cc has the same parser for the netlink backend's reader thread, which
+ * reads the file from inside the monitored namespace; this one serves the /proc backend, which
+ * must work when the addon cannot load. Both are tested on the fixtures in test/fixtures/proc.
+ */
 export function parseSockstatTimeWait(text: string): number | null {
   const match = /^TCP:.*\btw (\d+)/m.exec(text);
   return match ? Number(match[1]) : null;

@@ -3,9 +3,12 @@
  * --interval, ...) plus each command's extras, with one-line errors that name the flag.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { printable } from '../errors.js';
 import type { AllNamespacesOptions } from '../host/all-namespaces.js';
+import { describe, OPTION_FLAGS, OptionError } from '../options.js';
 import type { ConntrackMonitorOptions } from '../types.js';
 
+/** Bad usage: the CLI prints the message in one line and exits 2 (3 for check). */
 export class UsageError extends Error {}
 
 /** The longest delay setTimeout honours (2^31 - 1 ms), in whole seconds. */
@@ -81,15 +84,31 @@ export interface Parsed<V> {
   values: V;
 }
 
-/** Parses flags strictly (no positionals); a bad one throws a one-line UsageError. */
+/**
+ * Parses flags strictly (no positionals); a bad one throws a one-line UsageError. A value that
+ * starts with '-' (a negative number) is taken as the value of the flag before it, so that
+ * `--interval -5` is refused for its value, not as an "ambiguous" argument.
+ */
 export function parseFlags(argv: string[], options: Extra): Record<string, string | boolean | undefined> {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const name = arg.startsWith('--') ? arg.slice(2) : null;
+    const next = argv[i + 1];
+    if (name !== null && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      args.push(`${arg}=${next}`);
+      i++;
+    } else {
+      args.push(arg);
+    }
+  }
   try {
-    return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values as Record<
+    return parseArgs({ args, strict: true, allowPositionals: false, options }).values as Record<
       string,
       string | boolean | undefined
     >;
   } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]);
+    throw new UsageError(printable((err as Error).message.split('\n')[0]!));
   }
 }
 
@@ -110,23 +129,27 @@ export function parseCommand<E extends Extra>(
   const options: ConntrackMonitorOptions = {};
   if (values.netns !== undefined) options.netns = values.netns as string;
   if (values.backend !== undefined) options.backend = values.backend as ConntrackMonitorOptions['backend'];
-  if (values.interval !== undefined) options.intervalMs = number('--interval', values.interval as string);
+  if (values.interval !== undefined) options.intervalMs = number('--interval', values.interval);
   if (values['receive-buffer'] !== undefined) {
-    options.receiveBufferBytes = number('--receive-buffer', values['receive-buffer'] as string);
+    options.receiveBufferBytes = number('--receive-buffer', values['receive-buffer']);
   }
   if (values['resync-interval'] !== undefined) {
-    options.resyncIntervalMs = number('--resync-interval', values['resync-interval'] as string);
+    options.resyncIntervalMs = number('--resync-interval', values['resync-interval']);
   }
   return { help: values.help === true, options, values: values as Record<keyof E, string | boolean | undefined> };
 }
 
-export function number(flag: string, text: string): number {
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`${flag} expects a number, got '${text}'`);
-  return value;
+/**
+ * A plain decimal number from a flag ("1000", "-5", "2.5"). Hex, binary, octal, exponents,
+ * a leading '+' and surrounding spaces are refused: `0x64` is not what anyone means by 100.
+ */
+export function number(flag: string, text: string | boolean | undefined): number {
+  const s = String(text);
+  if (!/^-?(\d+\.?\d*|\.\d+)$/.test(s)) throw new UsageError(`${flag} expects a decimal number, got ${describe(s)}`);
+  return Number(s);
 }
 
-/** Seconds from a flag, within [min, max]. */
+/** Seconds from a flag, within [min, max], or `fallback` when the flag is absent. */
 export function seconds(
   flag: string,
   text: string | boolean | undefined,
@@ -135,23 +158,24 @@ export function seconds(
   max: number,
 ): number {
   if (text === undefined) return fallback;
-  const value = number(flag, String(text));
-  if (!(value >= min && value <= max))
-    throw new UsageError(`${flag} must be from ${min} to ${max} seconds, got ${text}`);
+  const value = number(flag, text);
+  if (!(value >= min && value <= max)) {
+    throw new UsageError(`${flag} must be from ${min} to ${max} seconds, got ${describe(String(text))}`);
+  }
   return value;
 }
 
-/** Option errors name library options; on the command line, name the flags instead. */
-export function asFlags(message: string): string {
-  return message
-    .replace(/^intervalMs\b/, '--interval')
-    .replace(/^receiveBufferBytes\b/, '--receive-buffer')
-    .replace(/^resyncIntervalMs\b/, '--resync-interval')
-    .replace(/^netns\b/, '--netns')
-    .replace(/^backend\b/, '--backend')
-    .replace(/^topFlows\b/, '--top')
-    .replace(/^trackStates\b/, '--track-states')
-    .replace(/^counting\b/, '--counting')
-    .replace(/^containerdRoot\b/, '--containerd-root')
-    .replace(/^crioRoot\b/, '--crio-root');
+/**
+ * Runs `build` (a library constructor, say) and turns its OptionError into a UsageError that
+ * names the command-line flag instead of the library option.
+ */
+export function withFlags<T>(build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    if (!(err instanceof OptionError)) throw err;
+    const root = err.option.split('.')[0]!;
+    const flag = OPTION_FLAGS[root];
+    throw new UsageError(flag && root === err.option ? `${flag} ${err.detail}` : err.message);
+  }
 }

@@ -8,11 +8,11 @@ export function formatSampleLine(s: ConntrackSample): string {
   const parts = [
     clock,
     `entries ${s.entries ?? '?'}/${s.max ?? '?'} (${fill})`,
-    `insert ${rate(s.rates.insert)}`,
-    `delete ${rate(s.rates.delete)}`,
-    `drop ${rate(s.rates.drop)}`,
-    `early_drop ${rate(s.rates.earlyDrop)}`,
-    `insert_failed ${rate(s.rates.insertFailed)}`,
+    `insert ${formatRate(s.rates.insert)}`,
+    `delete ${formatRate(s.rates.delete)}`,
+    `drop ${formatRate(s.rates.drop)}`,
+    `early_drop ${formatRate(s.rates.earlyDrop)}`,
+    `insert_failed ${formatRate(s.rates.insertFailed)}`,
     `time_wait ${s.timeWait.entries ?? 'n/a'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
   ];
   if (s.socketTimeWait !== null && s.source === 'proc') parts.push(`tw_sockets ${s.socketTimeWait}`);
@@ -22,9 +22,15 @@ export function formatSampleLine(s: ConntrackSample): string {
   return parts.join('  ');
 }
 
-function rate(r: number | null): string {
+/** A per-second rate for people: one decimal below 100, whole (and grouped) above; n/a for null. */
+export function formatRate(r: number | null): string {
   if (r === null) return 'n/a';
-  return `${r >= 100 ? Math.round(r) : Number(r.toFixed(1))}/s`;
+  return `${r >= 100 ? Math.round(r).toLocaleString('en') : Number(r.toFixed(1))}/s`;
+}
+
+/** A fraction as a percentage with one decimal; n/a for null. */
+export function formatPercent(x: number | null): string {
+  return x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`;
 }
 
 /** How the live view names a namespace: its pod, else its name under /var/run/netns. */
@@ -50,10 +56,10 @@ export function formatNamespacesReport(r: AllNamespacesReport): string {
       n.pid === null ? '-' : String(n.pid),
       n.error ? 'error' : String(n.entries ?? '?'),
       String(n.max ?? '?'),
-      n.fill === null ? '?' : `${(n.fill * 100).toFixed(1)}%`,
-      rate(n.rates.drop),
-      rate(n.rates.insertFailed),
-      rate(n.rates.insert),
+      n.fill === null ? '?' : formatPercent(n.fill),
+      formatRate(n.rates.drop),
+      formatRate(n.rates.insertFailed),
+      formatRate(n.rates.insert),
       n.events === null ? '-' : String(n.events.lostTotal),
     ]);
   }

@@ -3,6 +3,7 @@
  * that redraws it in the alternate screen once per interval.
  */
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
+import { formatPercent, formatRate } from './format.js';
 
 export interface LiveViewState {
   sample: ConntrackSample;
@@ -23,9 +24,8 @@ export function renderLiveView(v: LiveViewState): string {
   const s = v.sample;
   const n = (x: number | null | undefined) =>
     x === null || x === undefined ? 'n/a' : Math.round(x).toLocaleString('en');
-  const r = (x: number | null) =>
-    x === null ? 'n/a' : `${x >= 100 ? Math.round(x).toLocaleString('en') : Number(x.toFixed(1))}/s`;
-  const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
+  const r = formatRate;
+  const pct = formatPercent;
   const barWidth = Math.max(10, Math.min(50, v.width - 40));
   const filled = s.fill === null ? 0 : Math.min(barWidth, Math.round(s.fill * barWidth));
   const lines = [

@@ -1,12 +1,14 @@
 /**
  * conntrack-monitor CLI: dispatches to a subcommand (watch by default; serve, check, advise,
- * drops).
+ * drops, record, report).
  * Usage errors give one line on stderr and exit 2 (3 for check, the monitoring-plugins UNKNOWN).
  */
 import { UsageError } from './args.js';
 import * as advise from './commands/advise.js';
 import * as check from './commands/check.js';
 import * as drops from './commands/drops.js';
+import * as record from './commands/record.js';
+import * as report from './commands/report.js';
 import * as serve from './commands/serve.js';
 import * as watch from './commands/watch.js';
 
@@ -14,7 +16,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
   USAGE_EXIT?: number;
 }
-const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops };
+const COMMANDS: Record<string, Command> = { watch, serve, check, advise, drops, record, report };
 
 /** Runs the command line `argv` (without node and the script) and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {

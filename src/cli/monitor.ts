@@ -2,7 +2,7 @@
  * The monitor as every subcommand runs it: built from parsed flags, with fallback and warnings
  * reported once on stderr, and a way to wait for SIGINT/SIGTERM or a duration.
  */
-import { asFlags, UsageError } from './args.js';
+import { withFlags } from './args.js';
 import { ConntrackMonitor } from '../monitor.js';
 import type { ConntrackMonitorOptions } from '../types.js';
 
@@ -10,12 +10,7 @@ export function createMonitor(
   options: ConntrackMonitorOptions,
   log: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): ConntrackMonitor {
-  let monitor: ConntrackMonitor;
-  try {
-    monitor = new ConntrackMonitor(options);
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message));
-  }
+  const monitor = withFlags(() => new ConntrackMonitor(options));
   monitor.on('fallback', (f) =>
     log(
       `conntrack-monitor: using /proc instead of ctnetlink: ${f.reason}. ` +

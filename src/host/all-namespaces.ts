@@ -13,10 +13,10 @@
  * each namespace's own count (__nf_conntrack_alloc), so one busy pod fills "its" table while
  * the host's namespace looks empty.
  */
-import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
 import { stopOnExit } from '../backends/netlink.js';
-import { ConntrackError, reportError, type NativeErrorLike } from '../errors.js';
+import { ConntrackError, type NativeErrorLike } from '../errors.js';
+import { Lifecycle } from '../lifecycle.js';
 import { ConntrackMonitor } from '../monitor.js';
 import {
   loadBinding,
@@ -35,7 +35,7 @@ import {
   type ProtocolName,
   type TcpStateName,
 } from '../types.js';
-import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
+import { findNamespaces, ROOTS, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
 import { podsByInode, SandboxFinder, type PodIdentity } from './pods.js';
 
 export type { PodIdentity } from './pods.js';
@@ -139,24 +139,6 @@ export interface AllNamespacesReport {
 
 export interface AllNamespacesEvents {
   report: [report: AllNamespacesReport];
-  error: [error: ConntrackError];
-}
-
-/** Test seams, never part of the public options: see createAllNamespacesMonitor. */
-export interface AllNamespacesSeams {
-  /** Where listNamespaces looks. */
-  roots?: NamespaceRoots;
-  /** The addon (a fake in unit tests). */
-  binding?: Pick<NativeBinding, 'NativeNodeMonitor'>;
-}
-const SEAMS = Symbol('conntrack-monitor.seams');
-
-/** An AllNamespacesMonitor with test seams. Internal: not exported by the package. */
-export function createAllNamespacesMonitor(
-  options: AllNamespacesOptions,
-  seams: AllNamespacesSeams,
-): AllNamespacesMonitor {
-  return new AllNamespacesMonitor({ ...options, [SEAMS]: seams } as AllNamespacesOptions);
 }
 
 interface Watched {
@@ -176,10 +158,8 @@ interface Watched {
 const NOT_TRACKED =
   'TIME_WAIT and state counts need the table dumps of a full monitor: name this namespace in trackStates (--track-states)';
 
-export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
+export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
   readonly options: Readonly<ResolvedAllNamespacesOptions>;
-  private readonly roots: NamespaceRoots | undefined;
-  private readonly binding: Pick<NativeBinding, 'NativeNodeMonitor'> | undefined;
   private readonly sandboxes: SandboxFinder;
   private native: NativeNodeMonitor | null = null;
   private readonly watched = new Map<number, Watched>(); // by inode
@@ -192,39 +172,37 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
   private soon: NodeJS.Timeout | undefined;
   private lastReport = 0; // performance.now() ms
   private latestReport: AllNamespacesReport | null = null;
-  private starting: Promise<void> | null = null;
-  private stopping: Promise<void> | null = null;
   private discovering: Promise<void> | null = null;
   private rediscover = false; // a change was seen while discovering
   private opensSettled: (() => void) | null = null;
-  private referenced = true;
+  /** Between open() and close(): discovery and records act only then. */
   private started = false;
 
-  /** Throws a TypeError for invalid options, before anything native runs. */
+  /** Throws an OptionError (a TypeError) for invalid options, before anything native runs. */
   constructor(options: AllNamespacesOptions = {}) {
     super();
     this.options = Object.freeze(resolveAllNamespacesOptions(options));
-    const seams = (options as { [SEAMS]?: AllNamespacesSeams })[SEAMS] ?? {};
-    this.roots = seams.roots;
-    this.binding = seams.binding;
     this.sandboxes = new SandboxFinder({ containerd: this.options.containerdRoot, crio: this.options.crioRoot });
   }
 
-  /**
-   * Starts the node's reader thread, finds the namespaces and opens each. Rejects when the
-   * reader cannot start, or when not one namespace could be monitored (no privileges, say),
-   * with the first namespace's error. Idempotent.
-   */
-  start(): Promise<void> {
-    if (this.started) return this.starting ?? Promise.resolve();
-    this.started = true;
-    this.starting = this.open().finally(() => (this.starting = null));
-    return this.starting;
+  /** The addon (tests override it with a fake). */
+  protected loadNativeBinding(): Pick<NativeBinding, 'NativeNodeMonitor'> {
+    return loadBinding();
   }
 
-  private async open(): Promise<void> {
-    const binding = this.binding ?? loadBinding();
-    const native = new binding.NativeNodeMonitor(
+  /** Where namespaces are looked for (tests override it with a fixture tree). */
+  protected namespaceRoots(): NamespaceRoots {
+    return ROOTS;
+  }
+
+  /**
+   * Starts the node's reader thread, finds the namespaces and opens each (start() calls it).
+   * Rejects when the reader cannot start, or when not one namespace could be monitored (no
+   * privileges, say), with the first namespace's error.
+   */
+  protected async open(): Promise<void> {
+    this.started = true;
+    const native = new (this.loadNativeBinding().NativeNodeMonitor)(
       {
         intervalMs: this.options.intervalMs,
         receiveBufferBytes: this.options.receiveBufferBytes,
@@ -238,7 +216,6 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
       this.started = false;
       throw ConntrackError.fromNative(err as Parameters<typeof ConntrackError.fromNative>[0], null);
     }
-    if (!this.referenced) native.unref();
     this.native = native;
     stopOnExit(native, true);
     this.lastReport = performance.now();
@@ -247,11 +224,10 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
       this.opensSettled = resolve;
       this.checkOpensSettled();
     });
-    if (!this.started) return; // stopped while starting
     const all = [...this.watched.values()];
     if (all.length > 0 && all.every((w) => w.state === 'failed')) {
       const cause = all[0]!.failure;
-      await this.stop();
+      await this.close();
       throw new ConntrackError(`no network namespace could be monitored: ${cause?.message}`, {
         code: cause?.code ?? 'ERR_NO_NAMESPACE',
         cause,
@@ -261,18 +237,11 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     try {
       // Names appear under /var/run/netns the moment a pod's sandbox is made (containerd and
       // CRI-O pin them there): look again at once rather than at the next period.
-      this.watcher = watch(this.roots?.netnsDir ?? '/var/run/netns', () => this.discoverSoon(50));
+      this.watcher = watch(this.namespaceRoots().netnsDir, () => this.discoverSoon(50));
       this.watcher.on('error', () => this.watcher?.close());
     } catch {
       // No such directory yet: the periodic discovery finds names too.
     }
-    if (!this.referenced) this.unref();
-  }
-
-  /** Stops the reader (which emits a final report for the partial interval) and every tracked monitor. */
-  stop(): Promise<void> {
-    this.stopping ??= this.close().finally(() => (this.stopping = null));
-    return this.stopping;
   }
 
   /**
@@ -283,27 +252,17 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     return this.latestReport;
   }
 
-  /** Lets the process exit while it runs (like timer.unref()). */
-  unref(): this {
-    this.referenced = false;
-    this.native?.unref();
-    this.timer?.unref();
-    this.watcher?.unref();
-    for (const w of this.watched.values()) w.tracked?.unref();
-    return this;
+  protected setReferenced(referenced: boolean): void {
+    const how = referenced ? 'ref' : 'unref';
+    this.native?.[how]();
+    this.timer?.[how]();
+    this.soon?.[how]();
+    this.watcher?.[how]();
+    for (const w of this.watched.values()) w.tracked?.[how]();
   }
 
-  /** Undoes unref(). */
-  ref(): this {
-    this.referenced = true;
-    this.native?.ref();
-    this.timer?.ref();
-    this.watcher?.ref();
-    for (const w of this.watched.values()) w.tracked?.ref();
-    return this;
-  }
-
-  private async close(): Promise<void> {
+  /** Stops the reader (which emits the final report for the partial interval) and every tracked monitor. */
+  protected async close(): Promise<void> {
     if (!this.started) return;
     this.started = false;
     clearInterval(this.timer);
@@ -342,13 +301,14 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
 
   private discover(): Promise<void> {
     const run = async () => {
-      const found = await listNamespaces(this.roots);
+      const roots = this.namespaceRoots();
+      const found = await findNamespaces(roots);
       const host = found.find((n) => n.host)?.inode ?? null;
       try {
-        this.pods = await podsByInode(await this.sandboxes.find(), this.roots?.proc ?? '/proc', host);
+        this.pods = await podsByInode(await this.sandboxes.find(), roots.proc, host);
         this.podsKnown = this.sandboxes.sawRuntime;
       } catch (err) {
-        reportError(this, ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read the container runtime state'));
+        this.reportError(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read the container runtime state'));
       }
       if (!this.started) return;
       const seen = new Map(found.map((ns) => [ns.inode, ns]));
@@ -370,7 +330,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     };
     this.discovering = run()
       .catch((err: unknown) =>
-        reportError(this, ConntrackError.fromFs(err as NodeJS.ErrnoException, 'find network namespaces')),
+        this.reportError(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'find network namespaces')),
       )
       .finally(() => {
         this.discovering = null;
@@ -432,7 +392,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
       });
       w.tracked = monitor;
       monitor.on('sample', (s) => (w.trackedLatest = s));
-      monitor.on('error', (e) => reportError(this, e));
+      monitor.on('error', (e) => this.reportError(e));
       if (!this.referenced) monitor.unref();
       starts.push(
         monitor.start().then(
@@ -441,7 +401,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
           },
           (err: ConntrackError) => {
             if (w.tracked === monitor) w.tracked = null;
-            reportError(this, err);
+            this.reportError(err);
           },
         ),
       );
@@ -485,9 +445,8 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     const w = this.byId.get(id);
     if (id !== 0 && !w) return; // a namespace already forgotten
     const e = ConntrackError.fromNative(error, w?.ns.path ?? null);
-    if (!w) return reportError(this, e);
-    reportError(
-      this,
+    if (!w) return this.reportError(e);
+    this.reportError(
       new ConntrackError(`${label(w.ns)}: ${e.message}`, {
         code: e.code,
         errno: e.errno,
@@ -515,7 +474,7 @@ export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
     };
     this.lastReport = now;
     this.latestReport = report;
-    this.emit('report', report);
+    this.emitSafely('report', report);
   }
 
   private identity(w: Watched): Pick<NamespaceReport, 'inode' | 'name' | 'pid' | 'host' | 'pod'> {

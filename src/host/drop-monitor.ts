@@ -10,10 +10,10 @@
  * Needs CAP_BPF and CAP_PERFMON (or root), BTF, readable /proc/kallsyms; `DropMonitor.available()`
  * says what is missing.
  */
-import { EventEmitter } from 'node:events';
-import { ConntrackError, errnoName, reportError } from '../errors.js';
-import { integerIn } from '../options.js';
-import { listNamespaces, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
+import { ConntrackError } from '../errors.js';
+import { Lifecycle } from '../lifecycle.js';
+import { DEFAULT_INTERVAL_MS, integerIn, INTERVAL_MS_RANGE, ownOptions } from '../options.js';
+import { listNamespaces, type NetworkNamespace } from './namespaces.js';
 import { loadBinding, type NativeDropProbe } from '../native.js';
 
 export interface DropMonitorOptions {
@@ -23,8 +23,6 @@ export interface DropMonitorOptions {
   topFlows?: number;
   /** Distinct flows the kernel side keeps between reads (default 4096; least recent go). */
   maxFlows?: number;
-  /** Where to look up namespace names and pids (tests). */
-  roots?: NamespaceRoots;
 }
 
 export interface NamespaceDrops {
@@ -67,36 +65,27 @@ export interface DropMonitorEvents {
   error: [error: ConntrackError];
 }
 
-/** A ConntrackError from the addon's Error (errno, syscall), with the errno's name as code. */
-function probeError(what: string, err: unknown): ConntrackError {
-  const e = err as Error & { errno?: number; syscall?: string };
-  return new ConntrackError(`${what}: ${e.message}`, {
-    code: e.errno ? errnoName(e.errno) : 'ENOTSUP',
-    errno: e.errno || undefined,
-    syscall: e.syscall || undefined,
-    cause: err,
-  });
+/** A ConntrackError from the addon's error (errno, syscall, context), with the errno's name as code. */
+function probeError(err: unknown): ConntrackError {
+  return ConntrackError.fromNative(err as Parameters<typeof ConntrackError.fromNative>[0], null);
 }
 
 const PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
 const PORTED = new Set([6, 17, 132, 136]);
 
-function validate(options: DropMonitorOptions): Required<Omit<DropMonitorOptions, 'roots'>> {
-  const known = new Set(['intervalMs', 'topFlows', 'maxFlows', 'roots']);
-  for (const key of Object.keys(options)) if (!known.has(key)) throw new TypeError(`unknown option '${key}'`);
+function validate(options: unknown): Required<DropMonitorOptions> {
+  const o = ownOptions('options', options, ['intervalMs', 'topFlows', 'maxFlows'] as const);
   return {
-    intervalMs: integerIn('intervalMs', options.intervalMs, 1000, [50, 3_600_000]),
-    topFlows: integerIn('topFlows', options.topFlows, 10, [0, 1000]),
-    maxFlows: integerIn('maxFlows', options.maxFlows, 4096, [16, 1 << 20]),
+    intervalMs: integerIn('intervalMs', o.intervalMs, DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE),
+    topFlows: integerIn('topFlows', o.topFlows, 10, [0, 1000]),
+    maxFlows: integerIn('maxFlows', o.maxFlows, 4096, [16, 1 << 20]),
   };
 }
 
-export class DropMonitor extends EventEmitter<DropMonitorEvents> {
-  readonly options: Required<Omit<DropMonitorOptions, 'roots'>>;
-  private readonly roots: NamespaceRoots | undefined;
+export class DropMonitor extends Lifecycle<DropMonitorEvents> {
+  readonly options: Readonly<Required<DropMonitorOptions>>;
   private probe: NativeDropProbe | null = null;
   private timer: NodeJS.Timeout | undefined;
-  private referenced = true;
   /** Monotonic ms at the end of the last interval read. */
   private last = 0;
   /** Cumulative drops per namespace at the last read, for this probe's life. */
@@ -105,8 +94,6 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
   private namesAt = 0;
   /** Inodes looked up and not found (gone, or 0: not resolved): no rescan for them again. */
   private readonly unnamed = new Set<number>();
-  private starting: Promise<void> | null = null;
-  private stopping: Promise<void> | null = null;
   /** Ticks run one after another: a tick may wait for a name lookup, and deltas need order. */
   private ticking: Promise<void> = Promise.resolve();
 
@@ -119,47 +106,19 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
     }
   }
 
+  /** Throws an OptionError (a TypeError) for invalid options. */
   constructor(options: DropMonitorOptions = {}) {
     super();
-    if (options === null || typeof options !== 'object')
-      throw new TypeError(`options must be an object, got ${JSON.stringify(options)}`);
-    this.options = validate(options);
-    this.roots = options.roots;
+    this.options = Object.freeze(validate(options));
   }
 
-  /** Loads and attaches the program; rejects with the reason when it cannot. Idempotent. */
-  start(): Promise<void> {
-    this.starting ??= this.open().finally(() => (this.starting = null));
-    return this.starting;
-  }
-
-  /** Emits the partial interval (final: true), then detaches the program. Idempotent. */
-  stop(): Promise<void> {
-    this.stopping ??= this.close().finally(() => (this.stopping = null));
-    return this.stopping;
-  }
-
-  /** Lets the process exit while the monitor runs (like timer.unref()). */
-  unref(): this {
-    this.referenced = false;
-    this.timer?.unref();
-    return this;
-  }
-
-  ref(): this {
-    this.referenced = true;
-    this.timer?.ref();
-    return this;
-  }
-
-  private async open(): Promise<void> {
-    await this.stopping;
-    if (this.probe) return;
+  /** Loads and attaches the program; rejects with the reason when it cannot. */
+  protected async open(): Promise<void> {
     let probe: NativeDropProbe;
     try {
       probe = new (loadBinding().NativeDropProbe)({ maxFlows: this.options.maxFlows });
     } catch (err) {
-      throw probeError('cannot attach the drop probe', err);
+      throw probeError(err);
     }
     // A new probe counts from zero.
     this.totals.clear();
@@ -167,12 +126,11 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
     this.probe = probe;
     this.last = performance.now();
     this.timer = setInterval(() => void this.tick(false), this.options.intervalMs);
-    if (!this.referenced) this.timer.unref();
     await this.refreshNames(true);
   }
 
-  private async close(): Promise<void> {
-    await this.starting?.catch(() => {});
+  /** Emits the partial interval (final: true), then detaches the program. */
+  protected async close(): Promise<void> {
     const probe = this.probe;
     if (!probe) return;
     clearInterval(this.timer);
@@ -182,10 +140,15 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
     probe.close();
   }
 
+  protected setReferenced(referenced: boolean): void {
+    if (referenced) this.timer?.ref();
+    else this.timer?.unref();
+  }
+
   private async refreshNames(force: boolean): Promise<void> {
     if (!force && Date.now() - this.namesAt < 5000) return;
     this.namesAt = Date.now();
-    this.names = new Map((await listNamespaces(this.roots)).map((ns) => [ns.inode, ns]));
+    this.names = new Map((await listNamespaces()).map((ns) => [ns.inode, ns]));
     this.unnamed.clear();
     // Namespaces that are gone: the kernel reuses their inodes, and their series would stay
     // forever. Forget them here and in the probe's map (bounded at 4096 namespaces).
@@ -225,7 +188,7 @@ export class DropMonitor extends EventEmitter<DropMonitorEvents> {
       flows = probe.flows();
     } catch (err) {
       // The interval goes on; the next read covers it.
-      reportError(this, probeError("read the drop probe's maps", err));
+      this.reportError(probeError(err));
       return;
     }
     const now = performance.now();

@@ -23,6 +23,7 @@ const fds = () => readdirSync('/proc/self/fd').length;
 const threads = () => readdirSync('/proc/self/task').length;
 const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
 const heapKiB = () => Math.round(process.memoryUsage().heapUsed / 1024);
+const nativeKiB = () => Math.round(loadBinding()._nativeHeapBytes() / 1024);
 const netlinkSockets = () =>
   readdirSync('/proc/self/fd').filter((fd) => {
     try {
@@ -56,11 +57,11 @@ if (mode === 'cycles') {
   };
   for (let i = 0; i < 500; i++) await once(); // warm up: the allocator's arenas and free lists fill
   await settle();
-  const before = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB() };
+  const before = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB(), nativeKiB: nativeKiB() };
   const started = Date.now();
   for (let i = 0; i < n / 2; i++) await once();
   await settle();
-  const middle = { rssKiB: rssKiB() };
+  const middle = { rssKiB: rssKiB(), nativeKiB: nativeKiB() };
   for (let i = 0; i < n / 2; i++) await once();
   await settle();
   const after = {
@@ -68,11 +69,15 @@ if (mode === 'cycles') {
     threads: threads(),
     rssKiB: rssKiB(),
     heapKiB: heapKiB(),
+    nativeKiB: nativeKiB(),
     liveNativeMonitors: loadBinding()._liveMonitors(),
   };
   // Growth per cycle over the second half: a leak keeps a slope, a filling allocator does not.
   const slopeKiBPerCycle = (after.rssKiB - middle.rssKiB) / (n / 2);
-  console.log(JSON.stringify({ before, middle, after, slopeKiBPerCycle, ms: Date.now() - started }));
+  const nativeSlopeKiBPerCycle = (after.nativeKiB - middle.nativeKiB) / (n / 2);
+  console.log(
+    JSON.stringify({ before, middle, after, slopeKiBPerCycle, nativeSlopeKiBPerCycle, ms: Date.now() - started }),
+  );
 } else if (mode === 'workers') {
   // N workers load the addon at once, each runs a monitor beside one on the main thread.
   const n = Number(countText);

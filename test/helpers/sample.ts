@@ -42,6 +42,7 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
       updates: 0,
       resyncs: 0,
       lastResyncMs: 1,
+      malformedTotal: 0,
       ...over.events,
     },
     socketTimeWait: 0,
@@ -61,6 +62,7 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
     protocols: { tcp: tw, udp: 0, icmp: 0, other: 0 },
     eventsMode: 1,
     final: false,
+    samplesMissed: 0,
     unavailable: {},
   };
   return base;

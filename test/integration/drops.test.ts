@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DropMonitor, type DropSample } from '../../dist/index.js';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
+import { unprivilegedCopy } from '../helpers/unprivileged';
 import { canRunIntegration } from '../helpers/gate';
 import { withConntrackMax } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
@@ -86,7 +87,7 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     const ino = statSync(a.path).ino;
     // In a child: a timer left behind by stop() during start() would keep it from exiting.
     const script = `
-      const { DropMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+      const { DropMonitor } = require(${JSON.stringify(unprivilegedCopy().index)});
       (async () => {
         const m = new DropMonitor({ intervalMs: 100 });
         const starting = m.start();
@@ -197,7 +198,7 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
 describe.skipIf(!canRunIntegration)('eBPF drop attribution without the capabilities', () => {
   it('explains why it cannot run, as nobody, and nothing crashes', () => {
     const script = `
-      const { DropMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+      const { DropMonitor } = require(${JSON.stringify(unprivilegedCopy().index)});
       const reason = DropMonitor.available();
       new DropMonitor().start().then(() => console.log(JSON.stringify({ reason, started: true })),
         (e) => console.log(JSON.stringify({ reason, started: false, error: e.message })));`;
@@ -208,9 +209,13 @@ describe.skipIf(!canRunIntegration)('eBPF drop attribution without the capabilit
     expect(out.started).toBe(false);
     expect(out.reason).toMatch(/CAP_BPF|CAP_SYS_ADMIN|CAP_PERFMON|permission/i);
     expect(out.error).toMatch(/cannot attach the drop probe/);
-    const cli = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, 'drops', '--duration', '1'], {
-      encoding: 'utf8',
-    });
+    const cli = spawnSync(
+      'runuser',
+      ['-u', 'nobody', '--', process.execPath, unprivilegedCopy().cli, 'drops', '--duration', '1'],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(cli.status).toBe(1);
     expect(cli.stderr.trim().split('\n')).toHaveLength(1);
     expect(cli.stderr).toMatch(/^conntrack-monitor drops: cannot run: /);

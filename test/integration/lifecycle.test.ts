@@ -21,15 +21,20 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     console.info(
       `2000 cycles in ${r.ms} ms: fds ${r.before.fds} -> ${r.after.fds}, threads ${r.before.threads} -> ${r.after.threads}, ` +
         `RSS ${r.before.rssKiB} -> ${r.middle.rssKiB} -> ${r.after.rssKiB} KiB (${r.slopeKiBPerCycle.toFixed(3)} KiB/cycle over the last 1000), ` +
+        `native heap ${r.before.nativeKiB} -> ${r.middle.nativeKiB} -> ${r.after.nativeKiB} KiB (${r.nativeSlopeKiBPerCycle.toFixed(3)} KiB/cycle), ` +
         `JS heap ${r.before.heapKiB} -> ${r.after.heapKiB} KiB, native monitors alive ${r.after.liveNativeMonitors}`,
     );
     expect(r.after.fds).toBe(r.before.fds);
     expect(r.after.threads).toBe(r.before.threads);
     expect(r.after.liveNativeMonitors).toBe(0);
     expect(r.after.heapKiB - r.before.heapKiB).toBeLessThan(1024);
-    // valgrind and heaptrack find nothing lost per cycle; what remains is allocator pages.
-    expect(r.slopeKiBPerCycle).toBeLessThan(1); // a monitor's own allocations are ~1.4 KiB
-    expect(r.after.rssKiB - r.before.rssKiB).toBeLessThan(0.05 * r.before.rssKiB);
+    // A leak shows in what the allocator has handed out and not had back: a monitor's own
+    // allocations are ~600 KiB (its receive batch, table and buffers), so one lost per cycle
+    // would be 600 KiB/cycle; flat within 0.1 KiB/cycle over 1000 cycles means none is.
+    expect(Math.abs(r.nativeSlopeKiBPerCycle)).toBeLessThan(0.1);
+    // RSS also counts pages glibc keeps in its per-thread arenas after frees (valgrind and
+    // heaptrack find nothing lost): bounded, not a slope to assert on a busy machine.
+    expect(r.after.rssKiB - r.before.rssKiB).toBeLessThan(0.15 * r.before.rssKiB);
   }, 180_000);
 
   it('works in several worker threads at once, and terminated workers release their threads and sockets', async () => {

@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { ConntrackError, ConntrackMonitor } from '../../dist/index.js';
+import { unprivilegedCopy } from '../helpers/unprivileged';
 import { canRunIntegration } from '../helpers/gate';
 import { withConntrackMax } from '../helpers/netns';
 import { nextSamples } from '../helpers/samples';
@@ -114,7 +115,7 @@ describe.skipIf(!canRunIntegration)('netlink backend on the real kernel', () => 
 
   it('without CAP_NET_ADMIN, the netlink backend fails with EPERM and says what is needed', async () => {
     const script = `
-      const { ConntrackMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+      const { ConntrackMonitor } = require(${JSON.stringify(unprivilegedCopy().index)});
       new ConntrackMonitor({ backend: 'netlink' }).start().then(
         () => console.log(JSON.stringify({ started: true })),
         (e) => console.log(JSON.stringify({ name: e.name, code: e.code, syscall: e.syscall, message: e.message })));`;

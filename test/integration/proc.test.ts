@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import type { ConntrackSample } from '../../dist/index.js';
-import { CLI } from '../helpers/cli';
+import { unprivilegedCopy } from '../helpers/unprivileged';
 import { canRunIntegration } from '../helpers/gate';
 import { TestNamespace, withConntrackMax } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
@@ -26,11 +26,15 @@ describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () =
     await new Promise((r) => setTimeout(r, 200)); // let `ip netns exec` enter the namespace
     await ns.traffic('tcp', 15);
 
-    const cli = spawn(process.execPath, [CLI, '--json', '--netns', `/proc/${pid}/ns/net`, '--interval', '200'], {
-      uid: NOBODY,
-      gid: NOBODY,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const cli = spawn(
+      process.execPath,
+      [unprivilegedCopy().cli, '--json', '--netns', `/proc/${pid}/ns/net`, '--interval', '200'],
+      {
+        uid: NOBODY,
+        gid: NOBODY,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     defer(() => void cli.kill());
     let stderr = '';
     cli.stderr.on('data', (d) => (stderr += d));
@@ -108,7 +112,10 @@ describe.skipIf(!canRunIntegration)('proc backend as an unprivileged user', () =
   });
 
   it('--backend netlink as nobody fails with the reason instead of falling back', async () => {
-    const cli = spawn(process.execPath, [CLI, '--backend', 'netlink', '--duration', '1'], { uid: NOBODY, gid: NOBODY });
+    const cli = spawn(process.execPath, [unprivilegedCopy().cli, '--backend', 'netlink', '--duration', '1'], {
+      uid: NOBODY,
+      gid: NOBODY,
+    });
     let stderr = '';
     cli.stderr.on('data', (d) => (stderr += d));
     const code = await new Promise((r) => cli.on('close', r));

@@ -52,6 +52,16 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
       await runCli(['check', ...common, '--observe', '0.5']),
       await runCli(['advise', ...common, '--observe', '1', '--json']),
       await runCli(['--backend', 'proc', '--interval', '200', '--duration', '0.5']), // /proc of this host
+      await runCli([
+        'record',
+        ...common,
+        '--out',
+        '/dev/null',
+        '--',
+        process.execPath,
+        '-e',
+        'setTimeout(() => {}, 500)',
+      ]),
     ];
     const serve = spawn(process.execPath, [CLI, 'serve', ...common, '--listen', '127.0.0.1:0']);
     const url = await servingUrl(serve);
@@ -90,19 +100,33 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
 });
 
 describe('no process spawning', () => {
-  it('the library and the addon never start a process or a shell', () => {
-    const root = join(__dirname, '..', '..');
+  const root = join(__dirname, '..', '..');
+  /** The one file that starts a process: `record` runs the user's own command. */
+  const RECORD = join(root, 'src', 'cli', 'commands', 'record.ts');
+
+  it('the library and the addon never start a process or a shell; only `record` runs a command', () => {
     const files = (dir: string) =>
       readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
         .filter((e) => e.isFile())
         .map((e) => join(e.parentPath, e.name));
-    for (const file of files('src')) {
-      expect(readFileSync(file, 'utf8'), file).not.toMatch(/child_process|\bexecSync\b|\bspawn\(/);
-    }
+    const spawning = files('src').filter((file) =>
+      /child_process|\bexecSync\b|\bspawn\(/.test(readFileSync(file, 'utf8')),
+    );
+    expect(spawning).toEqual([RECORD]);
     for (const file of files('native')) {
       expect(readFileSync(file, 'utf8'), file).not.toMatch(
         /\b(system|popen|fork|vfork|posix_spawnp?|exec[lv]p?e?)\s*\(/,
       );
     }
+  });
+
+  it('`record` runs the command from its argv with spawn, never through a shell', () => {
+    const text = readFileSync(RECORD, 'utf8');
+    expect(text).toMatch(/^import \{ spawn, type ChildProcess \} from 'node:child_process';$/m); // nothing else from it
+    expect(text.match(/\bspawn\(/g)).toHaveLength(1);
+    expect(text).toMatch(/spawn\(command\[0\]!, command\.slice\(1\), \{ stdio: 'inherit', shell: false \}\)/);
+    expect(text).not.toMatch(/shell:\s*true/);
+    expect(text).not.toMatch(/\/bin\/(ba|da)?sh\b|['"]sh['"]/);
+    expect(text).not.toMatch(/\b(exec|execSync|execFile|execFileSync|spawnSync|fork)\b/);
   });
 });

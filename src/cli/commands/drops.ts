@@ -3,7 +3,7 @@
  * host-wide, from the eBPF probe. One block (or, with --json, one JSON line) per interval, and
  * a final one on exit.
  */
-import { asFlags, MAX_TIMER_S, number, parseFlags, seconds, UsageError } from '../args.js';
+import { MAX_TIMER_S, number, parseFlags, seconds, withFlags } from '../args.js';
 import { untilStopped } from '../monitor.js';
 import { DropMonitor, type DropSample } from '../../host/drop-monitor.js';
 
@@ -39,16 +39,14 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  const durationS = seconds('--duration', values.duration, 0, 0, MAX_TIMER_S);
-  let monitor: DropMonitor;
-  try {
-    monitor = new DropMonitor({
-      intervalMs: values.interval === undefined ? undefined : number('--interval', values.interval as string),
-      topFlows: values.top === undefined ? undefined : number('--top', values.top as string),
-    });
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message));
-  }
+  const durationS = values.duration === undefined ? 0 : seconds('--duration', values.duration, 0, 0.001, MAX_TIMER_S);
+  const monitor = withFlags(
+    () =>
+      new DropMonitor({
+        intervalMs: values.interval === undefined ? undefined : number('--interval', values.interval),
+        topFlows: values.top === undefined ? undefined : number('--top', values.top),
+      }),
+  );
   const json = values.json === true;
   monitor.on('sample', (s) => process.stdout.write(`${json ? JSON.stringify(s) : formatDrops(s)}\n`));
   monitor.on('error', (e) => process.stderr.write(`conntrack-monitor drops: ${e.message}\n`));

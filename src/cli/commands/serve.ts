@@ -8,11 +8,11 @@ import {
   ALL_NAMESPACES_FLAGS,
   ALL_NAMESPACES_HELP,
   allNamespacesOptions,
-  asFlags,
   checkAllNamespacesFlags,
   MONITOR_FLAGS_HELP,
   parseCommand,
   UsageError,
+  withFlags,
 } from '../args.js';
 import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
@@ -126,12 +126,7 @@ export async function run(argv: string[]): Promise<number> {
 
 /** The node-wide monitor, with errors on stderr as createMonitor() does for one namespace. */
 function nodeMonitor(options: ConstructorParameters<typeof AllNamespacesMonitor>[0]): AllNamespacesMonitor {
-  let monitor: AllNamespacesMonitor;
-  try {
-    monitor = new AllNamespacesMonitor(options);
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message));
-  }
+  const monitor = withFlags(() => new AllNamespacesMonitor(options));
   monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
   return monitor;
 }

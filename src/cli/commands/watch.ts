@@ -7,13 +7,12 @@ import {
   ALL_NAMESPACES_FLAGS,
   ALL_NAMESPACES_HELP,
   allNamespacesOptions,
-  asFlags,
   checkAllNamespacesFlags,
   MAX_TIMER_S,
   MONITOR_FLAGS_HELP,
   parseCommand,
   seconds,
-  UsageError,
+  withFlags,
 } from '../args.js';
 import { AllNamespacesMonitor, type AllNamespacesOptions } from '../../host/all-namespaces.js';
 import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
@@ -26,7 +25,8 @@ Watch the conntrack table of a network namespace: entries against nf_conntrack_m
 per-second insert/delete rates from ctnetlink events, the kernel's drop counters and
 TIME_WAIT occupancy. On a terminal: a live view. Otherwise one line per interval.
 
-Other commands: serve, check, advise, drops (conntrack-monitor COMMAND --help).
+Other commands: serve, check, advise, drops, record, report (conntrack-monitor COMMAND
+--help).
 
 Options:
   --json                 one JSON sample per line (NDJSON), flushed per line
@@ -57,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  const durationS = seconds('--duration', values.duration, 0, 0, MAX_TIMER_S);
+  const durationS = values.duration === undefined ? 0 : seconds('--duration', values.duration, 0, 0.001, MAX_TIMER_S);
   checkAllNamespacesFlags(values);
   if (values['all-namespaces'] === true)
     return allNamespaces(allNamespacesOptions(options, values), values.json === true, durationS);
@@ -79,12 +79,7 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 async function allNamespaces(options: AllNamespacesOptions, json: boolean, durationS: number): Promise<number> {
-  let host: AllNamespacesMonitor;
-  try {
-    host = new AllNamespacesMonitor(options);
-  } catch (err) {
-    throw new UsageError(asFlags((err as Error).message));
-  }
+  const host = withFlags(() => new AllNamespacesMonitor(options));
   const redraw = !json && process.stdout.isTTY === true;
   host.on('report', (r) => {
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -1,0 +1,61 @@
+// bpf.h — the bpf() system calls the eBPF programs share: create a map, load a program (with
+// the verifier's reason when it refuses), look up per-CPU values, run a program on test input.
+// No libbpf: each call fills a bpf_attr and issues the syscall.
+//
+// No Node-API, no threads of its own; any thread may call these.
+#pragma once
+
+#include <linux/bpf.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+
+namespace ctmon {
+
+// `reason` is "" on success; otherwise a sentence for the user, and `sys` names the failing
+// system call when there was one.
+struct ProbeStatus {
+  SysStatus sys;
+  std::string reason;
+  bool ok() const { return reason.empty(); }
+};
+
+// The raw syscall; returns what bpf() returns (errno set on -1).
+long sys_bpf(int cmd, bpf_attr& attr);
+
+inline uint64_t bpf_ptr(const void* p) {
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p));
+}
+
+// `what: strerror(errno)`, with the syscall named.
+ProbeStatus bpf_failure(const char* syscall, const std::string& what);
+
+ProbeStatus create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+                       uint32_t flags, const char* name, Fd& out);
+
+struct ProgramLoad {
+  uint32_t type = 0;
+  uint32_t expected_attach_type = 0;
+  uint32_t attach_btf_id = 0;
+  const char* name = "";
+  const char* license = "GPL";
+};
+// Loads `code`. When the verifier refuses it, loads it again with a log and returns the log's
+// last lines as the reason.
+ProbeStatus load_program(const ProgramLoad& load, const std::vector<bpf_insn>& code, Fd& out);
+
+// CPUs the kernel may run on (/sys/devices/system/cpu/possible): a per-CPU map's lookup
+// returns this many values. 0 when unreadable.
+unsigned possible_cpus();
+
+// One lookup of a per-CPU array map: `out` gets possible_cpus() values of `value_size`
+// bytes, each padded to 8 bytes as the kernel copies them.
+SysStatus lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<uint8_t>& out);
+
+// BPF_PROG_TEST_RUN: runs the program once on `data` and returns its return value.
+SysStatus test_run(int program_fd, const uint8_t* data, size_t length, uint32_t& retval);
+
+}  // namespace ctmon
