@@ -192,7 +192,10 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
       5000,
     );
     const unnamedAfterMs = Date.now() - made2;
-    expect(fds()).toBe(fdsBefore + 6); // two sockets and a sysctl file each
+    // Each: two sockets and a sysctl file, and on the eBPF path the program and its counter map.
+    const counting = reports.at(-1)!.namespaces.find((n) => n.name === c.name)!.events!.counting;
+    const fdsDuring = fds();
+    expect(fdsDuring).toBe(fdsBefore + 2 * (counting === 'ebpf' ? 5 : 3));
     expect(threads()).toBe(threadsBefore);
 
     await c.remove();
@@ -204,7 +207,7 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     );
     console.info(
       `discovery: named namespace reported ${namedAfterMs} ms after creation, unnamed ${unnamedAfterMs} ms; ` +
-        `descriptors ${fdsBefore} before, ${fds()} after both were deleted`,
+        `descriptors ${fdsBefore} before, ${fdsDuring} with both (counting: ${counting}), ${fds()} after both were deleted`,
     );
     expect(fds()).toBe(fdsBefore);
   });
