@@ -477,15 +477,6 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     this.emitSafely('report', report);
   }
 
-  private identity(w: Watched): Pick<NamespaceReport, 'inode' | 'name' | 'pid' | 'host' | 'pod'> {
-    return {
-      inode: w.ns.inode,
-      name: w.ns.name,
-      pid: w.ns.pid,
-      host: w.ns.host,
-      pod: this.pods.get(w.ns.inode) ?? null,
-    };
-  }
 
   private row(w: Watched, raw: RawNamespaceInterval): NamespaceReport {
     const { counts, totals, unavailable } = intervalCounters(raw, raw.eventsMode === 0 ? EVENTS_OFF : null);
@@ -499,7 +490,11 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
       for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = why;
     }
     return {
-      ...this.identity(w),
+      inode: w.ns.inode,
+      name: w.ns.name,
+      pid: w.ns.pid,
+      host: w.ns.host,
+      pod: this.pods.get(w.ns.inode) ?? null,
       intervalMs: round(raw.durationNs / 1e6),
       entries: raw.entries,
       max: raw.max,
@@ -533,7 +528,11 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     const why = w.failure?.message ?? 'not monitored';
     const none = Object.fromEntries(COUNTER_NAMES.map((n) => [n, null])) as CounterSet;
     return {
-      ...this.identity(w),
+      inode: w.ns.inode,
+      name: w.ns.name,
+      pid: w.ns.pid,
+      host: w.ns.host,
+      pod: this.pods.get(w.ns.inode) ?? null,
       intervalMs: null,
       entries: null,
       max: null,
