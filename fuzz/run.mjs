@@ -150,6 +150,7 @@ function build() {
     'native/ctnetlink/decoder.cc',
     'native/ctnetlink/table.cc',
     'native/ctnetlink/aggregator.cc',
+    'native/ctnetlink/count_filter.cc',
     'native/base/fd.cc',
     'native/base/proc_text.cc',
     'native/base/read_file.cc',

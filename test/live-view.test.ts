@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { renderLiveView } from '../dist/cli/live-view.js';
 import { evaluateCheck } from '../dist/cli/commands/check.js';
+import { formatNamespacesReport } from '../dist/cli/format.js';
+import type { NamespaceReport } from '../dist/index.js';
 import { sample } from './helpers/sample';
 
 describe('live view renderer', () => {
@@ -67,5 +69,86 @@ describe('check evaluation (monitoring-plugins)', () => {
     expect(r.line).toMatch(/^CONNTRACK CRITICAL - 7 packets dropped in 2 s \(table full\)/);
     expect(r.line).toMatch(/drops=7c/);
     expect(evaluateCheck([sample({ entries: null })], 75, 90)).toMatchObject({ code: 3 });
+  });
+});
+
+describe('node-wide view (--all-namespaces)', () => {
+  const counters = (v: number | null) =>
+    Object.fromEntries(
+      [
+        'insert',
+        'delete',
+        'drop',
+        'earlyDrop',
+        'insertFailed',
+        'invalid',
+        'icmpError',
+        'clashResolve',
+        'chainTooLong',
+        'searchRestart',
+      ].map((k) => [k, v]),
+    ) as NamespaceReport['counts'];
+  const row = (over: Partial<NamespaceReport>): NamespaceReport => ({
+    inode: 4026532000,
+    name: null,
+    pid: null,
+    host: false,
+    pod: null,
+    intervalMs: 1000,
+    entries: 10,
+    max: 262144,
+    fill: 10 / 262144,
+    counts: counters(0),
+    rates: counters(0),
+    totals: counters(0),
+    events: { counting: 'ebpf', countingFallback: null, received: 0, lost: 0, lostTotal: 0, receiveBufferBytes: 0 },
+    timeWait: null,
+    tcpStates: null,
+    protocols: null,
+    drops: 0,
+    dropRate: 0,
+    inserts: 0,
+    insertRate: 0,
+    totalDrops: 0,
+    source: 'netlink',
+    error: null,
+    unavailable: {},
+    ...over,
+  });
+
+  it('names pods by namespace/name, fullest table first, with drop and insert-race rates', () => {
+    const text = formatNamespacesReport({
+      time: '2026-11-29T22:18:21.000Z',
+      intervalMs: 1000,
+      final: false,
+      namespaces: [
+        row({ host: true, inode: 4026531833, pid: 1, entries: 120, fill: 120 / 262144 }),
+        row({
+          name: 'cni-3c6f9a1e',
+          inode: 4026532453,
+          pod: { namespace: 'shop', name: 'web-7d9f8b6c5-x2x9q', uid: 'u' },
+          entries: 262144,
+          fill: 1,
+          rates: { ...counters(0), drop: 310, insertFailed: 2.5, insert: 320 },
+        }),
+        row({
+          name: 'blue',
+          inode: 4026532527,
+          error: 'enter network namespace: Operation not permitted',
+          fill: null,
+          entries: null,
+          events: null,
+        }),
+      ],
+    });
+    const lines = text.split('\n');
+    expect(lines[0]).toBe('22:18:21  3 network namespaces, 1 of them pods');
+    expect(lines[1]).toMatch(/^ {2}POD \/ NETNS +INODE +PID +ENTRIES +MAX +FILL +DROP +INS_FAIL +INSERT +LOST$/);
+    expect(lines[2]).toMatch(
+      /^ {2}shop\/web-7d9f8b6c5-x2x9q +4026532453 +- +262144 +262144 +100\.0% +310\/s +2\.5\/s +320\/s +0$/,
+    );
+    expect(lines[3]).toMatch(/^ {2}\(host\) +4026531833 +1 +120 /);
+    expect(lines[4]).toMatch(/^ {2}blue +4026532527 +- +error /);
+    expect(lines[5]).toBe('  blue (4026532527): enter network namespace: Operation not permitted');
   });
 });
