@@ -151,27 +151,29 @@ export function intervalCounters(
   raw: RawInterval,
   eventsUnknown: string | null,
 ): { counts: CounterSet; totals: CounterSet; unavailable: Partial<Record<string, string>> } {
+  // Once per interval per namespace on a node: no closure, and the failure text only when used.
   const unavailable: Partial<Record<string, string>> = {};
-  const statsFailed = `the conntrack statistics request failed in this interval (${errnoName(raw.statsError)})`;
+  const statsFailed = () => `the conntrack statistics request failed in this interval (${errnoName(raw.statsError)})`;
   const counts = {} as CounterSet;
   const totals = {} as CounterSet;
-  COUNTER_NAMES.forEach((name, i) => {
+  for (let i = 0; i < COUNTER_NAMES.length; i++) {
+    const name = COUNTER_NAMES[i]!;
     const fromEvents = name === 'insert' || name === 'delete';
     const unknown = fromEvents && eventsUnknown !== null;
     counts[name] = unknown ? null : (raw.counts[i] ?? null);
     totals[name] = unknown ? null : (raw.totals[i] ?? 0);
-    if (counts[name] !== null) return;
+    if (counts[name] !== null) continue;
     unavailable[`counts.${name}`] = unknown
       ? eventsUnknown
       : fromEvents
         ? 'the in-kernel event counter could not be read in this interval; the next one includes its events'
         : raw.kernelStatsOk
           ? `this kernel does not report ${kernelStatName(name)}`
-          : `${statsFailed}; the next sample includes its changes`;
+          : `${statsFailed()}; the next sample includes its changes`;
     if (totals[name] === null) unavailable[`totals.${name}`] = unavailable[`counts.${name}`];
-  });
-  if (raw.entries === null) unavailable.entries = statsFailed;
-  if (raw.max === null) unavailable.max = statsFailed;
+  }
+  if (raw.entries === null) unavailable.entries = statsFailed();
+  if (raw.max === null) unavailable.max = statsFailed();
   return { counts, totals, unavailable };
 }
 

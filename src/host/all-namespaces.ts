@@ -165,7 +165,8 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
   private readonly watched = new Map<number, Watched>(); // by inode
   private readonly byId = new Map<number, Watched>();
   private pods = new Map<number, PodIdentity>();
-  private podsKnown = true;
+  /** Why no row can name a pod (no runtime state found), or null when the runtimes were read. */
+  private podsUnknown: string | null = null;
   private nextId = 1;
   private timer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
@@ -306,7 +307,7 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
       const host = found.find((n) => n.host)?.inode ?? null;
       try {
         this.pods = await podsByInode(await this.sandboxes.find(), roots.proc, host);
-        this.podsKnown = this.sandboxes.sawRuntime;
+        this.podsUnknown = this.sandboxes.sawRuntime ? null : podsUnknown(this.options);
       } catch (err) {
         this.reportError(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read the container runtime state'));
       }
@@ -477,11 +478,10 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     this.emitSafely('report', report);
   }
 
-
   private row(w: Watched, raw: RawNamespaceInterval): NamespaceReport {
     const { counts, totals, unavailable } = intervalCounters(raw, raw.eventsMode === 0 ? EVENTS_OFF : null);
     const rates = ratesOf(counts, raw.durationNs / 1e9);
-    if (!this.podsKnown) unavailable.pod = podsUnknown(this.options);
+    if (this.podsUnknown !== null) unavailable.pod = this.podsUnknown;
     const t = w.trackedLatest;
     if (!w.tracked) {
       for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = NOT_TRACKED;
