@@ -15,6 +15,7 @@
 //     datagram is a table-full drop and the program takes its full path (BTF-guided reads,
 //     per-namespace count, flow map update).
 // Reports medians. Writes benchmarks/results/drop-overhead-<date>.{json,md}.
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -39,7 +40,7 @@ if (reason) {
   process.exit(1);
 }
 const { loadgen } = buildTools();
-const ns = benchNamespace(`ctmon-bench-drops-${process.pid}`);
+const ns = benchNamespace(`ctmon-bench-drops-${process.pid}-${randomBytes(4).toString('hex')}`);
 process.on('SIGINT', () => {
   ns.destroy();
   process.exit(130);

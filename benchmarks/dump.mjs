@@ -12,6 +12,7 @@
 // CPU time of the monitor process over its dumps is split into user (decode + tracked table)
 // and system (the kernel filling and copying the dump).
 // Writes benchmarks/results/dump-<date>.{json,md}. Everything it makes is removed.
+import { randomBytes } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { writeFileSync, readFileSync } from 'node:fs';
@@ -28,7 +29,7 @@ const { values } = parseArgs({
 });
 const ENTRIES = Number(values.entries);
 const RUNS = Number(values.runs);
-const ns = `ctmon-bench-dump-${process.pid}`;
+const ns = `ctmon-bench-dump-${process.pid}-${randomBytes(4).toString('hex')}`;
 const inNs = (file, args, opts = {}) =>
   execFileSync('ip', ['netns', 'exec', ns, file, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, ...opts });
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

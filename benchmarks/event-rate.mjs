@@ -11,6 +11,7 @@
 // then, for each reader: events received, lost, CPU seconds per million events
 // (/proc/PID/stat utime+stime), peak RSS (VmHWM), and for conntrack-monitor the JS event-loop
 // delay p99 and the number of JS callbacks. Writes benchmarks/results/event-rate-<date>.{json,md}.
+import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -40,7 +41,7 @@ const { values } = parseArgs({
 const ALONE = values.alone;
 const SECONDS = Number(values.seconds);
 const RATES = values.rates.split(',').map((r) => (r === 'max' ? 0 : Number(r)));
-const nsName = `ctmon-bench-rate-${process.pid}`;
+const nsName = `ctmon-bench-rate-${process.pid}-${randomBytes(4).toString('hex')}`;
 let bench; // the namespace's helpers, once created
 
 async function phase({ loadgen, nullReader }, rate) {

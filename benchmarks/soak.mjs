@@ -27,6 +27,7 @@
 // and "zero lost" (lostTotal 0 and the monitor's totals equal to the kernel's).
 // Writes benchmarks/results/soak-<date>.{json,md}.
 // Ctrl-C stops the run and removes the namespace and the child processes; it writes no results.
+import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -65,7 +66,7 @@ if (!(SECONDS > 0 && RATE > 0 && EVERY > 0 && WARMUP >= 0 && WARMUP < SECONDS)) 
 }
 const RSS_LIMIT_PCT = 5;
 const SETTLE_S = 30; // after the load: how long to wait for the monitor to catch up and the table to drain
-const nsName = `ctmon-bench-soak-${process.pid}`;
+const nsName = `ctmon-bench-soak-${process.pid}-${randomBytes(4).toString('hex')}`;
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
 // Everything started, for cleanup on any exit.

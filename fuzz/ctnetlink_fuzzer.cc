@@ -1,13 +1,15 @@
 // ctnetlink_fuzzer.cc — libFuzzer target for everything in native/ that reads bytes the
 // kernel (or /proc) hands us: the ctnetlink decoder (events and dump entries), the stats
 // reply decoders, the NLMSG_ERROR reader, the /proc text parsers, the BTF and kallsyms
-// parsers of the drop probe, and what consumes the decoder's output: the tracked table and
-// the aggregator, and the node monitor's header classifier (checked to agree with the decoder).
-// Built with ASan and UBSan by fuzz/run.mjs.
+// parsers of the drop probe, and what consumes the decoder's output: the tracked table, the
+// aggregator, the snapshot grouping, and the node monitor's header classifier (checked to agree
+// with the decoder). Built with ASan and UBSan by fuzz/run.mjs.
 //
 // Besides "no crash, no UB", the tracked table is checked against a plain std::map model
 // after every step: its counts by protocol and TCP state must equal the model's. That is
 // what catches a wrong backward shift in the open-addressing table, not just a bad read.
+// Likewise the snapshot grouping (snapshot.h) against a std::map per group: its top N and its
+// `other` must be the model's, with its maps starting at one slot and a bound of 48 keys.
 //
 // Input: a sequence of records  [op u8][length u16 little endian][payload]  (a short last
 // record takes what is left). fuzz/run.mjs wraps the captured fixtures in this format.
@@ -25,6 +27,7 @@
 #include "ctnetlink/aggregator.h"
 #include "ctnetlink/count_filter.h"
 #include "ctnetlink/decoder.h"
+#include "ctnetlink/snapshot.h"
 #include "ctnetlink/table.h"
 #include "ebpf/btf.h"
 #include "ebpf/kallsyms.h"
@@ -46,6 +49,9 @@ enum Op : uint8_t {
                    // inputs can hold hundreds of entries and make the table collide and grow
   kBtf,            // payload: a raw BTF blob, as /sys/kernel/btf/vmlinux (the drop probe's input)
   kKallsyms,       // payload: /proc/kallsyms text
+  kSnapshotDatagram,  // payload: one datagram of a table dump, into the snapshot grouping
+  kSnapshotCompact,   // payload: entries of 8 bytes each (see compact_entry), into the grouping
+  kSnapshotTop,       // payload: u8 limit; the grouping's top N is checked against its model
   kOpCount
 };
 
@@ -70,7 +76,6 @@ struct ModelEntry {
   uint8_t protocol;
   uint8_t tcp_state;
   uint64_t deadline_ds;
-  uint16_t generation;
 };
 
 uint8_t classify(uint8_t l4proto) {
@@ -109,33 +114,42 @@ class Model {
     const std::string key = identity(ct);
     if (dumping_) touched_.insert(key);
     if (ct.kind == EventKind::kDestroy) {
-      entries_.erase(key);
+      erase(key);
       return;
     }
-    upsert(key, ct, now_ms, 0);
+    // During a dump only a NEW shows the entry outlives the dump's start; an UPDATE does not.
+    if (upsert(key, ct, now_ms, 0) && (!dumping_ || ct.kind == EventKind::kNew))
+      confirmed_.insert(key);
   }
   void begin_dump() {
-    ++generation_;
     dumping_ = true;
+    confirmed_.clear();
   }
   void dump_entry(const Conntrack& ct, uint64_t now_ms) {
     const std::string key = identity(ct);
-    if (touched_.count(key)) return;
-    upsert(key, ct, now_ms, 1000);
+    if (touched_.count(key) ? entries_.count(key) > 0 : upsert(key, ct, now_ms, 1000))
+      confirmed_.insert(key);  // touched: the event said more about its state, not that it exists
   }
+  // Keeps what is confirmed since the dump began: listed by it, made by a NEW during it.
   void end_dump() {
     dumping_ = false;
     touched_.clear();
     for (auto it = entries_.begin(); it != entries_.end();)
-      it = it->second.generation != generation_ ? entries_.erase(it) : std::next(it);
+      it = confirmed_.count(it->first) ? std::next(it) : entries_.erase(it);
   }
   void abort_dump() {
     dumping_ = false;
     touched_.clear();
   }
   void expire(uint64_t now_ms) {
-    for (auto it = entries_.begin(); it != entries_.end();)
-      it = it->second.deadline_ds <= now_ms / 100 ? entries_.erase(it) : std::next(it);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->second.deadline_ds > now_ms / 100) {
+        ++it;
+        continue;
+      }
+      confirmed_.erase(it->first);
+      it = entries_.erase(it);
+    }
   }
   TableCounts counts() const {
     TableCounts c;
@@ -148,23 +162,27 @@ class Model {
   }
 
  private:
-  void upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
-    if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return;
-    auto [it, fresh] = entries_.try_emplace(
-        key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX, generation_});
-    ModelEntry& e = it->second;
-    e.generation = generation_;
+  void erase(const std::string& key) {
+    entries_.erase(key);
+    confirmed_.erase(key);
+  }
+  // False when the message says the entry has already expired (nothing is applied).
+  bool upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
+    if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return false;
+    ModelEntry& e = entries_.try_emplace(key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX})
+                        .first->second;
     if (ct.has(Conntrack::kHasTcpState) && e.protocol == kProtoTcp)
       e.tcp_state = ct.tcp_state < kTcpStateCount ? ct.tcp_state : 0;
     if (ct.has(Conntrack::kHasTimeout)) {
       const uint64_t ds = (now_ms + uint64_t{ct.timeout_s} * 1000 + pad_ms + 99) / 100;
       e.deadline_ds = ds >= UINT32_MAX ? UINT32_MAX - 1 : ds;
     }
+    return true;
   }
 
   std::map<std::string, ModelEntry> entries_;
-  std::set<std::string> touched_;
-  uint16_t generation_ = 0;
+  std::set<std::string> touched_;    // keys an event named during the dump
+  std::set<std::string> confirmed_;  // keys of the current generation (see end_dump)
   bool dumping_ = false;
 };
 
@@ -187,6 +205,97 @@ Conntrack compact_event(const std::vector<uint8_t>& p) {
   return ct;
 }
 
+// [family bit][l4proto][src last byte][dst last byte][port lo][port hi][status][tcp state]
+// -> a dump entry: a few distinct addresses and ports, so keys repeat and maps collide.
+Conntrack compact_entry(const uint8_t* p) {
+  Conntrack ct;
+  ct.family = p[0] & 1 ? 10 : 2;
+  static const uint8_t kProtos[] = {6, 17, 1, 58, 132, 47, 50, 253};
+  ct.orig.l4proto = kProtos[p[1] % 8];
+  ct.orig.src[0] = 10;
+  ct.orig.src[3] = p[2] % 64;
+  ct.orig.dst[0] = 10;
+  ct.orig.dst[15] = p[3];
+  ct.orig.dst_port = static_cast<uint16_t>(p[4] | p[5] << 8);
+  ct.orig.icmp_type = p[4];
+  ct.status = p[6];
+  ct.tcp_state = p[7] % 12;
+  ct.fields =
+      Conntrack::kHasOrig | Conntrack::kHasStatus | (p[7] & 0x80 ? 0 : Conntrack::kHasTcpState);
+  return ct;
+}
+
+// The snapshot grouping written the obvious way: one std::map per group, keyed by the same
+// bytes, a key past the bound left out of its map (its entry is still counted).
+class GroupingModel {
+ public:
+  static constexpr size_t kMaxKeys = 48;
+  void add(const Conntrack& ct) {
+    if (!ct.has(Conntrack::kHasOrig)) return;
+    ++entries_;
+    const uint32_t status = ct.has(Conntrack::kHasStatus) ? ct.status : 0;
+    if (!(status & 0x4)) ++evictable_;
+    const uint8_t p = ct.orig.l4proto;
+    std::string src(1, static_cast<char>(ct.family)), dst = src;
+    src.append(reinterpret_cast<const char*>(ct.orig.src), 16);
+    dst.append(reinterpret_cast<const char*>(ct.orig.dst), 16);
+    std::string port{static_cast<char>(p), 0, 0, 0};
+    if (p == 6 || p == 17 || p == 136 || p == 132 || p == 33 || p == 47) {
+      port[1] = static_cast<char>(ct.orig.dst_port >> 8);
+      port[2] = static_cast<char>(ct.orig.dst_port & 0xff);
+    } else if (p == 1 || p == 58) {
+      port[1] = static_cast<char>(ct.orig.icmp_type);
+    }
+    std::string state{static_cast<char>(p), 0, 0, 0};
+    state[1] = static_cast<char>(p == 6 ? (ct.has(Conntrack::kHasTcpState) ? ct.tcp_state : 0xff)
+                                        : (status & 0x4   ? 2
+                                           : status & 0x2 ? 1
+                                                          : 0));
+    count(maps_[kBySource], src);
+    count(maps_[kByDestination], dst);
+    count(maps_[kByDestinationPort], port);
+    count(maps_[kByState], state);
+  }
+  void check(const TopReport& got, size_t limit) const {
+    if (got.entries != entries_ || got.evictable != evictable_) fail("entries or evictable");
+    std::string (*text[])(const uint8_t*) = {address_key_text, address_key_text, port_key_text,
+                                             state_key_text};
+    for (int g = 0; g < kSnapshotGroupCount; ++g) {
+      std::vector<std::pair<std::string, uint64_t>> all(maps_[g].begin(), maps_[g].end());
+      std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+      });
+      if (all.size() > limit) all.resize(limit);
+      const TopGroup& group = got.groups[g];
+      if (group.top.size() != all.size()) fail("top size");
+      uint64_t listed = 0;
+      for (size_t i = 0; i < all.size(); ++i) {
+        const auto* key = reinterpret_cast<const uint8_t*>(all[i].first.data());
+        if (group.top[i].entries != all[i].second || group.top[i].key != text[g](key))
+          fail("top item");
+        listed += all[i].second;
+      }
+      if (group.other != entries_ - listed) fail("other");
+    }
+  }
+
+ private:
+  static void count(std::map<std::string, uint64_t>& m, const std::string& key) {
+    auto it = m.find(key);
+    if (it != m.end())
+      ++it->second;
+    else if (m.size() < kMaxKeys)
+      m.emplace(key, 1);
+  }
+  [[noreturn]] static void fail(const char* what) {
+    std::fprintf(stderr, "snapshot grouping diverged from the model: %s\n", what);
+    std::abort();
+  }
+  uint64_t entries_ = 0;
+  uint64_t evictable_ = 0;
+  std::map<std::string, uint64_t> maps_[kSnapshotGroupCount];
+};
+
 void check_same(const TableCounts& got, const TableCounts& want) {
   bool same = got.entries == want.entries;
   for (int p = 0; p < kProtoClassCount; ++p) same = same && got.protocols[p] == want.protocols[p];
@@ -205,6 +314,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Aggregator aggregator;
   aggregator.start(0, KernelReading{});
   std::vector<CpuStats> cpus(4);
+  SnapshotGrouper grouper(0x5eed, 0, GroupingModel::kMaxKeys);  // grows from one slot
+  GroupingModel grouping;
   uint64_t now_ms = 1000;
   int64_t now_ns = 0;
 
@@ -274,6 +385,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         SymbolRange range;
         (void)function_range_in(reinterpret_cast<const char*>(payload.data()), payload.size(),
                                 "nf_hook_slow", range);
+        break;
+      }
+      case kSnapshotDatagram: {
+        MessageWalker walker(payload.data(), payload.size());
+        Message msg;
+        Conntrack ct;
+        while (walker.next(msg)) {
+          if (decode_conntrack(msg, ct) != DecodeStatus::kOk) continue;
+          grouper.add(ct);
+          grouping.add(ct);
+        }
+        break;
+      }
+      case kSnapshotCompact:
+        for (size_t i = 0; i + 8 <= payload.size(); i += 8) {
+          const Conntrack ct = compact_entry(payload.data() + i);
+          grouper.add(ct);
+          grouping.add(ct);
+        }
+        break;
+      case kSnapshotTop: {
+        const size_t limit = payload.empty() ? 10 : payload[0];
+        grouping.check(grouper.top(limit), limit);
         break;
       }
       case kBeginDump:

@@ -64,6 +64,9 @@ const OP = {
   compact: 8,
   btf: 9,
   kallsyms: 10,
+  snapshotDump: 11,
+  snapshotCompact: 12,
+  snapshotTop: 13,
 };
 const record = (op, payload) => {
   const head = Buffer.alloc(3);
@@ -113,6 +116,20 @@ function writeSeeds(dir) {
       ),
     ]),
   );
+  // The snapshot grouping: the captured table dump, entries that share keys, and top N checks.
+  writeFileSync(
+    join(dir, 'snapshot.seed'),
+    Buffer.concat([
+      ...datagrams('table-dump/dump.hex').map((d) => record(OP.snapshotDump, d)),
+      record(OP.snapshotTop, Buffer.from([3])),
+      record(
+        OP.snapshotCompact,
+        Buffer.concat(Array.from({ length: 60 }, (_, i) => Buffer.from([i % 2, i % 8, i % 7, i % 5, 53, 0, i % 8, i]))),
+      ),
+      record(OP.snapshotTop, Buffer.from([5])),
+      record(OP.snapshotTop, Buffer.from([255])),
+    ]),
+  );
   // The drop probe's inputs: kallsyms lines around nf_hook_slow, and a minimal BTF blob (header,
   // one INT type, strings) built here: the kernel's own file is megabytes, past -max_len.
   writeFileSync(
@@ -151,6 +168,7 @@ function build() {
     'native/ctnetlink/table.cc',
     'native/ctnetlink/aggregator.cc',
     'native/ctnetlink/count_filter.cc',
+    'native/ctnetlink/snapshot.cc',
     'native/base/fd.cc',
     'native/base/proc_text.cc',
     'native/base/read_file.cc',

@@ -31,8 +31,9 @@ const result = nodeGyp
   : spawnSync('node-gyp', ['rebuild'], { cwd: root, stdio: 'inherit' });
 if (result.status !== 0) {
   console.error(
-    'conntrack-monitor: the native addon could not be built. Install python3, make and g++ and reinstall; ' +
-      "until then backend 'auto' falls back to /proc and backend 'netlink' fails with ERR_ADDON.",
+    'conntrack-monitor: the native addon could not be built. Install python3, make and g++, then run ' +
+      "`npm rebuild conntrack-monitor`; until then backend 'auto' falls back to /proc and backend 'netlink' " +
+      'fails with ERR_ADDON.',
   );
   process.exit(result.status ?? 1);
 }

@@ -3,7 +3,11 @@
  * buckets, shorten the TIME_WAIT timeout), computed from what the host really did while it was
  * watched. Pure: samples and an environment in, advice out. It never applies anything.
  */
+import type { KernelDropHistory } from './host/kernel-drops.js';
+import { evictableVerdict, type TopReport } from './top.js';
 import type { ConntrackSample } from './types.js';
+
+export type { KernelDropHistory };
 
 export interface TuningEnvironment {
   /** Current nf_conntrack_max. */
@@ -16,6 +20,12 @@ export interface TuningEnvironment {
   entryBytes: number | null;
   /** Total memory of the host in bytes, if known. */
   memoryBytes: number | null;
+  /**
+   * What the kernel remembers of table-full drops before and beyond the observation (its drop
+   * counter since the namespace started, the last "table full" log line). Without it the advice
+   * rests on the observed samples alone.
+   */
+  kernelDrops?: KernelDropHistory;
 }
 
 export interface Recommendation {
@@ -36,6 +46,8 @@ export interface TuningAdvice {
   /** Linear growth of entries over the observation, per minute (negative when shrinking). */
   growthPerMinute: number | null;
   drops: number | null;
+  /** The kernel's memory of drops, as the environment gave it (null when it gave none). */
+  kernelDrops: KernelDropHistory | null;
   peakTimeWait: number | null;
   recommendations: Recommendation[];
   /** Kernel memory the recommended table would take when full, if the entry size is known. */
@@ -46,6 +58,11 @@ export interface TuningAdvice {
   steps: string[];
   /** Plain-words findings, including "nothing to change". */
   notes: string[];
+  /**
+   * What filled the table, from a snapshot taken at the end of a high-fill observation (null
+   * when none was taken): how much of it the kernel may evict, and the top groups.
+   */
+  snapshot: TopReport | null;
 }
 
 /** Fill to aim for at the projected peak: room for a burst as large again. */
@@ -55,7 +72,14 @@ export const GROWTH_HORIZON_S = 600;
 /** The TIME_WAIT timeout the support article recommends. */
 export const SHORT_TIME_WAIT_S = 30;
 
-export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnvironment): TuningAdvice {
+/** The peak fill at or above which `advise` takes a snapshot of what fills the table. */
+export const SNAPSHOT_FILL = 0.75;
+
+export function adviseTuning(
+  samples: readonly ConntrackSample[],
+  env: TuningEnvironment,
+  snapshot: TopReport | null = null,
+): TuningAdvice {
   const withEntries = samples.filter((s) => s.entries !== null);
   const observedSeconds = samples.reduce((sum, s) => sum + s.intervalMs, 0) / 1000;
   const peakEntries = withEntries.length ? withEntries.reduce((m, s) => Math.max(m, s.entries!), -Infinity) : null;
@@ -68,21 +92,41 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
   const notes: string[] = [];
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
+  // Drops the kernel counted in this namespace before the observation: the table was full
+  // then, whatever it looked like while watched.
+  const earlier = env.kernelDrops?.sinceStart ?? null;
+  const ago = env.kernelDrops?.lastLoggedSecondsAgo ?? null;
+  const incident = (drops ?? 0) === 0 && earlier !== null && earlier > 0;
+  const when =
+    ago === null
+      ? `when is unknown: ${env.kernelDrops?.unavailable.lastLoggedSecondsAgo ?? 'no kernel log'}`
+      : `the kernel last logged "table full" ${formatAgo(ago)} ago`;
+  if (env.kernelDrops) {
+    if (earlier === null)
+      notes.push(`Drops before the observation are unknown: ${env.kernelDrops.unavailable.sinceStart ?? 'unknown'}.`);
+    else if (earlier === 0) notes.push('The kernel counted no table-full drop in this namespace since it started.');
+    else notes.push(`The kernel counted ${earlier} table-full drops in this namespace since it started (${when}).`);
+  }
+
   // nf_conntrack_max: the projected demand, at TARGET_FILL.
   let recommendedMax = env.max;
   if (peakEntries !== null) {
     // A trend seen for a minute says little about the next hour: project as far as observed.
     const horizon = Math.min(GROWTH_HORIZON_S, observedSeconds);
     const projected = peakEntries + Math.max(0, growthPerSecond ?? 0) * horizon;
-    // Every dropped packet wanted an entry that did not fit.
-    const demand = Math.max(projected, (drops ?? 0) > 0 ? env.max + drops! : 0);
+    // Every dropped packet wanted an entry that did not fit; drops counted before the
+    // observation, perhaps over a long time, are taken as at most a table's worth.
+    const wanted = (drops ?? 0) > 0 ? drops! : incident ? Math.min(earlier!, env.max) : 0;
+    const demand = Math.max(projected, wanted > 0 ? env.max + wanted : 0);
     const needed = nextPowerOfTwo(Math.ceil(demand / TARGET_FILL));
-    if ((drops ?? 0) > 0 || demand > env.max * 0.75) {
+    if (wanted > 0 || demand > env.max * 0.75) {
       recommendedMax = Math.max(needed, env.max * 2);
       const why =
         (drops ?? 0) > 0
           ? `${drops} packets were dropped because the table was full (peak ${peakEntries} of ${env.max} entries)`
-          : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${Math.round(horizon)} s at the observed growth`;
+          : incident
+            ? `the kernel counted ${earlier} packets dropped for a full table in this namespace (${when}), none while observed (peak ${peakEntries} of ${env.max} entries)`
+            : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${Math.round(horizon)} s at the observed growth`;
       recommendations.push({
         sysctl: 'net.netfilter.nf_conntrack_max',
         current: env.max,
@@ -108,7 +152,7 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
   // TIME_WAIT timeout: when TIME_WAIT entries are most of a table under pressure.
   if (peakTimeWait !== null && peakEntries && env.timeWaitTimeout !== null && env.timeWaitTimeout > SHORT_TIME_WAIT_S) {
     const share = peakTimeWait / peakEntries;
-    const pressured = (drops ?? 0) > 0 || (peakFill ?? 0) >= 0.25;
+    const pressured = (drops ?? 0) > 0 || incident || (peakFill ?? 0) >= 0.25;
     if (share >= 0.5 && pressured) {
       const freed = Math.round(peakTimeWait * (1 - SHORT_TIME_WAIT_S / env.timeWaitTimeout));
       recommendations.push({
@@ -140,6 +184,21 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
         (memory.shareOfRam === null ? '.' : `, ${pct(memory.shareOfRam)} of RAM.`),
     );
   }
+  if (snapshot) {
+    // A full table of unassured entries is an early_drop matter (a scan, a flood, a peer that
+    // does not answer), one of assured connections a capacity matter.
+    const v = evictableVerdict(snapshot);
+    if (v.mostly === 'evictable') {
+      const top = snapshot.bySource[0];
+      notes.push(
+        `The table is ${v.text}` +
+          (top && top.key !== 'other' ? ` (top source ${top.key}: ${top.entries} entries).` : '.') +
+          ' A larger nf_conntrack_max only makes room for more of them.',
+      );
+    } else if (v.mostly === 'assured') {
+      notes.push(`The table is ${v.text}.`);
+    }
+  }
   if (recommendations.length === 0) notes.push('Nothing to change.');
 
   const sysctlConf = recommendations.length
@@ -161,13 +220,23 @@ export function adviseTuning(samples: readonly ConntrackSample[], env: TuningEnv
     peakFill,
     growthPerMinute: growthPerSecond === null ? null : growthPerSecond * 60,
     drops,
+    kernelDrops: env.kernelDrops ?? null,
     peakTimeWait,
     recommendations,
     memory,
     sysctlConf,
     steps,
     notes,
+    snapshot,
   };
+}
+
+/** "45 s", "12 min", "3.5 h", "2.0 days". */
+export function formatAgo(seconds: number): string {
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172_800) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86_400).toFixed(1)} days`;
 }
 
 function sumKnown(values: (number | null)[]): number | null {

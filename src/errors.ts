@@ -17,8 +17,9 @@ export interface NativeErrorLike {
 }
 
 /**
- * An error from the monitor: `code` is the errno name (EPERM, ENOENT, ...), `syscall` the call
- * that failed, `hint` what to do about it.
+ * An error from the monitor: `code` is the errno name (EPERM, ENOENT, ...) or the monitor's own
+ * (ERR_ADDON: the addon cannot load; NAMESPACE_GONE: the watched namespace was deleted and the
+ * monitor stopped), `syscall` the call that failed, `hint` what to do about it.
  */
 export class ConntrackError extends Error {
   override name = 'ConntrackError';
@@ -48,11 +49,23 @@ export class ConntrackError extends Error {
     this.missing = details.missing;
   }
 
-  /** The native addon could not be loaded (no prebuild for this platform and no build). */
+  /**
+   * The native addon could not be loaded: no prebuild fits this platform and nothing was built
+   * (the install script did not run: npm skips dependencies' install scripts with
+   * --ignore-scripts, and from npm 12 unless they are allowed), or a build that does not load.
+   * The hint says what to run.
+   */
   static addonUnavailable(cause: unknown): ConntrackError {
-    return new ConntrackError(`the native addon could not be loaded: ${(cause as Error)?.message ?? cause}`, {
+    const detail = String((cause as Error)?.message ?? cause).split('\n')[0]!;
+    const notBuilt = /^No native build was found/.test(detail);
+    return new ConntrackError(`the native addon could not be loaded: ${detail}`, {
       code: 'ERR_ADDON',
-      hint: 'reinstall to build it (needs python3, make and a C++ compiler), or use the proc backend',
+      hint: notBuilt
+        ? 'no prebuilt addon fits and none was built (npm ran no install script: --ignore-scripts, or npm >= 12 ' +
+          'without allowScripts for it): run `npm rebuild conntrack-monitor` (where npm asks, ' +
+          '`npm approve-scripts conntrack-monitor` first; it needs python3, make and a C++ compiler), or use the proc backend'
+        : 'rebuild it for this system: `npm rebuild conntrack-monitor` (needs python3, make and a C++ compiler), ' +
+          'or use the proc backend',
       cause,
     });
   }
@@ -136,9 +149,13 @@ const NETLINK_CALLS = new Set(['socket', 'bind', 'setsockopt', 'send', 'sendto',
 
 function hintFor(code: string, syscall: string, netns: string | null): string | undefined {
   const where = netns === null ? 'it' : printable(netns);
+  // A file that is not a network namespace: the message says what it is instead.
+  if (['open', 'fstatfs', 'ioctl'].includes(syscall) && code === 'EINVAL')
+    return 'pass /var/run/netns/NAME or /proc/PID/ns/net';
   if (syscall === 'open') {
     if (code === 'ENOENT') return `no network namespace at ${where}`;
     if (code === 'EACCES' || code === 'EPERM') return `no permission to open ${where}`;
+    if (code === 'ETIMEDOUT') return `is ${where} on a filesystem that does not answer?`;
     return undefined;
   }
   if (syscall === 'setns' && code === 'EINVAL') return `${where} is not a network namespace`;

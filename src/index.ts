@@ -13,6 +13,7 @@ export {
   registerAllNamespacesMetrics,
   registerConntrackMetrics,
   registerDropMetrics,
+  registerTopMetrics,
   type ConntrackMetricsOptions,
   type RegistryLike,
 } from './metrics.js';
@@ -23,6 +24,8 @@ export {
   type DroppedFlow,
   type NamespaceDrops,
 } from './host/drop-monitor.js';
+export { adviseTuning, type Recommendation, type TuningAdvice, type TuningEnvironment } from './advise.js';
+export { tuningEnvironment } from './environment.js';
 export { DEFAULT_PRESSURE, type PressureEvent, type PressureLevel, type PressureThresholds } from './pressure.js';
 export { record, type RecordOptions, type RecordResult } from './record.js';
 export { summarize, type RateStats, type RunSummary } from './report/summary.js';
@@ -36,6 +39,14 @@ export {
   type RecordingHeader,
   type RecordingNotice,
 } from './recording/format.js';
+export {
+  topEntries,
+  evictableVerdict,
+  type EvictableVerdict,
+  type TopItem,
+  type TopOptions,
+  type TopReport,
+} from './top.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {
   BackendName,

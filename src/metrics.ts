@@ -3,14 +3,19 @@
  * metrics go only into the registry the caller passes, and values are set at scrape time from
  * the monitor's latest sample (collect()), never on a timer.
  *
- * Names follow node_exporter's conntrack collector where they overlap (entries, entries_limit,
- * so its `entries / entries_limit > 0.75` alert carries over) and fix its mistakes: kernel
- * counters are counters named `_total`, dead counters (searched, new, insert, ...) are absent,
- * clash_resolve and chaintoolong are present. What the backend cannot know is omitted, never 0.
+ * Kernel data is named like node_exporter's conntrack collector without its `node_` prefix
+ * (node_nf_conntrack_entries is nf_conntrack_entries here: deploy/prometheus/node-exporter.yml
+ * records node_exporter's names from these), and fixes its mistakes: kernel counters are
+ * counters named `_total`, dead counters (searched, new, insert, ...) are absent, clash_resolve
+ * and chaintoolong are present. The exporter's own counters (events it lost, its resyncs,
+ * messages it could not decode) are named as the exporter's: `conntrack_monitor_*`. What the
+ * backend cannot know is omitted, never 0.
  */
 import type { AllNamespacesMonitor, NamespaceReport } from './host/all-namespaces.js';
 import type { DropMonitor, DropSample } from './host/drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
+import type { PressureLevel } from './pressure.js';
+import type { TopReport } from './top.js';
 import {
   TCP_STATE_NAMES,
   type ConntrackSample,
@@ -28,8 +33,10 @@ export interface RegistryLike {
 export interface ConntrackMetricsOptions {
   /** The prom-client Registry to register in. Required: the global one is never touched implicitly. */
   registry: RegistryLike;
-  /** Metric name prefix. Default `nf_conntrack_`. */
+  /** Name prefix of the kernel's data. Default `nf_conntrack_`. */
   prefix?: string;
+  /** Name prefix of the exporter's own counters (events lost, resyncs, ...). Default `conntrack_monitor_`. */
+  monitorPrefix?: string;
   /** Constant labels added to every series, e.g. `{ node: 'web-1' }`. */
   labels?: Record<string, string>;
 }
@@ -65,14 +72,15 @@ export function netnsLabel(path: string | null): string | null {
   return named ? named[1]! : path;
 }
 
-/** The prefix, once the options are checked; the errors name the function called. */
+/** The prefixes, once the options are checked; the errors name the function called. */
 function checkedPrefix(fn: string, options: ConntrackMetricsOptions): string {
   if (!options || typeof options.registry?.registerMetric !== 'function') {
     throw new TypeError(`${fn}(monitor, { registry }) needs a prom-client Registry`);
   }
   const prefix = options.prefix ?? 'nf_conntrack_';
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))
-    throw new TypeError(`prefix '${prefix}' is not a valid metric name prefix`);
+  for (const p of [prefix, options.monitorPrefix ?? 'conntrack_monitor_']) {
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(p)) throw new TypeError(`prefix '${p}' is not a valid metric name prefix`);
+  }
   return prefix;
 }
 
@@ -81,7 +89,14 @@ interface TableSource {
   entries: number | null;
   max: number | null;
   totals: CounterSet;
-  events: { lostTotal: number } | null;
+  events: {
+    lostTotal: number;
+    newTotal: number;
+    destroyTotal: number;
+    /** UPDATE events received; absent where UPDATEs are not read (the node monitor). */
+    updateTotal?: number;
+    malformedTotal: number;
+  } | null;
   tcpStates: Record<TcpStateName, number> | null;
   protocols: Record<ProtocolName, number> | null;
 }
@@ -100,7 +115,8 @@ type Define<S> = (
 
 /**
  * A metric definer: each metric, at each scrape, is reset and filled from `rows()` (one row
- * per labelled table), so the series of a table that is gone disappear at once.
+ * per labelled table), so the series of a table that is gone disappear at once. A metric is
+ * named `prefix + name`, or `name` as given when it starts with the monitor prefix.
  */
 function definer<S>(
   options: ConntrackMetricsOptions,
@@ -110,12 +126,14 @@ function definer<S>(
   names: string[],
 ): Define<S> {
   const client = loadPromClient();
+  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
   const constant: Record<string, string> = { ...options.labels };
   const constantNames = [...Object.keys(constant), ...rowLabels];
   return (kind, name, help, extraLabels, fill) => {
-    names.push(prefix + name);
+    const full = name.startsWith(monitorPrefix) ? name : prefix + name;
+    names.push(full);
     new client[kind]({
-      name: prefix + name,
+      name: full,
       help,
       labelNames: [...constantNames, ...extraLabels],
       registers: [options.registry],
@@ -136,8 +154,11 @@ function definer<S>(
   };
 }
 
-/** The metrics of a table wherever it is read: entries, limit, kernel stats, events, states. */
-function defineTableMetrics<S extends TableSource>(define: Define<S>, updates: (() => number) | null): void {
+/**
+ * The metrics of a table wherever it is read: entries, limit, kernel stats, events received,
+ * the exporter's own loss and decode counters, states.
+ */
+function defineTableMetrics<S extends TableSource>(define: Define<S>, monitorPrefix: string): void {
   define('Gauge', 'entries', 'Entries in the conntrack table of the monitored namespace.', [], (put, s) =>
     put(s.entries),
   );
@@ -151,18 +172,35 @@ function defineTableMetrics<S extends TableSource>(define: Define<S>, updates: (
   for (const [counter, stat, help] of KERNEL_STATS) {
     define('Counter', `stat_${stat}_total`, help, [], (put, s) => put(s.totals[counter]));
   }
-  define('Counter', 'events_total', 'ctnetlink events received, by type.', ['type'], (put, s) => {
-    if (!s.events) return;
-    put(s.totals.insert, { type: 'new' });
-    put(s.totals.delete, { type: 'destroy' });
-    if (updates) put(updates(), { type: 'update' });
-  });
+  // Events *received*: exact as that, whatever was lost. Entries created and destroyed are
+  // these only while events_lost_total is 0; no series claims more (the sample's
+  // totals.insert/delete are null after a loss for the same reason).
   define(
     'Counter',
-    'events_lost_total',
-    'Events the kernel could not queue for the monitor (socket buffer full).',
+    'events_total',
+    'ctnetlink events received, by type. Events the kernel could not queue are in events_lost_total and not here.',
+    ['type'],
+    (put, s) => {
+      if (!s.events) return;
+      put(s.events.newTotal, { type: 'new' });
+      put(s.events.updateTotal, { type: 'update' });
+      put(s.events.destroyTotal, { type: 'destroy' });
+    },
+  );
+  // The exporter's own counters: what happened to this reader, not to the kernel's table.
+  define(
+    'Counter',
+    `${monitorPrefix}events_lost_total`,
+    'ctnetlink events the kernel could not queue for this exporter (its socket buffer was full).',
     [],
     (put, s) => put(s.events?.lostTotal),
+  );
+  define(
+    'Counter',
+    `${monitorPrefix}malformed_messages_total`,
+    'ctnetlink messages this exporter could not decode (truncated or malformed) and skipped.',
+    [],
+    (put, s) => put(s.events?.malformedTotal),
   );
   define(
     'Gauge',
@@ -184,14 +222,11 @@ function defineTableMetrics<S extends TableSource>(define: Define<S>, updates: (
  */
 export function registerConntrackMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
   const prefix = checkedPrefix('registerConntrackMetrics', options);
+  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
   const netns = netnsLabel(monitor.options.netnsPath);
   const labels: Record<string, string> = netns === null ? {} : { netns };
   let latest: ConntrackSample | null = null;
-  let updates = 0; // samples carry UPDATEs per interval; the counter needs their running total
-  monitor.on('sample', (s) => {
-    latest = s;
-    updates += s.events?.updates ?? 0;
-  });
+  monitor.on('sample', (s) => (latest = s));
   const names: string[] = [];
   const define = definer<ConntrackSample>(
     options,
@@ -200,10 +235,28 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     () => (latest ? [{ labels, source: latest }] : []),
     names,
   );
-  defineTableMetrics(define, () => updates);
   define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (put, s) => put(s.buckets));
-  define('Counter', 'resyncs_total', 'Re-dumps of the table to reconcile the tracked entries.', [], (put, s) =>
-    put(s.events?.resyncs),
+  defineTableMetrics(define, monitorPrefix);
+  define(
+    'Counter',
+    `${monitorPrefix}resyncs_total`,
+    "Re-dumps of the table by this exporter to reconcile its tracked entries with the kernel's.",
+    [],
+    (put, s) => put(s.events?.resyncs),
+  );
+  define(
+    'Counter',
+    `${monitorPrefix}samples_missed_total`,
+    "Intervals this exporter's JavaScript thread missed (it stalled longer than the native queue holds); their counts are still in the totals.",
+    [],
+    (put, s) => put(s.events === null ? null : s.samplesMissed),
+  );
+  define(
+    'Gauge',
+    'time_to_full_seconds',
+    'Seconds until the table is full at the net growth of the last 60 s; absent when it is not growing.',
+    [],
+    (put, s) => put(s.timeToFullSeconds),
   );
   define(
     'Gauge',
@@ -240,6 +293,7 @@ export function registerAllNamespacesMetrics(
   options: ConntrackMetricsOptions,
 ): string[] {
   const prefix = checkedPrefix('registerAllNamespacesMetrics', options);
+  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
   const names: string[] = [];
   const define = definer<NamespaceReport>(
     options,
@@ -251,7 +305,7 @@ export function registerAllNamespacesMetrics(
         .map((n) => ({ labels: namespaceLabels(n), source: n })),
     names,
   );
-  defineTableMetrics(define, null);
+  defineTableMetrics(define, monitorPrefix);
   return names;
 }
 
@@ -279,6 +333,66 @@ export function registerDropMetrics(monitor: DropMonitor, options: ConntrackMetr
     },
   });
   return [name];
+}
+
+/** The `group` label of each TopReport group. */
+const TOP_GROUPS = [
+  ['bySource', 'source'],
+  ['byDestination', 'destination'],
+  ['byDestinationPort', 'destination_port'],
+  ['byState', 'state'],
+] as const;
+
+/**
+ * Registers what the latest snapshot under pressure found (the monitor needs the
+ * `snapshotOnPressure` option): `<prefix>top_entries{group, key}` for the top N keys of each
+ * group (`source`, `destination`, `destination_port`, `state`) and their `key="other"` rest,
+ * and `<prefix>evictable_entries`. Cardinality is bounded: at most 4 x (N + 1) series, replaced
+ * by each snapshot, so a key that leaves the top N leaves the exposition. Absent while the
+ * pressure level is ok: the last snapshot is stale then. Returns the metric names.
+ */
+export function registerTopMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
+  const prefix = checkedPrefix('registerTopMetrics', options);
+  if (!monitor.options.snapshotOnPressure) {
+    throw new TypeError('registerTopMetrics(monitor) needs a monitor made with the snapshotOnPressure option');
+  }
+  const client = loadPromClient();
+  const constant: Record<string, string> = { ...options.labels };
+  const netns = netnsLabel(monitor.options.netnsPath);
+  if (netns !== null) constant.netns = netns;
+  let latest: TopReport | null = null;
+  let level: PressureLevel = 'ok';
+  monitor.on('top', (r) => (latest = r));
+  monitor.on('pressure', (e) => (level = e.level));
+  const current = () => (level === 'ok' ? null : latest);
+  const top = `${prefix}top_entries`;
+  const evictable = `${prefix}evictable_entries`;
+  new client.Gauge({
+    name: top,
+    help: 'Entries of the heaviest keys of the latest snapshot under pressure, by group (source, destination, destination_port, state); key="other" sums the rest.',
+    labelNames: [...Object.keys(constant), 'group', 'key'],
+    registers: [options.registry],
+    collect(this: PromMetric) {
+      this.reset();
+      const r = current();
+      if (!r) return;
+      for (const [field, group] of TOP_GROUPS)
+        for (const item of r[field]) this.set({ ...constant, group, key: item.key }, item.entries);
+    },
+  });
+  new client.Gauge({
+    name: evictable,
+    help: 'Entries without IPS_ASSURED in the latest snapshot under pressure: what early_drop may evict.',
+    labelNames: Object.keys(constant),
+    registers: [options.registry],
+    collect(this: PromMetric) {
+      this.reset();
+      if (Object.keys(constant).length === 0) this.remove(); // reset() leaves a 0
+      const r = current();
+      if (r) this.set(constant, r.evictable);
+    },
+  });
+  return [top, evictable];
 }
 
 function loadPromClient(): PromClient {

@@ -20,8 +20,12 @@ export interface RawInterval {
   max: number | null;
   eventsReceived: number;
   eventsUpdates: number;
+  eventsUpdatesTotal: number;
   eventsLost: number;
   eventsLostTotal: number;
+  /** When a loss was first seen (CLOCK_REALTIME ms): in this interval, and since start. */
+  firstLossWallMs: number | null;
+  firstLossEverWallMs: number | null;
   malformedTotal: number;
 }
 
@@ -109,6 +113,16 @@ export interface NativeNodeMonitor {
   unref(): void;
 }
 
+/** One table snapshot on a thread of its own (native/binding/snapshot_binding.cc). */
+export interface NativeSnapshot {
+  /** Starts the dump; resolves with the grouped report, rejects with (errno, syscall, context). */
+  start(): Promise<unknown>;
+  /** The dump stops at its next datagram; start() then rejects with ECANCELED. */
+  cancel(): void;
+  /** The pending dump no longer keeps the process alive. */
+  unref(): void;
+}
+
 /** The eBPF table-full drop probe (native/drop_probe.h); the constructor loads and attaches it. */
 export interface NativeDropProbe {
   /** Cumulative table-full drops per namespace inode since attach. */
@@ -160,12 +174,24 @@ export interface NativeBinding {
     options: NativeNodeMonitorOptions,
     onRecords: (records: NodeRecord[]) => void,
   ) => NativeNodeMonitor;
+  NativeSnapshot: new (options: {
+    netnsPath: string | null;
+    limit: number;
+    receiveTimeoutMs: number;
+    deadlineMs: number;
+  }) => NativeSnapshot;
   counterNames: string[];
   _decode(buffer: Buffer): Record<string, unknown>[];
   _classifyHeader(buffer: Buffer): 'new' | 'destroy' | 'other';
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;
+  _groupSnapshot(
+    datagrams: Buffer[],
+    limit: number,
+    options?: { expectedEntries?: number; maxKeys?: number },
+  ): Record<string, unknown>;
+  _liveSnapshots(): number;
   _parseSockstat(text: string): number;
   /** Bytes the C/C++ allocator has handed out (glibc mallinfo2), all threads: leak checks. */
   _nativeHeapBytes(): number;
@@ -174,10 +200,16 @@ export interface NativeBinding {
    * each message (BPF_PROG_TEST_RUN): what it returned for each, and its counters after.
    */
   _eventProgram(messages: Buffer[], options?: { perMessage?: boolean }): EventProgramRun;
-  _injectFaults(faults: { netlinkProtocol?: number; ctnetlinkSubsystem?: number; eventProgramType?: number }): {
+  _injectFaults(faults: {
+    netlinkProtocol?: number;
+    ctnetlinkSubsystem?: number;
+    eventProgramType?: number;
+    openNamespaceDelayMs?: number;
+  }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
     eventProgramType: number;
+    openNamespaceDelayMs: number;
   };
 }
 

@@ -34,6 +34,7 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   counting: '--counting',
   containerdRoot: '--containerd-root',
   crioRoot: '--crio-root',
+  limit: '--limit',
 };
 
 /** Options after validation, as the backends use them. */
@@ -45,7 +46,21 @@ export interface ResolvedOptions {
   resyncIntervalMs: number;
   backend: BackendName;
   pressure: PressureThresholds;
+  /** Keys per group of the automatic snapshot under pressure, or false (off). */
+  snapshotOnPressure?: { limit: number } | false;
 }
+
+/** topEntries() options after validation. */
+export interface ResolvedTopOptions {
+  netnsPath: string | null;
+  limit: number;
+  timeoutMs: number;
+}
+
+export const DEFAULT_TOP_LIMIT = 10;
+export const TOP_LIMIT_RANGE = [1, 1000] as const;
+export const DEFAULT_TOP_TIMEOUT_MS = 30_000;
+export const TOP_TIMEOUT_RANGE = [1000, 600_000] as const;
 
 export const DEFAULT_INTERVAL_MS = 1000;
 export const INTERVAL_MS_RANGE = [50, 3_600_000] as const;
@@ -85,6 +100,7 @@ const MONITOR_OPTIONS = [
   'resyncIntervalMs',
   'backend',
   'pressure',
+  'snapshotOnPressure',
 ] as const;
 
 /** Validates ConntrackMonitor's options; throws an OptionError naming the option at fault. */
@@ -105,6 +121,7 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
         : integerIn('resyncIntervalMs', o.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
     backend: oneOf('backend', o.backend, 'auto', BACKENDS),
     pressure: resolvePressure(o.pressure),
+    snapshotOnPressure: resolveSnapshotOnPressure(o.snapshotOnPressure),
   };
 }
 
@@ -190,6 +207,29 @@ export function resolveAllNamespacesOptions(options: unknown = {}): ResolvedAllN
     containerdRoot: root('containerdRoot', DEFAULT_RUNTIME_ROOTS.containerd),
     crioRoot: root('crioRoot', DEFAULT_RUNTIME_ROOTS.crio),
   };
+}
+
+/** Validates topEntries() options; throws an OptionError naming the option at fault. */
+export function resolveTopOptions(options: unknown = {}): ResolvedTopOptions {
+  const o = ownOptions('options', options, ['netns', 'limit', 'timeoutMs', 'signal'] as const);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new OptionError('signal', `must be an AbortSignal, got ${describe(o.signal)}`);
+  }
+  return {
+    netnsPath: resolveNetns(o.netns),
+    limit: integerIn('limit', o.limit, DEFAULT_TOP_LIMIT, TOP_LIMIT_RANGE),
+    timeoutMs: integerIn('timeoutMs', o.timeoutMs, DEFAULT_TOP_TIMEOUT_MS, TOP_TIMEOUT_RANGE),
+  };
+}
+
+/** `false` (off, the default) or `{ limit? }`: the monitor's snapshots under pressure. */
+function resolveSnapshotOnPressure(value: unknown): { limit: number } | false {
+  if (value === undefined || value === false) return false;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new OptionError('snapshotOnPressure', `must be false or an object { limit? }, got ${describe(value)}`);
+  }
+  const o = ownOptions('snapshotOnPressure', value, ['limit'] as const);
+  return { limit: integerIn('snapshotOnPressure.limit', o.limit, DEFAULT_TOP_LIMIT, TOP_LIMIT_RANGE) };
 }
 
 /** A bare name means /var/run/netns/NAME (as `ip netns` names them); a path is used as is. */

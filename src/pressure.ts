@@ -35,6 +35,11 @@ export class PressureTracker {
 
   constructor(private readonly t: PressureThresholds = DEFAULT_PRESSURE) {}
 
+  /** The level after the latest sample. */
+  get current(): PressureLevel {
+    return this.level;
+  }
+
   /** The level change this sample causes, or null when the level stays. */
   update(sample: ConntrackSample): PressureEvent | null {
     if (sample.fill === null) return null;

@@ -77,6 +77,7 @@ export function buildSample(p: SampleParts): ConntrackSample {
     tcpStates: p.tracked ? byName(TCP_STATE_NAMES, p.tracked.tcpStates) : null,
     protocols: p.tracked ? byName(PROTOCOL_NAMES, p.tracked.protocols) : null,
     eventsMode,
+    timeToFullSeconds: null, // the monitor's forecast (src/forecast.ts) fills it in
     final: p.final,
     samplesMissed: p.samplesMissed,
     unavailable,
@@ -93,7 +94,7 @@ export const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kerne
 /** The parts of a native (ctnetlink) interval, with the reasons only the native side knows. */
 export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
   const eventsOff = raw.eventsMode === 0;
-  const { counts, totals, unavailable } = intervalCounters(raw, eventsOff ? EVENTS_OFF : null);
+  const { counts, totals, unavailable } = intervalCounters(raw, eventsOff ? EVENTS_OFF : null, ctx.receiveBufferBytes);
   if (raw.buckets === null) unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
   if (raw.socketTimeWait === null) unavailable.socketTimeWait = '/proc/net/sockstat has no TCP line';
   if (raw.timeWaitTimeout === null) {
@@ -127,6 +128,10 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
       received: raw.eventsReceived,
       lost: raw.eventsLost,
       lostTotal: raw.eventsLostTotal,
+      lostSince: raw.firstLossEverWallMs === null ? null : new Date(raw.firstLossEverWallMs).toISOString(),
+      newTotal: raw.totals[COUNTER_NAMES.indexOf('insert')] ?? 0,
+      updateTotal: raw.eventsUpdatesTotal,
+      destroyTotal: raw.totals[COUNTER_NAMES.indexOf('delete')] ?? 0,
       receiveBufferBytes: ctx.receiveBufferBytes,
       updates: raw.eventsUpdates,
       resyncs: raw.resyncs,
@@ -146,35 +151,59 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
  * The counts and totals of one native interval (a single monitor's, or one namespace's in a
  * node report), with the reason for each null, and for null entries and max.
  * `eventsUnknown`: why insert and delete cannot be known (the kernel sends no events), or null.
+ * insert and delete count NEW and DESTROY events: where events were lost, some of the lost ones
+ * were NEW or DESTROY (the kernel does not say which), so the interval's count is null, and the
+ * total from the first loss on.
  */
 export function intervalCounters(
   raw: RawInterval,
   eventsUnknown: string | null,
+  receiveBufferBytes: number,
 ): { counts: CounterSet; totals: CounterSet; unavailable: Partial<Record<string, string>> } {
-  // Once per interval per namespace on a node: no closure, and the failure text only when used.
+  // Once per interval per namespace on a node: no closure, and the failure texts only when used.
   const unavailable: Partial<Record<string, string>> = {};
   const statsFailed = () => `the conntrack statistics request failed in this interval (${errnoName(raw.statsError)})`;
+  const lostNow = raw.eventsLost > 0 ? lostInInterval(raw, receiveBufferBytes) : null;
+  const lostEver = raw.eventsLostTotal > 0 ? lostSinceStart(raw) : null;
   const counts = {} as CounterSet;
   const totals = {} as CounterSet;
   for (let i = 0; i < COUNTER_NAMES.length; i++) {
     const name = COUNTER_NAMES[i]!;
     const fromEvents = name === 'insert' || name === 'delete';
-    const unknown = fromEvents && eventsUnknown !== null;
-    counts[name] = unknown ? null : (raw.counts[i] ?? null);
-    totals[name] = unknown ? null : (raw.totals[i] ?? 0);
+    const countReason = fromEvents ? (eventsUnknown ?? lostNow) : null;
+    const totalReason = fromEvents ? (eventsUnknown ?? lostEver) : null;
+    counts[name] = countReason === null ? (raw.counts[i] ?? null) : null;
+    totals[name] = totalReason === null ? (raw.totals[i] ?? 0) : null;
+    if (totalReason !== null) unavailable[`totals.${name}`] = totalReason;
     if (counts[name] !== null) continue;
-    unavailable[`counts.${name}`] = unknown
-      ? eventsUnknown
-      : fromEvents
+    unavailable[`counts.${name}`] =
+      countReason ??
+      (fromEvents
         ? 'the in-kernel event counter could not be read in this interval; the next one includes its events'
         : raw.kernelStatsOk
           ? `this kernel does not report ${kernelStatName(name)}`
-          : `${statsFailed()}; the next sample includes its changes`;
-    if (totals[name] === null) unavailable[`totals.${name}`] = unavailable[`counts.${name}`];
+          : `${statsFailed()}; the next sample includes its changes`);
+    if (totals[name] === null) unavailable[`totals.${name}`] ??= unavailable[`counts.${name}`];
   }
   if (raw.entries === null) unavailable.entries = statsFailed();
   if (raw.max === null) unavailable.max = statsFailed();
   return { counts, totals, unavailable };
+}
+
+function clock(wallMs: number | null): string {
+  return wallMs === null ? '?' : new Date(wallMs).toISOString().slice(11, 23);
+}
+
+function lostInInterval(raw: RawInterval, receiveBufferBytes: number): string {
+  return (
+    `${raw.eventsLost} events lost in this interval (from ${clock(raw.firstLossWallMs)} UTC): the event ` +
+    `socket's receive buffer (${receiveBufferBytes} bytes) was full; NEW and DESTROY among them were not counted`
+  );
+}
+
+function lostSinceStart(raw: RawInterval): string {
+  const since = raw.firstLossEverWallMs === null ? 'start' : new Date(raw.firstLossEverWallMs).toISOString();
+  return `${raw.eventsLostTotal} events lost since ${since}: NEW and DESTROY among them were not counted (events.newTotal and events.destroyTotal count those received)`;
 }
 
 function byName<N extends TcpStateName | ProtocolName>(

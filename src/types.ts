@@ -83,15 +83,35 @@ export interface ConntrackMonitorOptions {
    * `{ warning: 0.75, critical: 0.9, hysteresis: 0.05 }`; any drop is critical.
    */
   pressure?: Partial<import('./pressure.js').PressureThresholds>;
+  /**
+   * Take a snapshot of the table (what fills it: see `topEntries`) by itself while the
+   * pressure level is warning or critical, at most once a minute (a dump walks the whole hash
+   * table), and emit it as `'top'`. `{ limit }`: keys per group (default 10). Default false.
+   * Needs ctnetlink: nothing is taken while the monitor runs on /proc.
+   */
+  snapshotOnPressure?: { limit?: number } | false;
 }
 
 export interface EventStats {
   /** ctnetlink event messages read in this interval. */
   received: number;
-  /** Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). */
+  /**
+   * Events the kernel could not queue for this monitor in this interval (SK_MEMINFO_DROPS). When
+   * it is not 0, `counts.insert`/`counts.delete` are null: some lost events were NEW or DESTROY.
+   */
   lost: number;
-  /** Lost events since start. */
+  /** Lost events since start. When it is not 0, `totals.insert`/`totals.delete` are null. */
   lostTotal: number;
+  /** When the first event was lost since start (ISO 8601), or null. */
+  lostSince: string | null;
+  /**
+   * Events received since start, by type: what this reader read, exact as such, but short of
+   * what the kernel sent by the `lostTotal` it could not queue. `newTotal` and `destroyTotal`
+   * equal `totals.insert` and `totals.delete` until the first loss.
+   */
+  newTotal: number;
+  updateTotal: number;
+  destroyTotal: number;
   /** Effective receive buffer of the event socket as the kernel reports it (it doubles the request). */
   receiveBufferBytes: number;
   /** Of `received`, UPDATE messages (TCP state changes; the socket filter drops the rest). */
@@ -151,6 +171,12 @@ export interface ConntrackSample {
   protocols: Record<ProtocolName, number> | null;
   /** net.netfilter.nf_conntrack_events of the namespace: 0 off, 1 on, 2 auto. */
   eventsMode: 0 | 1 | 2 | null;
+  /**
+   * Seconds until `entries` reaches `max` at the net growth of the last 60 s (least-squares
+   * slope of the samples, at least 5 of them over at least 5 s); 0 when full; null when the
+   * table is not growing or there are too few samples yet (see `unavailable`).
+   */
+  timeToFullSeconds: number | null;
   /** True for the partial interval that stop() closes, so that totals are complete. */
   final: boolean;
   /**
@@ -188,4 +214,6 @@ export interface ConntrackMonitorEvents {
   error: [error: import('./errors.js').ConntrackError];
   warning: [warning: ConntrackWarning];
   pressure: [event: import('./pressure.js').PressureEvent];
+  /** A snapshot taken under pressure (option `snapshotOnPressure`). */
+  top: [report: import('./top.js').TopReport];
 }

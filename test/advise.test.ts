@@ -59,4 +59,65 @@ describe('adviseTuning', () => {
       /is enough.*TIME_WAIT entries are 90\.0% of the table, but the table is not under pressure.*Nothing to change/,
     );
   });
+
+  it('an incident before the observation is not "nothing to change": the kernel counted it', () => {
+    const quiet = series(30, () => ({ entries: 1000 }));
+    const history = { sinceStart: 1234, lastLoggedSecondsAgo: 61.4, unavailable: {} };
+    const a = adviseTuning(quiet, { ...env, buckets: 65536, kernelDrops: history });
+    expect(a.drops).toBe(0);
+    expect(a.kernelDrops).toEqual(history);
+    const max = a.recommendations.find((r) => r.sysctl === 'net.netfilter.nf_conntrack_max')!;
+    // Demand: the max plus the drops (at most a table's worth), at half the table -> 2^18.
+    expect(max).toMatchObject({ current: 65536, recommended: 262144 });
+    expect(max.reason).toBe(
+      'the kernel counted 1234 packets dropped for a full table in this namespace (the kernel last logged "table full" 61 s ago), ' +
+        'none while observed (peak 1000 of 65536 entries); 262144 keeps that demand at about 25.5% of the table.',
+    );
+    expect(a.notes).toContain(
+      'The kernel counted 1234 table-full drops in this namespace since it started (the kernel last logged "table full" 61 s ago).',
+    );
+    expect(a.notes.join(' ')).not.toMatch(/Nothing to change/);
+    expect(a.sysctlConf).toMatch(/^net\.netfilter\.nf_conntrack_max = 262144$/m);
+  });
+
+  it('says what the kernel counted, or why it cannot tell, when nothing was dropped', () => {
+    const quiet = series(10, () => ({ entries: 1000 }));
+    const none = adviseTuning(quiet, {
+      ...env,
+      buckets: 65536,
+      kernelDrops: { sinceStart: 0, lastLoggedSecondsAgo: null, unavailable: { lastLoggedSecondsAgo: 'x' } },
+    });
+    expect(none.notes).toContain('The kernel counted no table-full drop in this namespace since it started.');
+    expect(none.notes).toContain('Nothing to change.');
+    const unknown = adviseTuning(quiet, {
+      ...env,
+      buckets: 65536,
+      kernelDrops: {
+        sinceStart: null,
+        lastLoggedSecondsAgo: null,
+        unavailable: {
+          sinceStart: 'no process or thread is in the namespace to read its /proc/net/stat/nf_conntrack through',
+        },
+      },
+    });
+    expect(unknown.notes[0]).toBe(
+      'Drops before the observation are unknown: no process or thread is in the namespace to read its /proc/net/stat/nf_conntrack through.',
+    );
+    // An incident logged long ago, when is unknown: still a reason to raise the limit.
+    const old = adviseTuning(quiet, {
+      ...env,
+      buckets: 65536,
+      kernelDrops: {
+        sinceStart: 7,
+        lastLoggedSecondsAgo: null,
+        unavailable: {
+          lastLoggedSecondsAgo:
+            "no 'table full' line for this namespace in the kernel log (it keeps only the latest messages)",
+        },
+      },
+    });
+    expect(old.recommendations[0]!.reason).toMatch(
+      /^the kernel counted 7 packets dropped for a full table in this namespace \(when is unknown: no 'table full' line/,
+    );
+  });
 });

@@ -36,6 +36,24 @@ describe('aggregator', () => {
     expect(b!.durationNs).toBe(S);
   });
 
+  it('books loss at the close, and remembers when it was first seen while draining', () => {
+    const [a, b, c, d] = binding._aggregate([
+      { op: 'start', t: 0, cpus: [], drops: 7 },
+      { op: 'observe-drops', wall: 400, drops: 7 }, // nothing new
+      { op: 'observe-drops', wall: 600, drops: 9 }, // the first loss
+      { op: 'observe-drops', wall: 800, drops: 20 },
+      { op: 'close', t: 1 * S, wall: 1000, cpus: [], drops: 25 },
+      { op: 'close', t: 2 * S, wall: 2000, cpus: [], drops: 25 },
+      { op: 'observe-drops', wall: 2500, drops: 30 },
+      { op: 'close', t: 3 * S, wall: 3000, cpus: [] }, // no drops reading: booked at the next close
+      { op: 'close', t: 4 * S, wall: 4000, cpus: [], drops: 31 },
+    ]);
+    expect([a, b, c, d].map((s) => s!.eventsLost)).toEqual([18, 0, 0, 6]);
+    expect([a, b, c, d].map((s) => s!.eventsLostTotal)).toEqual([18, 18, 18, 24]);
+    expect([a, b, c, d].map((s) => s!.firstLossWallMs)).toEqual([600, null, null, 2500]);
+    expect([a, b, c, d].map((s) => s!.firstLossEverWallMs)).toEqual([600, 600, 600, 600]);
+  });
+
   it('sums kernel counters over CPUs as deltas since the previous reading', () => {
     const [a] = binding._aggregate([
       {

@@ -103,8 +103,11 @@ class FakeNodeMonitor {
       max: 1000,
       eventsReceived: 45,
       eventsUpdates: 0,
+      eventsUpdatesTotal: 0,
       eventsLost: 0,
       eventsLostTotal: 0,
+      firstLossWallMs: null,
+      firstLossEverWallMs: null,
       malformedTotal: 0,
       ...over(inode),
     }));

@@ -1,4 +1,8 @@
 /** CLI usage handling; needs no privileges. */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli';
 
@@ -22,8 +26,31 @@ describe('conntrack-monitor CLI usage', () => {
   });
 
   it.each([
-    [['check', '--warn', 'x'], 3, /^conntrack-monitor check: --warn expects a decimal number, got "x" \(see --help\)$/],
-    [['check', '--bogus'], 3, /^conntrack-monitor check: Unknown option '--bogus'/],
+    [['check', '--warn', 'x'], 'CONNTRACK UNKNOWN - --warn expects a decimal number, got "x" (see --help)'],
+    [['check', '--bogus'], "CONNTRACK UNKNOWN - Unknown option '--bogus' (see --help)"],
+    [
+      ['check', '--warn', '95', '--crit', '90'],
+      'CONNTRACK UNKNOWN - --warn and --crit must satisfy 0 < warn < crit <= 100, got 95 and 90 (see --help)',
+    ],
+    [
+      ['check', '-w', '-5'],
+      'CONNTRACK UNKNOWN - --warn and --crit must satisfy 0 < warn < crit <= 100, got -5 and 90 (see --help)',
+    ],
+    [
+      ['check', '-c', '101'],
+      'CONNTRACK UNKNOWN - --warn and --crit must satisfy 0 < warn < crit <= 100, got 75 and 101 (see --help)',
+    ],
+    [
+      ['check', '-t', '2', '--observe', '2'],
+      'CONNTRACK UNKNOWN - --timeout (2 s) must be longer than --observe (2 s) (see --help)',
+    ],
+    [['check', '-t', '0'], 'CONNTRACK UNKNOWN - --timeout must be from 1 to 2147483 seconds, got "0" (see --help)'],
+  ])('check %j: the UNKNOWN status line on stdout, nothing on stderr, exit 3', async (args, line) => {
+    const run = await runCli(args as string[]);
+    expect(run).toMatchObject({ code: 3, stdout: `${line}\n`, stderr: '' });
+  });
+
+  it.each([
     [
       ['serve', '--listen', 'nowhere'],
       2,
@@ -84,12 +111,12 @@ describe('conntrack-monitor CLI usage', () => {
     [
       ['--netns', '/etc/hostname'],
       1,
-      /^conntrack-monitor: cannot start: enter network namespace \/etc\/hostname: Invalid argument \(\/etc\/hostname is not a network namespace\)$/,
+      /^conntrack-monitor: cannot start: \/etc\/hostname is a regular file, not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
     ],
     [
       ['--netns', '/tmp'],
       1,
-      /^conntrack-monitor: cannot start: enter network namespace \/tmp: .*\(\/tmp is not a network namespace\)$/,
+      /^conntrack-monitor: cannot start: \/tmp is a directory, not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
     ],
     [
       ['--netns', '/nonexistent'],
@@ -103,7 +130,35 @@ describe('conntrack-monitor CLI usage', () => {
     expect(run.stderr.trim()).toMatch(stderr);
     if (args[0] === 'check')
       expect(run.stdout.trim()).toBe(
-        'CONNTRACK UNKNOWN - cannot monitor: enter network namespace /etc/hostname: Invalid argument (/etc/hostname is not a network namespace)',
+        'CONNTRACK UNKNOWN - cannot monitor: /etc/hostname is a regular file, not a network namespace (pass /var/run/netns/NAME or /proc/PID/ns/net)',
       );
+  });
+
+  it('refuses a FIFO as --netns at once instead of blocking in open() (check keeps its timeout)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctmon-fifo-'));
+    const fifo = join(dir, 'netns');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const started = performance.now();
+      const [check, watch] = await Promise.all([
+        runCli(['check', '--netns', fifo, '--observe', '0.5', '-t', '3']),
+        runCli(['--netns', fifo, '--duration', '1']),
+      ]);
+      const ms = performance.now() - started;
+      console.info(
+        `--netns FIFO: check exit ${check.code} (${check.stdout.trim()}), watch exit ${watch.code}, ${ms.toFixed(0)} ms`,
+      );
+      expect(check).toMatchObject({
+        code: 3,
+        stdout: `CONNTRACK UNKNOWN - cannot monitor: ${fifo} is a FIFO, not a network namespace (pass /var/run/netns/NAME or /proc/PID/ns/net)\n`,
+      });
+      expect(watch.code).toBe(1);
+      expect(watch.stderr).toBe(
+        `conntrack-monitor: cannot start: ${fifo} is a FIFO, not a network namespace (pass /var/run/netns/NAME or /proc/PID/ns/net)\n`,
+      );
+      expect(ms).toBeLessThan(3000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

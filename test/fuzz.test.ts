@@ -28,9 +28,10 @@ describe.skipIf(missing !== null)('fuzz target (ASan + UBSan)', () => {
     expect(r.stderr).not.toMatch(/ERROR: (AddressSanitizer|libFuzzer)|runtime error|diverged/);
     const replayed = Number(/fuzz replay: (\d+) inputs, exit (\d+)/.exec(r.stdout)?.[1]);
     expect(r.status).toBe(0);
-    // One seed per captured fixture file, the life-cycle, kallsyms and BTF seeds, and the regressions.
+    // One seed per captured fixture file, the life-cycle, snapshot, kallsyms and BTF seeds, and
+    // the regressions.
     const fixtures = readdirSync('test/fixtures/netlink').filter((f) => f.endsWith('.hex')).length;
-    expect(replayed).toBe(fixtures + 3 + regressions.length); // + life cycle, kallsyms, BTF
+    expect(replayed).toBe(fixtures + 4 + regressions.length); // + life cycle, snapshot, kallsyms, BTF
   }, 120_000);
 
   it.each([

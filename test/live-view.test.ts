@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { renderLiveView } from '../dist/cli/live-view.js';
+import { EventEmitter } from 'node:events';
+import { LiveView, renderLiveView } from '../dist/cli/live-view.js';
 import { evaluateCheck } from '../dist/cli/commands/check.js';
 import { formatNamespacesReport } from '../dist/cli/format.js';
 import type { NamespaceReport } from '../dist/index.js';
+import { formatSampleLine } from '../dist/cli/format.js';
 import { sample } from './helpers/sample';
 
 describe('live view renderer', () => {
@@ -15,24 +17,165 @@ describe('live view renderer', () => {
       fallback: null,
       width: 60,
     });
-    expect(text).toMatch(/Table +\[█{10}░{10}\] 50\.0% {2}500 \/ 1,000 entries/);
+    expect(text).toMatch(/Table +\[█{10}░{9}\] 50\.0% {2}500 \/ 1,000 entries\n {11}\(buckets 1,024\)/);
     expect(text).toMatch(/insert 1,234\/s {2}delete 0\/s {2}drop 0\/s/);
-    expect(text).toMatch(/TIME_WAIT {2}100 entries \(10\.0% of max\), timeout 120 s/);
+    expect(text).toMatch(/TIME_WAIT {2}100 entries \(10\.0% of nf_conntrack_max\)\n {11}timeout 120 s/);
     expect(text).toMatch(/Fill {2}▁▃▅▆█/);
     expect(text).toMatch(/Drops ▁▁█▁ {2}\(peak 4 per interval\)/);
     // A drop two intervals ago stays on screen, said to be past.
-    expect(text).toMatch(/! TABLE FULL: 4 packets dropped in the last 4\.0 s .*None in the last interval\./);
+    expect(text.replace(/\n {2}/g, ' ')).toMatch(
+      /! TABLE FULL: 4 packets dropped in the last 4\.0 s [^!]*None in the last interval\./,
+    );
     const calm = renderLiveView({ sample: s, fillHistory: [0.5], dropHistory: [0], fallback: null, width: 60 });
     expect(calm).toMatch(/No warnings\./);
   });
 
-  it('says in plain words when the table is full and packets drop', () => {
-    const s = sample({ entries: 1000, max: 1000, counts: { drop: 37 } });
-    const text = renderLiveView({ sample: s, fillHistory: [1], dropHistory: [37], fallback: null, width: 100 });
-    expect(text).toMatch(
-      /! TABLE FULL: 37 packets dropped in the last 1\.0 s \("nf_conntrack: table full, dropping packet"\)\. New connections are failing\./,
+  it('says that new connections are being dropped while they are, and will soon be before', () => {
+    const full = sample({ entries: 1319, max: 1000, counts: { drop: 100 } });
+    const text = renderLiveView({ sample: full, fillHistory: [1.319], dropHistory: [100], fallback: null, width: 100 });
+    const flat = text.replace(/\n {2}/g, ' ');
+    expect(flat).toMatch(
+      /! TABLE FULL: 100 packets dropped in the last 1\.0 s \("nf_conntrack: table full, dropping packet"\)\. New connections are being dropped now\./,
     );
-    expect(text).toMatch(/! The table is 100\.0% full/);
+    expect(flat).toMatch(/! The table is 131\.9% full: new connections are being dropped\./);
+    expect(flat).not.toMatch(/soon/);
+    const nearly = sample({ entries: 950, max: 1000 });
+    const before = renderLiveView({
+      sample: nearly,
+      fillHistory: [0.95],
+      dropHistory: [0],
+      fallback: null,
+      width: 100,
+    });
+    expect(before.replace(/\n {2}/g, ' ')).toMatch(
+      /! The table is 95\.0% full: new connections will soon be dropped\./,
+    );
+  });
+
+  it('gives TIME_WAIT one percentage, of nf_conntrack_max, in its row and in its warning', () => {
+    const s = sample({ entries: 915, max: 1000, timeWait: { entries: 522 } });
+    const text = renderLiveView({ sample: s, fillHistory: [0.915], dropHistory: [0], fallback: null, width: 120 });
+    const shares = [...text.matchAll(/(\d+\.\d)% of nf_conntrack_max/g)].map((m) => m[1]);
+    expect(text).toMatch(/TIME_WAIT {2}522 entries \(52\.2% of nf_conntrack_max\)/);
+    expect(text).toMatch(
+      /! TIME_WAIT entries take 52\.2% of nf_conntrack_max: a shorter nf_conntrack_tcp_timeout_time_wait \(now 120 s\)/,
+    );
+    expect(shares).toEqual(['52.2', '52.2']);
+    expect(text).not.toMatch(/57(\.\d)?%/); // 522/915, the share of the entries, is not shown
+  });
+
+  it('keeps the events-mode warning on screen in every frame, and not on /proc', () => {
+    const auto = { ...sample(), eventsMode: 2 as const };
+    for (let frame = 0; frame < 3; frame++) {
+      const text = renderLiveView({ sample: auto, fillHistory: [0.1], dropHistory: [0], fallback: null, width: 80 });
+      expect(text.replace(/\n {2}/g, ' ')).toMatch(/! nf_conntrack_events is 2 \(the kernel default\)/);
+      expect(text).not.toMatch(/No warnings/);
+    }
+    const proc = { ...sample(), eventsMode: 2 as const, source: 'proc' as const, events: null };
+    const text = renderLiveView({ sample: proc, fillHistory: [0.1], dropHistory: [0], fallback: 'EPERM', width: 80 });
+    expect(text).not.toMatch(/nf_conntrack_events/);
+  });
+
+  it('lays every width from 60 to 200 out without a line longer than the width or a word cut', () => {
+    const busy = {
+      ...sample({
+        entries: 1319,
+        max: 1000,
+        counts: { insert: 12345, delete: 3, drop: 100, earlyDrop: 2, insertFailed: 7 },
+        timeWait: { entries: 700 },
+        events: { received: 123456, lost: 5, lostTotal: 50, resyncs: 3 },
+      }),
+      eventsMode: 2 as const,
+      // The longest word must fit a line: a namespace path of 49 characters, 59 with " (netlink)".
+      netns: '/var/run/netns/ctmon-states-4000123-0123abcd-xyz',
+    };
+    // Under pressure, with what fills the table: IPv6 sources make the side-by-side block wide.
+    const top = {
+      time: '2026-11-27T12:00:00.000Z',
+      netns: busy.netns,
+      entries: 1319,
+      evictable: 1200,
+      bySource: [
+        { key: 'fd00:1234:5678:9abc::17', entries: 700 },
+        { key: '10.17.0.4', entries: 500 },
+        { key: 'other', entries: 119 },
+      ],
+      byDestination: [{ key: '10.96.0.10', entries: 1319 }],
+      byDestinationPort: [
+        { key: 'udp/53', entries: 1200 },
+        { key: 'tcp/443', entries: 119 },
+      ],
+      byState: [{ key: 'udp/UNREPLIED', entries: 1200 }],
+    };
+    const render = (width: number) =>
+      renderLiveView({
+        pressure: 'critical',
+        top,
+        sample: busy,
+        fillHistory: Array.from({ length: 10 }, (_, i) => i / 10),
+        dropHistory: Array.from({ length: 10 }, (_, i) => i * 10),
+        fallback: 'EPERM (ctnetlink needs CAP_NET_ADMIN in the namespace)',
+        errors: ['stats request failed in this interval: EBUSY, the next sample includes its changes'],
+        width,
+      });
+    // Words, less the bar and sparklines whose length is the width's business.
+    const words = (text: string) =>
+      text
+        .split(/\s+/)
+        .filter((w) => w && !/[█░▁▂▃▄▅▆▇]/.test(w))
+        .sort();
+    const reference = words(render(200));
+    const longest: number[] = [];
+    for (let width = 60; width <= 200; width++) {
+      const lines = render(width).split('\n');
+      longest.push(Math.max(...lines.map((l) => [...l].length)));
+      for (const line of lines) expect([...line].length, `width ${width}: ${line}`).toBeLessThanOrEqual(width);
+      expect(words(render(width)), `width ${width}`).toEqual(reference);
+    }
+    console.info(
+      `live view, widths 60..200: longest line ${longest[0]} at 60, ${longest[10]} at 70, ${longest.at(-1)} at 200`,
+    );
+  });
+
+  it('redraws for the new width when the terminal is resized', () => {
+    const out = Object.assign(new EventEmitter(), {
+      columns: 130,
+      written: [] as string[],
+      write(text: string) {
+        this.written.push(text);
+        return true;
+      },
+    });
+    const view = new LiveView(out as unknown as NodeJS.WriteStream);
+    view.open();
+    view.update(sample({ entries: 500, max: 1000 }));
+    const bar = () => /\[([█░]+)\]/.exec(out.written.at(-1)!)![1]!.length;
+    expect(bar()).toBe(50);
+    out.columns = 60;
+    out.emit('resize');
+    expect(bar()).toBe(19);
+    for (const line of out.written.at(-1)!.split('\n'))
+      expect([...line.replace('\x1b[H\x1b[J', '')].length).toBeLessThanOrEqual(60);
+    view.close();
+    const frames = out.written.length;
+    out.emit('resize');
+    expect(out.written.length).toBe(frames); // no redraw after close
+  });
+
+  it('says when events were lost and that insert/delete are unknown; so does the one-line format', () => {
+    const lossy = sample({
+      counts: { insert: null, delete: null },
+      events: { lost: 1500, lostTotal: 2000, lostSince: '2026-11-27T12:00:00.500Z' },
+    });
+    const s = { ...lossy, rates: { ...lossy.rates, insert: null, delete: null } };
+    const text = renderLiveView({ sample: s, fillHistory: [0.1], dropHistory: [0], fallback: null, width: 100 });
+    expect(text).toMatch(/insert n\/a {2}delete n\/a/);
+    expect(text).toMatch(/Events +0 this interval {2}lost 1,500 \(2,000 in all since 12:00:00\)/);
+    // Warnings wrap between words at the width: compare them with their lines joined.
+    expect(text.replace(/\n +/g, ' ')).toMatch(
+      /! EVENTS LOST: 1,500 events could not be queued .* insert and delete are unknown in this interval/,
+    );
+    expect(formatSampleLine(s)).toMatch(/insert n\/a {2}delete n\/a .* LOST 1500 events: insert\/delete unknown$/);
   });
 
   it('shows n/a and the reason when running on /proc', () => {
@@ -53,7 +196,7 @@ describe('check evaluation (monitoring-plugins)', () => {
   it('is OK, WARNING or CRITICAL by peak fill, with perfdata', () => {
     expect(evaluateCheck([sample({ entries: 100, max: 1000 })], 75, 90)).toEqual({
       code: 0,
-      line: 'CONNTRACK OK - 100/1000 entries (10.0%) at peak | entries=100;750;900;0;1000 fill=10.00%;75;90;0;100 drops=0c time_wait=0;;;0;1000',
+      line: 'CONNTRACK OK - 100/1000 entries (10.0%) at peak | entries=100;750;900;0;1000 fill=10.00%;75;90;0;100 drops=0;;;0 time_wait=0;;;0;1000',
     });
     expect(evaluateCheck([sample({ entries: 800, t: 0 }), sample({ entries: 100, t: 1 })], 75, 90).code).toBe(1);
     expect(evaluateCheck([sample({ entries: 950 })], 75, 90).line).toMatch(/^CONNTRACK CRITICAL - 950\/1000/);
@@ -67,7 +210,8 @@ describe('check evaluation (monitoring-plugins)', () => {
     );
     expect(r.code).toBe(2);
     expect(r.line).toMatch(/^CONNTRACK CRITICAL - 7 packets dropped in 2 s \(table full\)/);
-    expect(r.line).toMatch(/drops=7c/);
+    // A count within the observation window, not a counter: no 'c' unit.
+    expect(r.line).toMatch(/ drops=7;;;0 /);
     expect(evaluateCheck([sample({ entries: null })], 75, 90)).toMatchObject({ code: 3 });
   });
 });
@@ -101,7 +245,18 @@ describe('node-wide view (--all-namespaces)', () => {
     counts: counters(0),
     rates: counters(0),
     totals: counters(0),
-    events: { counting: 'ebpf', countingFallback: null, received: 0, lost: 0, lostTotal: 0, receiveBufferBytes: 0 },
+    events: {
+      counting: 'ebpf',
+      countingFallback: null,
+      received: 0,
+      lost: 0,
+      lostTotal: 0,
+      lostSince: null,
+      newTotal: 0,
+      destroyTotal: 0,
+      malformedTotal: 0,
+      receiveBufferBytes: 0,
+    },
     timeWait: null,
     tcpStates: null,
     protocols: null,

@@ -41,8 +41,9 @@ describe('registerConntrackMetrics', () => {
       entries: 750,
       max: 1000,
       timeWait: { entries: 600 },
-      totals: { insert: 5000, delete: 4250, drop: 7, earlyDrop: 1 },
-      events: { updates: 12, lostTotal: 3, resyncs: 2 },
+      // 3 events lost since start: insert/delete totals are unknown, events received are not.
+      totals: { insert: null, delete: null, drop: 7, earlyDrop: 1 },
+      events: { newTotal: 5000, updateTotal: 12, destroyTotal: 4250, lostTotal: 3, resyncs: 2, malformedTotal: 1 },
     });
     const { text } = await exposition(s, { netns: '/var/run/netns/blue', labels: { node: 'web-1' } });
     expect(text).toMatch(/^# TYPE nf_conntrack_entries gauge$/m);
@@ -53,8 +54,13 @@ describe('registerConntrackMetrics', () => {
     expect(text).toMatch(/^nf_conntrack_events_total\{node="web-1",netns="blue",type="new"\} 5000$/m);
     expect(text).toMatch(/^nf_conntrack_events_total\{node="web-1",netns="blue",type="destroy"\} 4250$/m);
     expect(text).toMatch(/^nf_conntrack_events_total\{node="web-1",netns="blue",type="update"\} 12$/m);
-    expect(text).toMatch(/^nf_conntrack_events_lost_total\{node="web-1",netns="blue"\} 3$/m);
-    expect(text).toMatch(/^nf_conntrack_resyncs_total\{node="web-1",netns="blue"\} 2$/m);
+    // The exporter's own counters are named as the exporter's, not as kernel conntrack data.
+    expect(text).toMatch(/^# TYPE conntrack_monitor_events_lost_total counter$/m);
+    expect(text).toMatch(/^conntrack_monitor_events_lost_total\{node="web-1",netns="blue"\} 3$/m);
+    expect(text).toMatch(/^conntrack_monitor_resyncs_total\{node="web-1",netns="blue"\} 2$/m);
+    expect(text).toMatch(/^conntrack_monitor_malformed_messages_total\{node="web-1",netns="blue"\} 1$/m);
+    expect(text).toMatch(/^conntrack_monitor_samples_missed_total\{node="web-1",netns="blue"\} 0$/m);
+    expect(text).not.toMatch(/^nf_conntrack_(events_lost|resyncs)/m);
     expect(text).toMatch(
       /^nf_conntrack_entries_by_state\{node="web-1",netns="blue",protocol="tcp",state="time_wait"\} 600$/m,
     );
@@ -100,8 +106,10 @@ describe('registerConntrackMetrics', () => {
       'nf_conntrack_stat_drop_total ',
       'nf_conntrack_events_total{',
       'nf_conntrack_entries_by_state{',
-      'nf_conntrack_events_lost_total ',
-      'nf_conntrack_resyncs_total ',
+      'conntrack_monitor_events_lost_total ',
+      'conntrack_monitor_resyncs_total ',
+      'conntrack_monitor_malformed_messages_total ',
+      'conntrack_monitor_samples_missed_total ',
     ]) {
       expect(text).not.toContain(`\n${absent}`);
     }
@@ -114,5 +122,22 @@ describe('registerConntrackMetrics', () => {
     expect(() => registerConntrackMetrics(m, { registry: new Registry(), prefix: '9x' })).toThrow(
       /not a valid metric name prefix/,
     );
+    expect(() => registerConntrackMetrics(m, { registry: new Registry(), monitorPrefix: 'a-b' })).toThrow(
+      /prefix 'a-b' is not a valid metric name prefix/,
+    );
+  });
+
+  it('takes other prefixes, so that two monitors can share a registry', async () => {
+    const registry = new Registry();
+    const a = registerConntrackMetrics(new ConntrackMonitor(), { registry });
+    const b = registerConntrackMetrics(new ConntrackMonitor({ netns: 'blue' }), {
+      registry,
+      prefix: 'blue_nf_conntrack_',
+      monitorPrefix: 'blue_conntrack_monitor_',
+    });
+    expect(a).toContain('conntrack_monitor_events_lost_total');
+    expect(b).toContain('blue_conntrack_monitor_events_lost_total');
+    expect(b).toContain('blue_nf_conntrack_entries');
+    expect(new Set([...a, ...b]).size).toBe(a.length + b.length);
   });
 });

@@ -3,6 +3,7 @@
  * warnings, pressure, errors, ref/unref — over a fake addon, so it runs without privileges. The
  * kernel's side of the same contract is tested against the real kernel in test/integration/.
  */
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConntrackError, ConntrackMonitor, type ConntrackMonitorOptions, type ConntrackSample } from '../dist/index.js';
 import type { NativeBinding, NativeMonitor, NativeRecord, RawSample } from '../dist/native.js';
@@ -43,8 +44,11 @@ function raw(over: Partial<RawSample> = {}): RawSample {
     tableBytes: 0,
     eventsReceived: 18,
     eventsUpdates: 0,
+    eventsUpdatesTotal: 0,
     eventsLost: 0,
     eventsLostTotal: 0,
+    firstLossWallMs: null,
+    firstLossEverWallMs: null,
     malformedTotal: 0,
     droppedRecords: 0,
     ...over,
@@ -139,7 +143,8 @@ describe('ConntrackMonitor over a fake addon', () => {
       events: { received: 18, receiveBufferBytes: 67108864 },
       samplesMissed: 0,
     });
-    expect(s.unavailable).toEqual({});
+    // Everything is known but the forecast, which needs 5 samples over 5 s.
+    expect(s.unavailable).toEqual({ timeToFullSeconds: expect.stringMatching(/^too few samples/) });
     await monitor.stop();
   });
 
@@ -187,13 +192,20 @@ describe('ConntrackMonitor over a fake addon', () => {
     addon.startError = nativeError(1, 'setsockopt', 'subscribe to conntrack events');
     const monitor = new TestMonitor(addon, { backend: 'auto', intervalMs: 50 });
     const fallbacks: string[] = [];
+    const warnings: string[] = [];
     monitor.on('fallback', (f) => fallbacks.push(f.reason));
+    monitor.on('warning', (w) => warnings.push(w.code));
     const sample = new Promise<ConntrackSample>((r) => monitor.once('sample', r));
     await monitor.start();
     expect(fallbacks).toEqual([
       expect.stringMatching(/^subscribe to conntrack events: failed \(ctnetlink needs CAP_NET_ADMIN/),
     ]);
-    expect((await sample).source).toBe('proc');
+    const first = await sample;
+    expect(first.source).toBe('proc');
+    // The proc backend reads no events and makes no dumps: nf_conntrack_events changes nothing
+    // it shows, whatever this host's setting (read from /proc all the same).
+    expect(first.eventsMode).toBe(Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_events', 'utf8')));
+    expect(warnings).toEqual([]);
     await monitor.stop();
   });
 
@@ -256,6 +268,68 @@ describe('ConntrackMonitor over a fake addon', () => {
     expect(s.unavailable.fill).toBe(s.unavailable.entries);
     expect(s.unavailable['counts.drop']).toMatch(/\(EBUSY\); the next sample includes its changes/);
     expect(s.unavailable.tcpStates).toBe('the initial table dump failed (ENOBUFS); it is retried at the next resync');
+    await monitor.stop();
+  });
+
+  it('where events were lost, insert/delete are null with the number lost, and their totals from then on', async () => {
+    const addon = new FakeAddon();
+    const monitor = new TestMonitor(addon);
+    const samples: ConntrackSample[] = [];
+    monitor.on('sample', (s) => samples.push(s));
+    await monitor.start();
+    const t0 = Date.UTC(2026, 10, 29, 12, 0, 0);
+    addon.monitors[0]!.deliver([
+      { type: 'sample', sample: raw() },
+      {
+        type: 'sample',
+        sample: raw({
+          counts: [4, 3, 0, 0, 0, 0, 0, 0, 0, 0],
+          totals: [14, 11, 0, 0, 0, 0, 0, 0, 0, 0],
+          eventsLost: 120,
+          eventsLostTotal: 120,
+          firstLossWallMs: t0 + 400,
+          firstLossEverWallMs: t0 + 400,
+          eventsUpdatesTotal: 2,
+        }),
+      },
+      {
+        type: 'sample',
+        sample: raw({
+          counts: [5, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+          totals: [19, 11, 0, 0, 0, 0, 0, 0, 0, 0],
+          eventsLostTotal: 120,
+          firstLossEverWallMs: t0 + 400,
+          eventsUpdatesTotal: 2,
+        }),
+      },
+    ]);
+    const [clean, lossy, after] = samples;
+    expect(clean!.totals.insert).toBe(10);
+    expect(clean!.events!.lostSince).toBeNull();
+    expect(lossy).toMatchObject({
+      counts: { insert: null, delete: null, drop: 0 },
+      rates: { insert: null, delete: null, drop: 0 },
+      totals: { insert: null, delete: null, drop: 0 },
+      events: { lost: 120, lostTotal: 120, lostSince: '2026-11-29T12:00:00.400Z', newTotal: 14, destroyTotal: 11 },
+    });
+    expect(lossy!.unavailable['counts.insert']).toBe(
+      "120 events lost in this interval (from 12:00:00.400 UTC): the event socket's receive buffer (67108864 bytes) was full; NEW and DESTROY among them were not counted",
+    );
+    expect(lossy!.unavailable['rates.insert']).toBe(lossy!.unavailable['counts.insert']);
+    const since =
+      '120 events lost since 2026-11-29T12:00:00.400Z: NEW and DESTROY among them were not counted (events.newTotal and events.destroyTotal count those received)';
+    expect(lossy!.unavailable['totals.delete']).toBe(since);
+    // The next interval lost nothing: its counts are exact again, the totals stay unknown.
+    expect(after).toMatchObject({
+      counts: { insert: 5, delete: 0 },
+      totals: { insert: null, delete: null },
+      events: { lost: 0, newTotal: 19, updateTotal: 2 },
+    });
+    expect(after!.unavailable).toMatchObject({ 'totals.insert': since, 'totals.delete': since });
+    expect(Object.keys(after!.unavailable).filter((k) => /insert|delete/.test(k))).toEqual([
+      'totals.insert',
+      'totals.delete',
+    ]);
     await monitor.stop();
   });
 

@@ -11,6 +11,7 @@ describe('ConntrackMonitor options', () => {
       resyncIntervalMs: 60_000,
       backend: 'auto',
       pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
+      snapshotOnPressure: false,
     });
   });
 

@@ -3,7 +3,7 @@
  * then an install into a clean project that works without running any install script, and
  * the source build that takes over when no prebuild fits.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ const ROOT = join(__dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'ctmon-pack-'));
 const app = join(work, 'app');
 const esmApp = join(work, 'esm-app');
+const bare = join(work, 'bare-app');
 let tarball = '';
 const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
   execFileSync('npm', args, {
@@ -42,6 +43,12 @@ beforeAll(() => {
     JSON.stringify({ name: 'esm-app', version: '1.0.0', private: true, type: 'module' }),
   );
   npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'prom-client@15'], esmApp);
+  // A project where npm ran no install script (--ignore-scripts; npm >= 12 does the same for
+  // a dependency not in allowScripts) and no prebuild fits (removed: as on another platform).
+  execFileSync('mkdir', ['-p', bare]);
+  writeFileSync(join(bare, 'package.json'), JSON.stringify({ name: 'bare-app', version: '1.0.0', private: true }));
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball], bare);
+  rmSync(join(bare, 'node_modules', 'conntrack-monitor', 'prebuilds'), { recursive: true, force: true });
 }, 240_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -107,6 +114,11 @@ describe('npm package', () => {
           how = value(new m.ConntrackMonitor(), { registry: new Registry() }).length + ' metrics';
         } else if (name === 'registerAllNamespacesMetrics') {
           how = value(new m.AllNamespacesMonitor(), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'adviseTuning') {
+          const env = { max: 1000, buckets: 1000, timeWaitTimeout: 120, entryBytes: 320, memoryBytes: 2 ** 30 };
+          how = value([], env).notes.join(' ');
+        } else if (name === 'tuningEnvironment') {
+          how = typeof value({ max: 1000, buckets: 1000, timeWait: { timeoutSeconds: 120 } }).max;
         } else if (name === 'registerDropMetrics') {
           how = value(new m.DropMonitor(), { registry: new Registry() }).length + ' metrics';
         } else if (name === 'RecordingFormatError') {
@@ -121,6 +133,12 @@ describe('npm package', () => {
           how = value([{ label: 'x', samples: [] }]).slice(0, 15);
         } else if (name === 'record') {
           how = (await value(() => 'done', { backend: 'proc' })).result;
+        } else if (name === 'registerTopMetrics') {
+          how = value(new m.ConntrackMonitor({ snapshotOnPressure: {} }), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'topEntries') {
+          how = await value({ signal: AbortSignal.abort() }).then(() => 'resolved', (e) => e.code);
+        } else if (name === 'evictableVerdict') {
+          how = value({ entries: 4, evictable: 3 }).mostly;
         } else if (Array.isArray(value)) {
           how = 'array of ' + value.length;
         } else if (typeof value === 'function') {
@@ -147,13 +165,21 @@ describe('npm package', () => {
       DropMonitor: 'DropMonitor',
       ConntrackError: 'EPERM',
     });
-    expect(Object.keys(esm).length).toBeGreaterThanOrEqual(11);
+    expect(esm.adviseTuning).toMatch(/Nothing to change/);
+    expect(esm.tuningEnvironment).toBe('number');
+    expect(Object.keys(esm).length).toBeGreaterThanOrEqual(13);
   });
 
   it('has types that resolve for import and require in the installed copy', () => {
     const consumer =
-      'import { ConntrackMonitor, registerConntrackMetrics, type ConntrackSample } from "conntrack-monitor";\n' +
-      'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\nexport {};\n';
+      'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
+      '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
+      'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\n' +
+      'const samples: ConntrackSample[] = [];\n' +
+      'const env: TuningEnvironment | null = samples.length ? tuningEnvironment(samples[0]!) : null;\n' +
+      'const advice: TuningAdvice | null = env && adviseTuning(samples, env);\n' +
+      'const first: Recommendation | undefined = advice?.recommendations[0];\n' +
+      'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
     writeFileSync(join(app, 'a.mts'), consumer);
     writeFileSync(join(app, 'b.cts'), consumer);
     writeFileSync(
@@ -171,6 +197,74 @@ describe('npm package', () => {
       }),
     );
     execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', app], { encoding: 'utf8' });
+  });
+
+  it('without install scripts and with no prebuild that fits: the fallback says what to run, and that works', () => {
+    const cli = join(bare, 'node_modules', '.bin', 'conntrack-monitor');
+    const installed = join(bare, 'node_modules', 'conntrack-monitor');
+    const watch = () =>
+      spawnSync(cli, ['--json', '--duration', '0.3', '--interval', '100'], { cwd: bare, encoding: 'utf8' });
+    expect(existsSync(join(installed, 'build'))).toBe(false);
+    const before = watch();
+    console.info(`no addon: ${before.stderr.trim()}`);
+    expect(before.status).toBe(0);
+    expect(before.stderr.trim().split('\n')).toHaveLength(1);
+    expect(before.stderr).toMatch(
+      /^conntrack-monitor: using \/proc instead of ctnetlink: the native addon could not be loaded: No native build was found for platform=linux arch=x64 .*\(no prebuilt addon fits and none was built \(npm ran no install script: .*\): run `npm rebuild conntrack-monitor` /,
+    );
+    expect(JSON.parse(before.stdout.trim().split('\n')[0]!).source).toBe('proc');
+    // What the message says to run.
+    const rebuild = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
+      cwd: bare,
+      encoding: 'utf8',
+    });
+    expect(rebuild.status).toBe(0);
+    expect(`${rebuild.stdout}${rebuild.stderr}`).toMatch(
+      /conntrack-monitor: no prebuilt addon for linux-x64 \(glibc\), Node v[\d.]+; building from source with node-gyp/,
+    );
+    expect(existsSync(join(installed, 'build', 'Release', 'conntrack_monitor.node'))).toBe(true);
+    const after = watch();
+    console.info(
+      `after npm rebuild conntrack-monitor: exit ${after.status}, source ${JSON.parse(after.stdout.split('\n')[0]!).source}`,
+    );
+    expect(after).toMatchObject({ status: 0, stderr: '' });
+    expect(JSON.parse(after.stdout.trim().split('\n').at(-1)!)).toMatchObject({ source: 'netlink', final: true });
+  }, 240_000);
+
+  it('installs globally from the tarball as deploy/kubernetes/Dockerfile does, and serves metrics', async () => {
+    const dockerfile = readFileSync(join(ROOT, 'deploy', 'kubernetes', 'Dockerfile'), 'utf8');
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    // The image packs this repository and installs that tarball (the package is not on npm).
+    expect(dockerfile).toMatch(/^RUN .*npm ci && npm pack --pack-destination \/tmp$/m);
+    const install = /^RUN (npm install --global \/tmp\/(conntrack-monitor-[\d.]+\.tgz) prom-client@15)/m.exec(
+      dockerfile,
+    )!;
+    expect(install[2]).toBe(`conntrack-monitor-${version}.tgz`);
+    const prefix = join(work, 'global');
+    const [, ...args] = install[1]!.replace(`/tmp/${install[2]}`, tarball).split(' ');
+    npm([...args, '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline'], work);
+    const bin = join(prefix, 'bin', 'conntrack-monitor');
+    const serve = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--backend', 'proc', '--interval', '100']);
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let err = '';
+        serve.stderr.on('data', (d) => {
+          err += d;
+          const m = /serving (http:\/\/\S+)/.exec(err);
+          if (m) resolve(m[1]!);
+        });
+        serve.on('exit', () => reject(new Error(`serve exited: ${err}`)));
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const text = await (await fetch(url)).text();
+      console.info(
+        `global install as in the Dockerfile: ${bin} serves ${text.split('\n').find((l) => l.startsWith('nf_conntrack_entries '))}`,
+      );
+      expect(text).toMatch(/^nf_conntrack_entries \d+$/m);
+      expect(text).toMatch(/^nf_conntrack_entries_limit \d+$/m);
+    } finally {
+      serve.kill('SIGTERM');
+    }
   });
 
   it('builds from source, saying so, when asked to or when no prebuild fits', () => {

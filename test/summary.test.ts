@@ -120,6 +120,21 @@ describe('summarize: definitions', () => {
     expect(s.unavailable['totals.drop']).toBeUndefined();
   });
 
+  it('an interval with lost events leaves no insert/delete total: the sum would be short', () => {
+    const lossy = sample({ t: 2, events: { lost: 40, lostTotal: 40 } });
+    lossy.counts.insert = lossy.counts.delete = null;
+    lossy.rates.insert = lossy.rates.delete = null;
+    const reason =
+      '40 events lost in this interval (from 12:00:01.500 UTC): NEW and DESTROY among them were not counted';
+    lossy.unavailable['counts.insert'] = lossy.unavailable['counts.delete'] = reason;
+    const s = summarize([...withInserts([3]), lossy, sample({ t: 3, counts: { insert: 4 } })]);
+    expect(s.totals.insert).toBeNull();
+    expect(s.totals.delete).toBeNull();
+    expect(s.unavailable['totals.insert']).toBe(reason);
+    expect(s.eventsLost).toBe(40);
+    expect(s.peak.insertRate).toBe(4); // the intervals that were counted still have their rates
+  });
+
   it("what the recording cannot know is null with the samples' own reason, never 0", () => {
     const reason = 'counted from ctnetlink events, which need CAP_NET_ADMIN (the proc backend reads none)';
     const proc = [1, 2, 3].map((t) => {

@@ -114,6 +114,51 @@ describe('tracked table', () => {
     expect(newer!.tcpStates[SYN_SENT]).toBe(0);
   });
 
+  it('after a lossy resync, keeps no entry the dump does not list on the word of an UPDATE alone', () => {
+    // Issue 13: events read during a dump can be older than the dump. A flow's UPDATEs were
+    // queued, the flow was then destroyed and its DESTROY lost (the socket was full); the
+    // dump, taken after, does not list it. The stale UPDATEs must not keep it (they used to,
+    // until its own deadline: TIME_WAIT here, 120 s; CLOSE 10 s, ESTABLISHED 5 days).
+    const [ended, c] = run([
+      events('tcp4-new'),
+      { op: 'begin-dump' },
+      events('tcp4-update'), // read during the dump; the DESTROY after them was lost
+      events('tcp6-update'), // a flow never seen before: an UPDATE only, not listed either
+      { op: 'dump', bytes: all('udp4-update'), now: 0 }, // what the kernel lists: one UDP flow
+      { op: 'end-dump' },
+      counts,
+    ]);
+    expect(ended!.removed).toBe(2);
+    expect(c).toEqual({ entries: 1, protocols: [0, 1, 0, 0], tcpStates: Array(10).fill(0) });
+  });
+
+  it('keeps an entry a NEW created during the dump, and one the dump lists after an UPDATE', () => {
+    const [ended, c] = run([
+      events('tcp6-new'),
+      { op: 'begin-dump' },
+      events('tcp4-new'), // made after the dump passed its bucket: the dump cannot list it
+      events('tcp6-update'), // TIME_WAIT now...
+      { op: 'dump', bytes: loadHexFixture('tcp6-new')[0]!, now: 0 }, // ...listed in SYN_SENT, earlier
+      { op: 'end-dump' },
+      counts,
+    ]);
+    expect(ended!.removed).toBe(0);
+    expect(c!.entries).toBe(2);
+    expect(c!.tcpStates[SYN_SENT]).toBe(1); // tcp4, from its NEW
+    expect(c!.tcpStates[TIME_WAIT]).toBe(1); // tcp6: the event's state, not the dump's
+  });
+
+  it('an UPDATE after the dump confirms again: only the dump window is strict', () => {
+    const [ended, c] = run([
+      { op: 'begin-dump' },
+      { op: 'end-dump' },
+      events('tcp4-update'), // outside a dump an UPDATE for an unknown entry inserts it
+      counts,
+    ]);
+    expect(ended!.removed).toBe(0);
+    expect(c!.entries).toBe(1);
+  });
+
   it('keeps exact counts through growth and many deletions', () => {
     // 5000 distinct flows: the UDP NEW fixture with the CTA_ID rewritten.
     const base = loadHexFixture('udp4-new')[0]!;

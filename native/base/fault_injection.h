@@ -21,6 +21,9 @@ struct FaultInjection {
   std::atomic<int> ctnetlink_subsystem{
       NFNL_SUBSYS_CTNETLINK};  // requests only; events come by group
   std::atomic<int> event_program_type{BPF_PROG_TYPE_SOCKET_FILTER};  // the event socket's filter
+  // The reader thread waits this long before opening the namespace file, as open() on a hung
+  // filesystem would: start() must give up on it in bounded time.
+  std::atomic<int> open_namespace_delay_ms{0};
 };
 
 inline FaultInjection& fault_injection() {

@@ -32,6 +32,11 @@ napi_value interval_to_js(JsWriter& w, const ctmon::IntervalSample& s) {
   w.set(o, "entries", w.nullable(s.has_entries, s.entries));
   w.set(o, "max", w.nullable(s.has_max, s.max));
   w.set(o, "eventsUpdates", w.number(static_cast<double>(s.events_updates)));
+  w.set(o, "eventsUpdatesTotal", w.number(static_cast<double>(s.events_updates_total)));
+  w.set(o, "firstLossWallMs",
+        w.nullable(s.first_loss_wall_ms >= 0, static_cast<double>(s.first_loss_wall_ms)));
+  w.set(o, "firstLossEverWallMs",
+        w.nullable(s.first_loss_ever_wall_ms >= 0, static_cast<double>(s.first_loss_ever_wall_ms)));
   w.set(o, "eventsReceived", w.number(static_cast<double>(s.events_received)));
   w.set(o, "eventsLost", w.number(static_cast<double>(s.events_lost)));
   w.set(o, "eventsLostTotal", w.number(static_cast<double>(s.events_lost_total)));
@@ -58,6 +63,29 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "lastResyncMs", w.nullable(table.last_resync_ms >= 0, table.last_resync_ms));
   w.set(o, "tableBytes", w.number(static_cast<double>(table.memory_bytes)));
   w.set(o, "droppedRecords", w.number(static_cast<double>(dropped_records)));
+  return o;
+}
+
+napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r) {
+  static const char* const kGroupNames[ctmon::kSnapshotGroupCount] = {
+      "bySource", "byDestination", "byDestinationPort", "byState"};
+  napi_value o = w.object();
+  w.set(o, "entries", w.number(static_cast<double>(r.entries)));
+  w.set(o, "evictable", w.number(static_cast<double>(r.evictable)));
+  for (int g = 0; g < ctmon::kSnapshotGroupCount; ++g) {
+    const ctmon::TopGroup& group = r.groups[g];
+    const uint32_t n = static_cast<uint32_t>(group.top.size());
+    napi_value items = w.array(n + (group.other > 0 ? 1 : 0));
+    auto item = [&w](const std::string& key, uint64_t entries) {
+      napi_value it = w.object();
+      w.set(it, "key", w.string(key));
+      w.set(it, "entries", w.number(static_cast<double>(entries)));
+      return it;
+    };
+    for (uint32_t i = 0; i < n; ++i) w.set(items, i, item(group.top[i].key, group.top[i].entries));
+    if (group.other > 0) w.set(items, n, item("other", group.other));
+    w.set(o, kGroupNames[g], items);
+  }
   return o;
 }
 

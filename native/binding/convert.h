@@ -10,6 +10,7 @@
 
 #include "binding/js_writer.h"
 #include "ctnetlink/monitor.h"
+#include "ctnetlink/snapshot.h"
 
 namespace ctmon_binding {
 
@@ -24,18 +25,23 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
                         const ctmon::TableSnapshot& table, const ctmon::NamespaceSettings& settings,
                         uint64_t dropped_records);
 
+// A snapshot's groups for src/top.ts: { entries, evictable, bySource, byDestination,
+// byDestinationPort, byState }, each group [{ key, entries }] with the rest as a last
+// { key: 'other', entries } when there is a rest.
+napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r);
+
 // The error shape: message "<context>: <strerror(code)>" unless `message` is given.
 napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,
                        const std::string& context, const std::string& message = "");
 inline napi_value error_to_js(JsWriter& w, const ctmon::MonitorError& e) {
-  return error_to_js(w, e.code, e.syscall, e.context);
+  return error_to_js(w, e.code, e.syscall, e.context, e.message);
 }
 
 // The same error as a C++ exception, for the JS thread's own calls (where JS can always run).
 Napi::Error native_error(Napi::Env env, int code, const std::string& syscall,
                          const std::string& context, const std::string& message = "");
 inline Napi::Error native_error(Napi::Env env, const ctmon::MonitorError& e) {
-  return native_error(env, e.code, e.syscall, e.context);
+  return native_error(env, e.code, e.syscall, e.context, e.message);
 }
 
 // A number, or null when absent.

@@ -3,6 +3,7 @@
 // aggregator and the tracked table driven with an injected clock, fault injection, and the
 // count of live NativeMonitor objects, and the node monitor's header classifier. JS thread only.
 #include <arpa/inet.h>
+#include <linux/netlink.h>
 #include <malloc.h>
 #include <napi.h>
 
@@ -17,6 +18,7 @@
 #include "ctnetlink/aggregator.h"
 #include "ctnetlink/count_filter.h"
 #include "ctnetlink/decoder.h"
+#include "ctnetlink/snapshot.h"
 #include "ctnetlink/table.h"
 #include "ebpf/event_counter.h"
 
@@ -159,6 +161,7 @@ ctmon::KernelReading reading_from_js(Napi::Object step, std::vector<ctmon::CpuSt
 
 // _aggregate(steps) -> raw samples. Steps: {op:'start', t, cpus, drops},
 // {op:'event', kind:'new'|'update'|'destroy', count}, {op:'malformed'},
+// {op:'observe-drops', wall, drops} (a reading while draining),
 // {op:'close', t, wall, cpus|null, global, drops, final}. t is monotonic ns.
 Napi::Value Aggregate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -184,6 +187,10 @@ Napi::Value Aggregate(const Napi::CallbackInfo& info) {
       for (uint32_t c = 0; c < count; ++c) agg.count_event(k);
     } else if (op == "malformed") {
       agg.count_malformed();
+    } else if (op == "observe-drops") {
+      agg.observe_socket_drops(
+          static_cast<int64_t>(step.Get("wall").As<Napi::Number>().DoubleValue()),
+          step.Get("drops").As<Napi::Number>().Uint32Value());
     } else if (op == "close") {
       const ctmon::IntervalSample s =
           agg.close(static_cast<int64_t>(step.Get("t").As<Napi::Number>().DoubleValue()),
@@ -318,8 +325,45 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?}) -> the previous values.
-// Test-only: see fault_injection.h. Process-wide, so tests restore what it returns.
+// _groupSnapshot(datagrams, limit, { expectedEntries?, maxKeys? }) -> the report of
+// SnapshotGrouper over dump datagrams (Buffers of netlink messages), as NativeSnapshot
+// resolves it, plus { ignored }: messages that were not conntrack entries (netlink control
+// messages such as the NLMSG_DONE that ends a dump aside).
+Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "_groupSnapshot(datagrams, limit, options?)");
+  Napi::Array datagrams = info[0].As<Napi::Array>();
+  size_t expected = 0;
+  size_t max_keys = ctmon::kMaxSnapshotKeys;
+  if (info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    if (o.Get("expectedEntries").IsNumber())
+      expected = o.Get("expectedEntries").As<Napi::Number>().Uint32Value();
+    if (o.Get("maxKeys").IsNumber()) max_keys = o.Get("maxKeys").As<Napi::Number>().Uint32Value();
+  }
+  ctmon::SnapshotGrouper grouper(0x5eed, expected, max_keys);
+  uint32_t ignored = 0;
+  for (uint32_t i = 0; i < datagrams.Length(); ++i) {
+    Napi::Buffer<uint8_t> bytes = datagrams.Get(i).As<Napi::Buffer<uint8_t>>();
+    ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
+    ctmon::Message msg;
+    ctmon::Conntrack ct;
+    while (walker.next(msg)) {
+      if (msg.type < NLMSG_MIN_TYPE) continue;  // NLMSG_DONE ending the dump, errors
+      if (ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk || !grouper.add(ct))
+        ++ignored;
+    }
+  }
+  JsWriter w(env);
+  napi_value report = top_report_to_js(w, grouper.top(info[1].As<Napi::Number>().Uint32Value()));
+  w.set(report, "ignored", w.number(ignored));
+  return Napi::Value(env, report);
+}
+
+// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?, openNamespaceDelayMs?})
+// -> the previous values. Test-only: see fault_injection.h. Process-wide, so tests restore what
+// it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "_injectFaults(faults)");
@@ -329,12 +373,15 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   previous.Set("netlinkProtocol", faults.netlink_protocol.load());
   previous.Set("ctnetlinkSubsystem", faults.ctnetlink_subsystem.load());
   previous.Set("eventProgramType", faults.event_program_type.load());
+  previous.Set("openNamespaceDelayMs", faults.open_namespace_delay_ms.load());
   if (in.Has("netlinkProtocol"))
     faults.netlink_protocol = in.Get("netlinkProtocol").ToNumber().Int32Value();
   if (in.Has("ctnetlinkSubsystem"))
     faults.ctnetlink_subsystem = in.Get("ctnetlinkSubsystem").ToNumber().Int32Value();
   if (in.Has("eventProgramType"))
     faults.event_program_type = in.Get("eventProgramType").ToNumber().Int32Value();
+  if (in.Has("openNamespaceDelayMs"))
+    faults.open_namespace_delay_ms = in.Get("openNamespaceDelayMs").ToNumber().Int32Value();
   return previous;
 }
 
@@ -360,6 +407,13 @@ void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_classifyHeader", Napi::Function::New(env, ClassifyHeader, "_classifyHeader"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
+  exports.Set("_groupSnapshot", Napi::Function::New(env, GroupSnapshot, "_groupSnapshot"));
+  exports.Set("_liveSnapshots", Napi::Function::New(
+                                    env,
+                                    [](const Napi::CallbackInfo& info) {
+                                      return Napi::Number::New(info.Env(), live_native_snapshots());
+                                    },
+                                    "_liveSnapshots"));
   exports.Set("_eventProgram", Napi::Function::New(env, EventProgram, "_eventProgram"));
   exports.Set("_injectFaults", Napi::Function::New(env, InjectFaults, "_injectFaults"));
   exports.Set("_parseSockstat", Napi::Function::New(env, ParseSockstat, "_parseSockstat"));

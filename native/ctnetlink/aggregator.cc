@@ -27,7 +27,15 @@ void Aggregator::start(int64_t now_mono_ns, const KernelReading& baseline) {
   if (baseline.drops_ok) {
     have_drops_baseline_ = true;
     last_socket_drops_ = baseline.socket_drops;
+    observed_drops_ = baseline.socket_drops;
   }
+}
+
+void Aggregator::observe_socket_drops(int64_t now_wall_ms, uint32_t drops) {
+  if (!have_drops_baseline_ || drops == observed_drops_) return;
+  observed_drops_ = drops;
+  if (first_loss_wall_ms_ < 0) first_loss_wall_ms_ = now_wall_ms;
+  if (first_loss_ever_wall_ms_ < 0) first_loss_ever_wall_ms_ = now_wall_ms;
 }
 
 // Sums per-CPU deltas since the previous reading into deltas[id]. A CPU seen for the first
@@ -90,16 +98,24 @@ IntervalSample Aggregator::close(int64_t now_mono_ns, int64_t now_wall_ms,
 
   s.events_received = events_received_;
   s.events_updates = events_updates_;
+  updates_total_ += events_updates_;
+  s.events_updates_total = updates_total_;
   events_received_ = 0;
   events_updates_ = 0;
   if (reading.drops_ok) {
-    if (have_drops_baseline_)
+    if (have_drops_baseline_) {
       s.events_lost = static_cast<uint32_t>(reading.socket_drops - last_socket_drops_);
+      observe_socket_drops(now_wall_ms, reading.socket_drops);
+    }
     have_drops_baseline_ = true;
     last_socket_drops_ = reading.socket_drops;
+    observed_drops_ = reading.socket_drops;
   }
   lost_total_ += s.events_lost;
   s.events_lost_total = lost_total_;
+  s.first_loss_wall_ms = s.events_lost > 0 ? first_loss_wall_ms_ : -1;
+  s.first_loss_ever_wall_ms = first_loss_ever_wall_ms_;
+  if (reading.drops_ok) first_loss_wall_ms_ = -1;  // else the next close books this loss
   s.malformed_total = malformed_total_;
   return s;
 }

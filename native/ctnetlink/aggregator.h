@@ -48,8 +48,13 @@ struct IntervalSample {
   uint32_t max = 0;
   uint64_t events_received = 0;  // conntrack messages read from the event socket
   uint64_t events_updates = 0;   // of which UPDATEs (NEW and DESTROY are counts[kInsert/kDelete])
-  uint64_t events_lost = 0;      // SK_MEMINFO_DROPS delta: events the kernel could not queue
+  uint64_t events_updates_total = 0;
+  uint64_t events_lost = 0;  // SK_MEMINFO_DROPS delta: events the kernel could not queue
   uint64_t events_lost_total = 0;
+  // CLOCK_REALTIME when a loss was first seen, -1 for none: in this interval, and since start.
+  // Seen while draining as well as at the close, so that it says when the loss began.
+  int64_t first_loss_wall_ms = -1;
+  int64_t first_loss_ever_wall_ms = -1;
   uint64_t malformed_total = 0;  // messages that could not be decoded (skipped)
 };
 
@@ -89,6 +94,10 @@ class Aggregator {
   }
   void count_malformed() { ++malformed_total_; }
 
+  // A reading of the event socket's SK_MEMINFO_DROPS between closes (the monitor takes one
+  // after each drain): it does not change what close() books, only when a loss was first seen.
+  void observe_socket_drops(int64_t now_wall_ms, uint32_t drops);
+
   IntervalSample close(int64_t now_mono_ns, int64_t now_wall_ms, const KernelReading& reading,
                        bool final);
 
@@ -104,10 +113,14 @@ class Aggregator {
   uint64_t totals_[kCounterCount] = {};
   uint64_t events_received_ = 0;
   uint64_t events_updates_ = 0;
+  uint64_t updates_total_ = 0;
   uint64_t lost_total_ = 0;
   uint64_t malformed_total_ = 0;
   bool have_drops_baseline_ = false;
   uint32_t last_socket_drops_ = 0;
+  uint32_t observed_drops_ = 0;  // the latest reading, at a close or while draining
+  int64_t first_loss_wall_ms_ = -1;
+  int64_t first_loss_ever_wall_ms_ = -1;
   std::vector<CpuBaseline> cpus_;  // indexed by CPU id; grows on the stats path only
 };
 

@@ -15,10 +15,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
 
+#include "base/fault_injection.h"
+#include "base/netns.h"
 #include "base/proc_text.h"
 #include "base/read_file.h"
 #include "ctnetlink/event_filter.h"
@@ -26,10 +29,11 @@
 namespace ctmon {
 namespace {
 
-constexpr size_t kBatchSlots = 64;       // datagrams per recvmmsg
-constexpr size_t kSlotBytes = 8192;      // an event is < 400 bytes
-constexpr int kRequestTimeoutMs = 2000;  // a stats request never blocks longer
-constexpr int kBatchesPerWakeup = 64;    // ~4k events, then look at the clock again
+constexpr size_t kBatchSlots = 64;             // datagrams per recvmmsg
+constexpr size_t kSlotBytes = 8192;            // an event is < 400 bytes
+constexpr int kRequestTimeoutMs = 2000;        // a stats request never blocks longer
+constexpr int kOpenNamespaceTimeoutMs = 2000;  // start() waits no longer for the namespace file
+constexpr int kBatchesPerWakeup = 64;          // ~4k events, then look at the clock again
 // After the first event of a quiet spell, wait this long before reading: under load the
 // socket fills meanwhile and each recvmmsg moves 64 events instead of one or two, which is
 // what makes the per-event cost small. 150k events/s x 10 ms x 1280 B of buffer charge is
@@ -73,6 +77,15 @@ NamespaceSettings read_settings() {
   return s;
 }
 
+// The coalescing wait must not overflow the buffer it relies on: at ~200k events/s the kernel
+// charges ~1280 bytes per queued event (~256 MB/s); the wait may fill a quarter of the buffer.
+// The default 32 MiB (64 MiB effective) gets the full kCoalesceMs; a 64 KiB request (128 KiB
+// effective) gets none, where waiting 10 ms lost most events at 100k flows/s (issue 13).
+int coalesce_window_ms(int effective_buffer_bytes) {
+  const int64_t ms = static_cast<int64_t>(effective_buffer_bytes) / 4 / (200000LL * 1280 / 1000);
+  return static_cast<int>(std::min<int64_t>(kCoalesceMs, ms));
+}
+
 uint64_t random_seed() {
   uint64_t seed = 0;
   if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = static_cast<uint64_t>(mono_ns());
@@ -95,17 +108,30 @@ bool Monitor::start(MonitorError& error) {
     error = MonitorError{errno, "eventfd", "create the stop signal"};
     return false;
   }
-  start_done_ = false;
+  auto startup = std::make_shared<Startup>();
   try {
-    thread_ = std::thread(&Monitor::run, this);
+    thread_ = std::thread(&Monitor::thread_main, this, startup, config_.netns_path);
   } catch (const std::system_error& e) {
     error = MonitorError{e.code().value(), "pthread_create", "start the reader thread"};
     return false;
   }
-  std::unique_lock<std::mutex> lock(start_mu_);
-  start_cv_.wait(lock, [this] { return start_done_; });
-  if (start_error_.code == 0) return true;
-  error = start_error_;
+  std::unique_lock<std::mutex> lock(startup->mu);
+  // open_network_namespace() never waits on the file, but a path on a hung filesystem (NFS,
+  // FUSE) can still hold open() or stat(): that wait is bounded. The steps after it are each
+  // bounded already (setns, sockets, a stats request with a receive timeout).
+  const auto deadline = std::chrono::milliseconds(kOpenNamespaceTimeoutMs);
+  if (!startup->cv.wait_for(lock, deadline, [&] { return startup->opened; })) {
+    startup->abandoned = true;
+    thread_.detach();
+    const std::string context = "open network namespace " + config_.netns_path;
+    error = MonitorError{
+        ETIMEDOUT, "open", context,
+        context + ": no answer within " + std::to_string(kOpenNamespaceTimeoutMs / 1000) + " s"};
+    return false;
+  }
+  startup->cv.wait(lock, [&] { return startup->done; });
+  if (startup->error.code == 0) return true;
+  error = startup->error;
   lock.unlock();
   thread_.join();
   return false;
@@ -120,19 +146,46 @@ void Monitor::stop() {
   thread_.join();
 }
 
+// The reader thread's entry. Until the namespace file is open it touches only what it was
+// given (start() may give up on it meanwhile and this Monitor be destroyed); from then on it
+// runs the monitor.
+void Monitor::thread_main(Monitor* self, std::shared_ptr<Startup> startup, std::string netns_path) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals belong to the JS thread
+  pthread_setname_np(pthread_self(), "ctmon-reader");
+
+  Fd netns;
+  MonitorError error;
+  if (!netns_path.empty()) {
+    const int delay_ms = fault_injection().open_namespace_delay_ms.load(std::memory_order_relaxed);
+    if (delay_ms > 0) ::usleep(static_cast<useconds_t>(delay_ms) * 1000);  // a hung filesystem
+    const char* what = nullptr;
+    const SysStatus st = open_network_namespace(netns_path.c_str(), netns, &what);
+    if (!st.ok()) {
+      error = MonitorError{st.code, st.syscall, "open network namespace " + netns_path,
+                           what ? netns_path + " is " + what + ", not a network namespace" : ""};
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(startup->mu);
+    if (startup->abandoned) return;  // start() returned long ago: `self` may be gone
+    startup->opened = true;
+    if (error.code != 0) {
+      startup->error = error;
+      startup->done = true;
+    }
+  }
+  startup->cv.notify_one();
+  if (error.code == 0) self->run(std::move(netns), *startup);
+}
+
 // Runs on the reader thread: setns() changes only this thread's namespace, so the sockets
 // it opens belong to the target netns while the rest of the process stays where it was.
-bool Monitor::open_in_namespace(MonitorError& error) {
-  if (!config_.netns_path.empty()) {
-    Fd ns(::open(config_.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (ns.get() < 0) {
-      error = MonitorError{errno, "open", "open network namespace " + config_.netns_path};
-      return false;
-    }
-    if (::setns(ns.get(), CLONE_NEWNET) != 0) {
-      error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
-      return false;
-    }
+bool Monitor::open_in_namespace(Fd netns, MonitorError& error) {
+  if (netns.get() >= 0 && ::setns(netns.get(), CLONE_NEWNET) != 0) {
+    error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
+    return false;
   }
   EventSocketInfo socket_info;
   const FilterProgram filter = event_filter();
@@ -162,20 +215,15 @@ bool Monitor::open_in_namespace(MonitorError& error) {
   return true;
 }
 
-void Monitor::run() {
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals belong to the JS thread
-  pthread_setname_np(pthread_self(), "ctmon-reader");
-
+void Monitor::run(Fd netns, Startup& startup) {
   MonitorError error;
-  const bool ok = open_in_namespace(error);
+  const bool ok = open_in_namespace(std::move(netns), error);
   {
-    std::lock_guard<std::mutex> lock(start_mu_);
-    start_error_ = ok ? MonitorError{} : error;
-    start_done_ = true;
+    std::lock_guard<std::mutex> lock(startup.mu);
+    startup.error = ok ? MonitorError{} : error;
+    startup.done = true;
   }
-  start_cv_.notify_one();
+  startup.cv.notify_one();  // start() returns: `startup` is not touched again
   if (!ok) return;
 
   // The initial dump runs after start() has returned: it costs at least ~25 ms of kernel
@@ -184,6 +232,7 @@ void Monitor::run() {
   resync();
 
   const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
+  const int coalesce_ms = coalesce_window_ms(info_.receive_buffer_bytes);
   int64_t next_close = mono_ns() + interval_ns;
   pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
   bool caught_up = true;
@@ -215,8 +264,8 @@ void Monitor::run() {
     if (fds[1].revents & POLLIN) {
       // Coalesce only after catching up: when the last drain left events behind, read on.
       const int64_t left_ms = (next_close - mono_ns()) / 1000000;
-      if (caught_up && left_ms > 0 &&
-          ::poll(fds, 1, static_cast<int>(std::min<int64_t>(kCoalesceMs, left_ms))) > 0) {
+      if (caught_up && coalesce_ms > 0 && left_ms > 0 &&
+          ::poll(fds, 1, static_cast<int>(std::min<int64_t>(coalesce_ms, left_ms))) > 0) {
         close_interval(true);  // stop was requested while waiting
         return;
       }
@@ -253,9 +302,21 @@ bool Monitor::drain_events(int budget_batches) {
       }
       if (walker.malformed()) aggregator_.count_malformed();
     }
-    if (static_cast<size_t>(n) < kBatchSlots) return true;  // the queue is empty
+    if (static_cast<size_t>(n) < kBatchSlots) {  // the queue is empty
+      observe_drops();
+      return true;
+    }
   }
+  observe_drops();
   return false;
+}
+
+// Loss is booked at each interval's close; a reading after each drain also says when it
+// began (the samples' reasons give that time), at the cost of one getsockopt per drain.
+void Monitor::observe_drops() {
+  uint32_t drops = 0;
+  if (read_socket_drops(event_fd_.get(), drops).ok())
+    aggregator_.observe_socket_drops(wall_ms(), drops);
 }
 
 // The kernel's counters for this interval (stats_reader.h); a failed request leaves its part
@@ -266,12 +327,12 @@ KernelReading Monitor::read_kernel() {
   return reading;
 }
 
-// A full dump replaces the tracked state: entries it lists get the new generation, entries
-// it does not list are dropped (their DESTROY was lost, or never sent under
-// nf_conntrack_events=2). Events keep being read between the dump's datagrams: a dump of a
-// large table takes the kernel most of a second, and under load the event socket would
-// overflow meanwhile.
-// Returns false when the dump failed or was cancelled by stop(); the old state stays.
+// A full dump replaces the tracked state: entries it lists, or that a NEW created while it
+// ran, get the new generation; the others are dropped (their DESTROY was lost, or never sent
+// under nf_conntrack_events=2), even if an UPDATE named them meanwhile (see table.h). Events keep
+// being read between the dump's datagrams: a dump of a large table takes the kernel most of a
+// second, and under load the event socket would overflow meanwhile. Returns false when the dump
+// failed or was cancelled by stop(); the old state stays.
 bool Monitor::resync() {
   drain_events(kBatchesAtClose);  // apply what was queued before the dump began
   const int64_t started = mono_ns();
@@ -296,6 +357,7 @@ bool Monitor::resync() {
     }
     return false;
   }
+  drain_events(kBatchesAtClose);  // events queued during the dump belong to it (see table.h)
   table_.end_dump();
   repair_pending_ = false;
   if (table_state_.synced) ++table_state_.resyncs;
@@ -303,7 +365,6 @@ bool Monitor::resync() {
   table_state_.dump_error = 0;
   table_state_.last_resync_ms = static_cast<double>(last_dump_ns_) / 1e6;
   overcount_intervals_ = 0;
-  drain_events(kBatchesAtClose);
   return true;
 }
 

@@ -10,9 +10,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ctnetlink/aggregator.h"
@@ -51,6 +53,13 @@ struct MonitorError {
   int code = 0;         // errno
   std::string syscall;  // e.g. "setns", "setsockopt", "recv"
   std::string context;  // what the monitor was doing, e.g. "join conntrack event groups"
+  std::string message;  // the whole message when "<context>: <strerror>" would not say it
+  MonitorError() = default;
+  MonitorError(int code, std::string syscall, std::string context, std::string message = "")
+      : code(code),
+        syscall(std::move(syscall)),
+        context(std::move(context)),
+        message(std::move(message)) {}
 };
 
 // Static facts about a running monitor, known once start() has returned.
@@ -76,7 +85,9 @@ class Monitor {
   Monitor& operator=(const Monitor&) = delete;
 
   // Starts the reader thread and waits until it has entered the netns and opened its
-  // sockets. Returns false and fills `error` when that failed (the thread has exited).
+  // sockets. Returns false and fills `error` when that failed (the thread has exited, or,
+  // if the namespace file could not even be opened within kOpenNamespaceTimeoutMs, has
+  // been abandoned: it exits without touching this object when the open returns).
   bool start(MonitorError& error);
   // Closes the partial interval (delivered with final = true) and joins the thread.
   // Returns promptly: the thread waits in poll() on a stop eventfd. Idempotent.
@@ -84,9 +95,12 @@ class Monitor {
   MonitorInfo info() const { return info_; }
 
  private:
-  void run();
-  bool open_in_namespace(MonitorError& error);
+  struct Startup;
+  static void thread_main(Monitor* self, std::shared_ptr<Startup> startup, std::string netns_path);
+  void run(Fd netns, Startup& startup);
+  bool open_in_namespace(Fd netns, MonitorError& error);
   bool drain_events(int budget_batches);
+  void observe_drops();
   KernelReading read_kernel();
   bool resync();
   bool may_resync(int64_t now) const;
@@ -116,11 +130,16 @@ class Monitor {
   SysStatus stats_status_;      // outcome of the last read_kernel()
   bool stats_failing_ = false;  // report a failing stats request once, not every interval
 
-  // Start-up handshake between start() and the reader thread.
-  std::mutex start_mu_;
-  std::condition_variable start_cv_;
-  bool start_done_ = false;
-  MonitorError start_error_;
+  // Start-up handshake between start() and the reader thread, shared so that a thread that
+  // start() gave up on can still read it after this Monitor is gone.
+  struct Startup {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool opened = false;     // the namespace file is open (or there is none to open)
+    bool done = false;       // the sockets are open, or starting failed
+    bool abandoned = false;  // start() stopped waiting before `opened`
+    MonitorError error;
+  };
 };
 
 }  // namespace ctmon

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "base/netns.h"
 #include "base/proc_text.h"
 #include "ctnetlink/count_filter.h"
 
@@ -302,9 +303,15 @@ void NodeMonitor::open_namespace(const Request& request) {
 // Runs on the reader thread: enters the namespace, opens both sockets there, and returns to
 // its own namespace whatever happened (fatal_ when even that fails).
 bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpened& opened) {
-  Fd ns(::open(request.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (ns.get() < 0) {
-    opened.error = MonitorError{errno, "open", "open network namespace " + request.path};
+  // Never waits on the file and refuses what is no network namespace (a FIFO swapped in under
+  // /var/run/netns would otherwise hold this thread, and with it every namespace's reading).
+  Fd ns;
+  const char* what = nullptr;
+  const SysStatus opened_ns = open_network_namespace(request.path.c_str(), ns, &what);
+  if (!opened_ns.ok()) {
+    opened.error =
+        MonitorError{opened_ns.code, opened_ns.syscall, "open network namespace " + request.path,
+                     what ? request.path + " is " + what + ", not a network namespace" : ""};
     return false;
   }
   struct stat st;
@@ -388,8 +395,17 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
   return ok;
 }
 
-// Hot path of the filter path: count every queued header. No allocation, no locks.
+// Hot path of the filter path: count every queued header, then read the socket's drop count
+// so that loss is dated from the drain that found it (the sample's reason gives that time;
+// the interval's count of lost events is booked at its close). No allocation, no locks.
 void NodeMonitor::drain(Watched& w, int budget_batches) {
+  drain_queue(w, budget_batches);
+  uint32_t drops = 0;
+  if (read_socket_drops(w.event_fd.get(), drops).ok())
+    w.aggregator.observe_socket_drops(wall_ms(), drops);
+}
+
+void NodeMonitor::drain_queue(Watched& w, int budget_batches) {
   for (int batch = 0; batch < budget_batches; ++batch) {
     const int n = receiver_.receive(w.event_fd.get());
     if (n < 0) {

@@ -125,6 +125,7 @@ class NodeMonitor {
   bool open_sockets(Watched& w, const Request& request, NamespaceOpened& opened);
   void close_namespace(uint64_t id);
   void drain(Watched& w, int budget_batches);
+  void drain_queue(Watched& w, int budget_batches);
   void close_interval(bool final);
   void wake();
 

@@ -122,11 +122,15 @@ void ConntrackTable::count(const Slot& s, int delta) {
 }
 
 void ConntrackTable::upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms,
-                            uint32_t deadline_pad_ms) {
+                            uint32_t deadline_pad_ms, bool confirms) {
   if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return;  // already expired
   Slot* s = find(key);
-  if (s == nullptr) s = insert(key, ct);
-  s->generation = generation_;
+  if (s == nullptr) {
+    s = insert(key, ct);
+    // Not confirmed: the previous generation, which end_dump() drops unless the dump lists it.
+    if (!confirms) s->generation = static_cast<uint16_t>(generation_ - 1);
+  }
+  if (confirms) s->generation = generation_;
   if (ct.has(Conntrack::kHasTcpState) && s->protocol == kProtoTcp && s->tcp_state != ct.tcp_state) {
     count(*s, -1);
     s->tcp_state = ct.tcp_state < kTcpStateCount ? ct.tcp_state : 0;
@@ -146,8 +150,13 @@ void ConntrackTable::apply_event(const Conntrack& ct, uint64_t now_ms) {
     return;
   }
   // An event's CTA_TIMEOUT was set by the packet that caused it: it is fresh, no padding.
-  // An UPDATE for an unknown entry inserts it: the kernel has it.
-  upsert(key, ct, now_ms, 0);
+  // An UPDATE for an unknown entry inserts it: the kernel has it, or had it.
+  // During a dump, only a NEW proves that its entry outlives the dump's start (the queue was
+  // drained before the dump began). An UPDATE may be older than its entry's DESTROY, and when
+  // events are being lost that DESTROY may never come: the entry an UPDATE names then
+  // survives end_dump() only if the dump lists it. Otherwise such an entry, gone from the
+  // kernel, stayed until its own deadline (a CLOSE entry 10 s, an ESTABLISHED one days).
+  upsert(key, ct, now_ms, 0, !dumping_ || ct.kind == EventKind::kNew);
 }
 
 void ConntrackTable::begin_dump() {
@@ -158,8 +167,13 @@ void ConntrackTable::begin_dump() {
 // A dump's CTA_TIMEOUT is rounded down to whole seconds: the entry lives up to 1 s longer.
 void ConntrackTable::apply_dump_entry(const Conntrack& ct, uint64_t now_ms) {
   const uint64_t key = key_of(ct);
-  if (touched_.contains(key)) return;  // an event during the dump said more
-  upsert(key, ct, now_ms, 1000);
+  if (touched_.contains(key)) {
+    // An event during the dump said more about its state (or that it is gone: then it is not
+    // found); the dump says that it exists.
+    if (Slot* s = find(key)) s->generation = generation_;
+    return;
+  }
+  upsert(key, ct, now_ms, 1000, true);
 }
 
 void ConntrackTable::abort_dump() {

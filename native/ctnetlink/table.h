@@ -37,7 +37,10 @@ class ConntrackTable {
 
   // Resynchronisation: begin_dump(), apply_dump_entry() for each entry of a full dump, then
   // end_dump(), which drops every entry the dump did not list (its DESTROY was lost or never
-  // sent). Events queued while dumping are applied after end_dump().
+  // sent) unless a NEW event during the dump created it. Events read between begin_dump() and
+  // end_dump() (the reader drains the event socket between the dump's datagrams, and once
+  // more before end_dump()) win over the dump's view of an entry's state; an UPDATE alone
+  // does not keep an entry the dump does not list.
   void begin_dump();
   void apply_dump_entry(const Conntrack& ct, uint64_t now_ms);
   size_t end_dump();
@@ -62,7 +65,10 @@ class ConntrackTable {
   uint64_t key_of(const Conntrack& ct) const;
   Slot* find(uint64_t key);
   Slot* insert(uint64_t key, const Conntrack& ct);
-  void upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms, uint32_t deadline_pad_ms);
+  // `confirms`: this message shows the entry exists now (a dump entry, a NEW, any event
+  // outside a dump), so it gets the current generation.
+  void upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms, uint32_t deadline_pad_ms,
+              bool confirms);
   void erase_at(size_t index);
   void count(const Slot& s, int delta);
   void grow();

@@ -7,6 +7,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import type { Backend, BackendSink } from './backend.js';
 import { ConntrackError } from '../errors.js';
+import { fileKind } from '../host/namespace-file.js';
 import type { ResolvedOptions } from '../options.js';
 import { ProcReader, procPaths, StatDeltas, STAT_COLUMNS, type ProcReading } from './procfs.js';
 import { buildSample, type SampleParts } from '../sample.js';
@@ -91,14 +92,18 @@ export class ProcBackend implements Backend {
     // /proc/PID/ns/net names its process: no need (nor, unprivileged, permission) to stat it.
     const direct = /^\/proc\/(\d+|self|thread-self)\/ns\/net$/.exec(path);
     if (direct) return /^\d+$/.test(direct[1]!) ? Number(direct[1]) : null;
-    const target = await stat(path).catch((err: NodeJS.ErrnoException) => {
-      throw ConntrackError.fromFs(err, `open network namespace ${path}`);
-    });
+    // stat(), never open(): a FIFO would wait for a writer. A path on a hung filesystem can
+    // still hold stat() in libuv's thread pool, so start() waits for it only so long.
+    const target = await bounded(stat(path), STAT_TIMEOUT_MS, `open network namespace ${path}`).catch(
+      (err: NodeJS.ErrnoException) => {
+        throw err instanceof ConntrackError ? err : ConntrackError.fromFs(err, `open network namespace ${path}`);
+      },
+    );
     const own = await stat(`${this.procRoot}/self/ns/net`);
     if (own.ino === target.ino && own.dev === target.dev) return null;
     // Namespace files all live on the one nsfs device: anything else is no namespace.
-    if (target.dev !== own.dev) {
-      throw new ConntrackError(`${path} is not a network namespace`, {
+    if (target.dev !== own.dev || !target.isFile()) {
+      throw new ConntrackError(`${path} is ${fileKind(target)}, not a network namespace`, {
         code: 'EINVAL',
         hint: 'pass /var/run/netns/NAME or /proc/PID/ns/net',
       });
@@ -172,4 +177,25 @@ export class ProcBackend implements Backend {
       unavailable,
     };
   }
+}
+
+const STAT_TIMEOUT_MS = 2000;
+
+/** `promise`, or ETIMEDOUT after `ms` (what it waits on is left to finish on its own). */
+function bounded<T>(promise: Promise<T>, ms: number, context: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ConntrackError(`${context}: no answer within ${ms / 1000} s`, {
+            code: 'ETIMEDOUT',
+            syscall: 'stat',
+            hint: 'is it on a filesystem that does not answer?',
+          }),
+        ),
+      ms,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -8,7 +8,10 @@ import type { AllNamespacesOptions } from '../host/all-namespaces.js';
 import { describe, OPTION_FLAGS, OptionError } from '../options.js';
 import type { ConntrackMonitorOptions } from '../types.js';
 
-/** Bad usage: the CLI prints the message in one line and exits 2 (3 for check). */
+/**
+ * Bad usage: the CLI prints the message in one line and exits 2 (check: the monitoring-plugins
+ * UNKNOWN status line on stdout, exit 3).
+ */
 export class UsageError extends Error {}
 
 /** The longest delay setTimeout honours (2^31 - 1 ms), in whole seconds. */
@@ -23,6 +26,8 @@ export const MONITOR_FLAGS_HELP = `  --netns NAME|PATH      namespace to watch: 
   --receive-buffer BYTES event socket receive buffer (default 33554432)
   --resync-interval MS   re-dump the table every MS milliseconds to reconcile the
                          tracked entries (default 60000; 0: only after lost events)
+  --verbose              also warn of nf_conntrack_events=2, the kernel's default (events
+                         only for entries made while a listener exists)
   -h, --help             show this help`;
 
 /** The flags of --all-namespaces (watch and serve). */
@@ -80,6 +85,8 @@ export function allNamespacesOptions(
 
 export interface Parsed<V> {
   help: boolean;
+  /** --verbose: also report what is not worth a line by default (EVENTS_AUTO). */
+  verbose: boolean;
   options: ConntrackMonitorOptions;
   values: V;
 }
@@ -91,12 +98,15 @@ export interface Parsed<V> {
  */
 export function parseFlags(argv: string[], options: Extra): Record<string, string | boolean | undefined> {
   const args: string[] = [];
+  const shortNames = new Map(
+    Object.entries(options).flatMap(([name, o]) => (o.short === undefined ? [] : [[o.short, name] as const])),
+  );
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    const name = arg.startsWith('--') ? arg.slice(2) : null;
+    const name = arg.startsWith('--') ? arg.slice(2) : (shortNames.get(/^-([A-Za-z])$/.exec(arg)?.[1] ?? '') ?? null);
     const next = argv[i + 1];
     if (name !== null && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
-      args.push(`${arg}=${next}`);
+      args.push(`--${name}=${next}`);
       i++;
     } else {
       args.push(arg);
@@ -123,6 +133,7 @@ export function parseCommand<E extends Extra>(
     interval: { type: 'string' },
     'receive-buffer': { type: 'string' },
     'resync-interval': { type: 'string' },
+    verbose: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
     ...extra,
   });
@@ -136,7 +147,12 @@ export function parseCommand<E extends Extra>(
   if (values['resync-interval'] !== undefined) {
     options.resyncIntervalMs = number('--resync-interval', values['resync-interval']);
   }
-  return { help: values.help === true, options, values: values as Record<keyof E, string | boolean | undefined> };
+  return {
+    help: values.help === true,
+    verbose: values.verbose === true,
+    options,
+    values: values as Record<keyof E, string | boolean | undefined>,
+  };
 }
 
 /**

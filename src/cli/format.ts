@@ -1,4 +1,5 @@
 import type { AllNamespacesReport, NamespaceReport } from '../host/all-namespaces.js';
+import type { TopItem } from '../top.js';
 import type { ConntrackSample } from '../types.js';
 
 /** One compact human line per interval, for terminals and logs. */
@@ -16,7 +17,7 @@ export function formatSampleLine(s: ConntrackSample): string {
     `time_wait ${s.timeWait.entries ?? 'n/a'}${s.timeWait.share === null ? '' : ` (${(s.timeWait.share * 100).toFixed(1)}%)`}`,
   ];
   if (s.socketTimeWait !== null && s.source === 'proc') parts.push(`tw_sockets ${s.socketTimeWait}`);
-  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events`);
+  if (s.events && s.events.lost > 0) parts.push(`LOST ${s.events.lost} events: insert/delete unknown`);
   if ((s.counts.drop ?? 0) > 0) parts.push('TABLE FULL: packets dropped');
   if (s.final) parts.push(`(final, ${Math.round(s.intervalMs)} ms)`);
   return parts.join('  ');
@@ -69,4 +70,25 @@ export function formatNamespacesReport(r: AllNamespacesReport): string {
   );
   const errors = rows.filter((n) => n.error).map((n) => `  ${namespaceTitle(n)} (${n.inode}): ${n.error}`);
   return [head, ...lines, ...errors].join('\n');
+}
+
+/** A duration for humans: "45 s", "8 min 20 s", "3 h 5 min", "2 d 4 h". */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+/** One group as rows: key, entries, share of the table. */
+export function formatGroup(title: string, items: TopItem[], total: number): string[] {
+  const rows = [[title, 'ENTRIES', 'SHARE']];
+  for (const it of items)
+    rows.push([it.key, String(it.entries), total ? `${((it.entries / total) * 100).toFixed(1)}%` : '-']);
+  if (items.length === 0) rows.push(['(none)', '0', '-']);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map(
+    (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
+  );
 }

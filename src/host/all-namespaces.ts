@@ -82,6 +82,16 @@ export interface NamespaceEvents {
   /** Events the kernel could not queue in this interval (SK_MEMINFO_DROPS); always 0 on the eBPF path. */
   lost: number;
   lostTotal: number;
+  /** When the first loss was seen (ISO time), null while none was. */
+  lostSince: string | null;
+  /**
+   * NEW and DESTROY events received (counted) since the namespace was found: exact as that
+   * whatever was lost; totals.insert and totals.delete are null from the first loss on.
+   */
+  newTotal: number;
+  destroyTotal: number;
+  /** Messages that were no conntrack NEW or DESTROY header (the filter path), since found. */
+  malformedTotal: number;
   /** The event socket's receive buffer as the kernel reports it. */
   receiveBufferBytes: number;
 }
@@ -155,6 +165,8 @@ interface Watched {
   trackedLatest: ConntrackSample | null;
 }
 
+const INSERT = COUNTER_NAMES.indexOf('insert');
+const DELETE = COUNTER_NAMES.indexOf('delete');
 const NOT_TRACKED =
   'TIME_WAIT and state counts need the table dumps of a full monitor: name this namespace in trackStates (--track-states)';
 
@@ -479,7 +491,11 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
   }
 
   private row(w: Watched, raw: RawNamespaceInterval): NamespaceReport {
-    const { counts, totals, unavailable } = intervalCounters(raw, raw.eventsMode === 0 ? EVENTS_OFF : null);
+    const { counts, totals, unavailable } = intervalCounters(
+      raw,
+      raw.eventsMode === 0 ? EVENTS_OFF : null,
+      w.receiveBufferBytes,
+    );
     const rates = ratesOf(counts, raw.durationNs / 1e9);
     if (this.podsUnknown !== null) unavailable.pod = this.podsUnknown;
     const t = w.trackedLatest;
@@ -508,6 +524,10 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
         received: raw.eventsReceived,
         lost: raw.eventsLost,
         lostTotal: raw.eventsLostTotal,
+        lostSince: raw.firstLossEverWallMs === null ? null : new Date(raw.firstLossEverWallMs).toISOString(),
+        newTotal: raw.totals[INSERT] ?? 0,
+        destroyTotal: raw.totals[DELETE] ?? 0,
+        malformedTotal: raw.malformedTotal,
         receiveBufferBytes: w.receiveBufferBytes,
       },
       timeWait: t && t.tcpStates !== null ? { entries: t.timeWait.entries, share: t.timeWait.share } : null,

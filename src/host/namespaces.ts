@@ -51,7 +51,7 @@ export function listNamespaces(): Promise<NetworkNamespace[]> {
  * (`net:[INODE]`), half the cost of a stat (5 against 9 µs a process).
  */
 export async function findNamespaces(roots: NamespaceRoots): Promise<NetworkNamespace[]> {
-  return scan(roots);
+  return scan(roots).namespaces;
 }
 
 const nsStat = (path: string) => {
@@ -78,8 +78,32 @@ const list = (dir: string): string[] => {
   }
 };
 
-function scan(roots: NamespaceRoots): NetworkNamespace[] {
+/** A scan of the host's namespaces, with what holds each one (see NamespaceScan.holders). */
+export interface NamespaceScan {
+  namespaces: NetworkNamespace[];
+  /**
+   * By inode, what holds the namespace: `mount:NAME:CTIME` for each name bound to it (the bind
+   * mount's inode lives as long as the mount, so its ctime tells one `ip netns add` from the
+   * next under the same name) and `pid:PID` for each process in it. Namespace inodes are
+   * reused at once (the kernel hands out the lowest free one): a namespace seen again under
+   * the same inode is the same one only if something that held it still does.
+   */
+  holders: Map<number, Set<string>>;
+}
+
+/** findNamespaces() with the holders of each namespace. Not exported by the package. */
+export async function scanNamespaces(roots: NamespaceRoots): Promise<NamespaceScan> {
+  return scan(roots);
+}
+
+function scan(roots: NamespaceRoots): NamespaceScan {
   const byInode = new Map<number, NetworkNamespace>();
+  const holders = new Map<number, Set<string>>();
+  const hold = (inode: number, holder: string) => {
+    const set = holders.get(inode) ?? new Set<string>();
+    set.add(holder);
+    holders.set(inode, set);
+  };
   // Namespace files all live on the one nsfs device; a name under /var/run/netns whose bind
   // mount is gone is a plain file on another device, and no namespace.
   const nsfs = nsStat(join(roots.proc, 'self', 'ns', 'net'))?.dev;
@@ -87,8 +111,9 @@ function scan(roots: NamespaceRoots): NetworkNamespace[] {
   for (const name of list(roots.netnsDir)) {
     const path = join(roots.netnsDir, name);
     const st = nsStat(path);
-    if (st && st.dev === nsfs && !byInode.has(st.ino))
-      byInode.set(st.ino, { inode: st.ino, name, pid: null, path, host: false });
+    if (!st || st.dev !== nsfs) continue;
+    hold(st.ino, `mount:${name}:${st.ctimeMs}`);
+    if (!byInode.has(st.ino)) byInode.set(st.ino, { inode: st.ino, name, pid: null, path, host: false });
   }
   const pids = list(roots.proc)
     .filter((e) => /^\d+$/.test(e))
@@ -97,6 +122,7 @@ function scan(roots: NamespaceRoots): NetworkNamespace[] {
   for (const pid of pids) {
     const inode = linkInode(join(roots.proc, String(pid), 'ns', 'net'));
     if (inode === undefined) continue; // exited, or not ours to see
+    hold(inode, `pid:${pid}`);
     const known = byInode.get(inode);
     if (known) {
       known.pid ??= pid;
@@ -107,11 +133,12 @@ function scan(roots: NamespaceRoots): NetworkNamespace[] {
   const init = linkInode(join(roots.proc, '1', 'ns', 'net'));
   const host = byInode.get(init ?? HOST_NETNS_INODE);
   if (host) host.host = true;
-  return [...byInode.values()].sort(
+  const namespaces = [...byInode.values()].sort(
     (a, b) =>
       Number(b.host) - Number(a.host) ||
       (a.name === null ? 1 : 0) - (b.name === null ? 1 : 0) ||
       (a.name ?? '').localeCompare(b.name ?? '') ||
       a.inode - b.inode,
   );
+  return { namespaces, holders };
 }

@@ -305,12 +305,24 @@ class Checker {
               updates: this.number(ev.updates ?? 0, 'events.updates'),
               lost: this.number(ev.lost, 'events.lost'),
               lostTotal: this.number(ev.lostTotal ?? 0, 'events.lostTotal'),
+              lostSince:
+                ev.lostSince === undefined || ev.lostSince === null
+                  ? null
+                  : this.time(ev.lostSince, 'events.lostSince'),
+              // Files that predate these counted received events in totals.insert/delete.
+              newTotal: this.number(ev.newTotal ?? (o.totals as Obj | undefined)?.insert ?? 0, 'events.newTotal'),
+              updateTotal: this.number(ev.updateTotal ?? 0, 'events.updateTotal'),
+              destroyTotal: this.number(
+                ev.destroyTotal ?? (o.totals as Obj | undefined)?.delete ?? 0,
+                'events.destroyTotal',
+              ),
               receiveBufferBytes: this.number(ev.receiveBufferBytes ?? 0, 'events.receiveBufferBytes'),
               resyncs: this.number(ev.resyncs ?? 0, 'events.resyncs'),
               lastResyncMs: this.numberOrNull(ev.lastResyncMs ?? null, 'events.lastResyncMs'),
               malformedTotal: this.number(ev.malformedTotal ?? 0, 'events.malformedTotal'),
             },
       socketTimeWait: this.numberOrNull(o.socketTimeWait ?? null, 'socketTimeWait'),
+      timeToFullSeconds: this.numberOrNull(o.timeToFullSeconds ?? null, 'timeToFullSeconds'),
       timeWait: {
         entries: this.numberOrNull(tw.entries ?? null, 'timeWait.entries'),
         timeoutSeconds: this.numberOrNull(tw.timeoutSeconds ?? null, 'timeWait.timeoutSeconds'),

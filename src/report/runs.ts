@@ -90,6 +90,7 @@ export function namespaceSamples(
         'events',
         'socketTimeWait',
         'eventsMode',
+        'timeToFullSeconds',
       ]) {
         unavailable[f] = ROW_ONLY;
       }
@@ -107,6 +108,7 @@ export function namespaceSamples(
         totals: Object.fromEntries(COUNTER_NAMES.map((c) => [c, c === 'drop' ? row.totalDrops : null])) as CounterSet,
         events: null,
         socketTimeWait: null,
+        timeToFullSeconds: null,
         timeWait: { entries: null, timeoutSeconds: null, share: null },
         tcpStates: null,
         protocols: null,

@@ -107,9 +107,14 @@ export function summarize(samples: readonly ConntrackSample[]): RunSummary {
 
   const totals = {} as RunSummary['totals'];
   for (const counter of TOTALS) {
-    const known = samples.map((s) => s.counts[counter]).filter((v): v is number => v !== null);
-    totals[counter] = known.length ? known.reduce((a, b) => a + b, 0) : null;
-    if (!known.length) unavailable[`totals.${counter}`] = why(`counts.${counter}`, counter);
+    const counts = samples.map((s) => s.counts[counter]);
+    const known = counts.filter((v): v is number => v !== null);
+    // A kernel counter missing from one interval (a failed stats request) comes with the next
+    // one, so the known ones add up; insert and delete missing from an interval with lost
+    // events never come: their sum would be short, so there is none.
+    const short = (counter === 'insert' || counter === 'delete') && known.length < counts.length;
+    totals[counter] = known.length && !short ? known.reduce((a, b) => a + b, 0) : null;
+    if (totals[counter] === null) unavailable[`totals.${counter}`] = why(`counts.${counter}`, counter);
   }
 
   const withEvents = samples.filter((s) => s.events !== null);

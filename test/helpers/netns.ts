@@ -4,9 +4,10 @@
  * inside the namespace: nf_conntrack_count, /proc/net/stat/nf_conntrack, and conntrack-tools.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { uniqueName } from './unique-name.mjs';
 
 const run = promisify(execFile);
 const TRAFFIC = join(__dirname, 'traffic.mjs');
@@ -16,14 +17,58 @@ const NFT_RULES = `table inet ctmon_test {
   chain in { type filter hook input priority 0; ct state established,related counter; }
 }`;
 
+// Namespace names only: no interface name derives from them, so the 15-character limit of
+// interface names (IFNAMSIZ) does not apply.
+export { uniqueName };
+
 export class TestNamespace {
-  readonly path: string;
-  private constructor(readonly name: string) {
-    this.path = `/var/run/netns/${name}`;
+  private constructor(
+    readonly name: string,
+    readonly path = `/var/run/netns/${name}`,
+    /** For a namespace that only a process holds (unnamed): that process. */
+    private readonly holder: ChildProcess | null = null,
+  ) {}
+
+  /**
+   * A namespace with no name, held by a process alone (as a container's is): `unshare -n`
+   * running sleep. `path` is /proc/PID/ns/net; remove() ends the process, which frees it.
+   */
+  static async unnamed(label: string): Promise<TestNamespace & { pid: number }> {
+    const holder = spawn('unshare', ['-n', 'sleep', 'infinity'], { stdio: 'ignore' });
+    const host = statSync('/proc/self/ns/net').ino;
+    const path = `/proc/${holder.pid}/ns/net`;
+    for (let i = 0; statSync(path).ino === host; i++) {
+      if (i > 200) throw new Error('unshare -n did not enter a new namespace');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const ns = Object.assign(new TestNamespace(uniqueName(label), path, holder), { pid: holder.pid! });
+    try {
+      await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+      await ns.exec('nft', ['-f', '-'], NFT_RULES);
+    } catch (err) {
+      await ns.remove();
+      throw err;
+    }
+    return ns;
+  }
+
+  /** The command that runs a program inside the namespace. */
+  private enter(): string[] {
+    return this.holder ? ['nsenter', '-t', String(this.holder.pid), '-n'] : ['ip', 'netns', 'exec', this.name];
   }
 
   static async create(label: string): Promise<TestNamespace> {
-    const ns = new TestNamespace(`ctmon-${label}-${process.pid}`);
+    return TestNamespace.named(uniqueName(label));
+  }
+
+  /** A new namespace under the name of this one, which is removed first (ip netns del, add). */
+  async recreate(): Promise<TestNamespace> {
+    await this.remove();
+    return TestNamespace.named(this.name);
+  }
+
+  private static async named(name: string): Promise<TestNamespace> {
+    const ns = new TestNamespace(name);
     await run('ip', ['netns', 'add', ns.name]);
     try {
       await run('ip', ['-n', ns.name, 'link', 'set', 'lo', 'up']);
@@ -37,7 +82,8 @@ export class TestNamespace {
 
   /** Runs a program inside the namespace (no shell); optional stdin text. */
   async exec(file: string, args: string[], input?: string): Promise<string> {
-    const child = run('ip', ['netns', 'exec', this.name, file, ...args], { maxBuffer: 64 << 20 });
+    const [command, ...prefix] = this.enter();
+    const child = run(command!, [...prefix, file, ...args], { maxBuffer: 64 << 20 });
     if (input !== undefined) {
       child.child.stdin!.end(input);
     }
@@ -46,16 +92,25 @@ export class TestNamespace {
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
   async traffic(
-    mode: 'tcp' | 'udp' | 'udp-echo',
+    mode: 'tcp' | 'udp' | 'udp-echo' | 'flood' | 'paced',
     count: number,
+    spreadMs?: number,
   ): Promise<{
     ok: number;
     failed: number;
+    perSecond?: number;
     errors?: Record<string, number>;
     port?: number;
     failedSourcePorts?: number[];
   }> {
-    return JSON.parse(await this.exec(process.execPath, [TRAFFIC, mode, String(count)]));
+    const args = [TRAFFIC, mode, String(count), ...(spreadMs === undefined ? [] : [String(spreadMs)])];
+    return JSON.parse(await this.exec(process.execPath, args));
+  }
+
+  /** Connections the namespace's `ct state new counter` rule has counted: entries created. */
+  async newFlows(): Promise<number> {
+    const text = await this.exec('nft', ['list', 'chain', 'inet', 'ctmon_test', 'out']);
+    return Number(/counter packets (\d+)/.exec(text)![1]);
   }
 
   /** The kernel's entry count for this namespace. */
@@ -149,7 +204,8 @@ export class TestNamespace {
 
   /** Starts a long-running program in the namespace; resolves with it once it printed a line. */
   async start(file: string, args: string[]): Promise<{ child: ChildProcess; firstLine: string }> {
-    const child = spawn('ip', ['netns', 'exec', this.name, file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const [command, ...prefix] = this.enter();
+    const child = spawn(command!, [...prefix, file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     const firstLine = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout!.on('data', (d) => {
@@ -173,9 +229,69 @@ export class TestNamespace {
     };
   }
 
+  /**
+   * Gives the namespace a unique id in the host namespace (`ip netns set`; the test's own
+   * setting: the library never makes one). The kernel lists it (`ip netns list-id`) for as long
+   * as the namespace lives, whatever holds it, and drops it when the namespace is freed: see
+   * nsidListed().
+   */
+  async setNsid(): Promise<number> {
+    const id = 100_000 + Math.floor(Math.random() * 1_000_000_000);
+    await run('ip', ['netns', 'set', this.name, String(id)]);
+    return id;
+  }
+
   async remove(): Promise<void> {
+    if (this.holder) {
+      const holder = this.holder;
+      if (holder.exitCode === null && holder.signalCode === null) {
+        await new Promise((resolve) => {
+          holder.once('exit', resolve);
+          holder.kill('SIGKILL');
+        });
+      }
+      return;
+    }
     await run('ip', ['netns', 'del', this.name]).catch(() => {});
   }
+}
+
+/**
+ * Creates test namespaces until the kernel gives one the inode `inode`, at most `attempts`.
+ * Namespace inodes come from an IDA, lowest free first, so a freed one comes back at once or
+ * after the lower free ones are taken: the others are kept until the end, then removed.
+ * Resolves with that namespace, or null. Getting it proves that the namespace which had the
+ * inode was freed: the kernel never gives a live namespace's inode to another.
+ */
+export async function namespaceWithInode(label: string, inode: number, attempts = 40): Promise<TestNamespace | null> {
+  const others: TestNamespace[] = [];
+  try {
+    for (let i = 0; i < attempts; i++) {
+      const ns = await TestNamespace.create(label);
+      if (statSync(ns.path).ino === inode) return ns;
+      others.push(ns);
+      await new Promise((r) => setTimeout(r, 20)); // the kernel frees namespaces from a workqueue
+    }
+    return null;
+  } finally {
+    for (const ns of others) await ns.remove();
+  }
+}
+
+/** Whether the kernel still lists namespace id `nsid` in the host namespace: the namespace lives. */
+export async function nsidListed(nsid: number): Promise<boolean> {
+  const { stdout } = await run('ip', ['netns', 'list-id']);
+  return stdout.split('\n').some((line) => line.startsWith(`nsid ${nsid} `) || line === `nsid ${nsid}`);
+}
+
+/** Resolves true once the kernel no longer lists `nsid` (the namespace was freed), false after `timeoutMs`. */
+export async function nsidFreed(nsid: number, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (await nsidListed(nsid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50)); // namespaces are freed from a workqueue
+  }
+  return true;
 }
 
 const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';

@@ -5,6 +5,11 @@
 //   udp N   N UDP sockets, each sending one datagram to a loopback receiver (one conntrack
 //           entry each); sends the kernel drops fail with EPERM and are counted as failed.
 //   udp-echo N   N UDP request/response flows (NEW, then an UPDATE for the reply).
+//   paced N MS   N UDP flows like udp's, spread evenly over MS milliseconds (drops that go on
+//                for a while, not one burst).
+//   flood N      N UDP flows as fast as Node sends: one datagram to each of 64,000 destination
+//                ports (1024 up) on 127.0.0.1 per socket, nothing listening: a burst of NEW
+//                events (and of DESTROYs when they expire), for tests of a monitor under load.
 //   hold E C     E established TCP connections and C half-closed ones (client sent FIN, the
 //                server did not close: CLOSE_WAIT in conntrack), held until stdin closes; prints
 //                the result when they are all set up, then closes everything and exits.
@@ -37,7 +42,7 @@ async function tcp(n) {
   return { ok, failed };
 }
 
-async function udp(n) {
+async function udp(n, spreadMs = 0) {
   const receiver = dgram.createSocket('udp4');
   await new Promise((resolve) => receiver.bind(0, '127.0.0.1', resolve));
   const { port } = receiver.address();
@@ -45,7 +50,10 @@ async function udp(n) {
   const errors = {};
   const failedSourcePorts = [];
   let ok = 0;
+  const started = performance.now();
   for (let i = 0; i < n; i++) {
+    const due = started + (spreadMs * i) / n;
+    if (spreadMs > 0 && performance.now() < due) await new Promise((r) => setTimeout(r, due - performance.now()));
     const s = dgram.createSocket('udp4');
     sockets.push(s);
     await new Promise((resolve) =>
@@ -89,6 +97,35 @@ async function udpEcho(n) {
   return { ok, failed: n - ok };
 }
 
+async function flood(n) {
+  let ok = 0;
+  let failed = 0;
+  const started = performance.now();
+  // A socket per 64,000 flows: each flow is one (source port, destination port) pair.
+  for (let done = 0; done < n;) {
+    const s = dgram.createSocket('udp4');
+    await new Promise((resolve) => s.bind(0, '127.0.0.1', resolve));
+    const flows = Math.min(64000, n - done);
+    for (let sent = 0; sent < flows;) {
+      // In batches, so the sends do not all queue in libuv at once.
+      const batch = Math.min(1000, flows - sent);
+      await Promise.all(
+        Array.from(
+          { length: batch },
+          (_, i) =>
+            new Promise((resolve) =>
+              s.send('x', 1024 + sent + i, '127.0.0.1', (err) => resolve(err ? failed++ : ok++)),
+            ),
+        ),
+      );
+      sent += batch;
+    }
+    s.close();
+    done += flows;
+  }
+  return { ok, failed, perSecond: Math.round(n / ((performance.now() - started) / 1000)) };
+}
+
 async function hold(established, halfClosed) {
   const serverSide = [];
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
@@ -123,9 +160,9 @@ if (mode === 'hold') {
   await hold(Number(process.argv[3]), Number(process.argv[4]));
   process.exit(0);
 }
-const run = { tcp, udp, 'udp-echo': udpEcho }[mode];
+const run = { tcp, udp, 'udp-echo': udpEcho, flood, paced: (n) => udp(n, Number(process.argv[4])) }[mode];
 if (!run || !Number.isInteger(count) || count < 0) {
-  console.error('usage: traffic.mjs tcp|udp|udp-echo N | hold E C');
+  console.error('usage: traffic.mjs tcp|udp|udp-echo N | paced N MS | flood N | hold E C');
   process.exit(2);
 }
 console.log(JSON.stringify(await run(count)));

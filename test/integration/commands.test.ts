@@ -3,10 +3,11 @@
  * an HTTP scrape checked by promtool, monitoring-plugins exit codes, and tmux as the terminal.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { withConntrackMax } from '../helpers/netns';
+import { uniqueName, withConntrackMax } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -74,7 +75,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
         `^CONNTRACK CRITICAL - ${kernelDrops} packets dropped in \\d+ s \\(table full\\); 20/20 entries \\(100\\.0%\\)`,
       ),
     );
-    expect(full.stdout).toContain(`drops=${kernelDrops}c`);
+    expect(full.stdout).toContain(` drops=${kernelDrops};;;0 `);
   });
 
   it('advise: a larger max after drops, a shorter TIME_WAIT timeout when TIME_WAIT dominates', async () => {
@@ -102,9 +103,40 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     expect(a.memory.entryBytes).toBeGreaterThan(0);
   });
 
+  it('advise after an incident: the kernel drop counter since the namespace started, and the last "table full" log', async () => {
+    const ns = await namespace('after');
+    const inode = statSync(ns.path).ino;
+    // The kernel's "table full" message is rate limited host-wide (10 per 5 s): let earlier
+    // tests' messages age out so that this incident is logged.
+    await sleep(5500);
+    const incident = await withConntrackMax(20, () => ns.traffic('udp', 35));
+    const incidentAt = performance.now();
+    await sleep(2000); // the incident is over before advise starts
+    const kernel = (await ns.kernelStats()).drop!;
+    const run = await runCli(['advise', '--netns', ns.name, '--observe', '1.5', '--interval', '250', '--json']);
+    const elapsedS = (performance.now() - incidentAt) / 1000;
+    expect(run.code).toBe(0);
+    const a = JSON.parse(run.stdout);
+    const max = a.recommendations.find((r: { sysctl: string }) => r.sysctl === 'net.netfilter.nf_conntrack_max');
+    console.info(
+      `advise ${elapsedS.toFixed(1)} s after an incident in netns ${inode}: window drops ${a.drops}, kernel since start ${a.kernelDrops.sinceStart} ` +
+        `(namespace's stat: ${kernel}, failed sends ${incident.failed}), last logged ${a.kernelDrops.lastLoggedSecondsAgo?.toFixed(1)} s ago; ${max?.sysctl} ${max?.current} -> ${max?.recommended}: ${max?.reason}`,
+    );
+    expect(kernel).toBe(incident.failed);
+    expect(a.drops).toBe(0);
+    expect(a.kernelDrops.sinceStart).toBe(kernel);
+    expect(a.kernelDrops.lastLoggedSecondsAgo).toBeGreaterThan(1.5);
+    expect(a.kernelDrops.lastLoggedSecondsAgo).toBeLessThanOrEqual(elapsedS + 0.5);
+    expect(max.recommended).toBeGreaterThan(max.current);
+    expect(max.reason).toMatch(
+      new RegExp(`^the kernel counted ${kernel} packets dropped for a full table in this namespace`),
+    );
+    expect(a.notes.join(' ')).not.toMatch(/Nothing to change/);
+  });
+
   it('live view: a real terminal (tmux) shows the fill bar, and the drops in plain words', async () => {
     const ns = await namespace('tty');
-    const session = `ctmon-${process.pid}`;
+    const session = uniqueName('tty');
     execFileSync('tmux', [
       'new-session',
       '-d',
@@ -123,16 +155,83 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     const calm = screen();
     expect(calm).toMatch(/Table +\[░+\] 0\.0% {2}0 \/ [\d,]+ entries/);
     expect(calm).toMatch(/Ctrl-C to quit/);
+    // The namespace has the kernel's default nf_conntrack_events=2: said on screen, and kept there.
+    expect(calm).toMatch(/! nf_conntrack_events is 2 \(the kernel default\)/);
+    expect(calm).not.toMatch(/No warnings/);
     const before = await ns.kernelStats();
-    const dropping = await withConntrackMax(10, async () => {
-      await ns.traffic('udp', 30);
-      await sleep(300);
-      return screen();
+    // 60 new flows over 2 s: 10 fit, then drops in every interval while the screen is read.
+    // The screen's count lies between the kernel's a little before and just after it is read.
+    const { dropping, earlier, later } = await withConntrackMax(10, async () => {
+      const traffic = ns.traffic('paced', 60, 2000);
+      await sleep(800);
+      const earlier = (await ns.kernelStats()).drop! - before.drop!;
+      await sleep(400);
+      const dropping = screen();
+      const later = (await ns.kernelStats()).drop! - before.drop!;
+      await traffic;
+      return { dropping, earlier, later };
     });
-    const kernelDrops = (await ns.kernelStats()).drop! - before.drop!;
-    console.info(`live view while dropping (kernel drops ${kernelDrops}):\n${dropping}`);
-    expect(kernelDrops).toBeGreaterThan(0);
-    expect(dropping).toMatch(new RegExp(`! TABLE FULL: ${kernelDrops} packets dropped in the last [\\d.]+ s`));
+    const shown = Number(/! TABLE FULL: (\d+) packets dropped in the last [\d.]+ s/.exec(dropping)?.[1]);
+    console.info(`live view while dropping (kernel drops ${earlier} 400 ms before, ${later} when read):\n${dropping}`);
+    expect(earlier).toBeGreaterThan(0);
+    expect(shown).toBeGreaterThanOrEqual(earlier);
+    expect(shown).toBeLessThanOrEqual(later);
     expect(dropping).toMatch(/Table +\[█+\] 100\.0% {2}10 \/ 10 entries/);
+    const flat = dropping.replace(/\n {2}/g, ' '); // warnings wrap between words
+    expect(flat).toMatch(/New connections are being dropped now\./);
+    expect(flat).toMatch(/! The table is 100\.0% full: new connections are being dropped\./);
+    expect(dropping).toMatch(/! nf_conntrack_events is 2/);
+  });
+
+  it('live view: laid out for the terminal width, 70 columns and narrower, redrawn at once on resize (tmux)', async () => {
+    const ns = await namespace('narrow');
+    await ns.traffic('tcp', 5); // TIME_WAIT entries, so every row has content
+    const session = uniqueName('narrow');
+    // Samples every 5 s: a redraw between them can only come from the resize.
+    execFileSync('tmux', [
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '70',
+      '-y',
+      '45',
+      `${process.execPath} ${CLI} --netns ${ns.name} --interval 5000`,
+    ]);
+    defer(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
+    const capture = (...flags: string[]) =>
+      execFileSync('tmux', ['capture-pane', '-p', ...flags, '-t', session], { encoding: 'utf8' });
+    const resize = (columns: number) =>
+      execFileSync('tmux', ['resize-window', '-t', session, '-x', String(columns), '-y', '45']);
+    const deadline = Date.now() + 10_000;
+    while (!capture().includes('Ctrl-C to quit')) {
+      if (Date.now() > deadline) throw new Error(`no frame:\n${capture()}`);
+      await sleep(100);
+    }
+    const report: string[] = [];
+    for (const columns of [70, 150, 60, 100]) {
+      if (columns !== 70) resize(columns);
+      await sleep(400);
+      const text = capture();
+      // -J joins lines the terminal wrapped: equal to the plain capture when none was.
+      expect(capture('-J'), `${columns} columns`).toBe(text);
+      const lines = text.split('\n');
+      const longest = Math.max(...lines.map((l) => [...l].length));
+      const bar = /\[([█░]+)\]/.exec(text)![1]!.length;
+      report.push(`${columns} columns: longest line ${longest}, bar ${bar}`);
+      expect(longest).toBeLessThanOrEqual(columns);
+      expect(bar).toBe(
+        Math.max(
+          10,
+          Math.min(50, columns - 40, columns - 11 - 4 - 4 - 2 - /\d[\d,]* \/ [\d,]+ entries/.exec(text)![0].length),
+        ),
+      );
+      expect(text).toMatch(/^Rates {6}insert /m);
+      expect(text).toMatch(/TIME_WAIT {2}5 entries \(0\.0% of nf_conntrack_max\)/);
+      expect(text).toMatch(/Ctrl-C to quit/);
+      if (columns <= 70) expect(text).toMatch(/\n {11}\S/); // items moved whole to continuation lines
+    }
+    console.info(`live view in tmux, redrawn on resize between 5 s samples:\n  ${report.join('\n  ')}\n${capture()}`);
   });
 });

@@ -6,11 +6,12 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DropMonitor, type DropSample } from '../../dist/index.js';
+import { Registry } from 'prom-client';
+import { DropMonitor, registerDropMetrics, type DropMonitorOptions, type DropSample } from '../../dist/index.js';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { unprivilegedCopy } from '../helpers/unprivileged';
 import { canRunIntegration } from '../helpers/gate';
-import { withConntrackMax } from '../helpers/netns';
+import { namespaceWithInode, TestNamespace, withConntrackMax } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
 
 const reason = canRunIntegration ? DropMonitor.available() : 'not root';
@@ -18,8 +19,8 @@ if (reason && canRunIntegration && process.env.CI === 'true') {
   throw new Error(`the eBPF drop probe must run under CI=true, but: ${reason}`);
 }
 
-async function startDrops(): Promise<{ monitor: DropMonitor; samples: DropSample[] }> {
-  const monitor = new DropMonitor({ intervalMs: 200, topFlows: 1000 });
+async function startDrops(options: DropMonitorOptions = {}): Promise<{ monitor: DropMonitor; samples: DropSample[] }> {
+  const monitor = new DropMonitor({ intervalMs: 200, topFlows: 1000, ...options });
   const samples: DropSample[] = [];
   monitor.on('sample', (s) => samples.push(s));
   monitor.on('error', (e) => {
@@ -174,6 +175,112 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     expect(line).toBe(`nf_conntrack_table_full_drops_total{netns="${a.name}"} ${kernel}`);
     expect(text).toContain('# TYPE nf_conntrack_table_full_drops_total counter');
     expect(execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })).toBe('');
+  });
+
+  it('a namespace deleted and another given its inode: the gone one leaves, the new one counts only its own drops', async () => {
+    // No periodic discovery in the test's time: changes are found as they happen (a change of
+    // /var/run/netns, a namespace whose count grew without what held it).
+    const monitor = new DropMonitor({ intervalMs: 200, topFlows: 0, rediscoverMs: 60_000 });
+    const registry = new Registry();
+    registerDropMetrics(monitor, { registry });
+    const samples: DropSample[] = [];
+    monitor.on('sample', (s) => samples.push(s));
+    monitor.on('error', (e) => {
+      throw e;
+    });
+    await monitor.start();
+    defer(() => monitor.stop());
+    const series = async () =>
+      (await registry.metrics()).split('\n').filter((l) => l.startsWith('nf_conntrack_table_full_drops_total{'));
+    const until = async (what: string, done: () => boolean | Promise<boolean>) => {
+      const deadline = Date.now() + 5000;
+      while (!(await done())) {
+        if (Date.now() > deadline)
+          throw new Error(`timed out waiting for ${what}; series: ${(await series()).join(', ')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const line = (name: string, value: number) => `nf_conntrack_table_full_drops_total{netns="${name}"} ${value}`;
+
+    // 1. rd1 drops packets: its series equals its kernel drop counter.
+    const rd1 = await namespace('rd1');
+    const inode = statSync(rd1.path).ino;
+    await withConntrackMax(5, () => rd1.traffic('udp', 12));
+    const k1 = (await rd1.kernelStats()).drop!;
+    await until('rd1', async () => (await series()).includes(line(rd1.name, k1)));
+
+    // 2. rd1 is deleted; the kernel gives its inode to the next namespaces made (rd2).
+    await rd1.remove();
+    const rd2 = await namespaceWithInode('rd2', inode);
+    if (rd2) defer(() => rd2.remove());
+    expect(rd2).not.toBeNull();
+    await until('rd1 to leave', async () => !(await series()).some((l) => l.includes(rd1.name)));
+    const gone = await series();
+    await withConntrackMax(5, () => rd2!.traffic('udp', 15));
+    const k2 = (await rd2!.kernelStats()).drop!;
+    await until('rd2', async () => (await series()).includes(line(rd2!.name, k2)));
+    const afterReuse = await series();
+
+    // 3. rd2 is deleted and made again under the same name (ip netns del; ip netns add): the
+    //    same name, the same inode, and still another namespace.
+    let rd3 = await rd2!.recreate();
+    for (let i = 0; i < 10 && statSync(rd3.path).ino !== inode; i++) rd3 = await rd3.recreate();
+    defer(() => rd3.remove());
+    expect(statSync(rd3.path).ino).toBe(inode);
+    await withConntrackMax(5, () => rd3.traffic('udp', 9));
+    const k3 = (await rd3.kernelStats()).drop!;
+    await until('rd3', async () => (await series()).includes(line(rd3.name, k3)));
+    const sameName = await series();
+    const rows = samples.at(-1)!.namespaces.filter((n) => n.inode === inode);
+    console.info(
+      `inode ${inode}: rd1 kernel ${k1}; after rd1 was deleted: [${gone.join(', ')}]; rd2 on its inode, kernel ${k2}: [${afterReuse.join(', ')}]; ` +
+        `rd2 deleted and made again under its name, kernel ${k3}: [${sameName.join(', ')}]`,
+    );
+    expect([k1, k2, k3]).toEqual([7, 10, 4]);
+    expect(gone.some((l) => l.includes(rd1.name))).toBe(false);
+    expect(afterReuse).toContain(line(rd2!.name, k2));
+    expect(afterReuse.some((l) => l.includes(rd1.name))).toBe(false);
+    expect(sameName).toContain(line(rd3.name, k3));
+    // (pid: a process in it when it was found, or null: the traffic's, if it was still there)
+    expect(rows).toMatchObject([{ inode, name: rd3.name, totalDrops: k3 }]);
+    expect(execFileSync('promtool', ['check', 'metrics'], { input: await registry.metrics(), encoding: 'utf8' })).toBe(
+      '',
+    );
+  });
+
+  it("a container's namespace (no name, held by a process) ended and another on its inode: counted apart", async () => {
+    const { monitor, samples } = await startDrops({ rediscoverMs: 60_000 }); // no periodic discovery meanwhile
+    const first = await TestNamespace.unnamed('pod1');
+    defer(() => first.remove());
+    const inode = statSync(first.path).ino;
+    await withConntrackMax(5, () => first.traffic('udp', 13));
+    const k1 = (await first.kernelStats()).drop!;
+    await nextSample(monitor);
+    const before = samples.at(-1)!.namespaces.find((n) => n.inode === inode);
+    await first.remove(); // its only holder: the namespace is freed
+    // Processes in new namespaces until one gets the inode (others kept to the end, then ended).
+    const others: TestNamespace[] = [];
+    let second: (TestNamespace & { pid: number }) | null = null;
+    for (let i = 0; i < 40 && !second; i++) {
+      const ns = await TestNamespace.unnamed('pod2');
+      if (statSync(ns.path).ino === inode) second = ns;
+      else others.push(ns);
+    }
+    for (const ns of others) await ns.remove();
+    expect(second).not.toBeNull();
+    defer(() => second!.remove());
+    await withConntrackMax(5, () => second!.traffic('udp', 11));
+    const k2 = (await second!.kernelStats()).drop!;
+    await nextSample(monitor);
+    await nextSample(monitor);
+    const after = samples.at(-1)!.namespaces.filter((n) => n.inode === inode);
+    console.info(
+      `unnamed namespaces on inode ${inode}: pid ${first.pid} kernel ${k1}, row ${JSON.stringify(before)}; ` +
+        `pid ${second!.pid} kernel ${k2}, rows ${JSON.stringify(after)}`,
+    );
+    expect([k1, k2]).toEqual([8, 6]);
+    expect(before).toMatchObject({ name: null, pid: first.pid, totalDrops: k1 });
+    expect(after).toEqual([{ inode, name: null, pid: second!.pid, drops: 0, totalDrops: k2 }]);
   });
 
   it('conntrack-monitor drops --json: a line per interval, a final line, the namespace by name', async () => {

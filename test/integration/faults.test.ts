@@ -13,6 +13,7 @@ import { ConntrackMonitor, type ConntrackError, type ConntrackSample } from '../
 import { loadBinding } from '../../dist/native.js';
 import { unprivilegedCopy } from '../helpers/unprivileged';
 import { canRunIntegration } from '../helpers/gate';
+import { uniqueName } from '../helpers/netns';
 import { nextSamples } from '../helpers/samples';
 import { defer, namespace, startMonitor } from '../helpers/scope';
 
@@ -143,14 +144,21 @@ describe.skipIf(!canRunIntegration)('faults on the real kernel', () => {
     expect(last.entries).toBe(kernel.entries);
   });
 
+  // Paths unique to this run: another run on the host must not meet (or remove) them.
+  const unreadable = `/root/${uniqueName('unreadable')}`;
+  const priv = `/tmp/${uniqueName('private')}`;
   it.each([
     [
-      '/root/ctmon-unreadable',
-      /^conntrack-monitor: cannot start: open network namespace \/root\/ctmon-unreadable: EACCES: permission denied, stat '\/root\/ctmon-unreadable' \(no permission to read \/root\/ctmon-unreadable\)$/,
+      unreadable,
+      new RegExp(
+        `^conntrack-monitor: cannot start: open network namespace ${unreadable}: EACCES: permission denied, stat '${unreadable}' \\(no permission to read ${unreadable}\\)$`,
+      ),
     ],
     [
-      '/tmp/ctmon-private',
-      /^conntrack-monitor: cannot start: \/tmp\/ctmon-private is not a network namespace \(pass \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)$/,
+      priv,
+      new RegExp(
+        `^conntrack-monitor: cannot start: ${priv} is a regular file, not a network namespace \\(pass /var/run/netns/NAME or /proc/PID/ns/net\\)$`,
+      ),
     ],
   ])('as nobody, --netns %s (mode 0600, owned by root) gives one clear line and exit 1', (path, message) => {
     execFileSync('install', ['-m', '600', '/dev/null', path]);

@@ -4,13 +4,73 @@
  * stop() during a long initial dump returns promptly. Each runs in a child process so that
  * its numbers are its own.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { canRunIntegration } from '../helpers/gate';
-import { namespace } from '../helpers/scope';
+import { nsidFreed, nsidListed } from '../helpers/netns';
+import { defer, namespace } from '../helpers/scope';
 
 const CHILD = join(__dirname, '..', 'helpers', 'lifecycle-child.mjs');
+/**
+ * A monitor on the namespace at argv[1], in a child process so that its descriptors, threads
+ * and tasks are counted alone. stdin: 'samples' asks how many samples came; it prints
+ * 'started', then one JSON line when the monitor ends: the events in order and the process's
+ * sockets, threads and tasks inside the namespace before start, while running and after.
+ */
+const WATCH_DELETED = `
+  const { readdirSync, readFileSync, readlinkSync, statSync } = require('node:fs');
+  const { ConntrackMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+  const path = process.argv[1];
+  const inode = statSync(path).ino;
+  const state = () => {
+    const links = readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync('/proc/self/fd/' + fd); } catch { return ''; } });
+    const tasks = readdirSync('/proc/self/task');
+    return {
+      sockets: links.filter((l) => l.startsWith('socket:')).length,
+      threads: tasks.length,
+      readers: tasks.filter((t) => { try { return readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim() === 'ctmon-reader'; } catch { return false; } }).length,
+      tasksInside: tasks.filter((t) => { try { return statSync('/proc/self/task/' + t + '/ns/net').ino === inode; } catch { return false; } }).length,
+    };
+  };
+  const before = state();
+  const m = new ConntrackMonitor({ netns: path, intervalMs: 200 });
+  const events = [];
+  let samples = 0, running;
+  m.on('sample', (s) => { samples++; events.push(s.final ? 'sample final' : 'sample'); });
+  m.on('error', (e) => {
+    events.push('error ' + e.code);
+    if (e.code !== 'NAMESPACE_GONE') return;
+    setTimeout(() => console.log(JSON.stringify({ events: events.slice(-3), message: e.message, runningAfter: m.running, before, running, after: state() })), 100);
+  });
+  require('node:readline').createInterface({ input: process.stdin }).on('line', (l) => l === 'samples' && console.log(samples));
+  m.start().then(() => { running = state(); console.log('started'); });`;
+
+function spawnChild(script: string, args: string[]) {
+  const proc = spawn(process.execPath, ['-e', script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  defer(() => void proc.kill('SIGKILL'));
+  const lines: string[] = [];
+  const waiting: { prefix: string; resolve: (line: string) => void }[] = [];
+  createInterface({ input: proc.stdout }).on('line', (line) => {
+    const i = waiting.findIndex((w) => line.startsWith(w.prefix));
+    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(line);
+    else lines.push(line);
+  });
+  const line = (prefix: string) =>
+    new Promise<string>((resolve) => {
+      const i = lines.findIndex((l) => l.startsWith(prefix));
+      if (i >= 0) resolve(lines.splice(i, 1)[0]!);
+      else waiting.push({ prefix, resolve });
+    });
+  return {
+    line,
+    send: (text: string) => proc.stdin.write(`${text}\n`),
+    ask: (question: string) => (proc.stdin.write(`${question}\n`), line('')),
+  };
+}
+
 const child = (args: string[], flags: string[] = []) =>
   JSON.parse(execFileSync(process.execPath, [...flags, CHILD, ...args], { encoding: 'utf8', timeout: 120_000 }));
 
@@ -78,32 +138,68 @@ describe.skipIf(!canRunIntegration)('monitor lifecycles', () => {
     expect(resync.stopMs).toBeLessThan(150);
   });
 
-  it('keeps sampling, without crashing, when its namespace is deleted', async () => {
+  it('a deleted namespace stops the monitor within an interval: final sample, NAMESPACE_GONE, released', async () => {
     const ns = await namespace('deleted');
-    const script = `
-      const { ConntrackMonitor } = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
-      const m = new ConntrackMonitor({ netns: ${JSON.stringify(ns.path)}, intervalMs: 100 });
-      let samples = 0;
-      m.on('sample', () => samples++);
-      m.start().then(async () => {
-        process.stdout.write('started\\n');
-        await new Promise((r) => process.stdin.once('data', r));
-        const before = samples;
-        await new Promise((r) => setTimeout(r, 500));
-        await m.stop();
-        console.log(JSON.stringify({ samplesAfterDelete: samples - before }));
-      });`;
-    const { spawn } = await import('node:child_process');
-    const proc = spawn(process.execPath, ['-e', script]);
-    let out = '';
-    await new Promise<void>((resolve) =>
-      proc.stdout.on('data', (d) => ((out += d), out.includes('started') && resolve())),
+    const inode = statSync(ns.path).ino;
+    const nsid = await ns.setNsid(); // listed by the kernel for as long as the namespace lives
+    const child = spawnChild(WATCH_DELETED, [ns.path]);
+    await child.line('started');
+    const deletedAt = performance.now();
+    await ns.remove(); // the monitor's own sockets are all that keep it alive now
+    const listedAfterDelete = await nsidListed(nsid);
+    const r = JSON.parse(await child.line('{'));
+    const noticedMs = performance.now() - deletedAt;
+    const freed = await nsidFreed(nsid);
+    console.info(
+      `namespace deleted: noticed after ${noticedMs.toFixed(0)} ms (interval 200 ms), events ${r.events.join(' > ')}, ` +
+        `sockets ${r.before.sockets} -> ${r.running.sockets} -> ${r.after.sockets}, reader threads ${r.running.readers} -> ${r.after.readers}, ` +
+        `tasks in it ${r.running.tasksInside} -> ${r.after.tasksInside}; the kernel listed it (nsid ${nsid}) after the delete: ${listedAfterDelete}, after the release: ${!freed}`,
     );
-    await ns.remove(); // the monitor's sockets keep the namespace alive; nothing breaks
-    proc.stdin.end('go\n');
-    const code = await new Promise((r) => proc.on('close', r));
-    expect(code).toBe(0);
-    const result = JSON.parse(out.split('\n').filter((l) => l.startsWith('{'))[0]!);
-    expect(result.samplesAfterDelete).toBeGreaterThanOrEqual(4);
+    expect(r.events.slice(-2)).toEqual(['sample final', 'error NAMESPACE_GONE']);
+    expect(r.message).toMatch(
+      new RegExp(
+        `^network namespace ${ns.path} is gone: no path names it \\(inode ${inode}\\) and no process or mount holds it` +
+          '( \\(not counted: pids? [\\d, .]+, whose namespace cannot be read\\))?; the monitor stopped and released it$',
+      ),
+    );
+    expect(r.runningAfter).toBe(false);
+    expect(noticedMs).toBeLessThan(1000);
+    expect(r.running.sockets).toBe(r.before.sockets + 2);
+    expect(r.running.tasksInside).toBe(1); // the reader thread
+    expect(r.running.readers).toBe(1);
+    expect(r.after).toMatchObject({ sockets: r.before.sockets, tasksInside: 0, readers: 0 });
+    expect(listedAfterDelete).toBe(true); // alive through the monitor's sockets until it let go
+    expect(freed).toBe(true);
+  });
+
+  it('a deleted name whose namespace a process still holds keeps the monitor running until the process ends', async () => {
+    const ns = await namespace('held');
+    const inode = statSync(ns.path).ino;
+    const nsid = await ns.setNsid();
+    const holder = spawn('ip', ['netns', 'exec', ns.name, 'sleep', '60']);
+    defer(() => void holder.kill('SIGKILL'));
+    while (statSync(`/proc/${holder.pid}/ns/net`).ino !== inode) await new Promise((r) => setTimeout(r, 20));
+    const child = spawnChild(WATCH_DELETED, [ns.path]);
+    await child.line('started');
+    await ns.remove();
+    const samplesAtDelete = Number(await child.ask('samples'));
+    await new Promise((r) => setTimeout(r, 1500)); // 7 intervals: the namespace lives on
+    const samplesWhileHeld = Number(await child.ask('samples')) - samplesAtDelete;
+    const listedWhileHeld = await nsidListed(nsid);
+    const endedAt = performance.now();
+    holder.kill('SIGKILL');
+    const r = JSON.parse(await child.line('{'));
+    const noticedMs = performance.now() - endedAt;
+    const freed = await nsidFreed(nsid);
+    console.info(
+      `deleted name, namespace held by a process: ${samplesWhileHeld} samples in the 1.5 s after the name was deleted (the kernel lists it: ${listedWhileHeld}); ` +
+        `after the process ended: NAMESPACE_GONE in ${noticedMs.toFixed(0)} ms, then freed: ${freed}`,
+    );
+    expect(listedWhileHeld).toBe(true);
+    expect(samplesWhileHeld).toBeGreaterThanOrEqual(5);
+    expect(r.events.slice(-2)).toEqual(['sample final', 'error NAMESPACE_GONE']);
+    expect(noticedMs).toBeLessThan(6000); // the holder search runs at most every 5 s
+    expect(r.after).toMatchObject({ sockets: r.before.sockets, tasksInside: 0 });
+    expect(freed).toBe(true);
   });
 });

@@ -51,6 +51,7 @@ describe.skipIf(!canRunIntegration)('read-only', () => {
       await runCli([...common, '--json', '--duration', '0.5']),
       await runCli(['check', ...common, '--observe', '0.5']),
       await runCli(['advise', ...common, '--observe', '1', '--json']),
+      await runCli(['top', '--netns', ns.name, '--json']),
       await runCli(['--backend', 'proc', '--interval', '200', '--duration', '0.5']), // /proc of this host
       await runCli([
         'record',

@@ -2,17 +2,25 @@
  * `conntrack-monitor advise`: watch for a while, then print tuning advice with the numbers
  * behind it and a ready sysctl snippet. It never applies anything.
  */
-import { adviseTuning, formatBytes, type TuningAdvice } from '../../advise.js';
+import { adviseTuning, formatBytes, SNAPSHOT_FILL, type TuningAdvice } from '../../advise.js';
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from '../args.js';
-import { createMonitor, startOrExplain } from '../monitor.js';
+import { createMonitor, namespaceGone, startOrExplain } from '../monitor.js';
+import { formatGroup } from '../format.js';
+import { topEntries, type TopReport } from '../../top.js';
 import { tuningEnvironment } from '../../environment.js';
+import { kernelDropHistory } from '../../host/kernel-drops.js';
 import type { ConntrackSample } from '../../types.js';
 
 export const usage = `Usage: conntrack-monitor advise [--observe S] [--json] [options]
 
 Watch the table for S seconds, then advise on nf_conntrack_max, nf_conntrack_buckets and
 nf_conntrack_tcp_timeout_time_wait from what the host really did, with the memory the
-recommended table takes and a sysctl.conf snippet. Nothing is applied.
+recommended table takes and a sysctl.conf snippet. Nothing is applied. Drops the kernel
+counted before the observation (its drop counter since the namespace started, and the last
+"table full" line of the kernel log, which needs root) count too. When the table was
+at least 75% full or dropping, one snapshot (a ctnetlink dump) at the end says what fills
+it: the top sources and ports, and whether it is mostly evictable (unassured entries the
+kernel can reclaim) or mostly assured connections (which only a larger max makes room for).
 
 Options:
   --observe S            how long to watch (default 30)
@@ -20,7 +28,7 @@ Options:
 ${MONITOR_FLAGS_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, {
+  const { help, verbose, options, values } = parseCommand(argv, {
     observe: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -30,18 +38,35 @@ export async function run(argv: string[]): Promise<number> {
   }
   const observeS = seconds('--observe', values.observe, 30, 1, MAX_TIMER_S);
   const samples: ConntrackSample[] = [];
-  const monitor = createMonitor(options);
+  const monitor = createMonitor(options, { eventsAuto: verbose });
   monitor.on('sample', (s) => samples.push(s));
+  const gone = namespaceGone(monitor);
   if (!(await startOrExplain(monitor))) return 1;
   if (values.json !== true) process.stderr.write(`conntrack-monitor: watching for ${observeS} s...\n`);
-  await new Promise((r) => setTimeout(r, observeS * 1000));
+  let timer: NodeJS.Timeout | undefined;
+  const vanished = await Promise.race([new Promise<null>((r) => (timer = setTimeout(r, observeS * 1000, null))), gone]);
+  clearTimeout(timer);
+  if (vanished !== null) return 1; // said on stderr by the monitor's error line
+  // While the monitor runs: its reader thread is a task inside the namespace.
+  const kernelDrops = await kernelDropHistory(monitor.options.netnsPath);
   await monitor.stop();
-  const environment = samples.length ? tuningEnvironment(samples.at(-1)!) : null;
+  const latest = samples.length ? tuningEnvironment(samples.at(-1)!) : null;
+  const environment = latest && { ...latest, kernelDrops };
   if (!environment) {
     process.stderr.write('conntrack-monitor: no sample gave nf_conntrack_max; cannot advise\n');
     return 1;
   }
-  const advice = adviseTuning(samples, environment);
+  const peakFill = Math.max(0, ...samples.map((s) => s.fill ?? 0));
+  const dropped = samples.some((s) => (s.counts.drop ?? 0) > 0);
+  let snapshot: TopReport | null = null;
+  if (peakFill >= SNAPSHOT_FILL || dropped) {
+    try {
+      snapshot = await topEntries({ ...(options.netns ? { netns: options.netns } : {}), limit: 5 });
+    } catch (err) {
+      process.stderr.write(`conntrack-monitor: no snapshot of the table: ${(err as Error).message}\n`);
+    }
+  }
+  const advice = adviseTuning(samples, environment, snapshot);
   process.stdout.write(values.json === true ? `${JSON.stringify(advice, null, 2)}\n` : formatAdvice(advice));
   return 0;
 }
@@ -59,6 +84,11 @@ export function formatAdvice(a: TuningAdvice): string {
   }
   if (a.recommendations.length) out.push('');
   out.push(...a.notes, '');
+  if (a.snapshot) {
+    out.push(`What fills the table (${a.snapshot.entries} entries, ${a.snapshot.evictable} evictable):`);
+    out.push(...formatGroup('SOURCE', a.snapshot.bySource, a.snapshot.entries));
+    out.push(...formatGroup('DEST PORT', a.snapshot.byDestinationPort, a.snapshot.entries), '');
+  }
   if (a.memory && !a.recommendations.length)
     out.push(`One entry takes ${a.memory.entryBytes} bytes (${formatBytes(a.memory.bytes)} for a full table).`, '');
   if (a.sysctlConf) {

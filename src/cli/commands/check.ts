@@ -1,33 +1,68 @@
 /**
  * `conntrack-monitor check`: a monitoring-plugins style check (Nagios, Icinga, Sensu, ...):
  * one status line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Any packet
- * dropped for a full table during the observation is CRITICAL.
+ * dropped for a full table during the observation is CRITICAL; a table forecast to be full
+ * within --full-within seconds is WARNING. When the fill reached --warn, one snapshot says
+ * whether the table is mostly evictable or mostly assured connections.
  */
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, number, parseCommand, seconds, UsageError } from '../args.js';
-import { createMonitor } from '../monitor.js';
+import { formatDuration } from '../format.js';
+import { createMonitor, namespaceGone } from '../monitor.js';
+import { evictableVerdict, topEntries, type TopReport } from '../../top.js';
 import type { ConntrackSample } from '../../types.js';
 
-export const usage = `Usage: conntrack-monitor check [--warn PCT] [--crit PCT] [--observe S] [options]
+export const usage = `Usage: conntrack-monitor check [-w PCT] [-c PCT] [-t S] [--observe S] [options]
 
-Check conntrack table pressure the monitoring-plugins way: one status line with perfdata,
-exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+Check conntrack table pressure the monitoring-plugins way: one status line with perfdata
+on stdout, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad usage included).
 
 Options:
-  --warn PCT             WARNING at this fill, percent of nf_conntrack_max (default 75)
-  --crit PCT             CRITICAL at this fill (default 90); any drop is CRITICAL
-  --observe S            watch for S seconds (default 2); the peak fill counts
+  -w, --warn PCT         WARNING at this fill, percent of nf_conntrack_max (default 75)
+  -c, --crit PCT         CRITICAL at this fill (default 90); any drop is CRITICAL
+  --observe S            watch for S seconds (default 2, or 10 with --full-within); the
+                         peak fill counts
+  --full-within S        WARNING when the table is forecast to be full within S seconds
+                         (its growth over the observation, least squares; the forecast
+                         needs 5 samples over at least 5 s)
+  -t, --timeout S        UNKNOWN if there is no result within S seconds (default: the
+                         observation plus 10 s); must be longer than --observe
+
+When the peak fill is at or above --warn, one snapshot of the table (a ctnetlink dump) says
+how much of it is evictable: entries without [ASSURED], which the kernel evicts to make
+room (mostly evictable: unreplied flows, look at who opens them), or mostly assured
+connections (raise nf_conntrack_max). Perfdata: entries and fill (with the thresholds),
+drops (packets dropped during the observation: a count over the window, not a counter),
+time_wait, time_to_full (seconds, when the table is growing), evictable (after a snapshot).
 ${MONITOR_FLAGS_HELP}`;
 
-export const USAGE_EXIT = 3;
 const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
+
+/** Usage errors as the monitoring-plugins guidelines want them: the UNKNOWN status line on stdout. */
+export function usageError(message: string): number {
+  process.stdout.write(`CONNTRACK UNKNOWN - ${message} (see --help)\n`);
+  return 3;
+}
 
 export interface CheckResult {
   code: 0 | 1 | 2 | 3;
   line: string;
 }
 
+/** What else the check knows besides the samples. */
+export interface CheckExtras {
+  /** WARNING when the latest forecast is at most this many seconds. */
+  fullWithinS?: number | null;
+  /** The snapshot taken at a high fill, or why it failed. */
+  snapshot?: { report: TopReport } | { error: string } | null;
+}
+
 /** Evaluates observed samples against thresholds (percent). Pure. */
-export function evaluateCheck(samples: readonly ConntrackSample[], warnPct: number, critPct: number): CheckResult {
+export function evaluateCheck(
+  samples: readonly ConntrackSample[],
+  warnPct: number,
+  critPct: number,
+  extras: CheckExtras = {},
+): CheckResult {
   const known = samples.filter((s) => s.fill !== null && s.entries !== null && s.max !== null);
   if (known.length === 0) return { code: 3, line: 'CONNTRACK UNKNOWN - no sample gave the table fill' };
   const peak = known.reduce((a, b) => (b.fill! > a.fill! ? b : a));
@@ -36,11 +71,26 @@ export function evaluateCheck(samples: readonly ConntrackSample[], warnPct: numb
   const drops = samples.reduce((sum, s) => sum + (s.counts.drop ?? 0), 0);
   const seconds = samples.reduce((sum, s) => sum + s.intervalMs, 0) / 1000;
   const fillPct = peak.fill! * 100;
-  const code = drops > 0 || fillPct >= critPct ? 2 : fillPct >= warnPct ? 1 : 0;
+  const ttf = samples.at(-1)!.timeToFullSeconds;
+  const { fullWithinS = null, snapshot = null } = extras;
+  const fillingSoon = fullWithinS !== null && ttf !== null && ttf <= fullWithinS;
+  const code = drops > 0 || fillPct >= critPct ? 2 : fillPct >= warnPct || fillingSoon ? 1 : 0;
   const max = last.max!;
+  const verdict = snapshot && 'report' in snapshot ? evictableVerdict(snapshot.report) : null;
   const summary = [
     drops > 0 ? `${drops} packets dropped in ${seconds.toFixed(0)} s (table full)` : null,
     `${peak.entries}/${peak.max} entries (${fillPct.toFixed(1)}%) at peak`,
+    fillingSoon
+      ? `full in ${formatDuration(ttf)} at the current growth (forecast within ${fullWithinS} s)`
+      : fullWithinS !== null && ttf === null
+        ? `no time-to-full forecast: ${samples.at(-1)!.unavailable.timeToFullSeconds ?? 'unknown'}`
+        : null,
+    verdict?.share != null
+      ? verdict.mostly === 'evictable'
+        ? `${(verdict.share * 100).toFixed(1)}% evictable: mostly unassured entries the kernel can reclaim`
+        : `only ${(verdict.share * 100).toFixed(1)}% evictable: mostly assured connections, raise nf_conntrack_max`
+      : null,
+    snapshot && 'error' in snapshot ? `evictable unknown: ${snapshot.error}` : null,
     dropsKnown ? null : 'drops unknown (no stat counters on this kernel)',
   ]
     .filter(Boolean)
@@ -48,8 +98,11 @@ export function evaluateCheck(samples: readonly ConntrackSample[], warnPct: numb
   const perf = [
     `entries=${last.entries};${Math.floor((max * warnPct) / 100)};${Math.floor((max * critPct) / 100)};0;${max}`,
     `fill=${fillPct.toFixed(2)}%;${warnPct};${critPct};0;100`,
-    dropsKnown ? `drops=${drops}c` : null,
+    // A count within the observation window: a plain value, not a counter ('c').
+    dropsKnown ? `drops=${drops};;;0` : null,
     last.timeWait.entries !== null ? `time_wait=${last.timeWait.entries};;;0;${max}` : null,
+    ttf !== null ? `time_to_full=${ttf}s;${fullWithinS ?? ''};;0` : null,
+    snapshot && 'report' in snapshot ? `evictable=${snapshot.report.evictable};;;0;${snapshot.report.entries}` : null,
   ]
     .filter(Boolean)
     .join(' ');
@@ -58,9 +111,11 @@ export function evaluateCheck(samples: readonly ConntrackSample[], warnPct: numb
 
 export async function run(argv: string[]): Promise<number> {
   const { help, options, values } = parseCommand(argv, {
-    warn: { type: 'string' },
-    crit: { type: 'string' },
+    warn: { type: 'string', short: 'w' },
+    crit: { type: 'string', short: 'c' },
     observe: { type: 'string' },
+    timeout: { type: 'string', short: 't' },
+    'full-within': { type: 'string' },
   });
   if (help) {
     process.stdout.write(`${usage}\n`);
@@ -70,22 +125,61 @@ export async function run(argv: string[]): Promise<number> {
   const crit = values.crit === undefined ? 90 : number('--crit', String(values.crit));
   if (!(warn > 0 && warn < crit && crit <= 100))
     throw new UsageError(`--warn and --crit must satisfy 0 < warn < crit <= 100, got ${warn} and ${crit}`);
-  const observeS = seconds('--observe', values.observe, 2, 0.1, MAX_TIMER_S);
-  const samples: ConntrackSample[] = [];
+  const fullWithinS =
+    values['full-within'] === undefined ? null : seconds('--full-within', values['full-within'], 0, 1, 1e9);
+  const observeS = seconds('--observe', values.observe, fullWithinS === null ? 2 : 10, 0.1, MAX_TIMER_S);
+  const timeoutS = seconds('--timeout', values.timeout, Math.min(observeS + 10, MAX_TIMER_S), 1, MAX_TIMER_S);
+  if (timeoutS <= observeS) {
+    throw new UsageError(`--timeout (${timeoutS} s) must be longer than --observe (${observeS} s)`);
+  }
   const monitor = createMonitor(
     { intervalMs: Math.min(1000, Math.max(50, Math.round(observeS * 1000))), ...options },
-    () => {},
+    { log: () => {} },
   );
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<CheckResult>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ code: 3, line: `CONNTRACK UNKNOWN - no result within the ${timeoutS} s timeout` }),
+      timeoutS * 1000,
+    );
+  });
+  const result = await Promise.race([
+    observe(monitor, observeS, warn, crit, { fullWithinS, netns: options.netns }),
+    timedOut,
+  ]);
+  clearTimeout(timer);
+  process.stdout.write(`${result.line}\n`);
+  return result.code;
+}
+
+async function observe(
+  monitor: ReturnType<typeof createMonitor>,
+  observeS: number,
+  warn: number,
+  crit: number,
+  { fullWithinS, netns }: { fullWithinS: number | null; netns: string | undefined },
+): Promise<CheckResult> {
+  const samples: ConntrackSample[] = [];
   monitor.on('sample', (s) => samples.push(s));
+  const gone = namespaceGone(monitor);
   try {
     await monitor.start();
   } catch (err) {
-    process.stdout.write(`CONNTRACK UNKNOWN - cannot monitor: ${(err as Error).message}\n`);
-    return 3;
+    return { code: 3, line: `CONNTRACK UNKNOWN - cannot monitor: ${(err as Error).message}` };
   }
-  await new Promise((r) => setTimeout(r, observeS * 1000));
+  let timer: NodeJS.Timeout | undefined;
+  const vanished = await Promise.race([new Promise<null>((r) => (timer = setTimeout(r, observeS * 1000, null))), gone]);
+  clearTimeout(timer);
   await monitor.stop();
-  const result = evaluateCheck(samples, warn, crit);
-  process.stdout.write(`${result.line}\n`);
-  return result.code;
+  if (vanished !== null) return { code: 3, line: `CONNTRACK UNKNOWN - ${vanished}` };
+  const peakFill = Math.max(0, ...samples.map((s) => s.fill ?? 0));
+  let snapshot: CheckExtras['snapshot'] = null;
+  if (peakFill * 100 >= warn) {
+    try {
+      snapshot = { report: await topEntries({ ...(netns ? { netns } : {}), limit: 1 }) };
+    } catch (err) {
+      snapshot = { error: (err as Error).message };
+    }
+  }
+  return evaluateCheck(samples, warn, crit, { fullWithinS, snapshot });
 }

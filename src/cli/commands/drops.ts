@@ -4,14 +4,16 @@
  * a final one on exit.
  */
 import { MAX_TIMER_S, number, parseFlags, seconds, withFlags } from '../args.js';
-import { untilStopped } from '../monitor.js';
+import { awaitShutdown, forcedExit, stopUnlessForced } from '../monitor.js';
 import { DropMonitor, type DropSample } from '../../host/drop-monitor.js';
 
 export const usage = `Usage: conntrack-monitor drops [--json] [--interval MS] [--duration S] [--top N]
 
 Attribute conntrack table-full drops ("nf_conntrack: table full, dropping packet") to the
 network namespaces and flows they hit, on the whole host, with an eBPF program on the
-skb:kfree_skb tracepoint. Drops by firewall rules are not counted.
+skb:kfree_skb tracepoint. Drops by firewall rules are not counted. A namespace that is
+deleted leaves the output; one that gets its inode (the kernel reuses them at once) counts
+only its own drops.
 
 Options:
   --json                 one JSON line per interval:
@@ -56,9 +58,9 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`conntrack-monitor drops: cannot run: ${(err as Error).message}\n`);
     return 1;
   }
-  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
-  await monitor.stop();
-  return 0;
+  const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined);
+  await shutdown.requested;
+  return (await stopUnlessForced(shutdown, () => monitor.stop())) ? 0 : forcedExit();
 }
 
 function formatDrops(s: DropSample): string {

@@ -1,23 +1,37 @@
 /**
- * `conntrack-monitor serve`: /metrics in the Prometheus text format over node:http, from a
- * private prom-client registry filled at scrape time. Loopback unless told otherwise; a clean
- * shutdown on SIGTERM or SIGINT.
+ * `conntrack-monitor serve`: /metrics in the Prometheus text format, from a private prom-client
+ * registry rendered once per sample and served by MetricsServer (bounded whatever the clients
+ * do). Loopback unless told otherwise; a clean shutdown on SIGTERM or SIGINT.
  */
-import { createServer } from 'node:http';
 import {
   ALL_NAMESPACES_FLAGS,
   ALL_NAMESPACES_HELP,
   allNamespacesOptions,
   checkAllNamespacesFlags,
   MONITOR_FLAGS_HELP,
+  number,
   parseCommand,
   UsageError,
   withFlags,
 } from '../args.js';
-import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
+import { MetricsServer } from '../metrics-server.js';
+import {
+  awaitShutdown,
+  createMonitor,
+  forcedExit,
+  namespaceGone,
+  startOrExplain,
+  stopUnlessForced,
+} from '../monitor.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
-import { registerAllNamespacesMetrics, registerConntrackMetrics, registerDropMetrics } from '../../metrics.js';
+import {
+  registerAllNamespacesMetrics,
+  registerConntrackMetrics,
+  registerDropMetrics,
+  registerTopMetrics,
+} from '../../metrics.js';
+import { TOP_LIMIT_RANGE } from '../../options.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
 
@@ -33,10 +47,23 @@ Options:
                          counters; a namespace that goes leaves the next scrape
   --drops                also nf_conntrack_table_full_drops_total{netns}: table-full drops
                          of every namespace on the host, from the eBPF probe (see drops)
+  --top N                while the table is under pressure (75% full or more, or dropping),
+                         a snapshot at most once a minute, exported as
+                         nf_conntrack_top_entries{group,key}: the top N sources,
+                         destinations, destination ports and states (plus key="other"), and
+                         nf_conntrack_evictable_entries; absent while the pressure is ok
+                         (one namespace only: not with --all-namespaces)
 ${ALL_NAMESPACES_HELP}
 ${MONITOR_FLAGS_HELP}
 
-Needs prom-client next to conntrack-monitor (npm install prom-client).`;
+The server's memory stays bounded whatever clients do: at most 512 connections (one more
+closes the one idle longest), a request head within 5 s and 8 KiB, no request bodies, 16
+requests pipelined ahead of their answers and 1000 per connection, then Connection: close;
+a client that takes none of its answer for 10 s is disconnected. The metrics are rendered
+once per interval and every scrape shares that rendering.
+
+Needs prom-client next to conntrack-monitor (npm install prom-client). Exits 0 on SIGTERM
+or SIGINT, 1 when it cannot start or the --netns namespace is deleted.`;
 
 export function parseListen(text: string): { host: string; port: number } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
@@ -46,9 +73,10 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, {
+  const { help, verbose, options, values } = parseCommand(argv, {
     listen: { type: 'string' },
     drops: { type: 'boolean' },
+    top: { type: 'string' },
     ...ALL_NAMESPACES_FLAGS,
   });
   if (help) {
@@ -64,11 +92,21 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write('conntrack-monitor: serve needs prom-client: npm install prom-client\n');
     return 1;
   }
+  const top = values.top === undefined ? null : number('--top', values.top);
+  if (top !== null && !(Number.isInteger(top) && top >= TOP_LIMIT_RANGE[0] && top <= TOP_LIMIT_RANGE[1]))
+    throw new UsageError(`--top must be an integer from ${TOP_LIMIT_RANGE[0]} to ${TOP_LIMIT_RANGE[1]}, got ${top}`);
   const registry = new Registry();
-  const monitor =
-    values['all-namespaces'] === true ? nodeMonitor(allNamespacesOptions(options, values)) : createMonitor(options);
+  const all = values['all-namespaces'] === true;
+  if (all && top !== null) throw new UsageError('--top reads one namespace: it cannot be used with --all-namespaces');
+  const monitor = all
+    ? nodeMonitor(allNamespacesOptions(options, values))
+    : createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } }, {
+        eventsAuto: verbose,
+      });
+  const gone = monitor instanceof AllNamespacesMonitor ? undefined : namespaceGone(monitor);
   if (monitor instanceof AllNamespacesMonitor) registerAllNamespacesMetrics(monitor, { registry });
   else registerConntrackMetrics(monitor, { registry });
+  if (top !== null && !(monitor instanceof AllNamespacesMonitor)) registerTopMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;
   if (values.drops === true) {
     drops = new DropMonitor({ intervalMs: monitor.options.intervalMs, topFlows: 0 });
@@ -84,44 +122,37 @@ export async function run(argv: string[]): Promise<number> {
     await drops?.stop();
     return 1;
   }
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
-    } else if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${err.message}\n`),
-      );
-    } else if (path === '/') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('conntrack-monitor: metrics at /metrics\n');
-    } else {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
-    }
-  });
+  const server = new MetricsServer({ render: () => registry.metrics(), contentType: registry.contentType });
+  // Rendered once per new sample (or snapshot) and shared by every scrape until the next one.
+  if (monitor instanceof AllNamespacesMonitor) monitor.on('report', () => void server.refresh());
+  else {
+    monitor.on('sample', () => void server.refresh());
+    if (top !== null) monitor.on('top', () => void server.refresh());
+  }
+  drops?.on('sample', () => void server.refresh());
+  let bound: number;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, resolve);
-    });
+    await server.start();
+    bound = await server.listen(port, host); // the real port when --listen asked for 0
   } catch (err) {
     await monitor.stop();
     await drops?.stop();
     process.stderr.write(`conntrack-monitor: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
     return 1;
   }
-  const bound = (server.address() as { port: number }).port; // the real port when --listen asked for 0
   process.stderr.write(
     `conntrack-monitor: serving http://${host.includes(':') ? `[${host}]` : host}:${bound}/metrics\n`,
   );
-  await untilStopped();
-  await new Promise((resolve) => {
-    server.close(resolve);
-    server.closeAllConnections();
-  });
-  await monitor.stop();
-  await drops?.stop();
-  return 0;
+  const shutdown = awaitShutdown(undefined, gone);
+  const why = await shutdown.requested;
+  const finished = await stopUnlessForced(
+    shutdown,
+    () => server.close(),
+    () => monitor.stop(),
+    async () => drops?.stop(),
+  );
+  if (!finished) return forcedExit();
+  return why === 'namespace gone' ? 1 : 0; // the reason is on stderr already
 }
 
 /** The node-wide monitor, with errors on stderr as createMonitor() does for one namespace. */

@@ -15,9 +15,17 @@ import {
   withFlags,
 } from '../args.js';
 import { AllNamespacesMonitor, type AllNamespacesOptions } from '../../host/all-namespaces.js';
-import { createMonitor, startOrExplain, untilStopped } from '../monitor.js';
+import {
+  awaitShutdown,
+  createMonitor,
+  forcedExit,
+  namespaceGone,
+  startOrExplain,
+  stopUnlessForced,
+} from '../monitor.js';
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
-import { LiveView } from '../live-view.js';
+import type { ConntrackSample } from '../../types.js';
+import { LIVE_TOP, LiveView } from '../live-view.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
 
@@ -25,8 +33,8 @@ Watch the conntrack table of a network namespace: entries against nf_conntrack_m
 per-second insert/delete rates from ctnetlink events, the kernel's drop counters and
 TIME_WAIT occupancy. On a terminal: a live view. Otherwise one line per interval.
 
-Other commands: serve, check, advise, drops, record, report (conntrack-monitor COMMAND
---help).
+Other commands: serve, check, advise, drops, top, record, report (conntrack-monitor
+COMMAND --help).
 
 Options:
   --json                 one JSON sample per line (NDJSON), flushed per line
@@ -45,10 +53,13 @@ ${MONITOR_FLAGS_HELP}
 
 ctnetlink needs CAP_NET_ADMIN (root); --netns also needs CAP_SYS_ADMIN. Without them
 the auto backend reads /proc instead (fewer fields) and says so once on stderr.
-Exit status: 0 after a clean stop, 1 if monitoring could not start, 2 for bad usage.`;
+SIGINT or SIGTERM stops it after the final sample; further signals wait for it, except a
+second Ctrl-C a second or more later, which exits at once (status 130).
+Exit status: 0 after a clean stop, 1 if monitoring could not start or the watched
+namespace was deleted (one line on stderr, after the final sample), 2 for bad usage.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { help, options, values } = parseCommand(argv, {
+  const { help, verbose, options, values } = parseCommand(argv, {
     json: { type: 'boolean' },
     duration: { type: 'string' },
     ...ALL_NAMESPACES_FLAGS,
@@ -62,19 +73,40 @@ export async function run(argv: string[]): Promise<number> {
   if (values['all-namespaces'] === true)
     return allNamespaces(allNamespacesOptions(options, values), values.json === true, durationS);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
-  const monitor = createMonitor(options);
-  if (live) monitor.on('fallback', (f) => (live.fallback = f.reason));
+  // The live view keeps the fallback, warnings and errors on screen (stderr would be drawn
+  // over), and shows what fills the table while it is under pressure.
+  const monitor = createMonitor(
+    live ? { ...options, snapshotOnPressure: { limit: LIVE_TOP } } : options,
+    live ? { log: () => {} } : { eventsAuto: verbose },
+  );
+  if (live) {
+    monitor.on('fallback', (f) => (live.fallback = f.reason));
+    monitor.on('error', (e) => live.error(e.message));
+    monitor.on('pressure', (e) => (live.pressure = e.level));
+    monitor.on('top', (r) => (live.top = r));
+  }
+  let final: ConntrackSample | null = null;
   monitor.on('sample', (s) => {
+    if (s.final) final = s;
     if (values.json === true) process.stdout.write(`${JSON.stringify(s)}\n`);
     else if (live && !s.final) live.update(s);
     else if (!live) process.stdout.write(`${formatSampleLine(s)}\n`);
   });
+  const gone = namespaceGone(monitor);
   if (!(await startOrExplain(monitor))) return 1;
   live?.open();
-  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
-  live?.close();
-  if (live) monitor.once('sample', (s) => process.stdout.write(`${formatSampleLine(s)}\n`));
-  await monitor.stop();
+  const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined, gone);
+  const why = await shutdown.requested;
+  const finished = await stopUnlessForced(shutdown, () => monitor.stop());
+  if (live) {
+    live.close();
+    if (final) process.stdout.write(`${formatSampleLine(final)}\n`);
+  }
+  if (!finished) return forcedExit();
+  if (why === 'namespace gone') {
+    if (live) process.stderr.write(`conntrack-monitor: ${await gone}\n`);
+    return 1;
+  }
   return 0;
 }
 
@@ -92,7 +124,7 @@ async function allNamespaces(options: AllNamespacesOptions, json: boolean, durat
     process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
-  await untilStopped(durationS > 0 ? durationS * 1000 : undefined);
-  await host.stop();
-  return 0;
+  const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined);
+  await shutdown.requested;
+  return (await stopUnlessForced(shutdown, () => host.stop())) ? 0 : forcedExit();
 }
