@@ -297,7 +297,7 @@ describe('node-wide view (--all-namespaces)', () => {
       ],
     });
     const lines = text.split('\n');
-    expect(lines[0]).toBe('22:18:21  3 network namespaces, 1 of them pods');
+    expect(lines[0]).toBe('22:18:21  3 network namespaces, 1 of them pods  nf_conntrack_max 262144');
     expect(lines[1]).toMatch(/^ {2}POD \/ NETNS +INODE +PID +ENTRIES +MAX +FILL +DROP +INS_FAIL +INSERT +LOST$/);
     expect(lines[2]).toMatch(
       /^ {2}shop\/web-7d9f8b6c5-x2x9q +4026532453 +- +262144 +262144 +100\.0% +310\/s +2\.5\/s +320\/s +0$/,
@@ -305,5 +305,44 @@ describe('node-wide view (--all-namespaces)', () => {
     expect(lines[3]).toMatch(/^ {2}\(host\) +4026531833 +1 +120 /);
     expect(lines[4]).toMatch(/^ {2}blue +4026532527 +- +error /);
     expect(lines[5]).toBe('  blue (4026532527): enter network namespace: Operation not permitted');
+  });
+
+  it('fits every width from 60 to 200 columns: titles cut with …, then INODE/PID, MAX and LOST give way', () => {
+    const report = {
+      time: '2026-11-29T22:18:21.000Z',
+      intervalMs: 1000,
+      final: false,
+      namespaces: [
+        row({ host: true, inode: 4026531833, pid: 1, entries: 120, fill: 120 / 262144 }),
+        row({
+          name: 'cni-77ab01',
+          inode: 4026532611,
+          pid: 28036,
+          pod: { namespace: 'kube-system', name: 'coredns-5d78c9869d-4xk2p', uid: 'u' },
+          entries: 4210,
+          fill: 4210 / 262144,
+        }),
+        row({
+          name: 'blue',
+          inode: 4026532527,
+          error: 'enter network namespace: Operation not permitted',
+          events: null,
+        }),
+      ],
+    };
+    const full = formatNamespacesReport(report);
+    const fullWidth = Math.max(...full.split('\n').map((l) => [...l].length));
+    for (let width = 60; width <= 200; width++) {
+      const text = formatNamespacesReport(report, width);
+      const lines = text.split('\n');
+      for (const line of lines) expect([...line].length, `${width}: ${line}`).toBeLessThanOrEqual(width);
+      if (width >= fullWidth) expect(text).toBe(full);
+      expect(text).toMatch(/kube-system\/cor/); // the pod's name, cut at worst to 16 columns
+      expect(text).toMatch(/ENTRIES .*FILL +DROP +INS_FAIL +INSERT/);
+      expect(text.replace(/\n +/g, ' ')).toMatch(
+        /blue \(4026532527\): enter network namespace: Operation not permitted/,
+      );
+    }
+    console.info(`node view at 60 columns:\n${formatNamespacesReport(report, 60)}`);
   });
 });

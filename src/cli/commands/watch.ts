@@ -115,7 +115,11 @@ async function allNamespaces(options: AllNamespacesOptions, json: boolean, durat
   const redraw = !json && process.stdout.isTTY === true;
   host.on('report', (r) => {
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
-    else process.stdout.write(`${redraw && !r.final ? '\x1b[H\x1b[2J' : ''}${formatNamespacesReport(r)}\n`);
+    else {
+      // On a terminal, laid out for its width at each redraw (a resize shows at the next report).
+      const width = redraw ? (process.stdout.columns ?? 80) : Infinity;
+      process.stdout.write(`${redraw && !r.final ? '\x1b[H\x1b[2J' : ''}${formatNamespacesReport(r, width)}\n`);
+    }
   });
   host.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
   try {
