@@ -230,6 +230,34 @@ describe('AllNamespacesMonitor (fake node monitor)', () => {
     // The in-kernel counter unreadable for an interval: null with its reason.
     FakeNodeMonitor.last.report(() => ({ counts: [null, null, 0, 0, 0, 0, 0, 0, 0, 0], counterFailed: true }));
     expect(reports[2]!.namespaces[0]!.unavailable['counts.delete']).toMatch(/counter could not be read/);
+    // Events lost on the filter path: insert and delete null with the number lost and from when,
+    // their totals null from then on; what was received stays in events.newTotal/destroyTotal.
+    const lossAt = Date.UTC(2026, 10, 29, 12, 0, 0, 250);
+    FakeNodeMonitor.last.report(() => ({
+      eventsLost: 7,
+      eventsLostTotal: 7,
+      firstLossWallMs: lossAt,
+      firstLossEverWallMs: lossAt,
+    }));
+    const lossy = reports[3]!.namespaces[0]!;
+    expect(lossy.counts.insert).toBeNull();
+    expect(lossy.rates.delete).toBeNull();
+    expect(lossy.totals.insert).toBeNull();
+    expect(lossy.counts.drop).toBe(6); // the kernel's own counters are not events: still known
+    expect(lossy.unavailable['counts.insert']).toMatch(/^7 events lost in this interval \(from 12:00:00\.250 UTC\)/);
+    expect(lossy.unavailable['totals.delete']).toMatch(/^7 events lost since 2026-11-29T12:00:00\.250Z/);
+    expect(lossy.events).toMatchObject({
+      lost: 7,
+      lostTotal: 7,
+      lostSince: '2026-11-29T12:00:00.250Z',
+      newTotal: 300,
+      destroyTotal: 150,
+    });
+    // The next interval without loss: its counts are known again, the totals stay null.
+    FakeNodeMonitor.last.report(() => ({ eventsLostTotal: 7, firstLossEverWallMs: lossAt }));
+    const after = reports[4]!.namespaces[0]!;
+    expect(after.counts.insert).toBe(30);
+    expect(after.totals.insert).toBeNull();
   });
 
   it('adds a namespace as soon as its name appears, removes a gone one at once, and its series leave the metrics', async () => {
