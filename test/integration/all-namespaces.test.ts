@@ -18,9 +18,9 @@ import {
   type AllNamespacesReport,
   type NamespaceReport,
 } from '../../dist/index.js';
-import { runCli, servingUrl } from '../helpers/cli';
+import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { withConntrackMax, type TestNamespace } from '../helpers/netns';
+import { uniqueName, withConntrackMax, type TestNamespace } from '../helpers/netns';
 import { runtimeTree } from '../helpers/runtime';
 import { defer, namespace } from '../helpers/scope';
 
@@ -143,22 +143,34 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     const a = await namespace('lossy');
     const quiet = await namespace('quiet');
     // The smallest buffer (the kernel doubles it): a few events of room on the filter path.
-    const { host, latest, sum, more } = start({ receiveBufferBytes: 4096, counting: 'filter' });
+    const { host, latest, rows, more } = start({ receiveBufferBytes: 4096, counting: 'filter' });
     await host.start();
     await more();
     await a.traffic('udp', 3000);
     await more(3);
     const kernel = { created: await a.nftNewCount(), drops: await a.eventSocketDrops() };
     const row = latest(a)!;
+    const received = row.events!.newTotal;
     console.info(
-      `lossy: inserts ${sum(a, 'insert')} + lost ${row.events!.lostTotal} = ${sum(a, 'insert') + row.events!.lostTotal} ` +
+      `lossy: NEW received ${received} + lost ${row.events!.lostTotal} = ${received + row.events!.lostTotal} ` +
         `(nft counter ${kernel.created}); socket drops in /proc/net/netlink ${kernel.drops}`,
     );
     expect(row.events!.counting).toBe('filter');
     expect(kernel.drops).toHaveLength(1);
     expect(row.events!.lostTotal).toBe(kernel.drops[0]);
     expect(row.events!.lostTotal).toBeGreaterThan(0);
-    expect(sum(a, 'insert') + row.events!.lostTotal).toBe(kernel.created);
+    // The flows live 30 s: every event lost was a NEW.
+    expect(received + row.events!.lostTotal).toBe(kernel.created);
+    // Never a short count: insert is null in every interval that lost events, with the number
+    // lost, and its total from the first loss on.
+    const lossyRows = rows(a).filter((n) => n.events!.lost > 0);
+    expect(lossyRows.length).toBeGreaterThan(0);
+    for (const n of lossyRows) {
+      expect(n.counts.insert).toBeNull();
+      expect(n.unavailable['counts.insert']).toMatch(new RegExp(`^${n.events!.lost} events lost in this interval`));
+    }
+    expect(row.totals.insert).toBeNull();
+    expect(row.events!.lostSince).not.toBeNull();
     expect(latest(quiet)!.events!.lostTotal).toBe(0);
   });
 
@@ -346,6 +358,45 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(new RegExp(`^  shop/web-7d9f8b6c5-x2x9q +\\d+ +- +4 +262144 `, 'm'));
     expect(text.stdout).toMatch(/^ {2}\(host\) /m);
+  });
+
+  it('the node view in a real terminal (tmux): pods by name, laid out for 60 to 150 columns at each redraw', async () => {
+    const a = await namespace('tty-all');
+    await a.traffic('udp', 4);
+    const tree = runtimeTree();
+    defer(() => tree.remove());
+    tree.setNetns('web', a.path);
+    const session = uniqueName('tty-all');
+    execFileSync('tmux', [
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '150',
+      '-y',
+      '60',
+      `${process.execPath} ${CLI} --all-namespaces --interval 300 --containerd-root ${tree.containerd} --crio-root ''`,
+    ]);
+    defer(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
+    const capture = (...flags: string[]) =>
+      execFileSync('tmux', ['capture-pane', '-p', ...flags, '-t', session], { encoding: 'utf8' });
+    await waitFor('a frame with the pod', () => capture().includes('shop/web-7d9f8b6c5-x2x9q'));
+    const report: string[] = [];
+    for (const columns of [150, 60, 80, 100]) {
+      execFileSync('tmux', ['resize-window', '-t', session, '-x', String(columns), '-y', '60']);
+      await new Promise((r) => setTimeout(r, 800)); // the next reports redraw for the new width
+      const text = capture();
+      // -J joins lines the terminal wrapped: equal to the plain capture when none was.
+      expect(capture('-J'), `${columns} columns`).toBe(text);
+      const longest = Math.max(...text.split('\n').map((l) => [...l].length));
+      expect(longest, `${columns} columns:\n${text}`).toBeLessThanOrEqual(columns);
+      // The pod's row: whole where it fits, else cut with … at 16 columns or more; its 4 entries.
+      expect(text).toMatch(/^ {2}shop\/web-7d9f8b(?:6c5-x2x9q|[^ ]*…) .* 4 +(?:262144 +)?0\.0% /m);
+      expect(text).toMatch(/^ {2}\(host\) /m);
+      report.push(`${columns} columns: longest line ${longest}`);
+    }
+    console.info(`node view in tmux:\n  ${report.join('\n  ')}\n${capture()}`);
   });
 
   it('serve --all-namespaces: a real scrape passes promtool, and a deleted namespace leaves it', async () => {
