@@ -2,7 +2,8 @@
 // kernel (or /proc) hands us: the ctnetlink decoder (events and dump entries), the stats
 // reply decoders, the NLMSG_ERROR reader, the /proc text parsers, the BTF and kallsyms
 // parsers of the drop probe, and what consumes the decoder's output: the tracked table, the
-// aggregator and the snapshot grouping. Built with ASan and UBSan by fuzz/run.mjs.
+// aggregator, the snapshot grouping, and the node monitor's header classifier (checked to agree
+// with the decoder). Built with ASan and UBSan by fuzz/run.mjs.
 //
 // Besides "no crash, no UB", the tracked table is checked against a plain std::map model
 // after every step: its counts by protocol and TCP state must equal the model's. That is
@@ -28,6 +29,7 @@
 
 #include "base/proc_text.h"
 #include "ctnetlink/aggregator.h"
+#include "ctnetlink/count_filter.h"
 #include "ctnetlink/decoder.h"
 #include "ctnetlink/kernel_flows.h"
 #include "ctnetlink/snapshot.h"
@@ -59,6 +61,22 @@ enum Op : uint8_t {
   kWheelOps,          // payload: 4-byte operations on the event filter's flows (see KernelModel)
   kOpCount
 };
+
+// The node monitor's filter path keeps only the first 20 bytes of NEW and DESTROY messages
+// (count_filter.h): what it calls a datagram from them must be what the decoder calls the
+// whole message.
+void check_header_classifier(const std::vector<uint8_t>& datagram) {
+  MessageWalker walker(datagram.data(), datagram.size());
+  Message msg;
+  if (!walker.next(msg) || datagram.size() < kCountedHeaderBytes) return;
+  Conntrack ct;
+  const DecodeStatus st = decode_conntrack(msg, ct);
+  const HeaderKind want = st == DecodeStatus::kNotConntrack ? HeaderKind::kOther
+                          : ct.kind == EventKind::kNew      ? HeaderKind::kNew
+                          : ct.kind == EventKind::kDestroy  ? HeaderKind::kDestroy
+                                                            : HeaderKind::kOther;
+  if (classify_event_header(datagram.data(), kCountedHeaderBytes) != want) std::abort();
+}
 
 // The model: the same semantics as ConntrackTable, written the obvious way.
 struct ModelEntry {
@@ -441,6 +459,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (op) {
       case kEventDatagram:
       case kDumpDatagram: {
+        if (op == kEventDatagram) check_header_classifier(payload);
         MessageWalker walker(payload.data(), payload.size());
         Message msg;
         Conntrack ct;

@@ -176,6 +176,7 @@ function build() {
     'native/ctnetlink/decoder.cc',
     'native/ctnetlink/table.cc',
     'native/ctnetlink/aggregator.cc',
+    'native/ctnetlink/count_filter.cc',
     'native/ctnetlink/snapshot.cc',
     'native/base/fd.cc',
     'native/base/proc_text.cc',

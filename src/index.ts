@@ -3,11 +3,14 @@ export {
   AllNamespacesMonitor,
   type AllNamespacesOptions,
   type AllNamespacesReport,
+  type NamespaceEvents,
   type NamespaceReport,
+  type PodIdentity,
 } from './host/all-namespaces.js';
 export { listNamespaces, type NetworkNamespace } from './host/namespaces.js';
 export { ConntrackError, type KernelFeature } from './errors.js';
 export {
+  registerAllNamespacesMetrics,
   registerConntrackMetrics,
   registerDropMetrics,
   registerTopMetrics,

@@ -11,11 +11,19 @@
  * messages it could not decode) are named as the exporter's: `conntrack_monitor_*`. What the
  * backend cannot know is omitted, never 0.
  */
+import type { AllNamespacesMonitor, NamespaceReport } from './host/all-namespaces.js';
 import type { DropMonitor, DropSample } from './host/drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
 import type { PressureLevel } from './pressure.js';
 import type { TopReport } from './top.js';
-import { TCP_STATE_NAMES, type ConntrackSample, type CounterName } from './types.js';
+import {
+  TCP_STATE_NAMES,
+  type ConntrackSample,
+  type CounterName,
+  type CounterSet,
+  type ProtocolName,
+  type TcpStateName,
+} from './types.js';
 
 /** The part of a prom-client Registry this module uses (so prom-client stays optional). */
 export interface RegistryLike {
@@ -64,11 +72,6 @@ export function netnsLabel(path: string | null): string | null {
   return named ? named[1]! : path;
 }
 
-/**
- * Registers the conntrack metrics of `monitor` in `options.registry` and returns the metric
- * names. Values come from the latest sample at each scrape; before the first sample, and for
- * fields the backend cannot know, the series are absent.
- */
 /** The prefixes, once the options are checked; the errors name the function called. */
 function checkedPrefix(fn: string, options: ConntrackMetricsOptions): string {
   if (!options || typeof options.registry?.registerMetric !== 'function') {
@@ -81,27 +84,52 @@ function checkedPrefix(fn: string, options: ConntrackMetricsOptions): string {
   return prefix;
 }
 
-export function registerConntrackMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
-  const prefix = checkedPrefix('registerConntrackMetrics', options);
-  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
+/** What both registrations export per table: a sample, or one namespace of a node report. */
+interface TableSource {
+  entries: number | null;
+  max: number | null;
+  totals: CounterSet;
+  events: {
+    lostTotal: number;
+    newTotal: number;
+    destroyTotal: number;
+    /** UPDATE events received; absent where UPDATEs are not read (the node monitor). */
+    updateTotal?: number;
+    malformedTotal: number;
+  } | null;
+  tcpStates: Record<TcpStateName, number> | null;
+  protocols: Record<ProtocolName, number> | null;
+}
+interface Row<S> {
+  labels: Record<string, string>;
+  source: S;
+}
+type Put = (value: number | null | undefined, labels?: Record<string, string>) => void;
+type Define<S> = (
+  kind: 'Gauge' | 'Counter',
+  name: string,
+  help: string,
+  extraLabels: string[],
+  fill: (put: Put, s: S) => void,
+) => void;
+
+/**
+ * A metric definer: each metric, at each scrape, is reset and filled from `rows()` (one row
+ * per labelled table), so the series of a table that is gone disappear at once. A metric is
+ * named `prefix + name`, or `name` as given when it starts with the monitor prefix.
+ */
+function definer<S>(
+  options: ConntrackMetricsOptions,
+  prefix: string,
+  rowLabels: string[],
+  rows: () => Row<S>[],
+  names: string[],
+): Define<S> {
   const client = loadPromClient();
+  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
   const constant: Record<string, string> = { ...options.labels };
-  const netns = netnsLabel(monitor.options.netnsPath);
-  if (netns !== null) constant.netns = netns;
-  const constantNames = Object.keys(constant);
-
-  let latest: ConntrackSample | null = null;
-  monitor.on('sample', (s) => (latest = s));
-
-  const names: string[] = [];
-  /** A metric named `prefix + name`, or `name` as given when it starts with the monitor prefix. */
-  const define = (
-    kind: 'Gauge' | 'Counter',
-    name: string,
-    help: string,
-    extraLabels: string[],
-    fill: (metric: PromMetric, s: ConntrackSample) => void,
-  ) => {
+  const constantNames = [...Object.keys(constant), ...rowLabels];
+  return (kind, name, help, extraLabels, fill) => {
     const full = name.startsWith(monitorPrefix) ? name : prefix + name;
     names.push(full);
     new client[kind]({
@@ -112,32 +140,37 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
       collect(this: PromMetric) {
         this.reset();
         if (constantNames.length + extraLabels.length === 0) this.remove(); // reset() leaves a 0
-        if (latest) fill(this, latest);
+        for (const row of rows()) {
+          const put: Put = (value, labels = {}) => {
+            if (value === null || value === undefined) return;
+            const all = { ...constant, ...row.labels, ...labels };
+            if ((this as unknown as { set?: unknown }).set) this.set(all, value);
+            else this.inc(all, value);
+          };
+          fill(put, row.source);
+        }
       },
     });
   };
-  const put = (metric: PromMetric, value: number | null | undefined, labels: Record<string, string> = {}) => {
-    if (value === null || value === undefined) return;
-    const all = { ...constant, ...labels };
-    if ((metric as unknown as { set?: unknown }).set) metric.set(all, value);
-    else metric.inc(all, value);
-  };
+}
 
-  define('Gauge', 'entries', 'Entries in the conntrack table of the monitored namespace.', [], (m, s) =>
-    put(m, s.entries),
+/**
+ * The metrics of a table wherever it is read: entries, limit, kernel stats, events received,
+ * the exporter's own loss and decode counters, states.
+ */
+function defineTableMetrics<S extends TableSource>(define: Define<S>, monitorPrefix: string): void {
+  define('Gauge', 'entries', 'Entries in the conntrack table of the monitored namespace.', [], (put, s) =>
+    put(s.entries),
   );
   define(
     'Gauge',
     'entries_limit',
     "nf_conntrack_max: the limit each namespace's entries are compared with.",
     [],
-    (m, s) => put(m, s.max),
-  );
-  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (m, s) =>
-    put(m, s.buckets),
+    (put, s) => put(s.max),
   );
   for (const [counter, stat, help] of KERNEL_STATS) {
-    define('Counter', `stat_${stat}_total`, help, [], (m, s) => put(m, s.totals[counter]));
+    define('Counter', `stat_${stat}_total`, help, [], (put, s) => put(s.totals[counter]));
   }
   // Events *received*: exact as that, whatever was lost. Entries created and destroyed are
   // these only while events_lost_total is 0; no series claims more (the sample's
@@ -148,11 +181,11 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     'events_total',
     'ctnetlink events by type: received (events the kernel could not queue are in events_lost_total, not here), or on the eBPF event path every one the kernel sent, counted in the kernel.',
     ['type'],
-    (m, s) => {
+    (put, s) => {
       if (!s.events) return;
-      put(m, s.events.newTotal, { type: 'new' });
-      put(m, s.events.updateTotal, { type: 'update' });
-      put(m, s.events.destroyTotal, { type: 'destroy' });
+      put(s.events.newTotal, { type: 'new' });
+      put(s.events.updateTotal, { type: 'update' });
+      put(s.events.destroyTotal, { type: 'destroy' });
     },
   );
   // The exporter's own counters: what happened to this reader, not to the kernel's table.
@@ -161,54 +194,119 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     `${monitorPrefix}events_lost_total`,
     'ctnetlink events the kernel could not queue for this exporter (its socket buffer was full).',
     [],
-    (m, s) => put(m, s.events?.lostTotal),
-  );
-  define(
-    'Counter',
-    `${monitorPrefix}resyncs_total`,
-    "Re-dumps of the table by this exporter to reconcile its tracked entries with the kernel's.",
-    [],
-    (m, s) => put(m, s.events?.resyncs),
+    (put, s) => put(s.events?.lostTotal),
   );
   define(
     'Counter',
     `${monitorPrefix}malformed_messages_total`,
     'ctnetlink messages this exporter could not decode (truncated or malformed) and skipped.',
     [],
-    (m, s) => put(m, s.events?.malformedTotal),
-  );
-  define(
-    'Counter',
-    `${monitorPrefix}samples_missed_total`,
-    "Intervals this exporter's JavaScript thread missed (it stalled longer than the native queue holds); their counts are still in the totals.",
-    [],
-    (m, s) => put(m, s.events === null ? null : s.samplesMissed),
+    (put, s) => put(s.events?.malformedTotal),
   );
   define(
     'Gauge',
     'entries_by_state',
     'Tracked entries by protocol and TCP state (non-TCP protocols have state="").',
     ['protocol', 'state'],
-    (m, s) => {
+    (put, s) => {
       if (!s.tcpStates || !s.protocols) return;
-      for (const state of TCP_STATE_NAMES) put(m, s.tcpStates[state], { protocol: 'tcp', state: state.toLowerCase() });
-      for (const protocol of ['udp', 'icmp', 'other'] as const) put(m, s.protocols[protocol], { protocol, state: '' });
+      for (const state of TCP_STATE_NAMES) put(s.tcpStates[state], { protocol: 'tcp', state: state.toLowerCase() });
+      for (const protocol of ['udp', 'icmp', 'other'] as const) put(s.protocols[protocol], { protocol, state: '' });
     },
+  );
+}
+
+/**
+ * Registers the conntrack metrics of `monitor` in `options.registry` and returns the metric
+ * names. Values come from the latest sample at each scrape; before the first sample, and for
+ * fields the backend cannot know, the series are absent.
+ */
+export function registerConntrackMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
+  const prefix = checkedPrefix('registerConntrackMetrics', options);
+  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
+  const netns = netnsLabel(monitor.options.netnsPath);
+  const labels: Record<string, string> = netns === null ? {} : { netns };
+  let latest: ConntrackSample | null = null;
+  monitor.on('sample', (s) => (latest = s));
+  const names: string[] = [];
+  const define = definer<ConntrackSample>(
+    options,
+    prefix,
+    Object.keys(labels),
+    () => (latest ? [{ labels, source: latest }] : []),
+    names,
+  );
+  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (put, s) => put(s.buckets));
+  defineTableMetrics(define, monitorPrefix);
+  define(
+    'Counter',
+    `${monitorPrefix}resyncs_total`,
+    "Re-dumps of the table by this exporter to reconcile its tracked entries with the kernel's.",
+    [],
+    (put, s) => put(s.events?.resyncs),
+  );
+  define(
+    'Counter',
+    `${monitorPrefix}samples_missed_total`,
+    "Intervals this exporter's JavaScript thread missed (it stalled longer than the native queue holds); their counts are still in the totals.",
+    [],
+    (put, s) => put(s.events === null ? null : s.samplesMissed),
   );
   define(
     'Gauge',
     'time_to_full_seconds',
     'Seconds until the table is full at the net growth of the last 60 s; absent when it is not growing.',
     [],
-    (m, s) => put(m, s.timeToFullSeconds),
+    (put, s) => put(s.timeToFullSeconds),
   );
   define(
     'Gauge',
     'tcp_timeout_time_wait_seconds',
     'nf_conntrack_tcp_timeout_time_wait of the monitored namespace.',
     [],
-    (m, s) => put(m, s.timeWait.timeoutSeconds),
+    (put, s) => put(s.timeWait.timeoutSeconds),
   );
+  return names;
+}
+
+/**
+ * The labels of one namespace in the node-wide metrics: `netns` (its name under
+ * /var/run/netns, `inode:<number>` when it has none, and empty for the host's, whose series
+ * are then those of `serve` without --netns) and its pod's `pod_namespace` and `pod` (empty
+ * when it is no pod's).
+ */
+export function namespaceLabels(n: Pick<NamespaceReport, 'inode' | 'name' | 'host' | 'pod'>): Record<string, string> {
+  return {
+    netns: n.host ? '' : (n.name ?? `inode:${n.inode}`),
+    pod_namespace: n.pod?.namespace ?? '',
+    pod: n.pod?.name ?? '',
+  };
+}
+
+/**
+ * Registers the node-wide metrics of an AllNamespacesMonitor in `options.registry`: the same
+ * names as registerConntrackMetrics, one series per namespace, labelled by namespaceLabels().
+ * The label sets stay bounded: a namespace that is gone leaves the next scrape at once.
+ * Returns the metric names.
+ */
+export function registerAllNamespacesMetrics(
+  monitor: AllNamespacesMonitor,
+  options: ConntrackMetricsOptions,
+): string[] {
+  const prefix = checkedPrefix('registerAllNamespacesMetrics', options);
+  const monitorPrefix = options.monitorPrefix ?? 'conntrack_monitor_';
+  const names: string[] = [];
+  const define = definer<NamespaceReport>(
+    options,
+    prefix,
+    ['netns', 'pod_namespace', 'pod'],
+    () =>
+      (monitor.latest?.namespaces ?? [])
+        .filter((n) => n.error === null)
+        .map((n) => ({ labels: namespaceLabels(n), source: n })),
+    names,
+  );
+  defineTableMetrics(define, monitorPrefix);
   return names;
 }
 

@@ -1,11 +1,12 @@
 /**
- * Loads the addon and types its contract. The shapes here mirror native/binding.cc, the only
- * Node-API file; nothing else in src/ touches the addon.
+ * Loads the addon and types its contract. The shapes here mirror native/binding/, the only
+ * Node-API files; nothing else in src/ touches the addon.
  */
 import * as path from 'node:path';
 import type { NativeErrorLike } from './errors.js';
 
-export interface RawSample {
+/** One interval's counters (native/binding/convert.cc interval_to_js). */
+export interface RawInterval {
   endWallMs: number;
   durationNs: number;
   final: boolean;
@@ -17,6 +18,18 @@ export interface RawSample {
   totals: number[];
   entries: number | null;
   max: number | null;
+  eventsReceived: number;
+  eventsUpdates: number;
+  eventsUpdatesTotal: number;
+  eventsLost: number;
+  eventsLostTotal: number;
+  /** When a loss was first seen (CLOCK_REALTIME ms): in this interval, and since start. */
+  firstLossWallMs: number | null;
+  firstLossEverWallMs: number | null;
+  malformedTotal: number;
+}
+
+export interface RawSample extends RawInterval {
   buckets: number | null;
   eventsMode: number | null;
   socketTimeWait: number | null;
@@ -29,15 +42,6 @@ export interface RawSample {
   resyncs: number;
   lastResyncMs: number | null;
   tableBytes: number;
-  eventsReceived: number;
-  eventsUpdates: number;
-  eventsUpdatesTotal: number;
-  eventsLost: number;
-  eventsLostTotal: number;
-  /** When a loss was first seen (CLOCK_REALTIME ms): in this interval, and since start. */
-  firstLossWallMs: number | null;
-  firstLossEverWallMs: number | null;
-  malformedTotal: number;
   /** On the eBPF event path: what the kernel's filter did (cumulative); null otherwise. */
   eventProgram: {
     /** Messages it queued to user space. */
@@ -81,6 +85,54 @@ export interface NativeMonitor {
     /** Why not 'ebpf' (one line); null on the eBPF path. */
     eventsPathReason: string | null;
   };
+}
+
+/** How a namespace's events are counted: in the kernel (eBPF), or from the classic filter's headers. */
+export type CountingPath = 'ebpf' | 'filter';
+
+/** One namespace's interval in a node report. */
+export interface RawNamespaceInterval extends RawInterval {
+  /** The id given to add(). */
+  id: number;
+  counting: CountingPath;
+  /** The in-kernel counter could not be read: insert and delete are null this interval. */
+  counterFailed: boolean;
+  /** nf_conntrack_events of the namespace; null when unreadable. */
+  eventsMode: number | null;
+}
+
+export type NodeRecord =
+  | {
+      type: 'opened';
+      id: number;
+      ok: boolean;
+      counting: CountingPath;
+      /** Why the in-kernel counter is not used, on the filter path. */
+      fallbackReason: string | null;
+      receiveBufferBytes: number;
+      error: (Error & NativeErrorLike) | null;
+    }
+  | { type: 'report'; final: boolean; droppedRecords: number; namespaces: RawNamespaceInterval[] }
+  | { type: 'error'; id: number; error: Error & NativeErrorLike };
+
+export interface NativeNodeMonitorOptions {
+  intervalMs: number;
+  receiveBufferBytes: number;
+  counting: 'auto' | CountingPath;
+}
+
+/** One reader thread for every namespace of the node (native/ctnetlink/node_monitor.h). */
+export interface NativeNodeMonitor {
+  /** Starts the reader thread (no namespace yet); throws (errno, syscall, context) if it cannot. */
+  start(): void;
+  /** Stops it and returns the records not yet delivered (the final report). */
+  stop(): NodeRecord[];
+  /** Queues opening the namespace at `path` (checked to have inode `inode`); answered by an 'opened' record. */
+  add(id: number, path: string, inode: number): void;
+  /** Queues closing a namespace's sockets. */
+  remove(id: number): void;
+  ref(): void;
+  unref(): void;
 }
 
 /** One table snapshot on a thread of its own (native/binding/snapshot_binding.cc). */
@@ -150,6 +202,10 @@ export interface NativeBinding {
   /** Benchmarks: hold BPF_ENABLE_STATS so run counts and times accumulate (false releases it). */
   _bpfRunTimeStats(on: boolean): void;
   NativeMonitor: new (options: NativeMonitorOptions, onRecords: (records: NativeRecord[]) => void) => NativeMonitor;
+  NativeNodeMonitor: new (
+    options: NativeNodeMonitorOptions,
+    onRecords: (records: NodeRecord[]) => void,
+  ) => NativeNodeMonitor;
   NativeSnapshot: new (options: {
     netnsPath: string | null;
     limit: number;
@@ -158,6 +214,7 @@ export interface NativeBinding {
   }) => NativeSnapshot;
   counterNames: string[];
   _decode(buffer: Buffer): Record<string, unknown>[];
+  _classifyHeader(buffer: Buffer): 'new' | 'destroy' | 'other';
   _aggregate(steps: object[]): RawSample[];
   _table(steps: object[]): Record<string, unknown>[];
   _liveMonitors(): number;

@@ -7,6 +7,7 @@
  * Only an object's own properties are read: a value inherited through the prototype (an
  * options object made with Object.create(defaults), or a polluted Object.prototype) is ignored.
  */
+import { DEFAULT_RUNTIME_ROOTS } from './host/pods.js';
 import type { PressureThresholds } from './pressure.js';
 import type { BackendName, ConntrackMonitorOptions } from './types.js';
 
@@ -29,6 +30,10 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   resyncIntervalMs: '--resync-interval',
   backend: '--backend',
   topFlows: '--top',
+  trackStates: '--track-states',
+  counting: '--counting',
+  containerdRoot: '--containerd-root',
+  crioRoot: '--crio-root',
   limit: '--limit',
 };
 
@@ -117,6 +122,90 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
     backend: oneOf('backend', o.backend, 'auto', BACKENDS),
     pressure: resolvePressure(o.pressure),
     snapshotOnPressure: resolveSnapshotOnPressure(o.snapshotOnPressure),
+  };
+}
+
+/** AllNamespacesMonitor's options after validation. */
+export interface ResolvedAllNamespacesOptions {
+  intervalMs: number;
+  receiveBufferBytes: number;
+  resyncIntervalMs: number;
+  rediscoverMs: number;
+  counting: 'auto' | 'ebpf' | 'filter';
+  trackStates: string[];
+  containerdRoot: string | null;
+  crioRoot: string | null;
+}
+
+const ALL_NAMESPACES_OPTIONS = [
+  'intervalMs',
+  'receiveBufferBytes',
+  'resyncIntervalMs',
+  'rediscoverMs',
+  'counting',
+  'trackStates',
+  'containerdRoot',
+  'crioRoot',
+  'backend',
+] as const;
+const POD_REF = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}\/[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+export const MAX_TRACKED_NAMESPACES = 64;
+/**
+ * Names under /var/run/netns are seen at once (a directory watch); a namespace that only a
+ * process holds is found by this scan, and with 1 s reports shows within 5 s of its creation.
+ */
+export const DEFAULT_REDISCOVER_MS = 4000;
+
+/**
+ * Validates AllNamespacesMonitor's options (AllNamespacesOptions); throws an OptionError naming
+ * the option at fault. `backend` is accepted for compatibility: the node monitor reads
+ * ctnetlink, so only 'auto' and 'netlink' mean anything.
+ */
+export function resolveAllNamespacesOptions(options: unknown = {}): ResolvedAllNamespacesOptions {
+  const o = ownOptions('options', options, ALL_NAMESPACES_OPTIONS);
+  oneOf('backend', o.backend, 'auto', ['auto', 'netlink'] as const);
+  const tracked = o.trackStates ?? [];
+  if (!Array.isArray(tracked) || tracked.length > MAX_TRACKED_NAMESPACES) {
+    throw new OptionError(
+      'trackStates',
+      `must be an array of at most ${MAX_TRACKED_NAMESPACES} names, got ${describe(tracked)}`,
+    );
+  }
+  for (const name of tracked as unknown[]) {
+    if (typeof name !== 'string' || !(POD_REF.test(name) || (NETNS_NAME.test(name) && name.length <= 255))) {
+      throw new OptionError(
+        'trackStates',
+        `entries are names under /var/run/netns or pods as NAMESPACE/NAME, got ${describe(name)}`,
+      );
+    }
+  }
+  const root = (name: 'containerdRoot' | 'crioRoot', fallback: string | null): string | null => {
+    const value = o[name];
+    if (value === undefined) return fallback;
+    if (value === null) return null;
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+    if (typeof value !== 'string' || !value.startsWith('/') || /[\u0000-\u001f\u007f]/.test(value)) {
+      throw new OptionError(name, `must be an absolute path or null, got ${describe(value)}`);
+    }
+    return value;
+  };
+  return {
+    intervalMs: integerIn('intervalMs', o.intervalMs, DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE),
+    receiveBufferBytes: integerIn(
+      'receiveBufferBytes',
+      o.receiveBufferBytes,
+      DEFAULT_RECEIVE_BUFFER_BYTES,
+      RECEIVE_BUFFER_RANGE,
+    ),
+    resyncIntervalMs:
+      o.resyncIntervalMs === 0
+        ? 0
+        : integerIn('resyncIntervalMs', o.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
+    rediscoverMs: integerIn('rediscoverMs', o.rediscoverMs, DEFAULT_REDISCOVER_MS, [100, 86_400_000]),
+    counting: oneOf('counting', o.counting, 'auto', ['auto', 'ebpf', 'filter'] as const),
+    trackStates: [...(tracked as string[])],
+    containerdRoot: root('containerdRoot', DEFAULT_RUNTIME_ROOTS.containerd),
+    crioRoot: root('crioRoot', DEFAULT_RUNTIME_ROOTS.crio),
   };
 }
 

@@ -5,7 +5,7 @@
  * every derived null its reason, and shapes the public ConntrackSample. Runs once per interval.
  */
 import { errnoName } from './errors.js';
-import type { RawSample } from './native.js';
+import type { RawInterval, RawSample } from './native.js';
 import {
   COUNTER_NAMES,
   PROTOCOL_NAMES,
@@ -91,41 +91,19 @@ export interface NetlinkContext {
   eventsPathReason: string | null;
 }
 
-const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kernel sends no conntrack events';
+export const EVENTS_OFF = 'nf_conntrack_events is 0 in this namespace: the kernel sends no conntrack events';
 
 /** The parts of a native (ctnetlink) interval, with the reasons only the native side knows. */
 export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
   const eventsOff = raw.eventsMode === 0;
-  const unavailable: Partial<Record<string, string>> = {};
-  const statsFailed = `the conntrack statistics request failed in this interval (${errnoName(raw.statsError)})`;
-  const counts = {} as CounterSet;
-  const totals = {} as CounterSet;
-  // insert and delete count NEW and DESTROY events: where events were lost, some of the lost
-  // ones were NEW or DESTROY (the kernel does not say which), so the count would be short. On
-  // the eBPF path the kernel's filter counts every event before it is queued: loss of what it
-  // queues takes nothing from them.
-  const countedInKernel = ctx.eventsPath === 'ebpf';
-  const lostNow = !countedInKernel && raw.eventsLost > 0 ? lostInInterval(raw, ctx.receiveBufferBytes) : null;
-  const lostEver = !countedInKernel && raw.eventsLostTotal > 0 ? lostSinceStart(raw) : null;
-  COUNTER_NAMES.forEach((name, i) => {
-    const fromEvents = name === 'insert' || name === 'delete';
-    const countReason = fromEvents ? (eventsOff ? EVENTS_OFF : lostNow) : null;
-    const totalReason = fromEvents ? (eventsOff ? EVENTS_OFF : lostEver) : null;
-    counts[name] = countReason === null ? (raw.counts[i] ?? null) : null;
-    totals[name] = totalReason === null ? (raw.totals[i] ?? 0) : null;
-    if (totalReason !== null) unavailable[`totals.${name}`] = totalReason;
-    if (counts[name] !== null) return;
-    unavailable[`counts.${name}`] =
-      countReason ??
-      (fromEvents
-        ? "the eBPF event filter's counters could not be read in this interval; the next sample includes its counts"
-        : raw.kernelStatsOk
-          ? `this kernel does not report ${kernelStatName(name)}`
-          : `${statsFailed}; the next sample includes its changes`);
-    if (totals[name] === null) unavailable[`totals.${name}`] ??= unavailable[`counts.${name}`];
-  });
-  if (raw.entries === null) unavailable.entries = statsFailed;
-  if (raw.max === null) unavailable.max = statsFailed;
+  // On the eBPF path the kernel's filter counts every event before it is queued: loss of what
+  // it queues takes nothing from insert and delete.
+  const { counts, totals, unavailable } = intervalCounters(
+    raw,
+    eventsOff ? EVENTS_OFF : null,
+    ctx.receiveBufferBytes,
+    ctx.eventsPath === 'ebpf',
+  );
   if (raw.buckets === null) unavailable.buckets = '/proc/sys/net/netfilter/nf_conntrack_buckets is not readable';
   if (raw.socketTimeWait === null) unavailable.socketTimeWait = '/proc/net/sockstat has no TCP line';
   if (raw.timeWaitTimeout === null) {
@@ -180,18 +158,65 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
   };
 }
 
+/**
+ * The counts and totals of one native interval (a single monitor's, or one namespace's in a
+ * node report), with the reason for each null, and for null entries and max.
+ * `eventsUnknown`: why insert and delete cannot be known (the kernel sends no events), or null.
+ * insert and delete count NEW and DESTROY events: where events were lost, some of the lost ones
+ * were NEW or DESTROY (the kernel does not say which), so the interval's count is null, and the
+ * total from the first loss on.
+ */
+export function intervalCounters(
+  raw: RawInterval,
+  eventsUnknown: string | null,
+  receiveBufferBytes: number,
+  countedBeforeQueue = false,
+): { counts: CounterSet; totals: CounterSet; unavailable: Partial<Record<string, string>> } {
+  // Once per interval per namespace on a node: no closure, and the failure texts only when used.
+  const unavailable: Partial<Record<string, string>> = {};
+  const statsFailed = () => `the conntrack statistics request failed in this interval (${errnoName(raw.statsError)})`;
+  // insert and delete count NEW and DESTROY events: where events were lost, some of the lost
+  // ones were NEW or DESTROY (the kernel does not say which), so the count would be short;
+  // unless they were counted before the queue (countedBeforeQueue: the eBPF event path).
+  const lostNow = !countedBeforeQueue && raw.eventsLost > 0 ? lostInInterval(raw, receiveBufferBytes) : null;
+  const lostEver = !countedBeforeQueue && raw.eventsLostTotal > 0 ? lostSinceStart(raw) : null;
+  const counts = {} as CounterSet;
+  const totals = {} as CounterSet;
+  for (let i = 0; i < COUNTER_NAMES.length; i++) {
+    const name = COUNTER_NAMES[i]!;
+    const fromEvents = name === 'insert' || name === 'delete';
+    const countReason = fromEvents ? (eventsUnknown ?? lostNow) : null;
+    const totalReason = fromEvents ? (eventsUnknown ?? lostEver) : null;
+    counts[name] = countReason === null ? (raw.counts[i] ?? null) : null;
+    totals[name] = totalReason === null ? (raw.totals[i] ?? 0) : null;
+    if (totalReason !== null) unavailable[`totals.${name}`] = totalReason;
+    if (counts[name] !== null) continue;
+    unavailable[`counts.${name}`] =
+      countReason ??
+      (fromEvents
+        ? 'the in-kernel event counter could not be read in this interval; the next one includes its events'
+        : raw.kernelStatsOk
+          ? `this kernel does not report ${kernelStatName(name)}`
+          : `${statsFailed()}; the next sample includes its changes`);
+    if (totals[name] === null) unavailable[`totals.${name}`] ??= unavailable[`counts.${name}`];
+  }
+  if (raw.entries === null) unavailable.entries = statsFailed();
+  if (raw.max === null) unavailable.max = statsFailed();
+  return { counts, totals, unavailable };
+}
+
 function clock(wallMs: number | null): string {
   return wallMs === null ? '?' : new Date(wallMs).toISOString().slice(11, 23);
 }
 
-function lostInInterval(raw: RawSample, receiveBufferBytes: number): string {
+function lostInInterval(raw: RawInterval, receiveBufferBytes: number): string {
   return (
     `${raw.eventsLost} events lost in this interval (from ${clock(raw.firstLossWallMs)} UTC): the event ` +
     `socket's receive buffer (${receiveBufferBytes} bytes) was full; NEW and DESTROY among them were not counted`
   );
 }
 
-function lostSinceStart(raw: RawSample): string {
+function lostSinceStart(raw: RawInterval): string {
   const since = raw.firstLossEverWallMs === null ? 'start' : new Date(raw.firstLossEverWallMs).toISOString();
   return `${raw.eventsLostTotal} events lost since ${since}: NEW and DESTROY among them were not counted (events.newTotal and events.destroyTotal count those received)`;
 }

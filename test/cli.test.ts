@@ -90,6 +90,15 @@ describe('conntrack-monitor CLI usage', () => {
     [['--netns', 'a\nb'], /--netns must not contain control characters, got "a\\nb"/],
     [['--backend', 'x\ny'], /--backend must be one of auto, netlink, proc, got "x\\ny"/],
     [['extra'], /Unexpected argument 'extra'/],
+    [['--track-states', 'a'], /--track-states needs --all-namespaces/],
+    [['--all-namespaces', '--netns', 'a'], /--all-namespaces and --netns exclude each other/],
+    [['--all-namespaces', '--backend', 'proc'], /--all-namespaces reads ctnetlink: --backend proc does not apply/],
+    [['--all-namespaces', '--counting', 'bogus'], /--counting must be one of auto, ebpf, filter, got "bogus"/],
+    [
+      ['--all-namespaces', '--track-states', 'a/b/c'],
+      /--track-states entries are names under \/var\/run\/netns or pods/,
+    ],
+    [['--all-namespaces', '--crio-root', 'relative'], /--crio-root must be an absolute path or null/],
   ])('%j gives a one-line error and exits 2', async (args, message) => {
     const run = await runCli(args as string[]);
     expect(run.code).toBe(2);

@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { ConntrackMonitor, DropMonitor, registerConntrackMetrics, registerDropMetrics } from '../dist/index.js';
+import {
+  AllNamespacesMonitor,
+  ConntrackMonitor,
+  DropMonitor,
+  registerAllNamespacesMetrics,
+  registerConntrackMetrics,
+  registerDropMetrics,
+} from '../dist/index.js';
 
 const DEPLOY = join(__dirname, '..', 'deploy');
 const registry = new Registry();
@@ -16,6 +23,7 @@ const exposed = new Set([
   ...registerConntrackMetrics(new ConntrackMonitor(), { registry }),
   ...registerDropMetrics(new DropMonitor(), { registry }),
 ]);
+const nodeWide = new Set(registerAllNamespacesMetrics(new AllNamespacesMonitor(), { registry: new Registry() }));
 /** The exporter's metric names in a text: the kernel's (nf_conntrack_*) and its own (conntrack_monitor_*). */
 const namesIn = (text: string) => new Set(text.match(/(?<![a-z_])(?:nf_conntrack|conntrack_monitor)_[a-z_]+\b/g) ?? []);
 const promtool = (...args: string[]) =>
@@ -34,9 +42,15 @@ describe('deploy examples', () => {
     const used = namesIn(exprs);
     expect(used.size).toBeGreaterThanOrEqual(5);
     for (const name of used) expect(exposed, `${name} in alerts.yml`).toContain(name);
+    // Every rule but the TIME_WAIT one (which needs --track-states there) and the forecast
+    // (one namespace's) works node-wide.
+    for (const name of used)
+      if (!['nf_conntrack_entries_by_state', 'nf_conntrack_time_to_full_seconds'].includes(name))
+        expect(nodeWide, name).toContain(name);
+    expect(rules).toMatch(/\$labels\.pod_namespace \}\}\/\{\{ \$labels\.pod \}\}/);
     // The exporter's own counter, not a kernel conntrack metric.
     expect(used).toContain('conntrack_monitor_events_lost_total');
-    expect(promtool('check', 'rules', 'alerts.yml')).toMatch(/SUCCESS: 6 rules found/);
+    expect(promtool('check', 'rules', 'alerts.yml')).toMatch(/SUCCESS: 7 rules found/);
     expect(promtool('test', 'rules', 'alerts.test.yml')).toMatch(/SUCCESS/);
   });
 
@@ -63,6 +77,11 @@ describe('deploy examples', () => {
     const used = namesIn(exprs);
     expect(used.size).toBeGreaterThanOrEqual(10);
     for (const name of used) expect(exposed, `${name} in dashboard.json`).toContain(name);
+    const titles = dashboard.panels.map((p: Panel) => p.title).join('\n');
+    expect(titles).toMatch(/Top namespaces by table fill/);
+    expect(titles).toMatch(/Table-full drops and insert races per namespace/);
+    expect(exprs).toMatch(/topk\(10, nf_conntrack_entries\{/);
+    expect(exprs).toMatch(/sum by \(instance, netns, pod_namespace, pod\) \(rate\(nf_conntrack_stat_drop_total/);
     // promtool parses every panel's query (as a recording rule).
     const dir = mkdtempSync(join(tmpdir(), 'ctmon-dashboard-'));
     try {
@@ -113,12 +132,17 @@ tests:
     }
   });
 
-  it('the DaemonSet runs in the host namespace with NET_ADMIN and is scraped by annotation', () => {
+  it('the DaemonSet serves every namespace of the node, with what that needs, and is scraped by annotation', () => {
     const yaml = readFileSync(join(DEPLOY, 'kubernetes', 'daemonset.yaml'), 'utf8');
     expect(yaml).toMatch(/hostNetwork: true/);
-    expect(yaml).toMatch(/add: \["NET_ADMIN"\]/);
+    expect(yaml).toMatch(/hostPID: true/);
+    expect(yaml).toMatch(/add: \["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "BPF"\]/);
     expect(yaml).toMatch(/prometheus\.io\/scrape: "true"/);
     expect(yaml).toMatch(/prometheus\.io\/port: "9465"/);
-    expect(yaml).toMatch(/args: \["serve", "--listen", "\$\(NODE_IP\):9465"\]/);
+    expect(yaml).toMatch(/args: \["serve", "--all-namespaces", "--listen", "\$\(NODE_IP\):9465"\]/);
+    // The runtimes' state read-only, where the defaults of --containerd-root and --crio-root look.
+    expect(yaml).toMatch(/mountPath: \/var\/run\/netns, readOnly: true, mountPropagation: HostToContainer/);
+    expect(yaml).toMatch(/mountPath: \/run\/containerd\/io\.containerd\.runtime\.v2\.task, readOnly: true/);
+    expect(yaml).toMatch(/mountPath: \/run\/containers\/storage, readOnly: true/);
   });
 });

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
 import { LiveView, renderLiveView } from '../dist/cli/live-view.js';
 import { evaluateCheck } from '../dist/cli/commands/check.js';
+import { formatNamespacesReport } from '../dist/cli/format.js';
+import type { NamespaceReport } from '../dist/index.js';
 import { formatSampleLine } from '../dist/cli/format.js';
 import { sample } from './helpers/sample';
 
@@ -211,5 +213,136 @@ describe('check evaluation (monitoring-plugins)', () => {
     // A count within the observation window, not a counter: no 'c' unit.
     expect(r.line).toMatch(/ drops=7;;;0 /);
     expect(evaluateCheck([sample({ entries: null })], 75, 90)).toMatchObject({ code: 3 });
+  });
+});
+
+describe('node-wide view (--all-namespaces)', () => {
+  const counters = (v: number | null) =>
+    Object.fromEntries(
+      [
+        'insert',
+        'delete',
+        'drop',
+        'earlyDrop',
+        'insertFailed',
+        'invalid',
+        'icmpError',
+        'clashResolve',
+        'chainTooLong',
+        'searchRestart',
+      ].map((k) => [k, v]),
+    ) as NamespaceReport['counts'];
+  const row = (over: Partial<NamespaceReport>): NamespaceReport => ({
+    inode: 4026532000,
+    name: null,
+    pid: null,
+    host: false,
+    pod: null,
+    intervalMs: 1000,
+    entries: 10,
+    max: 262144,
+    fill: 10 / 262144,
+    counts: counters(0),
+    rates: counters(0),
+    totals: counters(0),
+    events: {
+      counting: 'ebpf',
+      countingFallback: null,
+      received: 0,
+      lost: 0,
+      lostTotal: 0,
+      lostSince: null,
+      newTotal: 0,
+      destroyTotal: 0,
+      malformedTotal: 0,
+      receiveBufferBytes: 0,
+    },
+    timeWait: null,
+    tcpStates: null,
+    protocols: null,
+    drops: 0,
+    dropRate: 0,
+    inserts: 0,
+    insertRate: 0,
+    totalDrops: 0,
+    source: 'netlink',
+    error: null,
+    unavailable: {},
+    ...over,
+  });
+
+  it('names pods by namespace/name, fullest table first, with drop and insert-race rates', () => {
+    const text = formatNamespacesReport({
+      time: '2026-11-29T22:18:21.000Z',
+      intervalMs: 1000,
+      final: false,
+      namespaces: [
+        row({ host: true, inode: 4026531833, pid: 1, entries: 120, fill: 120 / 262144 }),
+        row({
+          name: 'cni-3c6f9a1e',
+          inode: 4026532453,
+          pod: { namespace: 'shop', name: 'web-7d9f8b6c5-x2x9q', uid: 'u' },
+          entries: 262144,
+          fill: 1,
+          rates: { ...counters(0), drop: 310, insertFailed: 2.5, insert: 320 },
+        }),
+        row({
+          name: 'blue',
+          inode: 4026532527,
+          error: 'enter network namespace: Operation not permitted',
+          fill: null,
+          entries: null,
+          events: null,
+        }),
+      ],
+    });
+    const lines = text.split('\n');
+    expect(lines[0]).toBe('22:18:21  3 network namespaces, 1 of them pods  nf_conntrack_max 262144');
+    expect(lines[1]).toMatch(/^ {2}POD \/ NETNS +INODE +PID +ENTRIES +MAX +FILL +DROP +INS_FAIL +INSERT +LOST$/);
+    expect(lines[2]).toMatch(
+      /^ {2}shop\/web-7d9f8b6c5-x2x9q +4026532453 +- +262144 +262144 +100\.0% +310\/s +2\.5\/s +320\/s +0$/,
+    );
+    expect(lines[3]).toMatch(/^ {2}\(host\) +4026531833 +1 +120 /);
+    expect(lines[4]).toMatch(/^ {2}blue +4026532527 +- +error /);
+    expect(lines[5]).toBe('  blue (4026532527): enter network namespace: Operation not permitted');
+  });
+
+  it('fits every width from 60 to 200 columns: titles cut with …, then INODE/PID, MAX and LOST give way', () => {
+    const report = {
+      time: '2026-11-29T22:18:21.000Z',
+      intervalMs: 1000,
+      final: false,
+      namespaces: [
+        row({ host: true, inode: 4026531833, pid: 1, entries: 120, fill: 120 / 262144 }),
+        row({
+          name: 'cni-77ab01',
+          inode: 4026532611,
+          pid: 28036,
+          pod: { namespace: 'kube-system', name: 'coredns-5d78c9869d-4xk2p', uid: 'u' },
+          entries: 4210,
+          fill: 4210 / 262144,
+        }),
+        row({
+          name: 'blue',
+          inode: 4026532527,
+          error: 'enter network namespace: Operation not permitted',
+          events: null,
+        }),
+      ],
+    };
+    const full = formatNamespacesReport(report);
+    const fullWidth = Math.max(...full.split('\n').map((l) => [...l].length));
+    for (let width = 60; width <= 200; width++) {
+      const text = formatNamespacesReport(report, width);
+      const lines = text.split('\n');
+      for (const line of lines) expect([...line].length, `${width}: ${line}`).toBeLessThanOrEqual(width);
+      if (width >= fullWidth) expect(text).toBe(full);
+      expect(text).toMatch(/kube-system\/cor/); // the pod's name, cut at worst to 16 columns
+      expect(text).toMatch(/ENTRIES .*FILL +DROP +INS_FAIL +INSERT/);
+      expect(text.replace(/\n +/g, ' ')).toMatch(
+        /blue \(4026532527\): enter network namespace: Operation not permitted/,
+      );
+    }
+    console.info(`node view at 60 columns:\n${formatNamespacesReport(report, 60)}`);
   });
 });

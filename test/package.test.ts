@@ -35,6 +35,7 @@ describe('package entry points', () => {
         'listNamespaces',
         'parseRecording',
         'record',
+        'registerAllNamespacesMetrics',
         'registerConntrackMetrics',
         'registerDropMetrics',
         'registerTopMetrics',

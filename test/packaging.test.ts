@@ -112,6 +112,8 @@ describe('npm package', () => {
           how = Array.isArray(await value()) ? 'namespaces' : 'not an array';
         } else if (name === 'registerConntrackMetrics') {
           how = value(new m.ConntrackMonitor(), { registry: new Registry() }).length + ' metrics';
+        } else if (name === 'registerAllNamespacesMetrics') {
+          how = value(new m.AllNamespacesMonitor(), { registry: new Registry() }).length + ' metrics';
         } else if (name === 'adviseTuning') {
           const env = { max: 1000, buckets: 1000, timeWaitTimeout: 120, entryBytes: 320, memoryBytes: 2 ** 30 };
           how = value([], env).notes.join(' ');

@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import {
+  AllNamespacesMonitor,
   ConntrackMonitor,
   DropMonitor,
+  registerAllNamespacesMetrics,
   registerConntrackMetrics,
   registerDropMetrics,
   registerTopMetrics,
@@ -48,6 +50,33 @@ describe('README', () => {
     expect(rows).toEqual(known);
   });
 
+  it('lists every option of AllNamespacesMonitor in its options table', () => {
+    let known: string[] = [];
+    try {
+      new AllNamespacesMonitor({ bogus: 1 } as never);
+    } catch (err) {
+      known = /\(known: ([^)]+)\)/.exec((err as Error).message)![1]!.split(', ');
+    }
+    const rows = table('| AllNamespacesMonitor option | default | meaning |').map((r) => /^\| `(\w+)`/.exec(r)?.[1]);
+    console.info(`node-wide options table: ${rows.join(', ')} (the library knows ${known.join(', ')})`);
+    expect(known.length).toBeGreaterThanOrEqual(8);
+    expect([...rows].sort()).toEqual([...known].sort());
+  });
+
+  it('names every node-wide flag of watch and serve', () => {
+    const synopsis = /## CLI\n\n```\n([\s\S]*?)```/.exec(readme)![1]!;
+    expect(synopsis).toMatch(/^conntrack-monitor --all-namespaces /m);
+    expect(synopsis).toMatch(/^conntrack-monitor serve .*--all-namespaces/m);
+    for (const command of ['watch', 'serve']) {
+      const help = execFileSync(process.execPath, [CLI, command, '--help'], { encoding: 'utf8' });
+      const flags = [...new Set(help.match(/--(?:all-namespaces|track-states|counting|containerd-root|crio-root)\b/g))];
+      expect(flags.sort(), command).toEqual(
+        ['--all-namespaces', '--containerd-root', '--counting', '--crio-root', '--track-states'].sort(),
+      );
+      for (const flag of flags) expect(readme, flag).toContain(flag);
+    }
+  });
+
   it('has every command in the CLI synopsis, and serve --drops', () => {
     const help = execFileSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
     const commands = /Other commands: ([^(]+)\(/.exec(help.replace(/\s+/g, ' '))![1]!.trim().split(', ');
@@ -67,6 +96,7 @@ describe('README', () => {
       ...registerConntrackMetrics(monitor, { registry }),
       ...registerTopMetrics(monitor, { registry }),
       ...registerDropMetrics(new DropMonitor(), { registry }),
+      ...registerAllNamespacesMetrics(new AllNamespacesMonitor(), { registry: new Registry() }),
     ];
     const documented = table('| metric | type | from | node_exporter |').join('\n');
     // `nf_conntrack_stat_{drop,early_drop,...}_total` rows stand for their names.

@@ -11,6 +11,9 @@ namespace ctmon_binding {
 Napi::Function define_native_monitor(Napi::Env env);
 int live_native_monitors();  // NativeMonitor objects not yet destroyed (lifecycle tests)
 
+// node_monitor_binding.cc: one reader thread for every namespace of the node.
+Napi::Function define_native_node_monitor(Napi::Env env);
+
 // snapshot_binding.cc: NativeSnapshot, one table snapshot (src/top.ts).
 Napi::Function define_native_snapshot(Napi::Env env);
 int live_native_snapshots();  // NativeSnapshot objects not yet destroyed (lifecycle tests)
@@ -18,8 +21,8 @@ int live_native_snapshots();  // NativeSnapshot objects not yet destroyed (lifec
 // drop_probe_binding.cc: NativeDropProbe, dropProbeAvailable, _bpfRunTimeStats.
 void export_drop_probe(Napi::Env env, Napi::Object exports);
 
-// test_hooks.cc: _decode, _aggregate, _table, _eventProgram, _groupSnapshot, _injectFaults,
-// _liveMonitors, _liveSnapshots.
+// test_hooks.cc: _decode, _classifyHeader, _aggregate, _table, _eventProgram, _groupSnapshot,
+// _injectFaults, _liveMonitors, _liveSnapshots.
 void export_test_hooks(Napi::Env env, Napi::Object exports);
 
 }  // namespace ctmon_binding

@@ -13,9 +13,7 @@ napi_value table_counts_to_js(JsWriter& w, const ctmon::TableCounts& c) {
   return o;
 }
 
-napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
-                        const ctmon::TableSnapshot& table, const ctmon::NamespaceSettings& settings,
-                        uint64_t dropped_records) {
+napi_value interval_to_js(JsWriter& w, const ctmon::IntervalSample& s) {
   napi_value o = w.object();
   w.set(o, "endWallMs", w.number(static_cast<double>(s.end_wall_ms)));
   w.set(o, "durationNs", w.number(static_cast<double>(s.duration_ns)));
@@ -33,6 +31,23 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "totals", totals);
   w.set(o, "entries", w.nullable(s.has_entries, s.entries));
   w.set(o, "max", w.nullable(s.has_max, s.max));
+  w.set(o, "eventsUpdates", w.number(static_cast<double>(s.events_updates)));
+  w.set(o, "eventsUpdatesTotal", w.number(static_cast<double>(s.events_updates_total)));
+  w.set(o, "firstLossWallMs",
+        w.nullable(s.first_loss_wall_ms >= 0, static_cast<double>(s.first_loss_wall_ms)));
+  w.set(o, "firstLossEverWallMs",
+        w.nullable(s.first_loss_ever_wall_ms >= 0, static_cast<double>(s.first_loss_ever_wall_ms)));
+  w.set(o, "eventsReceived", w.number(static_cast<double>(s.events_received)));
+  w.set(o, "eventsLost", w.number(static_cast<double>(s.events_lost)));
+  w.set(o, "eventsLostTotal", w.number(static_cast<double>(s.events_lost_total)));
+  w.set(o, "malformedTotal", w.number(static_cast<double>(s.malformed_total)));
+  return o;
+}
+
+napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
+                        const ctmon::TableSnapshot& table, const ctmon::NamespaceSettings& settings,
+                        uint64_t dropped_records) {
+  napi_value o = interval_to_js(w, s);
   w.set(o, "buckets", w.nullable(settings.buckets >= 0, static_cast<double>(settings.buckets)));
   w.set(o, "eventsMode",
         w.nullable(settings.events_mode >= 0, static_cast<double>(settings.events_mode)));
@@ -47,16 +62,6 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "resyncs", w.number(static_cast<double>(table.resyncs)));
   w.set(o, "lastResyncMs", w.nullable(table.last_resync_ms >= 0, table.last_resync_ms));
   w.set(o, "tableBytes", w.number(static_cast<double>(table.memory_bytes)));
-  w.set(o, "eventsUpdates", w.number(static_cast<double>(s.events_updates)));
-  w.set(o, "eventsUpdatesTotal", w.number(static_cast<double>(s.events_updates_total)));
-  w.set(o, "firstLossWallMs",
-        w.nullable(s.first_loss_wall_ms >= 0, static_cast<double>(s.first_loss_wall_ms)));
-  w.set(o, "firstLossEverWallMs",
-        w.nullable(s.first_loss_ever_wall_ms >= 0, static_cast<double>(s.first_loss_ever_wall_ms)));
-  w.set(o, "eventsReceived", w.number(static_cast<double>(s.events_received)));
-  w.set(o, "eventsLost", w.number(static_cast<double>(s.events_lost)));
-  w.set(o, "eventsLostTotal", w.number(static_cast<double>(s.events_lost_total)));
-  w.set(o, "malformedTotal", w.number(static_cast<double>(s.malformed_total)));
   w.set(o, "droppedRecords", w.number(static_cast<double>(dropped_records)));
   const ctmon::EventProgramSnapshot& e = table.event_program;
   if (e.active) {

@@ -16,6 +16,9 @@ namespace ctmon_binding {
 
 napi_value table_counts_to_js(JsWriter& w, const ctmon::TableCounts& c);
 
+// One interval's counters (the part every raw sample shares): src/native.ts RawInterval.
+napi_value interval_to_js(JsWriter& w, const ctmon::IntervalSample& s);
+
 // Raw sample for src/native.ts; the TypeScript layer shapes the public ConntrackSample.
 // `dropped_records`: records the binding had to drop because JS stalled (cumulative).
 napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,

@@ -1,18 +1,18 @@
 // monitor_binding.cc — NativeMonitor: a ctmon::Monitor (native/ctnetlink/monitor.h) for JS.
-// Samples reach JS once per interval through a ThreadSafeFunction, at most one call pending, so
-// the reader thread never waits on JS; if JS stalls for kMaxQueued intervals, further records
-// are dropped and counted (droppedRecords in the next sample).
+// Samples reach JS once per interval through a ThreadSafeFunction and a RecordQueue
+// (record_queue.h), so the reader thread never waits on JS; records dropped because JS stalled
+// are counted (droppedRecords in the next sample).
 #include <napi.h>
 
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "binding/binding.h"
 #include "binding/convert.h"
+#include "binding/record_queue.h"
 #include "ctnetlink/monitor.h"
 
 namespace ctmon_binding {
@@ -149,20 +149,14 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
 
   // Reader thread. At most one TSFN call is pending; JS takes everything queued by then.
   void enqueue(Record&& r) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (queue_.size() >= kMaxQueued) {  // JS has stalled for ~kMaxQueued intervals
-      ++dropped_records_;               // counted, and reported with the next sample
-      return;
-    }
-    queue_.push_back(std::move(r));
-    if (notify_pending_) return;
-    notify_pending_ = true;
+    if (!queue_.push(std::move(r))) return;
     tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
       // While the environment tears down, pending calls run with no env, or with one that
       // can no longer run JS (at any moment, for a terminated worker): plain C calls whose
       // failure just means there is nothing to deliver to. src/backends/netlink.ts never lets
       // a listener's exception reach here (it rethrows them on the next tick).
-      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !has_records()) return;
+      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !queue_.has_records())
+        return;
       JsWriter w(env);
       napi_value records = take_records(w);
       napi_value receiver = w.null();
@@ -170,24 +164,10 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     });
   }
 
-  // JS thread. False (and no call pending any more) when the queue is empty.
-  bool has_records() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!queue_.empty()) return true;
-    notify_pending_ = false;
-    return false;
-  }
-
   // JS thread. Takes the queue; the array is null when JS could not run (w.ok() is false).
   napi_value take_records(JsWriter& w) {
-    std::vector<Record> records;
     uint64_t dropped;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      records.swap(queue_);
-      notify_pending_ = false;
-      dropped = dropped_records_;
-    }
+    std::vector<Record> records = queue_.take(dropped);
     napi_value out = w.array(static_cast<uint32_t>(records.size()));
     for (uint32_t i = 0; i < records.size(); ++i) {
       napi_value o = w.object();
@@ -204,7 +184,6 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     return out;
   }
 
-  static constexpr size_t kMaxQueued = 1024;
   static inline std::atomic<int> live_{0};
   ctmon::MonitorConfig config_;
   std::unique_ptr<ctmon::Monitor> monitor_;
@@ -212,10 +191,7 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
   Napi::ThreadSafeFunction tsfn_;
   Napi::Env::CleanupHook<std::function<void()>> cleanup_;
   bool referenced_ = true;
-  std::mutex mu_;
-  std::vector<Record> queue_;
-  uint64_t dropped_records_ = 0;  // records not queued because JS stalled (under mu_)
-  bool notify_pending_ = false;
+  RecordQueue<Record> queue_;
 };
 
 }  // namespace

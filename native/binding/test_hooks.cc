@@ -1,7 +1,7 @@
 // test_hooks.cc — the addon's test seams, exported with a leading underscore and typed in
 // src/native.ts (never re-exported by the package): the decoder on captured bytes, the
 // aggregator and the tracked table driven with an injected clock, fault injection, and the
-// count of live NativeMonitor objects. JS thread only.
+// count of live NativeMonitor objects, and the node monitor's header classifier. JS thread only.
 #include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <malloc.h>
@@ -17,6 +17,7 @@
 #include "binding/binding.h"
 #include "binding/convert.h"
 #include "ctnetlink/aggregator.h"
+#include "ctnetlink/count_filter.h"
 #include "ctnetlink/decoder.h"
 #include "ctnetlink/snapshot.h"
 #include "ctnetlink/table.h"
@@ -97,6 +98,22 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
     out.Set(n++, o);
   }
   return out;
+}
+
+// _classifyHeader(buffer) -> 'new' | 'destroy' | 'other': what the node monitor's filter path
+// counts a datagram as (count_filter.h), from its first bytes.
+Napi::Value ClassifyHeader(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) throw Napi::TypeError::New(env, "_classifyHeader(buffer)");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  switch (ctmon::classify_event_header(buf.Data(), buf.Length())) {
+    case ctmon::HeaderKind::kNew:
+      return Napi::String::New(env, "new");
+    case ctmon::HeaderKind::kDestroy:
+      return Napi::String::New(env, "destroy");
+    default:
+      return Napi::String::New(env, "other");
+  }
 }
 
 void cpus_from_js(Napi::Value v, std::vector<ctmon::CpuStats>& out) {
@@ -461,6 +478,7 @@ Napi::Value NativeHeapBytes(const Napi::CallbackInfo& info) {
 
 void export_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("_decode", Napi::Function::New(env, Decode, "_decode"));
+  exports.Set("_classifyHeader", Napi::Function::New(env, ClassifyHeader, "_classifyHeader"));
   exports.Set("_aggregate", Napi::Function::New(env, Aggregate, "_aggregate"));
   exports.Set("_table", Napi::Function::New(env, Table, "_table"));
   exports.Set("_groupSnapshot", Napi::Function::New(env, GroupSnapshot, "_groupSnapshot"));

@@ -90,6 +90,16 @@ class Aggregator {
     else if (!count_in_kernel_)
       ++pending_[kind == EventKind::kNew ? kInsert : kDelete];
   }
+  // Events counted elsewhere (an in-kernel counter read once per interval), n at once.
+  void count_events(EventKind kind, uint64_t n) {
+    events_received_ += n;
+    if (kind == EventKind::kNew)
+      pending_[kInsert] += n;
+    else if (kind == EventKind::kDestroy)
+      pending_[kDelete] += n;
+    else
+      events_updates_ += n;
+  }
   void count_malformed() { ++malformed_total_; }
 
   // A reading of the event socket's SK_MEMINFO_DROPS between closes (the monitor takes one

@@ -54,11 +54,6 @@ int64_t clock_ns(clockid_t clock) {
 int64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
 int64_t wall_ms() { return clock_ns(CLOCK_REALTIME) / 1000000; }
 
-uint16_t ctnl_type(uint8_t msg) {
-  const int subsystem = fault_injection().ctnetlink_subsystem.load(std::memory_order_relaxed);
-  return static_cast<uint16_t>(subsystem << 8 | msg);
-}
-
 // An integer from /proc/sys as seen from this thread's netns (sysctls under net/ are per
 // netns and resolved for the reading task), or -1 when unreadable.
 int64_t read_sysctl(const char* path) {
@@ -366,28 +361,11 @@ void Monitor::observe_drops() {
     aggregator_.observe_socket_drops(wall_ms(), drops);
 }
 
-// GET_STATS_CPU (per-CPU counters) and GET_STATS (entries, max), both answered for this
-// socket's netns, plus the event socket's drop count. A failed request leaves its part
+// The kernel's counters for this interval (stats_reader.h); a failed request leaves its part
 // null and its status in stats_status_.
 KernelReading Monitor::read_kernel() {
-  KernelReading reading;
-  size_t count = 0;
-  SysStatus st = request_socket_.request(
-      ctnl_type(IPCTNL_MSG_CT_GET_STATS_CPU), NLM_F_DUMP, AF_UNSPEC, [&](const Message& msg) {
-        if (count == cpu_stats_.size()) cpu_stats_.emplace_back();
-        if (decode_cpu_stats(msg, cpu_stats_[count]) == DecodeStatus::kOk) ++count;
-      });
-  if (st.ok()) {
-    reading.cpus = cpu_stats_.data();
-    reading.cpu_count = count;
-    global_stats_ = GlobalStats{};
-    st = request_socket_.request(
-        ctnl_type(IPCTNL_MSG_CT_GET_STATS), 0, AF_UNSPEC,
-        [&](const Message& msg) { decode_global_stats(msg, global_stats_); });
-    if (st.ok()) reading.global = &global_stats_;
-  }
-  stats_status_ = st;
-  reading.drops_ok = read_socket_drops(event_fd_.get(), reading.socket_drops).ok();
+  KernelReading reading = stats_.read(request_socket_, event_fd_.get());
+  stats_status_ = stats_.status();
   if (info_.ebpf) {
     refresh_kernel_flows();
     reading.event_counts_ok = flows_status_.ok();

@@ -20,6 +20,7 @@
 #include "ctnetlink/aggregator.h"
 #include "ctnetlink/kernel_flows.h"
 #include "ctnetlink/socket.h"
+#include "ctnetlink/stats_reader.h"
 #include "ctnetlink/table.h"
 
 namespace ctmon {
@@ -147,8 +148,7 @@ class Monitor {
   int64_t last_resync_end_ns_ = 0;
   int64_t last_dump_ns_ = 0;  // duration of the latest dump
   std::atomic<bool> stopping_{false};
-  std::vector<CpuStats> cpu_stats_;  // reused every interval
-  GlobalStats global_stats_;
+  StatsReader stats_;           // GET_STATS_CPU + GET_STATS every interval
   SysStatus stats_status_;      // outcome of the last read_kernel()
   bool stats_failing_ = false;  // report a failing stats request once, not every interval
   SysStatus flows_status_;      // outcome of the last kernel_flows_ refresh

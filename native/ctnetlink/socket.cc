@@ -56,11 +56,8 @@ SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocke
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0)
       return SysStatus::from_errno("setsockopt");
   }
-  // Joining ctnetlink groups needs CAP_NET_ADMIN: EPERM here is the permission check.
-  for (size_t i = 0; i < config.group_count; ++i) {
-    st = set_int_option(fd.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, config.groups[i]);
-    if (!st.ok()) return st;
-  }
+  st = join_event_groups(fd.get(), config.groups, config.group_count);
+  if (!st.ok()) return st;
   st = set_int_option(fd.get(), SOL_NETLINK, NETLINK_NO_ENOBUFS, 1);
   if (!st.ok()) return st;
   // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; SO_RCVBUF is capped.
@@ -77,6 +74,19 @@ SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocke
   info.receive_buffer_bytes = effective;
   out = std::move(fd);
   return SysStatus{};
+}
+
+SysStatus join_event_groups(int fd, const unsigned* groups, size_t group_count) {
+  for (size_t i = 0; i < group_count; ++i) {
+    const SysStatus st = set_int_option(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, groups[i]);
+    if (!st.ok()) return st;
+  }
+  return SysStatus{};
+}
+
+uint16_t ctnl_type(uint8_t msg) {
+  const int subsystem = fault_injection().ctnetlink_subsystem.load(std::memory_order_relaxed);
+  return static_cast<uint16_t>(subsystem << 8 | msg);
 }
 
 SysStatus read_socket_drops(int fd, uint32_t& drops) {

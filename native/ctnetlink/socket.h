@@ -26,7 +26,7 @@ namespace ctmon {
 // that an overflow drops only the events that did not fit (counted in SK_MEMINFO_DROPS)
 // instead of latching the socket into dropping everything until it is drained.
 struct EventSocketConfig {
-  const unsigned* groups;  // NFNLGRP_CONNTRACK_* values
+  const unsigned* groups;  // NFNLGRP_CONNTRACK_* values; none: join later (join_event_groups)
   size_t group_count;
   int receive_buffer_bytes;   // requested; SO_RCVBUFFORCE, else SO_RCVBUF
   const sock_filter* filter;  // classic BPF program run before queueing, or nullptr
@@ -38,6 +38,15 @@ struct EventSocketInfo {
   bool forced = false;           // SO_RCVBUFFORCE was allowed
 };
 SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocketInfo& info);
+
+// Joins ctnetlink event groups. Separate from open_event_socket for sockets that get their
+// program some other way (an eBPF counter) before any event may be queued. Joining needs
+// CAP_NET_ADMIN: EPERM here is the permission check.
+SysStatus join_event_groups(int fd, const unsigned* groups, size_t group_count);
+
+// nlmsg_type of a ctnetlink request: the conntrack subsystem (or the one a fault test
+// injects) and IPCTNL_MSG_CT_*.
+uint16_t ctnl_type(uint8_t msg);
 
 // Events the kernel dropped because the receive buffer was full (SK_MEMINFO_DROPS, u32).
 SysStatus read_socket_drops(int fd, uint32_t& drops);
@@ -63,6 +72,9 @@ class BatchReceiver {
 // kernel that never answers cannot hang the reader thread.
 class RequestSocket {
  public:
+  // `buffer_bytes` holds one reply datagram: 64 KiB for dumps (the kernel sizes dump skbs
+  // from the reader's buffer, up to ~32 KiB); stats replies fit in far less.
+  explicit RequestSocket(size_t buffer_bytes = 64 * 1024) : buffer_(buffer_bytes) {}
   SysStatus open(int timeout_ms);
   int fd() const { return fd_.get(); }
 
@@ -84,7 +96,7 @@ class RequestSocket {
   Fd fd_;
   int timeout_ms_ = 0;
   uint32_t seq_ = 0;
-  std::vector<uint8_t> buffer_ = std::vector<uint8_t>(64 * 1024);
+  std::vector<uint8_t> buffer_;
 };
 
 template <typename OnMessage, typename Between>

@@ -7,9 +7,10 @@ import { COUNTER_NAMES } from '../types.js';
 
 // process.exit() runs no environment cleanup hooks on the main thread: running readers are
 // stopped from one 'exit' listener so no thread is left polling while the process tears down.
-const running = new Set<NativeMonitor>();
+const running = new Set<{ stop(): unknown }>();
 let exitHooked = false;
-function stopOnExit(native: NativeMonitor, add: boolean): void {
+/** Registers (or, with add false, forgets) a native reader that 'exit' must stop. */
+export function stopOnExit(native: { stop(): unknown }, add: boolean): void {
   if (!add) {
     running.delete(native);
     return;

@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { printable } from '../errors.js';
+import type { AllNamespacesOptions } from '../host/all-namespaces.js';
 import { describe, OPTION_FLAGS, OptionError } from '../options.js';
 import type { ConntrackMonitorOptions } from '../types.js';
 
@@ -28,6 +29,59 @@ export const MONITOR_FLAGS_HELP = `  --netns NAME|PATH      namespace to watch: 
   --verbose              also warn of nf_conntrack_events=2, the kernel's default (events
                          only for entries made while a listener exists)
   -h, --help             show this help`;
+
+/** The flags of --all-namespaces (watch and serve). */
+export const ALL_NAMESPACES_FLAGS = {
+  'all-namespaces': { type: 'boolean' },
+  'track-states': { type: 'string' },
+  counting: { type: 'string' },
+  'containerd-root': { type: 'string' },
+  'crio-root': { type: 'string' },
+} as const;
+
+export const ALL_NAMESPACES_HELP = `  --track-states LIST    with --all-namespaces: also TIME_WAIT and TCP-state counts for
+                         these namespaces (names under /var/run/netns, or pods as
+                         NAMESPACE/NAME, comma-separated); each gets a full monitor with
+                         its own table dumps, so name only the few you need
+  --counting MODE        with --all-namespaces: how events are counted: auto (default:
+                         eBPF where it can be loaded, else a classic socket filter),
+                         ebpf, filter
+  --containerd-root DIR  containerd's state directory, for pod names (default
+                         /run/containerd; '' to skip)
+  --crio-root DIR        CRI-O's storage run root, for pod names (default
+                         /run/containers/storage; '' to skip)`;
+
+/** --track-states and the like only mean something with --all-namespaces. */
+export function checkAllNamespacesFlags(values: Record<string, string | boolean | undefined>): void {
+  if (values['all-namespaces'] === true) return;
+  const stray = Object.keys(ALL_NAMESPACES_FLAGS).find((f) => f !== 'all-namespaces' && values[f] !== undefined);
+  if (stray) throw new UsageError(`--${stray} needs --all-namespaces`);
+}
+
+/** AllNamespacesMonitor options from the monitor flags and ALL_NAMESPACES_FLAGS; throws UsageError. */
+export function allNamespacesOptions(
+  options: ConntrackMonitorOptions,
+  values: Record<string, string | boolean | undefined>,
+): AllNamespacesOptions {
+  if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
+  if (options.backend === 'proc')
+    throw new UsageError('--all-namespaces reads ctnetlink: --backend proc does not apply');
+  const out: AllNamespacesOptions = {};
+  if (options.intervalMs !== undefined) out.intervalMs = options.intervalMs;
+  if (options.receiveBufferBytes !== undefined) out.receiveBufferBytes = options.receiveBufferBytes;
+  if (options.resyncIntervalMs !== undefined) out.resyncIntervalMs = options.resyncIntervalMs;
+  if (options.backend !== undefined) out.backend = options.backend;
+  const list = values['track-states'];
+  if (typeof list === 'string') out.trackStates = list.split(',').filter((n) => n !== '');
+  if (typeof values.counting === 'string') out.counting = values.counting as AllNamespacesOptions['counting'];
+  const root = (flag: string) => {
+    const v = values[flag];
+    return typeof v === 'string' ? (v === '' ? null : v) : undefined;
+  };
+  if (root('containerd-root') !== undefined) out.containerdRoot = root('containerd-root');
+  if (root('crio-root') !== undefined) out.crioRoot = root('crio-root');
+  return out;
+}
 
 export interface Parsed<V> {
   help: boolean;

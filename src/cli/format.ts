@@ -1,4 +1,4 @@
-import type { AllNamespacesReport } from '../host/all-namespaces.js';
+import type { AllNamespacesReport, NamespaceReport } from '../host/all-namespaces.js';
 import type { TopItem } from '../top.js';
 import type { ConntrackSample } from '../types.js';
 
@@ -34,29 +34,75 @@ export function formatPercent(x: number | null): string {
   return x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`;
 }
 
-/** The host-wide view: one row per namespace, busiest table first. */
-export function formatNamespacesReport(r: AllNamespacesReport): string {
+/** How the live view names a namespace: its pod, else its name under /var/run/netns. */
+export function namespaceTitle(n: NamespaceReport): string {
+  if (n.pod) return `${n.pod.namespace}/${n.pod.name}`;
+  if (n.host) return '(host)';
+  return n.name ?? '-';
+}
+
+/**
+ * The node-wide view: one row per namespace, fullest table first, pods by name. Laid out for
+ * `width` columns: a pod or namespace title too long for it is cut (with …) down to 16
+ * columns, then INODE and PID give way; errors wrap between words.
+ */
+export function formatNamespacesReport(r: AllNamespacesReport, width = Infinity): string {
   const rows = [...r.namespaces].sort((a, b) => (b.fill ?? -1) - (a.fill ?? -1));
-  const head = `${r.time.slice(11, 19)}  ${r.namespaces.length} network namespaces${r.final ? ` (final, ${r.intervalMs} ms)` : ''}`;
-  const table = [['NAMESPACE', 'INODE', 'PID', 'ENTRIES', 'MAX', 'FILL', 'DROP', 'INSERT']];
+  const pods = r.namespaces.filter((n) => n.pod).length;
+  const max = r.namespaces.find((n) => n.max !== null)?.max ?? undefined;
+  const heading =
+    `${r.time.slice(11, 19)}  ${r.namespaces.length} network namespaces` +
+    (pods > 0 ? `, ${pods} of them pods` : '') +
+    (r.final ? ` (final, ${r.intervalMs} ms)` : '');
+  const limit = max === undefined ? null : `nf_conntrack_max ${max}`;
+  const head = [
+    limit === null
+      ? heading
+      : columns(`${heading}  ${limit}`) <= width
+        ? `${heading}  ${limit}`
+        : `${heading}\n  ${limit}`,
+  ];
+  let table = [['POD / NETNS', 'INODE', 'PID', 'ENTRIES', 'MAX', 'FILL', 'DROP', 'INS_FAIL', 'INSERT', 'LOST']];
   for (const n of rows) {
     table.push([
-      n.host ? '(host)' : (n.name ?? '-'),
+      namespaceTitle(n),
       String(n.inode),
       n.pid === null ? '-' : String(n.pid),
       n.error ? 'error' : String(n.entries ?? '?'),
       String(n.max ?? '?'),
-      n.fill === null ? '?' : `${(n.fill * 100).toFixed(1)}%`,
-      formatRate(n.dropRate),
-      formatRate(n.insertRate),
+      n.fill === null ? '?' : formatPercent(n.fill),
+      formatRate(n.rates.drop),
+      formatRate(n.rates.insertFailed),
+      formatRate(n.rates.insert),
+      n.events === null ? '-' : String(n.events.lostTotal),
     ]);
   }
-  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  const widthsOf = (t: string[][]) => t[0]!.map((_, i) => Math.max(...t.map((row) => columns(row[i]!))));
+  const lineWidth = (w: number[]) => 2 + w.reduce((a, b) => a + b, 0) + 2 * (w.length - 1);
+  // The title column gives way first (down to 28 columns), then INODE and PID go, then MAX
+  // (the one global nf_conntrack_max, also in the heading), then LOST, the title down to 16
+  // columns each time: 60 columns hold the rest.
+  const fit = (w: number[], least: number) => {
+    const excess = lineWidth(w) - width;
+    if (excess > 0) w[0] = Math.max(Math.min(least, w[0]!), w[0]! - excess);
+    return w;
+  };
+  let widths = fit(widthsOf(table), 28);
+  for (const drop of [['INODE', 'PID'], ['MAX'], ['LOST']]) {
+    if (lineWidth(widths) <= width) break;
+    const keep = table[0]!.map((h) => !drop.includes(h));
+    table = table.map((row) => row.filter((_, i) => keep[i]));
+    widths = fit(widthsOf(table), 16);
+  }
+  const cut = (text: string, w: number) => (columns(text) <= w ? text : `${[...text].slice(0, w - 1).join('')}…`);
   const lines = table.map(
-    (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
+    (row) =>
+      `  ${row.map((cell, i) => (i === 0 ? cut(cell, widths[i]!).padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
   );
-  const errors = rows.filter((n) => n.error).map((n) => `  ${n.name ?? n.inode}: ${n.error}`);
-  return [head, ...lines, ...errors].join('\n');
+  const errors = rows
+    .filter((n) => n.error)
+    .flatMap((n) => wrapWords(`${namespaceTitle(n)} (${n.inode}): ${n.error}`, width, '  ', '    '));
+  return [...head, ...lines, ...errors].join('\n');
 }
 
 /** A duration for humans: "45 s", "8 min 20 s", "3 h 5 min", "2 d 4 h". */
@@ -78,4 +124,34 @@ export function formatGroup(title: string, items: TopItem[], total: number): str
   return rows.map(
     (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,
   );
+}
+
+/** Terminal columns of a text (one per code point: the views use no wide characters). */
+export const columns = (text: string) => [...text].length;
+
+/**
+ * Words wrapped to `width` columns: `first` before the first line, `indent` before the others.
+ * Only a single word wider than a whole line is cut.
+ */
+export function wrapWords(text: string, width: number, first = '', indent = ' '.repeat(columns(first))): string[] {
+  const lines: string[] = [];
+  let line = first;
+  let empty = true;
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const candidate = empty ? line + word : `${line} ${word}`;
+    if (columns(candidate) <= width || empty) {
+      line = candidate;
+      empty = false;
+    } else {
+      lines.push(line);
+      line = indent + word;
+    }
+    while (columns(line) > width) {
+      const chars = [...line];
+      lines.push(chars.slice(0, width).join(''));
+      line = indent + chars.slice(width).join('');
+    }
+  }
+  lines.push(line);
+  return lines;
 }

@@ -12,7 +12,9 @@
 import type { PressureLevel } from '../pressure.js';
 import { evictableVerdict, type TopReport } from '../top.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
-import { formatDuration, formatGroup, formatPercent, formatRate } from './format.js';
+import { columns, formatDuration, formatGroup, formatPercent, formatRate, wrapWords } from './format.js';
+
+export { wrapWords };
 
 export interface LiveViewState {
   sample: ConntrackSample;
@@ -49,35 +51,6 @@ const count = (x: number | null | undefined) =>
   x === null || x === undefined ? 'n/a' : Math.round(x).toLocaleString('en');
 
 /** Display columns of a string: every character this view draws takes one. */
-const columns = (text: string) => [...text].length;
-
-/**
- * Words wrapped to `width` columns: `first` before the first line, `indent` before the others.
- * Only a single word wider than a whole line is cut.
- */
-export function wrapWords(text: string, width: number, first = '', indent = ' '.repeat(columns(first))): string[] {
-  const lines: string[] = [];
-  let line = first;
-  let empty = true;
-  for (const word of text.split(/\s+/).filter(Boolean)) {
-    const candidate = empty ? line + word : `${line} ${word}`;
-    if (columns(candidate) <= width || empty) {
-      line = candidate;
-      empty = false;
-    } else {
-      lines.push(line);
-      line = indent + word;
-    }
-    while (columns(line) > width) {
-      const chars = [...line];
-      lines.push(chars.slice(0, width).join(''));
-      line = indent + chars.slice(width).join('');
-    }
-  }
-  lines.push(line);
-  return lines;
-}
-
 /**
  * A labelled row of items separated by two spaces; an item that does not fit on the line moves
  * whole to a continuation line (indented under the first item). An item wider than a line is

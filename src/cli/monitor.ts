@@ -35,7 +35,7 @@ export function createMonitor(options: ConntrackMonitorOptions, how: MonitorLog 
 }
 
 /** Starts the monitor; on failure says why on stderr and returns false (the caller exits 1). */
-export async function startOrExplain(monitor: ConntrackMonitor): Promise<boolean> {
+export async function startOrExplain(monitor: { start(): Promise<void> }): Promise<boolean> {
   try {
     await monitor.start();
     return true;

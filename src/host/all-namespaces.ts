@@ -1,50 +1,143 @@
 /**
- * One view of every network namespace on the host: a ConntrackMonitor per namespace (each its
- * own reader thread and sockets inside that namespace, as ctnetlink requires), namespaces found
- * by listNamespaces() and re-discovered as they come and go, and one combined report per
- * interval: each namespace's entries, max, fill, and drops and inserts over the interval.
- * A report goes out once every monitor has delivered a sample since the last one (their
- * clocks are independent), or 1.5 intervals after the last report at the latest.
+ * One view of every network namespace on the node, at a cost that does not grow with the
+ * tables: ONE native reader thread for all namespaces (native/ctnetlink/node_monitor.h), which
+ * per namespace reads only the kernel's counters once per interval and counts NEW and DESTROY
+ * events (in the kernel where it can, else from a classic filter's 20-byte headers), never
+ * dumping a table. Namespaces are found by listNamespaces() (names under /var/run/netns and
+ * every process's namespace), again every `rediscoverMs` and as soon as /var/run/netns
+ * changes; each is named by its Kubernetes pod where the container runtime's files say so
+ * (./pods.ts). TIME_WAIT and TCP-state counts need the tracked table of a full
+ * ConntrackMonitor, with its dumps: only the namespaces named in `trackStates` get one.
  *
  * The limit matters per namespace: nf_conntrack_max is global, but the kernel compares it with
  * each namespace's own count (__nf_conntrack_alloc), so one busy pod fills "its" table while
  * the host's namespace looks empty.
  */
-import { EventEmitter } from 'node:events';
-import { ConntrackError, reportError } from '../errors.js';
+import { watch, type FSWatcher } from 'node:fs';
+import { stopOnExit } from '../backends/netlink.js';
+import { ConntrackError, type NativeErrorLike } from '../errors.js';
+import { Lifecycle } from '../lifecycle.js';
 import { ConntrackMonitor } from '../monitor.js';
-import { integerIn } from '../options.js';
-import { findNamespaces, type NamespaceRoots, type NetworkNamespace, ROOTS } from './namespaces.js';
-import type { ConntrackMonitorOptions, ConntrackSample } from '../types.js';
+import {
+  loadBinding,
+  type CountingPath,
+  type NativeBinding,
+  type NativeNodeMonitor,
+  type NodeRecord,
+  type RawNamespaceInterval,
+} from '../native.js';
+import { resolveAllNamespacesOptions, type ResolvedAllNamespacesOptions } from '../options.js';
+import { EVENTS_OFF, intervalCounters, ratesOf, round } from '../sample.js';
+import {
+  COUNTER_NAMES,
+  type ConntrackSample,
+  type CounterSet,
+  type ProtocolName,
+  type TcpStateName,
+} from '../types.js';
+import { findNamespaces, ROOTS, type NamespaceRoots, type NetworkNamespace } from './namespaces.js';
+import { podsByInode, SandboxFinder, type PodIdentity } from './pods.js';
 
-/** The monitors' options (intervalMs is also the report's interval), and discovery's. */
-export interface AllNamespacesOptions extends Omit<ConntrackMonitorOptions, 'netns'> {
-  /** How often to look for new and vanished namespaces (default 5000 ms). */
+export type { PodIdentity } from './pods.js';
+
+export interface AllNamespacesOptions {
+  /** Interval of the reports, 50 to 3,600,000 ms. Default 1000. */
+  intervalMs?: number;
+  /**
+   * How often to look for new and vanished namespaces (100 to 86,400,000 ms; default 4000),
+   * besides at once when a name appears or goes under /var/run/netns.
+   */
   rediscoverMs?: number;
-  /** Where to look (tests). */
-  roots?: NamespaceRoots;
+  /**
+   * How events are counted: `'ebpf'` in the kernel (nothing is queued, nothing can be lost;
+   * needs CAP_BPF), `'filter'` from the 20-byte headers a classic socket filter passes, or
+   * `'auto'` (default): eBPF where it can be loaded, else the filter, with the reason.
+   */
+  counting?: 'auto' | 'ebpf' | 'filter';
+  /** Receive buffer of each namespace's event socket on the filter path (default 32 MiB). */
+  receiveBufferBytes?: number;
+  /**
+   * Namespaces that also get TIME_WAIT and TCP-state counts: names under /var/run/netns, or
+   * pods as `NAMESPACE/NAME`. Each gets a full ConntrackMonitor (its own reader thread and
+   * periodic table dumps), so name only the few you need. Default none.
+   */
+  trackStates?: string[];
+  /** Re-dump period of the trackStates monitors (see ConntrackMonitorOptions). */
+  resyncIntervalMs?: number;
+  /** containerd's state directory, for pod names (default /run/containerd; null: not read). */
+  containerdRoot?: string | null;
+  /** CRI-O's storage run root, for pod names (default /run/containers/storage; null: not read). */
+  crioRoot?: string | null;
+  /** 'auto' or 'netlink' (the node monitor always reads ctnetlink); kept for compatibility. */
+  backend?: 'auto' | 'netlink';
+}
+
+export interface NamespaceEvents {
+  /** How this namespace's events are counted: in the kernel ('ebpf') or from the filter's headers. */
+  counting: CountingPath;
+  /** Why the in-kernel counter is not used, on the filter path; null on the eBPF path. */
+  countingFallback: string | null;
+  /** Event messages read in this interval (on the eBPF path: counted in the kernel). */
+  received: number;
+  /** Events the kernel could not queue in this interval (SK_MEMINFO_DROPS); always 0 on the eBPF path. */
+  lost: number;
+  lostTotal: number;
+  /** When the first loss was seen (ISO time), null while none was. */
+  lostSince: string | null;
+  /**
+   * NEW and DESTROY events received (counted) since the namespace was found: exact as that
+   * whatever was lost; totals.insert and totals.delete are null from the first loss on.
+   */
+  newTotal: number;
+  destroyTotal: number;
+  /** Messages that were no conntrack NEW or DESTROY header (the filter path), since found. */
+  malformedTotal: number;
+  /** The event socket's receive buffer as the kernel reports it. */
+  receiveBufferBytes: number;
 }
 
 export interface NamespaceReport {
   inode: number;
+  /** Its name under /var/run/netns, if any. */
   name: string | null;
+  /** A process in it (the lowest pid), if any. */
   pid: number | null;
   host: boolean;
-  /** Latest entry count, max and fill; null until the namespace's first sample. */
+  /** The Kubernetes pod whose sandbox holds this namespace, from the runtime's files; null if none. */
+  pod: PodIdentity | null;
+  /** This namespace's own interval, ms (shorter for one found during the interval). */
+  intervalMs: number | null;
   entries: number | null;
   max: number | null;
   fill: number | null;
-  /** Packets dropped for a full table over the report's interval, and per second. */
+  /**
+   * In this interval: insert and delete (NEW and DESTROY events), and the kernel's per-CPU
+   * counters of the namespace: drop (table full), earlyDrop, insertFailed (the DNS race),
+   * clashResolve, invalid, icmpError, chainTooLong, searchRestart. Null where unknown.
+   */
+  counts: CounterSet;
+  rates: CounterSet;
+  /** Since the namespace was found. */
+  totals: CounterSet;
+  /** Null when the namespace is not monitored (see `error`). */
+  events: NamespaceEvents | null;
+  /** TIME_WAIT entries and their share of max, for namespaces in `trackStates` only. */
+  timeWait: { entries: number | null; share: number | null } | null;
+  tcpStates: Record<TcpStateName, number> | null;
+  protocols: Record<ProtocolName, number> | null;
+  /** Packets dropped for a full table in this interval (= counts.drop), and per second. */
   drops: number | null;
   dropRate: number | null;
-  /** Entries created over the interval (NEW events), and per second; null on /proc. */
+  /** Entries created in this interval (= counts.insert), and per second. */
   inserts: number | null;
   insertRate: number | null;
-  /** Drops since this namespace's monitor started. */
+  /** Drops since the namespace was found (= totals.drop). */
   totalDrops: number | null;
-  source: 'netlink' | 'proc' | null;
+  source: 'netlink' | null;
   /** Why this namespace is not monitored, when it is not. */
   error: string | null;
+  /** For each null field, a one-line reason. */
+  unavailable: Partial<Record<string, string>>;
 }
 
 export interface AllNamespacesReport {
@@ -54,209 +147,443 @@ export interface AllNamespacesReport {
   namespaces: NamespaceReport[];
 }
 
-interface Watched {
-  ns: NetworkNamespace;
-  monitor: ConntrackMonitor | null;
-  latest: ConntrackSample | null;
-  /** Counts and time accumulated from the samples since the last report. */
-  drops: number | null;
-  inserts: number | null;
-  ms: number;
-  error: string | null;
-  failure: Error | null;
-}
-
 export interface AllNamespacesEvents {
   report: [report: AllNamespacesReport];
-  error: [error: ConntrackError];
 }
 
-export class AllNamespacesMonitor extends EventEmitter<AllNamespacesEvents> {
-  private readonly intervalMs: number;
-  private readonly rediscoverMs: number;
-  private readonly watched = new Map<number, Watched>();
+interface Watched {
+  ns: NetworkNamespace;
+  /** The native monitor's id for it (a new one per attempt). */
+  id: number;
+  state: 'opening' | 'open' | 'failed';
+  counting: CountingPath;
+  countingFallback: string | null;
+  receiveBufferBytes: number;
+  failure: ConntrackError | null;
+  /** Its full monitor, when it is in trackStates. */
+  tracked: ConntrackMonitor | null;
+  trackedLatest: ConntrackSample | null;
+}
+
+const INSERT = COUNTER_NAMES.indexOf('insert');
+const DELETE = COUNTER_NAMES.indexOf('delete');
+const NOT_TRACKED =
+  'TIME_WAIT and state counts need the table dumps of a full monitor: name this namespace in trackStates (--track-states)';
+
+export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
+  readonly options: Readonly<ResolvedAllNamespacesOptions>;
+  private readonly sandboxes: SandboxFinder;
+  private native: NativeNodeMonitor | null = null;
+  private readonly watched = new Map<number, Watched>(); // by inode
+  private readonly byId = new Map<number, Watched>();
+  private pods = new Map<number, PodIdentity>();
+  /** Why no row can name a pod (no runtime state found), or null when the runtimes were read. */
+  private podsUnknown: string | null = null;
+  private nextId = 1;
   private timer: NodeJS.Timeout | undefined;
+  private watcher: FSWatcher | undefined;
+  private soon: NodeJS.Timeout | undefined;
   private lastReport = 0; // performance.now() ms
-  private lastDiscovery = 0;
-  private stopping: Promise<void> | null = null;
-  private unreferenced = false;
+  private latestReport: AllNamespacesReport | null = null;
   private discovering: Promise<void> | null = null;
+  private rediscover = false; // a change was seen while discovering
+  private opensSettled: (() => void) | null = null;
+  /** Between open() and close(): discovery and records act only then. */
   private started = false;
 
-  private readonly monitorOptions: Omit<ConntrackMonitorOptions, 'netns'>;
-  private readonly roots: NamespaceRoots | undefined;
-
+  /** Throws an OptionError (a TypeError) for invalid options, before anything native runs. */
   constructor(options: AllNamespacesOptions = {}) {
     super();
-    const { rediscoverMs = 5000, roots, ...monitorOptions } = options;
-    integerIn('rediscoverMs', rediscoverMs, 5000, [100, 86_400_000]);
-    // Validates the monitors' options once, with the library's own messages.
-    this.intervalMs = new ConntrackMonitor(monitorOptions).options.intervalMs;
-    this.monitorOptions = monitorOptions;
-    this.rediscoverMs = rediscoverMs;
-    this.roots = roots;
+    this.options = Object.freeze(resolveAllNamespacesOptions(options));
+    this.sandboxes = new SandboxFinder({ containerd: this.options.containerdRoot, crio: this.options.crioRoot });
+  }
+
+  /** The addon (tests override it with a fake). */
+  protected loadNativeBinding(): Pick<NativeBinding, 'NativeNodeMonitor'> {
+    return loadBinding();
+  }
+
+  /** Where namespaces are looked for (tests override it with a fixture tree). */
+  protected namespaceRoots(): NamespaceRoots {
+    return ROOTS;
   }
 
   /**
-   * Finds the namespaces and starts a monitor in each. Rejects, with the first namespace's
-   * error, when not one of them could be monitored (no privileges, say).
+   * Starts the node's reader thread, finds the namespaces and opens each (start() calls it).
+   * Rejects when the reader cannot start, or when not one namespace could be monitored (no
+   * privileges, say), with the first namespace's error.
    */
-  async start(): Promise<void> {
-    if (this.started) return;
+  protected async open(): Promise<void> {
     this.started = true;
-    this.lastReport = performance.now(); // reports may start while discovery still runs
+    const native = new (this.loadNativeBinding().NativeNodeMonitor)(
+      {
+        intervalMs: this.options.intervalMs,
+        receiveBufferBytes: this.options.receiveBufferBytes,
+        counting: this.options.counting,
+      },
+      (records) => this.deliver(records),
+    );
+    try {
+      native.start();
+    } catch (err) {
+      this.started = false;
+      throw ConntrackError.fromNative(err as Parameters<typeof ConntrackError.fromNative>[0], null);
+    }
+    this.native = native;
+    stopOnExit(native, true);
+    this.lastReport = performance.now();
     await this.discover();
-    if (!this.started) return; // stopped while discovering
-    const watched = [...this.watched.values()];
-    if (watched.length > 0 && watched.every((w) => w.monitor === null)) {
-      const cause = watched[0]!.failure;
-      await this.stop();
+    await new Promise<void>((resolve) => {
+      this.opensSettled = resolve;
+      this.checkOpensSettled();
+    });
+    const all = [...this.watched.values()];
+    if (all.length > 0 && all.every((w) => w.state === 'failed')) {
+      const cause = all[0]!.failure;
+      await this.close();
       throw new ConntrackError(`no network namespace could be monitored: ${cause?.message}`, {
-        code: cause instanceof ConntrackError ? cause.code : 'ERR_NO_NAMESPACE',
+        code: cause?.code ?? 'ERR_NO_NAMESPACE',
         cause,
       });
     }
-    this.timer = setInterval(
-      () => {
-        const now = performance.now();
-        if (now - this.lastReport >= this.intervalMs * 1.5) this.flush(false);
-        if (now - this.lastDiscovery >= this.rediscoverMs && !this.discovering) void this.discover();
-      },
-      Math.max(10, this.intervalMs / 4),
-    );
-    if (this.unreferenced) this.timer.unref();
+    this.timer = setInterval(() => this.discoverSoon(0), this.options.rediscoverMs);
+    try {
+      // Names appear under /var/run/netns the moment a pod's sandbox is made (containerd and
+      // CRI-O pin them there): look again at once rather than at the next period.
+      this.watcher = watch(this.namespaceRoots().netnsDir, () => this.discoverSoon(50));
+      this.watcher.on('error', () => this.watcher?.close());
+    } catch {
+      // No such directory yet: the periodic discovery finds names too.
+    }
   }
 
-  /** Stops every monitor (each delivers its final partial sample) and emits a final report. */
-  stop(): Promise<void> {
-    this.stopping ??= this.close().finally(() => (this.stopping = null));
-    return this.stopping;
+  /**
+   * The latest report, less the namespaces that have gone since (a scrape between a
+   * namespace's removal and the next report must not show it); null before the first.
+   */
+  get latest(): AllNamespacesReport | null {
+    return this.latestReport;
   }
 
-  /** Lets the process exit while it runs (like timer.unref()). */
-  unref(): this {
-    this.unreferenced = true;
-    this.timer?.unref();
-    for (const w of this.watched.values()) w.monitor?.unref();
-    return this;
+  protected setReferenced(referenced: boolean): void {
+    const how = referenced ? 'ref' : 'unref';
+    this.native?.[how]();
+    this.timer?.[how]();
+    this.soon?.[how]();
+    this.watcher?.[how]();
+    for (const w of this.watched.values()) w.tracked?.[how]();
   }
 
-  private async close(): Promise<void> {
+  /** Stops the reader (which emits the final report for the partial interval) and every tracked monitor. */
+  protected async close(): Promise<void> {
     if (!this.started) return;
     this.started = false;
     clearInterval(this.timer);
-    this.timer = undefined;
+    clearTimeout(this.soon);
+    this.watcher?.close();
+    this.timer = this.soon = this.watcher = undefined;
+    this.checkOpensSettled();
     await this.discovering;
-    await Promise.all([...this.watched.values()].map((w) => w.monitor?.stop()));
-    this.flush(true);
+    const native = this.native;
+    this.native = null;
+    if (native) {
+      stopOnExit(native, false);
+      this.deliver(native.stop(), true);
+    }
+    await Promise.all([...this.watched.values()].map((w) => w.tracked?.stop()));
     this.watched.clear();
+    this.byId.clear();
   }
 
-  private flush(final: boolean): void {
-    const now = performance.now();
-    const report = this.report(now - this.lastReport, final);
-    this.lastReport = now;
-    this.emit('report', report);
+  private checkOpensSettled(): void {
+    if (!this.opensSettled) return;
+    if (this.started && [...this.watched.values()].some((w) => w.state === 'opening')) return;
+    this.opensSettled();
+    this.opensSettled = null;
   }
 
-  /** Reports as soon as every running monitor has a sample in, so each row is one interval. */
-  private maybeReport(): void {
-    if (!this.started) return;
-    const running = [...this.watched.values()].filter((w) => w.monitor !== null);
-    if (running.length > 0 && running.every((w) => w.ms > 0)) this.flush(false);
+  private discoverSoon(delayMs: number): void {
+    if (!this.started || this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      if (this.discovering) this.rediscover = true;
+      else void this.discover();
+    }, delayMs);
+    if (!this.referenced) this.soon.unref();
   }
 
-  private async discover(): Promise<void> {
+  private discover(): Promise<void> {
     const run = async () => {
-      this.lastDiscovery = performance.now();
-      const found = await findNamespaces(this.roots ?? ROOTS);
-      const seen = new Set(found.map((ns) => ns.inode));
-      for (const [inode, w] of this.watched) {
-        if (seen.has(inode)) continue;
-        this.watched.delete(inode); // gone: its monitor would otherwise keep it alive
-        await w.monitor?.stop();
+      const roots = this.namespaceRoots();
+      const found = await findNamespaces(roots);
+      const host = found.find((n) => n.host)?.inode ?? null;
+      try {
+        this.pods = await podsByInode(await this.sandboxes.find(), roots.proc, host);
+        this.podsUnknown = this.sandboxes.sawRuntime ? null : podsUnknown(this.options);
+      } catch (err) {
+        this.reportError(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read the container runtime state'));
       }
-      // New namespaces, and those whose monitor could not start last time (a transient error).
-      await Promise.all(found.filter((ns) => !this.watched.get(ns.inode)?.monitor).map((ns) => this.watch(ns)));
+      if (!this.started) return;
+      const seen = new Map(found.map((ns) => [ns.inode, ns]));
+      for (const [inode, w] of this.watched) {
+        const now = seen.get(inode);
+        if (now) {
+          w.ns = now; // names and pids change
+          continue;
+        }
+        // Gone: the node monitor's sockets would otherwise keep it alive. Closed at once.
+        this.forget(w);
+      }
+      // New namespaces, and those that failed last time (a transient error).
+      for (const ns of found) {
+        const w = this.watched.get(ns.inode);
+        if (!w || w.state === 'failed') this.add(ns);
+      }
+      await this.trackStates();
     };
     this.discovering = run()
-      .catch((err: unknown) => {
-        if (this.listenerCount('error') > 0)
-          this.emit('error', ConntrackError.fromFs(err as NodeJS.ErrnoException, 'find network namespaces'));
-      })
-      .finally(() => (this.discovering = null));
+      .catch((err: unknown) =>
+        this.reportError(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'find network namespaces')),
+      )
+      .finally(() => {
+        this.discovering = null;
+        if (this.rediscover) {
+          this.rediscover = false;
+          this.discoverSoon(0);
+        }
+      });
     return this.discovering;
   }
 
-  private async watch(ns: NetworkNamespace): Promise<void> {
+  private add(ns: NetworkNamespace): void {
+    const old = this.watched.get(ns.inode);
+    if (old) this.byId.delete(old.id);
     const w: Watched = {
       ns,
-      monitor: null,
-      latest: null,
-      drops: null,
-      inserts: null,
-      ms: 0,
-      error: null,
+      id: this.nextId++,
+      state: 'opening',
+      counting: 'filter',
+      countingFallback: null,
+      receiveBufferBytes: 0,
       failure: null,
+      tracked: old?.tracked ?? null,
+      trackedLatest: old?.trackedLatest ?? null,
     };
     this.watched.set(ns.inode, w);
-    let monitor: ConntrackMonitor;
-    try {
-      monitor = new ConntrackMonitor({ ...this.monitorOptions, netns: ns.path });
-    } catch (err) {
-      w.failure = err as Error;
-      w.error = w.failure.message;
-      return;
-    }
-    if (this.unreferenced) monitor.unref();
-    monitor.on('sample', (s) => {
-      w.latest = s;
-      w.ms += s.intervalMs;
-      if (s.counts.drop !== null) w.drops = (w.drops ?? 0) + s.counts.drop;
-      if (s.counts.insert !== null) w.inserts = (w.inserts ?? 0) + s.counts.insert;
-      if (!s.final) this.maybeReport();
-    });
-    monitor.on('error', (e) => reportError(this, e));
-    try {
-      await monitor.start();
-      if (this.watched.get(ns.inode) === w && this.started) w.monitor = monitor;
-      else await monitor.stop(); // vanished or stopped while starting
-    } catch (err) {
-      w.failure = err as Error;
-      w.error = w.failure.message;
-    }
+    this.byId.set(w.id, w);
+    this.native!.add(w.id, ns.path, ns.inode);
   }
 
-  private report(elapsedMs: number, final: boolean): AllNamespacesReport {
-    const namespaces = [...this.watched.values()].map((w): NamespaceReport => {
-      const s = w.latest;
-      const seconds = w.ms / 1000;
-      // No sample since the last report (a namespace just found): its counts go in the next.
-      const drops = seconds > 0 ? w.drops : null;
-      const inserts = seconds > 0 ? w.inserts : null;
-      const row: NamespaceReport = {
-        inode: w.ns.inode,
-        name: w.ns.name,
-        pid: w.ns.pid,
-        host: w.ns.host,
-        entries: s?.entries ?? null,
-        max: s?.max ?? null,
-        fill: s?.fill ?? null,
-        drops,
-        dropRate: drops === null ? null : drops / seconds,
-        inserts,
-        insertRate: inserts === null ? null : inserts / seconds,
-        totalDrops: s?.totals.drop ?? null,
-        source: s?.source ?? null,
-        error: w.error,
-      };
-      if (seconds > 0) {
-        w.drops = w.drops === null ? null : 0;
-        w.inserts = w.inserts === null ? null : 0;
-        w.ms = 0;
-      }
-      return row;
-    });
-    return { time: new Date().toISOString(), intervalMs: Math.round(elapsedMs), final, namespaces };
+  private forget(w: Watched): void {
+    if (this.latestReport) {
+      const namespaces = this.latestReport.namespaces.filter((n) => n.inode !== w.ns.inode);
+      this.latestReport = { ...this.latestReport, namespaces };
+    }
+    this.watched.delete(w.ns.inode);
+    this.byId.delete(w.id);
+    if (w.state !== 'failed') this.native?.remove(w.id);
+    void w.tracked?.stop();
+    w.tracked = null;
   }
+
+  /** A full monitor for each namespace named in trackStates (by netns name or pod), once found. */
+  private async trackStates(): Promise<void> {
+    if (this.options.trackStates.length === 0) return;
+    const wanted = new Set(this.options.trackStates);
+    const starts: Promise<void>[] = [];
+    for (const w of this.watched.values()) {
+      const pod = this.pods.get(w.ns.inode);
+      const named =
+        (w.ns.name !== null && wanted.has(w.ns.name)) || (pod && wanted.has(`${pod.namespace}/${pod.name}`));
+      if (!named || w.tracked) continue;
+      const monitor = new ConntrackMonitor({
+        netns: w.ns.path,
+        intervalMs: this.options.intervalMs,
+        receiveBufferBytes: this.options.receiveBufferBytes,
+        resyncIntervalMs: this.options.resyncIntervalMs,
+        backend: 'netlink',
+      });
+      w.tracked = monitor;
+      monitor.on('sample', (s) => (w.trackedLatest = s));
+      monitor.on('error', (e) => this.reportError(e));
+      if (!this.referenced) monitor.unref();
+      starts.push(
+        monitor.start().then(
+          () => {
+            if (this.watched.get(w.ns.inode) !== w || !this.started) void monitor.stop();
+          },
+          (err: ConntrackError) => {
+            if (w.tracked === monitor) w.tracked = null;
+            this.reportError(err);
+          },
+        ),
+      );
+    }
+    await Promise.all(starts);
+  }
+
+  // JS thread: the node monitor's records. Nothing may throw back into the native callback.
+  private deliver(records: NodeRecord[], stopping = false): void {
+    for (const record of records) {
+      try {
+        if (record.type === 'opened') this.opened(record);
+        else if (record.type === 'report') this.report(record.namespaces, record.final);
+        else this.nativeError(record.id, record.error);
+      } catch (err) {
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
+    if (stopping) this.checkOpensSettled();
+  }
+
+  private opened(r: Extract<NodeRecord, { type: 'opened' }>): void {
+    const w = this.byId.get(r.id);
+    if (!w) return; // forgotten meanwhile (its sockets are closed by the remove that followed)
+    if (r.ok) {
+      w.state = 'open';
+      w.counting = r.counting;
+      w.countingFallback = r.fallbackReason;
+      w.receiveBufferBytes = r.receiveBufferBytes;
+    } else {
+      w.state = 'failed';
+      w.failure = ConntrackError.fromNative(r.error!, w.ns.path);
+    }
+    this.checkOpensSettled();
+  }
+
+  /** An error while running: of one namespace (named in the message), or of the reader (id 0). */
+  private nativeError(id: number, error: NativeErrorLike): void {
+    const w = this.byId.get(id);
+    if (id !== 0 && !w) return; // a namespace already forgotten
+    const e = ConntrackError.fromNative(error, w?.ns.path ?? null);
+    if (!w) return this.reportError(e);
+    this.reportError(
+      new ConntrackError(`${label(w.ns)}: ${e.message}`, {
+        code: e.code,
+        errno: e.errno,
+        syscall: e.syscall,
+        cause: e,
+      }),
+    );
+  }
+
+  private report(raws: RawNamespaceInterval[], final: boolean): void {
+    const now = performance.now();
+    const byId = new Map(raws.map((r) => [r.id, r]));
+    const namespaces: NamespaceReport[] = [];
+    for (const w of this.watched.values()) {
+      const raw = byId.get(w.id);
+      if (raw) namespaces.push(this.row(w, raw));
+      else if (w.state === 'failed') namespaces.push(this.failedRow(w));
+    }
+    const time = raws.length > 0 ? new Date(Math.max(...raws.map((r) => r.endWallMs))) : new Date();
+    const report: AllNamespacesReport = {
+      time: time.toISOString(),
+      intervalMs: Math.round(now - this.lastReport),
+      final,
+      namespaces,
+    };
+    this.lastReport = now;
+    this.latestReport = report;
+    this.emitSafely('report', report);
+  }
+
+  private row(w: Watched, raw: RawNamespaceInterval): NamespaceReport {
+    const { counts, totals, unavailable } = intervalCounters(
+      raw,
+      raw.eventsMode === 0 ? EVENTS_OFF : null,
+      w.receiveBufferBytes,
+    );
+    const rates = ratesOf(counts, raw.durationNs / 1e9);
+    if (this.podsUnknown !== null) unavailable.pod = this.podsUnknown;
+    const t = w.trackedLatest;
+    if (!w.tracked) {
+      for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = NOT_TRACKED;
+    } else if (!t || t.tcpStates === null) {
+      const why = t?.unavailable.tcpStates ?? 'its full monitor has not delivered a sample yet';
+      for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = why;
+    }
+    return {
+      inode: w.ns.inode,
+      name: w.ns.name,
+      pid: w.ns.pid,
+      host: w.ns.host,
+      pod: this.pods.get(w.ns.inode) ?? null,
+      intervalMs: round(raw.durationNs / 1e6),
+      entries: raw.entries,
+      max: raw.max,
+      fill: raw.entries !== null && raw.max ? raw.entries / raw.max : null,
+      counts,
+      rates,
+      totals,
+      events: {
+        counting: raw.counting,
+        countingFallback: raw.counting === 'filter' ? w.countingFallback : null,
+        received: raw.eventsReceived,
+        lost: raw.eventsLost,
+        lostTotal: raw.eventsLostTotal,
+        lostSince: raw.firstLossEverWallMs === null ? null : new Date(raw.firstLossEverWallMs).toISOString(),
+        newTotal: raw.totals[INSERT] ?? 0,
+        destroyTotal: raw.totals[DELETE] ?? 0,
+        malformedTotal: raw.malformedTotal,
+        receiveBufferBytes: w.receiveBufferBytes,
+      },
+      timeWait: t && t.tcpStates !== null ? { entries: t.timeWait.entries, share: t.timeWait.share } : null,
+      tcpStates: t?.tcpStates ?? null,
+      protocols: t?.protocols ?? null,
+      drops: counts.drop,
+      dropRate: rates.drop,
+      inserts: counts.insert,
+      insertRate: rates.insert,
+      totalDrops: totals.drop,
+      source: 'netlink',
+      error: null,
+      unavailable,
+    };
+  }
+
+  private failedRow(w: Watched): NamespaceReport {
+    const why = w.failure?.message ?? 'not monitored';
+    const none = Object.fromEntries(COUNTER_NAMES.map((n) => [n, null])) as CounterSet;
+    return {
+      inode: w.ns.inode,
+      name: w.ns.name,
+      pid: w.ns.pid,
+      host: w.ns.host,
+      pod: this.pods.get(w.ns.inode) ?? null,
+      intervalMs: null,
+      entries: null,
+      max: null,
+      fill: null,
+      counts: none,
+      rates: { ...none },
+      totals: { ...none },
+      events: null,
+      timeWait: null,
+      tcpStates: null,
+      protocols: null,
+      drops: null,
+      dropRate: null,
+      inserts: null,
+      insertRate: null,
+      totalDrops: null,
+      source: null,
+      error: why,
+      unavailable: { entries: why, counts: why, events: why },
+    };
+  }
+}
+
+/** How a namespace is named in messages: its pod-free identity. */
+function label(ns: NetworkNamespace): string {
+  return ns.host ? 'host namespace' : ns.name ? `namespace ${ns.name}` : `namespace ${ns.inode} (pid ${ns.pid})`;
+}
+
+function podsUnknown(o: ResolvedAllNamespacesOptions): string {
+  const where = [o.containerdRoot && `containerd: ${o.containerdRoot}`, o.crioRoot && `CRI-O: ${o.crioRoot}`]
+    .filter(Boolean)
+    .join(', ');
+  return where ? `no container runtime state was found (${where})` : 'pod names are not read (no runtime root)';
 }

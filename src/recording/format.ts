@@ -16,7 +16,7 @@
  * elsewhere: every field used is type-checked, and a bad one is an error naming the line.
  */
 import { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
-import type { AllNamespacesReport } from '../host/all-namespaces.js';
+import type { AllNamespacesReport, NamespaceReport } from '../host/all-namespaces.js';
 
 export const RECORDING_FORMAT = 'conntrack-monitor-recording';
 export const RECORDING_VERSION = 1;
@@ -76,12 +76,37 @@ export type RecordingLine =
   | RecordingNotice
   | RecordingEnd;
 
+/**
+ * A recorded --all-namespaces row, as read back: only the fields summaries use, so rows may
+ * grow (and older recordings, from the per-namespace engine, may say `source: 'proc'`).
+ */
+export type RecordedNamespace = Pick<
+  NamespaceReport,
+  | 'inode'
+  | 'name'
+  | 'pid'
+  | 'host'
+  | 'entries'
+  | 'max'
+  | 'fill'
+  | 'drops'
+  | 'dropRate'
+  | 'inserts'
+  | 'insertRate'
+  | 'totalDrops'
+  | 'error'
+> & { source: 'netlink' | 'proc' | null };
+
+export interface RecordedReport extends Omit<AllNamespacesReport, 'namespaces'> {
+  namespaces: RecordedNamespace[];
+}
+
 export interface Recording {
   /** Null for files without one (`--json` output). */
   header: RecordingHeader | null;
   samples: ConntrackSample[];
   /** --all-namespaces reports. */
-  reports: AllNamespacesReport[];
+  reports: RecordedReport[];
   notices: RecordingNotice[];
   /** Null when the file has no end line: the recording was cut short. */
   end: RecordingEnd | null;
@@ -330,7 +355,7 @@ class Checker {
   }
 
   /** Only the report fields the summary uses, so the rows may grow without breaking reports. */
-  report(o: Obj): AllNamespacesReport {
+  report(o: Obj): RecordedReport {
     if (!Array.isArray(o.namespaces)) this.fail('namespaces', 'a list', o.namespaces);
     return {
       time: this.time(o.time, 'time'),

@@ -5,8 +5,7 @@
  */
 import { basename } from 'node:path';
 import { COUNTER_NAMES, type ConntrackSample, type CounterSet } from '../types.js';
-import type { AllNamespacesReport } from '../host/all-namespaces.js';
-import type { Recording, RecordingEnd, RecordingHeader, RecordingNotice } from '../recording/format.js';
+import type { RecordedReport, Recording, RecordingEnd, RecordingHeader, RecordingNotice } from '../recording/format.js';
 import { summarize, type RunSummary } from './summary.js';
 
 export interface ReportRun {
@@ -60,7 +59,7 @@ export function runsOf(recording: Recording, file: string | null): ReportRun[] {
 
 /** Each namespace's rows as samples, busiest first (drops, then peak fill). */
 export function namespaceSamples(
-  reports: readonly AllNamespacesReport[],
+  reports: readonly RecordedReport[],
 ): Map<number, { name: string | null; host: boolean; samples: ConntrackSample[] }> {
   const byInode = new Map<number, { name: string | null; host: boolean; samples: ConntrackSample[] }>();
   for (const r of reports) {

@@ -135,8 +135,8 @@ export class TestNamespace {
     return Number((await this.exec('cat', ['/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
   }
 
-  /** Packets the `ct state new counter` rule counted: entries created in the namespace. */
-  async newCounter(): Promise<number> {
+  /** Entries the kernel created in this namespace: packets the `ct state new counter` rule counted. */
+  async nftNewCount(): Promise<number> {
     const out = await this.exec('nft', ['list', 'chain', 'inet', 'ctmon_test', 'out']);
     return Number(/counter packets (\d+)/.exec(out)![1]);
   }

@@ -54,7 +54,7 @@ describe.skipIf(!canRunIntegration)('the eBPF event path on the real kernel', ()
     // conntrack -L reaped them: each sent a DESTROY, counted in the kernel.
     await nextSamples(monitor, 2);
     const last = samples.at(-1)!;
-    const created = await ns.newCounter();
+    const created = await ns.nftNewCount();
     console.info(
       `udp flood: inserts ${last.totals.insert} (nft counter ${created}), deletes ${last.totals.delete}, ` +
         `nf_conntrack_count ${unreaped} (expired, not yet reaped) when udp showed 0, messages received ${received(samples)}, resyncs ${last.events!.resyncs}`,
@@ -86,7 +86,7 @@ describe.skipIf(!canRunIntegration)('the eBPF event path on the real kernel', ()
     );
     expect(last.events!.resyncs).toBeGreaterThanOrEqual(3);
     expect(counts).toEqual({ tcp: 0, udp: 2000, icmp: 20, other: 0 });
-    expect(last.totals.insert).toBe(await ns.newCounter());
+    expect(last.totals.insert).toBe(await ns.nftNewCount());
     expect(received(samples)).toBe(0);
   });
 
@@ -122,7 +122,7 @@ describe.skipIf(!canRunIntegration)('the eBPF event path on the real kernel', ()
       console.info(`fallback: path ${last.events!.path}, reason "${last.events!.pathReason}"`);
       expect(last.events!.path).toBe('netlink');
       expect(last.events!.pathReason).toMatch(reason);
-      expect(last.totals.insert).toBe(await ns.newCounter());
+      expect(last.totals.insert).toBe(await ns.nftNewCount());
       expect(counts).toEqual({ tcp: 20, udp: 200, icmp: 0, other: 0 });
       // Every NEW was queued and read, and the TCP state changes.
       const updates = samples.reduce((n, s) => n + s.events!.updates, 0);

@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { MONITOR_FLAGS_HELP, parseCommand, UsageError, withFlags } from '../args.js';
+import { allNamespacesOptions, MONITOR_FLAGS_HELP, parseCommand, UsageError, withFlags } from '../args.js';
 import { createMonitor } from '../monitor.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
 import { DEFAULT_INTERVAL_MS } from '../../options.js';
@@ -76,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const log = (line: string) => process.stderr.write(`conntrack-monitor record: ${line}\n`);
   let source: ConntrackMonitor | AllNamespacesMonitor;
-  if (all) source = withFlags(() => new AllNamespacesMonitor(options));
+  if (all) source = withFlags(() => new AllNamespacesMonitor(allNamespacesOptions(options, {})));
   else source = createMonitor(options);
 
   // From here on a signal stops the recording (and goes on to COMMAND) instead of the process.

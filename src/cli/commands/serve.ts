@@ -3,7 +3,17 @@
  * registry rendered once per sample and served by MetricsServer (bounded whatever the clients
  * do). Loopback unless told otherwise; a clean shutdown on SIGTERM or SIGINT.
  */
-import { MONITOR_FLAGS_HELP, number, parseCommand, UsageError } from '../args.js';
+import {
+  ALL_NAMESPACES_FLAGS,
+  ALL_NAMESPACES_HELP,
+  allNamespacesOptions,
+  checkAllNamespacesFlags,
+  MONITOR_FLAGS_HELP,
+  number,
+  parseCommand,
+  UsageError,
+  withFlags,
+} from '../args.js';
 import { MetricsServer } from '../metrics-server.js';
 import {
   awaitShutdown,
@@ -13,8 +23,14 @@ import {
   startOrExplain,
   stopUnlessForced,
 } from '../monitor.js';
+import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
 import { DropMonitor } from '../../host/drop-monitor.js';
-import { registerConntrackMetrics, registerDropMetrics, registerTopMetrics } from '../../metrics.js';
+import {
+  registerAllNamespacesMetrics,
+  registerConntrackMetrics,
+  registerDropMetrics,
+  registerTopMetrics,
+} from '../../metrics.js';
 import { TOP_LIMIT_RANGE } from '../../options.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
@@ -24,6 +40,11 @@ Serve the conntrack metrics at http://HOST:PORT/metrics for Prometheus.
 Options:
   --listen HOST:PORT     address to listen on (default 127.0.0.1:9465: loopback only;
                          use 0.0.0.0:9465 or [::]:9465 to expose it)
+  --all-namespaces       every network namespace on the node, one series per namespace
+                         with the labels netns, pod_namespace and pod (the Kubernetes pod
+                         that owns it, from containerd's or CRI-O's files; the host's
+                         namespace has them empty), from one reader thread that reads only
+                         counters; a namespace that goes leaves the next scrape
   --drops                also nf_conntrack_table_full_drops_total{netns}: table-full drops
                          of every namespace on the host, from the eBPF probe (see drops)
   --top N                while the table is under pressure (75% full or more, or dropping),
@@ -31,6 +52,8 @@ Options:
                          nf_conntrack_top_entries{group,key}: the top N sources,
                          destinations, destination ports and states (plus key="other"), and
                          nf_conntrack_evictable_entries; absent while the pressure is ok
+                         (one namespace only: not with --all-namespaces)
+${ALL_NAMESPACES_HELP}
 ${MONITOR_FLAGS_HELP}
 
 The server's memory stays bounded whatever clients do: at most 512 connections (one more
@@ -54,11 +77,13 @@ export async function run(argv: string[]): Promise<number> {
     listen: { type: 'string' },
     drops: { type: 'boolean' },
     top: { type: 'string' },
+    ...ALL_NAMESPACES_FLAGS,
   });
   if (help) {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
+  checkAllNamespacesFlags(values);
   const { host, port } = parseListen(String(values.listen ?? '127.0.0.1:9465'));
   let Registry: new () => { metrics(): Promise<string>; contentType: string; registerMetric(m: unknown): void };
   try {
@@ -71,12 +96,17 @@ export async function run(argv: string[]): Promise<number> {
   if (top !== null && !(Number.isInteger(top) && top >= TOP_LIMIT_RANGE[0] && top <= TOP_LIMIT_RANGE[1]))
     throw new UsageError(`--top must be an integer from ${TOP_LIMIT_RANGE[0]} to ${TOP_LIMIT_RANGE[1]}, got ${top}`);
   const registry = new Registry();
-  const monitor = createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } }, {
-    eventsAuto: verbose,
-  });
-  const gone = namespaceGone(monitor);
-  registerConntrackMetrics(monitor, { registry });
-  if (top !== null) registerTopMetrics(monitor, { registry });
+  const all = values['all-namespaces'] === true;
+  if (all && top !== null) throw new UsageError('--top reads one namespace: it cannot be used with --all-namespaces');
+  const monitor = all
+    ? nodeMonitor(allNamespacesOptions(options, values))
+    : createMonitor(top === null ? options : { ...options, snapshotOnPressure: { limit: top } }, {
+        eventsAuto: verbose,
+      });
+  const gone = monitor instanceof AllNamespacesMonitor ? undefined : namespaceGone(monitor);
+  if (monitor instanceof AllNamespacesMonitor) registerAllNamespacesMetrics(monitor, { registry });
+  else registerConntrackMetrics(monitor, { registry });
+  if (top !== null && !(monitor instanceof AllNamespacesMonitor)) registerTopMetrics(monitor, { registry });
   let drops: DropMonitor | null = null;
   if (values.drops === true) {
     drops = new DropMonitor({ intervalMs: monitor.options.intervalMs, topFlows: 0 });
@@ -94,8 +124,11 @@ export async function run(argv: string[]): Promise<number> {
   }
   const server = new MetricsServer({ render: () => registry.metrics(), contentType: registry.contentType });
   // Rendered once per new sample (or snapshot) and shared by every scrape until the next one.
-  monitor.on('sample', () => void server.refresh());
-  if (top !== null) monitor.on('top', () => void server.refresh());
+  if (monitor instanceof AllNamespacesMonitor) monitor.on('report', () => void server.refresh());
+  else {
+    monitor.on('sample', () => void server.refresh());
+    if (top !== null) monitor.on('top', () => void server.refresh());
+  }
   drops?.on('sample', () => void server.refresh());
   let bound: number;
   try {
@@ -120,4 +153,11 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (!finished) return forcedExit();
   return why === 'namespace gone' ? 1 : 0; // the reason is on stderr already
+}
+
+/** The node-wide monitor, with errors on stderr as createMonitor() does for one namespace. */
+function nodeMonitor(options: ConstructorParameters<typeof AllNamespacesMonitor>[0]): AllNamespacesMonitor {
+  const monitor = withFlags(() => new AllNamespacesMonitor(options));
+  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  return monitor;
 }

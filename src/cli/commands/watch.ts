@@ -3,8 +3,18 @@
  * NDJSON with --json. On --duration expiry, SIGINT or SIGTERM it prints the final partial
  * sample (so totals are complete) and exits 0.
  */
-import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds, UsageError, withFlags } from '../args.js';
-import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
+import {
+  ALL_NAMESPACES_FLAGS,
+  ALL_NAMESPACES_HELP,
+  allNamespacesOptions,
+  checkAllNamespacesFlags,
+  MAX_TIMER_S,
+  MONITOR_FLAGS_HELP,
+  parseCommand,
+  seconds,
+  withFlags,
+} from '../args.js';
+import { AllNamespacesMonitor, type AllNamespacesOptions } from '../../host/all-namespaces.js';
 import {
   awaitShutdown,
   createMonitor,
@@ -14,7 +24,7 @@ import {
   stopUnlessForced,
 } from '../monitor.js';
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
-import type { ConntrackMonitorOptions, ConntrackSample } from '../../types.js';
+import type { ConntrackSample } from '../../types.js';
 import { LIVE_TOP, LiveView } from '../live-view.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
@@ -29,12 +39,16 @@ COMMAND --help).
 Options:
   --json                 one JSON sample per line (NDJSON), flushed per line
   --duration S           stop after S seconds (default: run until SIGINT/SIGTERM)
-  --all-namespaces       every network namespace on the host (names under /var/run/netns
-                         and those of all processes), one row each: entries, max, fill,
-                         drop and insert rates; JSON lines are
+  --all-namespaces       every network namespace on the node (names under /var/run/netns
+                         and those of all processes, with the Kubernetes pod that owns
+                         each, from containerd's or CRI-O's files), one row each: entries,
+                         max, fill, drop, insert_failed and insert rates, from one reader
+                         thread that only reads counters (no table dumps); JSON lines are
                          { time, intervalMs, final, namespaces: [{ inode, name, pid, host,
-                         entries, max, fill, drops, dropRate, inserts, insertRate,
-                         totalDrops, source, error }] }
+                         pod, intervalMs, entries, max, fill, counts, rates, totals,
+                         events, timeWait, tcpStates, protocols, drops, dropRate,
+                         inserts, insertRate, totalDrops, source, error, unavailable }] }
+${ALL_NAMESPACES_HELP}
 ${MONITOR_FLAGS_HELP}
 
 ctnetlink needs CAP_NET_ADMIN (root); --netns also needs CAP_SYS_ADMIN. Without them
@@ -51,14 +65,16 @@ export async function run(argv: string[]): Promise<number> {
   const { help, verbose, options, values } = parseCommand(argv, {
     json: { type: 'boolean' },
     duration: { type: 'string' },
-    'all-namespaces': { type: 'boolean' },
+    ...ALL_NAMESPACES_FLAGS,
   });
   if (help) {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
   const durationS = values.duration === undefined ? 0 : seconds('--duration', values.duration, 0, 0.001, MAX_TIMER_S);
-  if (values['all-namespaces'] === true) return allNamespaces(options, values.json === true, durationS);
+  checkAllNamespacesFlags(values);
+  if (values['all-namespaces'] === true)
+    return allNamespaces(allNamespacesOptions(options, values), values.json === true, durationS);
   const live = values.json !== true && process.stdout.isTTY === true ? new LiveView(process.stdout) : null;
   // The live view keeps the fallback, warnings and errors on screen (stderr would be drawn
   // over), and shows what fills the table while it is under pressure.
@@ -97,13 +113,16 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function allNamespaces(options: ConntrackMonitorOptions, json: boolean, durationS: number): Promise<number> {
-  if (options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
+async function allNamespaces(options: AllNamespacesOptions, json: boolean, durationS: number): Promise<number> {
   const host = withFlags(() => new AllNamespacesMonitor(options));
   const redraw = !json && process.stdout.isTTY === true;
   host.on('report', (r) => {
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
-    else process.stdout.write(`${redraw && !r.final ? '\x1b[H\x1b[2J' : ''}${formatNamespacesReport(r)}\n`);
+    else {
+      // On a terminal, laid out for its width at each redraw (a resize shows at the next report).
+      const width = redraw ? (process.stdout.columns ?? 80) : Infinity;
+      process.stdout.write(`${redraw && !r.final ? '\x1b[H\x1b[2J' : ''}${formatNamespacesReport(r, width)}\n`);
+    }
   });
   host.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
   try {

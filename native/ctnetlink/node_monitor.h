@@ -1,0 +1,157 @@
+// node_monitor.h — every network namespace of a node from ONE reader thread, at a cost that
+// does not grow with the table: per namespace only the kernel's counters (GET_STATS_CPU and
+// GET_STATS on a request socket, once per interval) and a count of NEW and DESTROY events,
+// never a dump.
+//
+// Per namespace the thread holds two sockets (and the namespace's nf_conntrack_events sysctl,
+// which a file opened inside a namespace keeps reading from anywhere), opened inside it (it
+// setns()es into it, opens them and setns()es back: a socket belongs to the netns of the thread
+// that made it, kernel-facts §6):
+//   - a request socket for the stats;
+//   - an event socket joined to NEW and DESTROY only, counted either in the kernel (the
+//     count-only eBPF program of ebpf/event_counter.h, one per namespace, which keeps
+//     nothing: nothing is queued and nothing can be lost) or, where that cannot be loaded,
+//     through the classic filter of count_filter.h, which passes each event's 20-byte header;
+//     those sockets are read through one epoll, and what the kernel could not queue is counted
+//     exactly (SK_MEMINFO_DROPS) per namespace.
+// Each namespace's interval goes through its own Aggregator (the same wrap-safe per-CPU
+// deltas as the single-namespace Monitor); all namespaces close on one clock and are handed
+// to the listener as one report.
+//
+// Namespaces are added and removed by the owner (discovery runs in JS) through a request
+// queue and an eventfd: add() and remove() never wait for the reader thread. A removed
+// namespace's sockets are closed as soon as the thread takes the request.
+//
+// No Node-API. The listener is called on the reader thread and must not block.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/fd.h"
+#include "ctnetlink/aggregator.h"
+#include "ctnetlink/monitor.h"
+#include "ctnetlink/socket.h"
+#include "ctnetlink/stats_reader.h"
+#include "ebpf/event_counter.h"
+
+namespace ctmon {
+
+enum class CountingMode : uint8_t {
+  kAuto,    // in the kernel where possible, else the classic filter
+  kKernel,  // in the kernel only: a namespace where it cannot be loaded fails to open
+  kFilter,  // the classic filter only
+};
+enum class CountingPath : uint8_t { kKernel, kFilter };
+
+struct NodeMonitorConfig {
+  int interval_ms = 1000;
+  int receive_buffer_bytes = 32 << 20;  // event sockets of the filter path
+  CountingMode counting = CountingMode::kAuto;
+};
+
+// The outcome of add(): the namespace's sockets are open (ok), or why not.
+struct NamespaceOpened {
+  uint64_t id = 0;
+  bool ok = false;
+  MonitorError error;
+  CountingPath path = CountingPath::kFilter;
+  std::string fallback_reason;  // why the kernel counter is not used, on the filter path
+  int receive_buffer_bytes = 0;
+};
+
+// One namespace's interval in a report.
+struct NamespaceInterval {
+  uint64_t id = 0;
+  CountingPath path = CountingPath::kFilter;
+  // The kernel counter could not be read: insert/delete are unknown in this interval (not
+  // lost: the next interval's reading includes them).
+  bool counter_failed = false;
+  // net.netfilter.nf_conntrack_events of the namespace (0: the kernel sends no events, so
+  // insert/delete are unknown); -1 when unreadable.
+  int64_t events_mode = -1;
+  IntervalSample sample;
+};
+
+class NodeMonitorListener {
+ public:
+  virtual ~NodeMonitorListener() = default;
+  // All run on the reader thread.
+  virtual void on_opened(const NamespaceOpened& opened) = 0;
+  virtual void on_report(const std::vector<NamespaceInterval>& namespaces, bool final) = 0;
+  // id 0: the node monitor itself (its thread stops after a fatal one).
+  virtual void on_error(uint64_t id, const MonitorError& error) = 0;
+};
+
+class NodeMonitor {
+ public:
+  NodeMonitor(NodeMonitorConfig config, NodeMonitorListener* listener);
+  ~NodeMonitor();
+  NodeMonitor(const NodeMonitor&) = delete;
+  NodeMonitor& operator=(const NodeMonitor&) = delete;
+
+  // Starts the reader thread, with no namespace yet. False, with `error`, when it could not.
+  bool start(MonitorError& error);
+  // Closes every namespace's partial interval (one report with final = true), closes every
+  // socket and joins the thread. Returns promptly. Idempotent.
+  void stop();
+
+  // Any thread; never blocks on the reader. add() opens the namespace at `path`, checked to be
+  // the one with inode `inode` (a /proc/PID path may name another namespace once PID has
+  // exited), and answers through on_opened(). `id` (nonzero) names it in reports.
+  void add(uint64_t id, std::string path, uint64_t inode);
+  void remove(uint64_t id);
+
+ private:
+  struct Watched;
+  struct Request {
+    bool add = false;
+    uint64_t id = 0;
+    std::string path;
+    uint64_t inode = 0;
+  };
+
+  void run();
+  bool open_home(MonitorError& error);
+  void take_requests();
+  void open_namespace(const Request& request);
+  bool open_sockets(Watched& w, const Request& request, NamespaceOpened& opened);
+  void close_namespace(uint64_t id);
+  void drain(Watched& w, int budget_batches);
+  void drain_queue(Watched& w, int budget_batches);
+  void close_interval(bool final);
+  void wake();
+
+  NodeMonitorConfig config_;
+  NodeMonitorListener* listener_;
+  std::thread thread_;
+  Fd control_fd_;  // eventfd: requests queued or stop
+  Fd epoll_fd_;    // the control eventfd and every filter-path event socket
+  Fd home_ns_;     // the reader thread's own netns, to return to after opening sockets
+  std::atomic<bool> stopping_{false};
+  bool fatal_ = false;  // could not return to its own namespace: stop reading
+
+  std::mutex requests_mu_;
+  std::vector<Request> requests_;  // under requests_mu_
+  std::vector<Request> taking_;    // reader thread: the batch being processed
+
+  std::unordered_map<uint64_t, std::unique_ptr<Watched>> watched_;  // reader thread only
+  BatchReceiver receiver_;                 // 20-byte headers, shared by every namespace
+  StatsReader stats_;                      // one reading at a time, shared by every namespace
+  std::vector<NamespaceInterval> report_;  // reused every interval
+
+  // Start-up handshake between start() and the reader thread.
+  std::mutex start_mu_;
+  std::condition_variable start_cv_;
+  bool start_done_ = false;
+  MonitorError start_error_;
+};
+
+}  // namespace ctmon
