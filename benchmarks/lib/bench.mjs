@@ -18,9 +18,14 @@ export function buildTools() {
   if (!['loadgen', 'null_reader', 'count_only_reader'].every((name) => existsSync(bin(name)))) {
     const nodeGyp =
       process.env.npm_config_node_gyp ?? '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js';
-    execFileSync(process.execPath, [nodeGyp, 'rebuild', '--directory', join(benchmarks, 'native')], {
-      stdio: 'inherit',
-    });
+    // Run with node, not npm, node-gyp would download Node's headers: use the ones installed
+    // with this Node where they are (npm's nodedir setting first), so no network is needed.
+    const prefix = join(dirname(process.execPath), '..');
+    const nodedir =
+      process.env.npm_config_nodedir ?? (existsSync(join(prefix, 'include', 'node', 'node.h')) ? prefix : null);
+    const args = [nodeGyp, 'rebuild', '--directory', join(benchmarks, 'native')];
+    if (nodedir) args.push(`--nodedir=${nodedir}`);
+    execFileSync(process.execPath, args, { stdio: 'inherit' });
   }
   return { loadgen: bin('loadgen'), nullReader: bin('null_reader'), countOnlyReader: bin('count_only_reader') };
 }
