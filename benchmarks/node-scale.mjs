@@ -5,7 +5,7 @@
 // flow all the time), the rest idle; each with an nft `ct state new counter` rule.
 //
 //   node benchmarks/node-scale.mjs [--namespaces 110] [--entries 200000] [--flow-rate 1000]
-//                                  [--seconds 60] [--rounds 1] [--old]
+//                                  [--seconds 60] [--rounds 1] [--old] [--note TEXT]
 //
 // Root. Per round, in one run, with the same load running in each phase:
 //   - baseline: no monitor;
@@ -40,6 +40,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '60' },
     rounds: { type: 'string', default: '1' },
     old: { type: 'boolean', default: false },
+    note: { type: 'string' },
   },
 });
 const COUNT = Number(values.namespaces);
@@ -274,7 +275,8 @@ async function main() {
   const out = {
     date,
     machine: machine(),
-    note: 'shared 2-vCPU VM: other sessions ran their own tests meanwhile; the lead re-runs on a quiet machine',
+    // What else ran on the machine meanwhile is not something the script can know: --note says it.
+    note: values.note ?? null,
     settings: {
       namespaces: COUNT,
       entries: ENTRIES,
@@ -294,7 +296,7 @@ async function main() {
     `# Node scale, ${date}`,
     '',
     `${COUNT} namespaces (one with ${count(BIG)} entries, two with ${FLOW_RATE} new UDP flows/s each, the rest idle), ` +
-      `${SECONDS} s from the monitor's start, ${ROUNDS} round(s), medians. Machine: ${out.machine.kernel}, ${out.machine.cpus}. ${out.note}.`,
+      `${SECONDS} s from the monitor's start, ${ROUNDS} round(s), medians. Machine: ${out.machine.kernel}, ${out.machine.cpus}.${out.note ? ` ${out.note}.` : ''}`,
     '',
     '| engine | marginal host CPU (% of one core) | monitor process CPU | flow generators: extra CPU | peak RSS | threads | all reported after | new one reported after | deleted one gone after | inserts and entries exact |',
     '|---|---|---|---|---|---|---|---|---|---|',
