@@ -103,11 +103,13 @@ const MONITOR_OPTIONS = [
   'snapshotOnPressure',
 ] as const;
 
-/** Validates ConntrackMonitor's options; throws an OptionError naming the option at fault. */
-export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedOptions {
-  const o = ownOptions('options', options, MONITOR_OPTIONS);
+/** The reader's options both monitors share: the interval, the event socket's buffer, the resync period. */
+function readerOptions(o: {
+  intervalMs?: unknown;
+  receiveBufferBytes?: unknown;
+  resyncIntervalMs?: unknown;
+}): Pick<ResolvedOptions, 'intervalMs' | 'receiveBufferBytes' | 'resyncIntervalMs'> {
   return {
-    netnsPath: resolveNetns(o.netns),
     intervalMs: integerIn('intervalMs', o.intervalMs, DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE),
     receiveBufferBytes: integerIn(
       'receiveBufferBytes',
@@ -119,6 +121,15 @@ export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedO
       o.resyncIntervalMs === 0
         ? 0
         : integerIn('resyncIntervalMs', o.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
+  };
+}
+
+/** Validates ConntrackMonitor's options; throws an OptionError naming the option at fault. */
+export function resolveOptions(options: ConntrackMonitorOptions = {}): ResolvedOptions {
+  const o = ownOptions('options', options, MONITOR_OPTIONS);
+  return {
+    netnsPath: resolveNetns(o.netns),
+    ...readerOptions(o),
     backend: oneOf('backend', o.backend, 'auto', BACKENDS),
     pressure: resolvePressure(o.pressure),
     snapshotOnPressure: resolveSnapshotOnPressure(o.snapshotOnPressure),
@@ -190,17 +201,7 @@ export function resolveAllNamespacesOptions(options: unknown = {}): ResolvedAllN
     return value;
   };
   return {
-    intervalMs: integerIn('intervalMs', o.intervalMs, DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE),
-    receiveBufferBytes: integerIn(
-      'receiveBufferBytes',
-      o.receiveBufferBytes,
-      DEFAULT_RECEIVE_BUFFER_BYTES,
-      RECEIVE_BUFFER_RANGE,
-    ),
-    resyncIntervalMs:
-      o.resyncIntervalMs === 0
-        ? 0
-        : integerIn('resyncIntervalMs', o.resyncIntervalMs, DEFAULT_RESYNC_INTERVAL_MS, RESYNC_INTERVAL_RANGE, ' or 0'),
+    ...readerOptions(o),
     rediscoverMs: integerIn('rediscoverMs', o.rediscoverMs, DEFAULT_REDISCOVER_MS, [100, 86_400_000]),
     counting: oneOf('counting', o.counting, 'auto', ['auto', 'ebpf', 'filter'] as const),
     trackStates: [...(tracked as string[])],

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <new>
 
+#include "base/hash.h"
+
 namespace ctmon {
 namespace {
 
@@ -27,15 +29,6 @@ const char* const kStatusClasses[] = {"UNREPLIED", "REPLIED", "ASSURED"};
 const char* const kTcpStates[kTcpStateCount] = {"NONE",     "SYN_SENT",   "SYN_RECV", "ESTABLISHED",
                                                 "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT",
                                                 "CLOSE",    "SYN_SENT2"};
-
-uint64_t mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
 
 bool has_ports(uint8_t l4proto) {
   switch (l4proto) {
@@ -127,7 +120,7 @@ uint64_t KeyCounter<N>::hash(const uint8_t* key) const {
   for (size_t at = 0; at < N; at += 8) {
     uint64_t word = 0;
     std::memcpy(&word, key + at, std::min<size_t>(8, N - at));
-    h = mix(h ^ word) + 0x9e3779b97f4a7c15ULL;
+    h = fmix64(h ^ word) + 0x9e3779b97f4a7c15ULL;
   }
   return h;
 }

@@ -6,19 +6,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/hash.h"
+
 namespace ctmon {
 namespace {
 
 constexpr uint32_t kNever = UINT32_MAX;
-
-uint64_t mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
 
 ProtocolClass classify(uint8_t l4proto) {
   switch (l4proto) {
@@ -58,7 +51,7 @@ uint64_t ConntrackTable::key_of(const Conntrack& ct) const {
              static_cast<uint64_t>(ct.orig.l4proto) << 48 | static_cast<uint64_t>(ct.family) << 56;
   words[5] = static_cast<uint64_t>(ct.id) | static_cast<uint64_t>(ct.zone) << 32;
   uint64_t h = seed_;
-  for (uint64_t w : words) h = mix(h ^ w) + 0x9e3779b97f4a7c15ULL;
+  for (uint64_t w : words) h = fmix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
   return h == 0 ? 1 : h;  // 0 marks an empty slot
 }
 

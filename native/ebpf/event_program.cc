@@ -56,6 +56,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "base/hash.h"
 #include "ebpf/assembler.h"
 
 namespace ctmon {
@@ -68,9 +69,9 @@ constexpr int kTupleOffset = kAttrsOffset + NLA_HDRLEN;  // CTA_TUPLE_ORIG's pay
 constexpr int kWalkSteps = 16;                           // top-level attributes looked at, at most
 constexpr int kWalkStepsShort = 8;  // ... before CTA_TIMEOUT (NEW) or CTA_STATUS (DESTROY)
 constexpr int32_t kPass = -1;       // keep the whole message (the return value is a length)
-constexpr uint32_t kTimeoutAbsent = 0xffffffff;    // a real CTA_TIMEOUT is < 2^31 jiffies / HZ
-constexpr uint64_t kMix1 = 0xff51afd7ed558ccdULL;  // murmur3's fmix64
-constexpr uint64_t kMix2 = 0xc4ceb9fe1a85ec53ULL;
+constexpr uint32_t kTimeoutAbsent = 0xffffffff;  // a real CTA_TIMEOUT is < 2^31 jiffies / HZ
+constexpr uint64_t kMix1 = kFmix64Multiplier1;   // fmix64 (base/hash.h), as user space hashes
+constexpr uint64_t kMix2 = kFmix64Multiplier2;
 
 // Stack layout (offsets from r10), every slot 8-byte aligned.
 constexpr int16_t kHead = -128;        // the first kHeadBytes of the message
@@ -101,9 +102,6 @@ constexpr uint8_t kClass = BPF_REG_9;     // EventClassIndex
 using Label = Assembler::Label;
 
 int16_t head(int offset) { return static_cast<int16_t>(kHead + offset); }
-int16_t field(int16_t slot, size_t offset) {
-  return static_cast<int16_t>(slot + static_cast<int>(offset));
-}
 
 int16_t diagnostic_offset(EventDiagnostic d) {
   return static_cast<int16_t>(offsetof(EventCounters, diagnostics) + 8 * d);
@@ -775,19 +773,6 @@ std::string assemble_event_program(const EventProgramLayout& l, std::vector<bpf_
   verdict(a, uncounted);
   return a.finish(out);
 }
-
-namespace {
-
-uint64_t fmix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= kMix1;
-  x ^= x >> 33;
-  x *= kMix2;
-  x ^= x >> 33;
-  return x;
-}
-
-}  // namespace
 
 uint64_t flow_key(uint64_t seed, const uint8_t* tuple, size_t tuple_length, uint8_t family,
                   uint16_t zone, uint32_t id) {
