@@ -282,8 +282,8 @@ uint64_t monotonic_ds() {
 }
 
 // _eventProgram(messages, { variant?, perMessage?, dumping?, maxFlows?, seed? }) -> { verdicts,
-// counters, counted?, seed, flows, destroyed, wheel, nowDs, verifier? }: loads the event socket filter
-// (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in the kernel
+// counters, counted?, seed, flows, destroyed, wheel, nowDs, verifier? }: loads the event socket
+// filter (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in the kernel
 // on each message in turn (BPF_PROG_TEST_RUN), then reads its maps. `dumping` sets
 // CT_CONTROL_DUMPING first. Needs CAP_BPF; throws with the reason otherwise.
 Napi::Value EventProgram(const Napi::CallbackInfo& info) {
