@@ -11,7 +11,7 @@
 // Likewise the snapshot grouping (snapshot.h) against a std::map per group: its top N and its
 // `other` must be the model's, with its maps starting at one slot and a bound of 48 keys.
 // Likewise the expiry wheel's reader (ebpf/wheel_reader.h): kWheelOps drive a model of what
-// the kMonitor program does to its maps, and after every read the flows the reader says are
+// the ct_monitor program does to its maps, and after every read the flows the reader says are
 // listed must equal the flows whose deadline is still ahead.
 //
 // Input: a sequence of records  [op u8][length u16 little endian][payload]  (a short last
@@ -285,12 +285,12 @@ class KernelModel {
   }
   void read() {
     const uint64_t now_ds = now_ns_ / CT_DECISECOND_NS;
-    SysStatus st;
+    Status st;
     const bool in_time = reader_.advance(
         now_ds,
         [this](uint32_t slot, ct_wheel_slot& out) {
           out = wheel_[slot];
-          return SysStatus{};
+          return Status{};
         },
         st);
     int64_t live[CT_TRACKED_CLASSES] = {};
@@ -486,7 +486,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case kBtf: {
         Btf btf;
-        if (!btf.parse(payload).empty()) break;
+        if (!btf.parse(payload).ok()) break;
         BtfMember m;
         int64_t value = 0;
         uint32_t id = 0;
@@ -494,8 +494,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)btf.member("sk_buff", "dev", m);
         (void)btf.member("sock", "__sk_common.skc_net.net", m);
         (void)btf.enumerator("SKB_DROP_REASON_NETFILTER_DROP", value);
-        if (btf.typedef_id("btf_trace_kfree_skb", id).empty())
-          (void)btf.function_params(id, params);
+        if (btf.typedef_id("btf_trace_kfree_skb", id).ok()) (void)btf.function_params(id, params);
         for (uint32_t t = 1; t <= btf.type_count() && t <= 64; ++t) (void)btf.describe(t);
         break;
       }

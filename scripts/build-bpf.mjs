@@ -5,6 +5,8 @@
 //                               definitions (from their BTF), and the BTF with its function and
 //                               line info (the verifier's log then names source lines)
 //   native/ebpf/<name>.bpf.lst  a listing: every instruction under the source line it came from
+//   native/ebpf/drop_program.lst the same for the drop program, which is assembled in C++
+//                               (drop_program.cc) rather than compiled: a host tool prints it
 //
 // Both are committed; .ci/run runs this and fails if anything changed. The output is
 // reproducible only with the same compiler, so the script insists on it (CLANG below: Debian
@@ -410,6 +412,106 @@ function listing(objectPath, programs) {
   );
 }
 
+// ---- the assembled drop program's listing ----
+
+const HELPERS = { 1: 'map_lookup_elem', 2: 'map_update_elem', 5: 'ktime_get_ns', 113: 'probe_read_kernel' };
+const SIZES = { 0x00: 'u32', 0x08: 'u16', 0x10: 'u8', 0x18: 'u64' };
+const ALU = {
+  0x00: '+=',
+  0x10: '-=',
+  0x20: '*=',
+  0x30: '/=',
+  0x40: '|=',
+  0x50: '&=',
+  0x60: '<<=',
+  0x70: '>>=',
+  0x90: '%=',
+  0xa0: '^=',
+  0xb0: '=',
+  0xc0: 's>>=',
+};
+const JMP = {
+  0x10: '==',
+  0x20: '>',
+  0x30: '>=',
+  0x40: '&',
+  0x50: '!=',
+  0x60: 's>',
+  0x70: 's>=',
+  0xa0: '<',
+  0xb0: '<=',
+  0xc0: 's<',
+  0xd0: 's<=',
+};
+
+// One instruction as llvm-objdump writes BPF (the subset the assembler emits).
+function disassemble(insns, i) {
+  const [code, dst, src, off, imm] = insns[i];
+  const cls = code & 0x07;
+  const r = (n) => `r${n}`;
+  const signed = (n) => (n >= 0 ? `+ ${n}` : `- ${-n}`);
+  if (code === 0x18) {
+    const value = (BigInt(insns[i + 1][4] >>> 0) << 32n) | BigInt(imm >>> 0);
+    return src === 1 ? `${r(dst)} = map[${imm}] ll` : `${r(dst)} = 0x${value.toString(16)} ll`;
+  }
+  if (cls === 0x07 || cls === 0x04) {
+    const w = cls === 0x04 ? 'w' : 'r';
+    const op = code & 0xf0;
+    if (op === 0xd0) return `${r(dst)} = be${imm} ${r(dst)}`;
+    const rhs = code & 0x08 ? `${w}${src}` : `${imm}`;
+    return `${w}${dst} ${ALU[op] ?? `alu(${op})`} ${rhs}`;
+  }
+  if (cls === 0x01) return `${r(dst)} = *(${SIZES[code & 0x18]} *)(${r(src)} ${signed(off)})`;
+  if (cls === 0x03 && (code & 0xe0) === 0xc0) {
+    const ops = { 0x00: '+=', 0xe1: 'xchg', 0xf1: 'cmpxchg' };
+    return `lock *(${SIZES[code & 0x18]} *)(${r(dst)} ${signed(off)}) ${ops[imm] ?? `atomic(${imm})`} ${r(src)}`;
+  }
+  if (cls === 0x03) return `*(${SIZES[code & 0x18]} *)(${r(dst)} ${signed(off)}) = ${r(src)}`;
+  if (cls === 0x02) return `*(${SIZES[code & 0x18]} *)(${r(dst)} ${signed(off)}) = ${imm}`;
+  if (cls === 0x05 || cls === 0x06) {
+    const op = code & 0xf0;
+    if (op === 0x80) return `call ${HELPERS[imm] ?? imm}`;
+    if (op === 0x90) return 'exit';
+    const target = `goto ${off >= 0 ? '+' : ''}${off} <${i + 1 + off}>`;
+    if (op === 0x00) return target;
+    const w = cls === 0x06 ? 'w' : 'r';
+    return `if ${w}${dst} ${JMP[op] ?? `jmp(${op})`} ${code & 0x08 ? `${w}${src}` : imm} ${target}`;
+  }
+  return `.insn 0x${code.toString(16)}`;
+}
+
+function dropProgramListing(tmp) {
+  const tool = join(tmp, 'drop_program_listing');
+  run('g++', [
+    '-std=c++17',
+    '-Inative',
+    'scripts/bpf/drop_program_listing.cc',
+    'native/ebpf/drop_program.cc',
+    '-o',
+    tool,
+  ]);
+  const insns = JSON.parse(run(tool, []));
+  const source = readFileSync(join(ebpfDir, 'drop_program.cc'), 'utf8').split('\n');
+  const out = [
+    `Listing of the drop program (${insns.length} instructions), written by npm run build:bpf from`,
+    'native/ebpf/drop_program.cc with the layout of scripts/bpf/drop_program_listing.cc.',
+    "An instruction's number is its index in the program, as the verifier's log numbers them; a",
+    'refusal names the drop_program.cc line that emitted it. Map operands are placeholders.',
+    '',
+  ];
+  let line = -1;
+  for (let i = 0; i < insns.length; i++) {
+    if (insns[i][5] !== line) {
+      line = insns[i][5];
+      out.push(`; ${source[line - 1].trim()} @ drop_program.cc:${line}`);
+    }
+    out.push(`${String(i).padStart(5)}:\t${disassemble(insns, i)}`);
+    if (insns[i][0] === 0x18) i++; // the second half of a 64-bit immediate
+  }
+  writeFileSync(join(ebpfDir, 'drop_program.lst'), out.join('\n') + '\n');
+  return insns.length;
+}
+
 function main() {
   const compiler = checkCompiler();
   const sources = readdirSync(ebpfDir).filter((f) => f.endsWith('.bpf.c'));
@@ -426,6 +528,7 @@ function main() {
       writeFileSync(join(ebpfDir, `${name}.bpf.lst`), listing(objectPath, programs));
       console.log(`${file}: ${programs.map((p) => `${p.name} ${p.insns.length} instructions`).join(', ')}`);
     }
+    console.log(`drop_program.cc: ${dropProgramListing(tmp)} instructions`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

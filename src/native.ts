@@ -54,7 +54,7 @@ export interface RawSample extends RawInterval {
     flowsFull: number;
     /** Times its expiry wheel was read too late and rebuilt from the flow map. */
     rebases: number;
-    /** All its counters, by EventDiagnostic (native/ebpf/event_program.h). */
+    /** All its counters, by enum ct_diagnostic (native/ebpf/ct_events.h). */
     diagnostics: number[];
   } | null;
   /** Records the binding dropped because the JS thread stalled (its queue is bounded), since start. */
@@ -167,7 +167,7 @@ export interface NativeDropProbe {
   close(): void;
 }
 
-/** The event program's counters (EventCounters in native/ebpf/event_program.h), summed over CPUs. */
+/** The event program's counters (struct ct_counters in native/ebpf/ct_events.h), summed over CPUs. */
 export interface EventProgramCounters {
   /** [kind: new, update, destroy][class: tcp, udp, icmp, other, unknown] */
   messages: number[][];
@@ -253,12 +253,16 @@ export interface NativeBinding {
     ctnetlinkSubsystem?: number;
     eventProgramType?: number;
     openNamespaceDelayMs?: number;
+    dropProgramOffsetDelta?: number;
   }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
     eventProgramType: number;
     openNamespaceDelayMs: number;
+    dropProgramOffsetDelta: number;
   };
+  /** Attaches the drop probe with the verifier's statistics, and detaches it. */
+  _dropProgram(): { instructions: number; verifier: { processedInsns: number; summary: string } };
 }
 
 let binding: NativeBinding | undefined;

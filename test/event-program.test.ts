@@ -1,11 +1,9 @@
 /**
- * The ctnetlink event socket filter (native/ebpf/event_program.cc), run by the real kernel on
+ * The ctnetlink event socket filter (native/ebpf/ct_events.bpf.c), run by the real kernel on
  * messages captured from it (BPF_PROG_TEST_RUN through the _eventProgram hook). The expected
  * kind and protocol of each message come from how it was captured (the fixture's name and the
  * flow's socket addresses in index.json); the decoder gives them for altered messages.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { binding } from './helpers/binding';
 import { fixtureIndex, fixtureNames, loadHexFixture } from './helpers/fixtures';
@@ -407,48 +405,3 @@ function withPort(message: Buffer, port: number): Buffer {
   m.writeUInt16BE(port, 60);
   return m;
 }
-
-/**
- * What the verifier says of the programs: each is accepted well within the kernel's limit of
- * 1,000,000 processed instructions (a budget a change would have to exceed by far before the
- * kernel refused it), and a refusal names the line of ct_events.bpf.c, from the BTF line info
- * loaded with the program.
- */
-describe.skipIf(!canRunIntegration)('event socket filter, as the verifier sees it', () => {
-  const KERNEL_LIMIT = 1_000_000;
-  const BUDGET = { 'count-only': 10_000, monitor: 100_000 } as const;
-
-  it.each(Object.keys(BUDGET) as (keyof typeof BUDGET)[])(
-    '%s: verified in well under a tenth of the kernel limit of processed instructions',
-    (variant) => {
-      const { verifier } = binding._eventProgram([], { variant, verifierStats: true });
-      console.info(`${variant}: ${verifier!.summary.split('\n').pop()}`);
-      expect(verifier!.summary).toMatch(/processed \d+ insns \(limit 1000000\)/);
-      expect(verifier!.processedInsns).toBeGreaterThan(0);
-      expect(verifier!.processedInsns).toBeLessThanOrEqual(BUDGET[variant]);
-      expect(BUDGET[variant]).toBeLessThanOrEqual(KERNEL_LIMIT / 10);
-    },
-  );
-
-  it('a refusal names the source line (file:line and its text), the instruction and why', () => {
-    // As an XDP program, a socket filter's access to the skb is refused where it first reads it.
-    const BPF_PROG_TYPE_XDP = 6;
-    const previous = binding._injectFaults({ eventProgramType: BPF_PROG_TYPE_XDP });
-    let message = '';
-    try {
-      binding._eventProgram([], { variant: 'monitor' });
-    } catch (err) {
-      message = (err as Error).message;
-    } finally {
-      binding._injectFaults(previous);
-    }
-    const m =
-      /the verifier rejected ct_monitor at (native\/ebpf\/ct_events\.bpf\.c):(\d+) \((.+)\), instruction (\d+): (.+)/.exec(
-        message,
-      );
-    expect(m, message).not.toBeNull();
-    const sourceLine = readFileSync(join(__dirname, '..', m![1]!), 'utf8').split('\n')[Number(m![2]) - 1]!;
-    expect(sourceLine.trim()).toBe(m![3]!.trim());
-    expect(sourceLine).toMatch(/skb|m->/);
-  });
-});

@@ -60,7 +60,7 @@ describe('npm package', () => {
       .map((f) => f.replace(/^package\//, ''));
     for (const f of files)
       expect(f).toMatch(
-        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
+        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|native\/ebpf\/[a-z_]+\.(gen\.cc|bpf\.c)|native\/sources\.js|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
       );
     expect(files).toContain('prebuilds/linux-x64/conntrack-monitor.glibc.node');
     expect(files).toContain('dist/cli.js');

@@ -28,14 +28,14 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, [](int) { stop = 1; });
 
   ctmon::EventCounter counter;
-  const ctmon::ProbeStatus loaded = counter.open();
-  if (!loaded.ok()) return std::fprintf(stderr, "%s\n", loaded.reason.c_str()), 1;
+  const ctmon::Status loaded = counter.open();
+  if (!loaded.ok()) return std::fprintf(stderr, "%s\n", loaded.text().c_str()), 1;
   const unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
   ctmon::EventSocketConfig config{groups, 2, 1 << 20, nullptr, 0};
   config.bpf_program_fd = counter.program_fd();
   ctmon::Fd fd;
   ctmon::EventSocketInfo info;
-  const ctmon::SysStatus st = ctmon::open_event_socket(config, fd, info);
+  const ctmon::Status st = ctmon::open_event_socket(config, fd, info);
   if (!st.ok()) return std::fprintf(stderr, "%s: errno %d\n", st.syscall, st.code), 1;
   std::printf("ready\n");
   std::fflush(stdout);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/fault_injection.h"
 #include "base/proc_text.h"
 #include "binding/binding.h"
@@ -275,11 +276,7 @@ Napi::Value event_counters_to_js(Napi::Env env, const ct_counters& c) {
   return o;
 }
 
-uint64_t monotonic_ds() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (static_cast<uint64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec) / CT_DECISECOND_NS;
-}
+uint64_t monotonic_ds() { return static_cast<uint64_t>(ctmon::mono_ns()) / CT_DECISECOND_NS; }
 
 // _eventProgram(messages, { variant?, perMessage?, dumping?, maxFlows?, seed? }) -> { verdicts,
 // counters, counted?, seed, flows, destroyed, wheel, nowDs, verifier? }: loads the event socket
@@ -304,11 +301,10 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   ctmon::EventCounter counter;
   ctmon::VerifierStats stats;
   const bool want_stats = opts.Get("verifierStats").ToBoolean();
-  const ctmon::ProbeStatus st = counter.open(options, want_stats ? &stats : nullptr);
-  if (!st.ok())
-    throw native_error(env, st.sys.code, st.sys.syscall, "load the event program", st.reason);
-  const auto check = [&](const ctmon::SysStatus& s, const char* what) {
-    if (!s.ok()) throw native_error(env, s.code, s.syscall, what);
+  const ctmon::Status st = counter.open(options, want_stats ? &stats : nullptr);
+  if (!st.ok()) throw native_error(env, st.in("load the event program"));
+  const auto check = [&](const ctmon::Status& s, const char* what) {
+    if (!s.ok()) throw native_error(env, s.in(what));
   };
   if (monitor && opts.Get("dumping").ToBoolean())
     check(counter.set_control(CT_CONTROL_DUMPING), "set the control bits");
@@ -388,7 +384,7 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
 }
 
 // _flowKey(message, seed) -> the flow key the monitor's event program gives the message's
-// entry (native/ebpf/event_program.h flow_key), computed from the decoder's view; null when
+// entry (ct_flow_key of native/ebpf/ct_events.h), computed from the decoder's view; null when
 // the message does not decode.
 Napi::Value FlowKey(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -444,7 +440,8 @@ Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
   return Napi::Value(env, report);
 }
 
-// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?, openNamespaceDelayMs?})
+// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?, openNamespaceDelayMs?,
+// dropProgramOffsetDelta?})
 // -> the previous values. Test-only: see fault_injection.h. Process-wide, so tests restore what
 // it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
@@ -457,6 +454,7 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   previous.Set("ctnetlinkSubsystem", faults.ctnetlink_subsystem.load());
   previous.Set("eventProgramType", faults.event_program_type.load());
   previous.Set("openNamespaceDelayMs", faults.open_namespace_delay_ms.load());
+  previous.Set("dropProgramOffsetDelta", faults.drop_program_offset_delta.load());
   if (in.Has("netlinkProtocol"))
     faults.netlink_protocol = in.Get("netlinkProtocol").ToNumber().Int32Value();
   if (in.Has("ctnetlinkSubsystem"))
@@ -465,6 +463,8 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
     faults.event_program_type = in.Get("eventProgramType").ToNumber().Int32Value();
   if (in.Has("openNamespaceDelayMs"))
     faults.open_namespace_delay_ms = in.Get("openNamespaceDelayMs").ToNumber().Int32Value();
+  if (in.Has("dropProgramOffsetDelta"))
+    faults.drop_program_offset_delta = in.Get("dropProgramOffsetDelta").ToNumber().Int32Value();
   return previous;
 }
 

@@ -7,10 +7,10 @@
 
 namespace ctmon {
 
-ProbeStatus KernelFlows::open(uint64_t now_ds) {
+Status KernelFlows::open(uint64_t now_ds) {
   EventCounterOptions options;
   options.variant = EventProgramVariant::kMonitor;
-  const ProbeStatus st = counter_.open(options);
+  const Status st = counter_.open(options);
   if (!st.ok()) return st;
   counters_ = ct_counters{};
   wheel_.start(now_ds);
@@ -20,10 +20,10 @@ ProbeStatus KernelFlows::open(uint64_t now_ds) {
   return st;
 }
 
-SysStatus KernelFlows::refresh(uint64_t now_ds) {
+Status KernelFlows::refresh(uint64_t now_ds) {
   // The counters first: a flow counted in them but not yet in a passed slot is still listed,
   // which is what it is at that moment.
-  SysStatus st = counter_.read(counters_);
+  Status st = counter_.read(counters_);
   if (!st.ok()) return st;
   const bool in_time = wheel_.advance(
       now_ds, [this](uint32_t slot, ct_wheel_slot& out) { return counter_.read_wheel(slot, out); },
@@ -34,7 +34,7 @@ SysStatus KernelFlows::refresh(uint64_t now_ds) {
 
 // Read too late, the wheel may hold two laps in one slot: start again from the flow table,
 // which has every tracked flow's deadline. Flows changing meanwhile may be off by one each.
-SysStatus KernelFlows::rebase(uint64_t now_ds) {
+Status KernelFlows::rebase(uint64_t now_ds) {
   ++rebases_;
   std::vector<ct_wheel_slot> live(CT_WHEEL_SLOTS), slots(CT_WHEEL_SLOTS);
   int64_t live_total[CT_TRACKED_CLASSES] = {};
@@ -44,7 +44,7 @@ SysStatus KernelFlows::rebase(uint64_t now_ds) {
     ++live[seen.deadline_ds % CT_WHEEL_SLOTS].flows[cls];
     ++live_total[cls];
   });
-  SysStatus st;
+  Status st;
   for (uint32_t s = 0; st.ok() && s < CT_WHEEL_SLOTS; ++s) st = counter_.read_wheel(s, slots[s]);
   if (st.ok()) st = counter_.read(counters_);
   if (!st.ok()) return st;
@@ -52,7 +52,7 @@ SysStatus KernelFlows::rebase(uint64_t now_ds) {
   for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c)
     expired[c] = counters_.tracked[c] - live_total[c];
   wheel_.rebase(now_ds, slots, live, expired);
-  return SysStatus{};
+  return Status{};
 }
 
 uint32_t KernelFlows::listed(uint32_t cls) const {
@@ -61,7 +61,7 @@ uint32_t KernelFlows::listed(uint32_t cls) const {
   return n > 0 ? static_cast<uint32_t>(n) : 0;  // a race of a few microseconds can cross zero
 }
 
-SysStatus KernelFlows::begin_dump() {
+Status KernelFlows::begin_dump() {
   dumped_.clear();
   dumping_ = true;
   release_destroyed();  // left by a DESTROY that raced the end of the previous dump
@@ -98,7 +98,7 @@ const uint64_t* KernelFlows::table_key(uint64_t flow_key) const {
   return it != dumped_.end() && it->first == flow_key ? &it->second : nullptr;
 }
 
-SysStatus KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
+Status KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
   std::sort(dumped_.begin(), dumped_.end());
   counter_.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot& slot) {
     if (seen.meta & CT_FLOW_DESTROYED) return;  // below
@@ -116,7 +116,7 @@ SysStatus KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
   // DESTROYs during the dump removed flows it may have listed. Twice: once more after the
   // flag is cleared, for those that came while it was being cleared.
   release_destroyed(&table);
-  const SysStatus st = counter_.set_control(0);
+  const Status st = counter_.set_control(0);
   dumping_ = false;
   release_destroyed(&table);
   dumped_.clear();

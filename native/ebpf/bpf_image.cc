@@ -38,23 +38,21 @@ const BpfProgramImage* BpfObjectImage::program(const char* name) const {
   return nullptr;
 }
 
-ProbeStatus create_map(const BpfObjectImage& image, const char* name, uint32_t max_entries,
-                       Fd& out) {
+Status create_map(const BpfObjectImage& image, const char* name, uint32_t max_entries, Fd& out) {
   const BpfMapDefinition* def = image.map(name);
   if (def == nullptr)
-    return ProbeStatus{SysStatus{ENOENT, "bpf"},
-                       std::string("no map ") + name + " in " + image.source};
+    return Status::failure(std::string("no map ") + name + " in " + image.source, ENOENT, "bpf");
   return create_map(def->type, def->key_size, def->value_size,
                     max_entries != 0 ? max_entries : def->max_entries, def->flags, name, out);
 }
 
-ProbeStatus load_program(const BpfObjectImage& image, const char* name,
-                         const std::vector<std::pair<const char*, int>>& maps,
-                         const BpfProgramOptions& options, Fd& out, VerifierStats* stats) {
+Status load_program(const BpfObjectImage& image, const char* name,
+                    const std::vector<std::pair<const char*, int>>& maps,
+                    const BpfProgramOptions& options, Fd& out, VerifierStats* stats) {
   const BpfProgramImage* prog = image.program(name);
   if (prog == nullptr)
-    return ProbeStatus{SysStatus{ENOENT, "bpf"},
-                       std::string("no program ") + name + " in " + image.source};
+    return Status::failure(std::string("no program ") + name + " in " + image.source, ENOENT,
+                           "bpf");
   std::vector<bpf_insn> code(prog->insns, prog->insns + prog->insn_count);
   for (size_t r = 0; r < prog->relocation_count; ++r) {
     const BpfMapRelocation& rel = prog->relocations[r];
@@ -63,8 +61,8 @@ ProbeStatus load_program(const BpfObjectImage& image, const char* name,
     for (const auto& [given, given_fd] : maps)
       if (std::strcmp(given, map) == 0) fd = given_fd;
     if (fd < 0)
-      return ProbeStatus{SysStatus{EBADF, "bpf"},
-                         std::string(name) + " loads map " + map + ", which was not created"};
+      return Status::failure(std::string(name) + " loads map " + map + ", which was not created",
+                             EBADF, "bpf");
     code[rel.insn].src_reg = BPF_PSEUDO_MAP_FD;
     code[rel.insn].imm = fd;
   }
@@ -78,12 +76,12 @@ ProbeStatus load_program(const BpfObjectImage& image, const char* name,
   load.func_info_count = static_cast<uint32_t>(prog->func_info_count);
   load.line_info = prog->line_info;
   load.line_info_count = static_cast<uint32_t>(prog->line_info_count);
-  ProbeStatus st = load_program(load, code, out, stats);
+  Status st = load_program(load, code, out, stats);
   // The kernel names a line's file by its base name; the reason names it from the repository.
   const std::string source = image.source;
   const std::string base = source.substr(source.rfind('/') + 1);
-  const size_t at = st.reason.find(" at " + base + ":");
-  if (at != std::string::npos) st.reason.replace(at + 4, base.size(), source);
+  const size_t at = st.message.find(" at " + base + ":");
+  if (at != std::string::npos) st.message.replace(at + 4, base.size(), source);
   return st;
 }
 

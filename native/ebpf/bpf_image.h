@@ -68,8 +68,7 @@ struct BpfObjectImage {
 extern const BpfObjectImage kCtEventsImage;  // ct_events.gen.cc
 
 // Creates the object's map `name`; max_entries 0 keeps the definition's.
-ProbeStatus create_map(const BpfObjectImage& image, const char* name, uint32_t max_entries,
-                       Fd& out);
+Status create_map(const BpfObjectImage& image, const char* name, uint32_t max_entries, Fd& out);
 
 struct BpfProgramOptions {
   uint32_t type = BPF_PROG_TYPE_SOCKET_FILTER;
@@ -80,8 +79,8 @@ struct BpfProgramOptions {
 // Loads program `name` of the image with the given map descriptors (by map name; every map the
 // program loads must be there) and the image's BTF, so that when the verifier refuses it the
 // reason says where: the source line (file:line and its text), the instruction, and why.
-ProbeStatus load_program(const BpfObjectImage& image, const char* name,
-                         const std::vector<std::pair<const char*, int>>& maps,
-                         const BpfProgramOptions& options, Fd& out, VerifierStats* stats = nullptr);
+Status load_program(const BpfObjectImage& image, const char* name,
+                    const std::vector<std::pair<const char*, int>>& maps,
+                    const BpfProgramOptions& options, Fd& out, VerifierStats* stats = nullptr);
 
 }  // namespace ctmon

@@ -38,9 +38,9 @@ uint32_t default_max_flows() {
                                             : (max > kCeiling ? kCeiling : max));
 }
 
-ProbeStatus explain(ProbeStatus st) {
-  if (st.sys.code == EPERM)
-    st.reason +=
+Status explain(Status st) {
+  if (st.code == EPERM)
+    st.message +=
         " (loading a socket filter needs CAP_BPF or CAP_SYS_ADMIN, or "
         "kernel.unprivileged_bpf_disabled=0)";
   return st;
@@ -48,11 +48,11 @@ ProbeStatus explain(ProbeStatus st) {
 
 }  // namespace
 
-ProbeStatus EventCounter::open(const EventCounterOptions& options, VerifierStats* stats) {
+Status EventCounter::open(const EventCounterOptions& options, VerifierStats* stats) {
   close();
   const bool monitor = options.variant == EventProgramVariant::kMonitor;
   const BpfObjectImage& image = kCtEventsImage;
-  ProbeStatus st = create_map(image, "ct_counters", 0, counters_);
+  Status st = create_map(image, "ct_counters", 0, counters_);
   if (st.ok() && monitor) {
     // Buckets of 8 slots for 2 x max_flows slots: at a full namespace table (nf_conntrack_max
     // entries, all of them UDP) ~2% of buckets overflow and their NEWs go to user space.
@@ -96,7 +96,7 @@ ProbeStatus EventCounter::open(const EventCounterOptions& options, VerifierStats
     st = load_program(image, "ct_count", {{"ct_counters", counters_.get()}}, load, program_, stats);
   }
   if (!st.ok()) return close(), explain(st);
-  return ProbeStatus{};
+  return Status{};
 }
 
 void EventCounter::close() {
@@ -116,17 +116,17 @@ void EventCounter::unmap() {
   table_bytes_ = 0;
 }
 
-SysStatus EventCounter::attach(int socket_fd) const {
+Status EventCounter::attach(int socket_fd) const {
   const int fd = program_.get();
-  if (fd < 0) return SysStatus{EBADF, "setsockopt"};
+  if (fd < 0) return Status{EBADF, "setsockopt"};
   if (::setsockopt(socket_fd, SOL_SOCKET, SO_ATTACH_BPF, &fd, sizeof fd) != 0)
-    return SysStatus::from_errno("setsockopt");
-  return SysStatus{};
+    return Status::from_errno("setsockopt");
+  return Status{};
 }
 
-SysStatus EventCounter::read(ct_counters& out) const {
+Status EventCounter::read(ct_counters& out) const {
   out = ct_counters{};
-  const SysStatus st = lookup_per_cpu(counters_.get(), 0, sizeof(ct_counters), per_cpu_);
+  const Status st = lookup_per_cpu(counters_.get(), 0, sizeof(ct_counters), per_cpu_);
   if (!st.ok()) return st;
   // Every field is 64 bits wide, so the struct is summed word by word.
   static_assert(sizeof(ct_counters) % sizeof(uint64_t) == 0, "64-bit fields only");
@@ -138,19 +138,19 @@ SysStatus EventCounter::read(ct_counters& out) const {
     for (size_t i = 0; i < kWords; ++i) sum[i] += words[i];  // wraps: int64 fields sum right
   }
   std::memcpy(&out, sum, sizeof out);
-  return SysStatus{};
+  return Status{};
 }
 
-SysStatus EventCounter::test_run(const uint8_t* message, size_t length, uint32_t& verdict) const {
-  if (length > UINT16_MAX) return SysStatus{EMSGSIZE, "bpf"};  // a netlink message is smaller
+Status EventCounter::test_run(const uint8_t* message, size_t length, uint32_t& verdict) const {
+  if (length > UINT16_MAX) return Status{EMSGSIZE, "bpf"};  // a netlink message is smaller
   std::vector<uint8_t> data(kTestRunPrefix + length);
   std::copy(message, message + length, data.begin() + kTestRunPrefix);
   return ctmon::test_run(program_.get(), data.data(), data.size(), verdict);
 }
 
-SysStatus EventCounter::read_wheel(uint32_t slot, ct_wheel_slot& out) const {
+Status EventCounter::read_wheel(uint32_t slot, ct_wheel_slot& out) const {
   out = ct_wheel_slot{};
-  const SysStatus st = lookup_per_cpu(wheel_.get(), slot, sizeof(ct_wheel_slot), per_cpu_);
+  const Status st = lookup_per_cpu(wheel_.get(), slot, sizeof(ct_wheel_slot), per_cpu_);
   if (!st.ok()) return st;
   // Each CPU's copy is padded to 8 bytes; a slot is 16.
   static_assert(sizeof(ct_wheel_slot) % 8 == 0, "no padding between CPUs' copies");
@@ -162,10 +162,10 @@ SysStatus EventCounter::read_wheel(uint32_t slot, ct_wheel_slot& out) const {
       out.flows[c] = static_cast<int32_t>(static_cast<uint32_t>(out.flows[c]) +
                                           static_cast<uint32_t>(cpu.flows[c]));
   }
-  return SysStatus{};
+  return Status{};
 }
 
-SysStatus EventCounter::set_control(uint32_t bits) const {
+Status EventCounter::set_control(uint32_t bits) const {
   const uint32_t key = 0;
   ct_control value{};
   value.bits = bits;
@@ -176,8 +176,8 @@ SysStatus EventCounter::set_control(uint32_t bits) const {
   attr.key = bpf_ptr(&key);
   attr.value = bpf_ptr(&value);
   attr.flags = BPF_ANY;
-  if (sys_bpf(BPF_MAP_UPDATE_ELEM, attr) != 0) return SysStatus::from_errno("bpf");
-  return SysStatus{};
+  if (sys_bpf(BPF_MAP_UPDATE_ELEM, attr) != 0) return Status::from_errno("bpf");
+  return Status{};
 }
 
 void EventCounter::for_each_flow(

@@ -2,8 +2,8 @@
 // constants in ct_events.h), attaches it to an event socket and reads its counts.
 //
 //   EventCounter counter;
-//   ProbeStatus st = counter.open();            // maps + program, kCountOnly by default
-//   st.sys = counter.attach(event_socket_fd);   // SO_ATTACH_BPF, before joining the groups
+//   Status st = counter.open();            // maps + program, kCountOnly by default
+//   st = counter.attach(event_socket_fd);       // SO_ATTACH_BPF, before joining the groups
 //   ct_counters c; counter.read(c);             // cumulative, summed over CPUs
 //
 // The socket must be a NETLINK_NETFILTER socket subscribed to the NFNLGRP_CONNTRACK_* groups
@@ -40,11 +40,11 @@ inline uint64_t kind_total(const ct_counters& c, uint32_t kind) {
 
 struct EventCounterOptions {
   EventProgramVariant variant = EventProgramVariant::kCountOnly;
-  // kMonitor: flows the kernel's table is sized for (a quarter of its slots; a NEW whose
+  // ct_monitor: flows the kernel's table is sized for (a quarter of its slots; a NEW whose
   // bucket is full passes to user space). 0: the calling thread's nf_conntrack_max, which
   // bounds a namespace's entries.
   uint32_t max_flows = 0;
-  uint64_t key_seed = 0;  // kMonitor: ct_flow_key()'s seed; 0 (the default): a random one
+  uint64_t key_seed = 0;  // ct_monitor: ct_flow_key()'s seed; 0 (the default): a random one
 };
 
 class EventCounter {
@@ -56,30 +56,30 @@ class EventCounter {
 
   // Creates the maps and loads the program. On failure `reason` says why and nothing stays
   // open. `stats`, when given, gets the verifier's statistics.
-  ProbeStatus open(const EventCounterOptions& options = {}, VerifierStats* stats = nullptr);
+  Status open(const EventCounterOptions& options = {}, VerifierStats* stats = nullptr);
   bool is_open() const { return program_.get() >= 0; }
   void close();
 
   // SO_ATTACH_BPF: from now on the program filters every message queued to `socket_fd`
   // (replacing any filter it had).
-  SysStatus attach(int socket_fd) const;
+  Status attach(int socket_fd) const;
 
   // Cumulative counts since open(), summed over CPUs.
-  SysStatus read(ct_counters& out) const;
+  Status read(ct_counters& out) const;
 
   // Runs the program once on one netlink message (BPF_PROG_TEST_RUN) and returns what it
   // returned: 0 for a message dropped, nonzero for one passed. The counters count it.
-  SysStatus test_run(const uint8_t* message, size_t length, uint32_t& verdict) const;
+  Status test_run(const uint8_t* message, size_t length, uint32_t& verdict) const;
 
   int program_fd() const { return program_.get(); }
 
-  // kMonitor: the maps behind the non-TCP flows the program tracks (ct_events.h).
+  // ct_monitor: the maps behind the non-TCP flows the program tracks (ct_events.h).
   uint64_t key_seed() const { return key_seed_; }
   uint32_t flow_buckets() const { return flow_buckets_; }
   // One slot of the expiry wheel, summed over CPUs.
-  SysStatus read_wheel(uint32_t slot, ct_wheel_slot& out) const;
+  Status read_wheel(uint32_t slot, ct_wheel_slot& out) const;
   // Sets the control bits (enum ct_control_bits) the program reads.
-  SysStatus set_control(uint32_t bits) const;
+  Status set_control(uint32_t bits) const;
   // Every occupied slot of the flow table, read in place (the table is mapped into this
   // process): fn(a copy, the slot). Flows come and go meanwhile.
   void for_each_flow(

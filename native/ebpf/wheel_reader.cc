@@ -21,8 +21,8 @@ void WheelReader::rebase(uint64_t now_ds, const std::vector<ct_wheel_slot>& slot
   for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) expired_[c] = expired[c];
 }
 
-bool WheelReader::advance(uint64_t now_ds, const ReadSlot& read_slot, SysStatus& status) {
-  status = SysStatus{};
+bool WheelReader::advance(uint64_t now_ds, const ReadSlot& read_slot, Status& status) {
+  status = Status{};
   if (now_ds < last_ds_) return true;  // the clock is monotonic; nothing to do
   if (now_ds - last_ds_ > kMaxLagDs) return false;
   const uint64_t first = last_ds_ >= kRecheckDs ? last_ds_ - kRecheckDs + 1 : 0;

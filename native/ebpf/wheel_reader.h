@@ -1,5 +1,5 @@
-// wheel_reader.h — user space's side of the kMonitor event program's expiry wheel
-// (event_program.h): how many of the flows the kernel tracks have reached their deadline, per
+// wheel_reader.h — user space's side of the ct_monitor event program's expiry wheel
+// (ct_events.h): how many of the flows the kernel tracks have reached their deadline, per
 // protocol class, from the slots of the deciseconds that have passed.
 //
 // The program adds +1 to slot (deadline % CT_WHEEL_SLOTS) when it sets a deadline and -1 when it
@@ -27,7 +27,7 @@ class WheelReader {
   static constexpr uint64_t kRecheckDs = 2;
   static constexpr uint64_t kMaxLagDs = CT_WHEEL_SLOTS - CT_WHEEL_MAX_TIMEOUT_S * 10 - 10;
 
-  using ReadSlot = std::function<SysStatus(uint32_t slot, ct_wheel_slot& out)>;
+  using ReadSlot = std::function<Status(uint32_t slot, ct_wheel_slot& out)>;
 
   // Nothing has expired before `now_ds`; `slots` is the wheel as it is now (or empty, for a
   // fresh wheel of zeros), `live` the flows per slot that are yet to expire.
@@ -38,7 +38,7 @@ class WheelReader {
   // Reads the slots of the deciseconds in (last - kRecheckDs, now_ds] and adds what changed in
   // them to expired(). Returns false, reading nothing, when the last call was more than
   // kMaxLagDs ago: the wheel may have lapped, and the caller must rebase().
-  bool advance(uint64_t now_ds, const ReadSlot& read_slot, SysStatus& status);
+  bool advance(uint64_t now_ds, const ReadSlot& read_slot, Status& status);
 
   // Per class: tracked flows whose deadline has passed.
   const int64_t (&expired() const)[CT_TRACKED_CLASSES] { return expired_; }
