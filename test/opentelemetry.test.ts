@@ -293,9 +293,9 @@ describe('registerOpenTelemetryMetrics', () => {
 
 /** An AllNamespacesMonitor whose latest report the test sets (it never starts). */
 class ReportedMonitor extends AllNamespacesMonitor {
-  report: AllNamespacesReport | null = null;
+  current: AllNamespacesReport | null = null;
   override get latest(): AllNamespacesReport | null {
-    return this.report;
+    return this.current;
   }
 }
 
@@ -376,7 +376,7 @@ describe('registerAllNamespacesOpenTelemetryMetrics', () => {
     const names = registerAllNamespacesOpenTelemetryMetrics(meter, monitor);
     expect(names).toEqual(TABLE_FIGURES.filter((f) => f.openTelemetry).map((f) => f.openTelemetry!.name));
     expect(names).not.toContain('conntrack.time_to_full'); // a node report has no forecast
-    monitor.report = report([host, pod, unnamed, failed]);
+    monitor.current = report([host, pod, unnamed, failed]);
     const m = await collect();
     expect(points(m.get('system.network.conntrack.count'))).toEqual({
       '': 300,
@@ -394,11 +394,11 @@ describe('registerAllNamespacesOpenTelemetryMetrics', () => {
     const { meter, collect } = sdk(AggregationTemporality.DELTA);
     const monitor = new ReportedMonitor();
     const names = registerAllNamespacesOpenTelemetryMetrics(meter, monitor);
-    monitor.report = report([host, pod]);
+    monitor.current = report([host, pod]);
     let m = await collect();
     expect(Object.keys(points(m.get('system.network.conntrack.count')))).toHaveLength(2);
     expect(JSON.stringify([...m.values()].map((x) => x.dataPoints))).toContain('web-0');
-    monitor.report = report([host]);
+    monitor.current = report([host]);
     m = await collect();
     // Only the host's attribute set is left in every instrument (deltas: its changes, here 0).
     for (const name of names) {
@@ -417,9 +417,9 @@ describe('registerAllNamespacesOpenTelemetryMetrics', () => {
     const { meter, collect } = sdk(AggregationTemporality.CUMULATIVE);
     const monitor = new ReportedMonitor();
     registerAllNamespacesOpenTelemetryMetrics(meter, monitor);
-    monitor.report = report([host, pod]);
+    monitor.current = report([host, pod]);
     await collect();
-    monitor.report = report([host]);
+    monitor.current = report([host]);
     expect(Object.keys(points((await collect()).get('system.network.conntrack.count')))).toHaveLength(2);
   });
 
@@ -429,7 +429,7 @@ describe('registerAllNamespacesOpenTelemetryMetrics', () => {
     const registry = new Registry();
     registerAllNamespacesOpenTelemetryMetrics(meter, monitor);
     registerAllNamespacesMetrics(monitor, { registry });
-    monitor.report = report([host, pod, unnamed]);
+    monitor.current = report([host, pod, unnamed]);
     const m = await collect();
     const prom = await registry.getMetricsAsJSON();
     for (const figure of TABLE_FIGURES) {
