@@ -201,7 +201,7 @@ export const TABLE_FIGURES: Figure<TableSource>[] = [
     },
     help: 'ctnetlink events by type: received (events the kernel could not queue are in events_lost_total, not here), or on the eBPF event path every one the kernel sent, counted in the kernel.',
     labels: ['type'],
-    source: 'events.newTotal, updateTotal, destroyTotal',
+    source: 'events.{new,update,destroy}Total',
     read: (put, s) => {
       if (!s.events) return;
       put(s.events.newTotal, { type: 'new' });
