@@ -5,7 +5,6 @@
  * and node-wide attribute sets that follow the namespaces. The root tests in
  * test/integration/opentelemetry.test.ts compare the exported values with the kernel's.
  */
-import { join } from 'node:path';
 import {
   AggregationTemporality,
   DataPointType,
@@ -27,9 +26,9 @@ import {
   type ConntrackSample,
   type NamespaceReport,
 } from '../dist/index.js';
-import { ProcBackend } from '../dist/backends/proc.js';
+import { procFixtureSamples } from './helpers/fixtures';
 import { SAMPLE_FIGURES, TABLE_FIGURES } from '../dist/figures.js';
-import { sample } from './helpers/sample';
+import { counters, namespaceReport, sample } from './helpers/sample';
 
 const providers: MeterProvider[] = [];
 afterEach(async () => {
@@ -192,30 +191,10 @@ describe('registerOpenTelemetryMetrics', () => {
   });
 
   it('observes nothing for what the proc backend cannot know, never 0 in its place', async () => {
-    const samples: ConntrackSample[] = [];
-    const proc = new ProcBackend(
-      {
-        netnsPath: null,
-        intervalMs: 50,
-        receiveBufferBytes: 0,
-        resyncIntervalMs: 0,
-        backend: 'proc',
-        pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
-      },
-      {
-        sample: (x) => samples.push(x),
-        error: (e) => {
-          throw e;
-        },
-      },
-      join(__dirname, 'fixtures', 'proc', 'no-stat'),
-    );
-    await proc.start();
-    proc.stop();
     const { meter, collect } = sdk();
     const monitor = new ConntrackMonitor();
     registerOpenTelemetryMetrics(meter, monitor);
-    monitor.emit('sample', samples[0]!);
+    monitor.emit('sample', (await procFixtureSamples('no-stat'))[0]!);
     const m = await collect();
     expect(points(m.get('system.network.conntrack.count'))).toEqual({ '': 5000 });
     expect(points(m.get('system.network.conntrack.max'))).toEqual({ '': 262144 });
@@ -299,57 +278,7 @@ class ReportedMonitor extends AllNamespacesMonitor {
   }
 }
 
-function row(over: Partial<NamespaceReport> & { inode: number }): NamespaceReport {
-  const zero = {
-    insert: 0,
-    delete: 0,
-    drop: 0,
-    earlyDrop: 0,
-    insertFailed: 0,
-    invalid: 0,
-    icmpError: 0,
-    clashResolve: 0,
-    chainTooLong: 0,
-    searchRestart: 0,
-  };
-  return {
-    name: null,
-    pid: null,
-    host: false,
-    pod: null,
-    intervalMs: 1000,
-    entries: 10,
-    max: 262144,
-    fill: 10 / 262144,
-    counts: zero,
-    rates: zero,
-    totals: { ...zero, insert: 10 },
-    events: {
-      counting: 'ebpf',
-      countingFallback: null,
-      received: 0,
-      lost: 0,
-      lostTotal: 0,
-      lostSince: null,
-      newTotal: 10,
-      destroyTotal: 0,
-      malformedTotal: 0,
-      receiveBufferBytes: 0,
-    },
-    timeWait: null,
-    tcpStates: null,
-    protocols: null,
-    drops: 0,
-    dropRate: 0,
-    inserts: 0,
-    insertRate: 0,
-    totalDrops: 0,
-    source: 'netlink',
-    error: null,
-    unavailable: {},
-    ...over,
-  };
-}
+const row = (over: Partial<NamespaceReport> & { inode: number }) => namespaceReport(over);
 
 const report = (namespaces: NamespaceReport[]): AllNamespacesReport => ({
   time: new Date(0).toISOString(),
@@ -364,7 +293,7 @@ describe('registerAllNamespacesOpenTelemetryMetrics', () => {
     inode: 4026532500,
     name: 'cni-1',
     entries: 42,
-    totals: { ...host.totals, insert: 77 },
+    totals: { ...counters(0), insert: 77 },
     pod: { namespace: 'shop', name: 'web-0', uid: '0c9e4d7a-1b2c-4d5e-8f90-a1b2c3d4e5f6' },
   });
   const unnamed = row({ inode: 4026532600, entries: 3 });

@@ -60,6 +60,15 @@ function value(text: string, name: string, labels: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
+/** What a scrape says of a namespace, by the series whose labels include `labels`. */
+function scraped(text: string, labels: string) {
+  return {
+    count: value(text, 'system_network_conntrack_count', labels),
+    max: value(text, 'system_network_conntrack_max', labels),
+    inserts: value(text, 'conntrack_inserts_total', labels),
+  };
+}
+
 /** What the kernel says of a namespace. */
 async function kernel(ns: TestNamespace) {
   return {
@@ -146,11 +155,7 @@ describe.skipIf(!canRunIntegration)('OpenTelemetry instruments on the real kerne
     const text = await scrape();
     const truth = await kernel(ns);
     const labels = `conntrack_netns="${ns.name}",otel_scope_name="${SCOPE}"`;
-    const got = {
-      count: value(text, 'system_network_conntrack_count', labels),
-      max: value(text, 'system_network_conntrack_max', labels),
-      inserts: value(text, 'conntrack_inserts_total', labels),
-    };
+    const got = scraped(text, labels);
     console.info(
       `Prometheus exporter: system_network_conntrack_count ${got.count} (nf_conntrack_count ${truth.count}), ` +
         `system_network_conntrack_max ${got.max} (nf_conntrack_max ${truth.max}), ` +
@@ -253,11 +258,7 @@ describe.skipIf(!canRunIntegration)('OpenTelemetry instruments on the real kerne
     const text = await scrape();
     const truth = await kernel(ns);
     const labels = `conntrack_netns="${ns.name}",otel_scope_name="${SCOPE}"`;
-    const got = {
-      count: value(text, 'system_network_conntrack_count', labels),
-      max: value(text, 'system_network_conntrack_max', labels),
-      inserts: value(text, 'conntrack_inserts_total', labels),
-    };
+    const got = scraped(text, labels);
     console.info(
       `node-wide, ${ns.name}: system_network_conntrack_count ${got.count} (nf_conntrack_count ${truth.count}), ` +
         `conntrack_inserts_total ${got.inserts} (nft counter ${truth.inserts}); ` +
