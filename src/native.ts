@@ -190,9 +190,12 @@ export interface EventProgramRun {
   /** CLOCK_MONOTONIC deciseconds when the maps were read. */
   nowDs?: number;
   flows?: { key: bigint; deadlineDs: number; class: number }[];
-  graveyard?: bigint[];
+  /** Keys of slots a DESTROY marked CT_FLOW_DESTROYED during a dump. */
+  destroyed?: bigint[];
   /** Nonzero wheel slots: net flows per class (tcp, udp, icmp, other). */
   wheel?: { slot: number; flows: number[] }[];
+  /** With verifierStats: what the verifier reported when it accepted the program. */
+  verifier?: { processedInsns: number; summary: string };
 }
 
 export interface NativeBinding {
@@ -239,6 +242,8 @@ export interface NativeBinding {
       dumping?: boolean;
       maxFlows?: number;
       seed?: bigint;
+      /** Load it asking the verifier for its statistics (EventProgramRun.verifier). */
+      verifierStats?: boolean;
     },
   ): EventProgramRun;
   /** The flow key the monitor's event program gives a message's entry, from the decoder's view. */

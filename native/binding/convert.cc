@@ -71,8 +71,8 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
     w.set(p, "unknownLayout", w.number(static_cast<double>(e.unknown_layout)));
     w.set(p, "flowsFull", w.number(static_cast<double>(e.flows_full)));
     w.set(p, "rebases", w.number(static_cast<double>(e.rebases)));
-    napi_value d = w.array(ctmon::kDiagnosticCount);
-    for (uint32_t i = 0; i < ctmon::kDiagnosticCount; ++i)
+    napi_value d = w.array(CT_DIAG_COUNT);
+    for (uint32_t i = 0; i < CT_DIAG_COUNT; ++i)
       w.set(d, i, w.number(static_cast<double>(e.diagnostics[i])));
     w.set(p, "diagnostics", d);
     w.set(o, "eventProgram", p);

@@ -36,7 +36,7 @@ class KernelFlows {
   // Reads the counters and the wheel slots that have passed. Call at least every few seconds
   // (a slot must be read within WheelReader::kMaxLagDs) and before each sample.
   SysStatus refresh(uint64_t now_ds);
-  const EventCounters& counters() const { return counters_; }  // as of the last refresh
+  const ct_counters& counters() const { return counters_; }  // as of the last refresh
   // Per class (tcp, udp, icmp, other): tracked flows not past their deadline, as of the last
   // refresh.
   uint32_t listed(uint32_t cls) const;
@@ -63,7 +63,7 @@ class KernelFlows {
   const uint64_t* table_key(uint64_t flow_key) const;  // the dump entry noted with flow_key
 
   EventCounter counter_;
-  EventCounters counters_;
+  ct_counters counters_;
   WheelReader wheel_;
   uint64_t rebases_ = 0;
   bool dumping_ = false;

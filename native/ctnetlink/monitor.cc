@@ -369,9 +369,9 @@ KernelReading Monitor::read_kernel() {
   if (info_.ebpf) {
     refresh_kernel_flows();
     reading.event_counts_ok = flows_status_.ok();
-    reading.kernel_inserts = kernel_flows_.counters().kind_total(kKindNew);
-    reading.kernel_deletes = kernel_flows_.counters().kind_total(kKindDestroy);
-    reading.kernel_updates = kernel_flows_.counters().kind_total(kKindUpdate);
+    reading.kernel_inserts = kind_total(kernel_flows_.counters(), CT_KIND_NEW);
+    reading.kernel_deletes = kind_total(kernel_flows_.counters(), CT_KIND_DESTROY);
+    reading.kernel_updates = kind_total(kernel_flows_.counters(), CT_KIND_UPDATE);
   }
   return reading;
 }
@@ -486,19 +486,19 @@ void Monitor::close_interval(bool final) {
   table_state_.memory_bytes = table_.memory_bytes();
   if (info_.ebpf) {
     // The non-TCP flows the kernel's filter tracks are listed entries too.
-    for (uint32_t c = 0; c < kTrackedClassCount; ++c) {
+    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) {
       const uint32_t n = kernel_flows_.listed(c);
       table_state_.counts.protocols[c] += n;
       table_state_.counts.entries += n;
     }
-    const EventCounters& k = kernel_flows_.counters();
+    const ct_counters& k = kernel_flows_.counters();
     EventProgramSnapshot& e = table_state_.event_program;
     e.active = true;
-    e.passed = k.diagnostics[kDiagPassed];
+    e.passed = k.diagnostics[CT_DIAG_PASSED];
     e.tracked = 0;
-    for (uint32_t c = 0; c < kTrackedClassCount; ++c) e.tracked += kernel_flows_.listed(c);
-    e.unknown_layout = k.diagnostics[kDiagUnknownLayout];
-    e.flows_full = k.diagnostics[kDiagFlowsFull];
+    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) e.tracked += kernel_flows_.listed(c);
+    e.unknown_layout = k.diagnostics[CT_DIAG_UNKNOWN_LAYOUT];
+    e.flows_full = k.diagnostics[CT_DIAG_FLOWS_FULL];
     e.rebases = kernel_flows_.rebases();
     std::copy(std::begin(k.diagnostics), std::end(k.diagnostics), std::begin(e.diagnostics));
   }
@@ -508,14 +508,14 @@ void Monitor::close_interval(bool final) {
 uint64_t Monitor::tracked_entries() const {
   uint64_t n = table_.counts().entries;
   if (info_.ebpf)
-    for (uint32_t c = 0; c < kTrackedClassCount; ++c) n += kernel_flows_.listed(c);
+    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) n += kernel_flows_.listed(c);
   return n;
 }
 
 uint64_t Monitor::now_ms() const { return static_cast<uint64_t>(mono_ns() - epoch_ns_) / 1000000; }
 
 // CLOCK_MONOTONIC deciseconds, the eBPF filter's clock (bpf_ktime_get_ns).
-uint64_t Monitor::now_ds() const { return static_cast<uint64_t>(mono_ns()) / kDecisecondNs; }
+uint64_t Monitor::now_ds() const { return static_cast<uint64_t>(mono_ns()) / CT_DECISECOND_NS; }
 
 void Monitor::report(const MonitorError& error) { listener_->on_error(error); }
 

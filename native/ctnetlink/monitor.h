@@ -41,7 +41,7 @@ struct EventProgramSnapshot {
   uint64_t unknown_layout = 0;  // messages it could not parse (passed)
   uint64_t flows_full = 0;      // NEWs the flow map refused (passed)
   uint64_t rebases = 0;         // times its expiry wheel was read too late
-  uint64_t diagnostics[kDiagnosticCount] = {};  // all its counters (EventDiagnostic)
+  uint64_t diagnostics[CT_DIAG_COUNT] = {};  // all its counters (ct_diagnostic)
 };
 
 // The tracked table at the end of an interval.

@@ -67,7 +67,7 @@ struct NodeMonitor::Watched {
   Fd events_sysctl;  // nf_conntrack_events, opened inside the namespace
   RequestSocket requests{kStatsBufferBytes};
   std::unique_ptr<EventCounter> counter;  // the eBPF count-only program; null on the filter path
-  uint64_t counted[kKindCount] = {};      // its totals by kind at the last interval
+  uint64_t counted[CT_KIND_COUNT] = {};   // its totals by kind at the last interval
   Aggregator aggregator;
   bool stats_failing = false;  // report a failing stats request once, not every interval
   CountingPath path() const { return counter ? CountingPath::kKernel : CountingPath::kFilter; }
@@ -433,13 +433,13 @@ void NodeMonitor::close_interval(bool final) {
     Watched& w = *wp;
     bool counter_failed = false;
     if (w.counter) {
-      EventCounters totals;
+      ct_counters totals;
       const SysStatus s = w.counter->read(totals);
       if (s.ok()) {
-        static constexpr EventKind kKinds[kKindCount] = {EventKind::kNew, EventKind::kUpdate,
-                                                         EventKind::kDestroy};
-        for (uint32_t k = 0; k < kKindCount; ++k) {
-          const uint64_t now = totals.kind_total(static_cast<EventKindIndex>(k));
+        static constexpr EventKind kKinds[CT_KIND_COUNT] = {EventKind::kNew, EventKind::kUpdate,
+                                                            EventKind::kDestroy};
+        for (uint32_t k = 0; k < CT_KIND_COUNT; ++k) {
+          const uint64_t now = kind_total(totals, static_cast<ct_kind>(k));
           w.aggregator.count_events(kKinds[k], now - w.counted[k]);
           w.counted[k] = now;
         }

@@ -42,10 +42,32 @@ struct ProgramLoad {
   uint32_t attach_btf_id = 0;
   const char* name = "";
   const char* license = "GPL";
+  // The program's BTF, function and line info (bpf_image.h): the verifier's log then names
+  // the source line of each instruction. -1: none.
+  int btf_fd = -1;
+  const bpf_func_info* func_info = nullptr;
+  uint32_t func_info_count = 0;
+  const bpf_line_info* line_info = nullptr;
+  uint32_t line_info_count = 0;
+  // Ask the verifier for its statistics (VerifierStats).
+  bool collect_stats = false;
 };
-// Loads `code`. When the verifier refuses it, loads it again with a log and returns the log's
-// last lines as the reason.
-ProbeStatus load_program(const ProgramLoad& load, const std::vector<bpf_insn>& code, Fd& out);
+
+// What the verifier reported of a program it accepted.
+struct VerifierStats {
+  uint64_t processed_insns = 0;  // "processed N insns (limit 1000000) ..."
+  std::string summary;           // its statistics lines, as it wrote them
+};
+
+// Loads `code`. When the verifier refuses it, loads it again with a log and says where it
+// stopped and why (explain_verifier_log).
+ProbeStatus load_program(const ProgramLoad& load, const std::vector<bpf_insn>& code, Fd& out,
+                         VerifierStats* stats = nullptr);
+
+// Of a verifier log: where it stopped (the last source annotation, "file:line" and the line's
+// text, and the last instruction before the end) and why (the lines after them), in one
+// sentence after "the verifier rejected <program>". Pure.
+std::string explain_verifier_log(const std::string& program, const std::string& log);
 
 // CPUs the kernel may run on (/sys/devices/system/cpu/possible): a per-CPU map's lookup
 // returns this many values. 0 when unreadable.
