@@ -69,7 +69,7 @@ interface Row<S> {
   source: S;
 }
 
-/** The constant attributes, once checked; the errors name the function called. */
+/** The Meter and the constant attributes, once checked; the errors name the function called. */
 function checkedAttributes(
   fn: string,
   meter: MeterLike,
