@@ -38,7 +38,15 @@ export interface RawSample extends RawInterval {
   synced: boolean;
   /** errno of the latest dump when it failed (0: it succeeded, or the first one still runs). */
   dumpError: number;
-  tracked: { entries: number; protocols: number[]; tcpStates: number[] };
+  /** The entries the kernel lists: their deadline ahead, or found alive by the latest check. */
+  tracked: RawTableCounts;
+  /** Entries past their announced deadline, not checked against the kernel since (not in tracked). */
+  unverified: number;
+  /** CLOCK_REALTIME ms when the latest check (a walk of the table, or a listing) began; null before. */
+  verifiedAt: number | null;
+  /** Walks of the table since start, and the latest one's duration. */
+  walks: number;
+  lastWalkMs: number | null;
   resyncs: number;
   lastResyncMs: number | null;
   tableBytes: number;
@@ -46,14 +54,14 @@ export interface RawSample extends RawInterval {
   eventProgram: {
     /** Messages it queued to user space. */
     passed: number;
-    /** Non-TCP flows it tracks, not past their deadline (included in tracked.protocols). */
+    /** Flows its table holds and counts now (included in tracked). */
     tracked: number;
     /** Messages whose layout it could not parse (passed). */
     unknownLayout: number;
-    /** NEWs its flow map refused (passed). */
+    /** Flows whose bucket of its table was full (passed, kept in user space). */
     flowsFull: number;
-    /** Times its expiry wheel was read too late and rebuilt from the flow map. */
-    rebases: number;
+    /** Slots of its flow table. */
+    tableSlots: number;
     /** All its counters, by enum ct_diagnostic (native/ebpf/ct_events.h). */
     diagnostics: number[];
   } | null;
@@ -90,6 +98,13 @@ export interface NativeMonitor {
 /** How a namespace's events are counted: in the kernel (eBPF), or from the classic filter's headers. */
 export type CountingPath = 'ebpf' | 'filter';
 
+/** Entries by protocol class (tcp, udp, icmp, other) and TCP state (enum tcp_conntrack). */
+export interface RawTableCounts {
+  entries: number;
+  protocols: number[];
+  tcpStates: number[];
+}
+
 /** One namespace's interval in a node report. */
 export interface RawNamespaceInterval extends RawInterval {
   /** The id given to add(). */
@@ -99,6 +114,12 @@ export interface RawNamespaceInterval extends RawInterval {
   counterFailed: boolean;
   /** nf_conntrack_events of the namespace; null when unreadable. */
   eventsMode: number | null;
+  /** On the eBPF path once the namespace's first listing completed: what the kernel lists; else null. */
+  tracked: RawTableCounts | null;
+  /** Entries past their announced deadline, not checked against the kernel since (not in tracked). */
+  unverified: number;
+  /** Listings of the namespace after the first. */
+  listings: number;
 }
 
 export type NodeRecord =
@@ -119,6 +140,8 @@ export interface NativeNodeMonitorOptions {
   intervalMs: number;
   receiveBufferBytes: number;
   counting: 'auto' | CountingPath;
+  /** Period of each namespace's listing, ms; 0: only when needed. */
+  resyncIntervalMs: number;
 }
 
 /** One reader thread for every namespace of the node (native/ctnetlink/node_monitor.h). */
@@ -171,10 +194,8 @@ export interface NativeDropProbe {
 export interface EventProgramCounters {
   /** [kind: new, update, destroy][class: tcp, udp, icmp, other, unknown] */
   messages: number[][];
-  /** EventDiagnostic slots: short, not conntrack, passed, ... */
+  /** enum ct_diagnostic slots: short, not conntrack, passed, ... */
   diagnostics: number[];
-  /** Per class (tcp, udp, icmp, other): flows started minus flows ended before their deadline. */
-  tracked: number[];
 }
 
 export interface EventProgramRun {
@@ -189,11 +210,10 @@ export interface EventProgramRun {
   flowBuckets?: number;
   /** CLOCK_MONOTONIC deciseconds when the maps were read. */
   nowDs?: number;
-  flows?: { key: bigint; deadlineDs: number; class: number }[];
-  /** Keys of slots a DESTROY marked CT_FLOW_DESTROYED during a dump. */
-  destroyed?: bigint[];
-  /** Nonzero wheel slots: net flows per class (tcp, udp, icmp, other). */
-  wheel?: { slot: number; flows: number[] }[];
+  /** Every slot its flow table holds. */
+  flows?: { key: bigint; deadlineDs: number; class: number; tcpState: number; touched: boolean; ns: number }[];
+  /** For each of the options' goneKeys: whether ct_gone holds it (a DESTROY during a listing). */
+  goneOf?: boolean[];
   /** With verifierStats: what the verifier reported when it accepted the program. */
   verifier?: { processedInsns: number; summary: string };
 }
@@ -239,15 +259,18 @@ export interface NativeBinding {
     options?: {
       variant?: 'count-only' | 'monitor';
       perMessage?: boolean;
-      dumping?: boolean;
       maxFlows?: number;
       seed?: bigint;
       /** Load it asking the verifier for its statistics (EventProgramRun.verifier). */
       verifierStats?: boolean;
+      /** Monitor variant: a listing of the namespace is under way (CT_NS_LISTING). */
+      listing?: boolean;
+      /** Monitor variant: keys to look up in ct_gone (EventProgramRun.goneOf). */
+      goneKeys?: bigint[];
     },
   ): EventProgramRun;
-  /** The flow key the monitor's event program gives a message's entry, from the decoder's view. */
-  _flowKey(message: Buffer, seed: bigint): bigint | null;
+  /** The flow key the monitor's event program gives a message's entry (in namespace index ns), from the decoder's view. */
+  _flowKey(message: Buffer, seed: bigint, ns?: number): bigint | null;
   _injectFaults(faults: {
     netlinkProtocol?: number;
     ctnetlinkSubsystem?: number;

@@ -147,6 +147,9 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
       updates: raw.eventsUpdates,
       resyncs: raw.resyncs,
       lastResyncMs: raw.lastResyncMs === null ? null : round(raw.lastResyncMs),
+      unverified: raw.unverified,
+      walks: raw.walks,
+      lastWalkMs: raw.lastWalkMs === null ? null : round(raw.lastWalkMs),
       malformedTotal: raw.malformedTotal,
     },
     tracked: tableReason === null ? raw.tracked : null,
@@ -221,7 +224,7 @@ function lostSinceStart(raw: RawInterval): string {
   return `${raw.eventsLostTotal} events lost since ${since}: NEW and DESTROY among them were not counted (events.newTotal and events.destroyTotal count those received)`;
 }
 
-function byName<N extends TcpStateName | ProtocolName>(
+export function byName<N extends TcpStateName | ProtocolName>(
   names: readonly N[],
   values: readonly number[],
 ): Record<N, number> {

@@ -96,9 +96,9 @@ export interface EventStats {
   /**
    * How events are read. `'ebpf'`: an eBPF socket filter on the event socket counts every
    * event in the kernel (insert and delete are its counts, exact whatever the rate: nothing is
-   * queued for them), keeps entries of protocols other than TCP in kernel maps, and queues
-   * only the TCP events the state counts need. `'netlink'`: the classic filter; every count
-   * comes from events read from the socket.
+   * queued for them) and keeps every entry's protocol, TCP state and deadline in a kernel table,
+   * so that nothing is queued but what that table cannot hold. `'netlink'`: the classic filter;
+   * every count comes from events read from the socket.
    */
   path: 'ebpf' | 'netlink';
   /** Why the eBPF filter is not used, in one line (for example a missing CAP_BPF); null on it. */
@@ -128,8 +128,22 @@ export interface EventStats {
   receiveBufferBytes: number;
   /** Of `received`, UPDATE messages (TCP state changes; the socket filter drops the rest). */
   updates: number;
-  /** Re-dumps of the table since start (after the initial dump): periodic, or after lost events. */
+  /**
+   * Re-dumps (listings) of the table since start, after the initial one: periodic, after lost
+   * events, or to learn the new deadline of entries a walk found alive past theirs.
+   */
   resyncs: number;
+  /**
+   * Tracked entries past the deadline their last event or listing announced, not checked
+   * against the kernel since: left out of `tcpStates`, `protocols` and `timeWait`. Normally 0:
+   * before each sample the monitor checks them (a walk of the table, which makes the kernel reap
+   * the expired ones); while many end at once, walks are spaced (at most 1% of a core) and
+   * this says how many wait.
+   */
+  unverified: number;
+  /** Walks of the table since start, and how long the latest took (ms). */
+  walks: number;
+  lastWalkMs: number | null;
   /** How long the latest dump took, in milliseconds (the initial one until a resync runs). */
   lastResyncMs: number | null;
   /** Messages that could not be decoded (truncated or malformed; skipped), since start. */

@@ -109,6 +109,9 @@ class FakeNodeMonitor {
       firstLossWallMs: null,
       firstLossEverWallMs: null,
       malformedTotal: 0,
+      tracked: null,
+      unverified: 0,
+      listings: 0,
       ...over(inode),
     }));
     this.onRecords([{ type: 'report', final: false, droppedRecords: 0, namespaces }]);

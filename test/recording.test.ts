@@ -28,7 +28,8 @@ describe('parseRecording', () => {
     expect(r.samples).toHaveLength(lines.filter((l) => l.type === 'sample').length);
     // Fields added to the sample after the fixture was recorded read as null, the event totals
     // by type from totals.insert/delete (which counted received events when it was recorded),
-    // the event path as the socket's, with a reason saying it was not recorded.
+    // the event path as the socket's, with a reason saying it was not recorded, and no check of
+    // entries past their deadline (the monitor made none then).
     const newer = { timeToFullSeconds: null };
     const recorded = Object.fromEntries(Object.entries(lines[2]).filter(([k]) => k !== 'type')) as {
       events: object;
@@ -45,6 +46,9 @@ describe('parseRecording', () => {
         newTotal: recorded.totals.insert,
         updateTotal: 0,
         destroyTotal: recorded.totals.delete,
+        unverified: 0,
+        walks: 0,
+        lastWalkMs: null,
       },
     });
     expect(r.notices.map((n) => n.kind)).toEqual(['warning']);

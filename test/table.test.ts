@@ -11,8 +11,11 @@ const TIME_WAIT = 7,
 const all = (name: string) => Buffer.concat(loadHexFixture(name));
 const events = (name: string, now = 0) => ({ op: 'events', bytes: all(name), now });
 const counts = { op: 'counts' };
-type Counts = { entries: number; protocols: number[]; tcpStates: number[] };
+/** The tally at `now` (ms), the latest check of entries past their deadline at `verified`. */
+const tally = (now: number, verified = 0) => ({ op: 'counts', now, verified });
+type Counts = { entries: number; protocols: number[]; tcpStates: number[]; unverified: number; survivors: number };
 const run = (steps: object[]) => binding._table(steps) as unknown as (Counts & { removed: number })[];
+const EMPTY = { entries: 0, protocols: [0, 0, 0, 0], tcpStates: Array(10).fill(0) };
 
 describe('tracked table', () => {
   it('follows a TCP flow through NEW, its state-change UPDATEs and DESTROY', () => {
@@ -28,7 +31,7 @@ describe('tracked table', () => {
     expect(afterNew!.protocols).toEqual([1, 0, 0, 0]);
     expect(afterUpdates!.tcpStates[TIME_WAIT]).toBe(1);
     expect(afterUpdates!.entries).toBe(1);
-    expect(afterDestroy).toEqual({ entries: 0, protocols: [0, 0, 0, 0], tcpStates: Array(10).fill(0) });
+    expect(afterDestroy).toEqual({ ...EMPTY, unverified: 0, survivors: 0 });
   });
 
   it('counts protocols of both families (ICMPv6 as icmp)', () => {
@@ -54,18 +57,24 @@ describe('tracked table', () => {
     expect(c!.tcpStates[TIME_WAIT]).toBe(1);
   });
 
-  it('expires an entry at the deadline its CTA_TIMEOUT gives, not when DESTROY comes', () => {
+  it('past the deadline its CTA_TIMEOUT gave, an entry waits for a check; one that finds it alive counts it again', () => {
     // The TIME_WAIT UPDATE carries the namespace's timeout (120 s), set by that very packet.
-    const [before, removed, after] = run([
+    // Past it the entry is either expired and not yet reaped, or refreshed by packets that send
+    // no event: unknown (not counted) until a check (a walk of the table) after its deadline.
+    const [before, due, checkedBefore, survived] = run([
       events('tcp4-new', 0),
       events('tcp4-update', 0),
-      { op: 'expire', now: 119_900 },
-      { op: 'expire', now: 120_000 },
-      counts,
+      tally(119_900),
+      tally(120_000),
+      tally(120_500, 119_000), // the latest check was before its deadline: still unknown
+      tally(120_500, 120_100), // a check after its deadline, which did not remove it: alive
     ]);
-    expect(before!.removed).toBe(0);
-    expect(removed!.removed).toBe(1);
-    expect(after!.entries).toBe(0);
+    expect(before).toMatchObject({ entries: 1, unverified: 0, survivors: 0 });
+    expect(before!.tcpStates[TIME_WAIT]).toBe(1);
+    expect(due).toMatchObject({ ...EMPTY, unverified: 1, survivors: 0 });
+    expect(checkedBefore).toMatchObject({ ...EMPTY, unverified: 1 });
+    expect(survived).toMatchObject({ entries: 1, unverified: 0, survivors: 1 });
+    expect(survived!.tcpStates[TIME_WAIT]).toBe(1);
   });
 
   it('pads dump deadlines by a second, since dumps round the timeout down', () => {
@@ -73,11 +82,19 @@ describe('tracked table', () => {
       { op: 'begin-dump' },
       { op: 'dump', bytes: all('tcp4-update'), now: 0 },
       { op: 'end-dump' },
-      { op: 'expire', now: 120_900 },
-      { op: 'expire', now: 121_000 },
+      tally(120_900),
+      tally(121_000),
     ]).slice(1);
-    expect(early!.removed).toBe(0);
-    expect(late!.removed).toBe(1);
+    expect(early).toMatchObject({ entries: 1, unverified: 0 });
+    expect(late).toMatchObject({ entries: 0, unverified: 1 });
+  });
+
+  it('holds one entry per tuple: a NEW for a tuple held is its next incarnation, whatever its CTA_ID', () => {
+    const old = loadHexFixture('udp4-new')[0]!;
+    const reopened = Buffer.from(old);
+    reopened.writeUInt32BE(old.readUInt32BE(findAttr(old, 12)) + 1, findAttr(old, 12));
+    const [c] = run([events('udp4-new'), { op: 'events', bytes: reopened, now: 0 }, counts]);
+    expect(c!.entries).toBe(1);
   });
 
   it('drops on resync what the dump no longer lists, and keeps what it lists', () => {
@@ -129,7 +146,7 @@ describe('tracked table', () => {
       counts,
     ]);
     expect(ended!.removed).toBe(2);
-    expect(c).toEqual({ entries: 1, protocols: [0, 1, 0, 0], tcpStates: Array(10).fill(0) });
+    expect(c).toMatchObject({ entries: 1, protocols: [0, 1, 0, 0], tcpStates: Array(10).fill(0) });
   });
 
   it('keeps an entry a NEW created during the dump, and one the dump lists after an UPDATE', () => {
@@ -160,12 +177,14 @@ describe('tracked table', () => {
   });
 
   it('keeps exact counts through growth and many deletions', () => {
-    // 5000 distinct flows: the UDP NEW fixture with the CTA_ID rewritten.
+    // 5000 distinct flows: the UDP NEW fixture with its source port rewritten (the payload of
+    // CTA_PROTO_SRC_PORT: after nlmsghdr, nfgenmsg, the tuple's and the IP nest's headers, two
+    // 8-byte addresses, the protocol nest's header and the 8-byte CTA_PROTO_NUM).
     const base = loadHexFixture('udp4-new')[0]!;
-    const idOffset = findAttr(base, 12);
+    const sourcePort = 20 + 4 + 4 + 16 + 4 + 8 + 4;
     const flows = Array.from({ length: 5000 }, (_, i) => {
       const b = Buffer.from(base);
-      b.writeUInt32BE(i + 1, idOffset);
+      b.writeUInt16BE(10_000 + i, sourcePort);
       return b;
     });
     const destroyOf = (b: Buffer) => {

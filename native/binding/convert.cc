@@ -59,6 +59,10 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "synced", w.boolean(table.synced));
   w.set(o, "dumpError", w.number(table.dump_error));
   w.set(o, "tracked", table_counts_to_js(w, table.counts));
+  w.set(o, "unverified", w.number(table.unverified));
+  w.set(o, "verifiedAt", w.nullable(table.verified_wall_ms >= 0, table.verified_wall_ms));
+  w.set(o, "walks", w.number(static_cast<double>(table.walks)));
+  w.set(o, "lastWalkMs", w.nullable(table.last_walk_ms >= 0, table.last_walk_ms));
   w.set(o, "resyncs", w.number(static_cast<double>(table.resyncs)));
   w.set(o, "lastResyncMs", w.nullable(table.last_resync_ms >= 0, table.last_resync_ms));
   w.set(o, "tableBytes", w.number(static_cast<double>(table.memory_bytes)));
@@ -70,7 +74,7 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
     w.set(p, "tracked", w.number(static_cast<double>(e.tracked)));
     w.set(p, "unknownLayout", w.number(static_cast<double>(e.unknown_layout)));
     w.set(p, "flowsFull", w.number(static_cast<double>(e.flows_full)));
-    w.set(p, "rebases", w.number(static_cast<double>(e.rebases)));
+    w.set(p, "tableSlots", w.number(e.table_slots));
     napi_value d = w.array(CT_DIAG_COUNT);
     for (uint32_t i = 0; i < CT_DIAG_COUNT; ++i)
       w.set(d, i, w.number(static_cast<double>(e.diagnostics[i])));

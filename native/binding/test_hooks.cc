@@ -6,6 +6,7 @@
 #include <linux/netlink.h>
 #include <malloc.h>
 #include <napi.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <cstdlib>
@@ -210,8 +211,9 @@ Napi::Value Aggregate(const Napi::CallbackInfo& info) {
 
 // _table(steps) -> results. Drives a ConntrackTable with messages and an injected clock:
 // {op:'events', bytes, now}, {op:'dump', bytes, now} (bytes: netlink messages),
-// {op:'begin-dump'}, {op:'end-dump'}, {op:'expire', now}, {op:'counts'}.
-// end-dump and expire yield {removed}, counts yields the table's counts.
+// {op:'begin-dump'}, {op:'end-dump'}, {op:'counts', now, verified}.
+// end-dump yields {removed}; counts yields the table's tally at `now` (ms) with the latest
+// verification at `verified`: the listed counts, plus { unverified, survivors }.
 Napi::Value Table(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_table(steps)");
@@ -222,10 +224,12 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < steps.Length(); ++i) {
     Napi::Object step = steps.Get(i).As<Napi::Object>();
     const std::string op = step.Get("op").ToString().Utf8Value();
-    const uint64_t now =
-        step.Get("now").IsNumber()
-            ? static_cast<uint64_t>(step.Get("now").As<Napi::Number>().DoubleValue())
-            : 0;
+    const auto number = [&](const char* name) {
+      return step.Get(name).IsNumber()
+                 ? static_cast<uint64_t>(step.Get(name).As<Napi::Number>().DoubleValue())
+                 : 0;
+    };
+    const uint64_t now = number("now");
     if (op == "events" || op == "dump") {
       Napi::Buffer<uint8_t> bytes = step.Get("bytes").As<Napi::Buffer<uint8_t>>();
       ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
@@ -240,14 +244,18 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
       }
     } else if (op == "begin-dump") {
       table.begin_dump();
-    } else if (op == "end-dump" || op == "expire") {
-      const size_t removed = op == "expire" ? table.expire(now) : table.end_dump();
+    } else if (op == "end-dump") {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("removed", static_cast<double>(removed));
+      o.Set("removed", static_cast<double>(table.end_dump()));
       out.Set(n++, o);
     } else if (op == "counts") {
+      ctmon::TableTally t;
+      table.tally(now, number("verified"), t);
       JsWriter w(env);
-      out.Set(n++, Napi::Value(env, table_counts_to_js(w, table.counts())));
+      Napi::Object o = Napi::Value(env, table_counts_to_js(w, t.listed)).As<Napi::Object>();
+      o.Set("unverified", t.unverified);
+      o.Set("survivors", t.survivors);
+      out.Set(n++, o);
     } else {
       throw Napi::TypeError::New(env, "_table: unknown op " + op);
     }
@@ -269,20 +277,19 @@ Napi::Value event_counters_to_js(Napi::Env env, const ct_counters& c) {
   for (uint32_t d = 0; d < CT_DIAG_COUNT; ++d)
     diagnostics.Set(d, static_cast<double>(c.diagnostics[d]));
   o.Set("diagnostics", diagnostics);
-  Napi::Array tracked = Napi::Array::New(env, CT_TRACKED_CLASSES);
-  for (uint32_t t = 0; t < CT_TRACKED_CLASSES; ++t)
-    tracked.Set(t, static_cast<double>(c.tracked[t]));
-  o.Set("tracked", tracked);
   return o;
 }
 
 uint64_t monotonic_ds() { return static_cast<uint64_t>(ctmon::mono_ns()) / CT_DECISECOND_NS; }
 
-// _eventProgram(messages, { variant?, perMessage?, dumping?, maxFlows?, seed? }) -> { verdicts,
-// counters, counted?, seed, flows, destroyed, wheel, nowDs, verifier? }: loads the event socket
-// filter (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in the kernel
-// on each message in turn (BPF_PROG_TEST_RUN), then reads its maps. `dumping` sets
-// CT_CONTROL_DUMPING first. Needs CAP_BPF; throws with the reason otherwise.
+// _eventProgram(messages, { variant?, perMessage?, listing?, maxFlows?, seed?, verifierStats? })
+// -> { verdicts, counters, counted?, seed, flowBuckets, flows, nowDs, verifier? }: loads an event
+// socket filter (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in
+// the kernel on each message in turn (BPF_PROG_TEST_RUN), then reads its maps. For the monitor
+// variant this thread's namespace is registered as index 0 (BPF_PROG_TEST_RUN runs the filter
+// for a socket in it), and `listing` marks a listing under way. flows: every slot the table
+// holds, { key, deadlineDs, class, tcpState, touched, ns }; gone: keys ct_gone recorded.
+// Needs CAP_BPF; throws with the reason otherwise.
 Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_eventProgram(messages, options)");
@@ -306,12 +313,18 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   const auto check = [&](const ctmon::Status& s, const char* what) {
     if (!s.ok()) throw native_error(env, s.in(what));
   };
-  if (monitor && opts.Get("dumping").ToBoolean())
-    check(counter.set_control(CT_CONTROL_DUMPING), "set the control bits");
+  if (monitor) {
+    // Any socket of this namespace names it: the test runs' skb->sk is one of it.
+    ctmon::Fd any(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
+    uint64_t cookie = 0;
+    check(counter.register_namespace(any.get(), 0, cookie), "register this namespace");
+    if (opts.Get("listing").ToBoolean())
+      check(counter.set_listing(cookie, 0, true), "mark a listing");
+  }
   const bool per_message = opts.Get("perMessage").ToBoolean();
   Napi::Array verdicts = Napi::Array::New(env, messages.Length());
   Napi::Array counted = Napi::Array::New(env, messages.Length());
-  ct_counters counters, before;
+  ct_counters counters, before{};
   for (uint32_t i = 0; i < messages.Length(); ++i) {
     if (!messages.Get(i).IsBuffer()) throw Napi::TypeError::New(env, "messages are Buffers");
     Napi::Buffer<uint8_t> bytes = messages.Get(i).As<Napi::Buffer<uint8_t>>();
@@ -320,7 +333,7 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
     verdicts.Set(i, static_cast<double>(verdict));
     if (!per_message) continue;
     // Which messages[kind][class] this message added to: [kind, class], or null.
-    check(counter.read(counters), "read the event counters");
+    check(counter.read(0, counters), "read the event counters");
     Napi::Value which = env.Null();
     for (uint32_t k = 0; k < CT_KIND_COUNT; ++k)
       for (uint32_t c2 = 0; c2 < CT_CLASS_COUNT; ++c2)
@@ -333,7 +346,7 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
     counted.Set(i, which);
     before = counters;
   }
-  check(counter.read(counters), "read the event counters");
+  check(counter.read(0, counters), "read the event counters");
   Napi::Object out = Napi::Object::New(env);
   out.Set("verdicts", verdicts);
   if (per_message) out.Set("counted", counted);
@@ -346,62 +359,56 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   }
   if (!monitor) return out;
 
-  out.Set("seed", Napi::BigInt::New(env, counter.key_seed()));
+  out.Set("seed", Napi::BigInt::New(env, static_cast<uint64_t>(counter.key_seed())));
   out.Set("flowBuckets", counter.flow_buckets());
   out.Set("nowDs", static_cast<double>(monotonic_ds()));
-  // The flow table: tracked flows, and the keys of those a DESTROY marked during a dump.
   Napi::Array flows = Napi::Array::New(env);
-  Napi::Array destroyed = Napi::Array::New(env);
-  counter.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot&) {
-    if (seen.meta & CT_FLOW_DESTROYED) {
-      destroyed.Set(destroyed.Length(), Napi::BigInt::New(env, static_cast<uint64_t>(seen.key)));
-      return;
+  Napi::Array gone = Napi::Array::New(env);
+  for (uint32_t b = 0; b < counter.flow_buckets(); ++b)
+    for (const ct_flow_slot& slot : counter.table()[b].slots) {
+      if (slot.key == 0) continue;
+      Napi::Object f = Napi::Object::New(env);
+      f.Set("key", Napi::BigInt::New(env, static_cast<uint64_t>(slot.key)));
+      f.Set("deadlineDs", slot.deadline_ds);
+      f.Set("class", CT_META_CLASS(slot.meta));
+      f.Set("tcpState", CT_META_TCP_STATE(slot.meta));
+      f.Set("touched", (slot.meta & CT_META_TOUCHED) != 0);
+      f.Set("ns", CT_META_NS(slot.meta));
+      flows.Set(flows.Length(), f);
+      if (counter.gone(slot.key)) gone.Set(gone.Length(), f.Get("key"));
     }
-    Napi::Object f = Napi::Object::New(env);
-    f.Set("key", Napi::BigInt::New(env, static_cast<uint64_t>(seen.key)));
-    f.Set("deadlineDs", seen.deadline_ds);
-    f.Set("class", seen.meta & CT_FLOW_CLASS_MASK);
-    flows.Set(flows.Length(), f);
-  });
   out.Set("flows", flows);
-  out.Set("destroyed", destroyed);
-  Napi::Array wheel = Napi::Array::New(env);
-  for (uint32_t slot = 0; slot < CT_WHEEL_SLOTS; ++slot) {
-    ct_wheel_slot w;
-    check(counter.read_wheel(slot, w), "read the wheel");
-    bool any = false;
-    for (int32_t n : w.flows) any = any || n != 0;
-    if (!any) continue;
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("slot", slot);
-    Napi::Array by_class = Napi::Array::New(env, CT_TRACKED_CLASSES);
-    for (uint32_t c2 = 0; c2 < CT_TRACKED_CLASSES; ++c2) by_class.Set(c2, w.flows[c2]);
-    o.Set("flows", by_class);
-    wheel.Set(wheel.Length(), o);
+  // Keys ct_gone holds that no slot has: what _flowKey computes for the messages tells them.
+  Napi::Array keys = opts.Get("goneKeys").IsArray() ? opts.Get("goneKeys").As<Napi::Array>()
+                                                    : Napi::Array::New(env);
+  Napi::Array gone_of = Napi::Array::New(env);
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    bool lossless = false;
+    gone_of.Set(i, counter.gone(keys.Get(i).As<Napi::BigInt>().Uint64Value(&lossless)));
   }
-  out.Set("wheel", wheel);
+  out.Set("goneOf", gone_of);
   return out;
 }
 
-// _flowKey(message, seed) -> the flow key the monitor's event program gives the message's
-// entry (ct_flow_key of native/ebpf/ct_events.h), computed from the decoder's view; null when
-// the message does not decode.
+// _flowKey(message, seed, ns = 0) -> the flow key the monitor's event program gives the
+// message's entry (ct_flow_key of native/ebpf/ct_events.h over tuple_of()), computed from the
+// decoder's view; null when the message does not decode.
 Napi::Value FlowKey(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsBuffer() || !info[1].IsBigInt())
-    throw Napi::TypeError::New(env, "_flowKey(message, seed)");
+    throw Napi::TypeError::New(env, "_flowKey(message, seed, ns?)");
   Napi::Buffer<uint8_t> bytes = info[0].As<Napi::Buffer<uint8_t>>();
   bool lossless = false;
   const uint64_t seed = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  const uint16_t ns =
+      info[2].IsNumber() ? static_cast<uint16_t>(info[2].ToNumber().Uint32Value()) : 0;
   ctmon::MessageWalker walker(bytes.Data(), bytes.Length());
   ctmon::Message msg;
   ctmon::Conntrack ct;
-  if (!walker.next(msg) || ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk ||
-      ct.orig_tuple == nullptr)
+  if (!walker.next(msg) || ctmon::decode_conntrack(msg, ct) != ctmon::DecodeStatus::kOk)
     return env.Null();
-  return Napi::BigInt::New(
-      env, static_cast<uint64_t>(
-               ct_flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id)));
+  const ct_tuple t = ctmon::tuple_of(ct, ns);
+  return Napi::BigInt::New(env, static_cast<uint64_t>(ct_flow_key(seed, &t)));
 }
 
 // _groupSnapshot(datagrams, limit, { expectedEntries?, maxKeys? }) -> the report of

@@ -1,133 +1,186 @@
 // kernel_flows.cc — see kernel_flows.h.
 #include "ctnetlink/kernel_flows.h"
 
-#include <netinet/in.h>
-
-#include <algorithm>
-
 namespace ctmon {
+namespace {
 
-Status KernelFlows::open(uint64_t now_ds) {
+ct_flow_slot seen(const ct_flow_slot& slot) {
+  ct_flow_slot s;
+  s.key = __atomic_load_n(&slot.key, __ATOMIC_ACQUIRE);
+  s.deadline_ds = __atomic_load_n(&slot.deadline_ds, __ATOMIC_RELAXED);
+  s.meta = __atomic_load_n(&slot.meta, __ATOMIC_RELAXED);
+  return s;
+}
+
+// Sets `bits` of a slot's meta and clears `clear`, with a compare-and-exchange: the program
+// may rewrite the meta meanwhile (then the new value is the one to change).
+void update_meta(ct_flow_slot& slot, uint32_t bits, uint32_t clear) {
+  uint32_t meta = __atomic_load_n(&slot.meta, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&slot.meta, &meta, (meta | bits) & ~clear, false,
+                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
+// Frees a slot if it still holds `key` (the program may have freed and reused it).
+void free_slot(ct_flow_slot& slot, uint64_t key) {
+  __u64 expected = key;
+  __atomic_store_n(&slot.deadline_ds, 0, __ATOMIC_RELAXED);
+  __atomic_compare_exchange_n(&slot.key, &expected, __u64{0}, false, __ATOMIC_SEQ_CST,
+                              __ATOMIC_SEQ_CST);
+}
+
+// A listing's CTA_TIMEOUT is rounded down to whole seconds: the entry lives up to 1 s longer.
+uint32_t listed_deadline(uint64_t now_ns, uint32_t timeout_s) {
+  return static_cast<uint32_t>(
+      (now_ns + (uint64_t{timeout_s} + 1) * 1000000000 + CT_DECISECOND_NS - 1) / CT_DECISECOND_NS);
+}
+
+}  // namespace
+
+Status KernelFlows::open(uint32_t max_namespaces, uint32_t max_flows, VerifierStats* stats) {
   EventCounterOptions options;
   options.variant = EventProgramVariant::kMonitor;
-  const Status st = counter_.open(options);
-  if (!st.ok()) return st;
-  counters_ = ct_counters{};
-  wheel_.start(now_ds);
-  rebases_ = 0;
-  dumping_ = false;
-  dumped_.clear();
+  options.max_flows = max_flows;
+  options.max_namespaces = max_namespaces;
+  const Status st = counter_.open(options, stats);
+  cookies_.assign(st.ok() ? max_namespaces : 0, 0);
   return st;
 }
 
-Status KernelFlows::refresh(uint64_t now_ds) {
-  // The counters first: a flow counted in them but not yet in a passed slot is still listed,
-  // which is what it is at that moment.
-  Status st = counter_.read(counters_);
-  if (!st.ok()) return st;
-  const bool in_time = wheel_.advance(
-      now_ds, [this](uint32_t slot, ct_wheel_slot& out) { return counter_.read_wheel(slot, out); },
-      st);
-  if (!in_time) return rebase(now_ds);
+Status KernelFlows::add(uint32_t index, int event_socket_fd) {
+  if (index >= cookies_.size()) return Status{ENOSPC, "bpf", "register a network namespace"};
+  uint64_t cookie = 0;
+  const Status st = counter_.register_namespace(event_socket_fd, index, cookie);
+  if (st.ok()) cookies_[index] = cookie;
   return st;
 }
 
-// Read too late, the wheel may hold two laps in one slot: start again from the flow table,
-// which has every tracked flow's deadline. Flows changing meanwhile may be off by one each.
-Status KernelFlows::rebase(uint64_t now_ds) {
-  ++rebases_;
-  std::vector<ct_wheel_slot> live(CT_WHEEL_SLOTS), slots(CT_WHEEL_SLOTS);
-  int64_t live_total[CT_TRACKED_CLASSES] = {};
-  counter_.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot&) {
-    const uint32_t cls = seen.meta & CT_FLOW_CLASS_MASK;
-    if (seen.deadline_ds <= now_ds || cls >= CT_TRACKED_CLASSES) return;
-    ++live[seen.deadline_ds % CT_WHEEL_SLOTS].flows[cls];
-    ++live_total[cls];
-  });
-  Status st;
-  for (uint32_t s = 0; st.ok() && s < CT_WHEEL_SLOTS; ++s) st = counter_.read_wheel(s, slots[s]);
-  if (st.ok()) st = counter_.read(counters_);
-  if (!st.ok()) return st;
-  int64_t expired[CT_TRACKED_CLASSES];
-  for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c)
-    expired[c] = counters_.tracked[c] - live_total[c];
-  wheel_.rebase(now_ds, slots, live, expired);
-  return Status{};
-}
-
-uint32_t KernelFlows::listed(uint32_t cls) const {
-  if (cls >= CT_TRACKED_CLASSES) return 0;
-  const int64_t n = counters_.tracked[cls] - wheel_.expired()[cls];
-  return n > 0 ? static_cast<uint32_t>(n) : 0;  // a race of a few microseconds can cross zero
-}
-
-Status KernelFlows::begin_dump() {
-  dumped_.clear();
-  dumping_ = true;
-  release_destroyed();  // left by a DESTROY that raced the end of the previous dump
-  return counter_.set_control(CT_CONTROL_DUMPING);
-}
-
-// Frees the slots DESTROY marked during a dump; a flow the dump listed leaves the table too.
-void KernelFlows::release_destroyed(ConntrackTable* table) {
-  counter_.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot& slot) {
-    if (!(seen.meta & CT_FLOW_DESTROYED)) return;
-    if (table != nullptr)
-      if (const uint64_t* listed = table_key(seen.key)) table->erase(*listed);
-    EventCounter::release_flow(slot, seen.key);
-  });
-}
-
-bool kernel_flow_key(uint64_t seed, const Conntrack& ct, uint64_t& key) {
-  if (ct.orig.l4proto == IPPROTO_TCP || ct.orig_tuple == nullptr || ct.orig_tuple_length % 4 != 0 ||
-      ct.orig_tuple_length > CT_MAX_TUPLE_BYTES)
-    return false;
-  key = ct_flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id);
-  return true;
-}
-
-void KernelFlows::note_dump_entry(const Conntrack& ct, uint64_t table_key) {
-  uint64_t key;
-  if (dumping_ && kernel_flow_key(counter_.key_seed(), ct, key))
-    dumped_.emplace_back(key, table_key);
-}
-
-const uint64_t* KernelFlows::table_key(uint64_t flow_key) const {
-  const auto it =
-      std::lower_bound(dumped_.begin(), dumped_.end(), std::make_pair(flow_key, uint64_t{0}));
-  return it != dumped_.end() && it->first == flow_key ? &it->second : nullptr;
-}
-
-Status KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
-  std::sort(dumped_.begin(), dumped_.end());
-  counter_.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot& slot) {
-    if (seen.meta & CT_FLOW_DESTROYED) return;  // below
-    const uint64_t* listed = table_key(seen.key);
-    if (seen.deadline_ds > now_ds) {
-      if (listed != nullptr) table.erase(*listed);  // counted here
-    } else if (listed != nullptr) {
-      // Alive past its last event (packets refresh the timeout without one): the table has
-      // it, with the dump's timeout, and the kernel forgets it.
-      if (table.contains(*listed)) EventCounter::release_flow(slot, seen.key);
-    } else if (seen.deadline_ds + kStaleDs < now_ds) {
-      EventCounter::release_flow(slot, seen.key);  // its DESTROY was lost
+void KernelFlows::remove(uint32_t index) {
+  if (index >= cookies_.size() || cookies_[index] == 0) return;
+  counter_.unregister_namespace(cookies_[index], index);
+  cookies_[index] = 0;
+  ct_flow_bucket* table = counter_.table();
+  for (uint32_t b = 0; b < counter_.flow_buckets(); ++b)
+    for (ct_flow_slot& slot : table[b].slots) {
+      const ct_flow_slot s = seen(slot);
+      if (s.key != 0 && CT_META_NS(s.meta) == index) free_slot(slot, s.key);
     }
-  });
-  // DESTROYs during the dump removed flows it may have listed. Twice: once more after the
-  // flag is cleared, for those that came while it was being cleared.
-  release_destroyed(&table);
-  const Status st = counter_.set_control(0);
-  dumping_ = false;
-  release_destroyed(&table);
-  dumped_.clear();
-  return st;
 }
 
-void KernelFlows::abort_dump() {
-  counter_.set_control(0);
-  release_destroyed();
-  dumping_ = false;
-  dumped_.clear();
+void KernelFlows::tally(uint64_t now_ds, const std::vector<uint64_t>& verified_ds,
+                        std::vector<KernelTally>& out) const {
+  out.assign(verified_ds.size(), KernelTally{});
+  const ct_flow_bucket* table = counter_.table();
+  for (uint32_t b = 0; b < counter_.flow_buckets(); ++b) {
+    for (const ct_flow_slot& slot : table[b].slots) {
+      const ct_flow_slot s = seen(slot);
+      // A key without a deadline is being claimed or freed: not a flow yet, or no more.
+      if (s.key == 0 || s.deadline_ds == 0) continue;
+      const uint32_t ns = CT_META_NS(s.meta);
+      if (ns >= out.size()) continue;
+      KernelTally& t = out[ns];
+      const uint8_t cls = static_cast<uint8_t>(CT_META_CLASS(s.meta));
+      const uint8_t state = static_cast<uint8_t>(CT_META_TCP_STATE(s.meta));
+      if (s.deadline_ds > now_ds) {
+        t.listed.add(cls, state);
+      } else if (s.deadline_ds <= verified_ds[ns]) {
+        t.listed.add(cls, state);
+        ++t.survivors;
+      } else {
+        ++t.unverified;
+      }
+    }
+  }
+}
+
+uint64_t KernelFlows::key(uint32_t index, const Conntrack& ct) const {
+  const ct_tuple t = tuple_of(ct, static_cast<uint16_t>(index));
+  return ct_flow_key(counter_.key_seed(), &t);
+}
+
+ct_flow_slot* KernelFlows::find(uint64_t key) const {
+  ct_flow_bucket& bucket = counter_.table()[key & (counter_.flow_buckets() - 1)];
+  for (ct_flow_slot& slot : bucket.slots)
+    if (__atomic_load_n(&slot.key, __ATOMIC_ACQUIRE) == key) return &slot;
+  return nullptr;
+}
+
+bool KernelFlows::holds(uint32_t index, const Conntrack& ct) const {
+  return counter_.table() != nullptr && find(key(index, ct)) != nullptr;
+}
+
+Status KernelFlows::begin_listing(uint32_t index) {
+  if (index >= cookies_.size() || cookies_[index] == 0) return Status{ENOENT, "bpf"};
+  counter_.clear_gone();
+  return counter_.set_listing(cookies_[index], index, true);
+}
+
+bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
+  // Only what the program itself would track: the layout it reads, a timeout to expire by.
+  ct_tuple t;
+  const uint32_t cls = ct.orig_tuple != nullptr
+                           ? ct_read_tuple(ct.orig_tuple, ct.orig_tuple_length, ct.family, &t)
+                           : static_cast<uint32_t>(CT_CLASS_UNKNOWN);
+  if (cls == CT_CLASS_UNKNOWN || !ct.has(Conntrack::kHasTimeout)) return false;
+  const uint64_t k = key(index, ct);
+  const uint8_t state =
+      ct.has(Conntrack::kHasTcpState) && ct.tcp_state < CT_TCP_STATES ? ct.tcp_state : 0;
+  const uint32_t meta = CT_META(cls, state, index) | CT_META_LISTED;
+  ct_flow_slot* slot = find(k);
+  if (slot != nullptr) {
+    // An event since the listing began knows better: keep its state and deadline.
+    if (__atomic_load_n(&slot->meta, __ATOMIC_RELAXED) & CT_META_TOUCHED) {
+      update_meta(*slot, CT_META_LISTED, 0);
+    } else {
+      __atomic_store_n(&slot->deadline_ds, listed_deadline(now_ns, ct.timeout_s), __ATOMIC_RELAXED);
+      __atomic_store_n(&slot->meta, meta, __ATOMIC_RELAXED);
+    }
+    return true;
+  }
+  if (counter_.gone(k)) return true;  // its DESTROY came while the listing was read
+  ct_flow_bucket& bucket = counter_.table()[k & (counter_.flow_buckets() - 1)];
+  for (ct_flow_slot& s : bucket.slots) {
+    __u64 expected = 0;
+    if (!__atomic_compare_exchange_n(&s.key, &expected, __u64{k}, false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST))
+      continue;
+    __atomic_store_n(&s.meta, meta, __ATOMIC_RELAXED);
+    __atomic_store_n(&s.deadline_ds, listed_deadline(now_ns, ct.timeout_s), __ATOMIC_RELEASE);
+    return true;
+  }
+  return false;  // a full bucket: user space keeps it
+}
+
+void KernelFlows::end_listing(uint32_t index) {
+  if (index >= cookies_.size() || cookies_[index] == 0) return;
+  counter_.set_listing(cookies_[index], index, false);
+  // Flows of the namespace the listing did not show and no event named meanwhile are gone
+  // (their DESTROY was lost, or never sent under nf_conntrack_events=2).
+  ct_flow_bucket* table = counter_.table();
+  for (uint32_t b = 0; b < counter_.flow_buckets(); ++b)
+    for (ct_flow_slot& slot : table[b].slots) {
+      const ct_flow_slot s = seen(slot);
+      if (s.key == 0 || CT_META_NS(s.meta) != index) continue;
+      if (s.meta & (CT_META_LISTED | CT_META_TOUCHED))
+        update_meta(slot, 0, CT_META_LISTED | CT_META_TOUCHED);
+      else
+        free_slot(slot, s.key);
+    }
+  counter_.clear_gone();
+}
+
+void KernelFlows::abort_listing(uint32_t index) {
+  if (index >= cookies_.size() || cookies_[index] == 0) return;
+  counter_.set_listing(cookies_[index], index, false);
+  ct_flow_bucket* table = counter_.table();
+  for (uint32_t b = 0; b < counter_.flow_buckets(); ++b)
+    for (ct_flow_slot& slot : table[b].slots) {
+      const ct_flow_slot s = seen(slot);
+      if (s.key != 0 && CT_META_NS(s.meta) == index &&
+          (s.meta & (CT_META_LISTED | CT_META_TOUCHED)))
+        update_meta(slot, 0, CT_META_LISTED | CT_META_TOUCHED);
+    }
+  counter_.clear_gone();
 }
 
 }  // namespace ctmon

@@ -1,73 +1,76 @@
-// kernel_flows.h — the monitor's eBPF event path: the ct_monitor event program
-// (native/ebpf/ct_events.bpf.c) on the event socket, and what user space makes of its maps:
-//   - the events it counted (inserts and deletes are these counts: exact, whatever the queue),
-//   - the flows of protocols other than TCP it tracks, by class, less those whose deadline
-//     has passed (the expiry wheel, read by WheelReader),
-//   - the hand-over with the tracked table (table.h) at each dump: an entry is counted either
-//     here or there, never both.
+// kernel_flows.h — a reader's eBPF event path: the ct_monitor program (ebpf/ct_events.bpf.c) on
+// the event socket of every namespace the reader watches, and what user space makes of its
+// maps:
+//   - the events it counted per namespace (inserts and deletes are these counts: exact,
+//     whatever the queue);
+//   - the flows it holds in its one flow table, counted per namespace by class and TCP state
+//     with a scan of the mapped table (tally);
+//   - listings (dumps) applied to the table: flows the kernel lists are written into it (slots
+//     claimed as the program claims them), the deadline and state of those no event changed
+//     meanwhile are corrected, and flows it no longer lists are freed.
+// A flow past its deadline is unverified until the kernel shows it alive (monitor.cc walks the
+// table: every expired flow's DESTROY frees its slot, synchronously); the namespace's
+// verification time says which flows a walk or listing checked.
 //
 // Reader thread only; no Node-API.
 #pragma once
 
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 #include "base/fd.h"
 #include "ctnetlink/decoder.h"
 #include "ctnetlink/table.h"
 #include "ebpf/event_counter.h"
-#include "ebpf/wheel_reader.h"
 
 namespace ctmon {
 
-// The flow key the ct_monitor program gives a decoded entry, when it could track it (a protocol
-// other than TCP, an original tuple it can hash); false otherwise. Pure.
-bool kernel_flow_key(uint64_t seed, const Conntrack& ct, uint64_t& key);
+// Per namespace, what a tally of the kernel's flow table found.
+using KernelTally = TableTally;
 
 class KernelFlows {
  public:
-  // Creates the maps and loads the program (see EventCounter::open).
-  Status open(uint64_t now_ds);
+  // Creates the maps and loads the program for up to `max_namespaces` namespaces (see
+  // EventCounter::open); max_flows 0: the calling thread's nf_conntrack_max.
+  Status open(uint32_t max_namespaces, uint32_t max_flows = 0, VerifierStats* stats = nullptr);
   bool is_open() const { return counter_.is_open(); }
   int program_fd() const { return counter_.program_fd(); }
   void close() { counter_.close(); }
 
-  // Reads the counters and the wheel slots that have passed. Call at least every few seconds
-  // (a slot must be read within WheelReader::kMaxLagDs) and before each sample.
-  Status refresh(uint64_t now_ds);
-  const ct_counters& counters() const { return counters_; }  // as of the last refresh
-  // Per class (tcp, udp, icmp, other): tracked flows not past their deadline, as of the last
-  // refresh.
-  uint32_t listed(uint32_t cls) const;
-  uint64_t rebases() const { return rebases_; }  // times the wheel was read too late
+  // A namespace: its event socket (opened inside it) gets index `index`; attach the program to
+  // the socket after this. remove() frees its flows.
+  Status add(uint32_t index, int event_socket_fd);
+  Status attach(int event_socket_fd) const { return counter_.attach(event_socket_fd); }
+  void remove(uint32_t index);
 
-  // A dump: begin_dump() before the request, note_dump_entry() for every entry it lists (with
-  // the key the table gives it), end_dump() once the table has ended its dump and expired
-  // what is due. Then entries the kernel tracks leave the table (the kernel counts them);
-  // entries whose kernel deadline has passed but which the dump shows alive (refreshed by
-  // packets that sent no event) stay in the table and the kernel forgets them; so do flows
-  // whose DESTROY never came. Entries removed by a DESTROY during the dump leave the table.
-  Status begin_dump();
-  void note_dump_entry(const Conntrack& ct, uint64_t table_key);
-  Status end_dump(ConntrackTable& table, uint64_t now_ds);
-  void abort_dump();
+  // The program's counters of namespace `index`, cumulative since add().
+  Status read_counters(uint32_t index, ct_counters& out) const { return counter_.read(index, out); }
 
-  // Flows ended this long ago with no DESTROY are forgotten at the next dump: the kernel reaps
-  // an expired entry within a minute (its garbage collector's longest interval).
-  static constexpr uint64_t kStaleDs = 1200;
+  // One pass over the flow table: per namespace (indexed by index), the flows listed at now_ds
+  // and those past their deadline; `verified_ds[index]` is when each namespace's flows were
+  // last checked against the kernel (a walk or a listing).
+  void tally(uint64_t now_ds, const std::vector<uint64_t>& verified_ds,
+             std::vector<KernelTally>& out) const;
+
+  // A listing of namespace `index`: begin, then entry() for every entry the kernel lists
+  // (false when the table cannot hold it: the caller keeps it in user space), then end() once
+  // the listing is complete and the events queued meanwhile are applied. Flows of the
+  // namespace neither listed nor changed by an event meanwhile are freed.
+  Status begin_listing(uint32_t index);
+  bool entry(uint32_t index, const Conntrack& ct, uint64_t now_ns);
+  void end_listing(uint32_t index);
+  void abort_listing(uint32_t index);
+
+  // Whether the table holds the decoded entry (of namespace `index`).
+  bool holds(uint32_t index, const Conntrack& ct) const;
+  uint64_t key(uint32_t index, const Conntrack& ct) const;
+  uint32_t flow_slots() const { return counter_.flow_buckets() * CT_SLOTS_PER_BUCKET; }
 
  private:
-  Status rebase(uint64_t now_ds);
-  void release_destroyed(ConntrackTable* table = nullptr);
-  const uint64_t* table_key(uint64_t flow_key) const;  // the dump entry noted with flow_key
+  ct_flow_slot* find(uint64_t key) const;
 
   EventCounter counter_;
-  ct_counters counters_;
-  WheelReader wheel_;
-  uint64_t rebases_ = 0;
-  bool dumping_ = false;
-  std::vector<std::pair<uint64_t, uint64_t>> dumped_;  // (flow key, table key), non-TCP
+  std::vector<uint64_t> cookies_;  // per index: the namespace's netns cookie, 0 when free
 };
 
 }  // namespace ctmon

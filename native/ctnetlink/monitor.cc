@@ -40,9 +40,8 @@ constexpr int kBatchesPerWakeup = 64;          // ~4k events, then look at the c
 // what makes the per-event cost small. 150k events/s x 10 ms x 1280 B of buffer charge is
 // 1.9 MB, far below the default 32 MiB buffer; samples are per interval, so nothing waits.
 constexpr int kCoalesceMs = 10;
-constexpr int kBatchesDuringDump = 8;         // events read between two dump datagrams
-constexpr int kBatchesAtClose = 1024;         // ~65k events queued before an interval closes
-constexpr int64_t kWheelTickNs = 1000000000;  // the eBPF filter's wheel is read every second
+constexpr int kBatchesDuringDump = 8;  // events read between two dump datagrams
+constexpr int kBatchesAtClose = 1024;  // ~65k events queued before an interval closes
 // UPDATE carries TCP state changes; event_filter() drops the UPDATEs nothing here needs.
 constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
                                      NFNLGRP_CONNTRACK_DESTROY};
@@ -200,31 +199,39 @@ bool Monitor::open_in_namespace(Fd netns, Status& error) {
   }
   // The eBPF event filter if the kernel loads it, else the classic one (socket.h).
   if (config_.ebpf_events) {
-    const Status loaded = kernel_flows_.open(now_ds());
+    const Status loaded = kernel_flows_.open(1);
     if (!loaded.ok()) info_.ebpf_unavailable = one_line(loaded.text());
   } else {
     info_.ebpf_unavailable = "the eBPF event filter is turned off";
   }
   EventSocketInfo socket_info;
-  const FilterProgram filter = event_filter();
-  EventSocketConfig event_config{kEventGroups, sizeof kEventGroups / sizeof kEventGroups[0],
-                                 config_.receive_buffer_bytes, filter.instructions, filter.length};
-  event_config.bpf_program_fd = kernel_flows_.program_fd();
-  Status st = open_event_socket(event_config, event_fd_, socket_info);
-  if (!st.ok() && event_config.bpf_program_fd >= 0) {
-    // Was it the eBPF attach? Then the classic filter works where it did not.
-    const Status attach = st;
-    event_config.bpf_program_fd = -1;
-    st = open_event_socket(event_config, event_fd_, socket_info);
-    if (st.ok())
-      info_.ebpf_unavailable = std::string("SO_ATTACH_BPF: ") + std::strerror(attach.code);
+  Status st;
+  if (kernel_flows_.is_open()) {
+    // No group is joined until the program is on the socket and knows its namespace.
+    st = open_event_socket(EventSocketConfig{nullptr, 0, config_.receive_buffer_bytes, nullptr, 0},
+                           event_fd_, socket_info);
+    if (st.ok()) st = kernel_flows_.add(0, event_fd_.get());
+    if (st.ok()) st = kernel_flows_.attach(event_fd_.get());
+    if (st.ok()) st = join_event_groups(event_fd_.get(), kEventGroups, std::size(kEventGroups));
+    if (!st.ok()) {
+      // The classic filter works where the eBPF one could not be put on the socket.
+      info_.ebpf_unavailable = one_line(st.text());
+      kernel_flows_.close();
+      event_fd_.reset();
+    }
+  }
+  if (!kernel_flows_.is_open()) {
+    const FilterProgram filter = event_filter();
+    st = open_event_socket(
+        EventSocketConfig{kEventGroups, std::size(kEventGroups), config_.receive_buffer_bytes,
+                          filter.instructions, filter.length},
+        event_fd_, socket_info);
   }
   if (!st.ok()) {
     error = Status{st.code, st.syscall, "subscribe to conntrack events"};
     return false;
   }
-  info_.ebpf = event_config.bpf_program_fd >= 0;
-  if (!info_.ebpf) kernel_flows_.close();
+  info_.ebpf = kernel_flows_.is_open();
   st = request_socket_.open(kRequestTimeoutMs);
   if (!st.ok()) {
     error = Status{st.code, st.syscall, "open the conntrack request socket"};
@@ -261,7 +268,6 @@ void Monitor::run(Fd netns, Startup& startup) {
 
   const int coalesce_ms = coalesce_window_ms(info_.receive_buffer_bytes);
   IntervalClock intervals(static_cast<int64_t>(config_.interval_ms) * 1000000, mono_ns());
-  int64_t next_tick = mono_ns() + kWheelTickNs;
   pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
   bool caught_up = true;
   for (;;) {
@@ -271,14 +277,8 @@ void Monitor::run(Fd netns, Startup& startup) {
       intervals.advance(mono_ns());
       continue;
     }
-    // The kernel's expiry wheel is read every second, whatever the interval (kernel_flows.h).
-    if (info_.ebpf && now >= next_tick) {
-      refresh_kernel_flows();
-      next_tick = now + kWheelTickNs;
-    }
     const int64_t next_close = intervals.next_ns();
-    const int64_t wake = info_.ebpf ? std::min(next_close, next_tick) : next_close;
-    const int timeout_ms = static_cast<int>((wake - now + 999999) / 1000000);
+    const int timeout_ms = intervals.timeout_ms(now);
     if (::poll(fds, 2, timeout_ms) < 0) {
       if (errno == EINTR) continue;
       report(Status{errno, "poll", "wait for conntrack events"});
@@ -352,43 +352,40 @@ void Monitor::observe_drops() {
     aggregator_.observe_socket_drops(wall_ms(), drops);
 }
 
-// The kernel's counters for this interval (stats_reader.h); a failed request leaves its part
-// null and its status in stats_status_.
+// The kernel's counters for this interval (stats_reader.h), and on the eBPF path the
+// program's counts of the events; a failed request leaves its part null and its status in
+// stats_status_ (flows_status_).
 KernelReading Monitor::read_kernel() {
   KernelReading reading = stats_.read(request_socket_, event_fd_.get());
   stats_status_ = stats_.status();
   if (info_.ebpf) {
-    refresh_kernel_flows();
+    flows_status_ = kernel_flows_.read_counters(0, kernel_counters_);
+    if (!flows_status_.ok() && !flows_failing_)
+      report(flows_status_.in("read the eBPF event filter's counters"));
+    flows_failing_ = !flows_status_.ok();
     reading.event_counts_ok = flows_status_.ok();
-    reading.kernel_inserts = kind_total(kernel_flows_.counters(), CT_KIND_NEW);
-    reading.kernel_deletes = kind_total(kernel_flows_.counters(), CT_KIND_DESTROY);
-    reading.kernel_updates = kind_total(kernel_flows_.counters(), CT_KIND_UPDATE);
+    reading.kernel_inserts = kind_total(kernel_counters_, CT_KIND_NEW);
+    reading.kernel_deletes = kind_total(kernel_counters_, CT_KIND_DESTROY);
+    reading.kernel_updates = kind_total(kernel_counters_, CT_KIND_UPDATE);
   }
   return reading;
 }
 
-// Reads the eBPF filter's counters and the expiry wheel. A failure is reported once per
-// streak; the samples say which counts are unknown meanwhile.
-void Monitor::refresh_kernel_flows() {
-  flows_status_ = kernel_flows_.refresh(now_ds());
-  if (!flows_status_.ok() && !flows_failing_)
-    report(Status{flows_status_.code, flows_status_.syscall, "read the eBPF event filter's maps"});
-  flows_failing_ = !flows_status_.ok();
-}
-
-// A full dump replaces the tracked state: entries it lists, or that a NEW created while it
-// ran, get the new generation; the others are dropped (their DESTROY was lost, or never sent
-// under nf_conntrack_events=2), even if an UPDATE named them meanwhile (see table.h). Events keep
-// being read between the dump's datagrams: a dump of a large table takes the kernel most of a
-// second, and under load the event socket would overflow meanwhile. Returns false when the dump
-// failed or was cancelled by stop(); the old state stays.
+// A listing replaces what is known of every entry: on the eBPF path each listed entry goes
+// into the kernel's flow table (kernel_flows.h) unless user space's table holds it or the
+// kernel's cannot; entries no longer listed leave both (their DESTROY was lost, or never sent
+// under nf_conntrack_events=2). Events read meanwhile win over the listing's view (table.h,
+// ct_events.h: CT_META_TOUCHED). Events keep being read between the dump's datagrams: a dump of
+// a large table takes the kernel most of a second, and under load the event socket would
+// overflow meanwhile. Returns false when the dump failed or was cancelled by stop(); the old
+// state stays.
 bool Monitor::resync() {
   drain_events(kBatchesAtClose);  // apply what was queued before the dump began
   const int64_t started = mono_ns();
   table_.begin_dump();
   if (info_.ebpf) {
-    const Status begun = kernel_flows_.begin_dump();
-    if (!begun.ok()) report(Status{begun.code, begun.syscall, "mark the dump for the eBPF filter"});
+    const Status begun = kernel_flows_.begin_listing(0);
+    if (!begun.ok()) report(begun.in("mark the listing for the eBPF filter"));
   }
   const uint64_t now = now_ms();
   const Status st = request_socket_.request(
@@ -396,8 +393,10 @@ bool Monitor::resync() {
       [&](const Message& msg) {
         Conntrack ct;
         if (decode_conntrack(msg, ct) != DecodeStatus::kOk) return;
+        if (info_.ebpf && !table_.contains(table_.key(ct)) &&
+            kernel_flows_.entry(0, ct, static_cast<uint64_t>(started)))
+          return;
         table_.apply_dump_entry(ct, now);
-        if (info_.ebpf) kernel_flows_.note_dump_entry(ct, table_.key(ct));
       },
       &stopping_, [this] { drain_events(kBatchesDuringDump); });
   last_resync_end_ns_ = mono_ns();
@@ -406,7 +405,7 @@ bool Monitor::resync() {
       last_resync_end_ns_ + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
   if (!st.ok()) {
     table_.abort_dump();
-    if (info_.ebpf) kernel_flows_.abort_dump();
+    if (info_.ebpf) kernel_flows_.abort_listing(0);
     if (st.code != ECANCELED) {
       table_state_.dump_error = st.code;
       report(Status{st.code, st.syscall, "dump the conntrack table"});
@@ -415,13 +414,10 @@ bool Monitor::resync() {
   }
   drain_events(kBatchesAtClose);  // events queued during the dump belong to it (see table.h)
   table_.end_dump();
-  if (info_.ebpf) {
-    // Each entry is counted once: by the kernel's filter if it tracks it, else by the table.
-    table_.expire(now_ms());
-    const Status handed = kernel_flows_.end_dump(table_, now_ds());
-    if (!handed.ok())
-      report(Status{handed.code, handed.syscall, "reconcile the eBPF filter's flows"});
-  }
+  if (info_.ebpf) kernel_flows_.end_listing(0);
+  // Every entry the kernel listed now has a deadline it gave, from the listing's start.
+  verified_ns_ = std::max(verified_ns_, started);
+  verified_wall_ms_ = wall_ms() - (last_resync_end_ns_ - started) / 1000000;
   repair_pending_ = false;
   if (table_state_.synced) ++table_state_.resyncs;
   table_state_.synced = true;
@@ -437,6 +433,45 @@ bool Monitor::may_resync(int64_t now) const {
   return now - last_resync_end_ns_ >= last_dump_ns_ * 10;
 }
 
+void Monitor::tally(TableTally& out) const {
+  out = TableTally{};
+  const int64_t now = mono_ns();
+  table_.tally(static_cast<uint64_t>(now - epoch_ns_) / 1000000,
+               static_cast<uint64_t>(std::max<int64_t>(0, verified_ns_ - epoch_ns_)) / 1000000,
+               out);
+  if (info_.ebpf) {
+    std::vector<KernelTally> kernel;
+    kernel_flows_.tally(static_cast<uint64_t>(now) / CT_DECISECOND_NS,
+                        {static_cast<uint64_t>(verified_ns_) / CT_DECISECOND_NS}, kernel);
+    out.listed.add(kernel[0].listed);
+    out.unverified += kernel[0].unverified;
+    out.survivors += kernel[0].survivors;
+    kernel_listed_ = kernel[0].listed.entries;
+  }
+}
+
+// Entries past the deadline their last event or listing announced are either expired and not
+// yet reaped (the kernel's garbage collector comes 1 to 60 s late), or alive, refreshed by
+// packets that send no event. A walk of the table tells which: it makes the kernel kill every
+// expired entry and send its DESTROY (on the eBPF path the program frees the flow then and
+// there; otherwise the DESTROY is read below) before it returns; what is still held after it is
+// alive. The survivors are counted; a listing gives them the deadline the kernel holds, soon.
+void Monitor::verify(TableTally& t) {
+  const int64_t now = mono_ns();
+  if (t.unverified == 0 || !walks_.may_walk(now)) return;
+  const Status st = request_socket_.evict_expired();
+  walks_.walked(now, mono_ns());
+  if (!st.ok()) {
+    report(st);
+    return;
+  }
+  drain_events(kBatchesAtClose);
+  verified_ns_ = std::max(verified_ns_, now);
+  verified_wall_ms_ = wall_ms() - (mono_ns() - now) / 1000000;
+  tally(t);
+  if (t.survivors > 0) repair_pending_ = true;
+}
+
 void Monitor::close_interval(bool final) {
   drain_events(kBatchesAtClose);
   const KernelReading reading = read_kernel();
@@ -446,65 +481,49 @@ void Monitor::close_interval(bool final) {
   stats_failing_ = !stats_status_.ok();
   IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
   sample.stats_error = stats_status_.code;
-  table_.expire(now_ms());
+  TableTally counted;
+  tally(counted);
+  if (!final && !stopping_.load()) verify(counted);
 
   // When to re-dump, besides the period:
+  // - survivors of a walk: entries alive past their deadline, whose new deadline a listing
+  //   gives (until then they count as the walk found them);
   // - lost events: the tracked state may be wrong (spaced by 10 dump durations, so an event
   //   storm on a large table cannot turn into back-to-back dumps);
   // - tracking more entries than the kernel counts for two intervals (its count includes
   //   expired entries not yet reaped, so it can only be higher): entries were deleted without
   //   a DESTROY, as under nf_conntrack_events=2; the tolerance absorbs events racing the read.
-  // Entries that traffic keeps alive without a state change (a one-way UDP stream, a long
-  // ping) are expired here at their last known deadline and come back at the next periodic
-  // dump: re-dumping sooner to check would cost a dump every few seconds on busy hosts.
   const int64_t now = mono_ns();
-  const bool overcount =
-      sample.has_entries && tracked_entries() > sample.entries + 8 + sample.entries / 100;
+  const uint64_t held = counted.listed.entries + counted.unverified;
+  const bool overcount = sample.has_entries && held > sample.entries + 8 + sample.entries / 100;
   overcount_intervals_ = overcount ? overcount_intervals_ + 1 : 0;
   // A repair that must wait for its spacing is remembered, not forgotten.
   if (sample.events_lost > 0 || overcount_intervals_ >= 2) repair_pending_ = true;
   const bool periodic = config_.resync_interval_ms > 0 && now >= next_resync_ns_;
   const bool repair = repair_pending_ && may_resync(now);
-  if (!final && !stopping_.load() && (periodic || repair)) {
-    if (resync()) {
-      table_.expire(now_ms());
-      if (info_.ebpf) refresh_kernel_flows();
-    }
-  }
-  table_state_.counts = table_.counts();
+  if (!final && !stopping_.load() && (periodic || repair) && resync()) tally(counted);
+  table_state_.counts = counted.listed;
+  table_state_.unverified = counted.unverified;
+  table_state_.verified_wall_ms = verified_ns_ > 0 ? static_cast<double>(verified_wall_ms_) : -1;
+  table_state_.walks = walks_.walks();
+  table_state_.last_walk_ms =
+      walks_.walks() > 0 ? static_cast<double>(walks_.last_duration_ns()) / 1e6 : -1;
   table_state_.memory_bytes = table_.memory_bytes();
   if (info_.ebpf) {
-    // The non-TCP flows the kernel's filter tracks are listed entries too.
-    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) {
-      const uint32_t n = kernel_flows_.listed(c);
-      table_state_.counts.protocols[c] += n;
-      table_state_.counts.entries += n;
-    }
-    const ct_counters& k = kernel_flows_.counters();
+    const ct_counters& k = kernel_counters_;
     EventProgramSnapshot& e = table_state_.event_program;
     e.active = true;
     e.passed = k.diagnostics[CT_DIAG_PASSED];
-    e.tracked = 0;
-    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) e.tracked += kernel_flows_.listed(c);
+    e.tracked = kernel_listed_;
     e.unknown_layout = k.diagnostics[CT_DIAG_UNKNOWN_LAYOUT];
     e.flows_full = k.diagnostics[CT_DIAG_FLOWS_FULL];
-    e.rebases = kernel_flows_.rebases();
+    e.table_slots = kernel_flows_.flow_slots();
     std::copy(std::begin(k.diagnostics), std::end(k.diagnostics), std::begin(e.diagnostics));
   }
   listener_->on_sample(sample, table_state_, read_settings());
 }
 
-uint64_t Monitor::tracked_entries() const {
-  uint64_t n = table_.counts().entries;
-  if (info_.ebpf)
-    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) n += kernel_flows_.listed(c);
-  return n;
-}
-
 uint64_t Monitor::now_ms() const { return static_cast<uint64_t>(mono_ns() - epoch_ns_) / 1000000; }
-
-// CLOCK_MONOTONIC deciseconds, the eBPF filter's clock (bpf_ktime_get_ns).
-uint64_t Monitor::now_ds() const { return static_cast<uint64_t>(mono_ns()) / CT_DECISECOND_NS; }
 
 void Monitor::report(const Status& error) { listener_->on_error(error); }
 

@@ -1,7 +1,10 @@
 // monitor.h — one conntrack monitor: a dedicated reader thread that enters the target
-// network namespace, subscribes to ctnetlink events, keeps a table of tracked entries
-// (initial dump, events, local expiry, resync by re-dump), reads the kernel's stats once per
-// interval and hands a finished sample to its listener.
+// network namespace, subscribes to ctnetlink events, keeps every entry's protocol, TCP state
+// and deadline (in the kernel's flow table on the eBPF path, kernel_flows.h; in user space's
+// table otherwise, table.h) from a listing at start, the events and periodic listings, checks
+// the entries past their deadline against the kernel before it counts them (a walk of the
+// table, then a listing of those it kept), reads the kernel's stats once per interval and
+// hands a finished sample to its listener.
 //
 // No Node-API. The listener is called on the reader thread and must not block
 // (the Node binding queues the sample and wakes the JS thread).
@@ -22,6 +25,7 @@
 #include "ctnetlink/socket.h"
 #include "ctnetlink/stats_reader.h"
 #include "ctnetlink/table.h"
+#include "ctnetlink/walk_schedule.h"
 
 namespace ctmon {
 
@@ -36,17 +40,23 @@ struct MonitorConfig {
 // What the eBPF event filter did, cumulative, when it is the event path.
 struct EventProgramSnapshot {
   bool active = false;
-  uint64_t passed = 0;          // messages it queued to user space
-  uint64_t tracked = 0;         // flows it tracks, not past their deadline (in counts too)
-  uint64_t unknown_layout = 0;  // messages it could not parse (passed)
-  uint64_t flows_full = 0;      // NEWs the flow map refused (passed)
-  uint64_t rebases = 0;         // times its expiry wheel was read too late
+  uint64_t passed = 0;                       // messages it queued to user space
+  uint64_t tracked = 0;                      // flows its table holds and counts now (in counts too)
+  uint64_t unknown_layout = 0;               // messages it could not parse (passed)
+  uint64_t flows_full = 0;                   // flows whose bucket was full (passed)
+  uint32_t table_slots = 0;                  // the flow table's size
   uint64_t diagnostics[CT_DIAG_COUNT] = {};  // all its counters (ct_diagnostic)
 };
 
-// The tracked table at the end of an interval.
+// The tracked entries at the end of an interval.
 struct TableSnapshot {
-  TableCounts counts;
+  TableCounts counts;  // what the kernel lists: deadline ahead, or verified alive
+  // Entries past the deadline their last event or listing announced, not checked against the
+  // kernel since (left out of counts); when the latest check (walk or listing) began.
+  uint32_t unverified = 0;
+  double verified_wall_ms = -1;
+  uint64_t walks = 0;          // walks of the table since start
+  double last_walk_ms = -1;    // duration of the latest walk
   bool synced = false;         // the initial dump has completed
   int dump_error = 0;          // errno of the latest dump if it failed (0: it succeeded or runs)
   uint64_t resyncs = 0;        // re-dumps after the initial one
@@ -109,9 +119,8 @@ class Monitor {
   KernelReading read_kernel();
   bool resync();
   bool may_resync(int64_t now) const;
-  void refresh_kernel_flows();
-  uint64_t tracked_entries() const;  // the table's entries plus the kernel filter's
-  uint64_t now_ds() const;
+  void tally(TableTally& out) const;  // both tables, at the latest verification
+  void verify(TableTally& tally);     // walk the table when entries await it
   void close_interval(bool final);
   uint64_t now_ms() const;
   void report(const Status& error);
@@ -134,11 +143,16 @@ class Monitor {
   bool repair_pending_ = false;  // lost events or overcount seen; resync when spacing allows
   int64_t last_resync_end_ns_ = 0;
   int64_t last_dump_ns_ = 0;  // duration of the latest dump
+  WalkSchedule walks_;
+  ct_counters kernel_counters_{};       // the eBPF filter's, as of the latest read
+  mutable uint32_t kernel_listed_ = 0;  // flows its table counted at the latest tally
+  int64_t verified_ns_ = 0;             // when the latest walk or listing began
+  int64_t verified_wall_ms_ = 0;        // the same, CLOCK_REALTIME
   std::atomic<bool> stopping_{false};
   StatsReader stats_;           // GET_STATS_CPU + GET_STATS every interval
   Status stats_status_;         // outcome of the last read_kernel()
   bool stats_failing_ = false;  // report a failing stats request once, not every interval
-  Status flows_status_;         // outcome of the last kernel_flows_ refresh
+  Status flows_status_;         // outcome of the last read of the program's counters
   bool flows_failing_ = false;
 
   // Start-up handshake between start() and the reader thread, shared so that a thread that

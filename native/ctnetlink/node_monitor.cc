@@ -3,12 +3,14 @@
 
 #include <fcntl.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,19 +27,25 @@
 namespace ctmon {
 namespace {
 
-constexpr size_t kBatchSlots = 64;               // datagrams per recvmmsg
-constexpr size_t kSlotBytes = 64;                // the filter passes 20-byte headers
-constexpr int kRequestTimeoutMs = 2000;          // a stats request never blocks longer
-constexpr size_t kStatsBufferBytes = 16 * 1024;  // one stats reply datagram (see socket.h)
-constexpr int kBatchesPerWakeup = 64;            // ~4k events per namespace, then the others' turn
-constexpr int kBatchesAtClose = 1024;            // what is queued when an interval closes
+constexpr size_t kBatchSlots = 64;  // datagrams per recvmmsg
+// The filter path passes 20-byte headers; the kernel path passes whole messages (< 400 bytes)
+// of the flows its table cannot hold.
+constexpr size_t kSlotBytes = 2048;
+constexpr int kRequestTimeoutMs = 2000;            // a request never blocks longer
+constexpr size_t kRequestBufferBytes = 16 * 1024;  // one reply datagram (see socket.h)
+constexpr int kBatchesDuringListing = 8;           // events read between two dump datagrams
+constexpr int kBatchesPerWakeup = 64;  // ~4k events per namespace, then the others' turn
+constexpr int kBatchesAtClose = 1024;  // what is queued when an interval closes
 // After events were read, wait this long before the next wait for readiness: under load
 // the sockets fill meanwhile and each recvmmsg moves 64 headers instead of one or two, and
 // the thread wakes at most ~100 times a second whatever the rate (as Monitor's kCoalesceMs).
 constexpr int kCoalesceMs = 10;
 constexpr int kMaxEpollEvents = 64;
-// NEW and DESTROY only: UPDATEs are never built for a group nobody joined.
+// The filter path counts NEW and DESTROY only: UPDATEs are never built for a group nobody
+// joined. The kernel path keeps states: every group.
 constexpr unsigned kCountedGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
+constexpr unsigned kTrackedGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
+                                       NFNLGRP_CONNTRACK_DESTROY};
 constexpr uint64_t kControlKey = 0;  // epoll data of the control eventfd; namespaces use ids
 
 // An integer sysctl through a descriptor kept open, or -1.
@@ -52,19 +60,38 @@ int64_t read_sysctl_fd(int fd) {
 }  // namespace
 
 struct NodeMonitor::Watched {
+  explicit Watched(uint64_t seed) : overflow(seed) {}
   uint64_t id = 0;
+  uint32_t index = UINT32_MAX;  // its slot in flows_ on the kernel path
   Fd event_fd;
-  Fd events_sysctl;  // nf_conntrack_events, opened inside the namespace
-  RequestSocket requests{kStatsBufferBytes};
-  std::unique_ptr<EventCounter> counter;  // the eBPF count-only program; null on the filter path
-  uint64_t counted[CT_KIND_COUNT] = {};   // its totals by kind at the last interval
+  Fd events_sysctl;                             // nf_conntrack_events, opened inside the namespace
+  RequestSocket requests{kRequestBufferBytes};  // stats every interval, listings
+  bool kernel = false;                          // the ct_monitor program is on its socket
+  uint64_t counted[CT_KIND_COUNT] = {};         // the program's totals by kind at the last interval
   Aggregator aggregator;
   bool stats_failing = false;  // report a failing stats request once, not every interval
-  CountingPath path() const { return counter ? CountingPath::kKernel : CountingPath::kFilter; }
+  // The kernel path: flows the kernel's table could not hold, and the listings.
+  ConntrackTable overflow;
+  bool listed = false;      // its first listing completed
+  uint64_t listings = 0;    // after the first
+  int64_t verified_ns = 0;  // when the latest walk or listing that checked its flows began
+  int64_t listing_end_ns = 0;
+  int64_t listing_ns = 0;  // duration of the latest listing
+  int64_t next_listing_ns = 0;
+  bool repair_pending = false;  // flows that a walk found alive past their deadline
+  CountingPath path() const { return kernel ? CountingPath::kKernel : CountingPath::kFilter; }
 };
 
 NodeMonitor::NodeMonitor(NodeMonitorConfig config, NodeMonitorListener* listener)
     : config_(config), listener_(listener), receiver_(kBatchSlots, kSlotBytes) {}
+
+namespace {
+uint64_t random_seed() {
+  uint64_t seed = 0;
+  if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = static_cast<uint64_t>(mono_ns());
+  return seed;
+}
+}  // namespace
 
 NodeMonitor::~NodeMonitor() { stop(); }
 
@@ -148,7 +175,24 @@ void NodeMonitor::run() {
   pthread_setname_np(pthread_self(), "ctmon-node");
 
   Status error;
-  const bool ok = open_home(error);
+  bool ok = open_home(error);
+  if (ok) {
+    const Status st = walker_.open(kRequestTimeoutMs);
+    if (!st.ok()) {
+      error = st.in("open the conntrack request socket");
+      ok = false;
+    }
+  }
+  if (ok && config_.counting != CountingMode::kFilter) {
+    const Status st = flows_.open(config_.max_namespaces);
+    if (st.ok()) {
+      for (uint32_t i = config_.max_namespaces; i-- > 0;) free_indexes_.push_back(i);
+    } else {
+      flows_unavailable_ = st.text();
+    }
+  } else if (ok) {
+    flows_unavailable_ = "counting in the kernel is turned off (counting: 'filter')";
+  }
   {
     std::lock_guard<std::mutex> lock(start_mu_);
     start_error_ = ok ? Status{} : error;
@@ -242,9 +286,13 @@ void NodeMonitor::take_requests() {
 void NodeMonitor::close_namespace(uint64_t id) {
   auto it = watched_.find(id);
   if (it == watched_.end()) return;
-  if (!it->second->counter)
-    ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second->event_fd.get(), nullptr);
-  watched_.erase(it);  // closes both sockets (and the counter's program) now
+  Watched& w = *it->second;
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, w.event_fd.get(), nullptr);
+  if (w.kernel) {
+    flows_.remove(w.index);  // its flows leave the table
+    free_indexes_.push_back(w.index);
+  }
+  watched_.erase(it);  // closes both sockets now
 }
 
 void NodeMonitor::open_namespace(const Request& request) {
@@ -255,36 +303,38 @@ void NodeMonitor::open_namespace(const Request& request) {
     listener_->on_opened(opened);
     return;
   }
-  auto w = std::make_unique<Watched>();
+  auto w = std::make_unique<Watched>(random_seed());
   w->id = request.id;
-  if (!open_sockets(*w, request, opened)) {
+  const auto fail = [&] {
+    if (w->kernel) {
+      flows_.remove(w->index);
+      free_indexes_.push_back(w->index);
+    }
     listener_->on_opened(opened);
-    return;
-  }
+  };
+  if (!open_sockets(*w, request, opened)) return fail();
   // The first interval's deltas count from here (a namespace added mid-interval reports a
   // partial interval at the next close).
   const KernelReading baseline = stats_.read(w->requests, w->event_fd.get());
   if (!stats_.status().ok()) {
-    opened.error =
-        Status{stats_.status().code, stats_.status().syscall, "read conntrack statistics"};
-    listener_->on_opened(opened);
-    return;
+    opened.error = stats_.status().in("read conntrack statistics");
+    return fail();
   }
   w->aggregator.start(mono_ns(), baseline);
-  if (!w->counter) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = w->id;
-    if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, w->event_fd.get(), &ev) != 0) {
-      opened.error = Status{errno, "epoll_ctl", "poll the namespace's event socket"};
-      listener_->on_opened(opened);
-      return;
-    }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = w->id;
+  if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, w->event_fd.get(), &ev) != 0) {
+    opened.error = Status{errno, "epoll_ctl", "poll the namespace's event socket"};
+    return fail();
   }
   opened.ok = true;
   opened.path = w->path();
+  Watched& added = *w;
   watched_.emplace(w->id, std::move(w));
   listener_->on_opened(opened);
+  // The entries it held before: one listing.
+  if (added.kernel) list(added);
 }
 
 // Runs on the reader thread: enters the namespace, opens both sockets there, and returns to
@@ -322,54 +372,58 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
   w.events_sysctl = Fd(::open("/proc/sys/net/netfilter/nf_conntrack_events", O_RDONLY | O_CLOEXEC));
   Status s = w.requests.open(kRequestTimeoutMs);
   if (!s.ok()) {
-    opened.error = Status{s.code, s.syscall, "open the conntrack request socket"};
+    opened.error = s.in("open the conntrack request socket");
     ok = false;
   }
-  std::string why_not;
-  if (ok && config_.counting != CountingMode::kFilter) {
-    // One program and counter map per namespace: a socket filter cannot tell which socket it
-    // runs for, so each namespace's counts need maps of their own.
-    w.counter = std::make_unique<EventCounter>();
-    const Status loaded = w.counter->open();
-    if (!loaded.ok()) {
-      w.counter.reset();
-      why_not = loaded.text();
-      if (config_.counting == CountingMode::kKernel) {
-        opened.error =
-            Status{loaded.code, loaded.syscall, "count events in the kernel: " + loaded.text()};
+  std::string why_not = flows_unavailable_;
+  EventSocketInfo info;
+  if (ok && flows_.is_open()) {
+    // The kernel path: the one program, told this socket's namespace before it is attached,
+    // and no group joined until it is on the socket.
+    if (free_indexes_.empty()) {
+      why_not = "the kernel's tables serve " + std::to_string(config_.max_namespaces) +
+                " namespaces at once, all taken";
+    } else {
+      w.index = free_indexes_.back();
+      s = open_event_socket(EventSocketConfig{nullptr, 0, config_.receive_buffer_bytes, nullptr, 0},
+                            w.event_fd, info);
+      if (s.ok()) {
+        free_indexes_.pop_back();
+        w.kernel = true;
+        s = flows_.add(w.index, w.event_fd.get());
+      }
+      if (s.ok()) s = flows_.attach(w.event_fd.get());
+      if (s.ok())
+        s = join_event_groups(w.event_fd.get(), kTrackedGroups, std::size(kTrackedGroups));
+      if (!s.ok()) {
+        why_not = "the kernel path failed here: " + s.text();
+        if (w.kernel) {
+          flows_.remove(w.index);
+          free_indexes_.push_back(w.index);
+          w.kernel = false;
+        }
+        w.event_fd.reset();
+      }
+    }
+  }
+  if (ok && !w.kernel) {
+    if (config_.counting == CountingMode::kKernel) {
+      opened.error = Status::failure("count events in the kernel: " + why_not);
+      ok = false;
+    } else {
+      const FilterProgram filter = count_filter();
+      s = open_event_socket(
+          EventSocketConfig{kCountedGroups, std::size(kCountedGroups), config_.receive_buffer_bytes,
+                            filter.instructions, filter.length},
+          w.event_fd, info);
+      if (!s.ok()) {
+        opened.error = s.in("subscribe to conntrack events");
         ok = false;
       }
+      opened.fallback_reason = why_not;
     }
-  } else if (ok) {
-    why_not = "counting in the kernel is turned off (counting: 'filter')";
   }
-  if (ok) {
-    // No group is joined until the program that counts (or filters) is on the socket.
-    const FilterProgram filter = count_filter();
-    const EventSocketConfig event_config{nullptr, 0, config_.receive_buffer_bytes,
-                                         w.counter ? nullptr : filter.instructions,
-                                         w.counter ? 0 : filter.length};
-    EventSocketInfo info;
-    s = open_event_socket(event_config, w.event_fd, info);
-    if (s.ok() && w.counter) {
-      s = w.counter->attach(w.event_fd.get());
-      if (!s.ok() && config_.counting == CountingMode::kAuto) {
-        // Loaded but not attachable here: fall back on a fresh socket.
-        why_not = std::string("attaching the kernel counter failed: ") + s.syscall;
-        w.counter.reset();
-        s = open_event_socket(EventSocketConfig{nullptr, 0, config_.receive_buffer_bytes,
-                                                filter.instructions, filter.length},
-                              w.event_fd, info);
-      }
-    }
-    if (s.ok()) s = join_event_groups(w.event_fd.get(), kCountedGroups, 2);
-    if (!s.ok()) {
-      opened.error = Status{s.code, s.syscall, "subscribe to conntrack events"};
-      ok = false;
-    }
-    opened.receive_buffer_bytes = info.receive_buffer_bytes;
-  }
-  if (!w.counter) opened.fallback_reason = why_not;
+  opened.receive_buffer_bytes = info.receive_buffer_bytes;
 
   if (::setns(home_ns_.get(), CLONE_NEWNET) != 0) {
     // Never expected (the thread just entered a namespace with the same privileges). A
@@ -384,7 +438,8 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
 
 // Hot path of the filter path: count every queued header, then read the socket's drop count
 // so that loss is dated from the drain that found it (the sample's reason gives that time;
-// the interval's count of lost events is booked at its close). No allocation, no locks.
+// the interval's count of lost events is booked at its close). No allocation, no locks. On the
+// kernel path what is queued is rare: the messages of flows the table could not hold.
 void NodeMonitor::drain(Watched& w, int budget_batches) {
   drain_queue(w, budget_batches);
   uint32_t drops = 0;
@@ -399,19 +454,118 @@ void NodeMonitor::drain_queue(Watched& w, int budget_batches) {
       listener_->on_error(w.id, Status{-n, "recvmmsg", "read conntrack events"});
       return;
     }
+    const uint64_t now = now_ms();
     for (int i = 0; i < n; ++i) {
-      const HeaderKind kind = receiver_.truncated(i)
-                                  ? HeaderKind::kOther
-                                  : classify_event_header(receiver_.data(i), receiver_.length(i));
-      if (kind == HeaderKind::kNew)
-        w.aggregator.count_event(EventKind::kNew);
-      else if (kind == HeaderKind::kDestroy)
-        w.aggregator.count_event(EventKind::kDestroy);
-      else
-        w.aggregator.count_malformed();
+      if (!w.kernel) {
+        const HeaderKind kind = receiver_.truncated(i)
+                                    ? HeaderKind::kOther
+                                    : classify_event_header(receiver_.data(i), receiver_.length(i));
+        if (kind == HeaderKind::kNew)
+          w.aggregator.count_event(EventKind::kNew);
+        else if (kind == HeaderKind::kDestroy)
+          w.aggregator.count_event(EventKind::kDestroy);
+        else
+          w.aggregator.count_malformed();
+        continue;
+      }
+      // Counted in the kernel already: only the flow table's overflow is kept here.
+      MessageWalker walker(receiver_.data(i), receiver_.length(i));
+      Message msg;
+      Conntrack ct;
+      while (walker.next(msg))
+        if (decode_conntrack(msg, ct) == DecodeStatus::kOk) w.overflow.apply_event(ct, now);
     }
     if (static_cast<size_t>(n) < kBatchSlots) return;  // the queue is empty
   }
+}
+
+void NodeMonitor::drain_all(int budget_batches) {
+  for (auto& [id, w] : watched_) drain(*w, budget_batches);
+}
+
+uint64_t NodeMonitor::now_ms() const { return static_cast<uint64_t>(mono_ns()) / 1000000; }
+
+// A listing of one namespace (see Monitor::resync): every entry it shows goes into the
+// kernel's flow table, or the overflow table when that holds it or the kernel's cannot;
+// entries it no longer shows leave both. Events keep being read between its datagrams.
+bool NodeMonitor::list(Watched& w) {
+  drain(w, kBatchesAtClose);
+  const int64_t started = mono_ns();
+  w.overflow.begin_dump();
+  Status st = flows_.begin_listing(w.index);
+  const uint64_t now = now_ms();
+  if (st.ok())
+    st = w.requests.request(
+        ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC,
+        [&](const Message& msg) {
+          Conntrack ct;
+          if (decode_conntrack(msg, ct) != DecodeStatus::kOk) return;
+          if (!w.overflow.contains(w.overflow.key(ct)) &&
+              flows_.entry(w.index, ct, static_cast<uint64_t>(started)))
+            return;
+          w.overflow.apply_dump_entry(ct, now);
+        },
+        &stopping_, [this] { drain_all(kBatchesDuringListing); });
+  w.listing_end_ns = mono_ns();
+  w.listing_ns = w.listing_end_ns - started;
+  w.next_listing_ns = w.listing_end_ns + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
+  if (!st.ok()) {
+    w.overflow.abort_dump();
+    flows_.abort_listing(w.index);
+    if (st.code != ECANCELED) listener_->on_error(w.id, st.in("list the conntrack table"));
+    return false;
+  }
+  drain(w, kBatchesAtClose);
+  w.overflow.end_dump();
+  flows_.end_listing(w.index);
+  w.verified_ns = std::max(w.verified_ns, started);
+  if (w.listed) ++w.listings;
+  w.listed = true;
+  w.repair_pending = false;
+  return true;
+}
+
+// Every kernel-path namespace's flows, in one pass over the shared table, plus each one's
+// overflow table; indexed by the namespaces' slots.
+void NodeMonitor::tally(std::vector<KernelTally>& tallies) {
+  std::vector<uint64_t> verified_ds(config_.max_namespaces, 0);
+  for (const auto& [id, w] : watched_)
+    if (w->kernel) verified_ds[w->index] = static_cast<uint64_t>(w->verified_ns) / CT_DECISECOND_NS;
+  const int64_t now = mono_ns();
+  flows_.tally(static_cast<uint64_t>(now) / CT_DECISECOND_NS, verified_ds, tallies);
+  for (const auto& [id, w] : watched_) {
+    if (!w->kernel) continue;
+    TableTally overflow;
+    w->overflow.tally(static_cast<uint64_t>(now) / 1000000,
+                      static_cast<uint64_t>(w->verified_ns) / 1000000, overflow);
+    KernelTally& t = tallies[w->index];
+    t.listed.add(overflow.listed);
+    t.unverified += overflow.unverified;
+    t.survivors += overflow.survivors;
+  }
+}
+
+// One walk of the table, from the reader's own namespace, makes the kernel reap what expired
+// in every namespace (see Monitor::verify); a namespace whose flows are alive past their
+// deadline is listed next, to learn the deadline the kernel holds.
+void NodeMonitor::verify(std::vector<KernelTally>& tallies) {
+  bool unverified = false;
+  for (const auto& [id, w] : watched_)
+    if (w->kernel && tallies[w->index].unverified > 0) unverified = true;
+  const int64_t now = mono_ns();
+  if (!unverified || !walks_.may_walk(now)) return;
+  const Status st = walker_.evict_expired();
+  walks_.walked(now, mono_ns());
+  if (!st.ok()) {
+    listener_->on_error(0, st);
+    return;
+  }
+  drain_all(kBatchesAtClose);
+  for (auto& [id, w] : watched_)
+    if (w->kernel) w->verified_ns = std::max(w->verified_ns, now);
+  tally(tallies);
+  for (auto& [id, w] : watched_)
+    if (w->kernel && tallies[w->index].survivors > 0) w->repair_pending = true;
 }
 
 void NodeMonitor::close_interval(bool final) {
@@ -419,9 +573,9 @@ void NodeMonitor::close_interval(bool final) {
   for (auto& [id, wp] : watched_) {
     Watched& w = *wp;
     bool counter_failed = false;
-    if (w.counter) {
+    if (w.kernel) {
       ct_counters totals;
-      const Status s = w.counter->read(totals);
+      const Status s = flows_.read_counters(w.index, totals);
       if (s.ok()) {
         static constexpr EventKind kKinds[CT_KIND_COUNT] = {EventKind::kNew, EventKind::kUpdate,
                                                             EventKind::kDestroy};
@@ -433,15 +587,13 @@ void NodeMonitor::close_interval(bool final) {
       } else {
         // Not lost: the program keeps counting, and the next reading includes them.
         counter_failed = true;
-        listener_->on_error(id, Status{s.code, s.syscall, "read the kernel event counter"});
+        listener_->on_error(id, s.in("read the kernel event counter"));
       }
-    } else {
-      drain(w, kBatchesAtClose);
     }
+    drain(w, kBatchesAtClose);
     const KernelReading reading = stats_.read(w.requests, w.event_fd.get());
     const Status st = stats_.status();
-    if (!st.ok() && !w.stats_failing)
-      listener_->on_error(id, Status{st.code, st.syscall, "read conntrack statistics"});
+    if (!st.ok() && !w.stats_failing) listener_->on_error(id, st.in("read conntrack statistics"));
     w.stats_failing = !st.ok();
     NamespaceInterval& out = report_.emplace_back();
     out.id = id;
@@ -450,6 +602,33 @@ void NodeMonitor::close_interval(bool final) {
     out.counter_failed = counter_failed;
     out.events_mode = read_sysctl_fd(w.events_sysctl.get());
     if (counter_failed) out.sample.known &= ~(1u << kInsert | 1u << kDelete);
+  }
+  if (flows_.is_open()) {
+    std::vector<KernelTally> tallies;
+    tally(tallies);
+    if (!final && !stopping_.load()) {
+      verify(tallies);
+      // Listings: a namespace's periodic one, or one its walk asked for (spaced by ten times
+      // its last duration, as the single monitor's repairs are).
+      const int64_t now = mono_ns();
+      bool listed = false;
+      for (auto& [id, w] : watched_) {
+        if (!w->kernel || stopping_.load()) continue;
+        const bool periodic = config_.resync_interval_ms > 0 && now >= w->next_listing_ns;
+        const bool repair =
+            (w->repair_pending || !w->listed) && now - w->listing_end_ns >= 10 * w->listing_ns;
+        if (periodic || repair) listed = list(*w) || listed;
+      }
+      if (listed) tally(tallies);
+    }
+    for (NamespaceInterval& out : report_) {
+      const Watched& w = *watched_.at(out.id);
+      if (!w.kernel) continue;
+      out.states_known = w.listed;
+      out.counts = tallies[w.index].listed;
+      out.unverified = tallies[w.index].unverified;
+      out.listings = w.listings;
+    }
   }
   listener_->on_report(report_, final);
 }

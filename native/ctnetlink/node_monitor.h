@@ -1,19 +1,23 @@
-// node_monitor.h — every network namespace of a node from ONE reader thread, at a cost that
-// does not grow with the table: per namespace only the kernel's counters (GET_STATS_CPU and
-// GET_STATS on a request socket, once per interval) and a count of NEW and DESTROY events,
-// never a dump.
+// node_monitor.h — every network namespace of a node from ONE reader thread: per namespace
+// the kernel's counters (GET_STATS_CPU and GET_STATS on a request socket, once per interval),
+// every event counted, and every entry's protocol and TCP state (TIME_WAIT included), at a
+// cost that does not grow with the namespaces' traffic.
 //
 // Per namespace the thread holds two sockets (and the namespace's nf_conntrack_events sysctl,
 // which a file opened inside a namespace keeps reading from anywhere), opened inside it (it
 // setns()es into it, opens them and setns()es back: a socket belongs to the netns of the thread
 // that made it):
-//   - a request socket for the stats;
-//   - an event socket joined to NEW and DESTROY only, counted either in the kernel (the
-//     count-only eBPF program of ebpf/event_counter.h, one per namespace, which keeps
-//     nothing: nothing is queued and nothing can be lost) or, where that cannot be loaded,
-//     through the classic filter of count_filter.h, which passes each event's 20-byte header;
-//     those sockets are read through one epoll, and what the kernel could not queue is counted
-//     exactly (SK_MEMINFO_DROPS) per namespace.
+//   - a request socket for the stats and the namespace's listings (dumps);
+//   - an event socket. On the kernel path it carries the ct_monitor program (kernel_flows.h):
+//     ONE program and ONE flow table for every namespace, which tell namespaces apart by the
+//     socket's netns cookie; it counts every event and keeps every flow in the kernel, so
+//     nothing is queued but what the table cannot hold. Where the program cannot be loaded,
+//     the classic filter of count_filter.h passes each NEW and DESTROY's 20-byte header, and
+//     only counts are known. Those sockets are read through one epoll, and what the kernel
+//     could not queue is counted exactly (SK_MEMINFO_DROPS) per namespace.
+// A namespace is listed once when added (the entries it held before), then when its flows
+// past their deadline prove alive (see monitor.h) and every resync interval; one walk of the
+// table, from the reader's own namespace, verifies every namespace's at once.
 // Each namespace's interval goes through its own Aggregator (the same wrap-safe per-CPU
 // deltas as the single-namespace Monitor); all namespaces close on one clock and are handed
 // to the listener as one report.
@@ -37,9 +41,12 @@
 
 #include "base/fd.h"
 #include "ctnetlink/aggregator.h"
+#include "ctnetlink/kernel_flows.h"
 #include "ctnetlink/monitor.h"
 #include "ctnetlink/socket.h"
 #include "ctnetlink/stats_reader.h"
+#include "ctnetlink/table.h"
+#include "ctnetlink/walk_schedule.h"
 #include "ebpf/event_counter.h"
 
 namespace ctmon {
@@ -55,6 +62,9 @@ struct NodeMonitorConfig {
   int interval_ms = 1000;
   int receive_buffer_bytes = 32 << 20;  // event sockets of the filter path
   CountingMode counting = CountingMode::kAuto;
+  // Namespaces watched at once on the kernel path (the shared maps are sized for them).
+  uint32_t max_namespaces = 1024;
+  int resync_interval_ms = 60000;  // a namespace's periodic listing; 0: only when needed
 };
 
 // The outcome of add(): the namespace's sockets are open (ok), or why not.
@@ -78,6 +88,12 @@ struct NamespaceInterval {
   // insert/delete are unknown); -1 when unreadable.
   int64_t events_mode = -1;
   IntervalSample sample;
+  // On the kernel path: the namespace's entries by protocol and TCP state, as the kernel
+  // lists them (the flow table and its overflow), known once its first listing completed.
+  bool states_known = false;
+  TableCounts counts;
+  uint32_t unverified = 0;  // past their deadline, not checked against the kernel since
+  uint64_t listings = 0;    // listings after the first
 };
 
 class NodeMonitorListener {
@@ -126,7 +142,12 @@ class NodeMonitor {
   void close_namespace(uint64_t id);
   void drain(Watched& w, int budget_batches);
   void drain_queue(Watched& w, int budget_batches);
+  void drain_all(int budget_batches);
+  bool list(Watched& w);
+  void verify(std::vector<KernelTally>& tallies);
+  void tally(std::vector<KernelTally>& tallies);
   void close_interval(bool final);
+  uint64_t now_ms() const;  // the overflow tables' clock: CLOCK_MONOTONIC milliseconds
   void wake();
 
   NodeMonitorConfig config_;
@@ -143,9 +164,16 @@ class NodeMonitor {
   std::vector<Request> taking_;    // reader thread: the batch being processed
 
   std::unordered_map<uint64_t, std::unique_ptr<Watched>> watched_;  // reader thread only
-  BatchReceiver receiver_;                 // 20-byte headers, shared by every namespace
+  BatchReceiver receiver_;                 // headers or whole messages, shared by every namespace
   StatsReader stats_;                      // one reading at a time, shared by every namespace
   std::vector<NamespaceInterval> report_;  // reused every interval
+  // The kernel path: one program and one flow table for every namespace (kernel_flows.h),
+  // opened at start; closed (every namespace on the filter path) when it cannot be.
+  KernelFlows flows_;
+  std::string flows_unavailable_;
+  std::vector<uint32_t> free_indexes_;  // of flows_'s namespace slots
+  RequestSocket walker_;                // in the reader's own namespace: walks the table
+  WalkSchedule walks_;
 
   // Start-up handshake between start() and the reader thread.
   std::mutex start_mu_;

@@ -1,7 +1,10 @@
 // socket.cc — see socket.h. No Node-API.
 #include "ctnetlink/socket.h"
 
+#include <arpa/inet.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/sock_diag.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -133,12 +136,17 @@ Status RequestSocket::open(int timeout_ms) {
   return Status{};
 }
 
-Status RequestSocket::send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq) {
+Status RequestSocket::send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq,
+                                   const uint8_t* attrs, size_t attrs_length) {
   struct {
     nlmsghdr header;
     nfgenmsg body;
+    uint8_t attrs[64];
   } req{};
-  req.header.nlmsg_len = sizeof req;
+  if (attrs_length > sizeof req.attrs) return Status{EMSGSIZE, "sendto"};
+  if (attrs_length > 0) std::memcpy(req.attrs, attrs, attrs_length);
+  const size_t length = NLMSG_LENGTH(sizeof req.body) + attrs_length;
+  req.header.nlmsg_len = static_cast<uint32_t>(length);
   req.header.nlmsg_type = type;
   req.header.nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
   req.header.nlmsg_seq = seq;
@@ -147,11 +155,33 @@ Status RequestSocket::send_request(uint16_t type, uint16_t flags, uint8_t family
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   for (;;) {
-    const ssize_t n = ::sendto(fd_.get(), &req, sizeof req, 0, reinterpret_cast<sockaddr*>(&kernel),
-                               sizeof kernel);
+    const ssize_t n =
+        ::sendto(fd_.get(), &req, length, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
     if (n >= 0) return Status{};
     if (errno != EINTR) return Status::from_errno("sendto");
   }
+}
+
+Status RequestSocket::evict_expired() {
+  // CTA_MARK 1 with CTA_MARK_MASK 0: (mark & 0) == 1 holds for no entry. Without mark support
+  // (CONFIG_NF_CONNTRACK_MARK) the kernel refuses the mark; then CTA_STATUS IPS_TEMPLATE with
+  // its mask: templates never sit in the table.
+  struct Attribute {
+    uint16_t len;
+    uint16_t type;
+    uint32_t value;  // big endian
+  };
+  const Attribute by_mark[] = {{8, CTA_MARK, htonl(1)}, {8, CTA_MARK_MASK, 0}};
+  const Attribute by_status[] = {{8, CTA_STATUS, htonl(IPS_TEMPLATE)},
+                                 {8, CTA_STATUS_MASK, htonl(IPS_TEMPLATE)}};
+  const auto walk = [this](const Attribute(&attrs)[2]) {
+    pending_attrs_ = reinterpret_cast<const uint8_t*>(attrs);
+    pending_attrs_length_ = sizeof attrs;
+    return request(ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC, [](const Message&) {});
+  };
+  Status st = walk(by_mark);
+  if (st.code == EOPNOTSUPP) st = walk(by_status);
+  return st.in("walk the conntrack table");
 }
 
 void RequestSocket::drain_pending() {

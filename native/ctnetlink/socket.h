@@ -88,8 +88,19 @@ class RequestSocket {
       uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message,
       const std::atomic<bool>* cancel = nullptr, Between between = [] {});
 
+  // A walk of the whole table that lists nothing: a dump whose filter no entry matches (a
+  // CTA_MARK with mask 0). The kernel kills every expired entry it meets, of every namespace
+  // (the expiry test comes before the namespace test), and broadcasts each one's DESTROY,
+  // through every socket filter, before this returns. Holds the kernel's ctnetlink mutex and
+  // keeps softirqs off on its CPU while it walks: ~8 ms at 262,144 buckets, plus ~0.2 us per
+  // entry of the host and ~2.3 us per entry it kills.
+  Status evict_expired();
+
  private:
-  Status send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq);
+  Status send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq,
+                      const uint8_t* attrs = nullptr, size_t attrs_length = 0);
+  uint32_t pending_attrs_length_ = 0;  // attributes the next request() sends (evict_expired)
+  const uint8_t* pending_attrs_ = nullptr;
   int receive();         // bytes into buffer_, or -errno
   void drain_pending();  // a cancelled dump: reopen the socket so nothing of it is left
 
@@ -103,7 +114,9 @@ template <typename OnMessage, typename Between>
 Status RequestSocket::request(uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message,
                               const std::atomic<bool>* cancel, Between between) {
   const uint32_t seq = ++seq_;
-  Status st = send_request(type, flags, family, seq);
+  Status st = send_request(type, flags, family, seq, pending_attrs_, pending_attrs_length_);
+  pending_attrs_ = nullptr;
+  pending_attrs_length_ = 0;
   if (!st.ok()) return st;
   const bool dump = (flags & NLM_F_DUMP) == NLM_F_DUMP;
   for (;;) {

@@ -37,22 +37,39 @@ uint32_t deadline_ds(uint64_t now_ms, uint32_t timeout_s, uint32_t pad_ms) {
 ConntrackTable::ConntrackTable(uint64_t seed, size_t initial_slots)
     : seed_(seed), slots_(initial_slots) {}
 
-// The identity of an entry: zone, family, original tuple and CTA_ID (the id alone repeats
-// after an entry is freed; the tuple alone repeats when a flow is reopened).
+ct_tuple tuple_of(const Conntrack& ct, uint16_t ns) {
+  ct_tuple t{};
+  std::memcpy(t.src, ct.orig.src, sizeof t.src);
+  std::memcpy(t.dst, ct.orig.dst, sizeof t.dst);
+  t.sport = ct.orig.src_port;
+  t.dport = ct.orig.dst_port;
+  t.icmp_type = ct.orig.icmp_type;
+  t.icmp_code = ct.orig.icmp_code;
+  t.family = ct.family;
+  t.proto = ct.orig.l4proto;
+  t.zone = ct.zone;
+  t.ns = ns;
+  return t;
+}
+
+void TableCounts::add(uint8_t protocol, uint8_t tcp_state) {
+  ++entries;
+  ++protocols[protocol < kProtoClassCount ? protocol : static_cast<uint8_t>(kProtoOther)];
+  if (protocol == kProtoTcp) ++tcp_states[tcp_state < kTcpStateCount ? tcp_state : 0];
+}
+
+void TableCounts::add(const TableCounts& other) {
+  entries += other.entries;
+  for (int p = 0; p < kProtoClassCount; ++p) protocols[p] += other.protocols[p];
+  for (int t = 0; t < kTcpStateCount; ++t) tcp_states[t] += other.tcp_states[t];
+}
+
+// The identity of an entry: its canonical tuple (original tuple and zone). The kernel holds
+// one entry per tuple at a time; a NEW for a tuple held here is a later incarnation, whose
+// predecessor's DESTROY is yet to come or was lost.
 uint64_t ConntrackTable::key_of(const Conntrack& ct) const {
-  uint64_t words[6] = {};
-  uint8_t* p = reinterpret_cast<uint8_t*>(words);
-  std::memcpy(p, ct.orig.src, 16);
-  std::memcpy(p + 16, ct.orig.dst, 16);
-  words[4] = static_cast<uint64_t>(ct.orig.src_port) |
-             static_cast<uint64_t>(ct.orig.dst_port) << 16 |
-             static_cast<uint64_t>(ct.orig.icmp_type) << 32 |
-             static_cast<uint64_t>(ct.orig.icmp_code) << 40 |
-             static_cast<uint64_t>(ct.orig.l4proto) << 48 | static_cast<uint64_t>(ct.family) << 56;
-  words[5] = static_cast<uint64_t>(ct.id) | static_cast<uint64_t>(ct.zone) << 32;
-  uint64_t h = seed_;
-  for (uint64_t w : words) h = fmix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
-  return h == 0 ? 1 : h;  // 0 marks an empty slot
+  const ct_tuple t = tuple_of(ct, 0);
+  return ct_flow_key(seed_, &t);
 }
 
 ConntrackTable::Slot* ConntrackTable::find(uint64_t key) {
@@ -75,13 +92,11 @@ ConntrackTable::Slot* ConntrackTable::insert(uint64_t key, const Conntrack& ct) 
   s.protocol = classify(ct.orig.l4proto);
   s.tcp_state = 0;
   ++used_;
-  count(s, +1);
   return &s;
 }
 
 // Backward-shift deletion keeps probe chains intact without tombstones.
 void ConntrackTable::erase_at(size_t hole) {
-  count(slots_[hole], -1);
   --used_;
   const size_t mask = slots_.size() - 1;
   for (size_t j = (hole + 1) & mask; slots_[j].key != 0; j = (j + 1) & mask) {
@@ -107,16 +122,9 @@ void ConntrackTable::grow() {
   }
 }
 
-void ConntrackTable::count(const Slot& s, int delta) {
-  counts_.entries += delta;
-  counts_.protocols[s.protocol] += delta;
-  if (s.protocol == kProtoTcp)
-    counts_.tcp_states[s.tcp_state < kTcpStateCount ? s.tcp_state : 0] += delta;
-}
-
 void ConntrackTable::upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms,
                             uint32_t deadline_pad_ms, bool confirms) {
-  if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return;  // already expired
+  // A timeout of 0 (under a second left) makes the deadline now: the entry is verified next.
   Slot* s = find(key);
   if (s == nullptr) {
     s = insert(key, ct);
@@ -124,11 +132,8 @@ void ConntrackTable::upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms,
     if (!confirms) s->generation = static_cast<uint16_t>(generation_ - 1);
   }
   if (confirms) s->generation = generation_;
-  if (ct.has(Conntrack::kHasTcpState) && s->protocol == kProtoTcp && s->tcp_state != ct.tcp_state) {
-    count(*s, -1);
+  if (ct.has(Conntrack::kHasTcpState) && s->protocol == kProtoTcp)
     s->tcp_state = ct.tcp_state < kTcpStateCount ? ct.tcp_state : 0;
-    count(*s, +1);
-  }
   if (ct.has(Conntrack::kHasTimeout))
     s->deadline_ds = deadline_ds(now_ms, ct.timeout_s, deadline_pad_ms);
 }
@@ -230,18 +235,19 @@ bool ConntrackTable::erase(uint64_t key) {
   return true;
 }
 
-size_t ConntrackTable::expire(uint64_t now_ms) {
-  const uint64_t now_ds = now_ms / 100;
-  size_t removed = 0;
-  for (size_t i = 0; i < slots_.size();) {
-    if (slots_[i].key != 0 && slots_[i].deadline_ds <= now_ds) {
-      erase_at(i);
-      ++removed;
+void ConntrackTable::tally(uint64_t now_ms, uint64_t verified_ms, TableTally& out) const {
+  const uint64_t now_ds = now_ms / 100, verified_ds = verified_ms / 100;
+  for (const Slot& s : slots_) {
+    if (s.key == 0) continue;
+    if (s.deadline_ds > now_ds) {
+      out.listed.add(s.protocol, s.tcp_state);
+    } else if (s.deadline_ds <= verified_ds) {
+      out.listed.add(s.protocol, s.tcp_state);
+      ++out.survivors;
     } else {
-      ++i;
+      ++out.unverified;
     }
   }
-  return removed;
 }
 
 }  // namespace ctmon

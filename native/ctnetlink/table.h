@@ -1,14 +1,20 @@
-// table.h — the monitor's own view of the conntrack table: every tracked entry's
-// protocol, TCP state and expiry deadline, kept up to date from events and table dumps, with
-// counts by protocol and TCP state maintained incrementally.
+// table.h — user space's table of tracked entries: every entry's protocol, TCP state and
+// announced deadline, kept up to date from events and table listings (dumps), and counted by
+// tally(). The classic-filter path keeps every entry here; the eBPF path only those the
+// kernel's flow table could not hold (ct_events.h).
 //
 // No Node-API, no syscalls, no clock (callers pass monotonic milliseconds). Entries are keyed
-// by a seeded 64-bit hash of (zone, family, original tuple, CTA_ID); a 16-byte slot per entry
-// in an open-addressing table. Applying an event allocates nothing unless the table grows.
+// by ct_flow_key() of their canonical tuple (ct_events.h: original tuple and zone); a 16-byte
+// slot per entry in an open-addressing table. Applying an event allocates nothing unless the
+// table grows.
 //
-// Why deadlines: the kernel reaps expired entries 1 to 60 s late, and entries created before
-// any listener existed (nf_conntrack_events=2) never send DESTROY at all. Counting what the
-// kernel *lists* means expiring entries here, at the deadline CTA_TIMEOUT gives.
+// Why deadlines, and why an entry stays past its deadline: the kernel refreshes an entry's
+// timeout on every packet without an event, so a deadline an event announced is when the
+// entry expires *unless refreshed*. Past it, the entry is counted again only once the kernel
+// shows it alive (kernel_flows.h: a walk that makes the kernel reap what expired, then a
+// listing); until then tally() reports it as unverified. DESTROY removes an entry; a listing
+// removes the entries it no longer shows (their DESTROY was lost, or never sent under
+// nf_conntrack_events=2).
 #pragma once
 
 #include <cstddef>
@@ -16,8 +22,12 @@
 #include <vector>
 
 #include "ctnetlink/decoder.h"
+#include "ebpf/ct_events.h"
 
 namespace ctmon {
+
+// The canonical tuple of a decoded entry (ct_events.h), in namespace `ns`.
+ct_tuple tuple_of(const Conntrack& ct, uint16_t ns);
 
 enum ProtocolClass : uint8_t { kProtoTcp, kProtoUdp, kProtoIcmp, kProtoOther, kProtoClassCount };
 
@@ -25,6 +35,16 @@ struct TableCounts {
   uint32_t entries = 0;
   uint32_t protocols[kProtoClassCount] = {};
   uint32_t tcp_states[kTcpStateCount] = {};  // index: enum tcp_conntrack; NONE for unknown
+  void add(uint8_t protocol, uint8_t tcp_state);
+  void add(const TableCounts& other);
+};
+
+// What a tally found: the entries the kernel lists (deadline ahead, or shown alive by the
+// latest verification), and how many are past their deadline, not verified since.
+struct TableTally {
+  TableCounts listed;
+  uint32_t unverified = 0;
+  uint32_t survivors = 0;  // of listed: past their deadline, alive at the latest verification
 };
 
 class ConntrackTable {
@@ -46,8 +66,11 @@ class ConntrackTable {
   size_t end_dump();
   void abort_dump();  // a failed or cancelled dump: keep the previous state
 
-  // Drops entries whose deadline has passed; returns how many.
-  size_t expire(uint64_t now_ms);
+  // Counts the entries at now_ms: those whose deadline is ahead, and those past it that the
+  // latest verification (a walk or listing at verified_ms) found alive; the others are
+  // unverified. One pass over the table.
+  void tally(uint64_t now_ms, uint64_t verified_ms, TableTally& out) const;
+  size_t size() const { return used_; }
 
   // An entry's identity as this table hashes it, and what it holds of it. The monitor uses
   // them to hand entries to, and take them from, the kernel's event filter (kernel_flows.h).
@@ -55,7 +78,6 @@ class ConntrackTable {
   bool contains(uint64_t key) { return find(key) != nullptr; }
   bool erase(uint64_t key);
 
-  const TableCounts& counts() const { return counts_; }
   size_t memory_bytes() const { return slots_.capacity() * sizeof(Slot); }
 
  private:
@@ -76,7 +98,6 @@ class ConntrackTable {
   void upsert(uint64_t key, const Conntrack& ct, uint64_t now_ms, uint32_t deadline_pad_ms,
               bool confirms);
   void erase_at(size_t index);
-  void count(const Slot& s, int delta);
   void grow();
 
   // Keys touched by events during a dump: a flat open-addressing set, cleared (not freed)
@@ -98,7 +119,6 @@ class ConntrackTable {
   KeySet touched_;
   size_t used_ = 0;
   uint16_t generation_ = 0;
-  TableCounts counts_;
 };
 
 }  // namespace ctmon

@@ -180,6 +180,16 @@ unsigned possible_cpus() {
   return count;
 }
 
+Status update_element(int map_fd, const void* key, const void* value) {
+  bpf_attr attr{};
+  attr.map_fd = static_cast<uint32_t>(map_fd);
+  attr.key = bpf_ptr(key);
+  attr.value = bpf_ptr(value);
+  attr.flags = BPF_ANY;
+  if (sys_bpf(BPF_MAP_UPDATE_ELEM, attr) != 0) return Status::from_errno("bpf");
+  return Status{};
+}
+
 Status lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<uint8_t>& out) {
   static const unsigned cpus = possible_cpus();
   if (cpus == 0) return Status{ENOENT, "open"};

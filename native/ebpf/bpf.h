@@ -71,6 +71,9 @@ std::string explain_verifier_log(const std::string& program, const std::string& 
 // returns this many values. 0 when unreadable.
 unsigned possible_cpus();
 
+// BPF_MAP_UPDATE_ELEM (BPF_ANY). For a per-CPU map, `value` holds every possible CPU's copy.
+Status update_element(int map_fd, const void* key, const void* value);
+
 // One lookup of a per-CPU array map: `out` gets possible_cpus() values of `value_size`
 // bytes, each padded to 8 bytes as the kernel copies them.
 Status lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<uint8_t>& out);

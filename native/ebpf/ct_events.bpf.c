@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0
-/* ct_events.bpf.c — the socket filter on the monitor's ctnetlink event socket (SO_ATTACH_BPF).
- * Map layouts, constants and ct_flow_key() are in ct_events.h, shared with user space.
+/* ct_events.bpf.c — the socket filters on conntrack-monitor's ctnetlink event sockets
+ * (SO_ATTACH_BPF). Map layouts, constants and ct_flow_key() are in ct_events.h, shared with
+ * user space.
  *
  * The kernel runs a socket filter for every message it broadcasts to the socket, in the
  * sender's context and before the message is queued: a message the filter drops (returns 0)
@@ -17,28 +18,23 @@
  *             44 for AF_INET6 (two 20-byte ones)
  *   off 44|68 CTA_TUPLE_PROTO nest (4)
  *   off 48|72   CTA_PROTO_NUM attribute (len 5) whose payload, at 52|76, is the L4 protocol
+ *   off 56|80   the ports (two 6-byte attributes), or the ICMP id, type and code (6, 5, 5)
  *
- * Each of these headers is checked; a message that differs is counted by kind as
- * CT_CLASS_UNKNOWN rather than guessed at. ct_count stops there and drops it.
+ * ct_read_tuple() (ct_events.h) checks each of these headers and reads the tuple; a message
+ * that differs is counted by kind as CT_CLASS_UNKNOWN rather than guessed at. ct_count stops
+ * there and drops it.
  *
- * ct_monitor goes on:
- *   unknown class          pass: user space's decoder is the judge
- *   TCP                    NEW and DESTROY pass; an UPDATE passes when it carries
- *                          CTA_PROTOINFO (a state change), else is dropped: user space's
- *                          tracked table keeps TCP states and TIME_WAIT
- *   other protocols        read CTA_ZONE, CTA_ID, CTA_STATUS, CTA_TIMEOUT (and see whether
- *                          CTA_PROTOINFO is there), hash the flow's key, then
- *     NEW                  track it: its slot gets {key, deadline, class}, the wheel +1 at the
- *                          deadline, tracked[class] +1; drop. A NEW without a timeout, with one
- *                          beyond CT_WHEEL_MAX_TIMEOUT_S, or whose bucket is full, passes; one
- *                          with timeout 0 (under a second left) is kept, already ended
- *     UPDATE, tracked      move its deadline (see move_deadline); drop. A timeout beyond the
- *                          wheel hands the flow to user space: withdrawn, freed, passed
- *     UPDATE, untracked    pass when ASSURED or carrying CTA_PROTOINFO, else drop: user space
- *                          knows this entry from a dump, or not at all
- *     DESTROY, tracked     withdraw a future deadline (tracked[class] -1) and free the slot;
- *                          while user space dumps, mark it instead (CT_FLOW_DESTROYED); drop
- *     DESTROY, untracked   pass
+ * ct_monitor goes on, for the namespace whose socket it runs for (ct_namespaces):
+ *   NEW        claim a slot for the flow: its class, TCP state (CTA_PROTOINFO) and deadline
+ *              (now + CTA_TIMEOUT); drop. Without CTA_TIMEOUT (never seen): pass. A NEW whose key
+ * is held already is a new incarnation of the tuple (the old one's DESTROY raced it): it takes the
+ * slot over. UPDATE     find the flow: set its TCP state (when CTA_PROTOINFO says) and deadline;
+ * drop. Not held: pass (user space holds it, or learns it). DESTROY    free the flow's slot; drop.
+ * Not held: pass (user space may hold it). during a listing of the namespace, an event marks the
+ * slot it changed (CT_META_TOUCHED), and a DESTROY records its key in ct_gone, so that user space
+ * applying the listing keeps what the events said. What it cannot do it passes: a bucket with no
+ * free slot, a layout it does not know, a namespace not registered. User space counts the table by
+ * scanning it (it is mapped).
  */
 #include "ebpf/ct_events.h"
 
@@ -54,18 +50,13 @@
 #define PASS -1 /* keep the whole message: the return value is the length to keep */
 #define DROP 0
 
-#define FAMILY_INET 2
-#define FAMILY_INET6 10
-#define PROTO_ICMP 1
-#define PROTO_TCP 6
-#define PROTO_UDP 17
-#define PROTO_ICMPV6 58
-
 #define HEAD_BYTES 128                           /* read of each message's start */
 #define ATTRS_OFFSET 20                          /* nlmsghdr + nfgenmsg */
 #define TUPLE_OFFSET (ATTRS_OFFSET + NLA_HDRLEN) /* CTA_TUPLE_ORIG's payload */
 #define TIMEOUT_ABSENT 0xffffffffu               /* a real CTA_TIMEOUT is < 2^31 jiffies / HZ */
+#define TCP_STATE_NONE 0
 
+/* Indexed by namespace index; user space sizes it (one for ct_count). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 1);
@@ -73,7 +64,7 @@ struct {
   __type(value, struct ct_counters);
 } ct_counters SEC(".maps");
 
-/* Sized by user space from nf_conntrack_max; ct_control.bucket_mask says how. */
+/* Sized by user space; ct_control.bucket_mask says how. */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(map_flags, BPF_F_MMAPABLE);
@@ -83,11 +74,19 @@ struct {
 } ct_flows SEC(".maps");
 
 struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, CT_WHEEL_SLOTS);
-  __type(key, __u32);
-  __type(value, struct ct_wheel_slot);
-} ct_wheel SEC(".maps");
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1);
+  __type(key, __u64); /* bpf_get_netns_cookie() */
+  __type(value, struct ct_namespace);
+} ct_namespaces SEC(".maps");
+
+/* Keys of flows a DESTROY removed while their namespace was being listed. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u64);
+  __type(value, __u8);
+} ct_gone SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -103,15 +102,15 @@ struct message {
   __u32 end;             /* where the message ends: min(skb->len, nlmsg_len) */
   __u32 kind;            /* enum ct_kind */
   __u32 class;           /* enum ct_class */
+  struct ct_tuple tuple; /* when class is not CT_CLASS_UNKNOWN */
 };
 
 /* What a walk of the top-level attributes found. */
 struct attributes {
   __u32 timeout; /* TIMEOUT_ABSENT without CTA_TIMEOUT */
-  __u32 id;
-  __u32 status;
-  __u16 zone; /* 0 without CTA_ZONE */
+  __u16 zone;    /* 0 without CTA_ZONE */
   __u8 protoinfo;
+  __u8 tcp_state; /* CTA_PROTOINFO_TCP_STATE, when protoinfo */
 };
 
 static __always_inline __u16 head_u16(const struct message* m, __u32 off) {
@@ -120,51 +119,19 @@ static __always_inline __u16 head_u16(const struct message* m, __u32 off) {
   return v;
 }
 
+static __always_inline __u32 be32(const __u8* p) {
+  return (__u32)p[0] << 24 | (__u32)p[1] << 16 | (__u32)p[2] << 8 | p[3];
+}
+
 static __always_inline void count_diagnostic(struct ct_counters* c, enum ct_diagnostic d) {
   __sync_fetch_and_add(&c->diagnostics[d], 1);
 }
 
-/* The class of the original tuple's protocol, for a family whose CTA_TUPLE_IP nest is ip_nest
- * bytes long; CT_CLASS_UNKNOWN unless every header on the way is as ctnetlink writes it. */
-static __always_inline __u32 classify_tuple(const struct message* m, __u32 ip_nest) {
-  const __u32 proto_nest = TUPLE_OFFSET + ip_nest;
-  const __u32 proto_num = proto_nest + NLA_HDRLEN;
-  const __u32 proto = proto_num + NLA_HDRLEN;
-
-  if (m->length <= proto) return CT_CLASS_UNKNOWN; /* every byte looked at was read */
-  if ((head_u16(m, ATTRS_OFFSET + 2) & NLA_TYPE_MASK) != CTA_TUPLE_ORIG ||
-      head_u16(m, TUPLE_OFFSET) != ip_nest ||
-      (head_u16(m, TUPLE_OFFSET + 2) & NLA_TYPE_MASK) != CTA_TUPLE_IP ||
-      (head_u16(m, proto_nest + 2) & NLA_TYPE_MASK) != CTA_TUPLE_PROTO ||
-      head_u16(m, proto_num) != NLA_HDRLEN + 1 ||
-      (head_u16(m, proto_num + 2) & NLA_TYPE_MASK) != CTA_PROTO_NUM)
-    return CT_CLASS_UNKNOWN;
-  /* The nests must hold what they were found to contain. */
-  if (head_u16(m, ATTRS_OFFSET) < NLA_HDRLEN + ip_nest + 2 * NLA_HDRLEN + 1 ||
-      head_u16(m, proto_nest) < 2 * NLA_HDRLEN + 1)
-    return CT_CLASS_UNKNOWN;
-  switch (m->head[proto]) {
-    case PROTO_TCP:
-      return CT_CLASS_TCP;
-    case PROTO_UDP:
-      return CT_CLASS_UDP;
-    case PROTO_ICMP:
-    case PROTO_ICMPV6:
-      return CT_CLASS_ICMP;
-    default:
-      return CT_CLASS_OTHER;
-  }
-}
-
-/* Reads the message's start into m, tells its kind and class and counts it. Returns the
- * counters of this CPU, or NULL for a message that is not counted (too short, not a conntrack
- * event), which is counted as a diagnostic when the counters are there. */
-static __always_inline struct ct_counters* read_and_count(struct __sk_buff* skb,
-                                                          struct message* m) {
-  const __u32 zero = 0;
-  struct ct_counters* c = bpf_map_lookup_elem(&ct_counters, &zero);
-  if (!c) return NULL; /* an array's key 0 is always there; the verifier wants the test */
-
+/* Reads the message's start into m, tells its kind and class and counts it in c. Returns false
+ * for a message that is not counted (too short, not a conntrack event), counted as a
+ * diagnostic. */
+static __always_inline bool read_and_count(struct __sk_buff* skb, struct message* m,
+                                           struct ct_counters* c) {
   __builtin_memset(m, 0, sizeof *m); /* bytes past a short message read as 0 */
   __u32 length = skb->len;
   m->end = length;
@@ -187,40 +154,40 @@ static __always_inline struct ct_counters* read_and_count(struct __sk_buff* skb,
       goto not_conntrack;
   }
 
-  const __u8 family = m->head[sizeof(struct nlmsghdr)];
-  if (family == FAMILY_INET)
-    m->class = classify_tuple(m, NLA_HDRLEN + 2 * (NLA_HDRLEN + 4));
-  else if (family == FAMILY_INET6)
-    m->class = classify_tuple(m, NLA_HDRLEN + 2 * (NLA_HDRLEN + 16));
-  else
-    m->class = CT_CLASS_UNKNOWN;
+  /* The original tuple: CTA_TUPLE_ORIG's payload, as far as it was read. */
+  m->class = CT_CLASS_UNKNOWN;
+  const __u16 orig = head_u16(m, ATTRS_OFFSET);
+  if ((head_u16(m, ATTRS_OFFSET + 2) & NLA_TYPE_MASK) == CTA_TUPLE_ORIG && orig >= NLA_HDRLEN) {
+    __u32 available = orig - NLA_HDRLEN;
+    if (available > m->length - TUPLE_OFFSET) available = m->length - TUPLE_OFFSET;
+    m->class = ct_read_tuple(m->head + TUPLE_OFFSET, available, m->head[sizeof(struct nlmsghdr)],
+                             &m->tuple);
+  }
   if (m->kind < CT_KIND_COUNT && m->class < CT_CLASS_COUNT)
     __sync_fetch_and_add(&c->messages[m->kind][m->class], 1);
-  return c;
+  return true;
 
 short_message:
   count_diagnostic(c, CT_DIAG_SHORT);
-  return NULL;
+  return false;
 not_conntrack:
   count_diagnostic(c, CT_DIAG_NOT_CONNTRACK);
-  return NULL;
+  return false;
+}
+
+static __always_inline struct ct_counters* counters_of(__u32 index) {
+  return bpf_map_lookup_elem(&ct_counters, &index);
 }
 
 SEC("socket")
 int ct_count(struct __sk_buff* skb) {
   struct message m;
-  read_and_count(skb, &m);
+  struct ct_counters* c = counters_of(0);
+  if (c) read_and_count(skb, &m, c); /* an array's key 0 is always there: for the verifier */
   return DROP;
 }
 
 /* ---- ct_monitor ---- */
-
-/* What a walk looks for, and where it stops: ctnetlink writes CTA_ZONE, CTA_ID, CTA_STATUS,
- * then CTA_TIMEOUT, then CTA_PROTOINFO; an UPDATE may carry helper, mark, labels and
- * timestamps after CTA_PROTOINFO. */
-enum walk { WALK_TCP_UPDATE, WALK_NEW, WALK_UPDATE, WALK_DESTROY };
-#define WALK_STEPS 16      /* top-level attributes looked at, at most */
-#define WALK_STEPS_SHORT 8 /* ... before CTA_TIMEOUT (NEW) or CTA_STATUS (DESTROY) */
 
 /* The attribute header and the first 4 bytes of its payload. */
 struct attribute {
@@ -229,65 +196,64 @@ struct attribute {
   __u8 payload[4];
 };
 
-static __always_inline __u32 be32(const __u8* p) {
-  return (__u32)p[0] << 24 | (__u32)p[1] << 16 | (__u32)p[2] << 8 | p[3];
-}
+/* CTA_PROTOINFO as ctnetlink writes it for TCP: the nest, the TCP nest, then the state. */
+struct tcp_protoinfo {
+  struct nlattr protoinfo;
+  struct nlattr tcp;
+  struct nlattr state;
+  __u8 value;
+  __u8 pad[3];
+};
 
-/* Reads the top-level attributes after CTA_TUPLE_ORIG into a, one bpf_skb_load_bytes each,
- * until the walk's stop attribute or the end of the message. Returns false when an attribute
- * is malformed or there were more than the walk's steps before its stop. */
+#define WALK_STEPS 16 /* top-level attributes looked at, at most */
+
+/* Reads the top-level attributes after CTA_TUPLE_ORIG into a, one bpf_skb_load_bytes each:
+ * CTA_ZONE, CTA_TIMEOUT and CTA_PROTOINFO (with the TCP state), which ctnetlink writes in that
+ * order; a DESTROY needs only the zone, which comes before CTA_STATUS. Returns false when an
+ * attribute is malformed, there were too many, or a TCP CTA_PROTOINFO is not laid out as
+ * expected. */
 static __always_inline bool walk_attributes(struct __sk_buff* skb, const struct message* m,
-                                            enum walk walk, struct attributes* a) {
+                                            struct attributes* a) {
   a->timeout = TIMEOUT_ABSENT;
-  a->id = 0;
-  a->status = 0;
   a->zone = 0;
   a->protoinfo = 0;
+  a->tcp_state = TCP_STATE_NONE;
   /* The walk starts after CTA_TUPLE_ORIG: its length, rounded up to 4. */
   __u32 cursor = (ATTRS_OFFSET + head_u16(m, ATTRS_OFFSET) + 3) & ~3u;
-  const int steps = walk == WALK_NEW || walk == WALK_DESTROY ? WALK_STEPS_SHORT : WALK_STEPS;
 
-  for (int step = 0; step < steps; step++) {
+  for (int step = 0; step < WALK_STEPS; step++) {
     if (cursor + NLA_HDRLEN > m->end) return true; /* the end of the message */
     /* An attribute with less than 4 bytes of payload is the last one (padding is 4). */
     struct attribute at = {};
     if (bpf_skb_load_bytes(skb, cursor, &at, sizeof at)) return true;
     if (at.len < NLA_HDRLEN) return false;
     const __u16 type = at.type & NLA_TYPE_MASK;
-    if (type == CTA_PROTOINFO) {
+    if (type == CTA_ZONE) {
+      a->zone = (__u16)(at.payload[0] << 8 | at.payload[1]);
+    } else if (type == CTA_STATUS && m->kind == CT_KIND_DESTROY) {
+      return true;
+    } else if (type == CTA_TIMEOUT) {
+      a->timeout = be32(at.payload);
+    } else if (type == CTA_PROTOINFO) {
       a->protoinfo = 1;
-      if (walk == WALK_TCP_UPDATE || walk == WALK_UPDATE) return true;
-    } else if (walk != WALK_TCP_UPDATE) {
-      if (type == CTA_ZONE) {
-        a->zone = (__u16)(at.payload[0] << 8 | at.payload[1]);
-      } else if (type == CTA_ID) {
-        a->id = be32(at.payload);
-      } else if (type == CTA_STATUS) {
-        a->status = be32(at.payload);
-        if (walk == WALK_DESTROY) return true; /* CTA_ZONE and CTA_ID come before it */
-      } else if (type == CTA_TIMEOUT) {
-        a->timeout = be32(at.payload);
-        if (walk == WALK_NEW) return true;
-      }
+      if (m->class != CT_CLASS_TCP) return true;
+      struct tcp_protoinfo p = {};
+      if (bpf_skb_load_bytes(skb, cursor, &p, sizeof p) ||
+          (p.tcp.nla_type & NLA_TYPE_MASK) != CTA_PROTOINFO_TCP ||
+          (p.state.nla_type & NLA_TYPE_MASK) != CTA_PROTOINFO_TCP_STATE ||
+          p.state.nla_len != NLA_HDRLEN + 1 || p.value >= CT_TCP_STATES)
+        return false;
+      a->tcp_state = p.value;
+      return true;
     }
     cursor += (at.len + 3) & ~3u;
   }
   return false;
 }
 
-/* The flow's key (ct_flow_key over the tuple as read), or false when the tuple is not a
- * multiple of 4 or does not fit in what was read. */
-static __always_inline bool hash_flow(const struct message* m, const struct attributes* a,
-                                      const struct ct_control* ctl, __u64* key) {
-  const __u32 tuple = head_u16(m, ATTRS_OFFSET) - NLA_HDRLEN;
-  if (tuple & 3 || tuple > CT_MAX_TUPLE_BYTES || TUPLE_OFFSET + tuple > m->length) return false;
-  *key = ct_flow_key(ctl->key_seed, m->head + TUPLE_OFFSET, tuple, m->head[16], a->zone, a->id);
-  return true;
-}
-
-static __always_inline struct ct_flow_bucket* flow_bucket(const struct ct_control* ctl, __u64 key) {
-  const __u32 index = (__u32)key & ctl->bucket_mask;
-  return bpf_map_lookup_elem(&ct_flows, &index);
+/* Deciseconds of CLOCK_MONOTONIC, ceiling, `timeout_s` from now. */
+static __always_inline __u32 deadline_after(__u64 now_ns, __u32 timeout_s) {
+  return (now_ns + timeout_s * 1000000000ULL + CT_DECISECOND_NS - 1) / CT_DECISECOND_NS;
 }
 
 static __always_inline struct ct_flow_slot* find_slot(struct ct_flow_bucket* b, __u64 key) {
@@ -296,196 +262,113 @@ static __always_inline struct ct_flow_slot* find_slot(struct ct_flow_bucket* b, 
   return NULL;
 }
 
-/* Claims a slot of bucket b for key: a free one first; else one whose flow has ended (its
- * deadline is past: the wheel has counted it out already, and should it live on, refreshed by
- * packets that send no event, its next event goes to user space, which then counts it). The key
- * goes in with an atomic compare-and-exchange, so two CPUs never claim one slot.
- * Not atomic with the key: the deadline. A CPU that reads an ended slot's deadline just before
- * another CPU's event for that flow moves it (or just after another NEW claimed the slot and
- * before it wrote its own) takes the slot all the same. The wheel and `tracked` stay paired
- * (every +1 has its deadline), so what is off is one flow's count, until its deadline at most;
- * it needs two CPUs on one full bucket within a few instructions. */
-static __always_inline struct ct_flow_slot* claim_slot(struct ct_flow_bucket* b, __u64 key,
-                                                       __u64 now_ds, struct ct_counters* c) {
+/* Claims a free slot of bucket b for key with an atomic compare-and-exchange, so that two
+ * CPUs (or a CPU and user space) never claim one slot; NULL when all are taken. */
+static __always_inline struct ct_flow_slot* claim_slot(struct ct_flow_bucket* b, __u64 key) {
   for (int i = 0; i < CT_SLOTS_PER_BUCKET; i++)
     if (__sync_val_compare_and_swap(&b->slots[i].key, 0, key) == 0) return &b->slots[i];
-  for (int i = 0; i < CT_SLOTS_PER_BUCKET; i++) {
-    struct ct_flow_slot* s = &b->slots[i];
-    const __u32 deadline = s->deadline_ds;
-    /* Deadline 0 is a DESTROY under way, or a flow marked during a dump: not those. */
-    if (deadline == 0 || deadline > now_ds) continue;
-    const __u64 old = s->key;
-    if (__sync_val_compare_and_swap(&s->key, old, key) == old) {
-      count_diagnostic(c, CT_DIAG_SLOT_REUSED);
-      return s;
-    }
-  }
   return NULL;
 }
 
-/* Frees slot s if it still holds key (another CPU may have reused it meanwhile). */
-static __always_inline void free_slot(struct ct_flow_slot* s, __u64 key) {
-  __sync_val_compare_and_swap(&s->key, key, 0);
+/* The slot's class and state from this event: the state only when it says one. */
+static __always_inline __u32 meta_of(const struct ct_flow_slot* s, const struct message* m,
+                                     const struct attributes* a, const struct ct_namespace* ns,
+                                     bool existing) {
+  __u32 state = a->protoinfo ? a->tcp_state : TCP_STATE_NONE;
+  if (existing && !a->protoinfo) state = CT_META_TCP_STATE(s->meta);
+  __u32 meta = CT_META(m->class, state, ns->index);
+  if (ns->flags & CT_NS_LISTING) meta |= CT_META_TOUCHED;
+  return meta;
 }
 
-static __always_inline void wheel_add(__u32 deadline_ds, __u32 class, __s32 delta) {
-  const __u32 slot = deadline_ds & (CT_WHEEL_SLOTS - 1);
-  struct ct_wheel_slot* w = bpf_map_lookup_elem(&ct_wheel, &slot);
-  if (w && class < CT_TRACKED_CLASSES) __sync_fetch_and_add(&w->flows[class], delta);
+/* A NEW, or an UPDATE of a flow the table holds: the slot gets the event's state and deadline
+ * (an UPDATE without CTA_TIMEOUT keeps the deadline). */
+static __always_inline void set_flow(struct ct_flow_slot* s, const struct message* m,
+                                     const struct attributes* a, const struct ct_namespace* ns,
+                                     bool existing) {
+  if (a->timeout != TIMEOUT_ABSENT) s->deadline_ds = deadline_after(bpf_ktime_get_ns(), a->timeout);
+  s->meta = meta_of(s, m, a, ns, existing);
 }
 
-static __always_inline void count_tracked(struct ct_counters* c, __u32 class, __s64 delta) {
-  if (class < CT_TRACKED_CLASSES) __sync_fetch_and_add(&c->tracked[class], delta);
-}
-
-/* ceil(now + timeout s) in deciseconds of CLOCK_MONOTONIC; timeout is at most
- * CT_WHEEL_MAX_TIMEOUT_S. */
-static __always_inline __u32 deadline_after(__u64 now_ns, __u32 timeout_s) {
-  return (now_ns + timeout_s * 1000000000ULL + CT_DECISECOND_NS - 1) / CT_DECISECOND_NS;
-}
-
-/* Puts `deadline` into slot s and takes the old one out (an atomic exchange, so that two CPUs
- * updating one flow each withdraw the deadline the other put in). An old deadline still in the
- * future is withdrawn from the wheel: returns true. One already past was counted out by the
- * wheel: returns false. */
-static __always_inline bool exchange_deadline(struct ct_flow_slot* s, __u32 deadline, __u32 class,
-                                              __u64 now) {
-  const __u32 old = __sync_lock_test_and_set(&s->deadline_ds, deadline);
-  if (old <= now) return false;
-  wheel_add(old, class, -1);
-  return true;
-}
-
-static __always_inline int track_new(struct __sk_buff* skb, const struct message* m,
-                                     const struct ct_control* ctl, struct ct_counters* c) {
+static __always_inline int track(struct __sk_buff* skb, const struct message* m,
+                                 const struct ct_namespace* ns, struct ct_counters* c) {
+  const __u32 zero = 0;
+  const struct ct_control* ctl = bpf_map_lookup_elem(&ct_control, &zero);
+  if (!ctl) return PASS;
   struct attributes a;
-  __u64 key;
-  if (!walk_attributes(skb, m, WALK_NEW, &a) || !hash_flow(m, &a, ctl, &key)) goto unknown;
-  if (a.timeout == TIMEOUT_ABSENT) {
-    count_diagnostic(c, CT_DIAG_NO_TIMEOUT);
-    return PASS;
-  }
-  if (a.timeout > CT_WHEEL_MAX_TIMEOUT_S) { /* beyond the wheel: user space tracks it */
-    count_diagnostic(c, CT_DIAG_LONG_TIMEOUT);
-    return PASS;
-  }
-  const __u64 now_ns = bpf_ktime_get_ns(), now = now_ns / CT_DECISECOND_NS;
-  /* 0: less than a second left (the kernel rounds down; a 1 s timeout can read 0 when a jiffy
-   * passed before the event). Ended at once, but kept so that its DESTROY stays here too. */
-  const __u32 deadline = a.timeout == 0 ? (__u32)now : deadline_after(now_ns, a.timeout);
-  struct ct_flow_bucket* b = flow_bucket(ctl, key);
-  if (!b) return PASS;
-  if (find_slot(b, key)) { /* a NEW twice (a key collision): the first keeps the slot */
-    count_diagnostic(c, CT_DIAG_FLOW_EXISTS);
-    return PASS;
-  }
-  struct ct_flow_slot* s = claim_slot(b, key, now, c);
-  if (!s) {
-    count_diagnostic(c, CT_DIAG_FLOWS_FULL);
-    return PASS;
-  }
-  s->deadline_ds = deadline;
-  s->meta = m->class;
-  count_diagnostic(c, CT_DIAG_TRACKED);
-  if (a.timeout == 0) return DROP;
-  wheel_add(deadline, m->class, +1);
-  count_tracked(c, m->class, +1);
-  return DROP;
-unknown:
-  count_diagnostic(c, CT_DIAG_UNKNOWN_LAYOUT);
-  return PASS;
-}
-
-static __always_inline int track_update(struct __sk_buff* skb, const struct message* m,
-                                        const struct ct_control* ctl, struct ct_counters* c) {
-  struct attributes a;
-  __u64 key;
-  if (!walk_attributes(skb, m, WALK_UPDATE, &a) || !hash_flow(m, &a, ctl, &key)) {
+  if (!walk_attributes(skb, m, &a)) {
     count_diagnostic(c, CT_DIAG_UNKNOWN_LAYOUT);
     return PASS;
   }
-  struct ct_flow_bucket* b = flow_bucket(ctl, key);
-  struct ct_flow_slot* s = b ? find_slot(b, key) : NULL;
-  if (!s) {
-    /* Not held here: user space knows it from a dump, or not at all. */
-    count_diagnostic(c, CT_DIAG_UPDATE_UNTRACKED);
-    return a.protoinfo || a.status & IPS_ASSURED ? PASS : DROP;
-  }
-  if (a.timeout == TIMEOUT_ABSENT) { /* held here: keep its deadline, tell no one */
-    count_diagnostic(c, CT_DIAG_NO_TIMEOUT);
+  struct ct_tuple t = m->tuple;
+  t.zone = a.zone;
+  t.ns = (__u16)ns->index;
+  const __u64 key = ct_flow_key(ctl->key_seed, &t);
+  const __u32 bucket = (__u32)key & ctl->bucket_mask;
+  struct ct_flow_bucket* b = bpf_map_lookup_elem(&ct_flows, &bucket);
+  if (!b) return PASS;
+  struct ct_flow_slot* s = find_slot(b, key);
+
+  if (m->kind == CT_KIND_DESTROY) {
+    if (ns->flags & CT_NS_LISTING) {
+      const __u8 one = 1;
+      if (bpf_map_update_elem(&ct_gone, &key, &one, BPF_ANY))
+        count_diagnostic(c, CT_DIAG_GONE_FULL);
+    }
+    if (!s) {
+      count_diagnostic(c, CT_DIAG_DESTROY_UNTRACKED);
+      return PASS; /* user space may hold it */
+    }
+    s->deadline_ds = 0;
+    __sync_val_compare_and_swap(&s->key, key, 0); /* unless another CPU reused it meanwhile */
     return DROP;
   }
-  const __u64 now_ns = bpf_ktime_get_ns(), now = now_ns / CT_DECISECOND_NS;
-  const __u32 class = m->class;
-  if (a.timeout == 0 || a.timeout > CT_WHEEL_MAX_TIMEOUT_S) {
-    /* Ended now (0: dying, its DESTROY comes next), or beyond the wheel: user space's. */
-    if (exchange_deadline(s, (__u32)now, class, now)) count_tracked(c, class, -1);
-    if (a.timeout == 0) return DROP;
-    count_diagnostic(c, CT_DIAG_LONG_TIMEOUT);
-    free_slot(s, key);
-    return PASS;
+  if (a.timeout == TIMEOUT_ABSENT) {
+    count_diagnostic(c, CT_DIAG_NO_TIMEOUT);
+    if (m->kind == CT_KIND_NEW) return PASS; /* no deadline to give it: user space's */
   }
-  const __u32 deadline = deadline_after(now_ns, a.timeout);
-  /* An old deadline already past: the flow counts again from now. */
-  if (!exchange_deadline(s, deadline, class, now)) count_tracked(c, class, +1);
-  wheel_add(deadline, class, +1);
-  return DROP;
-}
-
-static __always_inline int track_destroy(struct __sk_buff* skb, const struct message* m,
-                                         const struct ct_control* ctl, struct ct_counters* c) {
-  struct attributes a;
-  __u64 key;
-  if (!walk_attributes(skb, m, WALK_DESTROY, &a) || !hash_flow(m, &a, ctl, &key)) {
-    count_diagnostic(c, CT_DIAG_UNKNOWN_LAYOUT);
-    return PASS;
+  if (m->kind == CT_KIND_UPDATE) {
+    if (!s) {
+      count_diagnostic(c, CT_DIAG_UPDATE_UNTRACKED);
+      return PASS; /* user space holds it, or learns it */
+    }
+    set_flow(s, m, &a, ns, true);
+    return DROP;
   }
-  struct ct_flow_bucket* b = flow_bucket(ctl, key);
-  struct ct_flow_slot* s = b ? find_slot(b, key) : NULL;
-  if (!s) {
-    count_diagnostic(c, CT_DIAG_DESTROY_UNTRACKED);
-    return PASS;
+  /* NEW. A flow held already is an older incarnation whose DESTROY has not come yet: the
+   * kernel holds one entry per tuple at a time, so the new one takes its place. */
+  if (s) {
+    count_diagnostic(c, CT_DIAG_FLOW_EXISTS);
+  } else {
+    s = claim_slot(b, key);
+    if (!s) {
+      count_diagnostic(c, CT_DIAG_FLOWS_FULL);
+      return PASS;
+    }
   }
-  const __u32 class = m->class;
-  if (exchange_deadline(s, 0, class, bpf_ktime_get_ns() / CT_DECISECOND_NS))
-    count_tracked(c, class, -1);
-  /* While user space dumps it must learn which listed flows went: the slot is marked and keeps
-   * its key, and user space frees it. Otherwise the slot is free at once. */
-  if (ctl->bits & CT_CONTROL_DUMPING)
-    s->meta = class | CT_FLOW_DESTROYED;
-  else
-    free_slot(s, key);
+  set_flow(s, m, &a, ns, false);
+  count_diagnostic(c, CT_DIAG_TRACKED);
   return DROP;
 }
 
 SEC("socket")
 int ct_monitor(struct __sk_buff* skb) {
-  struct message m;
-  struct ct_counters* c = read_and_count(skb, &m);
-  if (!c) return PASS; /* not counted: user space's decoder is the judge */
-  int verdict = PASS;
-  if (m.class == CT_CLASS_UNKNOWN) {
-    count_diagnostic(c, CT_DIAG_UNKNOWN_LAYOUT);
-  } else if (m.class == CT_CLASS_TCP) {
-    if (m.kind == CT_KIND_UPDATE) {
-      struct attributes a;
-      if (!walk_attributes(skb, &m, WALK_TCP_UPDATE, &a))
-        count_diagnostic(c, CT_DIAG_UNKNOWN_LAYOUT);
-      else if (!a.protoinfo)
-        verdict = DROP; /* no state change */
-    }
-  } else {
-    const __u32 zero = 0;
-    const struct ct_control* ctl = bpf_map_lookup_elem(&ct_control, &zero);
-    if (ctl) {
-      if (m.kind == CT_KIND_NEW)
-        verdict = track_new(skb, &m, ctl, c);
-      else if (m.kind == CT_KIND_UPDATE)
-        verdict = track_update(skb, &m, ctl, c);
-      else
-        verdict = track_destroy(skb, &m, ctl, c);
-    }
+  const __u64 cookie = bpf_get_netns_cookie(skb);
+  const struct ct_namespace* ns = bpf_map_lookup_elem(&ct_namespaces, &cookie);
+  if (!ns) {
+    struct ct_counters* any = counters_of(0);
+    if (any) count_diagnostic(any, CT_DIAG_NO_NAMESPACE);
+    return PASS;
   }
+  struct ct_counters* c = counters_of(ns->index);
+  if (!c) return PASS;
+  struct message m;
+  if (!read_and_count(skb, &m, c)) return PASS; /* not counted: user space's decoder judges */
+  int verdict = PASS;
+  if (m.class == CT_CLASS_UNKNOWN)
+    count_diagnostic(c, CT_DIAG_UNKNOWN_LAYOUT);
+  else
+    verdict = track(skb, &m, ns, c);
   if (verdict == PASS) count_diagnostic(c, CT_DIAG_PASSED);
   return verdict;
 }

@@ -17,6 +17,9 @@
 #ifndef SO_ATTACH_BPF
 #define SO_ATTACH_BPF 50
 #endif
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
 
 namespace ctmon {
 
@@ -26,8 +29,7 @@ namespace {
 // header (eth_type_trans) before the program runs, so the message goes after 14 bytes.
 constexpr size_t kTestRunPrefix = 14;
 
-// The thread's namespace's nf_conntrack_max: a namespace never holds more entries. The
-// buckets cost 16 bytes per entry of it (hash maps round it up to a power of two).
+// The thread's namespace's nf_conntrack_max: a namespace never holds more entries.
 uint32_t default_max_flows() {
   char text[32];
   const int64_t max = read_small_file("/proc/sys/net/netfilter/nf_conntrack_max", text)
@@ -52,10 +54,11 @@ Status EventCounter::open(const EventCounterOptions& options, VerifierStats* sta
   close();
   const bool monitor = options.variant == EventProgramVariant::kMonitor;
   const BpfObjectImage& image = kCtEventsImage;
-  Status st = create_map(image, "ct_counters", 0, counters_);
+  max_namespaces_ = monitor ? std::max<uint32_t>(1, options.max_namespaces) : 1;
+  Status st = create_map(image, "ct_counters", max_namespaces_, counters_);
   if (st.ok() && monitor) {
     // Buckets of 8 slots for 2 x max_flows slots: at a full namespace table (nf_conntrack_max
-    // entries, all of them UDP) ~2% of buckets overflow and their NEWs go to user space.
+    // entries) ~2% of buckets overflow and their flows go to user space.
     const uint32_t max_flows = options.max_flows != 0 ? options.max_flows : default_max_flows();
     flow_buckets_ = 1024;
     while (flow_buckets_ < max_flows / 4 && flow_buckets_ < (1u << 22)) flow_buckets_ *= 2;
@@ -70,13 +73,21 @@ Status EventCounter::open(const EventCounterOptions& options, VerifierStats* sta
         table_ = static_cast<ct_flow_bucket*>(p);
       }
     }
-    if (st.ok()) st = create_map(image, "ct_wheel", 0, wheel_);
+    if (st.ok()) st = create_map(image, "ct_namespaces", max_namespaces_, namespaces_);
+    if (st.ok()) st = create_map(image, "ct_gone", 0, gone_);
     if (st.ok()) st = create_map(image, "ct_control", 0, control_);
     key_seed_ = options.key_seed;
     if (st.ok() && key_seed_ == 0 &&
         ::getrandom(&key_seed_, sizeof key_seed_, 0) != sizeof key_seed_)
       st = bpf_failure("getrandom", "seed the flow keys");
-    if (st.ok() && !set_control(0).ok()) st = bpf_failure("bpf", "BPF_MAP_UPDATE_ELEM ct_control");
+    if (st.ok()) {
+      const uint32_t key = 0;
+      ct_control value{};
+      value.bucket_mask = flow_buckets_ - 1;
+      value.key_seed = key_seed_;
+      if (!update_element(control_.get(), &key, &value).ok())
+        st = bpf_failure("bpf", "BPF_MAP_UPDATE_ELEM ct_control");
+    }
   }
   if (!st.ok()) return close(), explain(st);
 
@@ -89,7 +100,8 @@ Status EventCounter::open(const EventCounterOptions& options, VerifierStats* sta
     st = load_program(image, "ct_monitor",
                       {{"ct_counters", counters_.get()},
                        {"ct_flows", flows_.get()},
-                       {"ct_wheel", wheel_.get()},
+                       {"ct_namespaces", namespaces_.get()},
+                       {"ct_gone", gone_.get()},
                        {"ct_control", control_.get()}},
                       load, program_, stats);
   } else {
@@ -104,7 +116,8 @@ void EventCounter::close() {
   program_.reset();
   counters_.reset();
   flows_.reset();
-  wheel_.reset();
+  namespaces_.reset();
+  gone_.reset();
   control_.reset();
   key_seed_ = 0;
   flow_buckets_ = 0;
@@ -124,9 +137,36 @@ Status EventCounter::attach(int socket_fd) const {
   return Status{};
 }
 
-Status EventCounter::read(ct_counters& out) const {
+Status EventCounter::register_namespace(int socket_fd, uint32_t index, uint64_t& cookie) {
+  if (index >= max_namespaces_) return Status{ENOSPC, "bpf", "register a network namespace"};
+  socklen_t len = sizeof cookie;
+  if (::getsockopt(socket_fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
+    return Status::from_errno("getsockopt").in("read the namespace's cookie (SO_NETNS_COOKIE)");
+  // A namespace index reused: its counters start again from zero.
+  std::vector<uint8_t> zeros(sizeof(ct_counters) * std::max(1u, possible_cpus()));
+  Status st = update_element(counters_.get(), &index, zeros.data());
+  const ct_namespace value{index, 0};
+  if (st.ok()) st = update_element(namespaces_.get(), &cookie, &value);
+  return st.in("register a network namespace");
+}
+
+Status EventCounter::unregister_namespace(uint64_t cookie, uint32_t /*index*/) {
+  bpf_attr attr{};
+  attr.map_fd = static_cast<uint32_t>(namespaces_.get());
+  attr.key = bpf_ptr(&cookie);
+  if (sys_bpf(BPF_MAP_DELETE_ELEM, attr) != 0 && errno != ENOENT)
+    return Status::from_errno("bpf").in("forget a network namespace");
+  return Status{};
+}
+
+Status EventCounter::set_listing(uint64_t cookie, uint32_t index, bool listing) const {
+  const ct_namespace value{index, listing ? CT_NS_LISTING : 0u};
+  return update_element(namespaces_.get(), &cookie, &value).in("mark a listing");
+}
+
+Status EventCounter::read(uint32_t index, ct_counters& out) const {
   out = ct_counters{};
-  const Status st = lookup_per_cpu(counters_.get(), 0, sizeof(ct_counters), per_cpu_);
+  const Status st = lookup_per_cpu(counters_.get(), index, sizeof(ct_counters), per_cpu_);
   if (!st.ok()) return st;
   // Every field is 64 bits wide, so the struct is summed word by word.
   static_assert(sizeof(ct_counters) % sizeof(uint64_t) == 0, "64-bit fields only");
@@ -135,7 +175,7 @@ Status EventCounter::read(ct_counters& out) const {
   for (size_t cpu = 0; cpu < per_cpu_.size() / sizeof(ct_counters); ++cpu) {
     uint64_t words[kWords];
     std::memcpy(words, per_cpu_.data() + cpu * sizeof(ct_counters), sizeof words);
-    for (size_t i = 0; i < kWords; ++i) sum[i] += words[i];  // wraps: int64 fields sum right
+    for (size_t i = 0; i < kWords; ++i) sum[i] += words[i];
   }
   std::memcpy(&out, sum, sizeof out);
   return Status{};
@@ -148,56 +188,30 @@ Status EventCounter::test_run(const uint8_t* message, size_t length, uint32_t& v
   return ctmon::test_run(program_.get(), data.data(), data.size(), verdict);
 }
 
-Status EventCounter::read_wheel(uint32_t slot, ct_wheel_slot& out) const {
-  out = ct_wheel_slot{};
-  const Status st = lookup_per_cpu(wheel_.get(), slot, sizeof(ct_wheel_slot), per_cpu_);
-  if (!st.ok()) return st;
-  // Each CPU's copy is padded to 8 bytes; a slot is 16.
-  static_assert(sizeof(ct_wheel_slot) % 8 == 0, "no padding between CPUs' copies");
-  for (size_t off = 0; off + sizeof(ct_wheel_slot) <= per_cpu_.size();
-       off += sizeof(ct_wheel_slot)) {
-    ct_wheel_slot cpu;
-    std::memcpy(&cpu, per_cpu_.data() + off, sizeof cpu);
-    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c)
-      out.flows[c] = static_cast<int32_t>(static_cast<uint32_t>(out.flows[c]) +
-                                          static_cast<uint32_t>(cpu.flows[c]));
-  }
-  return Status{};
-}
-
-Status EventCounter::set_control(uint32_t bits) const {
-  const uint32_t key = 0;
-  ct_control value{};
-  value.bits = bits;
-  value.bucket_mask = flow_buckets_ - 1;
-  value.key_seed = key_seed_;
+bool EventCounter::gone(uint64_t key) const {
+  uint8_t value = 0;
   bpf_attr attr{};
-  attr.map_fd = static_cast<uint32_t>(control_.get());
+  attr.map_fd = static_cast<uint32_t>(gone_.get());
   attr.key = bpf_ptr(&key);
   attr.value = bpf_ptr(&value);
-  attr.flags = BPF_ANY;
-  if (sys_bpf(BPF_MAP_UPDATE_ELEM, attr) != 0) return Status::from_errno("bpf");
-  return Status{};
+  return sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) == 0;
 }
 
-void EventCounter::for_each_flow(
-    const std::function<void(const ct_flow_slot& seen, ct_flow_slot& slot)>& fn) const {
-  for (uint32_t b = 0; table_ != nullptr && b < flow_buckets_; ++b) {
-    for (ct_flow_slot& slot : table_[b].slots) {
-      ct_flow_slot seen;
-      seen.key = __atomic_load_n(&slot.key, __ATOMIC_ACQUIRE);
-      if (seen.key == 0) continue;
-      seen.deadline_ds = __atomic_load_n(&slot.deadline_ds, __ATOMIC_RELAXED);
-      seen.meta = __atomic_load_n(&slot.meta, __ATOMIC_RELAXED);
-      fn(seen, slot);
-    }
+void EventCounter::clear_gone() const {
+  // Delete the keys one by one: a new map would need the program reloaded.
+  uint64_t key = 0, next = 0;
+  bpf_attr attr{};
+  attr.map_fd = static_cast<uint32_t>(gone_.get());
+  for (;;) {
+    attr.key = 0;  // NULL: the first key
+    attr.next_key = bpf_ptr(&next);
+    if (sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) != 0) return;
+    key = next;
+    bpf_attr del{};
+    del.map_fd = static_cast<uint32_t>(gone_.get());
+    del.key = bpf_ptr(&key);
+    if (sys_bpf(BPF_MAP_DELETE_ELEM, del) != 0) return;
   }
-}
-
-bool EventCounter::release_flow(ct_flow_slot& slot, uint64_t key) {
-  __u64 expected = key;
-  return __atomic_compare_exchange_n(&slot.key, &expected, __u64{0}, false, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_SEQ_CST);
 }
 
 }  // namespace ctmon

@@ -1,25 +1,26 @@
-// event_counter.h — loads the ctnetlink event socket filter (ct_events.bpf.c, its maps and
-// constants in ct_events.h), attaches it to an event socket and reads its counts.
+// event_counter.h — loads a ctnetlink event socket filter of ct_events.bpf.c (its maps and
+// constants in ct_events.h), attaches it to event sockets and reads its maps.
 //
 //   EventCounter counter;
-//   Status st = counter.open();            // maps + program, kCountOnly by default
+//   Status st = counter.open();                 // ct_count and its counters
 //   st = counter.attach(event_socket_fd);       // SO_ATTACH_BPF, before joining the groups
-//   ct_counters c; counter.read(c);             // cumulative, summed over CPUs
+//   ct_counters c; counter.read(0, c);          // cumulative, summed over CPUs
 //
-// The socket must be a NETLINK_NETFILTER socket subscribed to the NFNLGRP_CONNTRACK_* groups
-// whose messages are to be counted; the program then runs for each of them in the kernel.
-// One open() serves any number of sockets (each attach() adds one). The maps live while the
-// EventCounter is open or a socket holds the program.
+// With the monitor variant (ct_monitor), one EventCounter serves every namespace of a reader:
+// register each namespace's event socket (register_namespace, by its netns cookie) before
+// attaching the program to it; the flow table is mapped into this process (table()).
 //
-// Needs CAP_BPF (or CAP_SYS_ADMIN), unless kernel.unprivileged_bpf_disabled is 0; Linux 5.12
-// (the atomics of -mcpu=v3). No Node-API. Not thread-safe: one thread owns an EventCounter (reads
-// may come from any one thread; the kernel side is safe against concurrent runs).
+// The sockets must be NETLINK_NETFILTER sockets subscribed to the NFNLGRP_CONNTRACK_* groups
+// whose messages are to be counted; the program then runs for each of them in the kernel. The
+// maps live while the EventCounter is open or a socket holds the program.
+//
+// Needs CAP_BPF (or CAP_SYS_ADMIN), unless kernel.unprivileged_bpf_disabled is 0; Linux 5.14
+// (SO_NETNS_COOKIE; the atomics of -mcpu=v3 need 5.12). No Node-API. Not thread-safe: one
+// thread owns an EventCounter; the kernel side is safe against concurrent runs.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <string>
 #include <vector>
 
 #include "base/fd.h"
@@ -28,7 +29,7 @@
 
 namespace ctmon {
 
-// Which of ct_events.bpf.c's programs: ct_count, or ct_monitor with its flow table and wheel.
+// Which of ct_events.bpf.c's programs: ct_count, or ct_monitor with its flow table.
 enum class EventProgramVariant : uint8_t { kCountOnly, kMonitor };
 
 // Messages of one kind, over every class.
@@ -40,10 +41,11 @@ inline uint64_t kind_total(const ct_counters& c, uint32_t kind) {
 
 struct EventCounterOptions {
   EventProgramVariant variant = EventProgramVariant::kCountOnly;
-  // ct_monitor: flows the kernel's table is sized for (a quarter of its slots; a NEW whose
-  // bucket is full passes to user space). 0: the calling thread's nf_conntrack_max, which
-  // bounds a namespace's entries.
+  // ct_monitor: flows the table is sized for, two slots each in buckets of 8 (a NEW whose
+  // bucket is full passes to user space). 0: the calling thread's nf_conntrack_max.
   uint32_t max_flows = 0;
+  // ct_monitor: namespaces it may serve at once (ct_counters' and ct_namespaces' size).
+  uint32_t max_namespaces = 1;
   uint64_t key_seed = 0;  // ct_monitor: ct_flow_key()'s seed; 0 (the default): a random one
 };
 
@@ -54,49 +56,54 @@ class EventCounter {
   EventCounter(const EventCounter&) = delete;
   EventCounter& operator=(const EventCounter&) = delete;
 
-  // Creates the maps and loads the program. On failure `reason` says why and nothing stays
-  // open. `stats`, when given, gets the verifier's statistics.
+  // Creates the maps and loads the program; on failure nothing stays open. `stats`, when
+  // given, gets the verifier's statistics.
   Status open(const EventCounterOptions& options = {}, VerifierStats* stats = nullptr);
   bool is_open() const { return program_.get() >= 0; }
   void close();
 
-  // SO_ATTACH_BPF: from now on the program filters every message queued to `socket_fd`
-  // (replacing any filter it had).
+  // SO_ATTACH_BPF: from now on the program filters every message queued to `socket_fd`.
   Status attach(int socket_fd) const;
 
-  // Cumulative counts since open(), summed over CPUs.
-  Status read(ct_counters& out) const;
+  // ct_monitor: the namespace of `socket_fd` (its SO_NETNS_COOKIE) gets index `index`
+  // (< max_namespaces; its counters start at zero); unregister forgets it. Register before
+  // attaching: the program passes the events of sockets it does not know.
+  Status register_namespace(int socket_fd, uint32_t index, uint64_t& cookie);
+  Status unregister_namespace(uint64_t cookie, uint32_t index);
+  // Whether a listing of the namespace is being applied (CT_NS_LISTING).
+  Status set_listing(uint64_t cookie, uint32_t index, bool listing) const;
+
+  // Cumulative counts of namespace `index` (0 for ct_count), summed over CPUs.
+  Status read(uint32_t index, ct_counters& out) const;
 
   // Runs the program once on one netlink message (BPF_PROG_TEST_RUN) and returns what it
-  // returned: 0 for a message dropped, nonzero for one passed. The counters count it.
+  // returned: 0 for a message dropped, nonzero for one passed. The counters count it. The
+  // socket it runs for is in this thread's namespace (register that namespace to see it).
   Status test_run(const uint8_t* message, size_t length, uint32_t& verdict) const;
 
   int program_fd() const { return program_.get(); }
 
-  // ct_monitor: the maps behind the non-TCP flows the program tracks (ct_events.h).
+  // ct_monitor: the flow table, mapped (the program writes it concurrently: read slots with
+  // atomic loads, claim and free them with compare-and-exchange).
   uint64_t key_seed() const { return key_seed_; }
   uint32_t flow_buckets() const { return flow_buckets_; }
-  // One slot of the expiry wheel, summed over CPUs.
-  Status read_wheel(uint32_t slot, ct_wheel_slot& out) const;
-  // Sets the control bits (enum ct_control_bits) the program reads.
-  Status set_control(uint32_t bits) const;
-  // Every occupied slot of the flow table, read in place (the table is mapped into this
-  // process): fn(a copy, the slot). Flows come and go meanwhile.
-  void for_each_flow(
-      const std::function<void(const ct_flow_slot& seen, ct_flow_slot& slot)>& fn) const;
-  // Frees `slot` if it still holds `key` (an atomic compare-and-exchange, as the program's).
-  static bool release_flow(ct_flow_slot& slot, uint64_t key);
+  ct_flow_bucket* table() const { return table_; }
+  // Whether a DESTROY recorded `key` while its namespace was being listed; forget them all.
+  bool gone(uint64_t key) const;
+  void clear_gone() const;
 
  private:
   void unmap();
 
   Fd counters_;
   Fd flows_;
-  Fd wheel_;
+  Fd namespaces_;
+  Fd gone_;
   Fd control_;
   Fd program_;
   uint64_t key_seed_ = 0;
   uint32_t flow_buckets_ = 0;
+  uint32_t max_namespaces_ = 1;
   ct_flow_bucket* table_ = nullptr;  // flows_ mapped (mmap)
   size_t table_bytes_ = 0;
   mutable std::vector<uint8_t> per_cpu_;  // lookup buffer, reused

@@ -1,13 +1,14 @@
 /**
  * One view of every network namespace on the node, at a cost that does not grow with the
- * tables: ONE native reader thread for all namespaces (native/ctnetlink/node_monitor.h), which
- * per namespace reads only the kernel's counters once per interval and counts NEW and DESTROY
- * events (in the kernel where it can, else from a classic filter's 20-byte headers), never
- * dumping a table. Namespaces are found by listNamespaces() (names under /var/run/netns and
- * every process's namespace), again every `rediscoverMs` and as soon as /var/run/netns
- * changes; each is named by its Kubernetes pod where the container runtime's files say so
- * (./pods.ts). TIME_WAIT and TCP-state counts need the tracked table of a full
- * ConntrackMonitor, with its dumps: only the namespaces named in `trackStates` get one.
+ * namespaces' traffic: ONE native reader thread for all namespaces
+ * (native/ctnetlink/node_monitor.h), which per namespace reads the kernel's counters once per
+ * interval, counts every event and, on the eBPF path, keeps every entry's protocol and TCP state
+ * in the kernel's flow table, so that every namespace gets TIME_WAIT and state counts. Where
+ * the eBPF program cannot be loaded it counts NEW and DESTROY from a classic filter's 20-byte
+ * headers, and states need a full ConntrackMonitor: only the namespaces named in `trackStates`
+ * get one. Namespaces are found by listNamespaces() (names under /var/run/netns and every
+ * process's namespace), again every `rediscoverMs` and as soon as /var/run/netns changes; each
+ * is named by its Kubernetes pod where the container runtime's files say so (./pods.ts).
  *
  * The limit matters per namespace: nf_conntrack_max is global, but the kernel compares it with
  * each namespace's own count (__nf_conntrack_alloc), so one busy pod fills "its" table while
@@ -27,9 +28,11 @@ import {
   type RawNamespaceInterval,
 } from '../native.js';
 import { resolveAllNamespacesOptions, type ResolvedAllNamespacesOptions } from '../options.js';
-import { EVENTS_OFF, intervalCounters, ratesOf, round } from '../sample.js';
+import { byName, EVENTS_OFF, intervalCounters, ratesOf, round } from '../sample.js';
 import {
   COUNTER_NAMES,
+  PROTOCOL_NAMES,
+  TCP_STATE_NAMES,
   type ConntrackSample,
   type CounterSet,
   type ProtocolName,
@@ -57,12 +60,14 @@ export interface AllNamespacesOptions {
   /** Receive buffer of each namespace's event socket on the filter path (default 32 MiB). */
   receiveBufferBytes?: number;
   /**
-   * Namespaces that also get TIME_WAIT and TCP-state counts: names under /var/run/netns, or
-   * pods as `NAMESPACE/NAME`. Each gets a full ConntrackMonitor (its own reader thread and
-   * periodic table dumps), so name only the few you need. Default none.
+   * Where counting in the kernel is not possible (the filter path), namespaces that still get
+   * TIME_WAIT and TCP-state counts: names under /var/run/netns, or pods as `NAMESPACE/NAME`.
+   * Each gets a full ConntrackMonitor (its own reader thread and periodic table dumps), so name
+   * only the few you need. On the eBPF path every namespace has them and this is not needed.
+   * Default none.
    */
   trackStates?: string[];
-  /** Re-dump period of the trackStates monitors (see ConntrackMonitorOptions). */
+  /** Period of each namespace's listing (and of the trackStates monitors' re-dumps), ms. */
   resyncIntervalMs?: number;
   /** containerd's state directory, for pod names (default /run/containerd; null: not read). */
   containerdRoot?: string | null;
@@ -94,6 +99,13 @@ export interface NamespaceEvents {
   malformedTotal: number;
   /** The event socket's receive buffer as the kernel reports it. */
   receiveBufferBytes: number;
+  /**
+   * On the eBPF path: entries past the deadline their last event announced, not checked against
+   * the kernel since (left out of tcpStates, protocols and timeWait; normally 0).
+   */
+  unverified: number;
+  /** Listings of the namespace's table after the first (when entries proved alive past their deadline, and periodically). */
+  listings: number;
 }
 
 export interface NamespaceReport {
@@ -121,7 +133,7 @@ export interface NamespaceReport {
   totals: CounterSet;
   /** Null when the namespace is not monitored (see `error`). */
   events: NamespaceEvents | null;
-  /** TIME_WAIT entries and their share of max, for namespaces in `trackStates` only. */
+  /** TIME_WAIT entries and their share of max (on the eBPF path, or for namespaces in `trackStates`). */
   timeWait: { entries: number | null; share: number | null } | null;
   tcpStates: Record<TcpStateName, number> | null;
   protocols: Record<ProtocolName, number> | null;
@@ -168,7 +180,7 @@ interface Watched {
 const INSERT = COUNTER_NAMES.indexOf('insert');
 const DELETE = COUNTER_NAMES.indexOf('delete');
 const NOT_TRACKED =
-  'TIME_WAIT and state counts need the table dumps of a full monitor: name this namespace in trackStates (--track-states)';
+  'TIME_WAIT and state counts need the eBPF path or a full monitor: name this namespace in trackStates (--track-states)';
 
 export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
   readonly options: Readonly<ResolvedAllNamespacesOptions>;
@@ -220,6 +232,7 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
         intervalMs: this.options.intervalMs,
         receiveBufferBytes: this.options.receiveBufferBytes,
         counting: this.options.counting,
+        resyncIntervalMs: this.options.resyncIntervalMs,
       },
       (records) => this.deliver(records),
     );
@@ -395,7 +408,8 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
       const pod = this.pods.get(w.ns.inode);
       const named =
         (w.ns.name !== null && wanted.has(w.ns.name)) || (pod && wanted.has(`${pod.namespace}/${pod.name}`));
-      if (!named || w.tracked) continue;
+      // On the eBPF path the node monitor keeps its states: no full monitor is needed.
+      if (!named || w.tracked || w.state !== 'open' || w.counting === 'ebpf') continue;
       const monitor = new ConntrackMonitor({
         netns: w.ns.path,
         intervalMs: this.options.intervalMs,
@@ -498,13 +512,9 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     );
     const rates = ratesOf(counts, raw.durationNs / 1e9);
     if (this.podsUnknown !== null) unavailable.pod = this.podsUnknown;
-    const t = w.trackedLatest;
-    if (!w.tracked) {
-      for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = NOT_TRACKED;
-    } else if (!t || t.tcpStates === null) {
-      const why = t?.unavailable.tcpStates ?? 'its full monitor has not delivered a sample yet';
-      for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = why;
-    }
+    const states = this.states(w, raw);
+    if (states.unavailable !== null)
+      for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = states.unavailable;
     return {
       inode: w.ns.inode,
       name: w.ns.name,
@@ -529,10 +539,12 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
         destroyTotal: raw.totals[DELETE] ?? 0,
         malformedTotal: raw.malformedTotal,
         receiveBufferBytes: w.receiveBufferBytes,
+        unverified: raw.unverified,
+        listings: raw.listings,
       },
-      timeWait: t && t.tcpStates !== null ? { entries: t.timeWait.entries, share: t.timeWait.share } : null,
-      tcpStates: t?.tcpStates ?? null,
-      protocols: t?.protocols ?? null,
+      timeWait: states.timeWait,
+      tcpStates: states.tcpStates,
+      protocols: states.protocols,
       drops: counts.drop,
       dropRate: rates.drop,
       inserts: counts.insert,
@@ -541,6 +553,42 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
       source: 'netlink',
       error: null,
       unavailable,
+    };
+  }
+
+  /**
+   * A namespace's TIME_WAIT and state counts: on the eBPF path from the kernel's flow table (once
+   * its first listing completed), else from its full monitor when it has one.
+   */
+  private states(
+    w: Watched,
+    raw: RawNamespaceInterval,
+  ): Pick<NamespaceReport, 'timeWait' | 'tcpStates' | 'protocols'> & { unavailable: string | null } {
+    if (raw.tracked) {
+      const tcpStates = byName(TCP_STATE_NAMES, raw.tracked.tcpStates);
+      const entries = tcpStates.TIME_WAIT;
+      return {
+        timeWait: { entries, share: raw.max ? entries / raw.max : null },
+        tcpStates,
+        protocols: byName(PROTOCOL_NAMES, raw.tracked.protocols),
+        unavailable: null,
+      };
+    }
+    const t = w.trackedLatest;
+    const unavailable =
+      raw.counting === 'ebpf'
+        ? "the namespace's first listing has not completed yet"
+        : !w.tracked
+          ? NOT_TRACKED
+          : !t || t.tcpStates === null
+            ? (t?.unavailable.tcpStates ?? 'its full monitor has not delivered a sample yet')
+            : null;
+    if (unavailable !== null) return { timeWait: null, tcpStates: null, protocols: null, unavailable };
+    return {
+      timeWait: { entries: t!.timeWait.entries, share: t!.timeWait.share },
+      tcpStates: t!.tcpStates,
+      protocols: t!.protocols,
+      unavailable: null,
     };
   }
 

@@ -330,6 +330,10 @@ class Checker {
               receiveBufferBytes: this.number(ev.receiveBufferBytes ?? 0, 'events.receiveBufferBytes'),
               resyncs: this.number(ev.resyncs ?? 0, 'events.resyncs'),
               lastResyncMs: this.numberOrNull(ev.lastResyncMs ?? null, 'events.lastResyncMs'),
+              // Files that predate the checks of entries past their deadline: none recorded.
+              unverified: this.number(ev.unverified ?? 0, 'events.unverified'),
+              walks: this.number(ev.walks ?? 0, 'events.walks'),
+              lastWalkMs: this.numberOrNull(ev.lastWalkMs ?? null, 'events.lastWalkMs'),
               malformedTotal: this.number(ev.malformedTotal ?? 0, 'events.malformedTotal'),
             },
       socketTimeWait: this.numberOrNull(o.socketTimeWait ?? null, 'socketTimeWait'),

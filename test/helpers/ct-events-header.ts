@@ -49,6 +49,5 @@ export const KINDS = Object.keys(enumValues('ct_kind'))
 export const CLASSES = Object.keys(enumValues('ct_class'))
   .filter((k) => k !== 'CT_CLASS_COUNT')
   .map((k) => k.slice('CT_CLASS_'.length).toLowerCase());
-export const WHEEL_SLOTS = define('CT_WHEEL_SLOTS');
-export const WHEEL_MAX_TIMEOUT_S = define('CT_WHEEL_MAX_TIMEOUT_S');
 export const SLOTS_PER_BUCKET = define('CT_SLOTS_PER_BUCKET');
+export const TCP_STATES = define('CT_TCP_STATES');

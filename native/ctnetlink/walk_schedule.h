@@ -1,0 +1,39 @@
+// walk_schedule.h — when a reader may walk the conntrack table to verify the flows past their
+// announced deadline (RequestSocket::evict_expired), and what the latest walk verified.
+//
+// A walk holds the kernel's ctnetlink mutex and keeps softirqs off on its CPU while it runs
+// (~8 ms at 262,144 buckets, more with entries to visit and kill): walks are spaced so that
+// they take at most 1/kSpacingFactor of the time, whatever the table. Pure; no clock.
+#pragma once
+
+#include <cstdint>
+
+namespace ctmon {
+
+class WalkSchedule {
+ public:
+  static constexpr int64_t kSpacingFactor = 100;  // at most 1% of a CPU walking
+
+  bool may_walk(int64_t now_ns) const {
+    return last_end_ns_ == 0 || now_ns - last_end_ns_ >= kSpacingFactor * last_duration_ns_;
+  }
+  // A walk that began at start_ns and ended at end_ns: every flow whose deadline had passed at
+  // start_ns and that is still held afterwards is alive (its DESTROY would have come).
+  void walked(int64_t start_ns, int64_t end_ns) {
+    last_start_ns_ = start_ns;
+    last_end_ns_ = end_ns;
+    last_duration_ns_ = end_ns - start_ns;
+    ++walks_;
+  }
+  int64_t verified_ns() const { return last_start_ns_; }
+  int64_t last_duration_ns() const { return last_duration_ns_; }
+  uint64_t walks() const { return walks_; }
+
+ private:
+  int64_t last_start_ns_ = 0;
+  int64_t last_end_ns_ = 0;
+  int64_t last_duration_ns_ = 0;
+  uint64_t walks_ = 0;
+};
+
+}  // namespace ctmon
