@@ -52,12 +52,12 @@ Status open_event_socket(const EventSocketConfig& config, Fd& out, EventSocketIn
   if (config.bpf_program_fd >= 0) {
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_BPF, &config.bpf_program_fd,
                      sizeof config.bpf_program_fd) != 0)
-      return Status::from_errno("setsockopt");
+      return Status::from_errno("SO_ATTACH_BPF");
   } else if (config.filter != nullptr) {
     sock_fprog program{static_cast<unsigned short>(config.filter_length),
                        const_cast<sock_filter*>(config.filter)};
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0)
-      return Status::from_errno("setsockopt");
+      return Status::from_errno("SO_ATTACH_FILTER");
   }
   st = join_event_groups(fd.get(), config.groups, config.group_count);
   if (!st.ok()) return st;

@@ -131,9 +131,9 @@ void EventCounter::unmap() {
 
 Status EventCounter::attach(int socket_fd) const {
   const int fd = program_.get();
-  if (fd < 0) return Status{EBADF, "setsockopt"};
+  if (fd < 0) return Status{EBADF, "SO_ATTACH_BPF"};
   if (::setsockopt(socket_fd, SOL_SOCKET, SO_ATTACH_BPF, &fd, sizeof fd) != 0)
-    return Status::from_errno("setsockopt");
+    return Status::from_errno("SO_ATTACH_BPF");
   return Status{};
 }
 
