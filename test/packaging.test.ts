@@ -15,11 +15,14 @@ const app = join(work, 'app');
 const esmApp = join(work, 'esm-app');
 const bare = join(work, 'bare-app');
 let tarball = '';
-const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
+// npm and what it runs (prebuildify keeps its cache in $TMPDIR/prebuildify, node-gyp its
+// files) write their temporary files in here too: removed with the rest at the end.
+const npmEnv = { ...process.env, TMPDIR: work };
+const npm = (args: string[], cwd: string) =>
   execFileSync('npm', args, {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: npmEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: app, encoding: 'utf8' });
@@ -182,6 +185,12 @@ describe('npm package', () => {
       'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
     writeFileSync(join(app, 'a.mts'), consumer);
     writeFileSync(join(app, 'b.cts'), consumer);
+    // A misuse in each module system: an error only if the types really resolved (not to any).
+    const misuse =
+      'import type { ConntrackSample } from "conntrack-monitor";\n' +
+      'export const drop = (s: ConntrackSample): string => s.rates.drop;\n';
+    writeFileSync(join(app, 'misuse.mts'), misuse);
+    writeFileSync(join(app, 'misuse.cts'), misuse);
     writeFileSync(
       join(app, 'tsconfig.json'),
       JSON.stringify({
@@ -193,10 +202,24 @@ describe('npm package', () => {
           types: ['node'],
           typeRoots: [join(ROOT, 'node_modules/@types')],
         },
-        files: ['a.mts', 'b.cts'],
+        files: ['a.mts', 'b.cts', 'misuse.mts', 'misuse.cts'],
       }),
     );
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', app], { encoding: 'utf8' });
+    const tsc = spawnSync(
+      process.execPath,
+      [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', app, '--pretty', 'false'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    const errors = tsc.stdout.trim().split('\n');
+    console.info(`tsc on the installed copy: exit ${tsc.status}\n${tsc.stdout}${tsc.stderr}`);
+    // The consumers compile; each misuse is the one error of its file.
+    expect(errors).toEqual([
+      "misuse.cts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+      "misuse.mts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+    ]);
+    expect(tsc.status).toBe(2);
   });
 
   it('without install scripts and with no prebuild that fits: the fallback says what to run, and that works', () => {
@@ -217,6 +240,7 @@ describe('npm package', () => {
     const rebuild = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: bare,
       encoding: 'utf8',
+      env: npmEnv,
     });
     expect(rebuild.status).toBe(0);
     expect(`${rebuild.stdout}${rebuild.stderr}`).toMatch(
@@ -276,7 +300,7 @@ describe('npm package', () => {
     const run = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: app,
       encoding: 'utf8',
-      env: { ...process.env, npm_config_build_from_source: 'true' },
+      env: { ...npmEnv, npm_config_build_from_source: 'true' },
     });
     expect(run.status).toBe(0);
     expect(`${run.stdout}${run.stderr}`).toMatch(

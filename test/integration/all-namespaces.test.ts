@@ -6,7 +6,7 @@
  * closed, and pods named from runtime files bound to namespaces made here.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -20,7 +20,8 @@ import {
 } from '../../dist/index.js';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { uniqueName, withConntrackMax, type TestNamespace } from '../helpers/netns';
+import { CONNTRACK_MAX, withConntrackMax } from '../helpers/kernel-lock.mjs';
+import { uniqueName, type TestNamespace } from '../helpers/netns';
 import { runtimeTree } from '../helpers/runtime';
 import { defer, namespace } from '../helpers/scope';
 
@@ -32,6 +33,8 @@ const waitFor = async (what: string, test: () => boolean, timeoutMs = 10_000) =>
   }
 };
 const threads = () => readdirSync('/proc/self/task').length;
+/** The host's nf_conntrack_max, the limit of every namespace (as the kernel reads it now). */
+const hostMax = () => Number(readFileSync(CONNTRACK_MAX, 'utf8'));
 /** All descriptors of this process. */
 const fds = () => readdirSync('/proc/self/fd').length;
 
@@ -92,7 +95,7 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
       expect(row.entries).toBe(kernel.entries);
       expect(row.events!.lostTotal).toBe(0);
       expect(kernel.socketDrops).toEqual([0]); // exactly one event socket in the namespace: ours
-      expect(row).toMatchObject({ source: 'netlink', error: null, pod: null, max: 262144 });
+      expect(row).toMatchObject({ source: 'netlink', error: null, pod: null, max: hostMax() });
     }
     expect(sum(ns[0]!, 'insert')).toBe(7);
     expect(sum(ns[2]!, 'insert')).toBe(16);
@@ -289,7 +292,9 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
         'm',
       ),
     );
-    expect(text).toMatch(/^nf_conntrack_entries_limit\{netns="",pod_namespace="",pod=""\} 262144$/m);
+    expect(text).toMatch(
+      new RegExp(`^nf_conntrack_entries_limit\\{netns="",pod_namespace="",pod=""\\} ${hostMax()}$`, 'm'),
+    );
   });
 
   it('trackStates: the named namespaces also get TCP states equal to conntrack -L', async () => {
@@ -356,7 +361,7 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
       tree.containerd,
     ]);
     expect(text.code).toBe(0);
-    expect(text.stdout).toMatch(new RegExp(`^  shop/web-7d9f8b6c5-x2x9q +\\d+ +- +4 +262144 `, 'm'));
+    expect(text.stdout).toMatch(new RegExp(`^  shop/web-7d9f8b6c5-x2x9q +\\d+ +- +4 +${hostMax()} `, 'm'));
     expect(text.stdout).toMatch(/^ {2}\(host\) /m);
   });
 
@@ -392,7 +397,9 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
       const longest = Math.max(...text.split('\n').map((l) => [...l].length));
       expect(longest, `${columns} columns:\n${text}`).toBeLessThanOrEqual(columns);
       // The pod's row: whole where it fits, else cut with … at 16 columns or more; its 4 entries.
-      expect(text).toMatch(/^ {2}shop\/web-7d9f8b(?:6c5-x2x9q|[^ ]*…) .* 4 +(?:262144 +)?0\.0% /m);
+      expect(text).toMatch(
+        new RegExp(`^ {2}shop/web-7d9f8b(?:6c5-x2x9q|[^ ]*…) .* 4 +(?:${hostMax()} +)?0\\.0% `, 'm'),
+      );
       expect(text).toMatch(/^ {2}\(host\) /m);
       report.push(`${columns} columns: longest line ${longest}`);
     }

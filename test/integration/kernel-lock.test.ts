@@ -1,0 +1,90 @@
+/**
+ * The kernel lock of the tests (test/helpers/kernel-lock.mjs), on the real host: the same lock
+ * as `flock /tmp/ctmon-kernel.lock` (the benchmarks'), waited for while another holds it, freed
+ * when its holder dies however it dies, and a global setting left changed by a holder that was
+ * killed put back by the next one.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { canRunIntegration } from '../helpers/gate';
+import { CONNTRACK_MAX, KERNEL_LOCK, KERNEL_STATE, withKernelLock } from '../helpers/kernel-lock.mjs';
+import { defer } from '../helpers/scope';
+
+const HELPER = join(__dirname, '..', 'helpers', 'kernel-lock.mjs');
+/** flock(1) without waiting: 0 when the lock was free, 1 when someone holds it. */
+const tryLock = () => spawnSync('flock', ['--nonblock', KERNEL_LOCK, 'true']).status;
+const max = () => readFileSync(CONNTRACK_MAX, 'utf8').trim();
+
+/** A process that prints `line` once it runs (for flock: once it holds the lock). */
+function started(command: string, args: string[], line: string) {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  defer(() => void child.kill('SIGKILL'));
+  const ready = new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes(line)) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`${command} exited ${code} before printing ${line}`)));
+  });
+  return { child, ready };
+}
+
+describe.skipIf(!canRunIntegration)('the kernel lock', () => {
+  it('is the lock `flock /tmp/ctmon-kernel.lock` takes: held inside, shared by nested calls, free after', async () => {
+    const seen: (number | null)[] = [];
+    await withKernelLock(async () => {
+      seen.push(tryLock());
+      await withKernelLock(async () => void seen.push(tryLock()));
+      seen.push(tryLock());
+    });
+    expect(seen).toEqual([1, 1, 1]);
+    expect(spawnSync('flock', ['--wait', '10', KERNEL_LOCK, 'true']).status).toBe(0);
+  });
+
+  it('waits while another process holds it', async () => {
+    const other = started(
+      'flock',
+      [KERNEL_LOCK, process.execPath, '-e', 'console.log("held"); setTimeout(() => {}, 1500)'],
+      'held',
+    );
+    await other.ready;
+    const asked = performance.now();
+    const waitedMs = await withKernelLock(async () => performance.now() - asked);
+    console.info(`kernel lock: waited ${waitedMs.toFixed(0)} ms for another holder of 1.5 s`);
+    expect(waitedMs).toBeGreaterThan(1000);
+  });
+
+  it('a holder killed with nf_conntrack_max changed: the lock is free at once, and the next holder puts the value back', async () => {
+    const original = await withKernelLock(async () => max());
+    const lowered = String(Number(original) - 1);
+    // In a process of its own, which dies with the setting changed (SIGKILL: no finally runs).
+    const script = `
+      import { withConntrackMax } from ${JSON.stringify(HELPER)};
+      setInterval(() => {}, 1e6);
+      await withConntrackMax(${lowered}, async () => {
+        console.log('set');
+        await new Promise(() => {});
+      });`;
+    const holder = started(process.execPath, ['--input-type=module', '-e', script], 'set');
+    await holder.ready;
+    const during = { max: max(), state: JSON.parse(readFileSync(KERNEL_STATE, 'utf8')), lock: tryLock() };
+    holder.child.kill('SIGKILL');
+    await new Promise((r) => holder.child.once('exit', r));
+    const freedAt = performance.now();
+    const free = spawnSync('flock', ['--wait', '5', KERNEL_LOCK, 'true']).status;
+    const freedMs = performance.now() - freedAt;
+    const after = await withKernelLock(async () => ({ max: max(), state: existsSync(KERNEL_STATE) }));
+    console.info(
+      `killed holder: nf_conntrack_max ${original} -> ${during.max}, state ${JSON.stringify(during.state)}; ` +
+        `lock free ${freedMs.toFixed(0)} ms after the kill; the next holder found ${after.max}`,
+    );
+    expect(during).toMatchObject({ max: lowered, lock: 1 });
+    expect(during.state[CONNTRACK_MAX]).toMatchObject({ original, set: lowered, pid: holder.child.pid });
+    expect(free).toBe(0);
+    expect(freedMs).toBeLessThan(1000);
+    expect(after).toEqual({ max: original, state: false });
+  });
+});
