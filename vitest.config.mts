@@ -2,9 +2,9 @@ import { defineConfig } from 'vitest/config';
 import { LOCK_WAIT_SECONDS } from './test/helpers/kernel-lock.mjs';
 
 // Two projects, one `npm test`. Unit tests (test/*.test.ts) touch nothing global and run in
-// parallel. Root integration tests (test/integration/) make namespaces, lower the global
-// nf_conntrack_max and count the host's event listeners: one file at a time, first, in a group
-// of their own (sequence.groupOrder), so that the long serial part starts at once.
+// parallel. Root integration tests (test/integration/) make namespaces and lower the global
+// nf_conntrack_max: one file at a time, first, in a group of their own (sequence.groupOrder),
+// so that the long serial part starts at once.
 export default defineConfig({
   test: {
     // Native addons belong in child processes, not worker threads (vitest docs, "pool").
@@ -21,9 +21,11 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
           // The world-readable copy for the tests run as nobody, and a check of the kernel lock's state.
           globalSetup: ['test/helpers/integration-setup.ts'],
-          // A test that changes a global setting may first wait for another holder of
-          // /tmp/ctmon-kernel.lock (test/helpers/kernel-lock.mjs): that wait is not its own time.
+          // Each test holds /tmp/ctmon-kernel.lock shared (exclusive where it changes a global
+          // setting), after waiting for another holder: that wait is not the test's own time.
+          setupFiles: ['test/helpers/integration-each.ts'],
           testTimeout: 60_000 + LOCK_WAIT_SECONDS * 1000,
+          hookTimeout: 60_000 + LOCK_WAIT_SECONDS * 1000,
         },
       },
       {

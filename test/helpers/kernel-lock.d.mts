@@ -8,9 +8,21 @@ export declare const LOCK_WAIT_SECONDS: number;
 export declare const CONNTRACK_MAX: string;
 
 /**
- * Runs `body` holding the kernel lock (after waiting up to LOCK_WAIT_SECONDS for it). Nested
- * calls in one process share the hold. Whatever holds it must not start a process that waits
- * for the same lock.
+ * Holds the kernel lock shared (after waiting up to LOCK_WAIT_SECONDS for it) until
+ * releaseKernelLockShared(): others may hold it shared too, no one exclusive, so no one changes
+ * a global setting meanwhile. Every root integration test holds it so while it runs
+ * (test/helpers/integration-each.ts). Does nothing when this process holds it already.
+ */
+export declare function holdKernelLockShared(): Promise<void>;
+
+/** Lets the shared hold go (nothing when there is none). */
+export declare function releaseKernelLockShared(): Promise<void>;
+
+/**
+ * Runs `body` holding the kernel lock exclusive (after waiting up to LOCK_WAIT_SECONDS for it):
+ * to change a global setting, or to flood. A shared hold of this process is let go first and
+ * taken again after. Nested calls in one process share the hold. Whatever holds it must not
+ * start a process that waits for the same lock.
  */
 export declare function withKernelLock<T>(body: () => Promise<T>): Promise<T>;
 

@@ -4,7 +4,7 @@
 // benchmarks take (`flock /tmp/ctmon-kernel.lock ...`) for as short as it can, and puts the
 // value back, even after a crash: what it set is written down first (KERNEL_STATE), and
 // whoever takes the lock next and still finds that value there restores the one before it.
-// Plain JavaScript so that child processes can use it too.
+// Plain JavaScript so that child processes and scripts can use it too.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 
@@ -13,32 +13,64 @@ export const KERNEL_STATE = '/tmp/ctmon-kernel.state.json';
 export const LOCK_WAIT_SECONDS = Number(process.env.CTMON_KERNEL_LOCK_WAIT ?? 120);
 export const CONNTRACK_MAX = '/proc/sys/net/netfilter/nf_conntrack_max';
 
-let depth = 0;
+// Two ways to hold it. Shared, by every root integration test while it runs: its namespaces
+// are limited by the global nf_conntrack_max and its numbers are the kernel's, so no one may
+// change a global setting under it (test/helpers/integration-each.ts). Exclusive, to change
+// one or to flood: a shared hold of this process is let go meanwhile, then taken again.
 /** @type {Promise<() => Promise<void>> | null} */
-let held = null;
+let shared = null;
+/** @type {Promise<() => Promise<void>> | null} */
+let exclusive = null;
+let depth = 0;
+
+export async function holdKernelLockShared() {
+  if (shared || exclusive) return;
+  shared = acquire(true);
+  await shared.catch((error) => {
+    shared = null;
+    throw error;
+  });
+}
+
+export async function releaseKernelLockShared() {
+  const hold = shared;
+  shared = null;
+  const release = await hold?.catch(() => null);
+  await release?.();
+}
 
 export async function withKernelLock(body) {
   depth++;
+  let resume = false;
   try {
-    held ??= acquire();
-    await held;
+    if (!exclusive) {
+      resume = shared !== null;
+      await releaseKernelLockShared();
+      exclusive = acquire(false);
+    }
+    await exclusive;
     return await body();
   } finally {
-    if (--depth === 0 && held) {
-      const release = await held.catch(() => null);
-      held = null;
+    if (--depth === 0 && exclusive) {
+      const release = await exclusive.catch(() => null);
+      exclusive = null;
       await release?.();
     }
+    if (resume) await holdKernelLockShared();
   }
 }
 
 // flock(1) takes the lock, then runs cat on a pipe from this process: cat echoes a line back
 // once the lock is held, and ends at the pipe's end, which frees the lock: at release, or when
-// this process dies, however it dies. --close: the lock is flock's alone, not cat's too.
-function acquire() {
-  const child = spawn('flock', ['--close', '--wait', String(LOCK_WAIT_SECONDS), KERNEL_LOCK, 'cat'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+// this process dies, however it dies. --close: the lock is flock's alone, not cat's too. On
+// taking it, whatever a holder that died left changed is put back: no one else changes
+// anything while this holds it, shared or not.
+function acquire(share) {
+  const child = spawn(
+    'flock',
+    [...(share ? ['--shared'] : []), '--close', '--wait', String(LOCK_WAIT_SECONDS), KERNEL_LOCK, 'cat'],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   const exited = new Promise((resolve) => child.once('close', resolve));
   const release = async () => {
     child.stdin.end();
@@ -63,8 +95,9 @@ function acquire() {
     child.once('close', (code) =>
       reject(
         new Error(
-          `${KERNEL_LOCK} not acquired within ${LOCK_WAIT_SECONDS} s (flock exited ${code}${err ? `: ${err.trim()}` : ''}): ` +
-            `held by ${holders() || 'a process this one cannot see'}, which changes global conntrack settings or floods; ` +
+          `${KERNEL_LOCK} not acquired${share ? ' (shared)' : ''} within ${LOCK_WAIT_SECONDS} s ` +
+            `(flock exited ${code}${err ? `: ${err.trim()}` : ''}): held by ${holders() || 'a process this one cannot see'}, ` +
+            'which changes global conntrack settings, floods, or needs them to hold still; ' +
             'run the tests again when it is done (CTMON_KERNEL_LOCK_WAIT=SECONDS waits longer)',
         ),
       ),
@@ -119,7 +152,7 @@ export function restoreAbandoned() {
     }
   }
   writeState({});
-  if (restored.length) console.warn(`kernel lock: restored what a run that ended first left: ${restored.join('; ')}`);
+  if (restored.length) console.warn(`kernel lock: put back what a holder that died left changed: ${restored.join('; ')}`);
   return restored;
 }
 

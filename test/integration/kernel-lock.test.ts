@@ -1,6 +1,7 @@
 /**
  * The kernel lock of the tests (test/helpers/kernel-lock.mjs), on the real host: the same lock
- * as `flock /tmp/ctmon-kernel.lock` (the benchmarks'), waited for while another holds it, freed
+ * as `flock /tmp/ctmon-kernel.lock` (the benchmarks'), held shared by every integration test
+ * and exclusive where one changes a global setting, waited for while another holds it, freed
  * when its holder dies however it dies, and a global setting left changed by a holder that was
  * killed put back by the next one.
  */
@@ -9,12 +10,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { canRunIntegration } from '../helpers/gate';
-import { CONNTRACK_MAX, KERNEL_LOCK, KERNEL_STATE, withKernelLock } from '../helpers/kernel-lock.mjs';
+import {
+  CONNTRACK_MAX,
+  KERNEL_LOCK,
+  KERNEL_STATE,
+  releaseKernelLockShared,
+  withKernelLock,
+} from '../helpers/kernel-lock.mjs';
 import { defer } from '../helpers/scope';
 
 const HELPER = join(__dirname, '..', 'helpers', 'kernel-lock.mjs');
-/** flock(1) without waiting: 0 when the lock was free, 1 when someone holds it. */
-const tryLock = () => spawnSync('flock', ['--nonblock', KERNEL_LOCK, 'true']).status;
+/** flock(1) without waiting, exclusive or shared: 0 when it got the lock, 1 when it could not. */
+const tryLock = (...mode: string[]) => spawnSync('flock', [...mode, '--nonblock', KERNEL_LOCK, 'true']).status;
 const max = () => readFileSync(CONNTRACK_MAX, 'utf8').trim();
 
 /** A process that prints `line` once it runs (for flock: once it holds the lock). */
@@ -33,18 +40,24 @@ function started(command: string, args: string[], line: string) {
 }
 
 describe.skipIf(!canRunIntegration)('the kernel lock', () => {
-  it('is the lock `flock /tmp/ctmon-kernel.lock` takes: held inside, shared by nested calls, free after', async () => {
-    const seen: (number | null)[] = [];
+  it('is the lock `flock /tmp/ctmon-kernel.lock` takes: shared by the test, exclusive to change a setting, nested calls in one', async () => {
+    const seen = { test: [tryLock(), tryLock('--shared')], exclusive: [] as (number | null)[] };
     await withKernelLock(async () => {
-      seen.push(tryLock());
-      await withKernelLock(async () => void seen.push(tryLock()));
-      seen.push(tryLock());
+      seen.exclusive.push(tryLock(), tryLock('--shared'));
+      await withKernelLock(async () => void seen.exclusive.push(tryLock()));
     });
-    expect(seen).toEqual([1, 1, 1]);
-    expect(spawnSync('flock', ['--wait', '10', KERNEL_LOCK, 'true']).status).toBe(0);
+    const after = [tryLock(), tryLock('--shared')];
+    await releaseKernelLockShared();
+    const released = spawnSync('flock', ['--wait', '10', KERNEL_LOCK, 'true']).status;
+    console.info(`kernel lock: ${JSON.stringify({ ...seen, after, released })} (1: another could not take it)`);
+    expect(seen.test).toEqual([1, 0]); // while a test runs: no one changes a setting, others read
+    expect(seen.exclusive).toEqual([1, 1, 1]); // while it changes one: no one else at all
+    expect(after).toEqual([1, 0]); // held shared again
+    expect(released).toBe(0);
   });
 
   it('waits while another process holds it', async () => {
+    await releaseKernelLockShared(); // the other must get it first
     const other = started(
       'flock',
       [KERNEL_LOCK, process.execPath, '-e', 'console.log("held"); setTimeout(() => {}, 1500)'],
@@ -58,7 +71,8 @@ describe.skipIf(!canRunIntegration)('the kernel lock', () => {
   });
 
   it('a holder killed with nf_conntrack_max changed: the lock is free at once, and the next holder puts the value back', async () => {
-    const original = await withKernelLock(async () => max());
+    await releaseKernelLockShared(); // the holder below must get it
+    const original = max();
     const lowered = String(Number(original) - 1);
     // In a process of its own, which dies with the setting changed (SIGKILL: no finally runs).
     const script = `
