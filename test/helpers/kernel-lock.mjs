@@ -152,7 +152,8 @@ export function restoreAbandoned() {
     }
   }
   writeState({});
-  if (restored.length) console.warn(`kernel lock: put back what a holder that died left changed: ${restored.join('; ')}`);
+  if (restored.length)
+    console.warn(`kernel lock: put back what a holder that died left changed: ${restored.join('; ')}`);
   return restored;
 }
 

@@ -179,7 +179,11 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
   it("topEntries() rejects with the monitor's hints: no namespace, not a namespace, no ctnetlink", async () => {
     // Each rejection caught here, not handed to expect(): vitest keeps what it is handed until
     // the test ends, and with it the snapshot objects counted below.
-    const failure = (pending: Promise<unknown>) => pending.then(() => null, (e: unknown) => e);
+    const failure = (pending: Promise<unknown>) =>
+      pending.then(
+        () => null,
+        (e: unknown) => e,
+      );
     expect(await failure(topEntries({ netns: '/nonexistent' }))).toMatchObject({
       code: 'ENOENT',
       hint: 'no network namespace at /nonexistent',
