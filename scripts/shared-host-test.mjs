@@ -84,7 +84,7 @@ const changed = during.filter((r) => r.max !== initial);
 const after = readings.filter((r) => r.ms >= released);
 const lowered = [...new Set(after.filter((r) => r.max !== initial).map((r) => r.max))].sort((a, b) => a - b);
 const firstChange = after.find((r) => r.max !== initial);
-const waits = output.join('').match(/kernel lock: waited [\d.]+ s/g) ?? [];
+const waits = [...output.join('').matchAll(/kernel lock: waited ([\d.]+ s)/g)].map((m) => m[1]);
 let tests = 'no results';
 try {
   const r = JSON.parse(readFileSync(results, 'utf8'));
@@ -97,7 +97,7 @@ console.log(
     `shared host: npm test exited ${status} after ${wallS.toFixed(0)} s: ${tests}`,
     `  127.0.0.1:9465: ${port} for the whole run`,
     `  ${KERNEL_LOCK}: held by this script for the first ${(released / 1000).toFixed(1)} s; ` +
-      `tests that waited for it: ${waits.length ? waits.join(', ') : 'none'}`,
+      `waits the tests reported: ${waits.length ? waits.join(', ') : 'none'}`,
     `  nf_conntrack_max while it was held: ${during.length} readings, every 100 ms, ` +
       (changed.length ? `CHANGED: ${[...new Set(changed.map((r) => r.max))].join(', ')}` : `all ${initial}`),
     `  afterwards: ${after.length} readings; the suite set ${lowered.length ? lowered.join(', ') : 'nothing else'}` +
