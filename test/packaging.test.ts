@@ -17,11 +17,14 @@ const esmApp = join(work, 'esm-app');
 const bare = join(work, 'bare-app');
 const noPeers = join(work, 'no-peers-app');
 let tarball = '';
-const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
+// npm and what it runs (prebuildify keeps its cache in $TMPDIR/prebuildify, node-gyp its
+// files) write their temporary files in here too: removed with the rest at the end.
+const npmEnv = { ...process.env, TMPDIR: work, JOBS: 'max' }; // JOBS: node-gyp compiles on every core
+const npm = (args: string[], cwd: string) =>
   execFileSync('npm', args, {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: npmEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: app, encoding: 'utf8' });
@@ -187,10 +190,19 @@ describe('npm package', () => {
     expect(Object.keys(esm).length).toBeGreaterThanOrEqual(13);
   });
 
-  /** Type-checks `consumer` as an ES module and as CommonJS in `dir`, strict, Node16, library d.ts included. */
+  /**
+   * Type-checks `consumer` as an ES module and as CommonJS in `dir`, strict, Node16, library d.ts
+   * included, beside a misuse in each module system, which is an error only if the types really
+   * resolved (not to any). Returns tsc's errors: those two, when the consumer compiles.
+   */
   const typecheck = (dir: string, consumer: string) => {
     writeFileSync(join(dir, 'a.mts'), consumer);
     writeFileSync(join(dir, 'b.cts'), consumer);
+    const misuse =
+      'import type { ConntrackSample } from "conntrack-monitor";\n' +
+      'export const drop = (s: ConntrackSample): string => s.rates.drop;\n';
+    writeFileSync(join(dir, 'misuse.mts'), misuse);
+    writeFileSync(join(dir, 'misuse.cts'), misuse);
     writeFileSync(
       join(dir, 'tsconfig.json'),
       JSON.stringify({
@@ -203,11 +215,25 @@ describe('npm package', () => {
           types: ['node'],
           typeRoots: [join(ROOT, 'node_modules/@types')],
         },
-        files: ['a.mts', 'b.cts'],
+        files: ['a.mts', 'b.cts', 'misuse.mts', 'misuse.cts'],
       }),
     );
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8' });
+    const tsc = spawnSync(
+      process.execPath,
+      [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', '.', '--pretty', 'false'],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+      },
+    );
+    console.info(`tsc in ${dir}: exit ${tsc.status}\n${tsc.stdout}${tsc.stderr}`);
+    expect(tsc.status).toBe(2); // errors found
+    return tsc.stdout.split('\n').filter((l) => / error TS/.test(l));
   };
+  const MISUSE_ONLY = [
+    "misuse.cts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+    "misuse.mts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+  ];
   const consumer =
     'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
     '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
@@ -219,7 +245,7 @@ describe('npm package', () => {
     'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
 
   it('has types that resolve for import and require in the installed copy; a real Meter is a MeterLike', () => {
-    typecheck(
+    const errors = typecheck(
       app,
       consumer +
         'import { registerOpenTelemetryMetrics, registerAllNamespacesOpenTelemetryMetrics, AllNamespacesMonitor } from "conntrack-monitor";\n' +
@@ -227,6 +253,7 @@ describe('npm package', () => {
         'const names: string[] = registerOpenTelemetryMetrics(new MeterProvider().getMeter("x"), m); void names;\n' +
         'registerAllNamespacesOpenTelemetryMetrics(metrics.getMeter("x"), new AllNamespacesMonitor(), { attributes: { "service.instance.id": "a" } });\n',
     );
+    expect(errors).toEqual(MISUSE_ONLY);
   });
 
   it('without the optional peers (prom-client, @opentelemetry/api): imports, runs, type-checks, and takes a Meter from elsewhere', () => {
@@ -273,12 +300,14 @@ describe('npm package', () => {
       ]).trim(),
     ).toBe('21');
     // The declarations compile with neither peer's types present (skipLibCheck false).
-    typecheck(
-      noPeers,
-      consumer +
-        'import { registerOpenTelemetryMetrics, type MeterLike } from "conntrack-monitor";\n' +
-        'declare const meter: MeterLike; registerOpenTelemetryMetrics(meter, m);\n',
-    );
+    expect(
+      typecheck(
+        noPeers,
+        consumer +
+          'import { registerOpenTelemetryMetrics, type MeterLike } from "conntrack-monitor";\n' +
+          'declare const meter: MeterLike; registerOpenTelemetryMetrics(meter, m);\n',
+      ),
+    ).toEqual(MISUSE_ONLY);
   });
 
   it('without install scripts and with no prebuild that fits: the fallback says what to run, and that works', () => {
@@ -299,6 +328,7 @@ describe('npm package', () => {
     const rebuild = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: bare,
       encoding: 'utf8',
+      env: npmEnv,
     });
     expect(rebuild.status).toBe(0);
     expect(`${rebuild.stdout}${rebuild.stderr}`).toMatch(
@@ -358,7 +388,7 @@ describe('npm package', () => {
     const run = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: app,
       encoding: 'utf8',
-      env: { ...process.env, npm_config_build_from_source: 'true' },
+      env: { ...npmEnv, npm_config_build_from_source: 'true' },
     });
     expect(run.status).toBe(0);
     expect(`${run.stdout}${run.stderr}`).toMatch(
