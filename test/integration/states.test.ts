@@ -106,8 +106,8 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
     await ns.exec('conntrack', ['-F']);
     await ns.traffic('tcp', 30);
     const converged = await checkpoint(ns, monitor, samples, 'after flush');
-    await monitor.stop();
     const [kernelDrops] = await ns.eventSocketDrops();
+    await monitor.stop();
     const last = samples.at(-1)!;
     const inserted = samples.reduce((sum, s) => sum + s.counts.insert!, 0);
     const deleted = samples.reduce((sum, s) => sum + s.counts.delete!, 0);
