@@ -10,9 +10,9 @@
 // what catches a wrong backward shift in the open-addressing table, not just a bad read.
 // Likewise the snapshot grouping (snapshot.h) against a std::map per group: its top N and its
 // `other` must be the model's, with its maps starting at one slot and a bound of 48 keys.
-// Likewise the expiry wheel's reader (ebpf/wheel_reader.h): kWheelOps drive a model of what
-// the ct_monitor program does to its maps, and after every read the flows the reader says are
-// listed must equal the flows whose deadline is still ahead.
+// Likewise the tuple the event program reads (ebpf/ct_events.h: ct_read_tuple) against the
+// decoder's: wherever the program accepts a message's layout, both must name the same flow, or a
+// listing written into the kernel's table would hold a flow twice.
 //
 // Input: a sequence of records  [op u8][length u16 little endian][payload]  (a short last
 // record takes what is left). fuzz/run.mjs wraps the captured fixtures in this format.
@@ -36,7 +36,7 @@
 #include "ctnetlink/table.h"
 #include "ebpf/btf.h"
 #include "ebpf/kallsyms.h"
-#include "ebpf/wheel_reader.h"
+#include "ebpf/ct_events.h"
 
 using namespace ctmon;
 
@@ -48,7 +48,7 @@ enum Op : uint8_t {
   kDumpDatagram,  // payload: one datagram of a table dump
   kEndDump,
   kAbortDump,
-  kAdvanceClock,   // payload: u16 seconds; then expire()
+  kAdvanceClock,   // payload: u16 seconds
   kStatsDatagram,  // payload: one datagram of a GET_STATS_CPU / GET_STATS reply; closes an interval
   kProcText,       // payload: the text of a /proc file
   kCompactEvent,   // payload: a few bytes describing an event (see compact_event), so that
@@ -58,7 +58,7 @@ enum Op : uint8_t {
   kSnapshotDatagram,  // payload: one datagram of a table dump, into the snapshot grouping
   kSnapshotCompact,   // payload: entries of 8 bytes each (see compact_entry), into the grouping
   kSnapshotTop,       // payload: u8 limit; the grouping's top N is checked against its model
-  kWheelOps,          // payload: 4-byte operations on the event filter's flows (see KernelModel)
+  kVerify,            // the kernel showed every entry alive now (a walk of the table)
   kOpCount
 };
 
@@ -99,6 +99,7 @@ uint8_t classify(uint8_t l4proto) {
   }
 }
 
+// The kernel holds one entry per original tuple and zone at a time.
 std::string identity(const Conntrack& ct) {
   std::string k;
   auto put = [&k](const void* p, size_t n) { k.append(static_cast<const char*>(p), n); };
@@ -110,7 +111,6 @@ std::string identity(const Conntrack& ct) {
   put(&ct.orig.icmp_code, 1);
   put(&ct.orig.l4proto, 1);
   put(&ct.family, 1);
-  put(&ct.id, 4);
   put(&ct.zone, 2);
   return k;
 }
@@ -125,8 +125,8 @@ class Model {
       return;
     }
     // During a dump only a NEW shows the entry outlives the dump's start; an UPDATE does not.
-    if (upsert(key, ct, now_ms, 0) && (!dumping_ || ct.kind == EventKind::kNew))
-      confirmed_.insert(key);
+    upsert(key, ct, now_ms, 0);
+    if (!dumping_ || ct.kind == EventKind::kNew) confirmed_.insert(key);
   }
   void begin_dump() {
     dumping_ = true;
@@ -134,8 +134,12 @@ class Model {
   }
   void dump_entry(const Conntrack& ct, uint64_t now_ms) {
     const std::string key = identity(ct);
-    if (touched_.count(key) ? entries_.count(key) > 0 : upsert(key, ct, now_ms, 1000))
-      confirmed_.insert(key);  // touched: the event said more about its state, not that it exists
+    // Touched: the event said more about its state (or that it is gone), not that it exists.
+    if (touched_.count(key) == 0)
+      upsert(key, ct, now_ms, 1000);
+    else if (entries_.count(key) == 0)
+      return;
+    confirmed_.insert(key);
   }
   // Keeps what is confirmed since the dump began: listed by it, made by a NEW during it.
   void end_dump() {
@@ -148,24 +152,20 @@ class Model {
     dumping_ = false;
     touched_.clear();
   }
-  void expire(uint64_t now_ms) {
-    for (auto it = entries_.begin(); it != entries_.end();) {
-      if (it->second.deadline_ds > now_ms / 100) {
-        ++it;
-        continue;
-      }
-      confirmed_.erase(it->first);
-      it = entries_.erase(it);
-    }
-  }
-  TableCounts counts() const {
-    TableCounts c;
+  // Listed: the deadline is ahead, or passed before the latest verification (alive then).
+  TableTally tally(uint64_t now_ms, uint64_t verified_ms) const {
+    TableTally t;
     for (const auto& [key, e] : entries_) {
-      ++c.entries;
-      ++c.protocols[e.protocol];
-      if (e.protocol == kProtoTcp) ++c.tcp_states[e.tcp_state];
+      if (e.deadline_ds > now_ms / 100 || e.deadline_ds <= verified_ms / 100) {
+        ++t.listed.entries;
+        ++t.listed.protocols[e.protocol];
+        if (e.protocol == kProtoTcp) ++t.listed.tcp_states[e.tcp_state];
+        if (e.deadline_ds <= now_ms / 100) ++t.survivors;
+      } else {
+        ++t.unverified;
+      }
     }
-    return c;
+    return t;
   }
 
  private:
@@ -173,9 +173,8 @@ class Model {
     entries_.erase(key);
     confirmed_.erase(key);
   }
-  // False when the message says the entry has already expired (nothing is applied).
-  bool upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
-    if (ct.has(Conntrack::kHasTimeout) && ct.timeout_s == 0) return false;
+  // A timeout of 0 (under a second left) gives the deadline now: verified at the next walk.
+  void upsert(const std::string& key, const Conntrack& ct, uint64_t now_ms, uint32_t pad_ms) {
     ModelEntry& e = entries_.try_emplace(key, ModelEntry{classify(ct.orig.l4proto), 0, UINT32_MAX})
                         .first->second;
     if (ct.has(Conntrack::kHasTcpState) && e.protocol == kProtoTcp)
@@ -184,7 +183,6 @@ class Model {
       const uint64_t ds = (now_ms + uint64_t{ct.timeout_s} * 1000 + pad_ms + 99) / 100;
       e.deadline_ds = ds >= UINT32_MAX ? UINT32_MAX - 1 : ds;
     }
-    return true;
   }
 
   std::map<std::string, ModelEntry> entries_;
@@ -192,6 +190,21 @@ class Model {
   std::set<std::string> confirmed_;  // keys of the current generation (see end_dump)
   bool dumping_ = false;
 };
+
+// Where the event program accepts a message's original tuple (the layout ctnetlink writes), it
+// must read the flow the decoder reads, in the same class.
+void check_program_tuple(const Conntrack& ct) {
+  if (ct.orig_tuple == nullptr) return;
+  ct_tuple program;
+  const uint32_t cls = ct_read_tuple(ct.orig_tuple, ct.orig_tuple_length, ct.family, &program);
+  if (cls == CT_CLASS_UNKNOWN) return;
+  program.zone = ct.zone;  // the program reads CTA_ZONE from the top-level attributes
+  const ct_tuple decoded = tuple_of(ct, 0);
+  if (std::memcmp(&program, &decoded, sizeof program) == 0 && cls == classify(ct.orig.l4proto))
+    return;
+  std::fprintf(stderr, "the event program's tuple diverged from the decoder's (class %u)\n", cls);
+  std::abort();
+}
 
 // [kind: 0 NEW, 1 UPDATE, 2 DESTROY, 3 dump entry][l4proto][tcp_state][flags][port lo][port
 // hi][timeout s] -> an event; short payloads leave fields zero. Flags bit 0: has TCP state, bit 1:
@@ -211,114 +224,6 @@ Conntrack compact_event(const std::vector<uint8_t>& p) {
               (at(3) & 2 ? Conntrack::kHasTimeout : 0);
   return ct;
 }
-
-// What the kMonitor event program does to its maps (event_program.cc), on one CPU and with
-// no races, and a WheelReader reading the wheel as the monitor does. Each operation is
-// [op][flow][class][argument]:
-//   0 NEW (timeout = argument s)    1 UPDATE (timeout = argument s; 255: beyond the wheel)
-//   2 DESTROY                       3 the clock moves (argument + 1) deciseconds and 37 ns
-//   4 the clock moves argument * 20 deciseconds (past the reader's lag limit at times)
-//   5.. the monitor reads: advance the reader (rebase when told), compare with the truth
-class KernelModel {
- public:
-  KernelModel() : wheel_(CT_WHEEL_SLOTS) { reader_.start(now_ns_ / CT_DECISECOND_NS); }
-
-  void step(const uint8_t* op) {
-    const uint8_t flow = op[1];
-    const uint32_t cls = op[2] % CT_TRACKED_CLASSES;
-    const uint32_t timeout = op[3] == 255 ? 1000 : op[3];
-    const uint64_t now_ds = now_ns_ / CT_DECISECOND_NS;
-    auto it = flows_.find(flow);
-    switch (op[0] % 6) {
-      case 0:  // NEW
-        if (timeout == 0 || timeout > CT_WHEEL_MAX_TIMEOUT_S || it != flows_.end()) return;
-        flows_[flow] = {deadline(timeout), cls};
-        add(flows_[flow].deadline, cls, +1);
-        ++tracked_[cls];
-        return;
-      case 1: {  // UPDATE
-        if (it == flows_.end()) return;
-        Flow& f = it->second;
-        if (timeout == 0 || timeout > CT_WHEEL_MAX_TIMEOUT_S) {
-          const uint64_t old = std::exchange(f.deadline, now_ds);
-          if (old > now_ds) add(old, f.cls, -1), --tracked_[f.cls];
-          if (timeout != 0) flows_.erase(it);
-          return;
-        }
-        const uint64_t old = std::exchange(f.deadline, deadline(timeout));
-        if (old > now_ds)
-          add(old, f.cls, -1);
-        else
-          ++tracked_[f.cls];
-        add(f.deadline, f.cls, +1);
-        return;
-      }
-      case 2: {  // DESTROY
-        if (it == flows_.end()) return;
-        if (it->second.deadline > now_ds)
-          add(it->second.deadline, it->second.cls, -1), --tracked_[it->second.cls];
-        flows_.erase(it);
-        return;
-      }
-      case 3:
-        now_ns_ += (uint64_t{op[3]} + 1) * CT_DECISECOND_NS + 37;
-        return;
-      case 4:
-        now_ns_ += uint64_t{op[3]} * 20 * CT_DECISECOND_NS;
-        return;
-      default:
-        read();
-    }
-  }
-
- private:
-  struct Flow {
-    uint64_t deadline;
-    uint32_t cls;
-  };
-  uint64_t deadline(uint32_t timeout_s) const {
-    return (now_ns_ + uint64_t{timeout_s} * 1000000000 + CT_DECISECOND_NS - 1) / CT_DECISECOND_NS;
-  }
-  void add(uint64_t deadline_ds, uint32_t cls, int32_t delta) {
-    ct_wheel_slot& s = wheel_[deadline_ds % CT_WHEEL_SLOTS];
-    s.flows[cls] = static_cast<int32_t>(static_cast<uint32_t>(s.flows[cls]) + delta);
-  }
-  void read() {
-    const uint64_t now_ds = now_ns_ / CT_DECISECOND_NS;
-    Status st;
-    const bool in_time = reader_.advance(
-        now_ds,
-        [this](uint32_t slot, ct_wheel_slot& out) {
-          out = wheel_[slot];
-          return Status{};
-        },
-        st);
-    int64_t live[CT_TRACKED_CLASSES] = {};
-    for (const auto& [id, f] : flows_)
-      if (f.deadline > now_ds) ++live[f.cls];
-    if (!in_time) {  // as KernelFlows::rebase does, from the flow map
-      std::vector<ct_wheel_slot> pending(CT_WHEEL_SLOTS);
-      for (const auto& [id, f] : flows_)
-        if (f.deadline > now_ds) ++pending[f.deadline % CT_WHEEL_SLOTS].flows[f.cls];
-      int64_t expired[CT_TRACKED_CLASSES];
-      for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) expired[c] = tracked_[c] - live[c];
-      reader_.rebase(now_ds, wheel_, pending, expired);
-    }
-    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) {
-      if (tracked_[c] - reader_.expired()[c] == live[c]) continue;
-      std::fprintf(stderr, "wheel reader diverged: class %u listed %lld, live %lld\n", c,
-                   static_cast<long long>(tracked_[c] - reader_.expired()[c]),
-                   static_cast<long long>(live[c]));
-      std::abort();
-    }
-  }
-
-  uint64_t now_ns_ = 1000 * CT_DECISECOND_NS;
-  std::map<uint8_t, Flow> flows_;
-  std::vector<ct_wheel_slot> wheel_;
-  int64_t tracked_[CT_TRACKED_CLASSES] = {};
-  WheelReader reader_;
-};
 
 // [family bit][l4proto][src last byte][dst last byte][port lo][port hi][status][tcp state]
 // -> a dump entry: a few distinct addresses and ports, so keys repeat and maps collide.
@@ -411,13 +316,19 @@ class GroupingModel {
   std::map<std::string, uint64_t> maps_[kSnapshotGroupCount];
 };
 
-void check_same(const TableCounts& got, const TableCounts& want) {
-  bool same = got.entries == want.entries;
-  for (int p = 0; p < kProtoClassCount; ++p) same = same && got.protocols[p] == want.protocols[p];
-  for (int s = 0; s < kTcpStateCount; ++s) same = same && got.tcp_states[s] == want.tcp_states[s];
+void check_same(const TableTally& got, const TableTally& want) {
+  bool same = got.listed.entries == want.listed.entries && got.unverified == want.unverified &&
+              got.survivors == want.survivors;
+  for (int p = 0; p < kProtoClassCount; ++p)
+    same = same && got.listed.protocols[p] == want.listed.protocols[p];
+  for (int s = 0; s < kTcpStateCount; ++s)
+    same = same && got.listed.tcp_states[s] == want.listed.tcp_states[s];
   if (same) return;
-  std::fprintf(stderr, "tracked table diverged from the model: entries %u vs %u\n", got.entries,
-               want.entries);
+  std::fprintf(stderr,
+               "tracked table diverged from the model: listed %u vs %u, unverified %u vs %u, "
+               "survivors %u vs %u\n",
+               got.listed.entries, want.listed.entries, got.unverified, want.unverified,
+               got.survivors, want.survivors);
   std::abort();
 }
 
@@ -429,10 +340,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Aggregator aggregator;
   aggregator.start(0, KernelReading{});
   std::vector<CpuStats> cpus(4);
-  KernelModel kernel;
   SnapshotGrouper grouper(0x5eed, 0, GroupingModel::kMaxKeys);  // grows from one slot
   GroupingModel grouping;
   uint64_t now_ms = 1000;
+  uint64_t verified_ms = 0;
   int64_t now_ns = 0;
 
   // The same entry to the table and to the model, as an event or as a dump entry.
@@ -468,8 +379,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (st == DecodeStatus::kMalformed) aggregator.count_malformed();
           if (st != DecodeStatus::kOk) continue;
           if (op == kEventDatagram) aggregator.count_event(ct.kind);
-          uint64_t key;
-          (void)kernel_flow_key(0x5eed, ct, key);  // hashes the raw tuple the decoder points at
+          check_program_tuple(ct);
           apply(ct, op == kDumpDatagram);
         }
         break;
@@ -527,8 +437,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         grouping.check(grouper.top(limit), limit);
         break;
       }
-      case kWheelOps:
-        for (size_t i = 0; i + 4 <= payload.size(); i += 4) kernel.step(&payload[i]);
+      case kVerify:
+        verified_ms = now_ms;
         break;
       case kBeginDump:
         table.begin_dump();
@@ -546,8 +456,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint16_t seconds =
             payload.size() >= 2 ? static_cast<uint16_t>(payload[0] | payload[1] << 8) : 1;
         now_ms += uint64_t{seconds} * 1000;
-        table.expire(now_ms);
-        model.expire(now_ms);
         break;
       }
       case kStatsDatagram: {
@@ -581,7 +489,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
     }
-    check_same(table.counts(), model.counts());
+    TableTally got;
+    table.tally(now_ms, verified_ms, got);
+    check_same(got, model.tally(now_ms, verified_ms));
   }
   return 0;
 }

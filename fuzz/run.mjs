@@ -70,7 +70,7 @@ const OP = {
   snapshotDump: 11,
   snapshotCompact: 12,
   snapshotTop: 13,
-  wheel: 14,
+  verify: 14,
 };
 const record = (op, payload) => {
   const head = Buffer.alloc(3);
@@ -160,14 +160,27 @@ function writeSeeds(dir) {
   header.writeUInt32LE(types.length, 16); // str_off
   header.writeUInt32LE(strings.length, 20);
   writeFileSync(join(dir, 'btf.seed'), record(OP.btf, Buffer.concat([header, types, strings])));
-  // The event filter's flows: 60 flows of the four classes made, moved, some destroyed, time
-  // passing in small and large steps (past the reader's lag limit), read after each step.
-  const wheelOps = [];
-  for (let i = 0; i < 60; i++) wheelOps.push([0, i, i % 4, 1 + (i % 40)], [5, 0, 0, 0]);
-  for (let i = 0; i < 60; i += 3) wheelOps.push([1, i, 0, i % 7 === 0 ? 255 : 30 + i], [5, 0, 0, 0]);
-  for (let i = 0; i < 60; i += 5) wheelOps.push([2, i, 0, 0], [3, 0, 0, 50], [5, 0, 0, 0]);
-  wheelOps.push([4, 0, 0, 40], [5, 0, 0, 0], [3, 0, 0, 200], [5, 0, 0, 0], [1, 1, 0, 0], [5, 0, 0, 0]);
-  writeFileSync(join(dir, 'wheel.seed'), record(OP.wheel, Buffer.from(wheelOps.flat())));
+  // Flows kept alive past their announced deadline: 60 flows of the four classes with timeouts
+  // of 1 to 40 s, time passing, a walk (verify) that finds them alive, UPDATEs that give some a
+  // new deadline, DESTROYs, and a listing in between.
+  const compact = (kind, proto, i, timeout) => Buffer.from([kind, proto, 3, 3, i, 0, timeout]);
+  writeFileSync(
+    join(dir, 'refresh.seed'),
+    Buffer.concat([
+      record(OP.compact, Buffer.concat(Array.from({ length: 60 }, (_, i) => compact(0, i % 4, i, 1 + (i % 40))))),
+      record(OP.advanceClock, Buffer.from([5, 0])),
+      record(OP.verify, Buffer.alloc(0)),
+      record(OP.advanceClock, Buffer.from([10, 0])),
+      record(OP.compact, Buffer.concat(Array.from({ length: 20 }, (_, i) => compact(1, i % 4, i * 3, 0)))),
+      record(OP.compact, Buffer.concat(Array.from({ length: 12 }, (_, i) => compact(2, i % 4, i * 5, 0)))),
+      record(OP.beginDump, Buffer.alloc(0)),
+      record(OP.compact, Buffer.concat(Array.from({ length: 30 }, (_, i) => compact(3, i % 4, i * 2, 20)))),
+      record(OP.endDump, Buffer.alloc(0)),
+      record(OP.advanceClock, Buffer.from([30, 0])),
+      record(OP.verify, Buffer.alloc(0)),
+      record(OP.advanceClock, Buffer.from([1, 0])),
+    ]),
+  );
   return dir;
 }
 

@@ -119,8 +119,9 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
       : raw.dumpError
         ? `the initial table dump failed (${errnoName(raw.dumpError)}); it is retried at the next resync`
         : 'the initial table dump has not completed yet';
-  if (tableReason !== null) {
-    for (const field of ['timeWait.entries', 'tcpStates', 'protocols']) unavailable[field] = tableReason;
+  const reason = tableReason ?? unverifiedReason(raw.unverified);
+  if (reason !== null) {
+    for (const field of ['timeWait.entries', 'tcpStates', 'protocols']) unavailable[field] = reason;
   }
   return {
     endWallMs: raw.endWallMs,
@@ -152,13 +153,24 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
       lastWalkMs: raw.lastWalkMs === null ? null : round(raw.lastWalkMs),
       malformedTotal: raw.malformedTotal,
     },
-    tracked: tableReason === null ? raw.tracked : null,
+    tracked: reason === null ? raw.tracked : null,
     timeWaitTimeout: raw.timeWaitTimeout,
     eventsMode: raw.eventsMode,
     socketTimeWait: raw.socketTimeWait,
     samplesMissed: raw.droppedRecords,
     unavailable,
   };
+}
+
+/**
+ * Why the tracked counts are unknown when `unverified` tracked entries are past the deadline the
+ * kernel last announced and could not be checked before the sample (each is either expired and
+ * not yet reaped, or alive and refreshed by packets that send no event); null when none is.
+ */
+export function unverifiedReason(unverified: number): string | null {
+  return unverified > 0
+    ? `${unverified} tracked entries are past the deadline the kernel last announced and were not checked in this interval (walks of the table are spaced so that they take at most 1% of a core); the next interval checks them`
+    : null;
 }
 
 /**

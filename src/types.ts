@@ -135,10 +135,10 @@ export interface EventStats {
   resyncs: number;
   /**
    * Tracked entries past the deadline their last event or listing announced, not checked
-   * against the kernel since: left out of `tcpStates`, `protocols` and `timeWait`. Normally 0:
-   * before each sample the monitor checks them (a walk of the table, which makes the kernel reap
-   * the expired ones); while many end at once, walks are spaced (at most 1% of a core) and
-   * this says how many wait.
+   * against the kernel since: while any is, `tcpStates`, `protocols` and `timeWait.entries` are
+   * null, with the reason. Normally 0: before each sample the monitor checks them (a walk of the
+   * table, which makes the kernel reap the expired ones and tells which are alive); walks are
+   * spaced so that they take at most 1% of a core, and this says how many wait for the next.
    */
   unverified: number;
   /** Walks of the table since start, and how long the latest took (ms). */

@@ -4,9 +4,8 @@
  * fuzz/regressions/table-erase-shifts-colliding-entries is the input the fuzzer produced
  * within seconds when the table's backward-shift deletion was broken on purpose; it makes
  * entries collide and erases between them, and the target checks the table against a model.
- * fuzz/regressions/wheel-reader-consumes-the-current-decisecond is what it found within seconds
- * when the eBPF filter's wheel reader left the current decisecond unread: a flow read as listed
- * at its deadline.
+ * The refresh seed keeps flows past their announced deadline and verifies them: counting a flow
+ * whose deadline is the verification's own decisecond as unverified is found by the seed itself.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -31,10 +30,10 @@ describe.skipIf(missing !== null)('fuzz target (ASan + UBSan)', () => {
     expect(r.stderr).not.toMatch(/ERROR: (AddressSanitizer|libFuzzer)|runtime error|diverged/);
     const replayed = Number(/fuzz replay: (\d+) inputs, exit (\d+)/.exec(r.stdout)?.[1]);
     expect(r.status).toBe(0);
-    // One seed per captured fixture file, the life-cycle, snapshot, kallsyms, BTF and wheel
+    // One seed per captured fixture file, the life-cycle, snapshot, kallsyms, BTF and refresh
     // seeds, and the regressions.
     const fixtures = readdirSync('test/fixtures/netlink').filter((f) => f.endsWith('.hex')).length;
-    expect(replayed).toBe(fixtures + 5 + regressions.length); // + life cycle, snapshot, kallsyms, BTF, wheel
+    expect(replayed).toBe(fixtures + 5 + regressions.length); // + life cycle, snapshot, kallsyms, BTF, refresh
   }, 120_000);
 
   it.each([

@@ -436,13 +436,14 @@ bool Monitor::may_resync(int64_t now) const {
 void Monitor::tally(TableTally& out) const {
   out = TableTally{};
   const int64_t now = mono_ns();
+  const int64_t verified =
+      WalkSchedule::vouched(verified_ns_, now, static_cast<int64_t>(config_.interval_ms) * 1000000);
   table_.tally(static_cast<uint64_t>(now - epoch_ns_) / 1000000,
-               static_cast<uint64_t>(std::max<int64_t>(0, verified_ns_ - epoch_ns_)) / 1000000,
-               out);
+               static_cast<uint64_t>(std::max<int64_t>(0, verified - epoch_ns_)) / 1000000, out);
   if (info_.ebpf) {
     std::vector<KernelTally> kernel;
     kernel_flows_.tally(static_cast<uint64_t>(now) / CT_DECISECOND_NS,
-                        {static_cast<uint64_t>(verified_ns_) / CT_DECISECOND_NS}, kernel);
+                        {static_cast<uint64_t>(verified) / CT_DECISECOND_NS}, kernel);
     out.listed.add(kernel[0].listed);
     out.unverified += kernel[0].unverified;
     out.survivors += kernel[0].survivors;

@@ -528,16 +528,20 @@ bool NodeMonitor::list(Watched& w) {
 // Every kernel-path namespace's flows, in one pass over the shared table, plus each one's
 // overflow table; indexed by the namespaces' slots.
 void NodeMonitor::tally(std::vector<KernelTally>& tallies) {
+  const int64_t now = mono_ns();
+  const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
   std::vector<uint64_t> verified_ds(config_.max_namespaces, 0);
   for (const auto& [id, w] : watched_)
-    if (w->kernel) verified_ds[w->index] = static_cast<uint64_t>(w->verified_ns) / CT_DECISECOND_NS;
-  const int64_t now = mono_ns();
+    if (w->kernel)
+      verified_ds[w->index] =
+          static_cast<uint64_t>(WalkSchedule::vouched(w->verified_ns, now, interval_ns)) /
+          CT_DECISECOND_NS;
   flows_.tally(static_cast<uint64_t>(now) / CT_DECISECOND_NS, verified_ds, tallies);
   for (const auto& [id, w] : watched_) {
     if (!w->kernel) continue;
     TableTally overflow;
     w->overflow.tally(static_cast<uint64_t>(now) / 1000000,
-                      static_cast<uint64_t>(w->verified_ns) / 1000000, overflow);
+                      verified_ds[w->index] * CT_DECISECOND_NS / 1000000, overflow);
     KernelTally& t = tallies[w->index];
     t.listed.add(overflow.listed);
     t.unverified += overflow.unverified;

@@ -26,6 +26,13 @@ class WalkSchedule {
     ++walks_;
   }
   int64_t verified_ns() const { return last_start_ns_; }
+
+  // What a walk or listing that began at verified_ns still vouches for at now_ns: a flow found
+  // alive past its deadline may end the moment after, so the finding holds for the sample
+  // that follows it, not the next one (that one walks again). Returns 0 when stale.
+  static int64_t vouched(int64_t verified_ns, int64_t now_ns, int64_t interval_ns) {
+    return now_ns - verified_ns < interval_ns / 2 ? verified_ns : 0;
+  }
   int64_t last_duration_ns() const { return last_duration_ns_; }
   uint64_t walks() const { return walks_; }
 

@@ -28,7 +28,7 @@ import {
   type RawNamespaceInterval,
 } from '../native.js';
 import { resolveAllNamespacesOptions, type ResolvedAllNamespacesOptions } from '../options.js';
-import { byName, EVENTS_OFF, intervalCounters, ratesOf, round } from '../sample.js';
+import { byName, EVENTS_OFF, intervalCounters, ratesOf, round, unverifiedReason } from '../sample.js';
 import {
   COUNTER_NAMES,
   PROTOCOL_NAMES,
@@ -564,6 +564,9 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     w: Watched,
     raw: RawNamespaceInterval,
   ): Pick<NamespaceReport, 'timeWait' | 'tcpStates' | 'protocols'> & { unavailable: string | null } {
+    const unverified = unverifiedReason(raw.unverified);
+    if (raw.tracked && unverified !== null)
+      return { timeWait: null, tcpStates: null, protocols: null, unavailable: unverified };
     if (raw.tracked) {
       const tcpStates = byName(TCP_STATE_NAMES, raw.tracked.tcpStates);
       const entries = tcpStates.TIME_WAIT;
