@@ -42,6 +42,15 @@ function socketInodes(pids: number[]): Set<number> {
   return inodes;
 }
 
+/** Ends a program start() began by closing its stdin; resolves once it exited (at once if it has). */
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.stdin!.end();
+  });
+}
+
 /** Pids of the processes whose command line contains `text` (a unique namespace name, say). */
 export function pidsWith(text: string): number[] {
   return readdirSync('/proc')
@@ -286,11 +295,48 @@ export class TestNamespace {
   async hold(established: number, halfClosed: number): Promise<{ release: () => Promise<void> }> {
     const { child } = await this.start(process.execPath, [TRAFFIC, 'hold', String(established), String(halfClosed)]);
     return {
-      release: () =>
-        new Promise((resolve) => {
-          child.on('exit', () => resolve());
-          child.stdin!.end();
-        }),
+      release: () => stopChild(child),
+    };
+  }
+
+  /**
+   * Flows kept alive by packets every `periodMs` (each refreshes its entry's timeout and sends
+   * no event) until release(): see traffic.mjs keepalive. `silentPort`: where the SYNs go; the
+   * caller makes the namespace drop them.
+   */
+  async keepalive(
+    flows: { answered?: number; oneWay?: number; halfClosed?: number; syns?: number; silentPort?: number },
+    periodMs: number,
+  ): Promise<{ sinkPort: number; release: () => Promise<void> }> {
+    const { answered = 0, oneWay = 0, halfClosed = 0, syns = 0, silentPort = 0 } = flows;
+    const args = [answered, oneWay, halfClosed, syns, periodMs, silentPort].map(String);
+    const { child, firstLine } = await this.start(process.execPath, [TRAFFIC, 'keepalive', ...args]);
+    return {
+      sinkPort: JSON.parse(firstLine).sinkPort,
+      release: () => stopChild(child),
+    };
+  }
+
+  /**
+   * N ICMP echo flows kept alive: each ping socket (its own id) sends a request every
+   * `periodMs` and reads the reply, until release().
+   */
+  async icmpStreams(count: number, periodMs: number): Promise<{ release: () => Promise<void> }> {
+    await this.exec('sysctl', ['-q', '-w', 'net.ipv4.ping_group_range=0 0']);
+    const script = [
+      'import socket, sys, threading',
+      'socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP) for _ in range(int(sys.argv[1]))]',
+      'stop = threading.Event()',
+      'def ping():',
+      '    for s in socks:',
+      '        s.settimeout(2); s.sendto(bytes([8, 0, 0, 0, 0, 0, 0, 1]) + b"ctmon", ("127.0.0.1", 0)); s.recv(64)',
+      'ping(); print(len(socks), flush=True)',
+      'threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()',
+      'while not stop.wait(float(sys.argv[2]) / 1000): ping()',
+    ].join('\n');
+    const { child } = await this.start('python3', ['-c', script, String(count), String(periodMs)]);
+    return {
+      release: () => stopChild(child),
     };
   }
 

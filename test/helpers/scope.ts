@@ -4,6 +4,7 @@
  */
 import { afterEach } from 'vitest';
 import { ConntrackMonitor, type ConntrackMonitorOptions, type ConntrackWarning } from '../../dist/index.js';
+import { loadBinding } from '../../dist/native.js';
 import { TestNamespace } from './netns';
 import { recordSamples } from './samples';
 
@@ -33,4 +34,14 @@ export async function startMonitor(ns: TestNamespace, options: ConntrackMonitorO
   await monitor.start();
   defer(() => monitor.stop());
   return { monitor, samples, warnings };
+}
+
+/**
+ * Monitors started in this test use the classic socket filter, as where the kernel refuses the
+ * eBPF program: their program is loaded as XDP, which the verifier refuses (fault_injection.h).
+ */
+export function useClassicFilter(): void {
+  const binding = loadBinding();
+  const previous = binding._injectFaults({ eventProgramType: 6 /* BPF_PROG_TYPE_XDP */ });
+  defer(() => binding._injectFaults(previous));
 }

@@ -15,6 +15,12 @@
 //   hold E C     E established TCP connections and C half-closed ones (client sent FIN, the
 //                server did not close: CLOSE_WAIT in conntrack), held until stdin closes; prints
 //                the result when they are all set up, then closes everything and exits.
+//   keepalive A O H S MS [PORT]  flows kept alive by packets every MS milliseconds, which refresh
+//                their timeouts and send no event, held until stdin closes: A answered UDP flows
+//                (request and reply: the kernel's UDP "stream" timeout), O one-way UDP flows
+//                (nobody listens: syslog, statsd), H TCP connections half-closed by the client
+//                while the server keeps sending (CLOSE_WAIT), and S connections whose SYN goes to
+//                PORT, where the namespace drops it: SYN_SENT, retransmitted by the kernel.
 import dgram from 'node:dgram';
 import net from 'node:net';
 
@@ -173,6 +179,65 @@ async function hold(established, halfClosed) {
   return null;
 }
 
+async function keepalive(answered, oneWay, halfClosed, syns, periodMs, silentPort) {
+  const echo = dgram.createSocket('udp4');
+  echo.on('message', (msg, peer) => echo.send(msg, peer.port, peer.address));
+  await new Promise((resolve) => echo.bind(0, '127.0.0.1', resolve));
+  const sink = dgram.createSocket('udp4'); // bound, never read: no ICMP unreachable, no reply
+  await new Promise((resolve) => sink.bind(0, '127.0.0.1', resolve));
+  const udp = [];
+  for (let i = 0; i < answered + oneWay; i++) {
+    const s = dgram.createSocket('udp4');
+    s.on('message', () => {});
+    await new Promise((resolve) => s.bind(0, '127.0.0.1', resolve));
+    udp.push({ s, port: i < answered ? echo.address().port : sink.address().port });
+  }
+  const serverSide = [];
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    serverSide.push(socket);
+    socket.on('error', () => {});
+    socket.resume();
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const clients = [];
+  for (let i = 0; i < halfClosed; i++) {
+    const c = await new Promise((resolve) => {
+      const c = net.connect({ port: server.address().port, host: '127.0.0.1', allowHalfOpen: true }, () => resolve(c));
+      c.on('error', () => {});
+    });
+    c.resume();
+    c.end(); // FIN from the client; the server's side stays open and keeps sending
+    clients.push(c);
+  }
+  for (let i = 0; i < syns; i++) {
+    const c = net.connect({ port: silentPort, host: '127.0.0.1' });
+    c.on('error', () => {});
+    clients.push(c);
+  }
+  const send = () => {
+    for (const { s, port } of udp) s.send('x', port, '127.0.0.1');
+    for (const socket of serverSide) socket.write('x');
+  };
+  send();
+  const timer = setInterval(send, periodMs);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // FINs and replies settle
+  console.log(JSON.stringify({ ok: answered + oneWay + halfClosed + syns, failed: 0, sinkPort: sink.address().port }));
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.on('end', resolve));
+  clearInterval(timer);
+  for (const c of clients) c.destroy();
+  for (const socket of serverSide) socket.destroy();
+  for (const { s } of udp) s.close();
+  echo.close();
+  sink.close();
+  server.close();
+}
+
+if (mode === 'keepalive') {
+  const [a, o, h, s, ms, port] = process.argv.slice(3).map(Number);
+  await keepalive(a, o, h, s, ms, port);
+  process.exit(0);
+}
 if (mode === 'hold') {
   await hold(Number(process.argv[3]), Number(process.argv[4]));
   process.exit(0);
@@ -186,7 +251,9 @@ const run = {
   paced: (n) => udp(n, Number(process.argv[4])),
 }[mode];
 if (!run || !Number.isInteger(count) || count < 0) {
-  console.error('usage: traffic.mjs tcp|udp|udp-echo|udp-stream N | paced N MS | flood N | hold E C');
+  console.error(
+    'usage: traffic.mjs tcp|udp|udp-echo|udp-stream N | paced N MS | flood N | hold E C | keepalive A O H S MS [PORT]',
+  );
   process.exit(2);
 }
 console.log(JSON.stringify(await run(count)));
