@@ -10,11 +10,11 @@
  * that one is not sent again, since many tools (k6) take a second SIGINT as "abort now".
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { allNamespacesOptions, MONITOR_FLAGS_HELP, parseCommand, UsageError, withFlags } from '../args.js';
 import { createMonitor } from '../monitor.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
+import { readFileBoundedSync } from '../../host/host-file.js';
 import { DEFAULT_INTERVAL_MS } from '../../options.js';
 import { recordingHeader } from '../../recording/header.js';
 import { RecordingWriter } from '../../recording/writer.js';
@@ -212,7 +212,7 @@ async function runCommand(
  */
 function terminalSentToGroup(): boolean {
   try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const stat = readFileBoundedSync('/proc/self/stat', 4096);
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const pgrp = Number(fields[2]);
     const tpgid = Number(fields[5]);
