@@ -1,0 +1,102 @@
+/**
+ * The node-wide monitor on a container runtime tree whose files are FIFOs and devices, as a
+ * hostile or broken node could have them: containerd's init.pid and CRI-O's pidfile as FIFOs
+ * with no writer, a config.json that is a FIFO, a pid file that is /dev/zero. The real
+ * AllNamespacesMonitor starts at once (it used to wait in open() for ever), and the CLI
+ * reports, then stops on SIGTERM with its final report.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { symlinkSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AllNamespacesMonitor, type AllNamespacesReport } from '../../dist/index.js';
+import { CLI } from '../helpers/cli';
+import { canRunIntegration } from '../helpers/gate';
+import { runtimeTree, SANDBOXES, type RuntimeTree } from '../helpers/runtime';
+import { defer } from '../helpers/scope';
+
+/** The fixture runtime tree with FIFOs and /dev/zero where the runtimes keep pids and specs. */
+function hostileTree(): RuntimeTree {
+  const tree = runtimeTree();
+  defer(() => tree.remove());
+  const replace = (name: keyof typeof SANDBOXES, file: string, how: 'fifo' | 'zero') => {
+    const path = join(tree.root, SANDBOXES[name].dir, file);
+    unlinkSync(path);
+    if (how === 'fifo') spawnSync('mkfifo', [path]);
+    else symlinkSync('/dev/zero', path);
+  };
+  replace('web', 'init.pid', 'fifo'); // containerd
+  replace('coredns', 'pidfile', 'fifo'); // CRI-O
+  replace('batch', 'config.json', 'fifo');
+  replace('kubeProxy', 'init.pid', 'zero');
+  return tree;
+}
+
+describe.skipIf(!canRunIntegration)('FIFOs and devices in the container runtimes’ state', () => {
+  it('AllNamespacesMonitor.start() resolves at once and reports', async () => {
+    const tree = hostileTree();
+    const host = new AllNamespacesMonitor({ intervalMs: 200, containerdRoot: tree.containerd, crioRoot: tree.crio });
+    defer(() => host.stop());
+    const reports: AllNamespacesReport[] = [];
+    host.on('report', (r) => reports.push(r));
+    const started = performance.now();
+    await host.start();
+    const ms = performance.now() - started;
+    await new Promise((r) => setTimeout(r, 500));
+    console.info(`start() with FIFO pid files took ${ms.toFixed(0)} ms; ${reports.length} reports in 0.5 s`);
+    expect(ms).toBeLessThan(2000);
+    expect(reports.length).toBeGreaterThanOrEqual(1);
+    expect(reports.at(-1)!.namespaces.find((n) => n.host)).toBeDefined();
+    await host.stop();
+  });
+
+  it('conntrack-monitor --all-namespaces reports, and stops on SIGTERM with its final report', async () => {
+    const tree = hostileTree();
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        '--all-namespaces',
+        '--json',
+        '--interval',
+        '200',
+        '--containerd-root',
+        tree.containerd,
+        '--crio-root',
+        tree.crio,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    defer(() => child.kill('SIGKILL'));
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const spawned = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no report within 5 s: ${stderr}`)), 5000);
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (stdout.includes('\n')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const firstMs = performance.now() - spawned;
+    const signalled = performance.now();
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    const stopMs = performance.now() - signalled;
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AllNamespacesReport);
+    console.info(
+      `CLI on the hostile tree: first report after ${firstMs.toFixed(0)} ms (Node's start-up included), exit ${code} ${stopMs.toFixed(0)} ms after SIGTERM, ${lines.length} reports`,
+    );
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stopMs).toBeLessThan(2000);
+    expect(lines.at(-1)!.final).toBe(true);
+  });
+});
