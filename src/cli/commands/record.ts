@@ -47,7 +47,8 @@ FILE is NDJSON, written line by line as it happens (a crash leaves every line be
 conntrack-monitor report FILE summarizes it; report FILE --html OUT.html draws it.
 
 Options:
-  -o, --out FILE         where to write the recording (required; replaced if it exists)
+  -o, --out FILE         where to write the recording (required; replaced if it exists;
+                         a FIFO needs its reader running first)
   --all-namespaces       record every network namespace on the host
 ${MONITOR_FLAGS_HELP}
 
