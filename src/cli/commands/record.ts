@@ -129,11 +129,12 @@ export async function run(argv: string[]): Promise<number> {
 
     let end: Omit<RecordingEnd, 'type' | 'endTime'>;
     let status: number;
+    let ran = true;
     if (signals.received) {
       end = { exit: null, reason: signals.received };
       status = command ? 128 + constants.signals[signals.received] : 0;
     } else if (command) {
-      ({ end, status } = await runCommand(command, signals, log));
+      ({ end, status, ran } = await runCommand(command, signals, log));
     } else {
       log(`recording to ${out} until SIGINT or SIGTERM`);
       end = { exit: null, reason: await signals.next() };
@@ -141,6 +142,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     await source.stop();
     writer.close(end);
+    if (!ran) return status; // nothing ran: no summary that reads as if it had
 
     const runs = runsOf(
       {
@@ -174,7 +176,7 @@ async function runCommand(
   command: string[],
   signals: Signals,
   log: (line: string) => void,
-): Promise<{ end: Omit<RecordingEnd, 'type' | 'endTime'>; status: number }> {
+): Promise<{ end: Omit<RecordingEnd, 'type' | 'endTime'>; status: number; ran: boolean }> {
   let child: ChildProcess;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>(
     (resolve) => {
@@ -193,17 +195,18 @@ async function runCommand(
   signals.forward = null;
   if (result.error) {
     const notFound = result.error.code === 'ENOENT';
-    log(`cannot run ${command[0]}: ${result.error.message}`);
+    log(`cannot run ${command[0]}: ${result.error.message} (no summary: nothing ran while recording)`);
     return {
       end: { exit: null, reason: `cannot run the command: ${result.error.message}` },
       status: notFound ? 127 : 126,
+      ran: false,
     };
   }
   const status =
     result.signal !== null
       ? 128 + (constants.signals[result.signal as keyof typeof constants.signals] ?? 0)
       : (result.code ?? 1);
-  return { end: { exit: { code: result.code, signal: result.signal }, reason: 'command exited' }, status };
+  return { end: { exit: { code: result.code, signal: result.signal }, reason: 'command exited' }, status, ran: true };
 }
 
 /**
