@@ -15,6 +15,7 @@
  * later (events.malformedTotal, samplesMissed) read as 0 from files that predate them. The file is input from
  * elsewhere: every field used is type-checked, and a bad one is an error naming the line.
  */
+import { printable } from '../errors.js';
 import { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
 import type { AllNamespacesReport, NamespaceReport } from '../host/all-namespaces.js';
 
@@ -114,8 +115,12 @@ export interface Recording {
   truncated: boolean;
 }
 
+/** A recording that cannot be read; the message names the line and field, its echo of the file escaped. */
 export class RecordingFormatError extends Error {
   override name = 'RecordingFormatError';
+  constructor(message: string) {
+    super(printable(message));
+  }
 }
 
 /** One NDJSON line (with its newline) for a sample or a report; header, notice and end as they are. */

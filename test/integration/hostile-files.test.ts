@@ -1,17 +1,19 @@
 /**
- * The node-wide monitor on a container runtime tree whose files are FIFOs and devices, as a
- * hostile or broken node could have them: containerd's init.pid and CRI-O's pidfile as FIFOs
- * with no writer, a config.json that is a FIFO, a pid file that is /dev/zero. The real
- * AllNamespacesMonitor starts at once (it used to wait in open() for ever), and the CLI
- * reports, then stops on SIGTERM with its final report.
+ * The node-wide monitor on what a hostile or broken node can hold: a container runtime tree
+ * whose files are FIFOs and devices (containerd's init.pid and CRI-O's pidfile as FIFOs with no
+ * writer, a config.json that is a FIFO, a pid file that is /dev/zero), where the real
+ * AllNamespacesMonitor starts at once (it used to wait in open() for ever) and the CLI reports,
+ * then stops on SIGTERM with its final report; and a namespace whose name under /var/run/netns
+ * holds ESC sequences and a newline, which the line view shows escaped, on its own row.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AllNamespacesMonitor, type AllNamespacesReport } from '../../dist/index.js';
-import { CLI } from '../helpers/cli';
+import { CLI, runCli } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
+import { uniqueName } from '../helpers/netns';
 import { runtimeTree, SANDBOXES, type RuntimeTree } from '../helpers/runtime';
 import { defer } from '../helpers/scope';
 
@@ -98,5 +100,51 @@ describe.skipIf(!canRunIntegration)('FIFOs and devices in the container runtimes
     expect(stderr).toBe('');
     expect(stopMs).toBeLessThan(2000);
     expect(lines.at(-1)!.final).toBe(true);
+  });
+
+  it('a namespace named with ESC sequences and a newline: the line view escapes it, on its own row', async () => {
+    const name = `${uniqueName('esc')}\u001b]0;pwned\u0007\u001b[31m\nFAKE ROW`;
+    execFileSync('ip', ['netns', 'add', name]);
+    defer(() => execFileSync('ip', ['netns', 'delete', name]));
+    const run = await runCli([
+      '--all-namespaces',
+      '--interval',
+      '200',
+      '--duration',
+      '0.5',
+      '--crio-root',
+      '',
+      '--containerd-root',
+      '',
+    ]);
+    const escaped = name.replace(
+      '\u001b]0;pwned\u0007\u001b[31m\nFAKE ROW',
+      '\\u001b]0;pwned\\u0007\\u001b[31m\\nFAKE ROW',
+    );
+    const rows = run.stdout.split('\n').filter((l) => l.includes(escaped));
+    console.info(`its row: ${rows[0]}`);
+    expect(run.code).toBe(0);
+    // eslint-disable-next-line no-control-regex -- what must not be there
+    expect(run.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(run.stdout).not.toMatch(/^FAKE ROW/m);
+    expect(rows.length).toBeGreaterThanOrEqual(1); // one per report
+    // --json keeps the name as it is, escaped the JSON way.
+    const json = await runCli([
+      '--all-namespaces',
+      '--json',
+      '--interval',
+      '200',
+      '--duration',
+      '0.3',
+      '--crio-root',
+      '',
+      '--containerd-root',
+      '',
+    ]);
+    const names = json.stdout
+      .trim()
+      .split('\n')
+      .flatMap((l) => (JSON.parse(l) as AllNamespacesReport).namespaces.map((n) => n.name));
+    expect(names).toContain(name);
   });
 });

@@ -25,6 +25,7 @@ import { formatRun } from '../../report/text.js';
 import type { ConntrackMonitor } from '../../monitor.js';
 import type { AllNamespacesReport } from '../../host/all-namespaces.js';
 import type { ConntrackSample } from '../../types.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor record --out FILE [options] [-- COMMAND [ARGS...]]
 
@@ -75,7 +76,8 @@ export async function run(argv: string[]): Promise<number> {
   const all = values['all-namespaces'] === true;
   if (all && options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
 
-  const log = (line: string) => process.stderr.write(`conntrack-monitor record: ${line}\n`);
+  // Paths, the command and monitor messages come from elsewhere: one escaped line each.
+  const log = (line: string) => process.stderr.write(`conntrack-monitor record: ${printable(line)}\n`);
   let source: ConntrackMonitor | AllNamespacesMonitor;
   if (all) source = withFlags(() => new AllNamespacesMonitor(allNamespacesOptions(options, {})));
   else source = createMonitor(options);
@@ -163,7 +165,7 @@ export async function run(argv: string[]): Promise<number> {
       return status || 1;
     }
     process.stderr.write(
-      `recorded ${writer.lines} lines to ${out}; conntrack-monitor report ${out} --html report.html\n`,
+      `recorded ${writer.lines} lines to ${printable(out)}; conntrack-monitor report ${printable(out)} --html report.html\n`,
     );
     return status;
   } finally {

@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../args.js';
+import { printable } from '../../errors.js';
 import { parseRecording, RecordingFormatError } from '../../recording/format.js';
 import { adviceOf, renderReport } from '../../report/html.js';
 import { runsOf, type ReportRun } from '../../report/runs.js';
@@ -63,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
     } catch (err) {
       const message =
         err instanceof RecordingFormatError ? err.message : `cannot read ${file}: ${(err as Error).message}`;
-      process.stderr.write(`conntrack-monitor report: ${message}\n`);
+      process.stderr.write(`conntrack-monitor report: ${printable(message)}\n`);
       return 1;
     }
   }
@@ -81,10 +82,12 @@ export async function run(argv: string[]): Promise<number> {
       try {
         writeFileSync(values.html, page);
       } catch (err) {
-        process.stderr.write(`conntrack-monitor report: cannot write ${values.html}: ${(err as Error).message}\n`);
+        process.stderr.write(
+          `conntrack-monitor report: cannot write ${printable(`${values.html}: ${(err as Error).message}`)}\n`,
+        );
         return 1;
       }
-      process.stderr.write(`conntrack-monitor report: wrote ${values.html}\n`);
+      process.stderr.write(`conntrack-monitor report: wrote ${printable(values.html)}\n`);
     }
   }
   return 0;
@@ -105,7 +108,7 @@ function textOf(r: ReportRun): string {
   const advice = adviceOf(r);
   const lines = [formatRun(r)];
   for (const rec of advice?.recommendations ?? []) {
-    lines.push(`  advice: ${rec.sysctl} ${rec.current ?? '?'} -> ${rec.recommended}: ${rec.reason}`);
+    lines.push(printable(`  advice: ${rec.sysctl} ${rec.current ?? '?'} -> ${rec.recommended}: ${rec.reason}`));
   }
   return lines.join('\n');
 }

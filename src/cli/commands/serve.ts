@@ -32,6 +32,7 @@ import {
   registerTopMetrics,
 } from '../../metrics.js';
 import { TOP_LIMIT_RANGE } from '../../options.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
 
@@ -114,7 +115,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       await drops.start();
     } catch (err) {
-      process.stderr.write(`conntrack-monitor: --drops cannot run: ${(err as Error).message}\n`);
+      process.stderr.write(`conntrack-monitor: --drops cannot run: ${printable((err as Error).message)}\n`);
       return 1;
     }
   }
@@ -137,7 +138,9 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     await monitor.stop();
     await drops?.stop();
-    process.stderr.write(`conntrack-monitor: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
+    process.stderr.write(
+      `conntrack-monitor: cannot listen on ${printable(`${host}:${port}: ${(err as Error).message}`)}\n`,
+    );
     return 1;
   }
   process.stderr.write(
@@ -158,6 +161,6 @@ export async function run(argv: string[]): Promise<number> {
 /** The node-wide monitor, with errors on stderr as createMonitor() does for one namespace. */
 function nodeMonitor(options: ConstructorParameters<typeof AllNamespacesMonitor>[0]): AllNamespacesMonitor {
   const monitor = withFlags(() => new AllNamespacesMonitor(options));
-  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${printable(e.message)}\n`));
   return monitor;
 }
