@@ -20,11 +20,9 @@ import { recordingHeader } from '../../recording/header.js';
 import { RecordingWriter } from '../../recording/writer.js';
 import type { RecordingEnd } from '../../recording/format.js';
 import { commandText } from '../../report/html.js';
-import { runsOf } from '../../report/runs.js';
+import { RunsBuilder } from '../../report/runs.js';
 import { formatRun } from '../../report/text.js';
 import type { ConntrackMonitor } from '../../monitor.js';
-import type { AllNamespacesReport } from '../../host/all-namespaces.js';
-import type { ConntrackSample } from '../../types.js';
 import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor record --out FILE [options] [-- COMMAND [ARGS...]]
@@ -99,11 +97,12 @@ export async function run(argv: string[]): Promise<number> {
       log(`cannot write ${out}: ${(err as Error).message}`);
       return 1;
     }
-    const samples: ConntrackSample[] = [];
-    const reports: AllNamespacesReport[] = [];
+    // The summary printed at the end, built as samples come: bounded however long it records.
+    const runs = new RunsBuilder(out);
+    runs.add({ type: 'header', header });
     if (source instanceof AllNamespacesMonitor) {
       source.on('report', (r) => {
-        reports.push(r);
+        runs.add({ type: 'namespaces', report: r });
         writer.report(r);
       });
       source.on('error', (e) => {
@@ -112,7 +111,7 @@ export async function run(argv: string[]): Promise<number> {
       });
     } else {
       source.on('sample', (s) => {
-        samples.push(s);
+        runs.add({ type: 'sample', sample: s });
         writer.sample(s);
       });
       source.on('fallback', (f) => writer.notice('fallback', `using /proc instead of ctnetlink: ${f.reason}`));
@@ -146,20 +145,12 @@ export async function run(argv: string[]): Promise<number> {
     writer.close(end);
     if (!ran) return status; // nothing ran: no summary that reads as if it had
 
-    const runs = runsOf(
-      {
-        header,
-        samples,
-        reports,
-        notices: [],
-        end: { type: 'end', endTime: new Date().toISOString(), ...end },
-        truncated: false,
-      },
-      out,
-    );
-    const shown = runs.slice(0, 5);
+    runs.add({ type: 'end', end: { type: 'end', endTime: new Date().toISOString(), ...end } });
+    const summaries = runs.runs();
+    const shown = summaries.slice(0, 5);
     process.stderr.write(`\n${shown.map(formatRun).join('\n')}\n`);
-    if (runs.length > shown.length) process.stderr.write(`(and ${runs.length - shown.length} more namespaces)\n`);
+    if (summaries.length > shown.length)
+      process.stderr.write(`(and ${summaries.length - shown.length} more namespaces)\n`);
     if (writer.error) {
       log(`writing ${out} failed (${writer.error.message}): it holds the first ${writer.lines} lines only`);
       return status || 1;
