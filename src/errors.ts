@@ -63,7 +63,7 @@ export class ConntrackError extends Error {
       hint: notBuilt
         ? 'no prebuilt addon fits and none was built (npm ran no install script: --ignore-scripts, or npm >= 12 ' +
           'without allowScripts for it): run `npm rebuild conntrack-monitor` (where npm asks, ' +
-          '`npm approve-scripts conntrack-monitor` first; it needs python3, make and a C++ compiler), or use the proc backend'
+          '`npm install-scripts approve conntrack-monitor` first; it needs python3, make and a C++ compiler), or use the proc backend'
         : 'rebuild it for this system: `npm rebuild conntrack-monitor` (needs python3, make and a C++ compiler), ' +
           'or use the proc backend',
       cause,
