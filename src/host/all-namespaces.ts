@@ -322,7 +322,7 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
       const found = await findNamespaces(roots);
       const host = found.find((n) => n.host)?.inode ?? null;
       try {
-        this.pods = await podsByInode(await this.sandboxes.find(), roots.proc, host);
+        this.pods = await podsByInode(await this.sandboxes.find(), roots.proc, host, this.sandboxes.stuck);
         this.podsUnknown = this.sandboxes.unreadable ?? (this.sandboxes.sawRuntime ? null : podsUnknown(this.options));
       } catch (err) {
         this.reportError(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read the container runtime state'));

@@ -9,8 +9,10 @@
  *   character device (/dev/zero never ends, a tty waits for input), socket or directory;
  * - read up to a size bound, whatever fstat says (procfs and sysfs files report 0 bytes);
  * - the asynchronous reader also bounds the time: a file on a filesystem that does not answer
- *   (a hung FUSE or network mount) fails with ETIMEDOUT at the deadline, while the event loop
- *   keeps running. (The thread-pool thread stays in the read until the filesystem answers.)
+ *   (a hung FUSE or network mount) fails with ETIMEDOUT at the deadline while the event loop
+ *   keeps running (signal handlers included). The thread-pool thread stays in the read until
+ *   the filesystem answers, and the process's exit waits for it: Deadline counts such reads so
+ *   that a caller stops adding more.
  *
  * The errors are Node's ErrnoException, as fs throws: EINVAL for a file that is not a regular
  * one (the message says what it is), EFBIG beyond the bound, ETIMEDOUT past the deadline.
@@ -105,15 +107,35 @@ export function withTimeout<T>(work: Promise<T>, ms: number, timedOut: () => Err
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
-/** withTimeout() up to `deadline` (a performance.now() time), with ETIMEDOUT naming `path`. */
-function beforeDeadline<T>(work: Promise<T>, deadline: number, path: string, syscall: string): Promise<T> {
-  return withTimeout(work, deadline - performance.now(), () =>
-    fileError('ETIMEDOUT', syscall, path, 'did not answer in time (on a filesystem that does not answer?)'),
-  );
+/**
+ * A time limit shared by several reads (a scan of a runtime's files, say), and a count of the
+ * reads still waiting on their filesystem after it passed: each holds a thread-pool thread
+ * until the filesystem answers (and the process cannot exit before), so a caller reads no
+ * more from there while any is stuck.
+ */
+export class Deadline {
+  readonly at: number;
+
+  constructor(
+    ms: number,
+    readonly stuck: { count: number } = { count: 0 },
+  ) {
+    this.at = performance.now() + ms;
+  }
+
+  /** `work`, or ETIMEDOUT naming `path` if the deadline passes first (then counted as stuck until it settles). */
+  race<T>(work: Promise<T>, path: string, syscall: string): Promise<T> {
+    return withTimeout(work, this.at - performance.now(), () => {
+      this.stuck.count++;
+      const settled = () => void this.stuck.count--;
+      work.then(settled, settled);
+      return fileError('ETIMEDOUT', syscall, path, 'did not answer in time (on a filesystem that does not answer?)');
+    });
+  }
 }
 
 /** At most `maxBytes` of a regular file, as text, before `deadline`; see the module comment. */
-export function readFileBounded(path: string, maxBytes: number, deadline: number): Promise<string> {
+export function readFileBounded(path: string, maxBytes: number, deadline: Deadline): Promise<string> {
   const work = (async () => {
     const file = await open(path, READ_FLAGS);
     try {
@@ -134,13 +156,13 @@ export function readFileBounded(path: string, maxBytes: number, deadline: number
       await file.close();
     }
   })();
-  return beforeDeadline(work, deadline, path, 'read');
+  return deadline.race(work, path, 'read');
 }
 
 /** stat(2) before `deadline`; null when there is nothing there (ENOENT, ENOTDIR). */
-export async function statBefore(path: string, deadline: number): Promise<Stats | null> {
+export async function statBefore(path: string, deadline: Deadline): Promise<Stats | null> {
   try {
-    return await beforeDeadline(stat(path), deadline, path, 'stat');
+    return await deadline.race(stat(path), path, 'stat');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -149,9 +171,9 @@ export async function statBefore(path: string, deadline: number): Promise<Stats 
 }
 
 /** The names of a directory's subdirectories before `deadline`; [] when it cannot be read. */
-export async function subdirectoriesBefore(dir: string, deadline: number): Promise<string[]> {
+export async function subdirectoriesBefore(dir: string, deadline: Deadline): Promise<string[]> {
   try {
-    const entries = await beforeDeadline(readdir(dir, { withFileTypes: true }), deadline, dir, 'scandir');
+    const entries = await deadline.race(readdir(dir, { withFileTypes: true }), dir, 'scandir');
     return entries.filter((e) => e.isDirectory()).map((e) => e.name);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ETIMEDOUT') throw err;

@@ -12,7 +12,7 @@ import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConntrackStat } from '../backends/procfs.js';
-import { readFileBounded } from './host-file.js';
+import { Deadline, readFileBounded } from './host-file.js';
 import { HOST_NETNS_INODE, ROOTS, type NamespaceRoots } from './namespaces.js';
 
 export interface KernelDropHistory {
@@ -61,7 +61,7 @@ export async function kernelDropHistory(
   } else {
     try {
       // One row per CPU, ~200 bytes each.
-      const table = parseConntrackStat(await readFileBounded(path, 4 << 20, performance.now() + READ_TIMEOUT_MS));
+      const table = parseConntrackStat(await readFileBounded(path, 4 << 20, new Deadline(READ_TIMEOUT_MS)));
       if (!table.columns.includes('drop')) unavailable.sinceStart = `${path} has no drop column`;
       else sinceStart = table.rows.reduce((sum, row) => sum + row.drop!, 0);
     } catch (err) {

@@ -11,7 +11,7 @@ import { statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConntrackError } from '../errors.js';
-import { fileKind, readFileBounded } from './host-file.js';
+import { Deadline, fileKind, readFileBounded } from './host-file.js';
 import { ROOTS, type NamespaceRoots } from './namespaces.js';
 
 /** A namespace file's identity: the nsfs device and the namespace's inode. */
@@ -73,7 +73,7 @@ export async function holdersOf(id: NamespaceId, roots: NamespaceRoots = ROOTS):
   const unreadable: number[] = [];
   // ~150 bytes a mount: room for 400,000 of them.
   const mountinfo = join(roots.proc, 'self', 'mountinfo');
-  const mounts = await readFileBounded(mountinfo, 64 << 20, performance.now() + 5000).catch(() => '');
+  const mounts = await readFileBounded(mountinfo, 64 << 20, new Deadline(5000)).catch(() => '');
   for (const line of mounts.split('\n')) {
     // "36 35 0:4 net:[4026532176] /run/netns/blue rw,... shared:5 - nsfs nsfs rw"
     const [fields, fs] = line.split(' - ');

@@ -38,7 +38,7 @@
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readFileBounded, statBefore, subdirectoriesBefore } from './host-file.js';
+import { Deadline, readFileBounded, statBefore, subdirectoriesBefore } from './host-file.js';
 
 export interface PodIdentity {
   /** The pod's Kubernetes namespace. */
@@ -143,13 +143,13 @@ export function parsePidFile(text: string): number | null {
 }
 
 /** What identifies a file's version: inode, size and mtime; null when it is no regular file. */
-async function version(path: string, deadline: number): Promise<string | null> {
+async function version(path: string, deadline: Deadline): Promise<string | null> {
   const st = await statBefore(path, deadline);
   return st?.isFile() ? `${st.ino}:${st.size}:${st.mtimeMs}` : null;
 }
 
 /** The text of a regular file of at most `max` bytes, or null (missing, larger, a FIFO, ...). */
-async function readSmall(path: string, max: number, deadline: number): Promise<string | null> {
+async function readSmall(path: string, max: number, deadline: Deadline): Promise<string | null> {
   try {
     return await readFileBounded(path, max, deadline);
   } catch (err) {
@@ -161,7 +161,7 @@ async function readSmall(path: string, max: number, deadline: number): Promise<s
 type SandboxDir = { runtime: RuntimeName; dir: string; pidFile: string };
 
 /** Where each runtime keeps its sandboxes' directories (spec and pid file inside). */
-async function sandboxDirs(roots: RuntimeRoots, deadline: number): Promise<SandboxDir[]> {
+async function sandboxDirs(roots: RuntimeRoots, deadline: Deadline): Promise<SandboxDir[]> {
   const found: SandboxDir[] = [];
   if (roots.containerd !== null) {
     const tasks = join(roots.containerd, CONTAINERD_TASKS);
@@ -190,19 +190,27 @@ async function sandboxDirs(roots: RuntimeRoots, deadline: number): Promise<Sandb
  * they change (keyed by inode, size and mtime in `cache`, which forgets what it no longer
  * sees), so a scan every few seconds costs two stats per container. A scan ends at
  * SCAN_TIMEOUT_MS: a runtime directory on a filesystem that does not answer leaves the pods
- * found so far, and `unreadable` says why.
+ * found so far, and `unreadable` says why; while a read of it is still stuck, later scans read
+ * nothing more there (each stuck read holds a thread) and keep those pods.
  */
 export class SandboxFinder {
   private readonly cache = new Map<string, { key: string; spec: SandboxSpec | null; pid: [string, number | null] }>();
+  private last: Sandbox[] = [];
   /** Whether the last scan found any runtime state directory at all. */
   sawRuntime = false;
   /** Why the last scan did not finish (a file that did not answer in time); null when it did. */
   unreadable: string | null = null;
+  /** Reads of the runtimes' files still waiting on their filesystem past a scan's deadline. */
+  readonly stuck = { count: 0 };
 
   constructor(private readonly roots: RuntimeRoots) {}
 
   async find(): Promise<Sandbox[]> {
-    const deadline = performance.now() + SCAN_TIMEOUT_MS;
+    if (this.stuck.count > 0 && this.unreadable !== null) {
+      this.unreadable = `${this.unreadable.replace(/; not read again until it answers$/, '')}; not read again until it answers`;
+      return this.last;
+    }
+    const deadline = new Deadline(SCAN_TIMEOUT_MS, this.stuck);
     const sandboxes: Sandbox[] = [];
     const seen = new Set<string>();
     this.unreadable = null;
@@ -236,11 +244,12 @@ export class SandboxFinder {
       }
     } catch (err) {
       // ETIMEDOUT: the pods found so far stand, and nothing is forgotten for what was not seen.
+      if ((err as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw err;
       this.unreadable = `the container runtime's files could not be read within ${SCAN_TIMEOUT_MS / 1000} s: ${(err as Error).message}`;
-      return sandboxes;
+      return (this.last = sandboxes);
     }
     for (const path of this.cache.keys()) if (!seen.has(path)) this.cache.delete(path);
-    return sandboxes;
+    return (this.last = sandboxes);
   }
 }
 
@@ -256,9 +265,10 @@ export async function podsByInode(
   sandboxes: Sandbox[],
   procRoot: string,
   hostInode: number | null,
+  stuck: { count: number } = { count: 0 },
 ): Promise<Map<number, PodIdentity>> {
   // /proc is the kernel's; the netns paths come from the runtime's files, so their stats are
-  // bounded in time like the scan.
+  // bounded in time like the scan, and not made while one is stuck (`stuck`, SandboxFinder's).
   const procStat = (path: string) => {
     try {
       return statSync(path, { throwIfNoEntry: false }) ?? null;
@@ -266,13 +276,14 @@ export async function podsByInode(
       return null;
     }
   };
-  const deadline = performance.now() + SCAN_TIMEOUT_MS;
+  const deadline = new Deadline(SCAN_TIMEOUT_MS, stuck);
+  const statPaths = stuck.count === 0;
   const nsfs = procStat(join(procRoot, 'self', 'ns', 'net'))?.dev;
   const byPath = new Map<number, PodIdentity>();
   const byPid = new Map<number, PodIdentity>();
   for (const s of sandboxes) {
     if (s.network === null) continue;
-    if (s.network.path !== null) {
+    if (s.network.path !== null && statPaths) {
       const st = await statBefore(s.network.path, deadline).catch(() => null);
       if (st && st.dev === nsfs) {
         byPath.set(st.ino, s.pod);
