@@ -1,7 +1,8 @@
 /**
  * The package as npm ships it: `npm pack` (which builds the prebuilt addon with prebuildify),
  * then an install into a clean project that works without running any install script, and
- * the source build that takes over when no prebuild fits.
+ * the source build that takes over when no prebuild fits; optional peers (prom-client,
+ * @opentelemetry/api) that may be absent, at run time and in the types.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -15,20 +16,28 @@ const work = mkdtempSync(join(tmpdir(), 'ctmon-pack-'));
 const app = join(work, 'app');
 const esmApp = join(work, 'esm-app');
 const bare = join(work, 'bare-app');
+const noPeers = join(work, 'no-peers-app');
 /** The copy of the checkout the tarball is packed from. */
 const source = join(work, 'source');
 let tarball = '';
 let packOutput = '';
-const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
+// npm and what it runs (prebuildify keeps its cache in $TMPDIR/prebuildify, node-gyp its
+// files) write their temporary files in here too: removed with the rest at the end.
+const npmEnv = { ...process.env, TMPDIR: work, JOBS: 'max' }; // JOBS: node-gyp compiles on every core
+const npm = (args: string[], cwd: string) =>
   execFileSync('npm', args, {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: npmEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 /** `npm pack` in the source copy into `destination`: what it said (the prepack step's lines included). */
 const packed = (destination: string) => {
-  const r = spawnSync('npm', ['pack', '--pack-destination', destination], { cwd: source, encoding: 'utf8' });
+  const r = spawnSync('npm', ['pack', '--pack-destination', destination], {
+    cwd: source,
+    encoding: 'utf8',
+    env: npmEnv,
+  });
   if (r.status !== 0) throw new Error(`npm pack failed: ${r.stderr}`);
   return `${r.stdout}${r.stderr}`;
 };
@@ -51,14 +60,22 @@ beforeAll(() => {
   tarball = join(work, `conntrack-monitor-${version}.tgz`);
   execFileSync('mkdir', ['-p', app]);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'prom-client@15'], app);
+  const peers = ['prom-client@15', '@opentelemetry/api@1.9', '@opentelemetry/sdk-metrics@2.12.0'];
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...peers], app);
   // An empty ECMAScript-module project beside the CommonJS one above.
   execFileSync('mkdir', ['-p', esmApp]);
   writeFileSync(
     join(esmApp, 'package.json'),
     JSON.stringify({ name: 'esm-app', version: '1.0.0', private: true, type: 'module' }),
   );
-  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'prom-client@15'], esmApp);
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...peers], esmApp);
+  // A project with none of the optional peers: neither prom-client nor @opentelemetry/api.
+  execFileSync('mkdir', ['-p', noPeers]);
+  writeFileSync(
+    join(noPeers, 'package.json'),
+    JSON.stringify({ name: 'no-peers-app', version: '1.0.0', private: true }),
+  );
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], noPeers);
   // A project where npm ran no install script (--ignore-scripts; npm >= 12 does the same for
   // a dependency not in allowScripts) and no prebuild fits (removed: as on another platform).
   execFileSync('mkdir', ['-p', bare]);
@@ -76,7 +93,7 @@ describe('npm package', () => {
       .map((f) => f.replace(/^package\//, ''));
     for (const f of files)
       expect(f).toMatch(
-        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
+        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|native\/ebpf\/[a-z_]+\.(gen\.cc|bpf\.c)|native\/sources\.js|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
       );
     expect(files).toContain('prebuilds/linux-x64/conntrack-monitor.glibc.node');
     expect(files).toContain('dist/cli.js');
@@ -152,6 +169,7 @@ describe('npm package', () => {
     // Uses each export the way its kind is used: classes constructed, functions called, constants read.
     const use = `
       const { Registry } = prom;
+      const { MeterProvider } = otel;
       const out = {};
       for (const [name, value] of Object.entries(m).sort()) {
         if (name === 'default') continue;
@@ -171,6 +189,10 @@ describe('npm package', () => {
           how = value([], env).notes.join(' ');
         } else if (name === 'tuningEnvironment') {
           how = typeof value({ max: 1000, buckets: 1000, timeWait: { timeoutSeconds: 120 } }).max;
+        } else if (name === 'registerOpenTelemetryMetrics') {
+          how = value(new MeterProvider().getMeter('x'), new m.ConntrackMonitor()).length + ' instruments';
+        } else if (name === 'registerAllNamespacesOpenTelemetryMetrics') {
+          how = value(new MeterProvider().getMeter('x'), new m.AllNamespacesMonitor()).length + ' instruments';
         } else if (name === 'registerDropMetrics') {
           how = value(new m.DropMonitor(), { registry: new Registry() }).length + ' metrics';
         } else if (name === 'RecordingFormatError') {
@@ -201,11 +223,11 @@ describe('npm package', () => {
       console.log(JSON.stringify(out));`;
     writeFileSync(
       join(esmApp, 'use.js'),
-      `import * as m from 'conntrack-monitor'; import prom from 'prom-client';\n${use}`,
+      `import * as m from 'conntrack-monitor'; import prom from 'prom-client'; import * as otel from '@opentelemetry/sdk-metrics';\n${use}`,
     );
     writeFileSync(
       join(app, 'use.js'),
-      `const m = require('conntrack-monitor'); const prom = require('prom-client');\n(async () => {${use}})();`,
+      `const m = require('conntrack-monitor'); const prom = require('prom-client'); const otel = require('@opentelemetry/sdk-metrics');\n(async () => {${use}})();`,
     );
     const run = (cwd: string) => JSON.parse(execFileSync(process.execPath, ['use.js'], { cwd, encoding: 'utf8' }));
     const esm = run(esmApp);
@@ -219,36 +241,129 @@ describe('npm package', () => {
     });
     expect(esm.adviseTuning).toMatch(/Nothing to change/);
     expect(esm.tuningEnvironment).toBe('number');
+    expect(esm.registerOpenTelemetryMetrics).toBe('21 instruments');
+    expect(esm.registerAllNamespacesOpenTelemetryMetrics).toBe('16 instruments');
     expect(Object.keys(esm).length).toBeGreaterThanOrEqual(13);
   });
 
-  it('has types that resolve for import and require in the installed copy', () => {
-    const consumer =
-      'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
-      '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
-      'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\n' +
-      'const samples: ConntrackSample[] = [];\n' +
-      'const env: TuningEnvironment | null = samples.length ? tuningEnvironment(samples[0]!) : null;\n' +
-      'const advice: TuningAdvice | null = env && adviseTuning(samples, env);\n' +
-      'const first: Recommendation | undefined = advice?.recommendations[0];\n' +
-      'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
-    writeFileSync(join(app, 'a.mts'), consumer);
-    writeFileSync(join(app, 'b.cts'), consumer);
+  /**
+   * Type-checks `consumer` as an ES module and as CommonJS in `dir`, strict, Node16, library d.ts
+   * included, beside a misuse in each module system, which is an error only if the types really
+   * resolved (not to any). Returns tsc's errors: those two, when the consumer compiles.
+   */
+  const typecheck = (dir: string, consumer: string) => {
+    writeFileSync(join(dir, 'a.mts'), consumer);
+    writeFileSync(join(dir, 'b.cts'), consumer);
+    const misuse =
+      'import type { ConntrackSample } from "conntrack-monitor";\n' +
+      'export const drop = (s: ConntrackSample): string => s.rates.drop;\n';
+    writeFileSync(join(dir, 'misuse.mts'), misuse);
+    writeFileSync(join(dir, 'misuse.cts'), misuse);
     writeFileSync(
-      join(app, 'tsconfig.json'),
+      join(dir, 'tsconfig.json'),
       JSON.stringify({
         compilerOptions: {
           strict: true,
           noEmit: true,
+          skipLibCheck: false,
           module: 'Node16',
           moduleResolution: 'Node16',
           types: ['node'],
           typeRoots: [join(ROOT, 'node_modules/@types')],
         },
-        files: ['a.mts', 'b.cts'],
+        files: ['a.mts', 'b.cts', 'misuse.mts', 'misuse.cts'],
       }),
     );
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', app], { encoding: 'utf8' });
+    const tsc = spawnSync(
+      process.execPath,
+      [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', '.', '--pretty', 'false'],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+      },
+    );
+    console.info(`tsc in ${dir}: exit ${tsc.status}\n${tsc.stdout}${tsc.stderr}`);
+    expect(tsc.status).toBe(2); // errors found
+    return tsc.stdout.split('\n').filter((l) => / error TS/.test(l));
+  };
+  const MISUSE_ONLY = [
+    "misuse.cts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+    "misuse.mts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+  ];
+  const consumer =
+    'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
+    '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
+    'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\n' +
+    'const samples: ConntrackSample[] = [];\n' +
+    'const env: TuningEnvironment | null = samples.length ? tuningEnvironment(samples[0]!) : null;\n' +
+    'const advice: TuningAdvice | null = env && adviseTuning(samples, env);\n' +
+    'const first: Recommendation | undefined = advice?.recommendations[0];\n' +
+    'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
+
+  it('has types that resolve for import and require in the installed copy; a real Meter is a MeterLike', () => {
+    const errors = typecheck(
+      app,
+      consumer +
+        'import { registerOpenTelemetryMetrics, registerAllNamespacesOpenTelemetryMetrics, AllNamespacesMonitor } from "conntrack-monitor";\n' +
+        'import { MeterProvider } from "@opentelemetry/sdk-metrics";\nimport { metrics } from "@opentelemetry/api";\n' +
+        'const names: string[] = registerOpenTelemetryMetrics(new MeterProvider().getMeter("x"), m); void names;\n' +
+        'registerAllNamespacesOpenTelemetryMetrics(metrics.getMeter("x"), new AllNamespacesMonitor(), { attributes: { "service.instance.id": "a" } });\n',
+    );
+    expect(errors).toEqual(MISUSE_ONLY);
+  });
+
+  it('without the optional peers (prom-client, @opentelemetry/api): imports, runs, type-checks, and takes a Meter from elsewhere', () => {
+    const run = (args: string[]) => execFileSync(process.execPath, args, { cwd: noPeers, encoding: 'utf8' });
+    for (const peer of ['prom-client', '@opentelemetry/api'])
+      expect(existsSync(join(noPeers, 'node_modules', peer)), peer).toBe(false);
+    // The library loads and works; nothing of OpenTelemetry is loaded by it.
+    const loaded = JSON.parse(
+      run([
+        '-e',
+        `const m = require('conntrack-monitor');
+        const env = { max: 1000, buckets: 1000, timeWaitTimeout: 120, entryBytes: 320, memoryBytes: 2 ** 30 };
+        let prom = '';
+        try { m.registerConntrackMetrics(new m.ConntrackMonitor(), { registry: { registerMetric() {} } }); } catch (e) { prom = e.message; }
+        console.log(JSON.stringify({
+          otel: Object.keys(require.cache).filter((f) => f.includes('@opentelemetry')).length,
+          interval: new m.ConntrackMonitor({ intervalMs: 500 }).options.intervalMs,
+          advice: m.adviseTuning([], env).notes.length > 0,
+          prom,
+        }));`,
+      ]),
+    );
+    expect(loaded).toEqual({
+      otel: 0,
+      interval: 500,
+      advice: true,
+      prom: 'registerConntrackMetrics needs prom-client: npm install prom-client',
+    });
+    expect(
+      run([
+        '--input-type=module',
+        '-e',
+        'import { registerOpenTelemetryMetrics, ConntrackMonitor } from "conntrack-monitor"; console.log(typeof registerOpenTelemetryMetrics, new ConntrackMonitor().options.intervalMs)',
+      ]).trim(),
+    ).toBe('function 1000');
+    // Given a Meter (here from the SDK of another project: none can be resolved from this
+    // one), the instruments are created through it alone.
+    const sdk = join(app, 'node_modules', '@opentelemetry', 'sdk-metrics');
+    expect(
+      run([
+        '-e',
+        `const m = require('conntrack-monitor'); const { MeterProvider } = require(${JSON.stringify(sdk)});
+        console.log(m.registerOpenTelemetryMetrics(new MeterProvider().getMeter('x'), new m.ConntrackMonitor()).length);`,
+      ]).trim(),
+    ).toBe('21');
+    // The declarations compile with neither peer's types present (skipLibCheck false).
+    expect(
+      typecheck(
+        noPeers,
+        consumer +
+          'import { registerOpenTelemetryMetrics, type MeterLike } from "conntrack-monitor";\n' +
+          'declare const meter: MeterLike; registerOpenTelemetryMetrics(meter, m);\n',
+      ),
+    ).toEqual(MISUSE_ONLY);
   });
 
   it("compiles the README's library example with TypeScript 5, 6 and the latest: strict, nodenext, `types` unset", () => {
@@ -359,6 +474,7 @@ describe('npm package', () => {
     const rebuild = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: bare,
       encoding: 'utf8',
+      env: npmEnv,
     });
     expect(rebuild.status).toBe(0);
     expect(`${rebuild.stdout}${rebuild.stderr}`).toMatch(
@@ -418,7 +534,7 @@ describe('npm package', () => {
     const run = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: app,
       encoding: 'utf8',
-      env: { ...process.env, npm_config_build_from_source: 'true' },
+      env: { ...npmEnv, npm_config_build_from_source: 'true' },
     });
     expect(run.status).toBe(0);
     expect(`${run.stdout}${run.stderr}`).toMatch(

@@ -17,7 +17,7 @@
 // sources and ports far less; everything is freed with the object.
 //
 // Evictable: entries without IPS_ASSURED, the only ones early_drop() evicts when an insert
-// finds the table full (net/netfilter/nf_conntrack_core.c, early_drop_list).
+// finds the table full (the kernel's early_drop_list).
 #pragma once
 
 #include <cstddef>

@@ -21,7 +21,8 @@ import {
 } from '../../dist/index.js';
 import { CLI, runCli } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { withConntrackMax, type TestNamespace } from '../helpers/netns';
+import { withConntrackMax } from '../helpers/kernel-lock.mjs';
+import { type TestNamespace } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
 
 const TRAFFIC = join(__dirname, '..', 'helpers', 'traffic.mjs');
