@@ -156,6 +156,42 @@ describe('report streams what it reads', () => {
   });
 });
 
+describe('report --json to a slow reader', () => {
+  it('every line arrives: the exit waits for the pipe to take them', async () => {
+    const lines = readFileSync(FIXTURE, 'utf8').trim().split('\n');
+    const row = (k: number) => ({ inode: 1000 + k, name: `ns${k}`, pid: null, host: false, entries: k, max: 100 });
+    const report = (t: number) =>
+      JSON.stringify({
+        type: 'namespaces',
+        time: new Date(Date.UTC(2026, 0, 1, 0, 0, t)).toISOString(),
+        intervalMs: 1000,
+        final: false,
+        namespaces: Array.from({ length: 300 }, (_, k) => ({
+          ...row(k),
+          fill: k / 100,
+          drops: 0,
+          dropRate: 0,
+          inserts: k,
+          insertRate: k,
+          totalDrops: 0,
+          source: 'netlink',
+          error: null,
+        })),
+      });
+    const file = join(dir, 'many-namespaces.ndjson');
+    writeFileSync(file, `${[lines[0], report(1), report(2)].join('\n')}\n`);
+    const child = spawn(process.execPath, [CLI, 'report', file, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pause(); // a reader that takes its time: 300 lines are more than a pipe holds
+    await new Promise((r) => setTimeout(r, 1000));
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stdout.resume();
+    const code = await new Promise((r) => child.on('close', r));
+    expect(code).toBe(0);
+    expect(stdout.trim().split('\n')).toHaveLength(300);
+  });
+});
+
 describe('1 GiB recordings: exact summaries in bounded memory', () => {
   it('one namespace, 940,000 samples: --json exact, --html from decimated points, peak RSS under 250 MB', async () => {
     const file = join(dir, 'one-namespace.ndjson');
