@@ -5,9 +5,10 @@
  * @opentelemetry/api) that may be absent, at run time and in the types.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(__dirname, '..');
@@ -16,7 +17,10 @@ const app = join(work, 'app');
 const esmApp = join(work, 'esm-app');
 const bare = join(work, 'bare-app');
 const noPeers = join(work, 'no-peers-app');
+/** The copy of the checkout the tarball is packed from. */
+const source = join(work, 'source');
 let tarball = '';
+let packOutput = '';
 // npm and what it runs (prebuildify keeps its cache in $TMPDIR/prebuildify, node-gyp its
 // files) write their temporary files in here too: removed with the rest at the end.
 const npmEnv = { ...process.env, TMPDIR: work, JOBS: 'max' }; // JOBS: node-gyp compiles on every core
@@ -27,15 +31,31 @@ const npm = (args: string[], cwd: string) =>
     env: npmEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+/** `npm pack` in the source copy into `destination`: what it said (the prepack step's lines included). */
+const packed = (destination: string) => {
+  const r = spawnSync('npm', ['pack', '--pack-destination', destination], {
+    cwd: source,
+    encoding: 'utf8',
+    env: npmEnv,
+  });
+  if (r.status !== 0) throw new Error(`npm pack failed: ${r.stderr}`);
+  return `${r.stdout}${r.stderr}`;
+};
+const prebuildHash = (tgz: string) =>
+  createHash('sha256')
+    .update(execFileSync('tar', ['-xOzf', tgz, 'package/prebuilds/linux-x64/conntrack-monitor.glibc.node']))
+    .digest('hex');
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: app, encoding: 'utf8' });
 
 beforeAll(() => {
   // Pack from a copy: prebuildify (run by prepack) rebuilds and clears build/, which must not
   // happen to the working tree the other tests load the addon from.
-  const source = join(work, 'source');
-  cpSync(ROOT, source, { recursive: true, filter: (f) => !/\/(node_modules|build|prebuilds|\.git)$/.test(f) });
+  cpSync(ROOT, source, {
+    recursive: true,
+    filter: (f) => !/\/(node_modules|build|prebuilds|\.git|\.prebuild-stamp\.json)$/.test(f),
+  });
   symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'));
-  npm(['pack', '--pack-destination', work], source);
+  packOutput = packed(work);
   const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   tarball = join(work, `conntrack-monitor-${version}.tgz`);
   execFileSync('mkdir', ['-p', app]);
@@ -78,6 +98,42 @@ describe('npm package', () => {
     expect(files).toContain('prebuilds/linux-x64/conntrack-monitor.glibc.node');
     expect(files).toContain('dist/cli.js');
     expect(files.some((f) => f.startsWith('test/') || f.startsWith('src/') || f.startsWith('build/'))).toBe(false);
+  });
+
+  it('npm pack builds the prebuilt addon once, then reuses it while the native sources are the same', () => {
+    expect(packOutput).toMatch(
+      /conntrack-monitor: building prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node with prebuildify \(about 2 minutes\): there is no prebuilds/,
+    );
+    const again = join(work, 'again');
+    execFileSync('mkdir', ['-p', again]);
+    const started = performance.now();
+    const output = packed(again);
+    const seconds = (performance.now() - started) / 1000;
+    console.info(
+      `a second npm pack: ${seconds.toFixed(1)} s: ${output.split('\n').find((l) => l.startsWith('conntrack-monitor:'))}`,
+    );
+    expect(output).toMatch(
+      /^conntrack-monitor: prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node was built from these native sources: not built again$/m,
+    );
+    expect(prebuildHash(join(again, basename(tarball)))).toBe(prebuildHash(tarball));
+    expect(seconds).toBeLessThan(60); // tsc (prepare) only
+    // A native source changed, or the prebuild: built again.
+    const check = () =>
+      spawnSync(process.execPath, ['scripts/prebuild.mjs', '--check'], { cwd: source, encoding: 'utf8' });
+    expect(check()).toMatchObject({
+      status: 0,
+      stdout: 'prebuilds/linux-x64/conntrack-monitor.glibc.node is current\n',
+    });
+    const header = join(source, 'native', 'base', 'hash.h');
+    const text = readFileSync(header, 'utf8');
+    writeFileSync(header, `${text}// changed\n`);
+    expect(check()).toMatchObject({
+      status: 1,
+      stdout:
+        'prebuilds/linux-x64/conntrack-monitor.glibc.node would be built: the native sources changed since it was built\n',
+    });
+    writeFileSync(header, text);
+    expect(check().status).toBe(0);
   });
 
   it('installs into a clean project and works there from the prebuild, with no install script run', () => {
@@ -309,6 +365,96 @@ describe('npm package', () => {
       ),
     ).toEqual(MISUSE_ONLY);
   });
+
+  it("compiles the README's library example with TypeScript 5, 6 and the latest: strict, nodenext, `types` unset", () => {
+    // TypeScript 6 and later include no @types package unless `types` names it: the package's
+    // declarations reference Node's types themselves, and @types/node comes as its peer.
+    const project = join(work, 'ts-app');
+    execFileSync('mkdir', ['-p', project]);
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'ts-app', version: '1.0.0', private: true, type: 'module' }),
+    );
+    npm(
+      [
+        'install',
+        '--no-audit',
+        '--no-fund',
+        '--prefer-offline',
+        tarball,
+        'ts6@npm:typescript@6',
+        'ts-latest@npm:typescript@latest',
+      ],
+      project,
+    );
+    expect(existsSync(join(project, 'node_modules', '@types', 'node', 'index.d.ts'))).toBe(true); // the peer
+    const example = /## Library\n\n```ts\n([\s\S]*?)```/.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'))![1]!;
+    writeFileSync(join(project, 'example.ts'), example);
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', noEmit: true }, files: ['example.ts'] }),
+    );
+    const compilers = [
+      join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+      join(project, 'node_modules', 'ts6', 'bin', 'tsc'),
+      join(project, 'node_modules', 'ts-latest', 'bin', 'tsc'),
+    ];
+    const majors: number[] = [];
+    for (const tsc of compilers) {
+      const version = execFileSync(process.execPath, [tsc, '--version'], { encoding: 'utf8' }).trim();
+      const r = spawnSync(process.execPath, [tsc, '-p', project], { encoding: 'utf8' });
+      console.info(`README example with ${version}: exit ${r.status}${r.stdout ? `\n${r.stdout}` : ''}`);
+      expect(r.stdout).toBe('');
+      expect(r.status).toBe(0);
+      majors.push(Number(/Version (\d+)\./.exec(version)![1]));
+    }
+    expect(majors[0]).toBe(5);
+    expect(majors[1]).toBe(6);
+    expect(majors[2]).toBeGreaterThanOrEqual(6);
+  }, 240_000);
+
+  it("says what this machine's npm asks before the install script runs, as the README does", () => {
+    const project = join(work, 'approve-app');
+    execFileSync('mkdir', ['-p', project]);
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'approve-app', version: '1.0.0', private: true }),
+    );
+    const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(install.status).toBe(0);
+    const version = execFileSync('npm', ['--version'], { encoding: 'utf8' }).trim();
+    const [major, minor] = version.split('.').map(Number) as [number, number];
+    const asks = /`(npm (?:install-scripts approve|approve-scripts)) <pkg>`/.exec(install.stderr)?.[1] ?? null;
+    console.info(
+      `npm ${version} after installing the tarball: ${asks === null ? 'asks nothing' : `suggests ${asks} <pkg>`}`,
+    );
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8').replace(/\s+/g, ' ');
+    if (major < 11 || (major === 11 && minor < 16)) {
+      expect(asks).toBeNull();
+      expect(readme).toContain('npm 10, and npm 11 before 11.16: it runs; nothing to approve.');
+      return;
+    }
+    expect(asks).not.toBeNull();
+    expect(readme).toContain(`\`${asks} conntrack-monitor\``);
+    // What the README says to run, then nothing is left to review.
+    const approve = spawnSync('npm', [...asks!.split(' ').slice(1), 'conntrack-monitor'], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(approve.status).toBe(0);
+    expect(JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')).allowScripts).toEqual({
+      [`file:${tarball}`]: true,
+    });
+    const again = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(again.status).toBe(0);
+    expect(again.stderr).not.toMatch(/not yet covered by allowScripts/);
+  }, 120_000);
 
   it('without install scripts and with no prebuild that fits: the fallback says what to run, and that works', () => {
     const cli = join(bare, 'node_modules', '.bin', 'conntrack-monitor');

@@ -23,8 +23,11 @@ import { canRunIntegration } from '../helpers/gate';
 import { CONNTRACK_MAX, withConntrackMax } from '../helpers/kernel-lock.mjs';
 import { uniqueName, type TestNamespace } from '../helpers/netns';
 import { runtimeTree } from '../helpers/runtime';
+import { unprivilegedCopy } from '../helpers/unprivileged';
 import { defer, namespace } from '../helpers/scope';
 
+/** uid and gid of nobody. */
+const NOBODY = 65534;
 const waitFor = async (what: string, test: () => boolean, timeoutMs = 10_000) => {
   const deadline = Date.now() + timeoutMs;
   while (!test()) {
@@ -417,6 +420,26 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
       report.push(`${columns} columns: longest line ${longest}`);
     }
     console.info(`node view in tmux:\n  ${report.join('\n  ')}\n${capture()}`);
+  });
+
+  it.each([
+    ['the line view', []],
+    ['--json', ['--json']],
+    ['serve', ['serve', '--listen', '127.0.0.1:0']],
+  ])('as nobody, %s: "cannot start" in one line, exit 1, and no report of errors before it', async (_name, args) => {
+    const [command, ...rest] = args[0] === 'serve' ? args : ['watch', ...args];
+    const r = spawnSync(
+      process.execPath,
+      [unprivilegedCopy().cli, command!, '--all-namespaces', '--interval', '200', ...rest],
+      { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 20_000 },
+    );
+    console.info(`--all-namespaces ${args.join(' ')} as nobody: exit ${r.status}: ${r.stderr.trim()}`);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^conntrack-monitor: cannot start: no network namespace could be monitored: .*Operation not permitted .*\n$/,
+    );
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('serve --all-namespaces: a real scrape passes promtool, and a deleted namespace leaves it', async () => {

@@ -10,6 +10,7 @@ import { formatDuration } from '../format.js';
 import { createMonitor, namespaceGone } from '../monitor.js';
 import { evictableVerdict, topEntries, type TopReport } from '../../top.js';
 import type { ConntrackSample } from '../../types.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor check [-w PCT] [-c PCT] [-t S] [--observe S] [options]
 
@@ -39,7 +40,7 @@ const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 
 /** Usage errors as the monitoring-plugins guidelines want them: the UNKNOWN status line on stdout. */
 export function usageError(message: string): number {
-  process.stdout.write(`CONNTRACK UNKNOWN - ${message} (see --help)\n`);
+  process.stdout.write(`CONNTRACK UNKNOWN - ${printable(message)} (see --help)\n`);
   return 3;
 }
 
@@ -148,7 +149,7 @@ export async function run(argv: string[]): Promise<number> {
     timedOut,
   ]);
   clearTimeout(timer);
-  process.stdout.write(`${result.line}\n`);
+  process.stdout.write(`${printable(result.line)}\n`); // one line, as monitoring plugins print
   return result.code;
 }
 

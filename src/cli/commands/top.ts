@@ -8,6 +8,7 @@ import { number, parseFlags, UsageError, withFlags } from '../args.js';
 import { resolveTopOptions } from '../../options.js';
 import { formatGroup } from '../format.js';
 import { evictableVerdict, topEntries, type TopItem, type TopReport } from '../../top.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor top [--netns NAME|PATH] [--json] [--limit N] [--watch] [--interval MS]
 
@@ -86,7 +87,7 @@ async function snapshot(
     report = await topEntries({ ...options, ...(signal ? { signal } : {}) });
   } catch (err) {
     if (signal?.aborted) return false;
-    process.stderr.write(`conntrack-monitor top: cannot read the table: ${(err as Error).message}\n`);
+    process.stderr.write(`conntrack-monitor top: cannot read the table: ${printable((err as Error).message)}\n`);
     return false;
   }
   if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
@@ -110,7 +111,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export function formatTopReport(r: TopReport): string {
   const verdict = evictableVerdict(r);
   const head =
-    `${r.time.slice(11, 19)}  ${r.netns ?? 'this namespace'}: ${r.entries} entries, ${r.evictable} evictable` +
+    `${r.time.slice(11, 19)}  ${r.netns === null ? 'this namespace' : printable(r.netns)}: ${r.entries} entries, ${r.evictable} evictable` +
     (verdict.share === null ? '' : ` (${(verdict.share * 100).toFixed(1)}%: mostly ${verdict.mostly})`);
   const groups: [string, TopItem[]][] = [
     ['SOURCE', r.bySource],
