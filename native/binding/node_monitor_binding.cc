@@ -60,6 +60,10 @@ napi_value records_to_js(JsWriter& w, const std::vector<NodeRecord>& records, ui
           w.set(row, "counterFailed", w.boolean(ni.counter_failed));
           w.set(row, "eventsMode",
                 w.nullable(ni.events_mode >= 0, static_cast<double>(ni.events_mode)));
+          // The kernel path's states, once the namespace's first listing completed.
+          w.set(row, "tracked", ni.states_known ? table_counts_to_js(w, ni.counts) : w.null());
+          w.set(row, "unverified", w.number(ni.unverified));
+          w.set(row, "listings", w.number(static_cast<double>(ni.listings)));
           w.set(namespaces, n, row);
         }
         w.set(o, "namespaces", namespaces);

@@ -140,7 +140,7 @@ export class TestNamespace {
 
   /** Traffic from test/helpers/traffic.mjs; returns its result line. */
   async traffic(
-    mode: 'tcp' | 'udp' | 'udp-echo' | 'udp-stream' | 'flood' | 'paced',
+    mode: 'tcp' | 'udp' | 'udp-echo' | 'udp-stream' | 'tcp-shapes' | 'flood' | 'paced',
     count: number,
     spreadMs?: number,
   ): Promise<{

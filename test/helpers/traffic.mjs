@@ -15,6 +15,9 @@
 //   hold E C     E established TCP connections and C half-closed ones (client sent FIN, the
 //                server did not close: CLOSE_WAIT in conntrack), held until stdin closes; prints
 //                the result when they are all set up, then closes everything and exits.
+//   tcp-shapes N  N TCP connections of each shape: reset by the client (RST), closed by both
+//                ends at once, half-closed by the client while the server sends then closes,
+//                SYNs to a closed port (answered by RST), and opened and closed over IPv6.
 //   keepalive A O H S MS [PORT]  flows kept alive by packets every MS milliseconds, which refresh
 //                their timeouts and send no event, held until stdin closes: A answered UDP flows
 //                (request and reply: the kernel's UDP "stream" timeout), O one-way UDP flows
@@ -179,6 +182,60 @@ async function hold(established, halfClosed) {
   return null;
 }
 
+async function tcpShapes(n) {
+  const servers = [];
+  const listen = async (host, onSocket) => {
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => {});
+      onSocket(socket);
+    });
+    await new Promise((resolve) => server.listen(0, host, resolve));
+    servers.push(server);
+    return server.address().port;
+  };
+  const connection = (port, host, onConnect) =>
+    new Promise((resolve) => {
+      const c = net.connect({ port, host, allowHalfOpen: true }, () => onConnect(c));
+      c.on('error', () => {});
+      c.on('close', resolve);
+      c.resume();
+    });
+  const shapes = {
+    reset: [await listen('127.0.0.1', (s) => s.resume()), '127.0.0.1', (c) => c.resetAndDestroy()],
+    simultaneous: [
+      await listen('127.0.0.1', (s) => s.resume().end()),
+      '127.0.0.1',
+      (c) => {
+        c.end();
+        c.on('end', () => c.destroy());
+      },
+    ],
+    halfClosedWithData: [
+      await listen('127.0.0.1', (s) => {
+        s.resume();
+        s.on('end', () => {
+          for (let i = 0; i < 3; i++) s.write('data');
+          s.end();
+        });
+      }),
+      '127.0.0.1',
+      (c) => c.end('request'),
+    ],
+    ipv6: [await listen('::1', (s) => s.resume().on('end', () => s.end())), '::1', (c) => c.end('x')],
+  };
+  for (const [port, host, onConnect] of Object.values(shapes))
+    for (let i = 0; i < n; i++) await connection(port, host, onConnect);
+  // A port nothing listens on: the SYN is answered by RST.
+  const closedPort = await listen('127.0.0.1', () => {});
+  servers.pop().close();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let i = 0; i < n; i++)
+    await new Promise((resolve) => net.connect(closedPort, '127.0.0.1').on('error', resolve).on('connect', resolve));
+  for (const server of servers) server.close();
+  await new Promise((resolve) => setTimeout(resolve, 200)); // last ACKs settle
+  return { ok: 5 * n, failed: 0 };
+}
+
 async function keepalive(answered, oneWay, halfClosed, syns, periodMs, silentPort) {
   const echo = dgram.createSocket('udp4');
   echo.on('message', (msg, peer) => echo.send(msg, peer.port, peer.address));
@@ -247,12 +304,13 @@ const run = {
   udp,
   'udp-echo': udpEcho,
   'udp-stream': udpStream,
+  'tcp-shapes': tcpShapes,
   flood,
   paced: (n) => udp(n, Number(process.argv[4])),
 }[mode];
 if (!run || !Number.isInteger(count) || count < 0) {
   console.error(
-    'usage: traffic.mjs tcp|udp|udp-echo|udp-stream N | paced N MS | flood N | hold E C | keepalive A O H S MS [PORT]',
+    'usage: traffic.mjs tcp|udp|udp-echo|udp-stream|tcp-shapes N | paced N MS | flood N | hold E C | keepalive A O H S MS [PORT]',
   );
   process.exit(2);
 }
