@@ -140,8 +140,6 @@ export interface NativeNodeMonitorOptions {
   intervalMs: number;
   receiveBufferBytes: number;
   counting: 'auto' | CountingPath;
-  /** Period of each namespace's listing, ms; 0: only when needed. */
-  resyncIntervalMs: number;
 }
 
 /** One reader thread for every namespace of the node (native/ctnetlink/node_monitor.h). */

@@ -102,8 +102,6 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
     Napi::Object opts = info[0].As<Napi::Object>();
     config_.interval_ms = opts.Get("intervalMs").As<Napi::Number>().Int32Value();
     config_.receive_buffer_bytes = opts.Get("receiveBufferBytes").As<Napi::Number>().Int32Value();
-    if (opts.Get("resyncIntervalMs").IsNumber())
-      config_.resync_interval_ms = opts.Get("resyncIntervalMs").As<Napi::Number>().Int32Value();
     const std::string counting = opts.Get("counting").ToString().Utf8Value();
     config_.counting = counting == "ebpf"     ? ctmon::CountingMode::kKernel
                        : counting == "filter" ? ctmon::CountingMode::kFilter

@@ -76,8 +76,7 @@ struct NodeMonitor::Watched {
   uint64_t listings = 0;    // after the first
   int64_t verified_ns = 0;  // when the latest walk or listing that checked its flows began
   int64_t listing_end_ns = 0;
-  int64_t listing_ns = 0;  // duration of the latest listing
-  int64_t next_listing_ns = 0;
+  int64_t listing_ns = 0;       // duration of the latest listing
   bool repair_pending = false;  // flows that a walk found alive past their deadline
   CountingPath path() const { return kernel ? CountingPath::kKernel : CountingPath::kFilter; }
 };
@@ -333,8 +332,17 @@ void NodeMonitor::open_namespace(const Request& request) {
   Watched& added = *w;
   watched_.emplace(w->id, std::move(w));
   listener_->on_opened(opened);
-  // The entries it held before: one listing.
-  if (added.kernel) list(added);
+  // The entries it held before: one listing, unless it held none once the program was on its
+  // socket (then every entry it will hold sends its NEW to the program).
+  if (added.kernel) {
+    if (baseline.global != nullptr && baseline.global->has_entries &&
+        baseline.global->entries == 0) {
+      added.listed = true;
+      added.verified_ns = mono_ns();
+    } else {
+      list(added);
+    }
+  }
 }
 
 // Runs on the reader thread: enters the namespace, opens both sockets there, and returns to
@@ -508,7 +516,6 @@ bool NodeMonitor::list(Watched& w) {
         &stopping_, [this] { drain_all(kBatchesDuringListing); });
   w.listing_end_ns = mono_ns();
   w.listing_ns = w.listing_end_ns - started;
-  w.next_listing_ns = w.listing_end_ns + static_cast<int64_t>(config_.resync_interval_ms) * 1000000;
   if (!st.ok()) {
     w.overflow.abort_dump();
     flows_.abort_listing(w.index);
@@ -603,6 +610,8 @@ void NodeMonitor::close_interval(bool final) {
     out.id = id;
     out.path = w.path();
     out.sample = w.aggregator.close(mono_ns(), wall_ms(), reading, final);
+    // What the program passed and the socket could not queue: a listing repairs the states.
+    if (w.kernel && out.sample.events_lost > 0) w.repair_pending = true;
     out.counter_failed = counter_failed;
     out.events_mode = read_sysctl_fd(w.events_sysctl.get());
     if (counter_failed) out.sample.known &= ~(1u << kInsert | 1u << kDelete);
@@ -612,16 +621,17 @@ void NodeMonitor::close_interval(bool final) {
     tally(tallies);
     if (!final && !stopping_.load()) {
       verify(tallies);
-      // Listings: a namespace's periodic one, or one its walk asked for (spaced by ten times
-      // its last duration, as the single monitor's repairs are).
+      // Listings only where needed: a namespace whose first one failed, or whose walk found
+      // flows alive past their deadline (spaced by ten times its last duration, as the single
+      // monitor's repairs are). No periodic ones: on this path every event is handled in the
+      // kernel and none can be lost, and every listing walks the whole global hash, which
+      // across a node's namespaces would cost more than everything else together.
       const int64_t now = mono_ns();
       bool listed = false;
       for (auto& [id, w] : watched_) {
         if (!w->kernel || stopping_.load()) continue;
-        const bool periodic = config_.resync_interval_ms > 0 && now >= w->next_listing_ns;
-        const bool repair =
-            (w->repair_pending || !w->listed) && now - w->listing_end_ns >= 10 * w->listing_ns;
-        if (periodic || repair) listed = list(*w) || listed;
+        if ((w->repair_pending || !w->listed) && now - w->listing_end_ns >= 10 * w->listing_ns)
+          listed = list(*w) || listed;
       }
       if (listed) tally(tallies);
     }

@@ -64,7 +64,6 @@ struct NodeMonitorConfig {
   CountingMode counting = CountingMode::kAuto;
   // Namespaces watched at once on the kernel path (the shared maps are sized for them).
   uint32_t max_namespaces = 1024;
-  int resync_interval_ms = 60000;  // a namespace's periodic listing; 0: only when needed
 };
 
 // The outcome of add(): the namespace's sockets are open (ok), or why not.

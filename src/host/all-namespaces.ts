@@ -67,7 +67,7 @@ export interface AllNamespacesOptions {
    * Default none.
    */
   trackStates?: string[];
-  /** Period of each namespace's listing (and of the trackStates monitors' re-dumps), ms. */
+  /** Re-dump period of the trackStates monitors, ms (the eBPF path lists a namespace only when needed). */
   resyncIntervalMs?: number;
   /** containerd's state directory, for pod names (default /run/containerd; null: not read). */
   containerdRoot?: string | null;
@@ -232,7 +232,6 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
         intervalMs: this.options.intervalMs,
         receiveBufferBytes: this.options.receiveBufferBytes,
         counting: this.options.counting,
-        resyncIntervalMs: this.options.resyncIntervalMs,
       },
       (records) => this.deliver(records),
     );
