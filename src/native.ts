@@ -41,7 +41,7 @@ export interface RawSample extends RawInterval {
   /** The entries the kernel lists: their deadline ahead, or found alive by the latest check. */
   tracked: RawTableCounts;
   /** Entries past their announced deadline, not checked against the kernel since (not in tracked). */
-  unverified: number;
+  unverified: RawTableCounts;
   /** CLOCK_REALTIME ms when the latest check (a walk of the table, or a listing) began; null before. */
   verifiedAt: number | null;
   /** Walks of the table since start, and the latest one's duration. */
@@ -117,7 +117,7 @@ export interface RawNamespaceInterval extends RawInterval {
   /** On the eBPF path once the namespace's first listing completed: what the kernel lists; else null. */
   tracked: RawTableCounts | null;
   /** Entries past their announced deadline, not checked against the kernel since (not in tracked). */
-  unverified: number;
+  unverified: RawTableCounts;
   /** Listings of the namespace after the first. */
   listings: number;
 }

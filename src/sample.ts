@@ -5,7 +5,7 @@
  * every derived null its reason, and shapes the public ConntrackSample. Runs once per interval.
  */
 import { errnoName } from './errors.js';
-import type { RawInterval, RawSample } from './native.js';
+import type { RawInterval, RawSample, RawTableCounts } from './native.js';
 import {
   COUNTER_NAMES,
   PROTOCOL_NAMES,
@@ -31,7 +31,10 @@ export interface SampleParts {
   counts: CounterSet;
   totals: CounterSet;
   events: EventStats | null;
-  /** Tracked entries by TCP state and protocol (in TCP_STATE_NAMES / PROTOCOL_NAMES order). */
+  /**
+   * Tracked entries by TCP state and protocol (in TCP_STATE_NAMES / PROTOCOL_NAMES order); each
+   * of timeWait.entries, tcpStates and protocols is null anyway where `unavailable` says why.
+   */
   tracked: { tcpStates: readonly number[]; protocols: readonly number[] } | null;
   timeWaitTimeout: number | null;
   eventsMode: number | null;
@@ -48,7 +51,8 @@ export function buildSample(p: SampleParts): ConntrackSample {
   };
   const fill = p.entries !== null && p.max ? p.entries / p.max : null;
   if (fill === null) because('fill', unavailable.entries ?? unavailable.max ?? 'nf_conntrack_max is 0');
-  const timeWaitEntries = p.tracked ? (p.tracked.tcpStates[TCP_STATE_NAMES.indexOf('TIME_WAIT')] ?? 0) : null;
+  const known = (field: string) => (p.tracked && p.unavailable[field] === undefined ? p.tracked : null);
+  const timeWaitEntries = known('timeWait.entries')?.tcpStates[TCP_STATE_NAMES.indexOf('TIME_WAIT')] ?? null;
   if (timeWaitEntries !== null && !p.max) because('timeWait.share', unavailable.max ?? 'nf_conntrack_max is unknown');
   if (timeWaitEntries === null) because('timeWait.share', unavailable['timeWait.entries']);
   for (const name of COUNTER_NAMES) {
@@ -74,8 +78,8 @@ export function buildSample(p: SampleParts): ConntrackSample {
       timeoutSeconds: p.timeWaitTimeout,
       share: timeWaitEntries !== null && p.max ? timeWaitEntries / p.max : null,
     },
-    tcpStates: p.tracked ? byName(TCP_STATE_NAMES, p.tracked.tcpStates) : null,
-    protocols: p.tracked ? byName(PROTOCOL_NAMES, p.tracked.protocols) : null,
+    tcpStates: known('tcpStates') && byName(TCP_STATE_NAMES, p.tracked!.tcpStates),
+    protocols: known('protocols') && byName(PROTOCOL_NAMES, p.tracked!.protocols),
     eventsMode,
     timeToFullSeconds: null, // the monitor's forecast (src/forecast.ts) fills it in
     final: p.final,
@@ -119,9 +123,10 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
       : raw.dumpError
         ? `the initial table dump failed (${errnoName(raw.dumpError)}); it is retried at the next resync`
         : 'the initial table dump has not completed yet';
-  const reason = tableReason ?? unverifiedReason(raw.unverified);
-  if (reason !== null) {
-    for (const field of ['timeWait.entries', 'tcpStates', 'protocols']) unavailable[field] = reason;
+  if (tableReason !== null) {
+    for (const field of ['timeWait.entries', 'tcpStates', 'protocols']) unavailable[field] = tableReason;
+  } else {
+    Object.assign(unavailable, unverifiedReasons(raw.unverified, 'timeWait.entries'));
   }
   return {
     endWallMs: raw.endWallMs,
@@ -148,12 +153,12 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
       updates: raw.eventsUpdates,
       resyncs: raw.resyncs,
       lastResyncMs: raw.lastResyncMs === null ? null : round(raw.lastResyncMs),
-      unverified: raw.unverified,
+      unverified: raw.unverified.entries,
       walks: raw.walks,
       lastWalkMs: raw.lastWalkMs === null ? null : round(raw.lastWalkMs),
       malformedTotal: raw.malformedTotal,
     },
-    tracked: reason === null ? raw.tracked : null,
+    tracked: tableReason === null ? raw.tracked : null,
     timeWaitTimeout: raw.timeWaitTimeout,
     eventsMode: raw.eventsMode,
     socketTimeWait: raw.socketTimeWait,
@@ -163,14 +168,22 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
 }
 
 /**
- * Why the tracked counts are unknown when `unverified` tracked entries are past the deadline the
- * kernel last announced and could not be checked before the sample (each is either expired and
- * not yet reaped, or alive and refreshed by packets that send no event); null when none is.
+ * Why tracked counts are unknown where tracked entries are past the deadline the kernel last
+ * announced and could not be checked before the sample (each is either expired and not yet
+ * reaped, or alive and refreshed by packets that send no event): `protocols` when any is,
+ * `tcpStates` when a TCP one is, TIME_WAIT when one in TIME_WAIT is. `timeWaitField` names the
+ * TIME_WAIT field where it is reported (a sample's `timeWait.entries`, a node row's `timeWait`).
  */
-export function unverifiedReason(unverified: number): string | null {
-  return unverified > 0
-    ? `${unverified} tracked entries are past the deadline the kernel last announced and were not checked in this interval (walks of the table are spaced so that they take at most 1% of a core); the next interval checks them`
-    : null;
+export function unverifiedReasons(unverified: RawTableCounts, timeWaitField: string): Partial<Record<string, string>> {
+  const why = (n: number, what: string) =>
+    `${n} tracked${what}${n === 1 ? ' entry' : ' entries'} past the deadline the kernel last announced ${n === 1 ? 'was' : 'were'} not checked in this interval (walks of the table are spaced so that they take at most 1% of a core); the next interval checks them`;
+  const reasons: Partial<Record<string, string>> = {};
+  const tcp = unverified.protocols[PROTOCOL_NAMES.indexOf('tcp')] ?? 0;
+  const timeWait = unverified.tcpStates[TCP_STATE_NAMES.indexOf('TIME_WAIT')] ?? 0;
+  if (unverified.entries > 0) reasons.protocols = why(unverified.entries, '');
+  if (tcp > 0) reasons.tcpStates = why(tcp, ' TCP');
+  if (timeWait > 0) reasons[timeWaitField] = why(timeWait, ' TIME_WAIT');
+  return reasons;
 }
 
 /**

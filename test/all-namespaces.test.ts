@@ -110,7 +110,7 @@ class FakeNodeMonitor {
       firstLossEverWallMs: null,
       malformedTotal: 0,
       tracked: null,
-      unverified: 0,
+      unverified: { entries: 0, protocols: [0, 0, 0, 0], tcpStates: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0] },
       listings: 0,
       ...over(inode),
     }));

@@ -39,7 +39,7 @@ function raw(over: Partial<RawSample> = {}): RawSample {
     synced: true,
     dumpError: 0,
     tracked: { entries: 100, protocols: [60, 40, 0, 0], tcpStates: [0, 0, 0, 50, 0, 0, 0, 10, 0, 0] },
-    unverified: 0,
+    unverified: { entries: 0, protocols: [0, 0, 0, 0], tcpStates: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0] },
     verifiedAt: null,
     walks: 0,
     lastWalkMs: null,
@@ -157,6 +157,38 @@ describe('ConntrackMonitor over a fake addon', () => {
     });
     // Everything is known but the forecast, which needs 5 samples over 5 s.
     expect(s.unavailable).toEqual({ timeToFullSeconds: expect.stringMatching(/^too few samples/) });
+    await monitor.stop();
+  });
+
+  it('entries past their deadline and not yet checked make only what they touch unknown, and say why', async () => {
+    const addon = new FakeAddon();
+    const monitor = new TestMonitor(addon);
+    const samples: ConntrackSample[] = [];
+    monitor.on('sample', (s) => samples.push(s));
+    await monitor.start();
+    const waiting = (protocols: number[], tcpStates: number[]) =>
+      raw({ unverified: { entries: protocols.reduce((a, b) => a + b, 0), protocols, tcpStates } });
+    addon.monitors[0]!.deliver([
+      { type: 'sample', sample: waiting([0, 3, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) }, // UDP only
+      { type: 'sample', sample: waiting([2, 0, 0, 0], [0, 0, 0, 2, 0, 0, 0, 0, 0, 0]) }, // TCP ESTABLISHED
+      { type: 'sample', sample: waiting([1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]) }, // TIME_WAIT
+    ]);
+    const [udp, tcp, timeWait] = samples;
+    expect(udp!.protocols).toBeNull();
+    expect(udp!.unavailable.protocols).toBe(
+      '3 tracked entries past the deadline the kernel last announced were not checked in this interval (walks of the table are spaced so that they take at most 1% of a core); the next interval checks them',
+    );
+    expect(udp!.tcpStates).toEqual(expect.objectContaining({ ESTABLISHED: 50, TIME_WAIT: 10 }));
+    expect(udp!.timeWait.entries).toBe(10);
+    expect(udp!.events!.unverified).toBe(3);
+    expect(tcp!.tcpStates).toBeNull();
+    expect(tcp!.unavailable.tcpStates).toMatch(/^2 tracked TCP entries past the deadline/);
+    expect(tcp!.timeWait).toMatchObject({ entries: 10, share: 0.01 });
+    expect(timeWait!.timeWait).toMatchObject({ entries: null, share: null });
+    expect(timeWait!.unavailable['timeWait.entries']).toMatch(
+      /^1 tracked TIME_WAIT entry past the deadline .* was not checked/,
+    );
+    expect(timeWait!.unavailable['timeWait.share']).toBe(timeWait!.unavailable['timeWait.entries']);
     await monitor.stop();
   });
 

@@ -13,6 +13,7 @@
       "type": "executable",
       "sources": ["null_reader.cc", "<!@(node -p \"require('../../native/sources.js').gyp('core', '../../')\")"],
       "include_dirs": ["../../native"],
+      "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-O2", "-std=c++17"]
     },
     {
@@ -20,6 +21,7 @@
       "type": "executable",
       "sources": ["count_only_reader.cc", "<!@(node -p \"require('../../native/sources.js').gyp('core', '../../')\")"],
       "include_dirs": ["../../native"],
+      "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"]
     },
     {
@@ -27,6 +29,7 @@
       "type": "executable",
       "sources": ["decode_bench.cc", "<!@(node -p \"require('../../native/sources.js').gyp('core', '../../')\")"],
       "include_dirs": ["../../native"],
+      "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-O2", "-std=c++17"]
     },
     {
@@ -34,6 +37,7 @@
       "type": "executable",
       "sources": ["drop_probe_demo.cc", "<!@(node -p \"require('../../native/sources.js').gyp('core', '../../')\")"],
       "include_dirs": ["../../native"],
+      "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"]
     }
   ]

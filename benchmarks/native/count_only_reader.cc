@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   while (!stop) pause();
 
   ct_counters c;
-  if (!counter.read(c).ok()) return std::perror("read"), 1;
+  if (!counter.read(0, c).ok()) return std::perror("read"), 1;
   uint64_t unknown = 0;
   for (uint32_t k = 0; k < CT_KIND_COUNT; ++k) unknown += c.messages[k][CT_CLASS_UNKNOWN];
   ctmon::BatchReceiver receiver(64, 8192);
@@ -50,9 +50,9 @@ int main(int argc, char** argv) {
   for (int n; (n = receiver.receive(fd.get())) > 0;) queued += n;
   std::printf(
       "{\"new\":%llu,\"update\":%llu,\"destroy\":%llu,\"unknownLayout\":%llu,\"queued\":%ld}\n",
-      static_cast<unsigned long long>(kind_total(c, CT_KIND_NEW)),
-      static_cast<unsigned long long>(kind_total(c, CT_KIND_UPDATE)),
-      static_cast<unsigned long long>(kind_total(c, CT_KIND_DESTROY)),
+      static_cast<unsigned long long>(ctmon::kind_total(c, CT_KIND_NEW)),
+      static_cast<unsigned long long>(ctmon::kind_total(c, CT_KIND_UPDATE)),
+      static_cast<unsigned long long>(ctmon::kind_total(c, CT_KIND_DESTROY)),
       static_cast<unsigned long long>(unknown), queued);
   return 0;
 }

@@ -59,7 +59,7 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
   w.set(o, "synced", w.boolean(table.synced));
   w.set(o, "dumpError", w.number(table.dump_error));
   w.set(o, "tracked", table_counts_to_js(w, table.counts));
-  w.set(o, "unverified", w.number(table.unverified));
+  w.set(o, "unverified", table_counts_to_js(w, table.unverified));
   w.set(o, "verifiedAt", w.nullable(table.verified_wall_ms >= 0, table.verified_wall_ms));
   w.set(o, "walks", w.number(static_cast<double>(table.walks)));
   w.set(o, "lastWalkMs", w.nullable(table.last_walk_ms >= 0, table.last_walk_ms));

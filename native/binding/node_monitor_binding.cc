@@ -62,7 +62,7 @@ napi_value records_to_js(JsWriter& w, const std::vector<NodeRecord>& records, ui
                 w.nullable(ni.events_mode >= 0, static_cast<double>(ni.events_mode)));
           // The kernel path's states, once the namespace's first listing completed.
           w.set(row, "tracked", ni.states_known ? table_counts_to_js(w, ni.counts) : w.null());
-          w.set(row, "unverified", w.number(ni.unverified));
+          w.set(row, "unverified", table_counts_to_js(w, ni.unverified));
           w.set(row, "listings", w.number(static_cast<double>(ni.listings)));
           w.set(namespaces, n, row);
         }

@@ -253,7 +253,7 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
       table.tally(now, number("verified"), t);
       JsWriter w(env);
       Napi::Object o = Napi::Value(env, table_counts_to_js(w, t.listed)).As<Napi::Object>();
-      o.Set("unverified", t.unverified);
+      o.Set("unverified", t.unverified.entries);
       o.Set("survivors", t.survivors);
       out.Set(n++, o);
     } else {

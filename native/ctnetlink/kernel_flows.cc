@@ -87,7 +87,7 @@ void KernelFlows::tally(uint64_t now_ds, const std::vector<uint64_t>& verified_d
         t.listed.add(cls, state);
         ++t.survivors;
       } else {
-        ++t.unverified;
+        t.unverified.add(cls, state);
       }
     }
   }

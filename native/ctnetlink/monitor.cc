@@ -445,7 +445,7 @@ void Monitor::tally(TableTally& out) const {
     kernel_flows_.tally(static_cast<uint64_t>(now) / CT_DECISECOND_NS,
                         {static_cast<uint64_t>(verified) / CT_DECISECOND_NS}, kernel);
     out.listed.add(kernel[0].listed);
-    out.unverified += kernel[0].unverified;
+    out.unverified.add(kernel[0].unverified);
     out.survivors += kernel[0].survivors;
     kernel_listed_ = kernel[0].listed.entries;
   }
@@ -459,7 +459,7 @@ void Monitor::tally(TableTally& out) const {
 // alive. The survivors are counted; a listing gives them the deadline the kernel holds, soon.
 void Monitor::verify(TableTally& t) {
   const int64_t now = mono_ns();
-  if (t.unverified == 0 || !walks_.may_walk(now)) return;
+  if (t.unverified.entries == 0 || !walks_.may_walk(now)) return;
   const Status st = request_socket_.evict_expired();
   walks_.walked(now, mono_ns());
   if (!st.ok()) {
@@ -495,7 +495,7 @@ void Monitor::close_interval(bool final) {
   //   expired entries not yet reaped, so it can only be higher): entries were deleted without
   //   a DESTROY, as under nf_conntrack_events=2; the tolerance absorbs events racing the read.
   const int64_t now = mono_ns();
-  const uint64_t held = counted.listed.entries + counted.unverified;
+  const uint64_t held = counted.listed.entries + counted.unverified.entries;
   const bool overcount = sample.has_entries && held > sample.entries + 8 + sample.entries / 100;
   overcount_intervals_ = overcount ? overcount_intervals_ + 1 : 0;
   // A repair that must wait for its spacing is remembered, not forgotten.

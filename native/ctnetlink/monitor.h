@@ -53,7 +53,7 @@ struct TableSnapshot {
   TableCounts counts;  // what the kernel lists: deadline ahead, or verified alive
   // Entries past the deadline their last event or listing announced, not checked against the
   // kernel since (left out of counts); when the latest check (walk or listing) began.
-  uint32_t unverified = 0;
+  TableCounts unverified;
   double verified_wall_ms = -1;
   uint64_t walks = 0;          // walks of the table since start
   double last_walk_ms = -1;    // duration of the latest walk

@@ -551,7 +551,7 @@ void NodeMonitor::tally(std::vector<KernelTally>& tallies) {
                       verified_ds[w->index] * CT_DECISECOND_NS / 1000000, overflow);
     KernelTally& t = tallies[w->index];
     t.listed.add(overflow.listed);
-    t.unverified += overflow.unverified;
+    t.unverified.add(overflow.unverified);
     t.survivors += overflow.survivors;
   }
 }
@@ -562,7 +562,7 @@ void NodeMonitor::tally(std::vector<KernelTally>& tallies) {
 void NodeMonitor::verify(std::vector<KernelTally>& tallies) {
   bool unverified = false;
   for (const auto& [id, w] : watched_)
-    if (w->kernel && tallies[w->index].unverified > 0) unverified = true;
+    if (w->kernel && tallies[w->index].unverified.entries > 0) unverified = true;
   const int64_t now = mono_ns();
   if (!unverified || !walks_.may_walk(now)) return;
   const Status st = walker_.evict_expired();

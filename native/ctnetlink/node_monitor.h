@@ -91,7 +91,7 @@ struct NamespaceInterval {
   // lists them (the flow table and its overflow), known once its first listing completed.
   bool states_known = false;
   TableCounts counts;
-  uint32_t unverified = 0;  // past their deadline, not checked against the kernel since
+  TableCounts unverified;  // past their deadline, not checked against the kernel since
   uint64_t listings = 0;    // listings after the first
 };
 

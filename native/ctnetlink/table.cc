@@ -245,7 +245,7 @@ void ConntrackTable::tally(uint64_t now_ms, uint64_t verified_ms, TableTally& ou
       out.listed.add(s.protocol, s.tcp_state);
       ++out.survivors;
     } else {
-      ++out.unverified;
+      out.unverified.add(s.protocol, s.tcp_state);
     }
   }
 }

@@ -43,7 +43,7 @@ struct TableCounts {
 // latest verification), and how many are past their deadline, not verified since.
 struct TableTally {
   TableCounts listed;
-  uint32_t unverified = 0;
+  TableCounts unverified;  // by protocol and TCP state, so that only what they touch is unknown
   uint32_t survivors = 0;  // of listed: past their deadline, alive at the latest verification
 };
 

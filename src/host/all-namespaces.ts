@@ -28,7 +28,7 @@ import {
   type RawNamespaceInterval,
 } from '../native.js';
 import { resolveAllNamespacesOptions, type ResolvedAllNamespacesOptions } from '../options.js';
-import { byName, EVENTS_OFF, intervalCounters, ratesOf, round, unverifiedReason } from '../sample.js';
+import { byName, EVENTS_OFF, intervalCounters, ratesOf, round, unverifiedReasons } from '../sample.js';
 import {
   COUNTER_NAMES,
   PROTOCOL_NAMES,
@@ -516,8 +516,7 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     const rates = ratesOf(counts, raw.durationNs / 1e9);
     if (this.podsUnknown !== null) unavailable.pod = this.podsUnknown;
     const states = this.states(w, raw);
-    if (states.unavailable !== null)
-      for (const field of ['timeWait', 'tcpStates', 'protocols']) unavailable[field] = states.unavailable;
+    Object.assign(unavailable, states.unavailable);
     return {
       inode: w.ns.inode,
       name: w.ns.name,
@@ -542,7 +541,7 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
         destroyTotal: raw.totals[DELETE] ?? 0,
         malformedTotal: raw.malformedTotal,
         receiveBufferBytes: w.receiveBufferBytes,
-        unverified: raw.unverified,
+        unverified: raw.unverified.entries,
         listings: raw.listings,
       },
       timeWait: states.timeWait,
@@ -561,40 +560,49 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
 
   /**
    * A namespace's TIME_WAIT and state counts: on the eBPF path from the kernel's flow table (once
-   * its first listing completed), else from its full monitor when it has one.
+   * its first listing completed), else from its full monitor when it has one; with the reason
+   * for each that is null.
    */
   private states(
     w: Watched,
     raw: RawNamespaceInterval,
-  ): Pick<NamespaceReport, 'timeWait' | 'tcpStates' | 'protocols'> & { unavailable: string | null } {
-    const unverified = unverifiedReason(raw.unverified);
-    if (raw.tracked && unverified !== null)
-      return { timeWait: null, tcpStates: null, protocols: null, unavailable: unverified };
+  ): Pick<NamespaceReport, 'timeWait' | 'tcpStates' | 'protocols'> & { unavailable: Partial<Record<string, string>> } {
     if (raw.tracked) {
+      const unavailable = unverifiedReasons(raw.unverified, 'timeWait');
       const tcpStates = byName(TCP_STATE_NAMES, raw.tracked.tcpStates);
       const entries = tcpStates.TIME_WAIT;
       return {
-        timeWait: { entries, share: raw.max ? entries / raw.max : null },
-        tcpStates,
-        protocols: byName(PROTOCOL_NAMES, raw.tracked.protocols),
-        unavailable: null,
+        timeWait: unavailable.timeWait ? null : { entries, share: raw.max ? entries / raw.max : null },
+        tcpStates: unavailable.tcpStates ? null : tcpStates,
+        protocols: unavailable.protocols ? null : byName(PROTOCOL_NAMES, raw.tracked.protocols),
+        unavailable,
       };
     }
     const t = w.trackedLatest;
-    const unavailable =
+    const why =
       raw.counting === 'ebpf'
         ? "the namespace's first listing has not completed yet"
         : !w.tracked
           ? NOT_TRACKED
-          : !t || t.tcpStates === null
-            ? (t?.unavailable.tcpStates ?? 'its full monitor has not delivered a sample yet')
+          : !t
+            ? 'its full monitor has not delivered a sample yet'
             : null;
-    if (unavailable !== null) return { timeWait: null, tcpStates: null, protocols: null, unavailable };
+    if (why !== null)
+      return {
+        timeWait: null,
+        tcpStates: null,
+        protocols: null,
+        unavailable: { timeWait: why, tcpStates: why, protocols: why },
+      };
+    const unavailable: Partial<Record<string, string>> = {};
+    if (t!.timeWait.entries === null) unavailable.timeWait = t!.unavailable['timeWait.entries'];
+    if (t!.tcpStates === null) unavailable.tcpStates = t!.unavailable.tcpStates;
+    if (t!.protocols === null) unavailable.protocols = t!.unavailable.protocols;
     return {
-      timeWait: { entries: t!.timeWait.entries, share: t!.timeWait.share },
+      timeWait: t!.timeWait.entries === null ? null : { entries: t!.timeWait.entries, share: t!.timeWait.share },
       tcpStates: t!.tcpStates,
       protocols: t!.protocols,
-      unavailable: null,
+      unavailable,
     };
   }
 

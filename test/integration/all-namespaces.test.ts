@@ -444,6 +444,7 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
   it('serve --all-namespaces: a real scrape passes promtool, and a deleted namespace leaves it', async () => {
     const a = await namespace('serve-all');
     await a.traffic('udp', 3);
+    await a.traffic('tcp', 4); // TIME_WAIT, exported per namespace (pod) from the eBPF path's states
     const child = spawn(
       process.execPath,
       [
@@ -466,11 +467,25 @@ describe.skipIf(!canRunIntegration)('all namespaces on the real kernel', () => {
     const scrape = async () => (await fetch(url)).text();
     let text = '';
     const deadline = Date.now() + 5000;
-    while (!text.includes(`netns="${a.name}"`) && Date.now() < deadline) {
+    while (!text.includes(`nf_conntrack_entries_by_state{netns="${a.name}"`) && Date.now() < deadline) {
       text = await scrape();
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(text).toMatch(new RegExp(`^nf_conntrack_entries\\{netns="${a.name}",pod_namespace="",pod=""\\} 3$`, 'm'));
+    expect(text).toMatch(new RegExp(`^nf_conntrack_entries\\{netns="${a.name}",pod_namespace="",pod=""\\} 7$`, 'm'));
+    const listing = await a.kernelListing();
+    expect(listing.tcpStates).toEqual({ TIME_WAIT: 4 });
+    expect(text).toMatch(
+      new RegExp(
+        `^nf_conntrack_entries_by_state\\{netns="${a.name}",pod_namespace="",pod="",protocol="tcp",state="time_wait"\\} ${listing.tcpStates.TIME_WAIT}$`,
+        'm',
+      ),
+    );
+    expect(text).toMatch(
+      new RegExp(
+        `^nf_conntrack_entries_by_state\\{netns="${a.name}",pod_namespace="",pod="",protocol="udp",state=""\\} ${listing.protocols.udp}$`,
+        'm',
+      ),
+    );
     expect(text).toMatch(
       new RegExp(`^nf_conntrack_events_total\\{netns="${a.name}",pod_namespace="",pod="",type="new"\\} \\d+$`, 'm'),
     );
