@@ -135,6 +135,80 @@ describe.skipIf(!canRunIntegration)('record and report on the real kernel', () =
     );
   });
 
+  it("flows kept alive past their timeouts: the recording's states and its 'Entries by state' chart equal conntrack -L", async () => {
+    const ns = await namespace('record-alive');
+    for (const [name, seconds] of [
+      ['udp_timeout', 2],
+      ['udp_timeout_stream', 4],
+      ['tcp_timeout_close_wait', 3],
+    ] as const)
+      await ns.sysctl(`net.netfilter.nf_conntrack_${name}`, seconds);
+    // The user's command: flows refreshed every 700 ms, and conntrack -L every 1.5 s, printed.
+    const script = join(dir, 'alive.mjs');
+    writeFileSync(
+      script,
+      `import { spawn, execFileSync } from 'node:child_process';
+      const flows = spawn(process.execPath, [${JSON.stringify(TRAFFIC)}, 'keepalive', '10', '10', '10', '0', '700'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      await new Promise((r) => flows.stdout.once('data', r));
+      for (let i = 0; i < 6; i++) {
+        await new Promise((r) => setTimeout(r, 1500));
+        const protocols = { tcp: 0, udp: 0, icmp: 0, other: 0 };
+        const tcpStates = {};
+        for (const line of execFileSync('conntrack', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\\n')) {
+          const [proto, , , state] = line.trim().split(/\\s+/);
+          if (!proto) continue;
+          protocols[proto in protocols ? proto : 'other']++;
+          if (proto === 'tcp') tcpStates[state] = (tcpStates[state] ?? 0) + 1;
+        }
+        console.log(JSON.stringify({ at: Date.now(), protocols, tcpStates }));
+      }
+      await new Promise((r) => setTimeout(r, 1200)); // a sample after the last listing
+      flows.stdin.end();
+      await new Promise((r) => flows.on('exit', r));`,
+    );
+    const file = join(dir, 'alive.ndjson');
+    const run = await runCli([
+      'record',
+      '--netns',
+      ns.name,
+      '--out',
+      file,
+      '--',
+      'ip',
+      'netns',
+      'exec',
+      ns.name,
+      process.execPath,
+      script,
+    ]);
+    expect(run.code).toBe(0);
+    const listings = run.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (l) => JSON.parse(l) as { at: number; protocols: Record<string, number>; tcpStates: Record<string, number> },
+      );
+    const { samples } = recording(file);
+    expect(listings).toHaveLength(6);
+    for (const listing of listings) {
+      const next = samples.find((s) => Date.parse(s.time) > listing.at)!;
+      const states = Object.fromEntries(Object.entries(next.tcpStates ?? {}).filter(([, n]) => n > 0));
+      console.info(
+        `recorded at ${next.time}: ${JSON.stringify(next.protocols)} ${JSON.stringify(states)}; conntrack -L before it ${JSON.stringify(listing.protocols)} ${JSON.stringify(listing.tcpStates)}`,
+      );
+      expect(next.protocols).toEqual(listing.protocols);
+      expect(states).toEqual(listing.tcpStates);
+    }
+    expect(listings.at(-1)).toMatchObject({ protocols: { tcp: 10, udp: 20 }, tcpStates: { CLOSE_WAIT: 10 } });
+    const html = await runCli(['report', file, '--html', join(dir, 'alive.html')]);
+    expect(html.code).toBe(0);
+    // The chart's layers are the recorded counts: the flows never left them (the final sample,
+    // as the command closed them, adds the states they closed through).
+    expect(readFileSync(join(dir, 'alive.html'), 'utf8')).toMatch(
+      /Peak per layer: TCP CLOSE_WAIT 10, (TCP [A-Z_]+ \d+, )*UDP 20\./,
+    );
+  });
+
   it("exits with the command's status: non-zero, killed by a signal, not found", async () => {
     const ns = await namespace('status');
     const common = ['record', '--netns', ns.name, '--interval', '200'];
