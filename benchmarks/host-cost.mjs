@@ -16,6 +16,7 @@
 // /proc/stat read again. Readers:
 //   none             nobody listens: with nf_conntrack_events=2 the kernel builds no event
 //   conntrack-E      `conntrack -E -e NEW,DESTROY` to /dev/null (conntrack-tools)
+//   conntrack-E-all  `conntrack -E` to /dev/null: every event, as a user follows TCP states
 //   monitor          conntrack-monitor as shipped (the eBPF event path where it loads)
 //   monitor-classic  conntrack-monitor with the classic filter (every event queued)
 //   monitor@DIR      conntrack-monitor as built in another checkout DIR (before and after a
@@ -23,7 +24,10 @@
 //   count-only       benchmarks/native/count_only_reader: the count-only eBPF program, the
 //                    least an event reader can cost
 // Rounds interleave the readers (each round in a rotated order); the marginal of a reader is
-// its phase minus the no-reader phase of the same round and rate; medians over rounds.
+// its phase minus the no-reader phase of the same round and rate; medians over rounds; ratios
+// to conntrack-E-all where it ran, else to conntrack-E. In tcp mode, 3 s after the load the
+// monitor's TIME_WAIT and CLOSE counts (its first sample after that moment) are compared with
+// conntrack -L's, listed right after that sample.
 // Writes benchmarks/results/host-cost-<mode>[-<tag>]-<date>.{json,md}.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -60,7 +64,8 @@ const ROUNDS = Number(values.rounds);
 const READERS = values.readers.split(',');
 const SECONDS = Number(values.seconds);
 const WAIT = Number(values.wait);
-const KNOWN = ['none', 'conntrack-E', 'monitor', 'monitor-classic', 'count-only'];
+const KNOWN = ['none', 'conntrack-E', 'conntrack-E-all', 'monitor', 'monitor-classic', 'count-only'];
+const REFERENCE = READERS.includes('conntrack-E-all') ? 'conntrack-E-all' : 'conntrack-E';
 for (const r of READERS)
   if (!KNOWN.includes(r) && !r.startsWith('monitor@'))
     throw new Error(`unknown reader ${r} (${KNOWN.join(', ')}, monitor@DIR)`);
@@ -102,8 +107,9 @@ async function startReader(kind, tools) {
       },
     };
   }
-  if (kind === 'conntrack-E') {
-    const p = spawn('ip', ['netns', 'exec', nsName, 'conntrack', '-E', '-e', 'NEW,DESTROY'], {
+  if (kind === 'conntrack-E' || kind === 'conntrack-E-all') {
+    const only = kind === 'conntrack-E' ? ['-e', 'NEW,DESTROY'] : [];
+    const p = spawn('ip', ['netns', 'exec', nsName, 'conntrack', '-E', ...only], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let err = '';
@@ -146,8 +152,26 @@ async function phase(tools, kind, rate) {
     monitor: reader.report ? await reader.report() : null,
   };
   const gen = JSON.parse(bench.inNs(tools.loadgen, [MODE, String(rate), String(SECONDS), '1']));
+  const loadEnd = Date.now();
   const floodCpu = reader.pid ? cpuSeconds(reader.pid) - before.cpu : 0;
-  await sleep(WAIT * 1000);
+  let states = null;
+  if (MODE === 'tcp' && reader.report) {
+    // The monitor's first sample from 3 s after the load, then the kernel's listing.
+    await sleep(3000);
+    let seen;
+    do seen = await reader.report();
+    while (seen.sampleMs <= loadEnd + 3000 && (await sleep(100), true));
+    const listed = { TIME_WAIT: 0, CLOSE: 0 };
+    for (const line of bench
+      .inNs('conntrack', ['-L', '-p', 'tcp'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\n')) {
+      const state = line.trim().split(/\s+/)[3];
+      if (state in listed) listed[state]++;
+    }
+    const reported = seen.tcpStates && { TIME_WAIT: seen.tcpStates.TIME_WAIT, CLOSE: seen.tcpStates.CLOSE };
+    states = { monitor: reported, kernel: listed, equal: JSON.stringify(reported) === JSON.stringify(listed) };
+  }
+  await sleep(Math.max(0, WAIT * 1000 - (Date.now() - loadEnd)));
   const after = {
     busy: busyTicks(),
     counter: bench.newCounter(),
@@ -176,8 +200,9 @@ async function phase(tools, kind, rate) {
       resyncs: after.monitor.resyncs - before.monitor.resyncs,
     };
     result.monitor.insertsExact = result.monitor.inserts === created;
+    if (states) result.monitor.statesAfter3s = states;
   }
-  if (kind === 'conntrack-E') result.conntrackE = own;
+  if (kind.startsWith('conntrack-E')) result.conntrackE = own;
   if (kind === 'count-only') result.countOnly = { ...own, insertsExact: own.new === created };
   return result;
 }
@@ -221,7 +246,7 @@ function report(phases) {
     const at = phases.filter((p) => p.requestedRate === (rate || 'max'));
     const none = (round) => at.find((p) => p.round === round && p.reader === 'none');
     const conntrackE = median(
-      at.filter((p) => p.reader === 'conntrack-E').map((p) => p.busyTicks - none(p.round).busyTicks),
+      at.filter((p) => p.reader === REFERENCE).map((p) => p.busyTicks - none(p.round).busyTicks),
     );
     for (const reader of READERS) {
       const ps = at.filter((p) => p.reader === reader);
@@ -245,6 +270,7 @@ function report(phases) {
         messagesReceived: ps.map((p) => p.monitor?.messagesReceived ?? null),
         readerCoreShareDuringLoad: median(ps.map((p) => p.readerCoreShareDuringLoad)),
         path: ps[0]?.monitor?.path ?? null,
+        statesAfter3s: ps.map((p) => p.monitor?.statesAfter3s ?? null),
       });
     }
   }
@@ -258,17 +284,17 @@ function report(phases) {
   const f = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
   const rows = summary.map(
     (s) =>
-      `| ${s.rate} | ${s.achievedRate}/s | ${s.reader}${s.path ? ` (${s.path})` : ''} | ${s.reader === 'none' ? `${s.busyTicks} busy` : `+${f(s.marginalTicks, 0)} (${s.marginalTicksEach.join(', ')})`} | ${s.reader === 'none' ? '' : `**${f(s.ratioToConntrackE)}**`} | ${s.reader === 'none' ? `${f(s.senderCpuSeconds)} s` : `+${f(s.senderMarginalSeconds)} s`} | ${s.lost.join(', ')} | ${s.insertsExact.every((x) => x === null) ? '' : s.insertsExact.join(', ')} | ${s.messagesReceived.every((x) => x === null) ? '' : s.messagesReceived.join(', ')} | ${s.reader === 'none' ? '' : `${f(s.readerCoreShareDuringLoad * 100, 1)}%`} |`,
+      `| ${s.rate} | ${s.achievedRate}/s | ${s.reader}${s.path ? ` (${s.path})` : ''} | ${s.reader === 'none' ? `${s.busyTicks} busy` : `+${f(s.marginalTicks, 0)} (${s.marginalTicksEach.join(', ')})`} | ${s.reader === 'none' ? '' : `**${f(s.ratioToConntrackE)}**`} | ${s.reader === 'none' ? `${f(s.senderCpuSeconds)} s` : `+${f(s.senderMarginalSeconds)} s`} | ${s.lost.join(', ')} | ${s.insertsExact.every((x) => x === null) ? '' : s.insertsExact.join(', ')} | ${s.messagesReceived.every((x) => x === null) ? '' : s.messagesReceived.join(', ')} | ${s.reader === 'none' ? '' : `${f(s.readerCoreShareDuringLoad * 100, 1)}%`} |${MODE === 'tcp' ? ` ${s.statesAfter3s.every((x) => x === null) ? '' : s.statesAfter3s.map((x) => (x ? `${x.monitor ? `${x.monitor.TIME_WAIT}, ${x.monitor.CLOSE}` : 'null'} / ${x.kernel.TIME_WAIT}, ${x.kernel.CLOSE}` : '')).join('; ')} |` : ''}`,
   );
   const md = `# Host cost of reading conntrack events (${MODE}, ${stamp})
 
 Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.conntrackTools}; ${machine.tick} ticks/s.
 Command: \`${command}\`
 
-Busy ticks of all CPUs (/proc/stat user+nice+system+irq+softirq+steal) from the start of a ${SECONDS} s load (loadgen pinned to CPU 1) to ${WAIT} s after it, while the kernel reaps the entries. Marginal = the phase with the reader minus the no-reader phase of the same round and rate (each round's values in brackets), median over ${ROUNDS} interleaved rounds; the ratio is to \`conntrack -E -e NEW,DESTROY\`'s median marginal. "Lost": events the monitor's socket could not queue (SK_MEMINFO_DROPS), or whether conntrack -E saw ENOBUFS. "Inserts exact": the reader's inserts equal the entries the kernel created (nft counter less insert_failed). "Received": messages queued to and read by the monitor. Sender CPU: loadgen's own user+system time (the kernel's work on its packets, NEW events included, is charged to it), marginal to the no-reader phase: less noisy than the host's total on a shared machine, but without the DESTROY work of the kernel's garbage collector. Reader CPU: its own process during the load, share of one core.
+Busy ticks of all CPUs (/proc/stat user+nice+system+irq+softirq+steal) from the start of a ${SECONDS} s load (loadgen pinned to CPU 1) to ${WAIT} s after it, while the kernel reaps the entries. Marginal = the phase with the reader minus the no-reader phase of the same round and rate (each round's values in brackets), median over ${ROUNDS} interleaved rounds; the ratio is to ${REFERENCE === 'conntrack-E' ? '\`conntrack -E -e NEW,DESTROY\`' : '\`conntrack -E\` (every event)'}'s median marginal. "Lost": events the monitor's socket could not queue (SK_MEMINFO_DROPS), or whether conntrack -E saw ENOBUFS. "Inserts exact": the reader's inserts equal the entries the kernel created (nft counter less insert_failed). "Received": messages queued to and read by the monitor. Sender CPU: loadgen's own user+system time (the kernel's work on its packets, NEW events included, is charged to it), marginal to the no-reader phase: less noisy than the host's total on a shared machine, but without the DESTROY work of the kernel's garbage collector. Reader CPU: its own process during the load, share of one core.${MODE === 'tcp' ? " TIME_WAIT, CLOSE: the monitor's counts in its first sample 3 s after the load, and conntrack -L's right after it (monitor / kernel, per round)." : ''}
 
-| rate asked | achieved | reader | marginal ticks | ratio to conntrack -E | sender CPU | lost | inserts exact | received | reader CPU during load |
-|---|---|---|---|---|---|---|---|---|---|
+| rate asked | achieved | reader | marginal ticks | ratio to ${REFERENCE.replace('-all', ' (all)')} | sender CPU | lost | inserts exact | received | reader CPU during load |${MODE === 'tcp' ? ' TIME_WAIT, CLOSE 3 s after |' : ''}
+|---|---|---|---|---|---|---|---|---|---|${MODE === 'tcp' ? '---|' : ''}
 ${rows.join('\n')}
 `;
   writeFileSync(join(here, 'results', `${name}.md`), md);

@@ -60,6 +60,7 @@ createInterface({ input: process.stdin })
         messages,
         sampleMs,
         tracked: last?.protocols ? Object.values(last.protocols).reduce((a, b) => a + b, 0) : null,
+        tcpStates: last?.tcpStates ?? null,
         memory: process.memoryUsage(),
         reader: readerCpu(),
         samples,

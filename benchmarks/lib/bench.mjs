@@ -32,10 +32,11 @@ export function buildTools() {
 
 /**
  * Creates the benchmark namespace `name`: lo up, an nft `ct state new counter` rule in its
- * output chain (the kernel's count of entries created = NEW events generated) and 1 s UDP /
- * TIME_WAIT timeouts. Returns its helpers; destroy() deletes it (safe to call twice).
+ * output chain (the kernel's count of entries created = NEW events generated) and, unless
+ * `shortTimeouts` is false, 1 s UDP / TIME_WAIT timeouts. Returns its helpers; destroy()
+ * deletes it (safe to call twice).
  */
-export function benchNamespace(name) {
+export function benchNamespace(name, { shortTimeouts = true } = {}) {
   const inNs = (file, args, opts = {}) =>
     execFileSync('ip', ['netns', 'exec', name, file, ...args], { encoding: 'utf8', ...opts });
   execFileSync('ip', ['netns', 'add', name]);
@@ -50,12 +51,13 @@ export function benchNamespace(name) {
     inNs('nft', ['-f', '-'], {
       input: 'table inet bench {\n chain out { type filter hook output priority 0; ct state new counter; }\n}\n',
     });
-    inNs('sysctl', [
-      '-q',
-      '-w',
-      'net.netfilter.nf_conntrack_udp_timeout=1',
-      'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1',
-    ]);
+    if (shortTimeouts)
+      inNs('sysctl', [
+        '-q',
+        '-w',
+        'net.netfilter.nf_conntrack_udp_timeout=1',
+        'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1',
+      ]);
   } catch (e) {
     destroy();
     throw e;

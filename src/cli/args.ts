@@ -39,10 +39,11 @@ export const ALL_NAMESPACES_FLAGS = {
   'crio-root': { type: 'string' },
 } as const;
 
-export const ALL_NAMESPACES_HELP = `  --track-states LIST    with --all-namespaces: also TIME_WAIT and TCP-state counts for
-                         these namespaces (names under /var/run/netns, or pods as
-                         NAMESPACE/NAME, comma-separated); each gets a full monitor with
-                         its own table dumps, so name only the few you need
+export const ALL_NAMESPACES_HELP = `  --track-states LIST    with --all-namespaces, where events are counted by the classic
+                         filter (on the eBPF path every namespace has them): TIME_WAIT and
+                         TCP-state counts for these namespaces (names under /var/run/netns,
+                         or pods as NAMESPACE/NAME, comma-separated); each gets a full
+                         monitor with its own table dumps, so name only the few you need
   --counting MODE        with --all-namespaces: how events are counted: auto (default:
                          eBPF where it can be loaded, else a classic socket filter),
                          ebpf, filter
