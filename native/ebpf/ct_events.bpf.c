@@ -25,16 +25,21 @@
  * there and drops it.
  *
  * ct_monitor goes on, for the namespace whose socket it runs for (ct_namespaces):
- *   NEW        claim a slot for the flow: its class, TCP state (CTA_PROTOINFO) and deadline
- *              (now + CTA_TIMEOUT); drop. Without CTA_TIMEOUT (never seen): pass. A NEW whose key
- * is held already is a new incarnation of the tuple (the old one's DESTROY raced it): it takes the
- * slot over. UPDATE     find the flow: set its TCP state (when CTA_PROTOINFO says) and deadline;
- * drop. Not held: pass (user space holds it, or learns it). DESTROY    free the flow's slot; drop.
- * Not held: pass (user space may hold it). during a listing of the namespace, an event marks the
- * slot it changed (CT_META_TOUCHED), and a DESTROY records its key in ct_gone, so that user space
- * applying the listing keeps what the events said. What it cannot do it passes: a bucket with no
- * free slot, a layout it does not know, a namespace not registered. User space counts the table by
- * scanning it (it is mapped).
+ *
+ *   NEW: claim a slot for the flow, with its class, TCP state (CTA_PROTOINFO) and deadline
+ *   (now + CTA_TIMEOUT); drop. Without CTA_TIMEOUT (never seen): pass. A NEW whose key is
+ *   held already is a new incarnation of the tuple (the old one's DESTROY raced it): it takes
+ *   the slot over.
+ *
+ *   UPDATE: find the flow, set its TCP state (when CTA_PROTOINFO says) and deadline; drop.
+ *   Not held: pass (user space holds it, or learns it).
+ *
+ *   DESTROY: free the flow's slot; drop. Not held: pass (user space may hold it).
+ *
+ * During a listing of the namespace, an event marks the slot it changed (CT_META_TOUCHED), and
+ * a DESTROY records its key in ct_gone, so that user space applying the listing keeps what the
+ * events said. What it cannot do it passes: a bucket with no free slot, a layout it does not
+ * know, a namespace not registered. User space counts the table by scanning it (it is mapped).
  */
 #include "ebpf/ct_events.h"
 
