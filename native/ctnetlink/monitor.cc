@@ -461,15 +461,19 @@ void Monitor::verify(TableTally& t) {
   const int64_t now = mono_ns();
   if (t.unverified.entries == 0 || !walks_.may_walk(now)) return;
   const Status st = request_socket_.evict_expired();
-  walks_.walked(now, mono_ns());
+  const int64_t end = mono_ns();
   if (!st.ok()) {
+    walks_.walked(now, end);
     report(st);
     return;
   }
   drain_events(kBatchesAtClose);
   verified_ns_ = std::max(verified_ns_, now);
   verified_wall_ms_ = wall_ms() - (mono_ns() - now) / 1000000;
+  const uint32_t waiting = t.unverified.entries;
   tally(t);
+  // What was unverified is now either a survivor or gone: killed by the walk.
+  walks_.walked(now, end, waiting > t.survivors ? waiting - t.survivors : 0);
   if (t.survivors > 0) repair_pending_ = true;
 }
 

@@ -560,14 +560,15 @@ void NodeMonitor::tally(std::vector<KernelTally>& tallies) {
 // in every namespace (see Monitor::verify); a namespace whose flows are alive past their
 // deadline is listed next, to learn the deadline the kernel holds.
 void NodeMonitor::verify(std::vector<KernelTally>& tallies) {
-  bool unverified = false;
+  uint64_t waiting = 0;
   for (const auto& [id, w] : watched_)
-    if (w->kernel && tallies[w->index].unverified.entries > 0) unverified = true;
+    if (w->kernel) waiting += tallies[w->index].unverified.entries;
   const int64_t now = mono_ns();
-  if (!unverified || !walks_.may_walk(now)) return;
+  if (waiting == 0 || !walks_.may_walk(now)) return;
   const Status st = walker_.evict_expired();
-  walks_.walked(now, mono_ns());
+  const int64_t end = mono_ns();
   if (!st.ok()) {
+    walks_.walked(now, end);
     listener_->on_error(0, st);
     return;
   }
@@ -575,8 +576,14 @@ void NodeMonitor::verify(std::vector<KernelTally>& tallies) {
   for (auto& [id, w] : watched_)
     if (w->kernel) w->verified_ns = std::max(w->verified_ns, now);
   tally(tallies);
-  for (auto& [id, w] : watched_)
-    if (w->kernel && tallies[w->index].survivors > 0) w->repair_pending = true;
+  uint64_t survivors = 0;
+  for (auto& [id, w] : watched_) {
+    if (!w->kernel) continue;
+    survivors += tallies[w->index].survivors;
+    if (tallies[w->index].survivors > 0) w->repair_pending = true;
+  }
+  // What was unverified is now either a survivor or gone: killed by the walk.
+  walks_.walked(now, end, waiting > survivors ? waiting - survivors : 0);
 }
 
 void NodeMonitor::close_interval(bool final) {

@@ -92,7 +92,7 @@ struct NamespaceInterval {
   bool states_known = false;
   TableCounts counts;
   TableCounts unverified;  // past their deadline, not checked against the kernel since
-  uint64_t listings = 0;    // listings after the first
+  uint64_t listings = 0;   // listings after the first
 };
 
 class NodeMonitorListener {
