@@ -10,7 +10,8 @@
  * Section in SECTIONS.
  */
 import type { PressureLevel } from '../pressure.js';
-import { evictableVerdict, type TopReport } from '../top.js';
+import type { TopReport } from '../top.js';
+import { compositionOfSample, evictableVerdict, reclaimableText } from '../verdict.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
 import { columns, formatDuration, formatGroup, formatPercent, formatRate, wrapWords } from './format.js';
 
@@ -154,26 +155,32 @@ const protocols: Section = ({ sample: s }, width) =>
       )
     : [];
 
-const events: Section = ({ sample: s }, width) =>
-  s.events
-    ? itemRow(
-        'Events',
-        [
-          `${count(s.events.received)} this interval`,
-          `lost ${count(s.events.lost)} (${count(s.events.lostTotal)} in all${s.events.lostSince ? ` since ${s.events.lostSince.slice(11, 19)}` : ''})`,
-          `resyncs ${count(s.events.resyncs)}`,
-          s.events.path === 'ebpf' ? 'counted in the kernel (eBPF)' : `classic filter: ${s.events.pathReason}`,
-        ],
-        width,
-      )
-    : [];
+/**
+ * What the event reader did this interval. On the eBPF path the kernel counts NEW and DESTROY
+ * itself and queues only the TCP state changes: the counts come first, then what was read.
+ */
+const events: Section = ({ sample: s }, width) => {
+  const e = s.events;
+  if (!e) return [];
+  const lost = `lost ${count(e.lost)} (${count(e.lostTotal)} in all${e.lostSince ? ` since ${e.lostSince.slice(11, 19)}` : ''})`;
+  const items =
+    e.path === 'ebpf'
+      ? [
+          `counted in the kernel (eBPF): ${count(s.counts.insert)} new, ${count(s.counts.delete)} destroyed`,
+          `${count(e.received)} TCP state changes read`,
+        ]
+      : [`${count(e.received)} read this interval`];
+  items.push(lost, `resyncs ${count(e.resyncs)}`);
+  if (e.path !== 'ebpf') items.push(`classic filter: ${e.pathReason}`);
+  return itemRow('Events', items, width);
+};
 
 const forecast: Section = ({ sample: s }, width) =>
   itemRow(
     'Forecast',
     [
       s.timeToFullSeconds === null
-        ? `n/a (${s.unavailable.timeToFullSeconds ?? 'unknown'})`
+        ? `none: ${s.unavailable.timeToFullSeconds ?? 'unknown'}`
         : s.timeToFullSeconds === 0
           ? 'full now'
           : `full in ${formatDuration(s.timeToFullSeconds)} at the growth of the last minute`,
@@ -188,8 +195,8 @@ const forecast: Section = ({ sample: s }, width) =>
 const topSources: Section = (v, width) => {
   const top = v.top;
   if (!top || !v.pressure || v.pressure === 'ok') return [];
-  const left = formatGroup('TOP SOURCES', top.bySource.slice(0, LIVE_TOP + 1), top.entries);
-  const right = formatGroup('TOP DEST PORTS', top.byDestinationPort.slice(0, LIVE_TOP + 1), top.entries);
+  const left = formatGroup('TOP SOURCES', top.bySource.slice(0, LIVE_TOP + 1), top.max);
+  const right = formatGroup('TOP DEST PORTS', top.byDestinationPort.slice(0, LIVE_TOP + 1), top.max);
   const leftWidth = Math.max(...left.map(columns));
   const sideBySide = leftWidth + 2 + Math.max(...right.map(columns)) <= width;
   const rows = sideBySide
@@ -197,14 +204,9 @@ const topSources: Section = (v, width) => {
         `${(left[i] ?? '').padEnd(leftWidth)}  ${right[i] ?? ''}`.trimEnd(),
       )
     : [...left, ...right];
-  const pct = top.entries ? ` (${((top.evictable / top.entries) * 100).toFixed(1)}%)` : '';
   return [
     '',
-    ...itemRow(
-      'Snapshot',
-      [`${top.time.slice(11, 19)}: ${top.entries} entries, ${top.evictable} evictable${pct}`],
-      width,
-    ),
+    ...itemRow('Snapshot', [`${top.time.slice(11, 19)}: ${top.entries} entries`, reclaimableText(top)], width),
     ...rows.flatMap((row) => (columns(row) <= width ? [row] : wrapWords(row, width, '', '    '))),
   ];
 };
@@ -237,19 +239,17 @@ const history: Section = (v, width) => {
 
 const warnings: Section = (v, width) => {
   const recentDrops = v.dropHistory.reduce((a, b) => a + b, 0);
-  const list = warningsFor(v.sample, v.fallback, {
-    drops: recentDrops,
-    seconds: (v.dropHistory.length * v.sample.intervalMs) / 1000,
-  });
-  if (v.top && v.pressure && v.pressure !== 'ok') {
-    const verdict = evictableVerdict(v.top);
-    if (verdict.mostly) list.push(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`);
-  }
+  const list = warningsFor(
+    v.sample,
+    v.fallback,
+    { drops: recentDrops, seconds: (v.dropHistory.length * v.sample.intervalMs) / 1000 },
+    v.pressure && v.pressure !== 'ok' ? v.top : null,
+  );
   for (const e of v.errors ?? []) list.push(`Error: ${e}`);
   return list.length ? list.flatMap((w) => wrapWords(w, width, '! ', '  ')) : ['No warnings.'];
 };
 
-const footer: Section = () => ['', 'Ctrl-C to quit.'];
+const footer: Section = () => ['', 'q or Ctrl-C to quit.'];
 
 /** The view, top to bottom. */
 export const SECTIONS: readonly Section[] = [
@@ -275,12 +275,15 @@ export function renderLiveView(v: LiveViewState, sections: readonly Section[] = 
 
 /**
  * Plain-words warnings for a sample. Drops are counted over the recent history shown, so a
- * burst stays on screen long enough to be read; whether they happen now is said apart.
+ * burst stays on screen long enough to be read; whether they happen now is said apart. What
+ * fills the table is the verdict (src/verdict.ts) on the snapshot taken under pressure, when
+ * there is one, else on the sample's TCP states (said when the table is a quarter full or more).
  */
 export function warningsFor(
   s: ConntrackSample,
   fallback: string | null,
   recent: { drops: number; seconds: number },
+  snapshot: TopReport | null = null,
 ): string[] {
   const out: string[] = [];
   const dropsNow = (s.counts.drop ?? 0) > 0;
@@ -305,13 +308,9 @@ export function warningsFor(
         'so insert and delete are unknown in this interval and their totals incomplete; the table is re-read ' +
         'to repair the states. A larger --receive-buffer loses fewer.',
     );
-  const tw = s.timeWait;
-  if (tw.entries !== null && tw.share !== null && s.entries && tw.share >= 0.25 && tw.entries >= s.entries / 2) {
-    out.push(
-      `TIME_WAIT entries take ${formatPercent(tw.share)} of nf_conntrack_max: a shorter ` +
-        `nf_conntrack_tcp_timeout_time_wait${tw.timeoutSeconds === null ? '' : ` (now ${tw.timeoutSeconds} s)`} would free them sooner.`,
-    );
-  }
+  const composition = snapshot ?? ((s.fill ?? 0) >= 0.25 ? compositionOfSample(s) : null);
+  const verdict = composition && evictableVerdict(composition);
+  if (verdict?.mostly) out.push(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`);
   if (s.source === 'netlink' && s.eventsMode === 0)
     out.push('nf_conntrack_events is 0 in this namespace: no events, so no insert/delete rates or states.');
   if (s.source === 'netlink' && s.eventsMode === 2)
