@@ -173,7 +173,7 @@ export function adviseTuning(
         sysctl: 'net.netfilter.nf_conntrack_tcp_timeout_time_wait',
         current: env.timeWaitTimeout,
         recommended: SHORT_TIME_WAIT_S,
-        reason: `TIME_WAIT entries peaked at ${peakTimeWait} (${ofMax(peakTimeWait)}), most of the table; at ${SHORT_TIME_WAIT_S} s instead of ${env.timeWaitTimeout} s about ${freed} of them would be gone.`,
+        reason: `TIME_WAIT entries peaked at ${peakTimeWait} (${ofMax(peakTimeWait)}); at ${SHORT_TIME_WAIT_S} s instead of ${env.timeWaitTimeout} s about ${freed} of them would be gone.`,
       });
     } else {
       notes.push(

@@ -65,7 +65,7 @@ describe('report on a real recording', () => {
       `  totals        insert ${kernel.nftNew}  delete ${kernel.earlyDrop}  drop ${kernel.drop}  early_drop ${kernel.earlyDrop}  insert_failed ${kernel.insertFailed}`,
     );
     expect(run.stdout).toContain(
-      `  TIME_WAIT     peak ${kernel.timeWaitBeforeUdp} (${((kernel.timeWaitBeforeUdp / kernel.max) * 100).toFixed(1)}% of max)`,
+      `  TIME_WAIT     peak ${kernel.timeWaitBeforeUdp} (${((kernel.timeWaitBeforeUdp / kernel.max) * 100).toFixed(1)}% of nf_conntrack_max)`,
     );
     expect(run.stdout).toMatch(/^ {2}advice: net\.netfilter\.nf_conntrack_max 60 -> \d+: /m);
   });

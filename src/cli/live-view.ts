@@ -33,6 +33,8 @@ export interface LiveViewState {
   pressure?: PressureLevel;
   /** The latest snapshot the monitor took under pressure. */
   top?: TopReport | null;
+  /** Whether `q` quits (stdin is a terminal, read key by key). */
+  quitKey?: boolean;
 }
 
 /** Keys per group the live view shows (and asks the monitor's snapshots for). */
@@ -249,7 +251,7 @@ const warnings: Section = (v, width) => {
   return list.length ? list.flatMap((w) => wrapWords(w, width, '! ', '  ')) : ['No warnings.'];
 };
 
-const footer: Section = () => ['', 'q or Ctrl-C to quit.'];
+const footer: Section = (v) => ['', v.quitKey ? 'q or Ctrl-C to quit.' : 'Ctrl-C to quit.'];
 
 /** The view, top to bottom. */
 export const SECTIONS: readonly Section[] = [
@@ -331,6 +333,7 @@ export class LiveView {
   fallback: string | null = null;
   pressure: PressureLevel = 'ok';
   top: TopReport | null = null;
+  quitKey = false;
 
   constructor(private readonly out: NodeJS.WriteStream) {}
 
@@ -372,7 +375,38 @@ export class LiveView {
       width: this.out.columns ?? 100,
       pressure: this.pressure,
       top: this.top,
+      quitKey: this.quitKey,
     });
     this.out.write(`\x1b[H\x1b[J${text}\n`);
   }
+}
+
+/**
+ * `q` quits, as in top and htop: stdin read key by key (raw mode: no echo, no line buffering).
+ * Raw mode also keeps the terminal from turning Ctrl-C into SIGINT, so Ctrl-C is passed on as
+ * that signal, whose handling (the final sample, a second Ctrl-C forcing the exit) stays the
+ * same. `close()` gives the terminal back as it was. Null when stdin is not a terminal.
+ */
+export function readQuitKey(input: NodeJS.ReadStream): { quit: Promise<void>; close(): void } | null {
+  if (!input.isTTY) return null;
+  let pressed!: () => void;
+  const quit = new Promise<void>((resolve) => (pressed = resolve));
+  const onData = (data: Buffer) => {
+    for (const byte of data) {
+      if (byte === 0x71 || byte === 0x51)
+        pressed(); // q, Q
+      else if (byte === 0x03) process.kill(process.pid, 'SIGINT'); // Ctrl-C
+    }
+  };
+  input.setRawMode(true);
+  input.on('data', onData);
+  input.resume();
+  return {
+    quit,
+    close: () => {
+      input.off('data', onData);
+      input.setRawMode(false);
+      input.pause();
+    },
+  };
 }
