@@ -177,7 +177,8 @@ export function adviseTuning(
       });
     } else {
       notes.push(
-        `TIME_WAIT entries are ${ofMax(peakTimeWait)}, but the table is not under pressure: the ${env.timeWaitTimeout} s timeout can stay.`,
+        `TIME_WAIT entries are most of the table (${peakTimeWait} of ${peakEntries ?? '?'} entries, ${ofMax(peakTimeWait)}), ` +
+          `but it is not under pressure: the ${env.timeWaitTimeout} s timeout can stay.`,
       );
     }
   }

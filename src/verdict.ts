@@ -177,7 +177,8 @@ export function evictableVerdict(c: TableComposition): EvictableVerdict {
   if (mostly === 'unassured') {
     summary = `mostly unassured entries${most}, which the kernel evicts for new ones: a larger nf_conntrack_max only makes room for more of them; look at who opens them${knob ? `, or shorten ${knob}` : ''}`;
     text =
-      `mostly unassured: ${count} of ${n} entries${of(count)} are unassured${most}, which the kernel evicts to make room for new ones, ` +
+      `mostly unassured: ${count} of ${n} entries${of(count)} are unassured${most}, which the kernel evicts to make room for new ones ` +
+      `(at once when one is in a nearby hash bucket, else after a drop, at 95% full), ` +
       `so a larger nf_conntrack_max only makes room for more of them; look at who opens them` +
       (top ? ` (top source ${top.key}: ${top.entries} entries)` : '') +
       (knob ? `; ${knob} is how long each stays` : '');

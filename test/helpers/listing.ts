@@ -39,7 +39,8 @@ export function groupListing(text: string): ListingGroups {
     const field = (name: string) => tokens.find((t) => t.startsWith(`${name}=`))?.slice(name.length + 1);
     g.entries++;
     const unassured = !line.includes('[ASSURED]');
-    const closing = proto === 'tcp' && ['FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE'].includes(tokens[3]!);
+    const closing =
+      proto === 'tcp' && ['FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE'].includes(tokens[3]!);
     g.unassured += Number(unassured);
     g.tcpClosing += Number(closing);
     g.evictable += Number(unassured || closing);

@@ -312,17 +312,47 @@ export async function nsidFreed(nsid: number, timeoutMs = 3000): Promise<boolean
 }
 
 const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
+/** The agents' lock around anything that changes a global sysctl or floods (see the brief). */
+const KERNEL_LOCK = '/tmp/ctmon-kernel.lock';
 
 /**
- * Runs `body` with the global nf_conntrack_max lowered to `max`, restoring the old value in
- * finally. Only the test process changes it; the library never writes a sysctl.
+ * Holds KERNEL_LOCK until the returned release() (or this process's end): a `flock LOCK cat`
+ * child holds it, and `cat` echoing a line proves it does. Waits at most 10 minutes for
+ * whoever holds it. Set CTMON_KERNEL_LOCK_HELD=1 when the whole run already holds it (the
+ * child would wait for its own parent).
+ */
+async function holdKernelLock(): Promise<() => Promise<void>> {
+  if (process.env.CTMON_KERNEL_LOCK_HELD === '1') return async () => {};
+  const child = spawn('flock', ['-w', '600', KERNEL_LOCK, 'cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  child.stdin!.write('held\n');
+  const held = await Promise.race([
+    new Promise<true>((resolve) => child.stdout!.once('data', () => resolve(true))),
+    exited.then((code) => code),
+  ]);
+  if (held !== true) throw new Error(`could not take ${KERNEL_LOCK} (flock exited with ${held})`);
+  return async () => {
+    child.stdin!.end();
+    await exited;
+  };
+}
+
+/**
+ * Runs `body` with the global nf_conntrack_max lowered to `max`, holding the kernel lock while
+ * it is lowered and restoring the old value in finally. Only the test process changes it; the
+ * library never writes a sysctl.
  */
 export async function withConntrackMax<T>(max: number, body: () => Promise<T>): Promise<T> {
-  const saved = readFileSync(MAX_PATH, 'utf8').trim();
-  writeFileSync(MAX_PATH, String(max));
+  const release = await holdKernelLock();
   try {
-    return await body();
+    const saved = readFileSync(MAX_PATH, 'utf8').trim();
+    writeFileSync(MAX_PATH, String(max));
+    try {
+      return await body();
+    } finally {
+      writeFileSync(MAX_PATH, saved);
+    }
   } finally {
-    writeFileSync(MAX_PATH, saved);
+    await release();
   }
 }
