@@ -194,7 +194,7 @@ describe('every command gives the same verdict', () => {
       pressure: 'critical',
       top: report,
     });
-    expect(view).toContain(`! ${v.text.charAt(0).toUpperCase()}${v.text.slice(1)}.`);
+    expect(view.replace(/\n {2}/g, ' ')).toContain(`! ${v.text.charAt(0).toUpperCase()}${v.text.slice(1)}.`);
     const a = adviseTuning(full, env, report);
     expect(a.verdict).toEqual(v);
     expect(a.notes).toContain(`What fills the table: ${v.text}.`);
