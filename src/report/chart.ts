@@ -53,10 +53,12 @@ export interface Moment {
   colour: string;
 }
 
-/** A horizontal zone of the y range (warning and critical fill). */
-export interface Zone {
-  y0: number;
-  y1: number;
+/**
+ * A level of the y range to point out (the warning and critical fill): a dotted line across
+ * the plot, never a shaded zone, which would blend with an area drawn over it.
+ */
+export interface Threshold {
+  y: number;
   colour: string;
   label: string;
 }
@@ -82,12 +84,12 @@ export interface ChartSpec {
   bands?: Mark[];
   markers?: Mark[];
   moment?: Moment;
-  zones?: Zone[];
+  thresholds?: Threshold[];
   /** A second axis on the right, e.g. percent of nf_conntrack_max. */
   right?: { label: string; ticks: { y: number; label: string }[] };
   wide?: boolean;
   /** Legend entries besides the series: what the bands and markers mean. */
-  legendNotes?: { label: string; colour: string; kind: 'band' | 'marker' | 'zone' | 'moment' }[];
+  legendNotes?: { label: string; colour: string; kind: 'band' | 'marker' | 'threshold' | 'moment' }[];
 }
 
 /** Height of a band's strip above the plot, and the gap between it and the plot. */
@@ -116,7 +118,7 @@ export function renderChart(spec: ChartSpec): Html {
   let top = spec.yMin ?? 0;
   for (const s of series) for (const p of s.points) if (p.y !== null) top = Math.max(top, p.y);
   for (const total of stack?.totals ?? []) top = Math.max(top, total);
-  for (const z of spec.zones ?? []) top = Math.max(top, z.y1);
+  for (const t of spec.thresholds ?? []) top = Math.max(top, t.y);
   const yTicks = niceTicks(top, spec.integer === true);
   const yTop = yTicks.at(-1)!;
   const xMax = spec.xMax > 0 ? spec.xMax : 1;
@@ -126,15 +128,15 @@ export function renderChart(spec: ChartSpec): Html {
   const clip = `${spec.id}-clip`;
 
   const parts: (Html | string)[] = [];
-  for (const z of spec.zones ?? []) {
-    parts.push(
-      markup`<rect x="${m.l}" y="${Y(z.y1)}" width="${pw}" height="${round(Y(z.y0) - Y(z.y1))}" fill="${z.colour}"><title>${z.label}</title></rect>`,
-    );
-  }
   for (const t of yTicks) {
     parts.push(
       markup`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(t)}" y2="${Y(t)}" stroke="${t === 0 ? '#8a8f98' : '#e3e6ea'}" stroke-width="1"/>`,
       markup`<text x="${m.l - 8}" y="${Y(t) + 4}" text-anchor="end">${(spec.yFormat ?? compact)(t)}</text>`,
+    );
+  }
+  for (const t of spec.thresholds ?? []) {
+    parts.push(
+      markup`<line class="threshold" x1="${m.l}" x2="${m.l + pw}" y1="${Y(t.y)}" y2="${Y(t.y)}" stroke="${t.colour}" stroke-width="1.5" stroke-dasharray="2 3"><title>${t.label}</title></line>`,
     );
   }
   for (const t of spec.right?.ticks ?? []) {
@@ -235,7 +237,7 @@ function legend(spec: ChartSpec): Html {
     );
   }
   for (const n of spec.legendNotes ?? []) {
-    // Each swatch as the chart draws its kind: a triangle, a strip, a dashed rule, a zone.
+    // Each swatch as the chart draws its kind: a triangle, a strip, a dashed rule, a dotted level.
     const swatch =
       n.kind === 'marker'
         ? markup`<path d="M2 1h10l-5 8z" fill="${n.colour}"/>`
@@ -243,7 +245,7 @@ function legend(spec: ChartSpec): Html {
           ? markup`<rect y="3" width="14" height="${STRIP}" fill="${n.colour}"/>`
           : n.kind === 'moment'
             ? markup`<line x1="7" x2="7" y1="0" y2="12" stroke="${n.colour}" stroke-width="1.5" stroke-dasharray="4 3"/>`
-            : markup`<rect width="14" height="12" rx="2" fill="${n.colour}"/>`;
+            : markup`<line x1="0" x2="14" y1="6" y2="6" stroke="${n.colour}" stroke-width="1.5" stroke-dasharray="2 3"/>`;
     items.push(
       markup`<li class="note-${n.kind}"><svg width="14" height="12" aria-hidden="true">${swatch}</svg>${n.label}</li>`,
     );

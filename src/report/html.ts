@@ -426,17 +426,17 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
     id: 'chart-fill',
     title: 'Table fill',
     subtitle: percentMode
-      ? 'entries as a share of nf_conntrack_max, which differs between the runs; shaded from 75% (warning) and 90% (critical)'
-      : `entries in the table, against nf_conntrack_max = ${count(max)} (dashed); shaded from 75% (warning) and 90% (critical)`,
+      ? 'entries as a share of nf_conntrack_max, which differs between the runs; dotted at 75% (warning) and 90% (critical)'
+      : `entries in the table, against nf_conntrack_max = ${count(max)} (dashed); dotted at 75% (warning) and 90% (critical)`,
     description,
     yLabel: percentMode ? '% of nf_conntrack_max' : 'entries',
     integer: !percentMode,
     yFormat: percentMode ? (y) => `${y}%` : undefined,
     yMin: top,
     series,
-    zones: [
-      { y0: top * 0.75, y1: top * 0.9, colour: '#fdf3e1', label: 'warning: 75% to 90% of nf_conntrack_max' },
-      { y0: top * 0.9, y1: top, colour: '#fbe6e1', label: 'critical: 90% to 100% of nf_conntrack_max' },
+    thresholds: [
+      { y: top * 0.75, colour: C.orange, label: 'warning: 75% of nf_conntrack_max' },
+      { y: top * 0.9, colour: '#b42318', label: 'critical: 90% of nf_conntrack_max' },
     ],
     right: percentMode
       ? undefined
@@ -446,6 +446,11 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
         },
     wide: true,
     ...common,
+    legendNotes: [
+      ...(common.legendNotes ?? []),
+      { label: '75% (warning)', colour: C.orange, kind: 'threshold' },
+      { label: '90% (critical)', colour: '#b42318', kind: 'threshold' },
+    ],
   });
 }
 
