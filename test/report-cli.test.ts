@@ -99,6 +99,14 @@ describe('report on a real recording', () => {
     });
     expect(s.command[0]).toBe('ip');
     expect(s.file).toBe(FIXTURE);
+    // One name for the namespace: `namespace`, never a null one beside a `netns`.
+    expect(s).not.toHaveProperty('netns');
+    expect(s.namespace).toEqual({
+      name: expect.stringMatching(/^\/var\/run\/netns\/ctmon-capture-\d+$/),
+      inode: null,
+      host: null,
+    });
+    expect(s.unavailable['namespace.inode']).toBe('a single-namespace recording does not record the namespace inode');
   });
 
   it('--html: one self-contained page; - writes it to stdout', async () => {
