@@ -2,8 +2,7 @@
 // Host cost of reading conntrack events: the marginal busy CPU of the whole host (all CPUs,
 // /proc/stat) while a load runs with a reader attached, minus the same load with no reader.
 // It includes what the kernel spends building, filtering and queueing each event, which is
-// charged to the sender's context, not to the reader's process (see
-// /work/shared/notes/measurements-2.md for the method).
+// charged to the sender's context, not to the reader's process.
 //
 //   node benchmarks/host-cost.mjs [--mode udp|tcp] [--rates 100000,150000,max] [--rounds 3]
 //        [--readers none,conntrack-E,monitor,monitor-classic,count-only] [--seconds 5] [--wait 20]
@@ -19,6 +18,8 @@
 //   conntrack-E      `conntrack -E -e NEW,DESTROY` to /dev/null (conntrack-tools)
 //   monitor          conntrack-monitor as shipped (the eBPF event path where it loads)
 //   monitor-classic  conntrack-monitor with the classic filter (every event queued)
+//   monitor@DIR      conntrack-monitor as built in another checkout DIR (before and after a
+//                    change in one run: e.g. monitor@/tmp/base, a worktree of the old commit)
 //   count-only       benchmarks/native/count_only_reader: the count-only eBPF program, the
 //                    least an event reader can cost
 // Rounds interleave the readers (each round in a rotated order); the marginal of a reader is
@@ -60,7 +61,9 @@ const READERS = values.readers.split(',');
 const SECONDS = Number(values.seconds);
 const WAIT = Number(values.wait);
 const KNOWN = ['none', 'conntrack-E', 'monitor', 'monitor-classic', 'count-only'];
-for (const r of READERS) if (!KNOWN.includes(r)) throw new Error(`unknown reader ${r} (${KNOWN.join(', ')})`);
+for (const r of READERS)
+  if (!KNOWN.includes(r) && !r.startsWith('monitor@'))
+    throw new Error(`unknown reader ${r} (${KNOWN.join(', ')}, monitor@DIR)`);
 if (!READERS.includes('none')) throw new Error('the readers must include none: marginals are measured against it');
 const nsName = `ctmon-bench-host-${process.pid}`;
 let bench;
@@ -84,8 +87,12 @@ async function drain() {
 /** Starts a reader; returns { pid, report?, stop } where stop() resolves to its own summary. */
 async function startReader(kind, tools) {
   if (kind === 'none') return { pid: null, stop: async () => ({}) };
-  if (kind === 'monitor' || kind === 'monitor-classic') {
-    const m = await startMonitorChild(bench.path, { classic: kind === 'monitor-classic', loopDelay: false });
+  if (kind === 'monitor' || kind === 'monitor-classic' || kind.startsWith('monitor@')) {
+    const m = await startMonitorChild(bench.path, {
+      classic: kind === 'monitor-classic',
+      loopDelay: false,
+      checkout: kind.startsWith('monitor@') ? kind.slice('monitor@'.length) : null,
+    });
     return {
       pid: m.child.pid,
       report: m.report,

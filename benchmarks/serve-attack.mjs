@@ -1,5 +1,5 @@
 // `serve` under hostile HTTP clients: the server's RSS and the latency of well-behaved scrapes
-// before, during and after an attack (issue 13's scenario: clients that pipeline GET /metrics
+// before, during and after an attack (clients that pipeline GET /metrics
 // with a 4 KiB receive buffer and never read, 10 and then 20 of them, 40 s each).
 //
 //   node benchmarks/serve-attack.mjs [--clients 10,20] [--seconds 40] [--mode pipeline]

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Soak benchmark (issue 7): conntrack-monitor under a steady ~100,000 events/s for 10 minutes,
+// Soak benchmark: conntrack-monitor under a steady ~100,000 events/s for 10 minutes,
 // recording its memory, descriptors and lost events over time.
 //
 //   node benchmarks/soak.mjs [--minutes 10] [--rate 50000] [--every 10] [--warmup SECONDS]

@@ -11,7 +11,7 @@
 // Likewise the snapshot grouping (snapshot.h) against a std::map per group: its top N and its
 // `other` must be the model's, with its maps starting at one slot and a bound of 48 keys.
 // Likewise the expiry wheel's reader (ebpf/wheel_reader.h): kWheelOps drive a model of what
-// the kMonitor program does to its maps, and after every read the flows the reader says are
+// the ct_monitor program does to its maps, and after every read the flows the reader says are
 // listed must equal the flows whose deadline is still ahead.
 //
 // Input: a sequence of records  [op u8][length u16 little endian][payload]  (a short last
@@ -221,17 +221,17 @@ Conntrack compact_event(const std::vector<uint8_t>& p) {
 //   5.. the monitor reads: advance the reader (rebase when told), compare with the truth
 class KernelModel {
  public:
-  KernelModel() : wheel_(kWheelSlots) { reader_.start(now_ns_ / kDecisecondNs); }
+  KernelModel() : wheel_(CT_WHEEL_SLOTS) { reader_.start(now_ns_ / CT_DECISECOND_NS); }
 
   void step(const uint8_t* op) {
     const uint8_t flow = op[1];
-    const uint32_t cls = op[2] % kTrackedClassCount;
+    const uint32_t cls = op[2] % CT_TRACKED_CLASSES;
     const uint32_t timeout = op[3] == 255 ? 1000 : op[3];
-    const uint64_t now_ds = now_ns_ / kDecisecondNs;
+    const uint64_t now_ds = now_ns_ / CT_DECISECOND_NS;
     auto it = flows_.find(flow);
     switch (op[0] % 6) {
       case 0:  // NEW
-        if (timeout == 0 || timeout > kWheelMaxTimeoutS || it != flows_.end()) return;
+        if (timeout == 0 || timeout > CT_WHEEL_MAX_TIMEOUT_S || it != flows_.end()) return;
         flows_[flow] = {deadline(timeout), cls};
         add(flows_[flow].deadline, cls, +1);
         ++tracked_[cls];
@@ -239,7 +239,7 @@ class KernelModel {
       case 1: {  // UPDATE
         if (it == flows_.end()) return;
         Flow& f = it->second;
-        if (timeout == 0 || timeout > kWheelMaxTimeoutS) {
+        if (timeout == 0 || timeout > CT_WHEEL_MAX_TIMEOUT_S) {
           const uint64_t old = std::exchange(f.deadline, now_ds);
           if (old > now_ds) add(old, f.cls, -1), --tracked_[f.cls];
           if (timeout != 0) flows_.erase(it);
@@ -261,10 +261,10 @@ class KernelModel {
         return;
       }
       case 3:
-        now_ns_ += (uint64_t{op[3]} + 1) * kDecisecondNs + 37;
+        now_ns_ += (uint64_t{op[3]} + 1) * CT_DECISECOND_NS + 37;
         return;
       case 4:
-        now_ns_ += uint64_t{op[3]} * 20 * kDecisecondNs;
+        now_ns_ += uint64_t{op[3]} * 20 * CT_DECISECOND_NS;
         return;
       default:
         read();
@@ -277,34 +277,34 @@ class KernelModel {
     uint32_t cls;
   };
   uint64_t deadline(uint32_t timeout_s) const {
-    return (now_ns_ + uint64_t{timeout_s} * 1000000000 + kDecisecondNs - 1) / kDecisecondNs;
+    return (now_ns_ + uint64_t{timeout_s} * 1000000000 + CT_DECISECOND_NS - 1) / CT_DECISECOND_NS;
   }
   void add(uint64_t deadline_ds, uint32_t cls, int32_t delta) {
-    WheelSlot& s = wheel_[deadline_ds % kWheelSlots];
+    ct_wheel_slot& s = wheel_[deadline_ds % CT_WHEEL_SLOTS];
     s.flows[cls] = static_cast<int32_t>(static_cast<uint32_t>(s.flows[cls]) + delta);
   }
   void read() {
-    const uint64_t now_ds = now_ns_ / kDecisecondNs;
-    SysStatus st;
+    const uint64_t now_ds = now_ns_ / CT_DECISECOND_NS;
+    Status st;
     const bool in_time = reader_.advance(
         now_ds,
-        [this](uint32_t slot, WheelSlot& out) {
+        [this](uint32_t slot, ct_wheel_slot& out) {
           out = wheel_[slot];
-          return SysStatus{};
+          return Status{};
         },
         st);
-    int64_t live[kTrackedClassCount] = {};
+    int64_t live[CT_TRACKED_CLASSES] = {};
     for (const auto& [id, f] : flows_)
       if (f.deadline > now_ds) ++live[f.cls];
     if (!in_time) {  // as KernelFlows::rebase does, from the flow map
-      std::vector<WheelSlot> pending(kWheelSlots);
+      std::vector<ct_wheel_slot> pending(CT_WHEEL_SLOTS);
       for (const auto& [id, f] : flows_)
-        if (f.deadline > now_ds) ++pending[f.deadline % kWheelSlots].flows[f.cls];
-      int64_t expired[kTrackedClassCount];
-      for (uint32_t c = 0; c < kTrackedClassCount; ++c) expired[c] = tracked_[c] - live[c];
+        if (f.deadline > now_ds) ++pending[f.deadline % CT_WHEEL_SLOTS].flows[f.cls];
+      int64_t expired[CT_TRACKED_CLASSES];
+      for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) expired[c] = tracked_[c] - live[c];
       reader_.rebase(now_ds, wheel_, pending, expired);
     }
-    for (uint32_t c = 0; c < kTrackedClassCount; ++c) {
+    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) {
       if (tracked_[c] - reader_.expired()[c] == live[c]) continue;
       std::fprintf(stderr, "wheel reader diverged: class %u listed %lld, live %lld\n", c,
                    static_cast<long long>(tracked_[c] - reader_.expired()[c]),
@@ -313,10 +313,10 @@ class KernelModel {
     }
   }
 
-  uint64_t now_ns_ = 1000 * kDecisecondNs;
+  uint64_t now_ns_ = 1000 * CT_DECISECOND_NS;
   std::map<uint8_t, Flow> flows_;
-  std::vector<WheelSlot> wheel_;
-  int64_t tracked_[kTrackedClassCount] = {};
+  std::vector<ct_wheel_slot> wheel_;
+  int64_t tracked_[CT_TRACKED_CLASSES] = {};
   WheelReader reader_;
 };
 
@@ -486,7 +486,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case kBtf: {
         Btf btf;
-        if (!btf.parse(payload).empty()) break;
+        if (!btf.parse(payload).ok()) break;
         BtfMember m;
         int64_t value = 0;
         uint32_t id = 0;
@@ -494,8 +494,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)btf.member("sk_buff", "dev", m);
         (void)btf.member("sock", "__sk_common.skc_net.net", m);
         (void)btf.enumerator("SKB_DROP_REASON_NETFILTER_DROP", value);
-        if (btf.typedef_id("btf_trace_kfree_skb", id).empty())
-          (void)btf.function_params(id, params);
+        if (btf.typedef_id("btf_trace_kfree_skb", id).ok()) (void)btf.function_params(id, params);
         for (uint32_t t = 1; t <= btf.type_count() && t <= 64; ++t) (void)btf.describe(t);
         break;
       }

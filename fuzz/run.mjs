@@ -15,6 +15,9 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
+
+const nativeSources = createRequire(import.meta.url)('../native/sources.js');
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -171,24 +174,7 @@ function writeSeeds(dir) {
 function build() {
   mkdirSync(out, { recursive: true });
   const binary = join(out, 'ctnetlink_fuzzer');
-  const sources = [
-    'fuzz/ctnetlink_fuzzer.cc',
-    'native/ctnetlink/decoder.cc',
-    'native/ctnetlink/table.cc',
-    'native/ctnetlink/aggregator.cc',
-    'native/ctnetlink/count_filter.cc',
-    'native/ctnetlink/snapshot.cc',
-    'native/base/fd.cc',
-    'native/base/proc_text.cc',
-    'native/base/read_file.cc',
-    'native/ebpf/btf.cc',
-    'native/ebpf/kallsyms.cc',
-    'native/ebpf/bpf.cc',
-    'native/ebpf/event_counter.cc',
-    'native/ebpf/event_program.cc',
-    'native/ebpf/wheel_reader.cc',
-    'native/ctnetlink/kernel_flows.cc',
-  ];
+  const sources = ['fuzz/ctnetlink_fuzzer.cc', ...nativeSources.core];
   try {
     execFileSync(
       'clang++',

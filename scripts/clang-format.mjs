@@ -12,7 +12,10 @@ if (mode !== '--check' && mode !== '--fix') {
 }
 const files = ['native', 'fuzz', 'benchmarks/native']
   .flatMap((dir) => readdirSync(join(root, dir), { recursive: true, withFileTypes: true }))
-  .filter((e) => e.isFile() && /\.(cc|h)$/.test(e.name) && !e.parentPath.includes('/build'))
+  // Generated sources (*.gen.cc, npm run build:bpf) are left as the generator writes them.
+  .filter(
+    (e) => e.isFile() && /\.(cc|h|c)$/.test(e.name) && !e.name.endsWith('.gen.cc') && !e.parentPath.includes('/build'),
+  )
   .map((e) => join(e.parentPath, e.name));
 const args = mode === '--check' ? ['--dry-run', '--Werror'] : ['-i'];
 try {

@@ -18,6 +18,16 @@ export {
   type RegistryLike,
 } from './metrics.js';
 export {
+  registerAllNamespacesOpenTelemetryMetrics,
+  registerOpenTelemetryMetrics,
+  type AttributeValueLike,
+  type BatchObservableResultLike,
+  type InstrumentOptionsLike,
+  type MeterLike,
+  type ObservableLike,
+  type OpenTelemetryMetricsOptions,
+} from './opentelemetry.js';
+export {
   DropMonitor,
   type DropMonitorOptions,
   type DropSample,

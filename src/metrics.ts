@@ -9,21 +9,16 @@
  * counters named `_total`, dead counters (searched, new, insert, ...) are absent, clash_resolve
  * and chaintoolong are present. The exporter's own counters (events it lost, its resyncs,
  * messages it could not decode) are named as the exporter's: `conntrack_monitor_*`. What the
- * backend cannot know is omitted, never 0.
+ * backend cannot know is omitted, never 0. The figures and their meaning are src/figures.ts,
+ * which the OpenTelemetry instruments read too.
  */
 import type { AllNamespacesMonitor, NamespaceReport } from './host/all-namespaces.js';
 import type { DropMonitor, DropSample } from './host/drop-monitor.js';
 import type { ConntrackMonitor } from './monitor.js';
 import type { PressureLevel } from './pressure.js';
 import type { TopReport } from './top.js';
-import {
-  TCP_STATE_NAMES,
-  type ConntrackSample,
-  type CounterName,
-  type CounterSet,
-  type ProtocolName,
-  type TcpStateName,
-} from './types.js';
+import { SAMPLE_FIGURES, TABLE_FIGURES, namespaceNetns, netnsLabel, type Figure, type Put } from './figures.js';
+import type { ConntrackSample } from './types.js';
 
 /** The part of a prom-client Registry this module uses (so prom-client stays optional). */
 export interface RegistryLike {
@@ -41,18 +36,6 @@ export interface ConntrackMetricsOptions {
   labels?: Record<string, string>;
 }
 
-/** Kernel stats exported as counters: `<prefix>stat_<name>_total`. Dead counters are not here. */
-const KERNEL_STATS: [CounterName, string, string][] = [
-  ['drop', 'drop', 'Packets dropped because no conntrack entry could be created: "table full, dropping packet".'],
-  ['earlyDrop', 'early_drop', 'Unassured entries evicted to make room for new ones.'],
-  ['insertFailed', 'insert_failed', 'Entries that could not be inserted (races, chain too long).'],
-  ['invalid', 'invalid', 'Packets conntrack could not track (invalid state or headers).'],
-  ['icmpError', 'icmp_error', 'ICMP errors that did not match a tracked flow.'],
-  ['clashResolve', 'clash_resolve', 'Insert races resolved without a drop (Linux >= 5.10).'],
-  ['chainTooLong', 'chaintoolong', 'Inserts refused because a hash chain was too long (Linux >= 5.15).'],
-  ['searchRestart', 'search_restart', 'Table lookups restarted because of a concurrent resize or move.'],
-];
-
 interface PromClient {
   Gauge: new (config: object) => PromMetric;
   Counter: new (config: object) => PromMetric;
@@ -63,13 +46,6 @@ interface PromMetric {
   remove(labels?: Record<string, string>): void;
   set(labels: Record<string, string>, value: number): void;
   inc(labels: Record<string, string>, value: number): void;
-}
-
-/** The label a monitored namespace gets: its name under /var/run/netns, else its path. */
-export function netnsLabel(path: string | null): string | null {
-  if (path === null) return null;
-  const named = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(path);
-  return named ? named[1]! : path;
 }
 
 /** The prefixes, once the options are checked; the errors name the function called. */
@@ -84,27 +60,10 @@ function checkedPrefix(fn: string, options: ConntrackMetricsOptions): string {
   return prefix;
 }
 
-/** What both registrations export per table: a sample, or one namespace of a node report. */
-interface TableSource {
-  entries: number | null;
-  max: number | null;
-  totals: CounterSet;
-  events: {
-    lostTotal: number;
-    newTotal: number;
-    destroyTotal: number;
-    /** UPDATE events received; absent where UPDATEs are not read (the node monitor). */
-    updateTotal?: number;
-    malformedTotal: number;
-  } | null;
-  tcpStates: Record<TcpStateName, number> | null;
-  protocols: Record<ProtocolName, number> | null;
-}
 interface Row<S> {
   labels: Record<string, string>;
   source: S;
 }
-type Put = (value: number | null | undefined, labels?: Record<string, string>) => void;
 type Define<S> = (
   kind: 'Gauge' | 'Counter',
   name: string,
@@ -154,66 +113,13 @@ function definer<S>(
   };
 }
 
-/**
- * The metrics of a table wherever it is read: entries, limit, kernel stats, events received,
- * the exporter's own loss and decode counters, states.
- */
-function defineTableMetrics<S extends TableSource>(define: Define<S>, monitorPrefix: string): void {
-  define('Gauge', 'entries', 'Entries in the conntrack table of the monitored namespace.', [], (put, s) =>
-    put(s.entries),
-  );
-  define(
-    'Gauge',
-    'entries_limit',
-    "nf_conntrack_max: the limit each namespace's entries are compared with.",
-    [],
-    (put, s) => put(s.max),
-  );
-  for (const [counter, stat, help] of KERNEL_STATS) {
-    define('Counter', `stat_${stat}_total`, help, [], (put, s) => put(s.totals[counter]));
+/** Defines the Prometheus metric of each figure that has one, in the table's order. */
+function defineFigures<S>(define: Define<S>, figures: Figure<S>[], monitorPrefix: string): void {
+  for (const f of figures) {
+    if (!f.prometheus) continue;
+    const name = f.prometheus.own ? monitorPrefix + f.prometheus.name : f.prometheus.name;
+    define(f.prometheus.type === 'gauge' ? 'Gauge' : 'Counter', name, f.help, f.labels, f.read);
   }
-  // Events *received*: exact as that, whatever was lost. Entries created and destroyed are
-  // these only while events_lost_total is 0; no series claims more (the sample's
-  // totals.insert/delete are null after a loss for the same reason). On the eBPF event path
-  // the kernel's filter counts every event before the queue: these are all it sent.
-  define(
-    'Counter',
-    'events_total',
-    'ctnetlink events by type: received (events the kernel could not queue are in events_lost_total, not here), or on the eBPF event path every one the kernel sent, counted in the kernel.',
-    ['type'],
-    (put, s) => {
-      if (!s.events) return;
-      put(s.events.newTotal, { type: 'new' });
-      put(s.events.updateTotal, { type: 'update' });
-      put(s.events.destroyTotal, { type: 'destroy' });
-    },
-  );
-  // The exporter's own counters: what happened to this reader, not to the kernel's table.
-  define(
-    'Counter',
-    `${monitorPrefix}events_lost_total`,
-    'ctnetlink events the kernel could not queue for this exporter (its socket buffer was full).',
-    [],
-    (put, s) => put(s.events?.lostTotal),
-  );
-  define(
-    'Counter',
-    `${monitorPrefix}malformed_messages_total`,
-    'ctnetlink messages this exporter could not decode (truncated or malformed) and skipped.',
-    [],
-    (put, s) => put(s.events?.malformedTotal),
-  );
-  define(
-    'Gauge',
-    'entries_by_state',
-    'Tracked entries by protocol and TCP state (non-TCP protocols have state="").',
-    ['protocol', 'state'],
-    (put, s) => {
-      if (!s.tcpStates || !s.protocols) return;
-      for (const state of TCP_STATE_NAMES) put(s.tcpStates[state], { protocol: 'tcp', state: state.toLowerCase() });
-      for (const protocol of ['udp', 'icmp', 'other'] as const) put(s.protocols[protocol], { protocol, state: '' });
-    },
-  );
 }
 
 /**
@@ -236,36 +142,7 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
     () => (latest ? [{ labels, source: latest }] : []),
     names,
   );
-  define('Gauge', 'buckets', 'nf_conntrack_buckets: size of the conntrack hash table.', [], (put, s) => put(s.buckets));
-  defineTableMetrics(define, monitorPrefix);
-  define(
-    'Counter',
-    `${monitorPrefix}resyncs_total`,
-    "Re-dumps of the table by this exporter to reconcile its tracked entries with the kernel's.",
-    [],
-    (put, s) => put(s.events?.resyncs),
-  );
-  define(
-    'Counter',
-    `${monitorPrefix}samples_missed_total`,
-    "Intervals this exporter's JavaScript thread missed (it stalled longer than the native queue holds); their counts are still in the totals.",
-    [],
-    (put, s) => put(s.events === null ? null : s.samplesMissed),
-  );
-  define(
-    'Gauge',
-    'time_to_full_seconds',
-    'Seconds until the table is full at the net growth of the last 60 s; absent when it is not growing.',
-    [],
-    (put, s) => put(s.timeToFullSeconds),
-  );
-  define(
-    'Gauge',
-    'tcp_timeout_time_wait_seconds',
-    'nf_conntrack_tcp_timeout_time_wait of the monitored namespace.',
-    [],
-    (put, s) => put(s.timeWait.timeoutSeconds),
-  );
+  defineFigures(define, SAMPLE_FIGURES, monitorPrefix);
   return names;
 }
 
@@ -277,7 +154,7 @@ export function registerConntrackMetrics(monitor: ConntrackMonitor, options: Con
  */
 export function namespaceLabels(n: Pick<NamespaceReport, 'inode' | 'name' | 'host' | 'pod'>): Record<string, string> {
   return {
-    netns: n.host ? '' : (n.name ?? `inode:${n.inode}`),
+    netns: namespaceNetns(n),
     pod_namespace: n.pod?.namespace ?? '',
     pod: n.pod?.name ?? '',
   };
@@ -306,7 +183,7 @@ export function registerAllNamespacesMetrics(
         .map((n) => ({ labels: namespaceLabels(n), source: n })),
     names,
   );
-  defineTableMetrics(define, monitorPrefix);
+  defineFigures(define, TABLE_FIGURES, monitorPrefix);
   return names;
 }
 

@@ -54,7 +54,7 @@ export interface RawSample extends RawInterval {
     flowsFull: number;
     /** Times its expiry wheel was read too late and rebuilt from the flow map. */
     rebases: number;
-    /** All its counters, by EventDiagnostic (native/ebpf/event_program.h). */
+    /** All its counters, by enum ct_diagnostic (native/ebpf/ct_events.h). */
     diagnostics: number[];
   } | null;
   /** Records the binding dropped because the JS thread stalled (its queue is bounded), since start. */
@@ -167,7 +167,7 @@ export interface NativeDropProbe {
   close(): void;
 }
 
-/** The event program's counters (EventCounters in native/ebpf/event_program.h), summed over CPUs. */
+/** The event program's counters (struct ct_counters in native/ebpf/ct_events.h), summed over CPUs. */
 export interface EventProgramCounters {
   /** [kind: new, update, destroy][class: tcp, udp, icmp, other, unknown] */
   messages: number[][];
@@ -190,9 +190,12 @@ export interface EventProgramRun {
   /** CLOCK_MONOTONIC deciseconds when the maps were read. */
   nowDs?: number;
   flows?: { key: bigint; deadlineDs: number; class: number }[];
-  graveyard?: bigint[];
+  /** Keys of slots a DESTROY marked CT_FLOW_DESTROYED during a dump. */
+  destroyed?: bigint[];
   /** Nonzero wheel slots: net flows per class (tcp, udp, icmp, other). */
   wheel?: { slot: number; flows: number[] }[];
+  /** With verifierStats: what the verifier reported when it accepted the program. */
+  verifier?: { processedInsns: number; summary: string };
 }
 
 export interface NativeBinding {
@@ -239,6 +242,8 @@ export interface NativeBinding {
       dumping?: boolean;
       maxFlows?: number;
       seed?: bigint;
+      /** Load it asking the verifier for its statistics (EventProgramRun.verifier). */
+      verifierStats?: boolean;
     },
   ): EventProgramRun;
   /** The flow key the monitor's event program gives a message's entry, from the decoder's view. */
@@ -248,12 +253,16 @@ export interface NativeBinding {
     ctnetlinkSubsystem?: number;
     eventProgramType?: number;
     openNamespaceDelayMs?: number;
+    dropProgramOffsetDelta?: number;
   }): {
     netlinkProtocol: number;
     ctnetlinkSubsystem: number;
     eventProgramType: number;
     openNamespaceDelayMs: number;
+    dropProgramOffsetDelta: number;
   };
+  /** Attaches the drop probe with the verifier's statistics, and detaches it. */
+  _dropProgram(): { instructions: number; verifier: { processedInsns: number; summary: string } };
 }
 
 let binding: NativeBinding | undefined;

@@ -2,7 +2,7 @@
  * One model of what the kernel can reclaim in a conntrack table, and the one verdict every
  * command gives from it: top, check, advise, the live view and the report's advice.
  *
- * The kernel makes room in two ways (net/netfilter/nf_conntrack_core.c):
+ * The kernel makes room in two ways (docs/verdicts.md has the measurements):
  * - early_drop(): when an insert finds the table full, it evicts an entry without IPS_ASSURED
  *   from the hash buckets around the new one; when there is none, the packet is dropped;
  * - the garbage collector: once an insert has failed and the namespace holds 95% of

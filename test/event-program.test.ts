@@ -1,5 +1,5 @@
 /**
- * The ctnetlink event socket filter (native/ebpf/event_program.cc), run by the real kernel on
+ * The ctnetlink event socket filter (native/ebpf/ct_events.bpf.c), run by the real kernel on
  * messages captured from it (BPF_PROG_TEST_RUN through the _eventProgram hook). The expected
  * kind and protocol of each message come from how it was captured (the fixture's name and the
  * flow's socket addresses in index.json); the decoder gives them for altered messages.
@@ -8,15 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { binding } from './helpers/binding';
 import { fixtureIndex, fixtureNames, loadHexFixture } from './helpers/fixtures';
 import { canRunIntegration } from './helpers/gate';
+import { CLASSES, DIAG, KINDS, WHEEL_MAX_TIMEOUT_S, WHEEL_SLOTS } from './helpers/ct-events-header';
 
-const KINDS = ['new', 'update', 'destroy'] as const;
-const CLASSES = ['tcp', 'udp', 'icmp', 'other', 'unknown'] as const;
-const DIAG_SHORT = 0;
-const DIAG_NOT_CONNTRACK = 1;
 const index = fixtureIndex();
 const flowFixtures = fixtureNames().filter((n) => !n.startsWith('stats-'));
 
-function classOf(protocol: number): (typeof CLASSES)[number] {
+function classOf(protocol: number): string {
   return protocol === 6 ? 'tcp' : protocol === 17 ? 'udp' : protocol === 1 || protocol === 58 ? 'icmp' : 'other';
 }
 
@@ -59,8 +56,8 @@ describe.skipIf(!canRunIntegration)('event socket filter, count-only, in the ker
     const { verdicts, counters } = binding._eventProgram([...stats, tiny]);
     expect(verdicts.every((v) => v === 0)).toBe(true);
     expect(nonzero(counters.messages)).toEqual({});
-    expect(counters.diagnostics[DIAG_NOT_CONNTRACK]).toBe(stats.length);
-    expect(counters.diagnostics[DIAG_SHORT]).toBe(1);
+    expect(counters.diagnostics[DIAG.notConntrack!]).toBe(stats.length);
+    expect(counters.diagnostics[DIAG.short!]).toBe(1);
   });
 
   it('counts a message whose tuple is not laid out as ctnetlink lays it out by kind only', () => {
@@ -139,17 +136,6 @@ const be32 = (n: number) => {
 };
 const CTA = { STATUS: 3, PROTOINFO: 4, TIMEOUT: 7, ID: 12, ZONE: 18 };
 const IPS_ASSURED = 0x4;
-const DIAG = {
-  passed: 2,
-  tracked: 3,
-  unknownLayout: 4,
-  longTimeout: 6,
-  flowsFull: 7,
-  flowExists: 8,
-  destroyUntracked: 9,
-  updateUntracked: 10,
-  slotReused: 11,
-};
 
 /** `message` with CTA_TIMEOUT (or CTA_STATUS) set to `value`. */
 function withBe32(message: Buffer, type: number, value: number): Buffer {
@@ -161,7 +147,7 @@ function withBe32(message: Buffer, type: number, value: number): Buffer {
 
 const first = (name: string) => loadHexFixture(name)[0]!;
 const timeoutOf = (m: Buffer) => binding._decode(m)[0]!.timeout as number;
-const CLASS_INDEX: Record<string, number> = { tcp: 0, udp: 1, icmp: 2, other: 3 };
+const CLASS_INDEX: Record<string, number> = Object.fromEntries(CLASSES.map((c, i) => [c, i]));
 
 describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in the kernel (BPF_PROG_TEST_RUN)', () => {
   const mon = (messages: Buffer[], options: { dumping?: boolean; maxFlows?: number; seed?: bigint } = {}) =>
@@ -182,9 +168,11 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
       expect(flow.key).toBe(binding._flowKey(created!, afterNew.seed!));
       expect(flow.class).toBe(cls);
       expect(Math.abs(flow.deadlineDs - afterNew.nowDs! - 10 * timeoutOf(created!))).toBeLessThanOrEqual(2);
-      expect(afterNew.wheel).toEqual([{ slot: flow.deadlineDs % 4096, flows: [0, 1, 2, 3].map((c) => +(c === cls)) }]);
+      expect(afterNew.wheel).toEqual([
+        { slot: flow.deadlineDs % WHEEL_SLOTS, flows: [0, 1, 2, 3].map((c) => +(c === cls)) },
+      ]);
       expect(afterNew.counters.tracked[cls]).toBe(1);
-      expect(afterNew.counters.diagnostics[DIAG.tracked]).toBe(1);
+      expect(afterNew.counters.diagnostics[DIAG.tracked!]).toBe(1);
 
       // UPDATE: the deadline moves to its CTA_TIMEOUT; the old slot is given back.
       const afterUpdate = mon([created!, updated!]);
@@ -192,7 +180,7 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
       const moved = afterUpdate.flows![0]!;
       expect(Math.abs(moved.deadlineDs - afterUpdate.nowDs! - 10 * timeoutOf(updated!))).toBeLessThanOrEqual(2);
       expect(afterUpdate.wheel).toEqual([
-        { slot: moved.deadlineDs % 4096, flows: [0, 1, 2, 3].map((c) => +(c === cls)) },
+        { slot: moved.deadlineDs % WHEEL_SLOTS, flows: [0, 1, 2, 3].map((c) => +(c === cls)) },
       ]);
       expect(afterUpdate.counters.tracked[cls]).toBe(1);
 
@@ -202,7 +190,7 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
       expect(afterDestroy.flows).toEqual([]);
       expect(afterDestroy.wheel).toEqual([]);
       expect(afterDestroy.counters.tracked).toEqual([0, 0, 0, 0]);
-      expect(afterDestroy.counters.diagnostics[DIAG.passed]).toBe(0);
+      expect(afterDestroy.counters.diagnostics[DIAG.passed!]).toBe(0);
       expect(nonzero(afterDestroy.counters.messages)).toEqual({
         [`new/${CLASSES[cls]}`]: 1,
         [`update/${CLASSES[cls]}`]: 1,
@@ -221,7 +209,7 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
       const run = mon([first(`${proto}-new`), ...updates, stateless, first(`${proto}-destroy`)]);
       expect(run.verdicts.map((v) => v !== 0)).toEqual([true, ...updates.map(() => true), false, true]);
       expect(run.flows).toEqual([]);
-      expect(run.counters.diagnostics[DIAG.passed]).toBe(updates.length + 2);
+      expect(run.counters.diagnostics[DIAG.passed!]).toBe(updates.length + 2);
     }
   });
 
@@ -230,8 +218,8 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     const assured = withBe32(update, CTA.STATUS, 0x8 | 0x2 | IPS_ASSURED); // CONFIRMED, SEEN_REPLY
     const run = mon([update, assured, first('udp4-destroy')]);
     expect(run.verdicts.map((v) => v !== 0)).toEqual([false, true, true]);
-    expect(run.counters.diagnostics[DIAG.updateUntracked]).toBe(2);
-    expect(run.counters.diagnostics[DIAG.destroyUntracked]).toBe(1);
+    expect(run.counters.diagnostics[DIAG.updateUntracked!]).toBe(2);
+    expect(run.counters.diagnostics[DIAG.destroyUntracked!]).toBe(1);
     expect(run.flows).toEqual([]);
   });
 
@@ -261,13 +249,13 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     );
   });
 
-  it('leaves timeouts beyond its wheel (360 s) to user space, taking back a flow that gets one', () => {
+  it(`leaves timeouts beyond its wheel (${WHEEL_MAX_TIMEOUT_S} s) to user space, taking back a flow that gets one`, () => {
     const created = first('udp4-new');
     const long = withBe32(created, CTA.TIMEOUT, 432000);
     const longNew = mon([long]);
     expect(longNew.verdicts).toEqual([4294967295]);
     expect(longNew.flows).toEqual([]);
-    expect(longNew.counters.diagnostics[DIAG.longTimeout]).toBe(1);
+    expect(longNew.counters.diagnostics[DIAG.longTimeout!]).toBe(1);
 
     const stream = withBe32(first('udp4-update'), CTA.TIMEOUT, 3600);
     const handed = mon([created, stream]);
@@ -302,8 +290,8 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
   it('records the keys DESTROY removes while user space dumps, and only then', () => {
     const flow = [first('icmp6-new'), first('icmp6-destroy')];
     const dumping = mon(flow, { dumping: true });
-    expect(dumping.graveyard).toEqual([binding._flowKey(flow[0]!, dumping.seed!)]);
-    expect(mon(flow).graveyard).toEqual([]);
+    expect(dumping.destroyed).toEqual([binding._flowKey(flow[0]!, dumping.seed!)]);
+    expect(mon(flow).destroyed).toEqual([]);
   });
 
   it('passes what it cannot hold: a NEW whose bucket is full, a NEW already tracked, a tuple it cannot hash', () => {
@@ -311,19 +299,19 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     const full = mon(crowded, { maxFlows: 1, seed: CROWDED_SEED });
     expect(full.flowBuckets).toBe(1024);
     expect(full.verdicts).toEqual([...Array(8).fill(0), 4294967295]);
-    expect(full.counters.diagnostics[DIAG.flowsFull]).toBe(1);
+    expect(full.counters.diagnostics[DIAG.flowsFull!]).toBe(1);
     expect(full.flows).toHaveLength(8);
 
     const twice = mon([first('icmp4-new'), first('icmp4-new')]);
     expect(twice.verdicts).toEqual([0, 4294967295]);
-    expect(twice.counters.diagnostics[DIAG.flowExists]).toBe(1);
+    expect(twice.counters.diagnostics[DIAG.flowExists!]).toBe(1);
     expect(twice.counters.tracked[CLASS_INDEX.icmp!]).toBe(1);
 
     const odd = Buffer.from(first('udp4-new'));
     odd.writeUInt16LE(odd.readUInt16LE(20) + 2, 20); // CTA_TUPLE_ORIG's length no multiple of 4
     const broken = mon([odd]);
     expect(broken.verdicts).toEqual([4294967295]);
-    expect(broken.counters.diagnostics[DIAG.unknownLayout]).toBe(1);
+    expect(broken.counters.diagnostics[DIAG.unknownLayout!]).toBe(1);
     expect(broken.flows).toEqual([]);
   });
 
@@ -338,15 +326,15 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     const udp = CLASS_INDEX.udp!;
     const run = mon([...ended, news[8]!], { maxFlows: 1, seed: CROWDED_SEED });
     expect(run.verdicts).toEqual(Array(9).fill(0));
-    expect(run.counters.diagnostics[DIAG.slotReused]).toBe(1);
-    expect(run.counters.diagnostics[DIAG.flowsFull]).toBe(0);
+    expect(run.counters.diagnostics[DIAG.slotReused!]).toBe(1);
+    expect(run.counters.diagnostics[DIAG.flowsFull!]).toBe(0);
     expect(run.flows).toHaveLength(8);
     const ninth = binding._flowKey(news[8]!, CROWDED_SEED)!;
     const keys = run.flows!.map((f) => f.key);
     expect(keys).toContain(ninth);
     expect(run.counters.tracked).toEqual([0, 1, 0, 0]);
     const live = run.flows!.find((f) => f.key === ninth)!;
-    expect(run.wheel).toEqual([{ slot: live.deadlineDs % 4096, flows: [0, 1, 0, 0] }]);
+    expect(run.wheel).toEqual([{ slot: live.deadlineDs % WHEEL_SLOTS, flows: [0, 1, 0, 0] }]);
 
     // The flow that lost its slot is user space's from then on: its DESTROY and an ASSURED
     // UPDATE pass (the table inserts an entry an UPDATE tells it of), the ninth's DESTROY is
@@ -362,15 +350,15 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
       seed: CROWDED_SEED,
     });
     expect(after.verdicts.map((v) => v !== 0)).toEqual([...Array(9).fill(false), true, true, false]);
-    expect(after.counters.diagnostics[DIAG.updateUntracked]).toBe(1);
-    expect(after.counters.diagnostics[DIAG.destroyUntracked]).toBe(1);
+    expect(after.counters.diagnostics[DIAG.updateUntracked!]).toBe(1);
+    expect(after.counters.diagnostics[DIAG.destroyUntracked!]).toBe(1);
     expect(after.counters.tracked).toEqual([0, 0, 0, 0]);
     expect(after.wheel).toEqual([]);
     expect(after.flows).toHaveLength(7);
     expect(nonzero(after.counters.messages)).toEqual({ 'new/udp': 9, 'update/udp': 1, 'destroy/udp': 2 });
     console.log(
-      `slot reuse: 8 ended flows + 1 NEW in one bucket: reused ${run.counters.diagnostics[DIAG.slotReused]}, ` +
-        `tracked udp ${run.counters.tracked[udp]} (1 live), passed after eviction ${after.counters.diagnostics[DIAG.passed]}`,
+      `slot reuse: 8 ended flows + 1 NEW in one bucket: reused ${run.counters.diagnostics[DIAG.slotReused!]}, ` +
+        `tracked udp ${run.counters.tracked[udp]} (1 live), passed after eviction ${after.counters.diagnostics[DIAG.passed!]}`,
     );
   });
 
@@ -378,16 +366,16 @@ describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in th
     const news = crowdedBucket().map((port) => withPort(first('udp4-new'), port));
     const full = mon(news, { maxFlows: 1, seed: CROWDED_SEED });
     expect(full.verdicts).toEqual([...Array(8).fill(0), 4294967295]);
-    expect(full.counters.diagnostics[DIAG.slotReused]).toBe(0);
+    expect(full.counters.diagnostics[DIAG.slotReused!]).toBe(0);
     // Marked during a dump (deadline 0, kept for user space): not taken either.
     const marked = mon([...news.slice(0, 8), withPort(first('udp4-destroy'), crowdedBucket()[0]!), news[8]!], {
       maxFlows: 1,
       seed: CROWDED_SEED,
       dumping: true,
     });
-    expect(marked.graveyard).toHaveLength(1);
+    expect(marked.destroyed).toHaveLength(1);
     expect(marked.verdicts.at(-1)).toBe(4294967295);
-    expect(marked.counters.diagnostics[DIAG.slotReused]).toBe(0);
+    expect(marked.counters.diagnostics[DIAG.slotReused!]).toBe(0);
   });
 });
 

@@ -3,9 +3,8 @@ import { EventEmitter } from 'node:events';
 import { LiveView, renderLiveView } from '../dist/cli/live-view.js';
 import { evaluateCheck } from '../dist/cli/commands/check.js';
 import { formatNamespacesReport } from '../dist/cli/format.js';
-import type { NamespaceReport } from '../dist/index.js';
 import { formatSampleLine } from '../dist/cli/format.js';
-import { sample } from './helpers/sample';
+import { counters, namespaceReport, sample } from './helpers/sample';
 
 describe('live view renderer', () => {
   it('draws the fill bar with max, rates, TIME_WAIT and sparklines', () => {
@@ -257,59 +256,7 @@ describe('check evaluation (monitoring-plugins)', () => {
 });
 
 describe('node-wide view (--all-namespaces)', () => {
-  const counters = (v: number | null) =>
-    Object.fromEntries(
-      [
-        'insert',
-        'delete',
-        'drop',
-        'earlyDrop',
-        'insertFailed',
-        'invalid',
-        'icmpError',
-        'clashResolve',
-        'chainTooLong',
-        'searchRestart',
-      ].map((k) => [k, v]),
-    ) as NamespaceReport['counts'];
-  const row = (over: Partial<NamespaceReport>): NamespaceReport => ({
-    inode: 4026532000,
-    name: null,
-    pid: null,
-    host: false,
-    pod: null,
-    intervalMs: 1000,
-    entries: 10,
-    max: 262144,
-    fill: 10 / 262144,
-    counts: counters(0),
-    rates: counters(0),
-    totals: counters(0),
-    events: {
-      counting: 'ebpf',
-      countingFallback: null,
-      received: 0,
-      lost: 0,
-      lostTotal: 0,
-      lostSince: null,
-      newTotal: 0,
-      destroyTotal: 0,
-      malformedTotal: 0,
-      receiveBufferBytes: 0,
-    },
-    timeWait: null,
-    tcpStates: null,
-    protocols: null,
-    drops: 0,
-    dropRate: 0,
-    inserts: 0,
-    insertRate: 0,
-    totalDrops: 0,
-    source: 'netlink',
-    error: null,
-    unavailable: {},
-    ...over,
-  });
+  const row = namespaceReport;
 
   it('names pods by namespace/name, fullest table first, with drop and insert-race rates', () => {
     const text = formatNamespacesReport({

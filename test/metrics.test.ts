@@ -3,11 +3,10 @@
  * Prometheus' own `promtool check metrics` on the text.
  */
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { Registry, register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { ConntrackMonitor, registerConntrackMetrics, type ConntrackSample } from '../dist/index.js';
-import { ProcBackend } from '../dist/backends/proc.js';
+import { procFixtureSamples } from './helpers/fixtures';
 import { sample } from './helpers/sample';
 
 async function exposition(
@@ -78,28 +77,7 @@ describe('registerConntrackMetrics', () => {
   });
 
   it('omits what the proc backend cannot know instead of exporting zeros', async () => {
-    const samples: ConntrackSample[] = [];
-    const options = {
-      netnsPath: null,
-      intervalMs: 50,
-      receiveBufferBytes: 0,
-      resyncIntervalMs: 0,
-      backend: 'proc' as const,
-      pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
-    };
-    const proc = new ProcBackend(
-      options,
-      {
-        sample: (x) => samples.push(x),
-        error: (e) => {
-          throw e;
-        },
-      },
-      join(__dirname, 'fixtures', 'proc', 'no-stat'),
-    );
-    await proc.start();
-    proc.stop();
-    const { text } = await exposition(samples[0]!);
+    const { text } = await exposition((await procFixtureSamples('no-stat'))[0]!);
     expect(text).toMatch(/^nf_conntrack_entries 5000$/m);
     expect(text).toMatch(/^nf_conntrack_entries_limit 262144$/m);
     for (const absent of [

@@ -1,5 +1,5 @@
 /**
- * A `netns` path whose open() could block or that is no network namespace (issue 13): a FIFO
+ * A `netns` path whose open() could block or that is no network namespace: a FIFO
  * used to freeze start() for ever (the reader thread sat in open(), the JS thread waited for
  * it). Both backends now refuse every such path at once with one line, and start() never waits
  * on the reader thread without a bound. Needs no privileges and opens no netlink socket: each

@@ -1,7 +1,8 @@
 /**
  * The package as npm ships it: `npm pack` (which builds the prebuilt addon with prebuildify),
  * then an install into a clean project that works without running any install script, and
- * the source build that takes over when no prebuild fits.
+ * the source build that takes over when no prebuild fits; optional peers (prom-client,
+ * @opentelemetry/api) that may be absent, at run time and in the types.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ const work = mkdtempSync(join(tmpdir(), 'ctmon-pack-'));
 const app = join(work, 'app');
 const esmApp = join(work, 'esm-app');
 const bare = join(work, 'bare-app');
+const noPeers = join(work, 'no-peers-app');
 let tarball = '';
 const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
   execFileSync('npm', args, {
@@ -35,14 +37,22 @@ beforeAll(() => {
   tarball = join(work, `conntrack-monitor-${version}.tgz`);
   execFileSync('mkdir', ['-p', app]);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'prom-client@15'], app);
+  const peers = ['prom-client@15', '@opentelemetry/api@1.9', '@opentelemetry/sdk-metrics@2.12.0'];
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...peers], app);
   // An empty ECMAScript-module project beside the CommonJS one above.
   execFileSync('mkdir', ['-p', esmApp]);
   writeFileSync(
     join(esmApp, 'package.json'),
     JSON.stringify({ name: 'esm-app', version: '1.0.0', private: true, type: 'module' }),
   );
-  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'prom-client@15'], esmApp);
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...peers], esmApp);
+  // A project with none of the optional peers: neither prom-client nor @opentelemetry/api.
+  execFileSync('mkdir', ['-p', noPeers]);
+  writeFileSync(
+    join(noPeers, 'package.json'),
+    JSON.stringify({ name: 'no-peers-app', version: '1.0.0', private: true }),
+  );
+  npm(['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], noPeers);
   // A project where npm ran no install script (--ignore-scripts; npm >= 12 does the same for
   // a dependency not in allowScripts) and no prebuild fits (removed: as on another platform).
   execFileSync('mkdir', ['-p', bare]);
@@ -60,7 +70,7 @@ describe('npm package', () => {
       .map((f) => f.replace(/^package\//, ''));
     for (const f of files)
       expect(f).toMatch(
-        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
+        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|native\/ebpf\/[a-z_]+\.(gen\.cc|bpf\.c)|native\/sources\.js|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
       );
     expect(files).toContain('prebuilds/linux-x64/conntrack-monitor.glibc.node');
     expect(files).toContain('dist/cli.js');
@@ -100,6 +110,7 @@ describe('npm package', () => {
     // Uses each export the way its kind is used: classes constructed, functions called, constants read.
     const use = `
       const { Registry } = prom;
+      const { MeterProvider } = otel;
       const out = {};
       for (const [name, value] of Object.entries(m).sort()) {
         if (name === 'default') continue;
@@ -119,6 +130,10 @@ describe('npm package', () => {
           how = value([], env).notes.join(' ');
         } else if (name === 'tuningEnvironment') {
           how = typeof value({ max: 1000, buckets: 1000, timeWait: { timeoutSeconds: 120 } }).max;
+        } else if (name === 'registerOpenTelemetryMetrics') {
+          how = value(new MeterProvider().getMeter('x'), new m.ConntrackMonitor()).length + ' instruments';
+        } else if (name === 'registerAllNamespacesOpenTelemetryMetrics') {
+          how = value(new MeterProvider().getMeter('x'), new m.AllNamespacesMonitor()).length + ' instruments';
         } else if (name === 'registerDropMetrics') {
           how = value(new m.DropMonitor(), { registry: new Registry() }).length + ' metrics';
         } else if (name === 'RecordingFormatError') {
@@ -149,11 +164,11 @@ describe('npm package', () => {
       console.log(JSON.stringify(out));`;
     writeFileSync(
       join(esmApp, 'use.js'),
-      `import * as m from 'conntrack-monitor'; import prom from 'prom-client';\n${use}`,
+      `import * as m from 'conntrack-monitor'; import prom from 'prom-client'; import * as otel from '@opentelemetry/sdk-metrics';\n${use}`,
     );
     writeFileSync(
       join(app, 'use.js'),
-      `const m = require('conntrack-monitor'); const prom = require('prom-client');\n(async () => {${use}})();`,
+      `const m = require('conntrack-monitor'); const prom = require('prom-client'); const otel = require('@opentelemetry/sdk-metrics');\n(async () => {${use}})();`,
     );
     const run = (cwd: string) => JSON.parse(execFileSync(process.execPath, ['use.js'], { cwd, encoding: 'utf8' }));
     const esm = run(esmApp);
@@ -167,27 +182,22 @@ describe('npm package', () => {
     });
     expect(esm.adviseTuning).toMatch(/Nothing to change/);
     expect(esm.tuningEnvironment).toBe('number');
+    expect(esm.registerOpenTelemetryMetrics).toBe('21 instruments');
+    expect(esm.registerAllNamespacesOpenTelemetryMetrics).toBe('16 instruments');
     expect(Object.keys(esm).length).toBeGreaterThanOrEqual(13);
   });
 
-  it('has types that resolve for import and require in the installed copy', () => {
-    const consumer =
-      'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
-      '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
-      'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\n' +
-      'const samples: ConntrackSample[] = [];\n' +
-      'const env: TuningEnvironment | null = samples.length ? tuningEnvironment(samples[0]!) : null;\n' +
-      'const advice: TuningAdvice | null = env && adviseTuning(samples, env);\n' +
-      'const first: Recommendation | undefined = advice?.recommendations[0];\n' +
-      'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
-    writeFileSync(join(app, 'a.mts'), consumer);
-    writeFileSync(join(app, 'b.cts'), consumer);
+  /** Type-checks `consumer` as an ES module and as CommonJS in `dir`, strict, Node16, library d.ts included. */
+  const typecheck = (dir: string, consumer: string) => {
+    writeFileSync(join(dir, 'a.mts'), consumer);
+    writeFileSync(join(dir, 'b.cts'), consumer);
     writeFileSync(
-      join(app, 'tsconfig.json'),
+      join(dir, 'tsconfig.json'),
       JSON.stringify({
         compilerOptions: {
           strict: true,
           noEmit: true,
+          skipLibCheck: false,
           module: 'Node16',
           moduleResolution: 'Node16',
           types: ['node'],
@@ -196,7 +206,79 @@ describe('npm package', () => {
         files: ['a.mts', 'b.cts'],
       }),
     );
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', app], { encoding: 'utf8' });
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8' });
+  };
+  const consumer =
+    'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
+    '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
+    'const m = new ConntrackMonitor(); m.on("sample", (s: ConntrackSample) => s.rates.drop); void registerConntrackMetrics;\n' +
+    'const samples: ConntrackSample[] = [];\n' +
+    'const env: TuningEnvironment | null = samples.length ? tuningEnvironment(samples[0]!) : null;\n' +
+    'const advice: TuningAdvice | null = env && adviseTuning(samples, env);\n' +
+    'const first: Recommendation | undefined = advice?.recommendations[0];\n' +
+    'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
+
+  it('has types that resolve for import and require in the installed copy; a real Meter is a MeterLike', () => {
+    typecheck(
+      app,
+      consumer +
+        'import { registerOpenTelemetryMetrics, registerAllNamespacesOpenTelemetryMetrics, AllNamespacesMonitor } from "conntrack-monitor";\n' +
+        'import { MeterProvider } from "@opentelemetry/sdk-metrics";\nimport { metrics } from "@opentelemetry/api";\n' +
+        'const names: string[] = registerOpenTelemetryMetrics(new MeterProvider().getMeter("x"), m); void names;\n' +
+        'registerAllNamespacesOpenTelemetryMetrics(metrics.getMeter("x"), new AllNamespacesMonitor(), { attributes: { "service.instance.id": "a" } });\n',
+    );
+  });
+
+  it('without the optional peers (prom-client, @opentelemetry/api): imports, runs, type-checks, and takes a Meter from elsewhere', () => {
+    const run = (args: string[]) => execFileSync(process.execPath, args, { cwd: noPeers, encoding: 'utf8' });
+    for (const peer of ['prom-client', '@opentelemetry/api'])
+      expect(existsSync(join(noPeers, 'node_modules', peer)), peer).toBe(false);
+    // The library loads and works; nothing of OpenTelemetry is loaded by it.
+    const loaded = JSON.parse(
+      run([
+        '-e',
+        `const m = require('conntrack-monitor');
+        const env = { max: 1000, buckets: 1000, timeWaitTimeout: 120, entryBytes: 320, memoryBytes: 2 ** 30 };
+        let prom = '';
+        try { m.registerConntrackMetrics(new m.ConntrackMonitor(), { registry: { registerMetric() {} } }); } catch (e) { prom = e.message; }
+        console.log(JSON.stringify({
+          otel: Object.keys(require.cache).filter((f) => f.includes('@opentelemetry')).length,
+          interval: new m.ConntrackMonitor({ intervalMs: 500 }).options.intervalMs,
+          advice: m.adviseTuning([], env).notes.length > 0,
+          prom,
+        }));`,
+      ]),
+    );
+    expect(loaded).toEqual({
+      otel: 0,
+      interval: 500,
+      advice: true,
+      prom: 'registerConntrackMetrics needs prom-client: npm install prom-client',
+    });
+    expect(
+      run([
+        '--input-type=module',
+        '-e',
+        'import { registerOpenTelemetryMetrics, ConntrackMonitor } from "conntrack-monitor"; console.log(typeof registerOpenTelemetryMetrics, new ConntrackMonitor().options.intervalMs)',
+      ]).trim(),
+    ).toBe('function 1000');
+    // Given a Meter (here from the SDK of another project: none can be resolved from this
+    // one), the instruments are created through it alone.
+    const sdk = join(app, 'node_modules', '@opentelemetry', 'sdk-metrics');
+    expect(
+      run([
+        '-e',
+        `const m = require('conntrack-monitor'); const { MeterProvider } = require(${JSON.stringify(sdk)});
+        console.log(m.registerOpenTelemetryMetrics(new MeterProvider().getMeter('x'), new m.ConntrackMonitor()).length);`,
+      ]).trim(),
+    ).toBe('21');
+    // The declarations compile with neither peer's types present (skipLibCheck false).
+    typecheck(
+      noPeers,
+      consumer +
+        'import { registerOpenTelemetryMetrics, type MeterLike } from "conntrack-monitor";\n' +
+        'declare const meter: MeterLike; registerOpenTelemetryMetrics(meter, m);\n',
+    );
   });
 
   it('without install scripts and with no prebuild that fits: the fallback says what to run, and that works', () => {

@@ -15,8 +15,8 @@ import {
   StatDeltas,
   ProcFormatError,
 } from '../dist/backends/procfs.js';
-import type { ConntrackSample } from '../dist/index.js';
 import { binding } from './helpers/binding';
+import { procFixtureSamples } from './helpers/fixtures';
 
 const FIXTURES = join(__dirname, 'fixtures', 'proc');
 const root = (name: string) => join(FIXTURES, name);
@@ -92,28 +92,7 @@ describe('StatDeltas', () => {
 });
 
 /** Runs the proc backend on a fixture root for a few intervals. */
-async function procSamples(fixture: string): Promise<ConntrackSample[]> {
-  const samples: ConntrackSample[] = [];
-  const errors: Error[] = [];
-  const options = {
-    netnsPath: null,
-    intervalMs: 50,
-    receiveBufferBytes: 0,
-    resyncIntervalMs: 0,
-    backend: 'proc' as const,
-    pressure: { warning: 0.75, critical: 0.9, hysteresis: 0.05 },
-  };
-  const backend = new ProcBackend(
-    options,
-    { sample: (s) => samples.push(s), error: (e) => errors.push(e) },
-    root(fixture),
-  );
-  await backend.start();
-  await new Promise((r) => setTimeout(r, 130));
-  await backend.stop();
-  expect(errors).toEqual([]);
-  return samples;
-}
+const procSamples = (fixture: string) => procFixtureSamples(fixture, 130);
 
 describe('proc backend on fixture trees', () => {
   it('fills the sample shape with source "proc", and null with a reason where it cannot know', async () => {

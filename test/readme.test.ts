@@ -1,31 +1,40 @@
 /**
  * What the README says against what the package does: every option in the options table
  * (one table, no blank line cutting it short), every command in the CLI synopsis, every
- * exported metric in the metrics table, an install that works as things stand (the package is
- * not on the npm registry), and no promise the code does not keep.
+ * exported metric in the metrics table, every OpenTelemetry instrument in docs/opentelemetry.md,
+ * an install that works as things stand (the package is not on the npm registry), and no
+ * promise the code does not keep.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import {
   AllNamespacesMonitor,
   ConntrackMonitor,
   DropMonitor,
+  TCP_STATE_NAMES,
   registerAllNamespacesMetrics,
+  registerAllNamespacesOpenTelemetryMetrics,
   registerConntrackMetrics,
   registerDropMetrics,
+  registerOpenTelemetryMetrics,
   registerTopMetrics,
+  type TcpStateName,
 } from '../dist/index.js';
+import { SAMPLE_FIGURES } from '../dist/figures.js';
+import { sample } from './helpers/sample';
 
 const ROOT = join(__dirname, '..');
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const CLI = join(ROOT, 'dist', 'cli.js');
 
 /** The rows of the Markdown table that starts with `header`, up to the first line that is not a row. */
-function table(header: string): string[] {
-  const lines = readme.split('\n');
+function table(header: string, text = readme): string[] {
+  const lines = text.split('\n');
   const start = lines.findIndex((l) => l.startsWith(header));
   expect(start, header).toBeGreaterThanOrEqual(0);
   const rows: string[] = [];
@@ -112,6 +121,62 @@ describe('README', () => {
     for (const own of ['events_lost_total', 'resyncs_total', 'malformed_messages_total'])
       expect(names).toContain(`conntrack_monitor_${own}`);
     expect(names.filter((n) => /^nf_conntrack_(events_lost|resyncs|malformed)/.test(n))).toEqual([]);
+  });
+
+  it('docs/opentelemetry.md: every instrument, with its kind, unit, exported Prometheus name, prom-client name and source', async () => {
+    const page = readFileSync(join(ROOT, 'docs', 'opentelemetry.md'), 'utf8');
+    expect(readme).toMatch(/\]\(docs\/opentelemetry\.md\)/);
+    // The names the SDK's Prometheus exporter gives each instrument, from a real export of a
+    // sample in which every figure is known.
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const provider = new MeterProvider({ readers: [exporter] });
+    const monitor = new ConntrackMonitor();
+    const names = registerOpenTelemetryMetrics(provider.getMeter('docs'), monitor);
+    const nodeWide = registerAllNamespacesOpenTelemetryMetrics(provider.getMeter('docs'), new AllNamespacesMonitor());
+    const tcpStates = Object.fromEntries(TCP_STATE_NAMES.map((state) => [state, 1])) as Record<TcpStateName, number>;
+    monitor.emit('sample', { ...sample({ totals: { insert: 1, delete: 1 } }), timeToFullSeconds: 60, tcpStates });
+    const { resourceMetrics } = await exporter.collect();
+    const text = new PrometheusSerializer().serialize(resourceMetrics);
+    await provider.shutdown();
+    const exported = new Map(
+      [...text.matchAll(/^# HELP (\S+) /gm)].map((m) => m[1]!).map((n) => [n.replace(/_total$/, ''), n]),
+    );
+    const kinds = { counter: 'ObservableCounter', updowncounter: 'ObservableUpDownCounter', gauge: 'ObservableGauge' };
+    const rows = new Map(
+      table('| OpenTelemetry instrument |', page).map((r) => {
+        const cells = r.split(' | ').map((c) => c.replace(/^\|? ?`?|`? ?\|?$/g, ''));
+        return [cells[0]!, cells.slice(1)];
+      }),
+    );
+    expect([...rows.keys()]).toEqual(names);
+    for (const figure of SAMPLE_FIGURES) {
+      const otel = figure.openTelemetry!;
+      const promClient = figure.prometheus
+        ? (figure.prometheus.own ? 'conntrack_monitor_' : 'nf_conntrack_') + figure.prometheus.name
+        : '—';
+      const afterExport = exported.get(otel.name.replace(/\./g, '_'));
+      expect(afterExport, otel.name).toBeDefined();
+      expect(rows.get(otel.name), otel.name).toEqual([
+        kinds[otel.instrument],
+        otel.unit,
+        afterExport,
+        promClient,
+        figure.source,
+        nodeWide.includes(otel.name) ? 'yes' : 'no',
+      ]);
+    }
+    // Every attribute the instruments use is in the attributes table.
+    const attributes = table('| attribute |', page).join('\n');
+    for (const a of [
+      'conntrack.netns',
+      'k8s.namespace.name',
+      'k8s.pod.name',
+      'k8s.pod.uid',
+      'network.transport',
+      'conntrack.tcp.state',
+      'conntrack.event.type',
+    ])
+      expect(attributes, a).toContain(`\`${a}\``);
   });
 
   it('installs as things stand: from a packed tarball, not from the npm registry', () => {

@@ -1,5 +1,5 @@
 /**
- * `serve` under hostile clients (issue 13), unprivileged: the real CLI process on the /proc
+ * `serve` under hostile clients, unprivileged: the real CLI process on the /proc
  * backend (no ctnetlink listener, so no kernel lock), attacked on loopback by
  * test/helpers/http-attack.py, while well-behaved clients scrape it: Node's http client on a
  * new connection every 250 ms, and Prometheus itself (keep-alive, every second). The server's

@@ -97,9 +97,14 @@ export function benchNamespace(name) {
  * one JSON line of totals. `classic`: with the classic event filter, as where eBPF cannot load;
  * `loopDelay: false`: without the event-loop delay histogram (whose timer has a CPU cost).
  */
-export async function startMonitorChild(netnsPath, { stderr = 'inherit', classic = false, loopDelay = true } = {}) {
+export async function startMonitorChild(
+  netnsPath,
+  { stderr = 'inherit', classic = false, loopDelay = true, checkout = null } = {},
+) {
+  // `checkout`: another checkout's monitor (its benchmarks/monitor-child.mjs and its build), so
+  // that two versions are measured in one run.
   const args = [
-    join(benchmarks, 'monitor-child.mjs'),
+    join(checkout ? join(checkout, 'benchmarks') : benchmarks, 'monitor-child.mjs'),
     netnsPath,
     ...(classic ? ['--classic'] : []),
     ...(loopDelay ? [] : ['--no-loop-delay']),

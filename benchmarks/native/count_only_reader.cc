@@ -28,31 +28,31 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, [](int) { stop = 1; });
 
   ctmon::EventCounter counter;
-  const ctmon::ProbeStatus loaded = counter.open();
-  if (!loaded.ok()) return std::fprintf(stderr, "%s\n", loaded.reason.c_str()), 1;
+  const ctmon::Status loaded = counter.open();
+  if (!loaded.ok()) return std::fprintf(stderr, "%s\n", loaded.text().c_str()), 1;
   const unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
   ctmon::EventSocketConfig config{groups, 2, 1 << 20, nullptr, 0};
   config.bpf_program_fd = counter.program_fd();
   ctmon::Fd fd;
   ctmon::EventSocketInfo info;
-  const ctmon::SysStatus st = ctmon::open_event_socket(config, fd, info);
+  const ctmon::Status st = ctmon::open_event_socket(config, fd, info);
   if (!st.ok()) return std::fprintf(stderr, "%s: errno %d\n", st.syscall, st.code), 1;
   std::printf("ready\n");
   std::fflush(stdout);
   while (!stop) pause();
 
-  ctmon::EventCounters c;
+  ct_counters c;
   if (!counter.read(c).ok()) return std::perror("read"), 1;
   uint64_t unknown = 0;
-  for (uint32_t k = 0; k < ctmon::kKindCount; ++k) unknown += c.messages[k][ctmon::kClassUnknown];
+  for (uint32_t k = 0; k < CT_KIND_COUNT; ++k) unknown += c.messages[k][CT_CLASS_UNKNOWN];
   ctmon::BatchReceiver receiver(64, 8192);
   long queued = 0;
   for (int n; (n = receiver.receive(fd.get())) > 0;) queued += n;
   std::printf(
       "{\"new\":%llu,\"update\":%llu,\"destroy\":%llu,\"unknownLayout\":%llu,\"queued\":%ld}\n",
-      static_cast<unsigned long long>(c.kind_total(ctmon::kKindNew)),
-      static_cast<unsigned long long>(c.kind_total(ctmon::kKindUpdate)),
-      static_cast<unsigned long long>(c.kind_total(ctmon::kKindDestroy)),
+      static_cast<unsigned long long>(kind_total(c, CT_KIND_NEW)),
+      static_cast<unsigned long long>(kind_total(c, CT_KIND_UPDATE)),
+      static_cast<unsigned long long>(kind_total(c, CT_KIND_DESTROY)),
       static_cast<unsigned long long>(unknown), queued);
   return 0;
 }

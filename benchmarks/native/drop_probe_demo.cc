@@ -47,20 +47,20 @@ int main(int argc, char** argv) {
       return std::fprintf(stderr, "unknown option %s\n", argv[i]), 2;
   }
   if (std::strcmp(argv[1], "--check") == 0) {
-    const std::string reason = ctmon::DropProbe::check_available(options);
-    std::printf("%s\n", reason.empty() ? "available" : reason.c_str());
-    return reason.empty() ? 0 : 1;
+    const ctmon::Status st = ctmon::DropProbe::check_available(options);
+    std::printf("%s\n", st.ok() ? "available" : st.text().c_str());
+    return st.ok() ? 0 : 1;
   }
   const double seconds = std::atof(argv[1]);
 
   ctmon::Fd stats_fd;
   if (stats) {
-    const ctmon::SysStatus st = ctmon::DropProbe::enable_run_time_stats(stats_fd);
+    const ctmon::Status st = ctmon::DropProbe::enable_run_time_stats(stats_fd);
     if (!st.ok()) return std::fprintf(stderr, "BPF_ENABLE_STATS: %s\n", std::strerror(st.code)), 1;
   }
   ctmon::DropProbe probe;
-  const ctmon::ProbeStatus opened = probe.open(options);
-  if (!opened.ok()) return std::fprintf(stderr, "open: %s\n", opened.reason.c_str()), 1;
+  const ctmon::Status opened = probe.open(options);
+  if (!opened.ok()) return std::fprintf(stderr, "open: %s\n", opened.text().c_str()), 1;
   std::signal(SIGINT, [](int) { stop = 1; });
   std::signal(SIGTERM, [](int) { stop = 1; });
   std::fprintf(stderr, "attached\n");
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
 
   std::printf("{\"namespaces\":[");
   bool first = true;
-  ctmon::SysStatus st = probe.read_namespaces([&](uint32_t netns, uint64_t drops) {
+  ctmon::Status st = probe.read_namespaces([&](uint32_t netns, uint64_t drops) {
     std::printf("%s{\"netns\":%u,\"drops\":%llu}", first ? "" : ",", netns,
                 (unsigned long long)drops);
     first = false;

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   const ctmon::FilterProgram filter = ctmon::event_filter();
   ctmon::Fd fd;
   ctmon::EventSocketInfo info;
-  const ctmon::SysStatus st =
+  const ctmon::Status st =
       ctmon::open_event_socket({groups, 3, 32 << 20, filter.instructions, filter.length}, fd, info);
   if (!st.ok()) return std::fprintf(stderr, "%s: errno %d\n", st.syscall, st.code), 1;
   std::printf("ready\n");

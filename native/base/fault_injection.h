@@ -24,6 +24,9 @@ struct FaultInjection {
   // The reader thread waits this long before opening the namespace file, as open() on a hung
   // filesystem would: start() must give up on it in bounded time.
   std::atomic<int> open_namespace_delay_ms{0};
+  // Added to sk_buff._nfct's offset in the drop program: the verifier refuses the misplaced
+  // load, as it would a layout read from a wrong BTF.
+  std::atomic<int> drop_program_offset_delta{0};
 };
 
 inline FaultInjection& fault_injection() {

@@ -1,19 +1,12 @@
-// fd.h — the two vocabulary types every native file shares: SysStatus (errno plus the name of
-// the system call that failed) and Fd (an owned file descriptor, closed on destruction).
+// fd.h — Fd, an owned file descriptor closed on destruction; and Status (status.h), in which
+// every native function that can fail reports it.
 //
 // No Node-API, no threads of its own; any thread may use them.
 #pragma once
 
-#include <cerrno>
+#include "base/status.h"
 
 namespace ctmon {
-
-struct SysStatus {
-  int code = 0;  // errno, 0 on success
-  const char* syscall = "";
-  bool ok() const { return code == 0; }
-  static SysStatus from_errno(const char* syscall) { return SysStatus{errno, syscall}; }
-};
 
 // Owns a file descriptor; closes it on destruction.
 class Fd {

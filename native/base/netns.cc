@@ -56,29 +56,29 @@ const char* namespace_kind(int type) {
 
 }  // namespace
 
-SysStatus open_network_namespace(const char* path, Fd& out, const char** what) {
+Status open_network_namespace(const char* path, Fd& out, const char** what) {
   *what = nullptr;
   struct stat st;
-  if (::stat(path, &st) != 0) return SysStatus::from_errno("open");
-  if ((*what = file_kind(st.st_mode)) != nullptr) return SysStatus{EINVAL, "open"};
+  if (::stat(path, &st) != 0) return Status::from_errno("open");
+  if ((*what = file_kind(st.st_mode)) != nullptr) return Status{EINVAL, "open"};
   Fd fd(::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-  if (fd.get() < 0) return SysStatus::from_errno("open");
+  if (fd.get() < 0) return Status::from_errno("open");
   // The file may have been replaced since the stat(): look at what was opened.
-  if (::fstat(fd.get(), &st) != 0) return SysStatus::from_errno("fstat");
-  if ((*what = file_kind(st.st_mode)) != nullptr) return SysStatus{EINVAL, "open"};
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno("fstat");
+  if ((*what = file_kind(st.st_mode)) != nullptr) return Status{EINVAL, "open"};
   struct statfs fs;
-  if (::fstatfs(fd.get(), &fs) != 0) return SysStatus::from_errno("fstatfs");
+  if (::fstatfs(fd.get(), &fs) != 0) return Status::from_errno("fstatfs");
   if (fs.f_type != NSFS_MAGIC) {
     *what = "a regular file";
-    return SysStatus{EINVAL, "fstatfs"};
+    return Status{EINVAL, "fstatfs"};
   }
   const int type = ::ioctl(fd.get(), NS_GET_NSTYPE);
   if (type >= 0 && type != CLONE_NEWNET) {
     *what = namespace_kind(type);
-    return SysStatus{EINVAL, "ioctl"};
+    return Status{EINVAL, "ioctl"};
   }
   out = std::move(fd);
-  return SysStatus{};
+  return Status{};
 }
 
 }  // namespace ctmon

@@ -18,6 +18,6 @@ namespace ctmon {
 // names the call that failed; for a file that is not a network namespace the status is EINVAL
 // and `*what` says what the file is instead ("a FIFO", "a directory", "a mount namespace",
 // ...), else `*what` is left null.
-SysStatus open_network_namespace(const char* path, Fd& out, const char** what);
+Status open_network_namespace(const char* path, Fd& out, const char** what);
 
 }  // namespace ctmon

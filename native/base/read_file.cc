@@ -7,25 +7,29 @@
 #include <cerrno>
 #include <cstring>
 
-#include "base/fd.h"
-
 namespace ctmon {
 
-std::string read_whole_file(const char* path, std::vector<uint8_t>& out) {
+Status read_whole_file(const char* path, std::vector<uint8_t>& out) {
   out.clear();
   Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return std::string("cannot open ") + path + ": " + std::strerror(errno);
+  if (fd.get() < 0) {
+    const int err = errno;
+    return Status::failure(std::string("cannot open ") + path + ": " + std::strerror(err), err,
+                           "open");
+  }
   uint8_t chunk[64 * 1024];
   for (;;) {
     const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return std::string("cannot read ") + path + ": " + std::strerror(errno);
+      const int err = errno;
+      return Status::failure(std::string("cannot read ") + path + ": " + std::strerror(err), err,
+                             "read");
     }
     if (n == 0) break;
     out.insert(out.end(), chunk, chunk + n);
   }
-  return "";
+  return Status{};
 }
 
 bool read_small_file(const char* path, char* text, size_t size) {

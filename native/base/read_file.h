@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
+
 namespace ctmon {
 
-// Reads all of `path` into `out`. Returns "" on success, else "cannot open|read PATH: why".
-std::string read_whole_file(const char* path, std::vector<uint8_t>& out);
+// Reads all of `path` into `out`; on failure the message says "cannot open|read PATH: why".
+Status read_whole_file(const char* path, std::vector<uint8_t>& out);
 
 // Reads at most size - 1 bytes of `path` into `text`, NUL-terminated; false when the file
 // cannot be opened or is empty. One read(): the files it is for fit one page.

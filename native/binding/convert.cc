@@ -71,8 +71,8 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
     w.set(p, "unknownLayout", w.number(static_cast<double>(e.unknown_layout)));
     w.set(p, "flowsFull", w.number(static_cast<double>(e.flows_full)));
     w.set(p, "rebases", w.number(static_cast<double>(e.rebases)));
-    napi_value d = w.array(ctmon::kDiagnosticCount);
-    for (uint32_t i = 0; i < ctmon::kDiagnosticCount; ++i)
+    napi_value d = w.array(CT_DIAG_COUNT);
+    for (uint32_t i = 0; i < CT_DIAG_COUNT; ++i)
       w.set(d, i, w.number(static_cast<double>(e.diagnostics[i])));
     w.set(p, "diagnostics", d);
     w.set(o, "eventProgram", p);
@@ -107,20 +107,18 @@ napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r) {
   return o;
 }
 
-napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,
-                       const std::string& context, const std::string& message) {
-  napi_value err = w.error(message.empty() ? context + ": " + std::strerror(code) : message);
-  w.set(err, "errno", w.number(code));
-  w.set(err, "syscall", w.string(syscall));
-  w.set(err, "context", w.string(context));
+napi_value error_to_js(JsWriter& w, const ctmon::Status& e) {
+  napi_value err = w.error(e.text());
+  w.set(err, "errno", w.number(e.code));
+  w.set(err, "syscall", w.string(e.syscall));
+  w.set(err, "context", w.string(e.context));
   return err;
 }
 
-Napi::Error native_error(Napi::Env env, int code, const std::string& syscall,
-                         const std::string& context, const std::string& message) {
+Napi::Error native_error(Napi::Env env, const ctmon::Status& e) {
   JsWriter w(env);
-  napi_value err = error_to_js(w, code, syscall, context, message);
-  if (!w.ok()) return Napi::Error::New(env, message.empty() ? context : message);
+  napi_value err = error_to_js(w, e);
+  if (!w.ok()) return Napi::Error::New(env, e.text());
   return Napi::Error(env, err);
 }
 

@@ -30,19 +30,11 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
 // last { key: 'other', entries } when there is a rest.
 napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r);
 
-// The error shape: message "<context>: <strerror(code)>" unless `message` is given.
-napi_value error_to_js(JsWriter& w, int code, const std::string& syscall,
-                       const std::string& context, const std::string& message = "");
-inline napi_value error_to_js(JsWriter& w, const ctmon::MonitorError& e) {
-  return error_to_js(w, e.code, e.syscall, e.context, e.message);
-}
+// The error shape: { message: e.text(), errno, syscall, context }.
+napi_value error_to_js(JsWriter& w, const ctmon::Status& e);
 
 // The same error as a C++ exception, for the JS thread's own calls (where JS can always run).
-Napi::Error native_error(Napi::Env env, int code, const std::string& syscall,
-                         const std::string& context, const std::string& message = "");
-inline Napi::Error native_error(Napi::Env env, const ctmon::MonitorError& e) {
-  return native_error(env, e.code, e.syscall, e.context, e.message);
-}
+Napi::Error native_error(Napi::Env env, const ctmon::Status& e);
 
 // A number, or null when absent.
 inline Napi::Value nullable(Napi::Env env, bool present, double value) {

@@ -34,15 +34,15 @@ class NativeDropProbe : public Napi::ObjectWrap<NativeDropProbe> {
     if (info[0].IsObject() && info[0].As<Napi::Object>().Get("maxFlows").IsNumber())
       options.max_flows =
           info[0].As<Napi::Object>().Get("maxFlows").As<Napi::Number>().Uint32Value();
-    const ctmon::ProbeStatus st = probe_.open(options);
+    const ctmon::Status st = probe_.open(options);
     if (!st.ok())
-      throw native_error(env, st.sys.code, st.sys.syscall, "attach the drop probe",
-                         "cannot attach the drop probe: " + st.reason);
+      throw native_error(env, ctmon::Status{st.code, st.syscall, "attach the drop probe",
+                                            "cannot attach the drop probe: " + st.text()});
   }
 
  private:
-  void check(Napi::Env env, const ctmon::SysStatus& st, const char* what) {
-    if (!st.ok()) throw native_error(env, st.code, st.syscall, what);
+  void check(Napi::Env env, const ctmon::Status& st, const char* what) {
+    if (!st.ok()) throw native_error(env, st.in(what));
   }
 
   Napi::Value Namespaces(const Napi::CallbackInfo& info) {
@@ -115,14 +115,36 @@ class NativeDropProbe : public Napi::ObjectWrap<NativeDropProbe> {
   ctmon::DropProbe probe_;
 };
 
+// _dropProgram() -> { instructions, verifier: { processedInsns, summary } }: attaches the drop
+// probe asking the verifier for its statistics, and detaches it. Throws with the reason (which
+// names the drop_program.cc line of a refused instruction) when it cannot.
+Napi::Value DropProgram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ctmon::DropProbe probe;
+  ctmon::VerifierStats stats;
+  const ctmon::Status st = probe.open({}, &stats);
+  if (!st.ok()) throw native_error(env, st.in("attach the drop probe"));
+  ctmon::ProgramStats ps;
+  const ctmon::Status read = probe.read_program_stats(ps);
+  probe.close();
+  if (!read.ok()) throw native_error(env, read.in("read the program's statistics"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("instructions", ps.instructions);
+  Napi::Object v = Napi::Object::New(env);
+  v.Set("processedInsns", static_cast<double>(stats.processed_insns));
+  v.Set("summary", stats.summary);
+  out.Set("verifier", v);
+  return out;
+}
+
 // _bpfRunTimeStats(on): holds (or releases) BPF_ENABLE_STATS, so programs' run_time_ns and
 // run_cnt accumulate. Benchmarks only: the kernel-wide switch goes with the descriptor.
 Napi::Value BpfRunTimeStats(const Napi::CallbackInfo& info) {
   static ctmon::Fd stats;
   if (info[0].ToBoolean().Value()) {
     if (stats.get() < 0) {
-      const ctmon::SysStatus st = ctmon::DropProbe::enable_run_time_stats(stats);
-      if (!st.ok()) throw native_error(info.Env(), st.code, st.syscall, "BPF_ENABLE_STATS");
+      const ctmon::Status st = ctmon::DropProbe::enable_run_time_stats(stats);
+      if (!st.ok()) throw native_error(info.Env(), st.in("BPF_ENABLE_STATS"));
     }
   } else {
     stats.reset();
@@ -134,13 +156,15 @@ Napi::Value BpfRunTimeStats(const Napi::CallbackInfo& info) {
 
 void export_drop_probe(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeDropProbe", NativeDropProbe::Define(env));
-  exports.Set("dropProbeAvailable", Napi::Function::New(
-                                        env,
-                                        [](const Napi::CallbackInfo& info) {
-                                          return Napi::String::New(
-                                              info.Env(), ctmon::DropProbe::check_available());
-                                        },
-                                        "dropProbeAvailable"));
+  exports.Set("dropProbeAvailable",
+              Napi::Function::New(
+                  env,
+                  [](const Napi::CallbackInfo& info) {
+                    const ctmon::Status st = ctmon::DropProbe::check_available();
+                    return Napi::String::New(info.Env(), st.ok() ? "" : st.text());
+                  },
+                  "dropProbeAvailable"));
+  exports.Set("_dropProgram", Napi::Function::New(env, DropProgram, "_dropProgram"));
   exports.Set("_bpfRunTimeStats", Napi::Function::New(env, BpfRunTimeStats, "_bpfRunTimeStats"));
 }
 

@@ -1,7 +1,7 @@
 // monitor_binding.cc — NativeMonitor: a ctmon::Monitor (native/ctnetlink/monitor.h) for JS.
-// Samples reach JS once per interval through a ThreadSafeFunction and a RecordQueue
-// (record_queue.h), so the reader thread never waits on JS; records dropped because JS stalled
-// are counted (droppedRecords in the next sample).
+// Samples reach JS once per interval through a RecordChannel (record_channel.h), so the reader
+// thread never waits on JS; records dropped because JS stalled are counted (droppedRecords in
+// the next sample).
 #include <napi.h>
 
 #include <atomic>
@@ -12,7 +12,7 @@
 
 #include "binding/binding.h"
 #include "binding/convert.h"
-#include "binding/record_queue.h"
+#include "binding/record_channel.h"
 #include "ctnetlink/monitor.h"
 
 namespace ctmon_binding {
@@ -23,8 +23,25 @@ struct Record {
   ctmon::IntervalSample sample;
   ctmon::TableSnapshot table;
   ctmon::NamespaceSettings settings;
-  ctmon::MonitorError error;
+  ctmon::Status error;
 };
+
+napi_value records_to_js(JsWriter& w, const std::vector<Record>& records, uint64_t dropped) {
+  napi_value out = w.array(static_cast<uint32_t>(records.size()));
+  for (uint32_t i = 0; i < records.size(); ++i) {
+    napi_value o = w.object();
+    if (records[i].is_sample) {
+      w.set(o, "type", w.string("sample"));
+      w.set(o, "sample",
+            sample_to_js(w, records[i].sample, records[i].table, records[i].settings, dropped));
+    } else {
+      w.set(o, "type", w.string("error"));
+      w.set(o, "error", error_to_js(w, records[i].error));
+    }
+    w.set(out, i, o);
+  }
+  return out;
+}
 
 class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::MonitorListener {
  public:
@@ -67,20 +84,15 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (on_records_.IsEmpty()) throw Napi::Error::New(env, "a NativeMonitor starts once");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, on_records_.Value(), "conntrack-monitor", 0, 1, this,
-                                          [](Napi::Env, NativeMonitor* self) {
-                                            self->ObjectWrap::Unref();  // matches the Ref below
-                                          });
-    ObjectWrap::Ref();  // keep this object alive while the TSFN may still call into it
-    // The TSFN holds the callback from here on. Keeping our own strong reference would keep
+    channel_.open(env, on_records_.Value(), "conntrack-monitor", this);
+    // The channel holds the callback from here on. Keeping our own strong reference would keep
     // the callback's closure, and through it this object, alive forever.
     on_records_.Reset();
-    if (!referenced_) tsfn_.Unref(env);
     monitor_ = std::make_unique<ctmon::Monitor>(config_, this);
-    ctmon::MonitorError error;
+    ctmon::Status error;
     if (!monitor_->start(error)) {
       monitor_.reset();
-      tsfn_.Release();
+      channel_.close();
       throw native_error(env, error);
     }
     cleanup_ = env.AddCleanupHook(std::function<void()>([this] { shutdown(); }));
@@ -95,19 +107,17 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     shutdown();
     if (!cleanup_.IsEmpty()) cleanup_.Remove(env);
     JsWriter w(env);
-    napi_value records = take_records(w);
-    return w.ok() ? Napi::Value(env, records) : Napi::Array::New(env);
+    napi_value records = channel_.take(w);
+    return w.ok() && records != nullptr ? Napi::Value(env, records) : Napi::Array::New(env);
   }
 
   Napi::Value JsRef(const Napi::CallbackInfo& info) {
-    referenced_ = true;
-    if (monitor_) tsfn_.Ref(info.Env());
+    channel_.set_referenced(info.Env(), true);
     return info.Env().Undefined();
   }
 
   Napi::Value JsUnref(const Napi::CallbackInfo& info) {
-    referenced_ = false;
-    if (monitor_) tsfn_.Unref(info.Env());
+    channel_.set_referenced(info.Env(), false);
     return info.Env().Undefined();
   }
 
@@ -122,13 +132,13 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     return o;
   }
 
-  // Stops the reader thread and lets go of the TSFN. Also the environment cleanup hook,
-  // so a terminated worker or an exiting process never leaves the thread running.
+  // Stops the reader thread and closes the channel. Also the environment cleanup hook, so a
+  // terminated worker or an exiting process never leaves the thread running.
   void shutdown() {
     if (!monitor_) return;
     monitor_->stop();
     monitor_.reset();
-    tsfn_.Release();
+    channel_.close();
   }
 
   // Reader thread.
@@ -139,59 +149,20 @@ class NativeMonitor : public Napi::ObjectWrap<NativeMonitor>, public ctmon::Moni
     r.sample = sample;
     r.table = table;
     r.settings = settings;
-    enqueue(std::move(r));
+    channel_.push(std::move(r));
   }
-  void on_error(const ctmon::MonitorError& error) override {
+  void on_error(const ctmon::Status& error) override {
     Record r;
     r.error = error;
-    enqueue(std::move(r));
-  }
-
-  // Reader thread. At most one TSFN call is pending; JS takes everything queued by then.
-  void enqueue(Record&& r) {
-    if (!queue_.push(std::move(r))) return;
-    tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
-      // While the environment tears down, pending calls run with no env, or with one that
-      // can no longer run JS (at any moment, for a terminated worker): plain C calls whose
-      // failure just means there is nothing to deliver to. src/backends/netlink.ts never lets
-      // a listener's exception reach here (it rethrows them on the next tick).
-      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !queue_.has_records())
-        return;
-      JsWriter w(env);
-      napi_value records = take_records(w);
-      napi_value receiver = w.null();
-      if (w.ok()) napi_call_function(env, receiver, on_records, 1, &records, nullptr);
-    });
-  }
-
-  // JS thread. Takes the queue; the array is null when JS could not run (w.ok() is false).
-  napi_value take_records(JsWriter& w) {
-    uint64_t dropped;
-    std::vector<Record> records = queue_.take(dropped);
-    napi_value out = w.array(static_cast<uint32_t>(records.size()));
-    for (uint32_t i = 0; i < records.size(); ++i) {
-      napi_value o = w.object();
-      if (records[i].is_sample) {
-        w.set(o, "type", w.string("sample"));
-        w.set(o, "sample",
-              sample_to_js(w, records[i].sample, records[i].table, records[i].settings, dropped));
-      } else {
-        w.set(o, "type", w.string("error"));
-        w.set(o, "error", error_to_js(w, records[i].error));
-      }
-      w.set(out, i, o);
-    }
-    return out;
+    channel_.push(std::move(r));
   }
 
   static inline std::atomic<int> live_{0};
   ctmon::MonitorConfig config_;
   std::unique_ptr<ctmon::Monitor> monitor_;
   Napi::FunctionReference on_records_;
-  Napi::ThreadSafeFunction tsfn_;
   Napi::Env::CleanupHook<std::function<void()>> cleanup_;
-  bool referenced_ = true;
-  RecordQueue<Record> queue_;
+  RecordChannel<Record> channel_{records_to_js};
 };
 
 }  // namespace

@@ -1,8 +1,8 @@
 // node_monitor_binding.cc — NativeNodeMonitor: a ctmon::NodeMonitor
 // (native/ctnetlink/node_monitor.h) for JS: one reader thread for every namespace of the node.
 // add() and remove() only queue a request for the reader thread; their outcomes, the
-// per-interval reports and errors reach JS through a ThreadSafeFunction and a RecordQueue
-// (record_queue.h), so neither side ever waits on the other.
+// per-interval reports and errors reach JS through a RecordChannel (record_channel.h), so
+// neither side ever waits on the other.
 #include <napi.h>
 
 #include <functional>
@@ -12,7 +12,7 @@
 
 #include "binding/binding.h"
 #include "binding/convert.h"
-#include "binding/record_queue.h"
+#include "binding/record_channel.h"
 #include "ctnetlink/node_monitor.h"
 
 namespace ctmon_binding {
@@ -24,11 +24,56 @@ struct NodeRecord {
   std::vector<ctmon::NamespaceInterval> report;
   bool final = false;
   uint64_t id = 0;
-  ctmon::MonitorError error;
+  ctmon::Status error;
 };
 
 const char* path_name(ctmon::CountingPath path) {
   return path == ctmon::CountingPath::kKernel ? "ebpf" : "filter";
+}
+
+napi_value records_to_js(JsWriter& w, const std::vector<NodeRecord>& records, uint64_t dropped) {
+  napi_value out = w.array(static_cast<uint32_t>(records.size()));
+  for (uint32_t i = 0; i < records.size(); ++i) {
+    const NodeRecord& r = records[i];
+    napi_value o = w.object();
+    switch (r.kind) {
+      case NodeRecord::kOpened:
+        w.set(o, "type", w.string("opened"));
+        w.set(o, "id", w.number(static_cast<double>(r.opened.id)));
+        w.set(o, "ok", w.boolean(r.opened.ok));
+        w.set(o, "counting", w.string(path_name(r.opened.path)));
+        w.set(o, "fallbackReason",
+              r.opened.fallback_reason.empty() ? w.null() : w.string(r.opened.fallback_reason));
+        w.set(o, "receiveBufferBytes", w.number(r.opened.receive_buffer_bytes));
+        w.set(o, "error", r.opened.ok ? w.null() : error_to_js(w, r.opened.error));
+        break;
+      case NodeRecord::kReport: {
+        w.set(o, "type", w.string("report"));
+        w.set(o, "final", w.boolean(r.final));
+        w.set(o, "droppedRecords", w.number(static_cast<double>(dropped)));
+        napi_value namespaces = w.array(static_cast<uint32_t>(r.report.size()));
+        for (uint32_t n = 0; n < r.report.size(); ++n) {
+          const ctmon::NamespaceInterval& ni = r.report[n];
+          napi_value row = interval_to_js(w, ni.sample);
+          w.set(row, "id", w.number(static_cast<double>(ni.id)));
+          w.set(row, "counting", w.string(path_name(ni.path)));
+          w.set(row, "counterFailed", w.boolean(ni.counter_failed));
+          w.set(row, "eventsMode",
+                w.nullable(ni.events_mode >= 0, static_cast<double>(ni.events_mode)));
+          w.set(namespaces, n, row);
+        }
+        w.set(o, "namespaces", namespaces);
+        break;
+      }
+      case NodeRecord::kError:
+        w.set(o, "type", w.string("error"));
+        w.set(o, "id", w.number(static_cast<double>(r.id)));
+        w.set(o, "error", error_to_js(w, r.error));
+        break;
+    }
+    w.set(out, i, o);
+  }
+  return out;
 }
 
 class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
@@ -67,18 +112,13 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (on_records_.IsEmpty()) throw Napi::Error::New(env, "a NativeNodeMonitor starts once");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, on_records_.Value(), "conntrack-node-monitor", 0, 1,
-                                          this, [](Napi::Env, NativeNodeMonitor* self) {
-                                            self->ObjectWrap::Unref();  // matches the Ref below
-                                          });
-    ObjectWrap::Ref();    // alive while the TSFN may still call into it
-    on_records_.Reset();  // the TSFN holds the callback from here on (see monitor_binding.cc)
-    if (!referenced_) tsfn_.Unref(env);
+    channel_.open(env, on_records_.Value(), "conntrack-node-monitor", this);
+    on_records_.Reset();  // the channel holds the callback from here on (see monitor_binding.cc)
     monitor_ = std::make_unique<ctmon::NodeMonitor>(config_, this);
-    ctmon::MonitorError error;
+    ctmon::Status error;
     if (!monitor_->start(error)) {
       monitor_.reset();
-      tsfn_.Release();
+      channel_.close();
       throw native_error(env, error);
     }
     cleanup_ = env.AddCleanupHook(std::function<void()>([this] { shutdown(); }));
@@ -93,8 +133,8 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
     shutdown();
     if (!cleanup_.IsEmpty()) cleanup_.Remove(env);
     JsWriter w(env);
-    napi_value records = take_records(w);
-    return w.ok() ? Napi::Value(env, records) : Napi::Array::New(env);
+    napi_value records = channel_.take(w);
+    return w.ok() && records != nullptr ? Napi::Value(env, records) : Napi::Array::New(env);
   }
 
   // add(id, path, inode): queued; the outcome comes back as an 'opened' record.
@@ -118,14 +158,12 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
   }
 
   Napi::Value JsRef(const Napi::CallbackInfo& info) {
-    referenced_ = true;
-    if (monitor_) tsfn_.Ref(info.Env());
+    channel_.set_referenced(info.Env(), true);
     return info.Env().Undefined();
   }
 
   Napi::Value JsUnref(const Napi::CallbackInfo& info) {
-    referenced_ = false;
-    if (monitor_) tsfn_.Unref(info.Env());
+    channel_.set_referenced(info.Env(), false);
     return info.Env().Undefined();
   }
 
@@ -135,7 +173,7 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
     if (!monitor_) return;
     monitor_->stop();
     monitor_.reset();
-    tsfn_.Release();
+    channel_.close();
   }
 
   // Reader thread.
@@ -143,91 +181,28 @@ class NativeNodeMonitor : public Napi::ObjectWrap<NativeNodeMonitor>,
     NodeRecord r;
     r.kind = NodeRecord::kOpened;
     r.opened = opened;
-    enqueue(std::move(r));
+    channel_.push(std::move(r));
   }
   void on_report(const std::vector<ctmon::NamespaceInterval>& namespaces, bool final) override {
     NodeRecord r;
     r.kind = NodeRecord::kReport;
     r.report = namespaces;
     r.final = final;
-    enqueue(std::move(r));
+    channel_.push(std::move(r));
   }
-  void on_error(uint64_t id, const ctmon::MonitorError& error) override {
+  void on_error(uint64_t id, const ctmon::Status& error) override {
     NodeRecord r;
     r.kind = NodeRecord::kError;
     r.id = id;
     r.error = error;
-    enqueue(std::move(r));
-  }
-
-  void enqueue(NodeRecord&& r) {
-    if (!queue_.push(std::move(r))) return;
-    tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function on_records) {
-      // As in monitor_binding.cc: during teardown there may be nothing to deliver to.
-      if (static_cast<napi_env>(env) == nullptr || on_records.IsEmpty() || !queue_.has_records())
-        return;
-      JsWriter w(env);
-      napi_value records = take_records(w);
-      napi_value receiver = w.null();
-      if (w.ok()) napi_call_function(env, receiver, on_records, 1, &records, nullptr);
-    });
-  }
-
-  // JS thread. The array is null when JS could not run (w.ok() is false).
-  napi_value take_records(JsWriter& w) {
-    uint64_t dropped;
-    std::vector<NodeRecord> records = queue_.take(dropped);
-    napi_value out = w.array(static_cast<uint32_t>(records.size()));
-    for (uint32_t i = 0; i < records.size(); ++i) {
-      const NodeRecord& r = records[i];
-      napi_value o = w.object();
-      switch (r.kind) {
-        case NodeRecord::kOpened:
-          w.set(o, "type", w.string("opened"));
-          w.set(o, "id", w.number(static_cast<double>(r.opened.id)));
-          w.set(o, "ok", w.boolean(r.opened.ok));
-          w.set(o, "counting", w.string(path_name(r.opened.path)));
-          w.set(o, "fallbackReason",
-                r.opened.fallback_reason.empty() ? w.null() : w.string(r.opened.fallback_reason));
-          w.set(o, "receiveBufferBytes", w.number(r.opened.receive_buffer_bytes));
-          w.set(o, "error", r.opened.ok ? w.null() : error_to_js(w, r.opened.error));
-          break;
-        case NodeRecord::kReport: {
-          w.set(o, "type", w.string("report"));
-          w.set(o, "final", w.boolean(r.final));
-          w.set(o, "droppedRecords", w.number(static_cast<double>(dropped)));
-          napi_value namespaces = w.array(static_cast<uint32_t>(r.report.size()));
-          for (uint32_t n = 0; n < r.report.size(); ++n) {
-            const ctmon::NamespaceInterval& ni = r.report[n];
-            napi_value row = interval_to_js(w, ni.sample);
-            w.set(row, "id", w.number(static_cast<double>(ni.id)));
-            w.set(row, "counting", w.string(path_name(ni.path)));
-            w.set(row, "counterFailed", w.boolean(ni.counter_failed));
-            w.set(row, "eventsMode",
-                  w.nullable(ni.events_mode >= 0, static_cast<double>(ni.events_mode)));
-            w.set(namespaces, n, row);
-          }
-          w.set(o, "namespaces", namespaces);
-          break;
-        }
-        case NodeRecord::kError:
-          w.set(o, "type", w.string("error"));
-          w.set(o, "id", w.number(static_cast<double>(r.id)));
-          w.set(o, "error", error_to_js(w, r.error));
-          break;
-      }
-      w.set(out, i, o);
-    }
-    return out;
+    channel_.push(std::move(r));
   }
 
   ctmon::NodeMonitorConfig config_;
   std::unique_ptr<ctmon::NodeMonitor> monitor_;
   Napi::FunctionReference on_records_;
-  Napi::ThreadSafeFunction tsfn_;
   Napi::Env::CleanupHook<std::function<void()>> cleanup_;
-  bool referenced_ = true;
-  RecordQueue<NodeRecord> queue_;
+  RecordChannel<NodeRecord> channel_{records_to_js};
 };
 
 }  // namespace

@@ -110,7 +110,7 @@ class NativeSnapshot : public Napi::ObjectWrap<NativeSnapshot> {
                               [](Napi::Env, void*, NativeSnapshot* self) { self->finished(); });
     ObjectWrap::Ref();  // alive until the thread-safe function is finalized
     running_ = true;
-    ctmon::MonitorError error;
+    ctmon::Status error;
     const bool started = runner_->start(
         [this] {
           delivery_.BlockingCall();  // napi_closing while the environment tears down: fine

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/fault_injection.h"
 #include "base/proc_text.h"
 #include "binding/binding.h"
@@ -254,38 +255,34 @@ Napi::Value Table(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value event_counters_to_js(Napi::Env env, const ctmon::EventCounters& c) {
+Napi::Value event_counters_to_js(Napi::Env env, const ct_counters& c) {
   Napi::Object o = Napi::Object::New(env);
-  Napi::Array messages = Napi::Array::New(env, ctmon::kKindCount);
-  for (uint32_t k = 0; k < ctmon::kKindCount; ++k) {
-    Napi::Array row = Napi::Array::New(env, ctmon::kClassCount);
-    for (uint32_t c2 = 0; c2 < ctmon::kClassCount; ++c2)
+  Napi::Array messages = Napi::Array::New(env, CT_KIND_COUNT);
+  for (uint32_t k = 0; k < CT_KIND_COUNT; ++k) {
+    Napi::Array row = Napi::Array::New(env, CT_CLASS_COUNT);
+    for (uint32_t c2 = 0; c2 < CT_CLASS_COUNT; ++c2)
       row.Set(c2, static_cast<double>(c.messages[k][c2]));
     messages.Set(k, row);
   }
   o.Set("messages", messages);
-  Napi::Array diagnostics = Napi::Array::New(env, ctmon::kDiagnosticCount);
-  for (uint32_t d = 0; d < ctmon::kDiagnosticCount; ++d)
+  Napi::Array diagnostics = Napi::Array::New(env, CT_DIAG_COUNT);
+  for (uint32_t d = 0; d < CT_DIAG_COUNT; ++d)
     diagnostics.Set(d, static_cast<double>(c.diagnostics[d]));
   o.Set("diagnostics", diagnostics);
-  Napi::Array tracked = Napi::Array::New(env, ctmon::kTrackedClassCount);
-  for (uint32_t t = 0; t < ctmon::kTrackedClassCount; ++t)
+  Napi::Array tracked = Napi::Array::New(env, CT_TRACKED_CLASSES);
+  for (uint32_t t = 0; t < CT_TRACKED_CLASSES; ++t)
     tracked.Set(t, static_cast<double>(c.tracked[t]));
   o.Set("tracked", tracked);
   return o;
 }
 
-uint64_t monotonic_ds() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (static_cast<uint64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec) / ctmon::kDecisecondNs;
-}
+uint64_t monotonic_ds() { return static_cast<uint64_t>(ctmon::mono_ns()) / CT_DECISECOND_NS; }
 
 // _eventProgram(messages, { variant?, perMessage?, dumping?, maxFlows?, seed? }) -> { verdicts,
-// counters, counted?, seed, flows, graveyard, wheel, nowDs }: loads the event socket filter
-// (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in the kernel
+// counters, counted?, seed, flows, destroyed, wheel, nowDs, verifier? }: loads the event socket
+// filter (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in the kernel
 // on each message in turn (BPF_PROG_TEST_RUN), then reads its maps. `dumping` sets
-// kControlDumping first. Needs CAP_BPF; throws with the reason otherwise.
+// CT_CONTROL_DUMPING first. Needs CAP_BPF; throws with the reason otherwise.
 Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_eventProgram(messages, options)");
@@ -302,18 +299,19 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   }
   const bool monitor = options.variant == ctmon::EventProgramVariant::kMonitor;
   ctmon::EventCounter counter;
-  const ctmon::ProbeStatus st = counter.open(options);
-  if (!st.ok())
-    throw native_error(env, st.sys.code, st.sys.syscall, "load the event program", st.reason);
-  const auto check = [&](const ctmon::SysStatus& s, const char* what) {
-    if (!s.ok()) throw native_error(env, s.code, s.syscall, what);
+  ctmon::VerifierStats stats;
+  const bool want_stats = opts.Get("verifierStats").ToBoolean();
+  const ctmon::Status st = counter.open(options, want_stats ? &stats : nullptr);
+  if (!st.ok()) throw native_error(env, st.in("load the event program"));
+  const auto check = [&](const ctmon::Status& s, const char* what) {
+    if (!s.ok()) throw native_error(env, s.in(what));
   };
   if (monitor && opts.Get("dumping").ToBoolean())
-    check(counter.set_control(ctmon::kControlDumping), "set the control bits");
+    check(counter.set_control(CT_CONTROL_DUMPING), "set the control bits");
   const bool per_message = opts.Get("perMessage").ToBoolean();
   Napi::Array verdicts = Napi::Array::New(env, messages.Length());
   Napi::Array counted = Napi::Array::New(env, messages.Length());
-  ctmon::EventCounters counters, before;
+  ct_counters counters, before;
   for (uint32_t i = 0; i < messages.Length(); ++i) {
     if (!messages.Get(i).IsBuffer()) throw Napi::TypeError::New(env, "messages are Buffers");
     Napi::Buffer<uint8_t> bytes = messages.Get(i).As<Napi::Buffer<uint8_t>>();
@@ -324,8 +322,8 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
     // Which messages[kind][class] this message added to: [kind, class], or null.
     check(counter.read(counters), "read the event counters");
     Napi::Value which = env.Null();
-    for (uint32_t k = 0; k < ctmon::kKindCount; ++k)
-      for (uint32_t c2 = 0; c2 < ctmon::kClassCount; ++c2)
+    for (uint32_t k = 0; k < CT_KIND_COUNT; ++k)
+      for (uint32_t c2 = 0; c2 < CT_CLASS_COUNT; ++c2)
         if (counters.messages[k][c2] != before.messages[k][c2]) {
           Napi::Array pair = Napi::Array::New(env, 2);
           pair.Set(0u, k);
@@ -340,38 +338,44 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   out.Set("verdicts", verdicts);
   if (per_message) out.Set("counted", counted);
   out.Set("counters", event_counters_to_js(env, counters));
+  if (want_stats) {
+    Napi::Object v = Napi::Object::New(env);
+    v.Set("processedInsns", static_cast<double>(stats.processed_insns));
+    v.Set("summary", stats.summary);
+    out.Set("verifier", v);
+  }
   if (!monitor) return out;
 
   out.Set("seed", Napi::BigInt::New(env, counter.key_seed()));
   out.Set("flowBuckets", counter.flow_buckets());
   out.Set("nowDs", static_cast<double>(monotonic_ds()));
-  // The flow table: tracked flows, and those a DESTROY marked during a dump (the "graveyard").
+  // The flow table: tracked flows, and the keys of those a DESTROY marked during a dump.
   Napi::Array flows = Napi::Array::New(env);
-  Napi::Array graveyard = Napi::Array::New(env);
-  counter.for_each_flow([&](const ctmon::FlowSlot& seen, ctmon::FlowSlot&) {
-    if (seen.meta & ctmon::kFlowDestroyed) {
-      graveyard.Set(graveyard.Length(), Napi::BigInt::New(env, seen.key));
+  Napi::Array destroyed = Napi::Array::New(env);
+  counter.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot&) {
+    if (seen.meta & CT_FLOW_DESTROYED) {
+      destroyed.Set(destroyed.Length(), Napi::BigInt::New(env, static_cast<uint64_t>(seen.key)));
       return;
     }
     Napi::Object f = Napi::Object::New(env);
-    f.Set("key", Napi::BigInt::New(env, seen.key));
+    f.Set("key", Napi::BigInt::New(env, static_cast<uint64_t>(seen.key)));
     f.Set("deadlineDs", seen.deadline_ds);
-    f.Set("class", seen.meta & ctmon::kFlowClassMask);
+    f.Set("class", seen.meta & CT_FLOW_CLASS_MASK);
     flows.Set(flows.Length(), f);
   });
   out.Set("flows", flows);
-  out.Set("graveyard", graveyard);
+  out.Set("destroyed", destroyed);
   Napi::Array wheel = Napi::Array::New(env);
-  for (uint32_t slot = 0; slot < ctmon::kWheelSlots; ++slot) {
-    ctmon::WheelSlot w;
+  for (uint32_t slot = 0; slot < CT_WHEEL_SLOTS; ++slot) {
+    ct_wheel_slot w;
     check(counter.read_wheel(slot, w), "read the wheel");
     bool any = false;
     for (int32_t n : w.flows) any = any || n != 0;
     if (!any) continue;
     Napi::Object o = Napi::Object::New(env);
     o.Set("slot", slot);
-    Napi::Array by_class = Napi::Array::New(env, ctmon::kTrackedClassCount);
-    for (uint32_t c2 = 0; c2 < ctmon::kTrackedClassCount; ++c2) by_class.Set(c2, w.flows[c2]);
+    Napi::Array by_class = Napi::Array::New(env, CT_TRACKED_CLASSES);
+    for (uint32_t c2 = 0; c2 < CT_TRACKED_CLASSES; ++c2) by_class.Set(c2, w.flows[c2]);
     o.Set("flows", by_class);
     wheel.Set(wheel.Length(), o);
   }
@@ -380,7 +384,7 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
 }
 
 // _flowKey(message, seed) -> the flow key the monitor's event program gives the message's
-// entry (native/ebpf/event_program.h flow_key), computed from the decoder's view; null when
+// entry (ct_flow_key of native/ebpf/ct_events.h), computed from the decoder's view; null when
 // the message does not decode.
 Napi::Value FlowKey(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -396,7 +400,8 @@ Napi::Value FlowKey(const Napi::CallbackInfo& info) {
       ct.orig_tuple == nullptr)
     return env.Null();
   return Napi::BigInt::New(
-      env, ctmon::flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id));
+      env, static_cast<uint64_t>(
+               ct_flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id)));
 }
 
 // _groupSnapshot(datagrams, limit, { expectedEntries?, maxKeys? }) -> the report of
@@ -435,7 +440,8 @@ Napi::Value GroupSnapshot(const Napi::CallbackInfo& info) {
   return Napi::Value(env, report);
 }
 
-// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?, openNamespaceDelayMs?})
+// _injectFaults({netlinkProtocol?, ctnetlinkSubsystem?, eventProgramType?, openNamespaceDelayMs?,
+// dropProgramOffsetDelta?})
 // -> the previous values. Test-only: see fault_injection.h. Process-wide, so tests restore what
 // it returns.
 Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
@@ -448,6 +454,7 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
   previous.Set("ctnetlinkSubsystem", faults.ctnetlink_subsystem.load());
   previous.Set("eventProgramType", faults.event_program_type.load());
   previous.Set("openNamespaceDelayMs", faults.open_namespace_delay_ms.load());
+  previous.Set("dropProgramOffsetDelta", faults.drop_program_offset_delta.load());
   if (in.Has("netlinkProtocol"))
     faults.netlink_protocol = in.Get("netlinkProtocol").ToNumber().Int32Value();
   if (in.Has("ctnetlinkSubsystem"))
@@ -456,6 +463,8 @@ Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
     faults.event_program_type = in.Get("eventProgramType").ToNumber().Int32Value();
   if (in.Has("openNamespaceDelayMs"))
     faults.open_namespace_delay_ms = in.Get("openNamespaceDelayMs").ToNumber().Int32Value();
+  if (in.Has("dropProgramOffsetDelta"))
+    faults.drop_program_offset_delta = in.Get("dropProgramOffsetDelta").ToNumber().Int32Value();
   return previous;
 }
 

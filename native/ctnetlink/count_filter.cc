@@ -4,7 +4,7 @@
 // event_filter.cc): the low byte of nlmsg_type is IPCTNL_MSG_CT_*, its high byte the nfnetlink
 // subsystem; the high byte of nlmsg_flags carries NLM_F_CREATE (0x400), which tells a NEW
 // event (NLM_F_CREATE|NLM_F_EXCL) from an UPDATE (no flags) of the same message type
-// (ctnetlink_conntrack_event in net/netfilter/nf_conntrack_netlink.c; kernel-facts §1.1).
+// (the kernel's ctnetlink_conntrack_event sets the flags that way).
 #include "ctnetlink/count_filter.h"
 
 #include <linux/netfilter/nfnetlink.h>

@@ -5,7 +5,7 @@
 // classic BPF return value is the number of bytes to keep: NEW and DESTROY are cut to their
 // 20-byte nlmsghdr + nfgenmsg header, which is all a count needs; anything else is dropped.
 // The kernel still charges the receive buffer the skb's full truesize (~1280 bytes per event,
-// kernel-facts §4), but each event crosses to user space as 20 bytes, read in recvmmsg
+// measured), but each event crosses to user space as 20 bytes, read in recvmmsg
 // batches. This is the fallback where the eBPF counter cannot be loaded (ebpf/event_counter.h).
 //
 // No Node-API, no syscalls: the program is data; classify_event_header() is pure.

@@ -192,7 +192,7 @@ DecodeStatus decode_conntrack(const Message& msg, Conntrack& out) {
     out.kind = EventKind::kDestroy;
   } else if (kind == IPCTNL_MSG_CT_NEW) {
     // NEW and UPDATE share a type; only NEW carries NLM_F_CREATE|NLM_F_EXCL
-    // (ctnetlink_conntrack_event in net/netfilter/nf_conntrack_netlink.c).
+    // (the kernel's ctnetlink_conntrack_event).
     out.kind = (msg.flags & NLM_F_CREATE) ? EventKind::kNew : EventKind::kUpdate;
   } else {
     return DecodeStatus::kNotConntrack;

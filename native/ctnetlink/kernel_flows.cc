@@ -7,12 +7,12 @@
 
 namespace ctmon {
 
-ProbeStatus KernelFlows::open(uint64_t now_ds) {
+Status KernelFlows::open(uint64_t now_ds) {
   EventCounterOptions options;
   options.variant = EventProgramVariant::kMonitor;
-  const ProbeStatus st = counter_.open(options);
+  const Status st = counter_.open(options);
   if (!st.ok()) return st;
-  counters_ = EventCounters{};
+  counters_ = ct_counters{};
   wheel_.start(now_ds);
   rebases_ = 0;
   dumping_ = false;
@@ -20,57 +20,58 @@ ProbeStatus KernelFlows::open(uint64_t now_ds) {
   return st;
 }
 
-SysStatus KernelFlows::refresh(uint64_t now_ds) {
+Status KernelFlows::refresh(uint64_t now_ds) {
   // The counters first: a flow counted in them but not yet in a passed slot is still listed,
   // which is what it is at that moment.
-  SysStatus st = counter_.read(counters_);
+  Status st = counter_.read(counters_);
   if (!st.ok()) return st;
   const bool in_time = wheel_.advance(
-      now_ds, [this](uint32_t slot, WheelSlot& out) { return counter_.read_wheel(slot, out); }, st);
+      now_ds, [this](uint32_t slot, ct_wheel_slot& out) { return counter_.read_wheel(slot, out); },
+      st);
   if (!in_time) return rebase(now_ds);
   return st;
 }
 
 // Read too late, the wheel may hold two laps in one slot: start again from the flow table,
 // which has every tracked flow's deadline. Flows changing meanwhile may be off by one each.
-SysStatus KernelFlows::rebase(uint64_t now_ds) {
+Status KernelFlows::rebase(uint64_t now_ds) {
   ++rebases_;
-  std::vector<WheelSlot> live(kWheelSlots), slots(kWheelSlots);
-  int64_t live_total[kTrackedClassCount] = {};
-  counter_.for_each_flow([&](const FlowSlot& seen, FlowSlot&) {
-    const uint32_t cls = seen.meta & kFlowClassMask;
-    if (seen.deadline_ds <= now_ds || cls >= kTrackedClassCount) return;
-    ++live[seen.deadline_ds % kWheelSlots].flows[cls];
+  std::vector<ct_wheel_slot> live(CT_WHEEL_SLOTS), slots(CT_WHEEL_SLOTS);
+  int64_t live_total[CT_TRACKED_CLASSES] = {};
+  counter_.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot&) {
+    const uint32_t cls = seen.meta & CT_FLOW_CLASS_MASK;
+    if (seen.deadline_ds <= now_ds || cls >= CT_TRACKED_CLASSES) return;
+    ++live[seen.deadline_ds % CT_WHEEL_SLOTS].flows[cls];
     ++live_total[cls];
   });
-  SysStatus st;
-  for (uint32_t s = 0; st.ok() && s < kWheelSlots; ++s) st = counter_.read_wheel(s, slots[s]);
+  Status st;
+  for (uint32_t s = 0; st.ok() && s < CT_WHEEL_SLOTS; ++s) st = counter_.read_wheel(s, slots[s]);
   if (st.ok()) st = counter_.read(counters_);
   if (!st.ok()) return st;
-  int64_t expired[kTrackedClassCount];
-  for (uint32_t c = 0; c < kTrackedClassCount; ++c)
+  int64_t expired[CT_TRACKED_CLASSES];
+  for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c)
     expired[c] = counters_.tracked[c] - live_total[c];
   wheel_.rebase(now_ds, slots, live, expired);
-  return SysStatus{};
+  return Status{};
 }
 
 uint32_t KernelFlows::listed(uint32_t cls) const {
-  if (cls >= kTrackedClassCount) return 0;
+  if (cls >= CT_TRACKED_CLASSES) return 0;
   const int64_t n = counters_.tracked[cls] - wheel_.expired()[cls];
   return n > 0 ? static_cast<uint32_t>(n) : 0;  // a race of a few microseconds can cross zero
 }
 
-SysStatus KernelFlows::begin_dump() {
+Status KernelFlows::begin_dump() {
   dumped_.clear();
   dumping_ = true;
   release_destroyed();  // left by a DESTROY that raced the end of the previous dump
-  return counter_.set_control(kControlDumping);
+  return counter_.set_control(CT_CONTROL_DUMPING);
 }
 
 // Frees the slots DESTROY marked during a dump; a flow the dump listed leaves the table too.
 void KernelFlows::release_destroyed(ConntrackTable* table) {
-  counter_.for_each_flow([&](const FlowSlot& seen, FlowSlot& slot) {
-    if (!(seen.meta & kFlowDestroyed)) return;
+  counter_.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot& slot) {
+    if (!(seen.meta & CT_FLOW_DESTROYED)) return;
     if (table != nullptr)
       if (const uint64_t* listed = table_key(seen.key)) table->erase(*listed);
     EventCounter::release_flow(slot, seen.key);
@@ -79,9 +80,9 @@ void KernelFlows::release_destroyed(ConntrackTable* table) {
 
 bool kernel_flow_key(uint64_t seed, const Conntrack& ct, uint64_t& key) {
   if (ct.orig.l4proto == IPPROTO_TCP || ct.orig_tuple == nullptr || ct.orig_tuple_length % 4 != 0 ||
-      ct.orig_tuple_length > kMaxTupleBytes)
+      ct.orig_tuple_length > CT_MAX_TUPLE_BYTES)
     return false;
-  key = flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id);
+  key = ct_flow_key(seed, ct.orig_tuple, ct.orig_tuple_length, ct.family, ct.zone, ct.id);
   return true;
 }
 
@@ -97,10 +98,10 @@ const uint64_t* KernelFlows::table_key(uint64_t flow_key) const {
   return it != dumped_.end() && it->first == flow_key ? &it->second : nullptr;
 }
 
-SysStatus KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
+Status KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
   std::sort(dumped_.begin(), dumped_.end());
-  counter_.for_each_flow([&](const FlowSlot& seen, FlowSlot& slot) {
-    if (seen.meta & kFlowDestroyed) return;  // below
+  counter_.for_each_flow([&](const ct_flow_slot& seen, ct_flow_slot& slot) {
+    if (seen.meta & CT_FLOW_DESTROYED) return;  // below
     const uint64_t* listed = table_key(seen.key);
     if (seen.deadline_ds > now_ds) {
       if (listed != nullptr) table.erase(*listed);  // counted here
@@ -115,7 +116,7 @@ SysStatus KernelFlows::end_dump(ConntrackTable& table, uint64_t now_ds) {
   // DESTROYs during the dump removed flows it may have listed. Twice: once more after the
   // flag is cleared, for those that came while it was being cleared.
   release_destroyed(&table);
-  const SysStatus st = counter_.set_control(0);
+  const Status st = counter_.set_control(0);
   dumping_ = false;
   release_destroyed(&table);
   dumped_.clear();

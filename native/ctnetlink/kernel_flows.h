@@ -1,5 +1,5 @@
-// kernel_flows.h — the monitor's eBPF event path: the kMonitor event program
-// (native/ebpf/event_program.h) on the event socket, and what user space makes of its maps:
+// kernel_flows.h — the monitor's eBPF event path: the ct_monitor event program
+// (native/ebpf/ct_events.bpf.c) on the event socket, and what user space makes of its maps:
 //   - the events it counted (inserts and deletes are these counts: exact, whatever the queue),
 //   - the flows of protocols other than TCP it tracks, by class, less those whose deadline
 //     has passed (the expiry wheel, read by WheelReader),
@@ -21,22 +21,22 @@
 
 namespace ctmon {
 
-// The flow key the kMonitor program gives a decoded entry, when it could track it (a protocol
+// The flow key the ct_monitor program gives a decoded entry, when it could track it (a protocol
 // other than TCP, an original tuple it can hash); false otherwise. Pure.
 bool kernel_flow_key(uint64_t seed, const Conntrack& ct, uint64_t& key);
 
 class KernelFlows {
  public:
   // Creates the maps and loads the program (see EventCounter::open).
-  ProbeStatus open(uint64_t now_ds);
+  Status open(uint64_t now_ds);
   bool is_open() const { return counter_.is_open(); }
   int program_fd() const { return counter_.program_fd(); }
   void close() { counter_.close(); }
 
   // Reads the counters and the wheel slots that have passed. Call at least every few seconds
   // (a slot must be read within WheelReader::kMaxLagDs) and before each sample.
-  SysStatus refresh(uint64_t now_ds);
-  const EventCounters& counters() const { return counters_; }  // as of the last refresh
+  Status refresh(uint64_t now_ds);
+  const ct_counters& counters() const { return counters_; }  // as of the last refresh
   // Per class (tcp, udp, icmp, other): tracked flows not past their deadline, as of the last
   // refresh.
   uint32_t listed(uint32_t cls) const;
@@ -48,9 +48,9 @@ class KernelFlows {
   // entries whose kernel deadline has passed but which the dump shows alive (refreshed by
   // packets that sent no event) stay in the table and the kernel forgets them; so do flows
   // whose DESTROY never came. Entries removed by a DESTROY during the dump leave the table.
-  SysStatus begin_dump();
+  Status begin_dump();
   void note_dump_entry(const Conntrack& ct, uint64_t table_key);
-  SysStatus end_dump(ConntrackTable& table, uint64_t now_ds);
+  Status end_dump(ConntrackTable& table, uint64_t now_ds);
   void abort_dump();
 
   // Flows ended this long ago with no DESTROY are forgotten at the next dump: the kernel reaps
@@ -58,12 +58,12 @@ class KernelFlows {
   static constexpr uint64_t kStaleDs = 1200;
 
  private:
-  SysStatus rebase(uint64_t now_ds);
+  Status rebase(uint64_t now_ds);
   void release_destroyed(ConntrackTable* table = nullptr);
   const uint64_t* table_key(uint64_t flow_key) const;  // the dump entry noted with flow_key
 
   EventCounter counter_;
-  EventCounters counters_;
+  ct_counters counters_;
   WheelReader wheel_;
   uint64_t rebases_ = 0;
   bool dumping_ = false;

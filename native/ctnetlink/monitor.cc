@@ -20,6 +20,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "base/clock.h"
 #include "base/fault_injection.h"
 #include "base/netns.h"
 #include "base/proc_text.h"
@@ -45,14 +46,6 @@ constexpr int64_t kWheelTickNs = 1000000000;  // the eBPF filter's wheel is read
 // UPDATE carries TCP state changes; event_filter() drops the UPDATEs nothing here needs.
 constexpr unsigned kEventGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
                                      NFNLGRP_CONNTRACK_DESTROY};
-
-int64_t clock_ns(clockid_t clock) {
-  timespec ts;
-  clock_gettime(clock, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-int64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
-int64_t wall_ms() { return clock_ns(CLOCK_REALTIME) / 1000000; }
 
 // An integer from /proc/sys as seen from this thread's netns (sysctls under net/ are per
 // netns and resolved for the reading task), or -1 when unreadable.
@@ -98,7 +91,7 @@ std::string one_line(const std::string& text) {
 // The coalescing wait must not overflow the buffer it relies on: at ~200k events/s the kernel
 // charges ~1280 bytes per queued event (~256 MB/s); the wait may fill a quarter of the buffer.
 // The default 32 MiB (64 MiB effective) gets the full kCoalesceMs; a 64 KiB request (128 KiB
-// effective) gets none, where waiting 10 ms lost most events at 100k flows/s (issue 13).
+// effective) gets none: waiting 10 ms with such a buffer lost most events at 100k flows/s.
 int coalesce_window_ms(int effective_buffer_bytes) {
   const int64_t ms = static_cast<int64_t>(effective_buffer_bytes) / 4 / (200000LL * 1280 / 1000);
   return static_cast<int>(std::min<int64_t>(kCoalesceMs, ms));
@@ -120,17 +113,17 @@ Monitor::Monitor(MonitorConfig config, MonitorListener* listener)
 
 Monitor::~Monitor() { stop(); }
 
-bool Monitor::start(MonitorError& error) {
+bool Monitor::start(Status& error) {
   stop_fd_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (stop_fd_.get() < 0) {
-    error = MonitorError{errno, "eventfd", "create the stop signal"};
+    error = Status{errno, "eventfd", "create the stop signal"};
     return false;
   }
   auto startup = std::make_shared<Startup>();
   try {
     thread_ = std::thread(&Monitor::thread_main, this, startup, config_.netns_path);
   } catch (const std::system_error& e) {
-    error = MonitorError{e.code().value(), "pthread_create", "start the reader thread"};
+    error = Status{e.code().value(), "pthread_create", "start the reader thread"};
     return false;
   }
   std::unique_lock<std::mutex> lock(startup->mu);
@@ -142,7 +135,7 @@ bool Monitor::start(MonitorError& error) {
     startup->abandoned = true;
     thread_.detach();
     const std::string context = "open network namespace " + config_.netns_path;
-    error = MonitorError{
+    error = Status{
         ETIMEDOUT, "open", context,
         context + ": no answer within " + std::to_string(kOpenNamespaceTimeoutMs / 1000) + " s"};
     return false;
@@ -174,15 +167,15 @@ void Monitor::thread_main(Monitor* self, std::shared_ptr<Startup> startup, std::
   pthread_setname_np(pthread_self(), "ctmon-reader");
 
   Fd netns;
-  MonitorError error;
+  Status error;
   if (!netns_path.empty()) {
     const int delay_ms = fault_injection().open_namespace_delay_ms.load(std::memory_order_relaxed);
     if (delay_ms > 0) ::usleep(static_cast<useconds_t>(delay_ms) * 1000);  // a hung filesystem
     const char* what = nullptr;
-    const SysStatus st = open_network_namespace(netns_path.c_str(), netns, &what);
+    const Status st = open_network_namespace(netns_path.c_str(), netns, &what);
     if (!st.ok()) {
-      error = MonitorError{st.code, st.syscall, "open network namespace " + netns_path,
-                           what ? netns_path + " is " + what + ", not a network namespace" : ""};
+      error = Status{st.code, st.syscall, "open network namespace " + netns_path,
+                     what ? netns_path + " is " + what + ", not a network namespace" : ""};
     }
   }
   {
@@ -200,15 +193,15 @@ void Monitor::thread_main(Monitor* self, std::shared_ptr<Startup> startup, std::
 
 // Runs on the reader thread: setns() changes only this thread's namespace, so the sockets
 // it opens belong to the target netns while the rest of the process stays where it was.
-bool Monitor::open_in_namespace(Fd netns, MonitorError& error) {
+bool Monitor::open_in_namespace(Fd netns, Status& error) {
   if (netns.get() >= 0 && ::setns(netns.get(), CLONE_NEWNET) != 0) {
-    error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
+    error = Status{errno, "setns", "enter network namespace " + config_.netns_path};
     return false;
   }
   // The eBPF event filter if the kernel loads it, else the classic one (socket.h).
   if (config_.ebpf_events) {
-    const ProbeStatus loaded = kernel_flows_.open(now_ds());
-    if (!loaded.ok()) info_.ebpf_unavailable = one_line(loaded.reason);
+    const Status loaded = kernel_flows_.open(now_ds());
+    if (!loaded.ok()) info_.ebpf_unavailable = one_line(loaded.text());
   } else {
     info_.ebpf_unavailable = "the eBPF event filter is turned off";
   }
@@ -217,24 +210,24 @@ bool Monitor::open_in_namespace(Fd netns, MonitorError& error) {
   EventSocketConfig event_config{kEventGroups, sizeof kEventGroups / sizeof kEventGroups[0],
                                  config_.receive_buffer_bytes, filter.instructions, filter.length};
   event_config.bpf_program_fd = kernel_flows_.program_fd();
-  SysStatus st = open_event_socket(event_config, event_fd_, socket_info);
+  Status st = open_event_socket(event_config, event_fd_, socket_info);
   if (!st.ok() && event_config.bpf_program_fd >= 0) {
     // Was it the eBPF attach? Then the classic filter works where it did not.
-    const SysStatus attach = st;
+    const Status attach = st;
     event_config.bpf_program_fd = -1;
     st = open_event_socket(event_config, event_fd_, socket_info);
     if (st.ok())
       info_.ebpf_unavailable = std::string("SO_ATTACH_BPF: ") + std::strerror(attach.code);
   }
   if (!st.ok()) {
-    error = MonitorError{st.code, st.syscall, "subscribe to conntrack events"};
+    error = Status{st.code, st.syscall, "subscribe to conntrack events"};
     return false;
   }
   info_.ebpf = event_config.bpf_program_fd >= 0;
   if (!info_.ebpf) kernel_flows_.close();
   st = request_socket_.open(kRequestTimeoutMs);
   if (!st.ok()) {
-    error = MonitorError{st.code, st.syscall, "open the conntrack request socket"};
+    error = Status{st.code, st.syscall, "open the conntrack request socket"};
     return false;
   }
   info_.receive_buffer_bytes = socket_info.receive_buffer_bytes;
@@ -242,7 +235,7 @@ bool Monitor::open_in_namespace(Fd netns, MonitorError& error) {
 
   const KernelReading baseline = read_kernel();
   if (!stats_status_.ok()) {
-    error = MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"};
+    error = Status{stats_status_.code, stats_status_.syscall, "read conntrack statistics"};
     return false;
   }
   epoch_ns_ = mono_ns();
@@ -251,11 +244,11 @@ bool Monitor::open_in_namespace(Fd netns, MonitorError& error) {
 }
 
 void Monitor::run(Fd netns, Startup& startup) {
-  MonitorError error;
+  Status error;
   const bool ok = open_in_namespace(std::move(netns), error);
   {
     std::lock_guard<std::mutex> lock(startup.mu);
-    startup.error = ok ? MonitorError{} : error;
+    startup.error = ok ? Status{} : error;
     startup.done = true;
   }
   startup.cv.notify_one();  // start() returns: `startup` is not touched again
@@ -266,19 +259,16 @@ void Monitor::run(Fd netns, Startup& startup) {
   // Events keep being read between its datagrams (see resync()).
   resync();
 
-  const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
   const int coalesce_ms = coalesce_window_ms(info_.receive_buffer_bytes);
-  int64_t next_close = mono_ns() + interval_ns;
+  IntervalClock intervals(static_cast<int64_t>(config_.interval_ms) * 1000000, mono_ns());
   int64_t next_tick = mono_ns() + kWheelTickNs;
   pollfd fds[2] = {{stop_fd_.get(), POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
   bool caught_up = true;
   for (;;) {
     int64_t now = mono_ns();
-    if (now >= next_close) {
+    if (intervals.due(now)) {
       close_interval(false);
-      next_close += interval_ns;
-      now = mono_ns();
-      if (next_close <= now) next_close = now + interval_ns;  // fell behind: no burst
+      intervals.advance(mono_ns());
       continue;
     }
     // The kernel's expiry wheel is read every second, whatever the interval (kernel_flows.h).
@@ -286,11 +276,12 @@ void Monitor::run(Fd netns, Startup& startup) {
       refresh_kernel_flows();
       next_tick = now + kWheelTickNs;
     }
+    const int64_t next_close = intervals.next_ns();
     const int64_t wake = info_.ebpf ? std::min(next_close, next_tick) : next_close;
     const int timeout_ms = static_cast<int>((wake - now + 999999) / 1000000);
     if (::poll(fds, 2, timeout_ms) < 0) {
       if (errno == EINTR) continue;
-      report(MonitorError{errno, "poll", "wait for conntrack events"});
+      report(Status{errno, "poll", "wait for conntrack events"});
       return;
     }
     if (fds[0].revents != 0) {
@@ -301,7 +292,7 @@ void Monitor::run(Fd netns, Startup& startup) {
       int pending = 0;
       socklen_t len = sizeof pending;
       ::getsockopt(event_fd_.get(), SOL_SOCKET, SO_ERROR, &pending, &len);
-      if (pending != 0) report(MonitorError{pending, "recvmmsg", "read conntrack events"});
+      if (pending != 0) report(Status{pending, "recvmmsg", "read conntrack events"});
     }
     if (fds[1].revents & POLLIN) {
       // Coalesce only after catching up: when the last drain left events behind, read on.
@@ -322,7 +313,7 @@ bool Monitor::drain_events(int budget_batches) {
   for (int batch = 0; batch < budget_batches; ++batch) {
     const int n = receiver_.receive(event_fd_.get());
     if (n < 0) {
-      report(MonitorError{-n, "recvmmsg", "read conntrack events"});
+      report(Status{-n, "recvmmsg", "read conntrack events"});
       return true;
     }
     const uint64_t now = now_ms();  // one clock read per batch, not per event
@@ -369,9 +360,9 @@ KernelReading Monitor::read_kernel() {
   if (info_.ebpf) {
     refresh_kernel_flows();
     reading.event_counts_ok = flows_status_.ok();
-    reading.kernel_inserts = kernel_flows_.counters().kind_total(kKindNew);
-    reading.kernel_deletes = kernel_flows_.counters().kind_total(kKindDestroy);
-    reading.kernel_updates = kernel_flows_.counters().kind_total(kKindUpdate);
+    reading.kernel_inserts = kind_total(kernel_flows_.counters(), CT_KIND_NEW);
+    reading.kernel_deletes = kind_total(kernel_flows_.counters(), CT_KIND_DESTROY);
+    reading.kernel_updates = kind_total(kernel_flows_.counters(), CT_KIND_UPDATE);
   }
   return reading;
 }
@@ -381,8 +372,7 @@ KernelReading Monitor::read_kernel() {
 void Monitor::refresh_kernel_flows() {
   flows_status_ = kernel_flows_.refresh(now_ds());
   if (!flows_status_.ok() && !flows_failing_)
-    report(MonitorError{flows_status_.code, flows_status_.syscall,
-                        "read the eBPF event filter's maps"});
+    report(Status{flows_status_.code, flows_status_.syscall, "read the eBPF event filter's maps"});
   flows_failing_ = !flows_status_.ok();
 }
 
@@ -397,12 +387,11 @@ bool Monitor::resync() {
   const int64_t started = mono_ns();
   table_.begin_dump();
   if (info_.ebpf) {
-    const SysStatus begun = kernel_flows_.begin_dump();
-    if (!begun.ok())
-      report(MonitorError{begun.code, begun.syscall, "mark the dump for the eBPF filter"});
+    const Status begun = kernel_flows_.begin_dump();
+    if (!begun.ok()) report(Status{begun.code, begun.syscall, "mark the dump for the eBPF filter"});
   }
   const uint64_t now = now_ms();
-  const SysStatus st = request_socket_.request(
+  const Status st = request_socket_.request(
       ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC,
       [&](const Message& msg) {
         Conntrack ct;
@@ -420,7 +409,7 @@ bool Monitor::resync() {
     if (info_.ebpf) kernel_flows_.abort_dump();
     if (st.code != ECANCELED) {
       table_state_.dump_error = st.code;
-      report(MonitorError{st.code, st.syscall, "dump the conntrack table"});
+      report(Status{st.code, st.syscall, "dump the conntrack table"});
     }
     return false;
   }
@@ -429,9 +418,9 @@ bool Monitor::resync() {
   if (info_.ebpf) {
     // Each entry is counted once: by the kernel's filter if it tracks it, else by the table.
     table_.expire(now_ms());
-    const SysStatus handed = kernel_flows_.end_dump(table_, now_ds());
+    const Status handed = kernel_flows_.end_dump(table_, now_ds());
     if (!handed.ok())
-      report(MonitorError{handed.code, handed.syscall, "reconcile the eBPF filter's flows"});
+      report(Status{handed.code, handed.syscall, "reconcile the eBPF filter's flows"});
   }
   repair_pending_ = false;
   if (table_state_.synced) ++table_state_.resyncs;
@@ -453,7 +442,7 @@ void Monitor::close_interval(bool final) {
   const KernelReading reading = read_kernel();
   // Report the first failure of a streak; the samples themselves say which fields are null.
   if (!stats_status_.ok() && !stats_failing_)
-    report(MonitorError{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
+    report(Status{stats_status_.code, stats_status_.syscall, "read conntrack statistics"});
   stats_failing_ = !stats_status_.ok();
   IntervalSample sample = aggregator_.close(mono_ns(), wall_ms(), reading, final);
   sample.stats_error = stats_status_.code;
@@ -486,19 +475,19 @@ void Monitor::close_interval(bool final) {
   table_state_.memory_bytes = table_.memory_bytes();
   if (info_.ebpf) {
     // The non-TCP flows the kernel's filter tracks are listed entries too.
-    for (uint32_t c = 0; c < kTrackedClassCount; ++c) {
+    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) {
       const uint32_t n = kernel_flows_.listed(c);
       table_state_.counts.protocols[c] += n;
       table_state_.counts.entries += n;
     }
-    const EventCounters& k = kernel_flows_.counters();
+    const ct_counters& k = kernel_flows_.counters();
     EventProgramSnapshot& e = table_state_.event_program;
     e.active = true;
-    e.passed = k.diagnostics[kDiagPassed];
+    e.passed = k.diagnostics[CT_DIAG_PASSED];
     e.tracked = 0;
-    for (uint32_t c = 0; c < kTrackedClassCount; ++c) e.tracked += kernel_flows_.listed(c);
-    e.unknown_layout = k.diagnostics[kDiagUnknownLayout];
-    e.flows_full = k.diagnostics[kDiagFlowsFull];
+    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) e.tracked += kernel_flows_.listed(c);
+    e.unknown_layout = k.diagnostics[CT_DIAG_UNKNOWN_LAYOUT];
+    e.flows_full = k.diagnostics[CT_DIAG_FLOWS_FULL];
     e.rebases = kernel_flows_.rebases();
     std::copy(std::begin(k.diagnostics), std::end(k.diagnostics), std::begin(e.diagnostics));
   }
@@ -508,15 +497,15 @@ void Monitor::close_interval(bool final) {
 uint64_t Monitor::tracked_entries() const {
   uint64_t n = table_.counts().entries;
   if (info_.ebpf)
-    for (uint32_t c = 0; c < kTrackedClassCount; ++c) n += kernel_flows_.listed(c);
+    for (uint32_t c = 0; c < CT_TRACKED_CLASSES; ++c) n += kernel_flows_.listed(c);
   return n;
 }
 
 uint64_t Monitor::now_ms() const { return static_cast<uint64_t>(mono_ns() - epoch_ns_) / 1000000; }
 
 // CLOCK_MONOTONIC deciseconds, the eBPF filter's clock (bpf_ktime_get_ns).
-uint64_t Monitor::now_ds() const { return static_cast<uint64_t>(mono_ns()) / kDecisecondNs; }
+uint64_t Monitor::now_ds() const { return static_cast<uint64_t>(mono_ns()) / CT_DECISECOND_NS; }
 
-void Monitor::report(const MonitorError& error) { listener_->on_error(error); }
+void Monitor::report(const Status& error) { listener_->on_error(error); }
 
 }  // namespace ctmon

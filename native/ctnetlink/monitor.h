@@ -41,7 +41,7 @@ struct EventProgramSnapshot {
   uint64_t unknown_layout = 0;  // messages it could not parse (passed)
   uint64_t flows_full = 0;      // NEWs the flow map refused (passed)
   uint64_t rebases = 0;         // times its expiry wheel was read too late
-  uint64_t diagnostics[kDiagnosticCount] = {};  // all its counters (EventDiagnostic)
+  uint64_t diagnostics[CT_DIAG_COUNT] = {};  // all its counters (ct_diagnostic)
 };
 
 // The tracked table at the end of an interval.
@@ -63,19 +63,6 @@ struct NamespaceSettings {
   int64_t socket_time_wait = -1;     // TCP sockets in TIME_WAIT (tw in net/sockstat)
 };
 
-struct MonitorError {
-  int code = 0;         // errno
-  std::string syscall;  // e.g. "setns", "setsockopt", "recv"
-  std::string context;  // what the monitor was doing, e.g. "join conntrack event groups"
-  std::string message;  // the whole message when "<context>: <strerror>" would not say it
-  MonitorError() = default;
-  MonitorError(int code, std::string syscall, std::string context, std::string message = "")
-      : code(code),
-        syscall(std::move(syscall)),
-        context(std::move(context)),
-        message(std::move(message)) {}
-};
-
 // Static facts about a running monitor, known once start() has returned.
 struct MonitorInfo {
   int receive_buffer_bytes = 0;
@@ -92,7 +79,7 @@ class MonitorListener {
   // Both run on the reader thread.
   virtual void on_sample(const IntervalSample& sample, const TableSnapshot& table,
                          const NamespaceSettings& settings) = 0;
-  virtual void on_error(const MonitorError& error) = 0;
+  virtual void on_error(const Status& error) = 0;
 };
 
 class Monitor {
@@ -106,7 +93,7 @@ class Monitor {
   // sockets. Returns false and fills `error` when that failed (the thread has exited, or,
   // if the namespace file could not even be opened within kOpenNamespaceTimeoutMs, has
   // been abandoned: it exits without touching this object when the open returns).
-  bool start(MonitorError& error);
+  bool start(Status& error);
   // Closes the partial interval (delivered with final = true) and joins the thread.
   // Returns promptly: the thread waits in poll() on a stop eventfd. Idempotent.
   void stop();
@@ -116,7 +103,7 @@ class Monitor {
   struct Startup;
   static void thread_main(Monitor* self, std::shared_ptr<Startup> startup, std::string netns_path);
   void run(Fd netns, Startup& startup);
-  bool open_in_namespace(Fd netns, MonitorError& error);
+  bool open_in_namespace(Fd netns, Status& error);
   bool drain_events(int budget_batches);
   void observe_drops();
   KernelReading read_kernel();
@@ -127,7 +114,7 @@ class Monitor {
   uint64_t now_ds() const;
   void close_interval(bool final);
   uint64_t now_ms() const;
-  void report(const MonitorError& error);
+  void report(const Status& error);
 
   MonitorConfig config_;
   MonitorListener* listener_;
@@ -149,9 +136,9 @@ class Monitor {
   int64_t last_dump_ns_ = 0;  // duration of the latest dump
   std::atomic<bool> stopping_{false};
   StatsReader stats_;           // GET_STATS_CPU + GET_STATS every interval
-  SysStatus stats_status_;      // outcome of the last read_kernel()
+  Status stats_status_;         // outcome of the last read_kernel()
   bool stats_failing_ = false;  // report a failing stats request once, not every interval
-  SysStatus flows_status_;      // outcome of the last kernel_flows_ refresh
+  Status flows_status_;         // outcome of the last kernel_flows_ refresh
   bool flows_failing_ = false;
 
   // Start-up handshake between start() and the reader thread, shared so that a thread that
@@ -162,7 +149,7 @@ class Monitor {
     bool opened = false;     // the namespace file is open (or there is none to open)
     bool done = false;       // the sockets are open, or starting failed
     bool abandoned = false;  // start() stopped waiting before `opened`
-    MonitorError error;
+    Status error;
   };
 };
 

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "base/clock.h"
 #include "base/netns.h"
 #include "base/proc_text.h"
 #include "ctnetlink/count_filter.h"
@@ -39,11 +40,6 @@ constexpr int kMaxEpollEvents = 64;
 constexpr unsigned kCountedGroups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
 constexpr uint64_t kControlKey = 0;  // epoll data of the control eventfd; namespaces use ids
 
-int64_t mono_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
 // An integer sysctl through a descriptor kept open, or -1.
 int64_t read_sysctl_fd(int fd) {
   char text[32];
@@ -51,12 +47,6 @@ int64_t read_sysctl_fd(int fd) {
   if (n <= 0) return -1;
   text[n] = '\0';
   return parse_sysctl_integer(text);
-}
-
-int64_t wall_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 }  // namespace
@@ -67,7 +57,7 @@ struct NodeMonitor::Watched {
   Fd events_sysctl;  // nf_conntrack_events, opened inside the namespace
   RequestSocket requests{kStatsBufferBytes};
   std::unique_ptr<EventCounter> counter;  // the eBPF count-only program; null on the filter path
-  uint64_t counted[kKindCount] = {};      // its totals by kind at the last interval
+  uint64_t counted[CT_KIND_COUNT] = {};   // its totals by kind at the last interval
   Aggregator aggregator;
   bool stats_failing = false;  // report a failing stats request once, not every interval
   CountingPath path() const { return counter ? CountingPath::kKernel : CountingPath::kFilter; }
@@ -78,29 +68,29 @@ NodeMonitor::NodeMonitor(NodeMonitorConfig config, NodeMonitorListener* listener
 
 NodeMonitor::~NodeMonitor() { stop(); }
 
-bool NodeMonitor::start(MonitorError& error) {
+bool NodeMonitor::start(Status& error) {
   control_fd_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (control_fd_.get() < 0) {
-    error = MonitorError{errno, "eventfd", "create the request signal"};
+    error = Status{errno, "eventfd", "create the request signal"};
     return false;
   }
   epoll_fd_ = Fd(::epoll_create1(EPOLL_CLOEXEC));
   if (epoll_fd_.get() < 0) {
-    error = MonitorError{errno, "epoll_create1", "create the event poll"};
+    error = Status{errno, "epoll_create1", "create the event poll"};
     return false;
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kControlKey;
   if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, control_fd_.get(), &ev) != 0) {
-    error = MonitorError{errno, "epoll_ctl", "poll the request signal"};
+    error = Status{errno, "epoll_ctl", "poll the request signal"};
     return false;
   }
   start_done_ = false;
   try {
     thread_ = std::thread(&NodeMonitor::run, this);
   } catch (const std::system_error& e) {
-    error = MonitorError{e.code().value(), "pthread_create", "start the reader thread"};
+    error = Status{e.code().value(), "pthread_create", "start the reader thread"};
     return false;
   }
   std::unique_lock<std::mutex> lock(start_mu_);
@@ -142,10 +132,10 @@ void NodeMonitor::wake() {
 }
 
 // The reader thread's own namespace, to come back to after entering another one.
-bool NodeMonitor::open_home(MonitorError& error) {
+bool NodeMonitor::open_home(Status& error) {
   home_ns_ = Fd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (home_ns_.get() < 0) {
-    error = MonitorError{errno, "open", "open the reader thread's own network namespace"};
+    error = Status{errno, "open", "open the reader thread's own network namespace"};
     return false;
   }
   return true;
@@ -157,33 +147,30 @@ void NodeMonitor::run() {
   pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals belong to the JS thread
   pthread_setname_np(pthread_self(), "ctmon-node");
 
-  MonitorError error;
+  Status error;
   const bool ok = open_home(error);
   {
     std::lock_guard<std::mutex> lock(start_mu_);
-    start_error_ = ok ? MonitorError{} : error;
+    start_error_ = ok ? Status{} : error;
     start_done_ = true;
   }
   start_cv_.notify_one();
   if (!ok) return;
 
-  const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
-  int64_t next_close = mono_ns() + interval_ns;
+  IntervalClock intervals(static_cast<int64_t>(config_.interval_ms) * 1000000, mono_ns());
   epoll_event events[kMaxEpollEvents];
   for (;;) {
     int64_t now = mono_ns();
-    if (now >= next_close) {
+    if (intervals.due(now)) {
       close_interval(false);
-      next_close += interval_ns;
-      now = mono_ns();
-      if (next_close <= now) next_close = now + interval_ns;  // fell behind: no burst
+      intervals.advance(mono_ns());
       continue;
     }
-    const int timeout_ms = static_cast<int>((next_close - now + 999999) / 1000000);
+    const int timeout_ms = intervals.timeout_ms(now);
     const int n = ::epoll_wait(epoll_fd_.get(), events, kMaxEpollEvents, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
-      listener_->on_error(0, MonitorError{errno, "epoll_wait", "wait for conntrack events"});
+      listener_->on_error(0, Status{errno, "epoll_wait", "wait for conntrack events"});
       close_interval(true);
       return;
     }
@@ -203,7 +190,7 @@ void NodeMonitor::run() {
         socklen_t len = sizeof pending;
         ::getsockopt(w.event_fd.get(), SOL_SOCKET, SO_ERROR, &pending, &len);
         if (pending != 0)
-          listener_->on_error(w.id, MonitorError{pending, "recvmmsg", "read conntrack events"});
+          listener_->on_error(w.id, Status{pending, "recvmmsg", "read conntrack events"});
       }
       if (events[i].events & EPOLLIN) {
         drain(w, kBatchesPerWakeup);
@@ -228,7 +215,7 @@ void NodeMonitor::run() {
     }
     if (drained) {
       // Let events gather (see kCoalesceMs); a request or stop cuts the wait short.
-      const int64_t left_ms = (next_close - mono_ns()) / 1000000;
+      const int64_t left_ms = (intervals.next_ns() - mono_ns()) / 1000000;
       if (left_ms > 0) {
         pollfd control_poll{control_fd_.get(), POLLIN, 0};
         ::poll(&control_poll, 1, static_cast<int>(std::min<int64_t>(kCoalesceMs, left_ms)));
@@ -264,7 +251,7 @@ void NodeMonitor::open_namespace(const Request& request) {
   NamespaceOpened opened;
   opened.id = request.id;
   if (watched_.count(request.id) != 0) {
-    opened.error = MonitorError{EEXIST, "add", "namespace id " + std::to_string(request.id)};
+    opened.error = Status{EEXIST, "add", "namespace id " + std::to_string(request.id)};
     listener_->on_opened(opened);
     return;
   }
@@ -279,7 +266,7 @@ void NodeMonitor::open_namespace(const Request& request) {
   const KernelReading baseline = stats_.read(w->requests, w->event_fd.get());
   if (!stats_.status().ok()) {
     opened.error =
-        MonitorError{stats_.status().code, stats_.status().syscall, "read conntrack statistics"};
+        Status{stats_.status().code, stats_.status().syscall, "read conntrack statistics"};
     listener_->on_opened(opened);
     return;
   }
@@ -289,7 +276,7 @@ void NodeMonitor::open_namespace(const Request& request) {
     ev.events = EPOLLIN;
     ev.data.u64 = w->id;
     if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, w->event_fd.get(), &ev) != 0) {
-      opened.error = MonitorError{errno, "epoll_ctl", "poll the namespace's event socket"};
+      opened.error = Status{errno, "epoll_ctl", "poll the namespace's event socket"};
       listener_->on_opened(opened);
       return;
     }
@@ -307,35 +294,35 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
   // /var/run/netns would otherwise hold this thread, and with it every namespace's reading).
   Fd ns;
   const char* what = nullptr;
-  const SysStatus opened_ns = open_network_namespace(request.path.c_str(), ns, &what);
+  const Status opened_ns = open_network_namespace(request.path.c_str(), ns, &what);
   if (!opened_ns.ok()) {
     opened.error =
-        MonitorError{opened_ns.code, opened_ns.syscall, "open network namespace " + request.path,
-                     what ? request.path + " is " + what + ", not a network namespace" : ""};
+        Status{opened_ns.code, opened_ns.syscall, "open network namespace " + request.path,
+               what ? request.path + " is " + what + ", not a network namespace" : ""};
     return false;
   }
   struct stat st;
   if (::fstat(ns.get(), &st) != 0) {
-    opened.error = MonitorError{errno, "fstat", "check network namespace " + request.path};
+    opened.error = Status{errno, "fstat", "check network namespace " + request.path};
     return false;
   }
   if (static_cast<uint64_t>(st.st_ino) != request.inode) {
-    opened.error = MonitorError{
-        ESTALE, "fstat",
-        request.path + " is no longer network namespace " + std::to_string(request.inode)};
+    opened.error =
+        Status{ESTALE, "fstat",
+               request.path + " is no longer network namespace " + std::to_string(request.inode)};
     return false;
   }
   if (::setns(ns.get(), CLONE_NEWNET) != 0) {
-    opened.error = MonitorError{errno, "setns", "enter network namespace " + request.path};
+    opened.error = Status{errno, "setns", "enter network namespace " + request.path};
     return false;
   }
 
   bool ok = true;
   // /proc/sys/net files resolve to the namespace of the task that opens them, and keep it.
   w.events_sysctl = Fd(::open("/proc/sys/net/netfilter/nf_conntrack_events", O_RDONLY | O_CLOEXEC));
-  SysStatus s = w.requests.open(kRequestTimeoutMs);
+  Status s = w.requests.open(kRequestTimeoutMs);
   if (!s.ok()) {
-    opened.error = MonitorError{s.code, s.syscall, "open the conntrack request socket"};
+    opened.error = Status{s.code, s.syscall, "open the conntrack request socket"};
     ok = false;
   }
   std::string why_not;
@@ -343,13 +330,13 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
     // One program and counter map per namespace: a socket filter cannot tell which socket it
     // runs for, so each namespace's counts need maps of their own.
     w.counter = std::make_unique<EventCounter>();
-    const ProbeStatus loaded = w.counter->open();
+    const Status loaded = w.counter->open();
     if (!loaded.ok()) {
       w.counter.reset();
-      why_not = loaded.reason;
+      why_not = loaded.text();
       if (config_.counting == CountingMode::kKernel) {
-        opened.error = MonitorError{loaded.sys.code, loaded.sys.syscall,
-                                    "count events in the kernel: " + loaded.reason};
+        opened.error =
+            Status{loaded.code, loaded.syscall, "count events in the kernel: " + loaded.text()};
         ok = false;
       }
     }
@@ -377,7 +364,7 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
     }
     if (s.ok()) s = join_event_groups(w.event_fd.get(), kCountedGroups, 2);
     if (!s.ok()) {
-      opened.error = MonitorError{s.code, s.syscall, "subscribe to conntrack events"};
+      opened.error = Status{s.code, s.syscall, "subscribe to conntrack events"};
       ok = false;
     }
     opened.receive_buffer_bytes = info.receive_buffer_bytes;
@@ -387,9 +374,9 @@ bool NodeMonitor::open_sockets(Watched& w, const Request& request, NamespaceOpen
   if (::setns(home_ns_.get(), CLONE_NEWNET) != 0) {
     // Never expected (the thread just entered a namespace with the same privileges). A
     // thread that cannot leave a foreign namespace must open nothing more.
-    listener_->on_error(0, MonitorError{errno, "setns", "return to the monitor's own namespace"});
+    listener_->on_error(0, Status{errno, "setns", "return to the monitor's own namespace"});
     fatal_ = true;
-    opened.error = MonitorError{errno, "setns", "return to the monitor's own namespace"};
+    opened.error = Status{errno, "setns", "return to the monitor's own namespace"};
     return false;
   }
   return ok;
@@ -409,7 +396,7 @@ void NodeMonitor::drain_queue(Watched& w, int budget_batches) {
   for (int batch = 0; batch < budget_batches; ++batch) {
     const int n = receiver_.receive(w.event_fd.get());
     if (n < 0) {
-      listener_->on_error(w.id, MonitorError{-n, "recvmmsg", "read conntrack events"});
+      listener_->on_error(w.id, Status{-n, "recvmmsg", "read conntrack events"});
       return;
     }
     for (int i = 0; i < n; ++i) {
@@ -433,28 +420,28 @@ void NodeMonitor::close_interval(bool final) {
     Watched& w = *wp;
     bool counter_failed = false;
     if (w.counter) {
-      EventCounters totals;
-      const SysStatus s = w.counter->read(totals);
+      ct_counters totals;
+      const Status s = w.counter->read(totals);
       if (s.ok()) {
-        static constexpr EventKind kKinds[kKindCount] = {EventKind::kNew, EventKind::kUpdate,
-                                                         EventKind::kDestroy};
-        for (uint32_t k = 0; k < kKindCount; ++k) {
-          const uint64_t now = totals.kind_total(static_cast<EventKindIndex>(k));
+        static constexpr EventKind kKinds[CT_KIND_COUNT] = {EventKind::kNew, EventKind::kUpdate,
+                                                            EventKind::kDestroy};
+        for (uint32_t k = 0; k < CT_KIND_COUNT; ++k) {
+          const uint64_t now = kind_total(totals, static_cast<ct_kind>(k));
           w.aggregator.count_events(kKinds[k], now - w.counted[k]);
           w.counted[k] = now;
         }
       } else {
         // Not lost: the program keeps counting, and the next reading includes them.
         counter_failed = true;
-        listener_->on_error(id, MonitorError{s.code, s.syscall, "read the kernel event counter"});
+        listener_->on_error(id, Status{s.code, s.syscall, "read the kernel event counter"});
       }
     } else {
       drain(w, kBatchesAtClose);
     }
     const KernelReading reading = stats_.read(w.requests, w.event_fd.get());
-    const SysStatus st = stats_.status();
+    const Status st = stats_.status();
     if (!st.ok() && !w.stats_failing)
-      listener_->on_error(id, MonitorError{st.code, st.syscall, "read conntrack statistics"});
+      listener_->on_error(id, Status{st.code, st.syscall, "read conntrack statistics"});
     w.stats_failing = !st.ok();
     NamespaceInterval& out = report_.emplace_back();
     out.id = id;

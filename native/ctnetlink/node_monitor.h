@@ -6,7 +6,7 @@
 // Per namespace the thread holds two sockets (and the namespace's nf_conntrack_events sysctl,
 // which a file opened inside a namespace keeps reading from anywhere), opened inside it (it
 // setns()es into it, opens them and setns()es back: a socket belongs to the netns of the thread
-// that made it, kernel-facts §6):
+// that made it):
 //   - a request socket for the stats;
 //   - an event socket joined to NEW and DESTROY only, counted either in the kernel (the
 //     count-only eBPF program of ebpf/event_counter.h, one per namespace, which keeps
@@ -61,7 +61,7 @@ struct NodeMonitorConfig {
 struct NamespaceOpened {
   uint64_t id = 0;
   bool ok = false;
-  MonitorError error;
+  Status error;
   CountingPath path = CountingPath::kFilter;
   std::string fallback_reason;  // why the kernel counter is not used, on the filter path
   int receive_buffer_bytes = 0;
@@ -87,7 +87,7 @@ class NodeMonitorListener {
   virtual void on_opened(const NamespaceOpened& opened) = 0;
   virtual void on_report(const std::vector<NamespaceInterval>& namespaces, bool final) = 0;
   // id 0: the node monitor itself (its thread stops after a fatal one).
-  virtual void on_error(uint64_t id, const MonitorError& error) = 0;
+  virtual void on_error(uint64_t id, const Status& error) = 0;
 };
 
 class NodeMonitor {
@@ -98,7 +98,7 @@ class NodeMonitor {
   NodeMonitor& operator=(const NodeMonitor&) = delete;
 
   // Starts the reader thread, with no namespace yet. False, with `error`, when it could not.
-  bool start(MonitorError& error);
+  bool start(Status& error);
   // Closes every namespace's partial interval (one report with final = true), closes every
   // socket and joins the thread. Returns promptly. Idempotent.
   void stop();
@@ -119,7 +119,7 @@ class NodeMonitor {
   };
 
   void run();
-  bool open_home(MonitorError& error);
+  bool open_home(Status& error);
   void take_requests();
   void open_namespace(const Request& request);
   bool open_sockets(Watched& w, const Request& request, NamespaceOpened& opened);
@@ -151,7 +151,7 @@ class NodeMonitor {
   std::mutex start_mu_;
   std::condition_variable start_cv_;
   bool start_done_ = false;
-  MonitorError start_error_;
+  Status start_error_;
 };
 
 }  // namespace ctmon

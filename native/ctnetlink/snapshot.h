@@ -16,14 +16,14 @@
 // 262,144-entry table of distinct destinations takes ~14 MiB while grouping, one of a few
 // sources and ports far less; everything is freed with the object.
 //
-// What the kernel can reclaim (net/netfilter/nf_conntrack_core.c), in two classes that overlap:
-// - unassured: entries without IPS_ASSURED, the only ones early_drop() evicts when an insert
-//   finds the table full (early_drop_list);
+// What the kernel can reclaim, in two classes that overlap:
+// - unassured: entries without IPS_ASSURED, the only ones the kernel's early_drop() evicts when
+//   an insert finds the table full;
 // - closing TCP: entries in FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE, which the
-//   garbage collector also evicts, assured or not, once an insert has failed and the namespace
-//   holds 95% of nf_conntrack_max (gc_worker_can_early_drop, tcp_can_early_drop).
-// An unassured TCP entry in CLOSE is in both: counted in each class, and once in `evictable`,
-// the union.
+//   kernel's garbage collector also evicts, assured or not, once an insert has failed and the
+//   namespace holds 95% of nf_conntrack_max (its gc_worker_can_early_drop, tcp_can_early_drop).
+// An unassured TCP entry in CLOSE_WAIT is in both: counted in each class, and once in
+// `evictable`, the union.
 #pragma once
 
 #include <cstddef>

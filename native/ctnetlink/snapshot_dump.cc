@@ -15,16 +15,11 @@
 #include <system_error>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/fault_injection.h"
 
 namespace ctmon {
 namespace {
-
-int64_t clock_ns(clockid_t clock) {
-  timespec ts;
-  clock_gettime(clock, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
 
 double ms_of(const timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; }
 
@@ -42,12 +37,12 @@ SnapshotRunner::~SnapshotRunner() {
   join();
 }
 
-bool SnapshotRunner::start(std::function<void()> done, MonitorError& error) {
+bool SnapshotRunner::start(std::function<void()> done, Status& error) {
   done_ = std::move(done);
   try {
     thread_ = std::thread(&SnapshotRunner::run, this);
   } catch (const std::system_error& e) {
-    error = MonitorError{e.code().value(), "pthread_create", "start the snapshot thread"};
+    error = Status{e.code().value(), "pthread_create", "start the snapshot thread"};
     return false;
   }
   return true;
@@ -71,7 +66,7 @@ void SnapshotRunner::run() {
     outcome_.ok = dump();
   } catch (const std::bad_alloc&) {  // the grouping's maps could not grow
     outcome_.ok = false;
-    outcome_.error = MonitorError{ENOMEM, "malloc", "group the conntrack table"};
+    outcome_.error = Status{ENOMEM, "malloc", "group the conntrack table"};
   }
   rusage after{};
   getrusage(RUSAGE_THREAD, &after);
@@ -83,22 +78,22 @@ void SnapshotRunner::run() {
 }
 
 bool SnapshotRunner::dump() {
-  MonitorError& error = outcome_.error;
+  Status& error = outcome_.error;
   if (!config_.netns_path.empty()) {
     Fd ns(::open(config_.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (ns.get() < 0) {
-      error = MonitorError{errno, "open", "open network namespace " + config_.netns_path};
+      error = Status{errno, "open", "open network namespace " + config_.netns_path};
       return false;
     }
     if (::setns(ns.get(), CLONE_NEWNET) != 0) {
-      error = MonitorError{errno, "setns", "enter network namespace " + config_.netns_path};
+      error = Status{errno, "setns", "enter network namespace " + config_.netns_path};
       return false;
     }
   }
   RequestSocket socket;
-  SysStatus st = socket.open(config_.receive_timeout_ms);
+  Status st = socket.open(config_.receive_timeout_ms);
   if (!st.ok()) {
-    error = MonitorError{st.code, st.syscall, "open the conntrack request socket"};
+    error = Status{st.code, st.syscall, "open the conntrack request socket"};
     return false;
   }
   const int subsystem = fault_injection().ctnetlink_subsystem.load(std::memory_order_relaxed);
@@ -155,15 +150,15 @@ bool SnapshotRunner::dump() {
     return true;
   }
   if (st.code == ECANCELED && timed_out_) {
-    error = MonitorError{
+    error = Status{
         ETIMEDOUT, "recv",
         "dump the conntrack table: gave up after " + std::to_string(config_.deadline_ms) + " ms"};
   } else if (st.code == EAGAIN || st.code == EWOULDBLOCK) {  // SO_RCVTIMEO expired
-    error = MonitorError{ETIMEDOUT, "recv",
-                         "dump the conntrack table: no reply within " +
-                             std::to_string(config_.receive_timeout_ms) + " ms"};
+    error = Status{ETIMEDOUT, "recv",
+                   "dump the conntrack table: no reply within " +
+                       std::to_string(config_.receive_timeout_ms) + " ms"};
   } else {
-    error = MonitorError{st.code, st.syscall, "dump the conntrack table"};
+    error = Status{st.code, st.syscall, "dump the conntrack table"};
   }
   return false;
 }

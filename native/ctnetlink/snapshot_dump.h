@@ -19,7 +19,7 @@
 #include <string>
 #include <thread>
 
-#include "ctnetlink/monitor.h"  // MonitorError
+#include "ctnetlink/monitor.h"  // Status
 #include "ctnetlink/snapshot.h"
 
 namespace ctmon {
@@ -48,7 +48,7 @@ struct SnapshotOutcome {
   bool ok = false;
   TopReport report;
   SnapshotCost cost;
-  MonitorError error;
+  Status error;
   int64_t end_wall_ms = 0;  // CLOCK_REALTIME when the dump ended
 };
 
@@ -61,7 +61,7 @@ class SnapshotRunner {
 
   // Starts the thread; `done` runs on it once outcome() is final. Returns false (and fills
   // `error`) when no thread could be started.
-  bool start(std::function<void()> done, MonitorError& error);
+  bool start(std::function<void()> done, Status& error);
   void cancel() { cancelled_.store(true); }  // any thread
   void join();                               // prompt once cancelled
   const SnapshotOutcome& outcome() const { return outcome_; }

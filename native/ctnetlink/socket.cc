@@ -21,40 +21,40 @@ namespace ctmon {
 
 namespace {
 
-SysStatus open_netfilter(int extra_flags, Fd& out) {
+Status open_netfilter(int extra_flags, Fd& out) {
   const int protocol = fault_injection().netlink_protocol.load(std::memory_order_relaxed);
   Fd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | extra_flags, protocol));
-  if (fd.get() < 0) return SysStatus::from_errno("socket");
+  if (fd.get() < 0) return Status::from_errno("socket");
   sockaddr_nl addr{};
   addr.nl_family = AF_NETLINK;
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return SysStatus::from_errno("bind");
+    return Status::from_errno("bind");
   out = std::move(fd);
-  return SysStatus{};
+  return Status{};
 }
 
-SysStatus set_int_option(int fd, int level, int name, int value) {
+Status set_int_option(int fd, int level, int name, int value) {
   if (::setsockopt(fd, level, name, &value, sizeof value) != 0)
-    return SysStatus::from_errno("setsockopt");
-  return SysStatus{};
+    return Status::from_errno("setsockopt");
+  return Status{};
 }
 
 }  // namespace
 
-SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocketInfo& info) {
+Status open_event_socket(const EventSocketConfig& config, Fd& out, EventSocketInfo& info) {
   Fd fd;
-  SysStatus st = open_netfilter(SOCK_NONBLOCK, fd);
+  Status st = open_netfilter(SOCK_NONBLOCK, fd);
   if (!st.ok()) return st;
   // The filter is attached before joining the groups, so that no event is queued unfiltered.
   if (config.bpf_program_fd >= 0) {
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_BPF, &config.bpf_program_fd,
                      sizeof config.bpf_program_fd) != 0)
-      return SysStatus::from_errno("setsockopt");
+      return Status::from_errno("setsockopt");
   } else if (config.filter != nullptr) {
     sock_fprog program{static_cast<unsigned short>(config.filter_length),
                        const_cast<sock_filter*>(config.filter)};
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0)
-      return SysStatus::from_errno("setsockopt");
+      return Status::from_errno("setsockopt");
   }
   st = join_event_groups(fd.get(), config.groups, config.group_count);
   if (!st.ok()) return st;
@@ -70,18 +70,18 @@ SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocke
   int effective = 0;
   socklen_t len = sizeof effective;
   if (::getsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &effective, &len) != 0)
-    return SysStatus::from_errno("getsockopt");
+    return Status::from_errno("getsockopt");
   info.receive_buffer_bytes = effective;
   out = std::move(fd);
-  return SysStatus{};
+  return Status{};
 }
 
-SysStatus join_event_groups(int fd, const unsigned* groups, size_t group_count) {
+Status join_event_groups(int fd, const unsigned* groups, size_t group_count) {
   for (size_t i = 0; i < group_count; ++i) {
-    const SysStatus st = set_int_option(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, groups[i]);
+    const Status st = set_int_option(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, groups[i]);
     if (!st.ok()) return st;
   }
-  return SysStatus{};
+  return Status{};
 }
 
 uint16_t ctnl_type(uint8_t msg) {
@@ -89,14 +89,14 @@ uint16_t ctnl_type(uint8_t msg) {
   return static_cast<uint16_t>(subsystem << 8 | msg);
 }
 
-SysStatus read_socket_drops(int fd, uint32_t& drops) {
+Status read_socket_drops(int fd, uint32_t& drops) {
   uint32_t meminfo[SK_MEMINFO_VARS] = {};
   socklen_t len = sizeof meminfo;
   if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) != 0)
-    return SysStatus::from_errno("getsockopt");
-  if (len < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t)) return SysStatus{EPROTO, "getsockopt"};
+    return Status::from_errno("getsockopt");
+  if (len < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t)) return Status{EPROTO, "getsockopt"};
   drops = meminfo[SK_MEMINFO_DROPS];
-  return SysStatus{};
+  return Status{};
 }
 
 BatchReceiver::BatchReceiver(size_t slots, size_t slot_bytes)
@@ -121,19 +121,19 @@ int BatchReceiver::receive(int fd) {
   }
 }
 
-SysStatus RequestSocket::open(int timeout_ms) {
+Status RequestSocket::open(int timeout_ms) {
   timeout_ms_ = timeout_ms;
-  SysStatus st = open_netfilter(0, fd_);
+  Status st = open_netfilter(0, fd_);
   if (!st.ok()) return st;
   timeval tv{};
   tv.tv_sec = timeout_ms / 1000;
   tv.tv_usec = (timeout_ms % 1000) * 1000;
   if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
-    return SysStatus::from_errno("setsockopt");
-  return SysStatus{};
+    return Status::from_errno("setsockopt");
+  return Status{};
 }
 
-SysStatus RequestSocket::send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq) {
+Status RequestSocket::send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq) {
   struct {
     nlmsghdr header;
     nfgenmsg body;
@@ -149,8 +149,8 @@ SysStatus RequestSocket::send_request(uint16_t type, uint16_t flags, uint8_t fam
   for (;;) {
     const ssize_t n = ::sendto(fd_.get(), &req, sizeof req, 0, reinterpret_cast<sockaddr*>(&kernel),
                                sizeof kernel);
-    if (n >= 0) return SysStatus{};
-    if (errno != EINTR) return SysStatus::from_errno("sendto");
+    if (n >= 0) return Status{};
+    if (errno != EINTR) return Status::from_errno("sendto");
   }
 }
 

@@ -1,7 +1,7 @@
 // socket.h — NETLINK_NETFILTER sockets: the event subscription and the request/reply socket
 // used for stats and table dumps.
 //
-// No Node-API. Every call returns a SysStatus (errno + syscall name) and never throws.
+// No Node-API. Every call returns a Status (errno + syscall name) and never throws.
 // The socket belongs to the network namespace of the thread that creates it.
 // Deliberately absent: NETLINK_BROADCAST_ERROR. It makes the kernel keep conntracks on a
 // dying list until this reader drains them, so a slow monitor could fill the table.
@@ -37,19 +37,19 @@ struct EventSocketInfo {
   int receive_buffer_bytes = 0;  // as the kernel reports it (it doubles the request)
   bool forced = false;           // SO_RCVBUFFORCE was allowed
 };
-SysStatus open_event_socket(const EventSocketConfig& config, Fd& out, EventSocketInfo& info);
+Status open_event_socket(const EventSocketConfig& config, Fd& out, EventSocketInfo& info);
 
 // Joins ctnetlink event groups. Separate from open_event_socket for sockets that get their
 // program some other way (an eBPF counter) before any event may be queued. Joining needs
 // CAP_NET_ADMIN: EPERM here is the permission check.
-SysStatus join_event_groups(int fd, const unsigned* groups, size_t group_count);
+Status join_event_groups(int fd, const unsigned* groups, size_t group_count);
 
 // nlmsg_type of a ctnetlink request: the conntrack subsystem (or the one a fault test
 // injects) and IPCTNL_MSG_CT_*.
 uint16_t ctnl_type(uint8_t msg);
 
 // Events the kernel dropped because the receive buffer was full (SK_MEMINFO_DROPS, u32).
-SysStatus read_socket_drops(int fd, uint32_t& drops);
+Status read_socket_drops(int fd, uint32_t& drops);
 
 // Non-blocking recvmmsg into buffers allocated once. Each datagram holds one event.
 class BatchReceiver {
@@ -75,7 +75,7 @@ class RequestSocket {
   // `buffer_bytes` holds one reply datagram: 64 KiB for dumps (the kernel sizes dump skbs
   // from the reader's buffer, up to ~32 KiB); stats replies fit in far less.
   explicit RequestSocket(size_t buffer_bytes = 64 * 1024) : buffer_(buffer_bytes) {}
-  SysStatus open(int timeout_ms);
+  Status open(int timeout_ms);
   int fd() const { return fd_.get(); }
 
   // Sends one request and calls on_message(const Message&) for every reply message
@@ -84,12 +84,12 @@ class RequestSocket {
   // `cancel`, when given, is checked between receives: a long dump stops with ECANCELED.
   // `between()` runs after each received datagram (the monitor reads its events there).
   template <typename OnMessage, typename Between = void (*)()>
-  SysStatus request(
+  Status request(
       uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message,
       const std::atomic<bool>* cancel = nullptr, Between between = [] {});
 
  private:
-  SysStatus send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq);
+  Status send_request(uint16_t type, uint16_t flags, uint8_t family, uint32_t seq);
   int receive();         // bytes into buffer_, or -errno
   void drain_pending();  // a cancelled dump: reopen the socket so nothing of it is left
 
@@ -100,35 +100,34 @@ class RequestSocket {
 };
 
 template <typename OnMessage, typename Between>
-SysStatus RequestSocket::request(uint16_t type, uint16_t flags, uint8_t family,
-                                 OnMessage&& on_message, const std::atomic<bool>* cancel,
-                                 Between between) {
+Status RequestSocket::request(uint16_t type, uint16_t flags, uint8_t family, OnMessage&& on_message,
+                              const std::atomic<bool>* cancel, Between between) {
   const uint32_t seq = ++seq_;
-  SysStatus st = send_request(type, flags, family, seq);
+  Status st = send_request(type, flags, family, seq);
   if (!st.ok()) return st;
   const bool dump = (flags & NLM_F_DUMP) == NLM_F_DUMP;
   for (;;) {
     if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
       drain_pending();  // the rest of the dump must not be read as replies to the next request
-      return SysStatus{ECANCELED, "recv"};
+      return Status{ECANCELED, "recv"};
     }
     const int n = receive();
-    if (n < 0) return SysStatus{-n, "recv"};
+    if (n < 0) return Status{-n, "recv"};
     MessageWalker walker(buffer_.data(), static_cast<size_t>(n));
     Message msg;
     while (walker.next(msg)) {
       if (msg.seq != seq) continue;  // a late reply to an earlier, timed-out request
-      if (msg.type == NLMSG_DONE) return SysStatus{};
+      if (msg.type == NLMSG_DONE) return Status{};
       if (msg.type == NLMSG_ERROR) {
         const int code = decode_error_code(msg);
-        if (code != 0) return SysStatus{-code, "recv"};
-        if (!dump) return SysStatus{};
+        if (code != 0) return Status{-code, "recv"};
+        if (!dump) return Status{};
         continue;
       }
       on_message(msg);
-      if (!dump) return SysStatus{};
+      if (!dump) return Status{};
     }
-    if (walker.malformed()) return SysStatus{EBADMSG, "recv"};
+    if (walker.malformed()) return Status{EBADMSG, "recv"};
     between();
   }
 }

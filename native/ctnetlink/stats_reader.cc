@@ -9,12 +9,12 @@ namespace ctmon {
 KernelReading StatsReader::read(RequestSocket& socket, int event_fd) {
   KernelReading reading;
   size_t count = 0;
-  SysStatus st = socket.request(ctnl_type(IPCTNL_MSG_CT_GET_STATS_CPU), NLM_F_DUMP, AF_UNSPEC,
-                                [&](const Message& msg) {
-                                  if (count == cpu_stats_.size()) cpu_stats_.emplace_back();
-                                  if (decode_cpu_stats(msg, cpu_stats_[count]) == DecodeStatus::kOk)
-                                    ++count;
-                                });
+  Status st = socket.request(ctnl_type(IPCTNL_MSG_CT_GET_STATS_CPU), NLM_F_DUMP, AF_UNSPEC,
+                             [&](const Message& msg) {
+                               if (count == cpu_stats_.size()) cpu_stats_.emplace_back();
+                               if (decode_cpu_stats(msg, cpu_stats_[count]) == DecodeStatus::kOk)
+                                 ++count;
+                             });
   if (st.ok()) {
     reading.cpus = cpu_stats_.data();
     reading.cpu_count = count;

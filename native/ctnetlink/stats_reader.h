@@ -21,12 +21,12 @@ class StatsReader {
  public:
   // A failed request leaves its part null (cpus or global) and its status in status().
   KernelReading read(RequestSocket& socket, int event_fd);
-  SysStatus status() const { return status_; }
+  Status status() const { return status_; }
 
  private:
   std::vector<CpuStats> cpu_stats_;
   GlobalStats global_stats_;
-  SysStatus status_;
+  Status status_;
 };
 
 }  // namespace ctmon

@@ -15,14 +15,6 @@
 
 namespace ctmon {
 
-// `reason` is "" on success; otherwise a sentence for the user, and `sys` names the failing
-// system call when there was one.
-struct ProbeStatus {
-  SysStatus sys;
-  std::string reason;
-  bool ok() const { return reason.empty(); }
-};
-
 // The raw syscall; returns what bpf() returns (errno set on -1).
 long sys_bpf(int cmd, bpf_attr& attr);
 
@@ -31,10 +23,10 @@ inline uint64_t bpf_ptr(const void* p) {
 }
 
 // `what: strerror(errno)`, with the syscall named.
-ProbeStatus bpf_failure(const char* syscall, const std::string& what);
+Status bpf_failure(const char* syscall, const std::string& what);
 
-ProbeStatus create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
-                       uint32_t flags, const char* name, Fd& out);
+Status create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+                  uint32_t flags, const char* name, Fd& out);
 
 struct ProgramLoad {
   uint32_t type = 0;
@@ -42,10 +34,38 @@ struct ProgramLoad {
   uint32_t attach_btf_id = 0;
   const char* name = "";
   const char* license = "GPL";
+  // The program's BTF, function and line info (bpf_image.h): the verifier's log then names
+  // the source line of each instruction. -1: none.
+  int btf_fd = -1;
+  const bpf_func_info* func_info = nullptr;
+  uint32_t func_info_count = 0;
+  const bpf_line_info* line_info = nullptr;
+  uint32_t line_info_count = 0;
+  // For an assembled program (no BTF): per instruction the line of `source` that emitted it.
+  const char* source = "";
+  const std::vector<int>* insn_lines = nullptr;
+  // Ask the verifier for its statistics (VerifierStats).
+  bool collect_stats = false;
 };
-// Loads `code`. When the verifier refuses it, loads it again with a log and returns the log's
-// last lines as the reason.
-ProbeStatus load_program(const ProgramLoad& load, const std::vector<bpf_insn>& code, Fd& out);
+
+// What the verifier reported of a program it accepted.
+struct VerifierStats {
+  uint64_t processed_insns = 0;  // "processed N insns (limit 1000000) ..."
+  std::string summary;           // its statistics lines, as it wrote them
+};
+
+// Loads `code`. When the verifier refuses it, loads it again with a log and says where it
+// stopped and why (explain_verifier_log).
+Status load_program(const ProgramLoad& load, const std::vector<bpf_insn>& code, Fd& out,
+                    VerifierStats* stats = nullptr);
+
+// Of a verifier log: where it stopped (the last source annotation, "file:line" and the line's
+// text, and the last instruction before the end) and why (the lines after them), in one
+// sentence after "the verifier rejected <program>". Pure.
+// `source` and `insn_lines` stand in for the annotations of an assembled program.
+std::string explain_verifier_log(const std::string& program, const std::string& log,
+                                 const char* source = "",
+                                 const std::vector<int>* insn_lines = nullptr);
 
 // CPUs the kernel may run on (/sys/devices/system/cpu/possible): a per-CPU map's lookup
 // returns this many values. 0 when unreadable.
@@ -53,9 +73,9 @@ unsigned possible_cpus();
 
 // One lookup of a per-CPU array map: `out` gets possible_cpus() values of `value_size`
 // bytes, each padded to 8 bytes as the kernel copies them.
-SysStatus lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<uint8_t>& out);
+Status lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<uint8_t>& out);
 
 // BPF_PROG_TEST_RUN: runs the program once on `data` and returns its return value.
-SysStatus test_run(int program_fd, const uint8_t* data, size_t length, uint32_t& retval);
+Status test_run(int program_fd, const uint8_t* data, size_t length, uint32_t& retval);
 
 }  // namespace ctmon

@@ -78,30 +78,35 @@ bool is_composite(uint32_t kind) { return kind == BTF_KIND_STRUCT || kind == BTF
 
 }  // namespace
 
-std::string Btf::load(const char* path) {
+Status Btf::load(const char* path) {
   std::vector<uint8_t> data;
-  if (std::string error = read_whole_file(path, data); !error.empty()) return error;
-  std::string error = parse(std::move(data));
-  return error.empty() ? error : std::string(path) + ": " + error;
+  if (Status st = read_whole_file(path, data); !st.ok()) return st;
+  Status st = parse(std::move(data));
+  if (!st.ok()) st.message = std::string(path) + ": " + st.message;
+  return st;
 }
 
-std::string Btf::parse(std::vector<uint8_t> data) {
+Status Btf::parse(std::vector<uint8_t> data) {
   data_ = std::move(data);
   types_.clear();
   type_section_ = nullptr;
   strings_ = nullptr;
   type_len_ = str_len_ = 0;
-  if (data_.size() < sizeof(btf_header)) return "shorter than a BTF header";
+  if (data_.size() < sizeof(btf_header)) return Status::failure("shorter than a BTF header");
   btf_header h;
   std::memcpy(&h, data_.data(), sizeof h);
-  if (h.magic != BTF_MAGIC) return "not BTF (bad magic, or the other byte order)";
-  if (h.version != BTF_VERSION) return "unsupported BTF version " + std::to_string(h.version);
+  if (h.magic != BTF_MAGIC) return Status::failure("not BTF (bad magic, or the other byte order)");
+  if (h.version != BTF_VERSION)
+    return Status::failure("unsupported BTF version " + std::to_string(h.version));
   const uint64_t size = data_.size();
-  if (h.hdr_len < sizeof(btf_header) || h.hdr_len > size) return "bad header length";
-  if (uint64_t{h.hdr_len} + h.type_off + h.type_len > size) return "type section out of bounds";
-  if (uint64_t{h.hdr_len} + h.str_off + h.str_len > size) return "string section out of bounds";
+  if (h.hdr_len < sizeof(btf_header) || h.hdr_len > size)
+    return Status::failure("bad header length");
+  if (uint64_t{h.hdr_len} + h.type_off + h.type_len > size)
+    return Status::failure("type section out of bounds");
+  if (uint64_t{h.hdr_len} + h.str_off + h.str_len > size)
+    return Status::failure("string section out of bounds");
   if (h.str_len == 0 || data_[size_t{h.hdr_len} + h.str_off + h.str_len - 1] != 0)
-    return "string section is not NUL-terminated";
+    return Status::failure("string section is not NUL-terminated");
   type_section_ = data_.data() + h.hdr_len + h.type_off;
   type_len_ = h.type_len;
   strings_ = reinterpret_cast<const char*>(data_.data() + h.hdr_len + h.str_off);
@@ -111,19 +116,19 @@ std::string Btf::parse(std::vector<uint8_t> data) {
   size_t pos = 0;
   while (pos < type_len_) {
     if (type_len_ - pos < sizeof(btf_type))
-      return "truncated type at offset " + std::to_string(pos);
+      return Status::failure("truncated type at offset " + std::to_string(pos));
     const uint32_t info = load_u32(type_section_ + pos + 4);
     const long extra = extra_bytes(kind_of(info), vlen_of(info));
-    if (extra < 0) return "unknown BTF kind " + std::to_string(kind_of(info));
+    if (extra < 0) return Status::failure("unknown BTF kind " + std::to_string(kind_of(info)));
     if (type_len_ - pos - sizeof(btf_type) < static_cast<size_t>(extra))
-      return "truncated type at offset " + std::to_string(pos);
+      return Status::failure("truncated type at offset " + std::to_string(pos));
     Entry entry;
     std::memcpy(&entry.header, type_section_ + pos, sizeof entry.header);
     entry.offset = static_cast<uint32_t>(pos);
     types_.push_back(entry);
     pos += sizeof(btf_type) + static_cast<size_t>(extra);
   }
-  return "";
+  return Status{};
 }
 
 const Btf::Type* Btf::type(uint32_t id) const {
@@ -220,9 +225,9 @@ bool Btf::find_member(uint32_t id, const char* member_name, uint32_t base_bits,
   return false;
 }
 
-std::string Btf::member(const char* struct_name, const char* path, BtfMember& out) const {
+Status Btf::member(const char* struct_name, const char* path, BtfMember& out) const {
   const uint32_t root = find_named((1u << BTF_KIND_STRUCT) | (1u << BTF_KIND_UNION), struct_name);
-  if (root == 0) return std::string("BTF has no struct ") + struct_name;
+  if (root == 0) return Status::failure(std::string("BTF has no struct ") + struct_name);
   uint32_t current = root;
   uint32_t bits = 0;
   uint32_t member_type = 0;
@@ -233,30 +238,32 @@ std::string Btf::member(const char* struct_name, const char* path, BtfMember& ou
     const std::string component = dot ? std::string(p, dot) : std::string(p);
     const Type* t = type(current);
     if (t == nullptr || !is_composite(kind_of(t->info)))
-      return walked + " is not a struct or union, so it has no member " + component;
+      return Status::failure(walked + " is not a struct or union, so it has no member " +
+                             component);
     uint32_t bitfield = 0;
     uint32_t budget = 1u << 16;  // sk_buff's members, anonymous ones included, are a few hundred
     if (!find_member(current, component.c_str(), bits, bits, member_type, bitfield, 0, budget))
-      return "struct " + walked + " has no member " + component;
+      return Status::failure("struct " + walked + " has no member " + component);
     walked += "." + component;
-    if (bitfield != 0) return walked + " is a bitfield";
+    if (bitfield != 0) return Status::failure(walked + " is a bitfield");
     current = skip_modifiers(member_type);
     if (dot == nullptr) break;
     p = dot + 1;
   }
-  if (bits % 8 != 0) return walked + " is not byte-aligned";
+  if (bits % 8 != 0) return Status::failure(walked + " is not byte-aligned");
   const Type* t = type(current);
-  if (t == nullptr) return walked + " has type void";
+  if (t == nullptr) return Status::failure(walked + " has type void");
   BtfMember result;
   result.offset = bits / 8;
   result.type_id = current;
   result.pointer = kind_of(t->info) == BTF_KIND_PTR;
-  if (!type_size(current, result.size)) return walked + " has a type without a size";
+  if (!type_size(current, result.size))
+    return Status::failure(walked + " has a type without a size");
   out = result;
-  return "";
+  return Status{};
 }
 
-std::string Btf::enumerator(const char* enum_name, int64_t& value) const {
+Status Btf::enumerator(const char* enum_name, int64_t& value) const {
   for (uint32_t id = 1; id < types_.size(); ++id) {
     const Type* t = type(id);
     const uint32_t kind = kind_of(t->info);
@@ -272,37 +279,38 @@ std::string Btf::enumerator(const char* enum_name, int64_t& value) const {
       } else {
         value = static_cast<int64_t>((uint64_t{load_u32(e + 8)} << 32) | load_u32(e + 4));
       }
-      return "";
+      return Status{};
     }
   }
-  return std::string("BTF has no enumerator ") + enum_name;
+  return Status::failure(std::string("BTF has no enumerator ") + enum_name);
 }
 
-std::string Btf::typedef_id(const char* typedef_name, uint32_t& id) const {
+Status Btf::typedef_id(const char* typedef_name, uint32_t& id) const {
   const uint32_t found = find_named(1u << BTF_KIND_TYPEDEF, typedef_name);
-  if (found == 0) return std::string("BTF has no typedef ") + typedef_name;
+  if (found == 0) return Status::failure(std::string("BTF has no typedef ") + typedef_name);
   id = found;
-  return "";
+  return Status{};
 }
 
-std::string Btf::function_params(uint32_t typedef_id, std::vector<Param>& params) const {
+Status Btf::function_params(uint32_t typedef_id, std::vector<Param>& params) const {
   const Type* td = type(typedef_id);
-  if (td == nullptr || kind_of(td->info) != BTF_KIND_TYPEDEF) return "not a typedef id";
+  if (td == nullptr || kind_of(td->info) != BTF_KIND_TYPEDEF)
+    return Status::failure("not a typedef id");
   const uint32_t ptr = skip_modifiers(td->size_or_type);
   const Type* p = type(ptr);
   if (p == nullptr || kind_of(p->info) != BTF_KIND_PTR)
-    return std::string(name(td->name_off)) + " is not a function pointer";
+    return Status::failure(std::string(name(td->name_off)) + " is not a function pointer");
   const uint32_t proto = skip_modifiers(p->size_or_type);
   const Type* f = type(proto);
   if (f == nullptr || kind_of(f->info) != BTF_KIND_FUNC_PROTO)
-    return std::string(name(td->name_off)) + " is not a function pointer";
+    return Status::failure(std::string(name(td->name_off)) + " is not a function pointer");
   params.clear();
   const uint8_t* param = extra(proto);
   for (uint32_t i = 0; i < vlen_of(f->info); ++i, param += sizeof(btf_param)) {
     const uint32_t param_type = load_u32(param + 4);
     params.push_back(Param{name(load_u32(param)), param_type, describe(param_type)});
   }
-  return "";
+  return Status{};
 }
 
 std::string Btf::describe(uint32_t id) const {

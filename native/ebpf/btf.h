@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
+
 namespace ctmon {
 
 // Where a (possibly nested) member lives inside a struct.
@@ -28,22 +30,22 @@ class Btf {
   Btf(const Btf&) = delete;
   Btf& operator=(const Btf&) = delete;
 
-  // Reads and indexes a raw BTF file. Returns "" on success, else why it could not.
-  std::string load(const char* path = "/sys/kernel/btf/vmlinux");
+  // Reads and indexes a raw BTF file; the failure says why it could not.
+  Status load(const char* path = "/sys/kernel/btf/vmlinux");
   // Same, from bytes already in memory (tests, fuzzing).
-  std::string parse(std::vector<uint8_t> data);
+  Status parse(std::vector<uint8_t> data);
 
   // Byte offset of `path` ("dev", "nd_net.net", "__sk_common.skc_net.net") in struct
   // `struct_name`. Each component is searched for through anonymous structs and unions, the
   // way C resolves sk_buff.dev (inside two anonymous unions) or sk_buff.network_header (inside
   // a struct_group). Bitfields are refused: a BPF load cannot address them.
-  std::string member(const char* struct_name, const char* path, BtfMember& out) const;
+  Status member(const char* struct_name, const char* path, BtfMember& out) const;
 
   // Value of an enumerator (ENUM or ENUM64) by name, e.g. SKB_DROP_REASON_NETFILTER_DROP.
-  std::string enumerator(const char* name, int64_t& value) const;
+  Status enumerator(const char* name, int64_t& value) const;
 
   // Type id of a typedef by name, e.g. btf_trace_kfree_skb (the tp_btf attach target).
-  std::string typedef_id(const char* name, uint32_t& id) const;
+  Status typedef_id(const char* name, uint32_t& id) const;
 
   // Parameters of the function a typedef points to (typedef -> pointer -> FUNC_PROTO). For
   // btf_trace_<tp> the first is `void *__data`. vmlinux BTF leaves these names empty, so the
@@ -53,7 +55,7 @@ class Btf {
     uint32_t type_id;
     std::string type;  // describe(type_id)
   };
-  std::string function_params(uint32_t typedef_id, std::vector<Param>& params) const;
+  Status function_params(uint32_t typedef_id, std::vector<Param>& params) const;
 
   // A C-like spelling of a type, qualifiers and typedefs kept by name: "struct sk_buff *",
   // "void *", "enum skb_drop_reason", "u32". "?" for what it cannot spell.

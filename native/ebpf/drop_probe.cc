@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/fault_injection.h"
 #include "base/read_file.h"
 #include "ebpf/btf.h"
 #include "ebpf/kallsyms.h"
@@ -33,38 +34,36 @@ namespace {
 
 constexpr int kEnotsupp = 524;  // the kernel-internal ENOTSUPP that bpf() can leak
 
-ProbeStatus failure(const std::string& why) { return ProbeStatus{SysStatus{}, why}; }
-
 // Loading a tracing program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (kernels before
 // 5.8 know only the latter).
-std::string check_capabilities() {
+Status check_capabilities() {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (::syscall(SYS_capget, &header, data) != 0)
-    return std::string("capget: ") + std::strerror(errno);
+  if (::syscall(SYS_capget, &header, data) != 0) return Status::from_errno("capget");
   const auto has = [&](unsigned cap) { return (data[cap / 32].effective >> (cap % 32)) & 1u; };
-  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return "";
-  return "needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN";
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return Status{};
+  return Status::failure("needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN");
 }
 
 // Lockdown "confidentiality" takes bpf_probe_read_kernel away. securityfs may not be mounted;
 // then the verifier's refusal ("unknown func bpf_probe_read_kernel") is what reports it.
-std::string check_lockdown() {
+Status check_lockdown() {
   char level[512] = "";
   read_small_file("/sys/kernel/security/lockdown", level);
   if (std::strstr(level, "[confidentiality]") != nullptr)
-    return "kernel lockdown is at \"confidentiality\", which forbids reading kernel memory from "
-           "BPF";
-  return "";
+    return Status::failure(
+        "kernel lockdown is at \"confidentiality\", which forbids reading kernel memory from BPF");
+  return Status{};
 }
 
 // Finds the btf_trace_kfree_skb argument slots by type: vmlinux BTF has no parameter names.
-std::string find_arguments(const Btf& btf, uint32_t& typedef_id, DropProgramLayout& l) {
-  std::string error = btf.typedef_id("btf_trace_kfree_skb", typedef_id);
-  if (!error.empty()) return error + " (no skb:kfree_skb tracepoint in this kernel's BTF)";
+Status find_arguments(const Btf& btf, uint32_t& typedef_id, DropProgramLayout& l) {
+  Status st = btf.typedef_id("btf_trace_kfree_skb", typedef_id);
+  if (!st.ok())
+    return Status::failure(st.text() + " (no skb:kfree_skb tracepoint in this kernel's BTF)");
   std::vector<Btf::Param> params;
-  error = btf.function_params(typedef_id, params);
-  if (!error.empty()) return error;
+  st = btf.function_params(typedef_id, params);
+  if (!st.ok()) return st;
   for (size_t i = 1; i < params.size(); ++i) {  // [0] is `void *__data`
     const int slot = static_cast<int>(i - 1);
     int* target = nullptr;
@@ -75,15 +74,17 @@ std::string find_arguments(const Btf& btf, uint32_t& typedef_id, DropProgramLayo
     else if (params[i].type == "void *")
       target = &l.arg_location;
     if (target == nullptr) continue;
-    if (*target >= 0) return "kfree_skb has two arguments of type " + params[i].type;
+    if (*target >= 0)
+      return Status::failure("kfree_skb has two arguments of type " + params[i].type);
     *target = slot;
   }
   if (l.arg_skb < 0 || l.arg_reason < 0 || l.arg_location < 0)
-    return "kfree_skb lacks an skb, location or drop reason argument (kernel older than 5.17?)";
-  return "";
+    return Status::failure(
+        "kfree_skb lacks an skb, location or drop reason argument (kernel older than 5.17?)");
+  return Status{};
 }
 
-std::string find_offsets(const Btf& btf, DropProgramLayout& l) {
+Status find_offsets(const Btf& btf, DropProgramLayout& l) {
   const struct {
     const char* type;
     const char* path;
@@ -101,49 +102,49 @@ std::string find_offsets(const Btf& btf, DropProgramLayout& l) {
       {"net", "ns.inum", &l.net_inode},
   };
   for (const auto& m : members) {
-    const std::string error = btf.member(m.type, m.path, *m.out);
-    if (!error.empty()) return error;
+    const Status st = btf.member(m.type, m.path, *m.out);
+    if (!st.ok()) return st;
   }
   int64_t reason = 0;
-  std::string error = btf.enumerator("SKB_DROP_REASON_NETFILTER_DROP", reason);
-  if (!error.empty()) return error;
-  if (reason < 0 || reason > UINT32_MAX) return "SKB_DROP_REASON_NETFILTER_DROP is out of range";
+  const Status st = btf.enumerator("SKB_DROP_REASON_NETFILTER_DROP", reason);
+  if (!st.ok()) return st;
+  if (reason < 0 || reason > UINT32_MAX)
+    return Status::failure("SKB_DROP_REASON_NETFILTER_DROP is out of range");
   l.drop_reason = static_cast<uint32_t>(reason);
-  return "";
+  return Status{};
 }
 
 }  // namespace
 
-std::string DropProbe::check_available(const DropProbeOptions& options) {
+Status DropProbe::check_available(const DropProbeOptions& options) {
   DropProbe probe;
-  return probe.open(options).reason;
+  return probe.open(options);
 }
 
-ProbeStatus DropProbe::open(const DropProbeOptions& options) {
+Status DropProbe::open(const DropProbeOptions& options, VerifierStats* stats) {
   close();
-  std::string error = check_capabilities();
-  if (error.empty()) error = check_lockdown();
-  if (!error.empty()) return failure(error);
+  Status st = check_capabilities();
+  if (st.ok()) st = check_lockdown();
+  if (!st.ok()) return st;
 
   Btf btf;
-  error = btf.load();
-  if (!error.empty()) return failure("no kernel BTF: " + error);
+  st = btf.load();
+  if (!st.ok()) return Status::failure("no kernel BTF: " + st.text(), st.code, st.syscall);
   DropProgramLayout layout;
   uint32_t attach_btf_id = 0;
-  error = find_arguments(btf, attach_btf_id, layout);
-  if (error.empty()) error = find_offsets(btf, layout);
-  if (!error.empty()) return failure(error);
+  st = find_arguments(btf, attach_btf_id, layout);
+  if (st.ok()) st = find_offsets(btf, layout);
   SymbolRange range;
-  error = find_function_range("nf_hook_slow", range);
-  if (!error.empty()) return failure(error);
+  if (st.ok()) st = find_function_range("nf_hook_slow", range);
+  if (!st.ok()) return st;
   layout.location_start = range.start;
   layout.location_end = range.end;
   layout.route_chain_only = options.route_chain_only;
   if (options.max_namespaces == 0 || options.max_flows == 0)
-    return failure("map sizes must be > 0");
+    return Status::failure("map sizes must be > 0");
 
-  ProbeStatus st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint32_t), sizeof(uint64_t),
-                              options.max_namespaces, 0, "ctmon_ns_drops", namespaces_);
+  st = create_map(BPF_MAP_TYPE_HASH, sizeof(uint32_t), sizeof(uint64_t), options.max_namespaces, 0,
+                  "ctmon_ns_drops", namespaces_);
   if (st.ok())
     st = create_map(BPF_MAP_TYPE_LRU_HASH, sizeof(DroppedFlowKey), sizeof(DroppedFlowValue),
                     options.max_flows, 0, "ctmon_drop_flow", flows_);
@@ -155,16 +156,22 @@ ProbeStatus DropProbe::open(const DropProbeOptions& options) {
   layout.flow_map_fd = flows_.get();
   layout.counter_map_fd = counters_.get();
 
+  layout.skb_nfct.offset +=
+      fault_injection().drop_program_offset_delta.load(std::memory_order_relaxed);
   std::vector<bpf_insn> code;
-  error = assemble_drop_program(layout, code);
-  if (!error.empty()) return close(), failure(error);
+  std::vector<int> lines;
+  st = assemble_drop_program(layout, code, &lines);
+  if (!st.ok()) return close(), st;
   ProgramLoad load;
   load.type = BPF_PROG_TYPE_TRACING;
   load.expected_attach_type = BPF_TRACE_RAW_TP;
   load.attach_btf_id = attach_btf_id;
   load.name = "ctmon_ct_drops";
   load.license = "GPL";  // bpf_probe_read_kernel is GPL-only
-  st = load_program(load, code, program_);
+  load.source = "native/ebpf/drop_program.cc";
+  load.insn_lines = &lines;
+  load.collect_stats = stats != nullptr;
+  st = load_program(load, code, program_, stats);
   if (!st.ok()) return close(), st;
 
   bpf_attr attr{};
@@ -179,7 +186,7 @@ ProbeStatus DropProbe::open(const DropProbeOptions& options) {
   max_flows_ = options.max_flows;
   batch_keys_.resize(max_flows_);
   batch_values_.resize(max_flows_);
-  return ProbeStatus{};
+  return Status{};
 }
 
 void DropProbe::close() {
@@ -193,9 +200,9 @@ void DropProbe::close() {
   batch_values_.clear();
 }
 
-SysStatus DropProbe::read_namespaces(
+Status DropProbe::read_namespaces(
     const std::function<void(uint32_t netns, uint64_t drops)>& fn) const {
-  if (namespaces_.get() < 0) return SysStatus{EBADF, "bpf"};
+  if (namespaces_.get() < 0) return Status{EBADF, "bpf"};
   uint32_t key = 0, next = 0;
   bool first = true;
   for (;;) {
@@ -204,8 +211,8 @@ SysStatus DropProbe::read_namespaces(
     attr.key = first ? 0 : bpf_ptr(&key);
     attr.next_key = bpf_ptr(&next);
     if (sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) != 0) {
-      if (errno == ENOENT) return SysStatus{};
-      return SysStatus::from_errno("bpf");
+      if (errno == ENOENT) return Status{};
+      return Status::from_errno("bpf");
     }
     uint64_t drops = 0;
     bpf_attr lookup{};
@@ -215,19 +222,18 @@ SysStatus DropProbe::read_namespaces(
     if (sys_bpf(BPF_MAP_LOOKUP_ELEM, lookup) == 0)
       fn(next, drops);
     else if (errno != ENOENT)
-      return SysStatus::from_errno("bpf");
+      return Status::from_errno("bpf");
     key = next;
     first = false;
   }
 }
 
-SysStatus DropProbe::forget_namespace(uint32_t netns) {
+Status DropProbe::forget_namespace(uint32_t netns) {
   bpf_attr attr{};
   attr.map_fd = static_cast<uint32_t>(namespaces_.get());
   attr.key = bpf_ptr(&netns);
-  if (sys_bpf(BPF_MAP_DELETE_ELEM, attr) != 0 && errno != ENOENT)
-    return SysStatus::from_errno("bpf");
-  return SysStatus{};
+  if (sys_bpf(BPF_MAP_DELETE_ELEM, attr) != 0 && errno != ENOENT) return Status::from_errno("bpf");
+  return Status{};
 }
 
 namespace {
@@ -248,8 +254,8 @@ DroppedFlow to_flow(const DroppedFlowKey& k, const DroppedFlowValue& v) {
 
 }  // namespace
 
-SysStatus DropProbe::read_and_clear_flows(const std::function<void(const DroppedFlow&)>& fn) {
-  if (flows_.get() < 0) return SysStatus{EBADF, "bpf"};
+Status DropProbe::read_and_clear_flows(const std::function<void(const DroppedFlow&)>& fn) {
+  if (flows_.get() < 0) return Status{EBADF, "bpf"};
   // One LOOKUP_AND_DELETE_BATCH per bucket range: an entry is read and removed atomically, so
   // a drop counted in between lands in a new entry and is reported next time, not lost.
   uint32_t cursor = 0;
@@ -265,10 +271,10 @@ SysStatus DropProbe::read_and_clear_flows(const std::function<void(const Dropped
     const long rc = sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_BATCH, attr);
     const int err = rc == 0 ? 0 : errno;
     if (first && (err == EINVAL || err == kEnotsupp)) break;  // kernel < 5.6: the slow path below
-    if (err != 0 && err != ENOENT) return SysStatus{err, "bpf"};
+    if (err != 0 && err != ENOENT) return Status{err, "bpf"};
     for (uint32_t i = 0; i < attr.batch.count && i < max_flows_; ++i)
       fn(to_flow(batch_keys_[i], batch_values_[i]));
-    if (err == ENOENT) return SysStatus{};  // that was the last batch
+    if (err == ENOENT) return Status{};  // that was the last batch
     first = false;
   }
   // Without batch operations: list the keys, then look each up and delete it. A drop counted
@@ -282,7 +288,7 @@ SysStatus DropProbe::read_and_clear_flows(const std::function<void(const Dropped
     attr.next_key = bpf_ptr(&next);
     if (sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) != 0) {
       if (errno == ENOENT) break;
-      return SysStatus::from_errno("bpf");
+      return Status::from_errno("bpf");
     }
     batch_keys_[n++] = next;
   }
@@ -295,42 +301,42 @@ SysStatus DropProbe::read_and_clear_flows(const std::function<void(const Dropped
     sys_bpf(BPF_MAP_DELETE_ELEM, attr);
     fn(to_flow(batch_keys_[i], batch_values_[0]));
   }
-  return SysStatus{};
+  return Status{};
 }
 
-SysStatus DropProbe::read_counters(uint64_t (&counters)[kDropCounterCount]) const {
+Status DropProbe::read_counters(uint64_t (&counters)[kDropCounterCount]) const {
   for (uint32_t slot = 0; slot < kDropCounterCount; ++slot) {
     bpf_attr attr{};
     attr.map_fd = static_cast<uint32_t>(counters_.get());
     attr.key = bpf_ptr(&slot);
     attr.value = bpf_ptr(&counters[slot]);
-    if (sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) return SysStatus::from_errno("bpf");
+    if (sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) return Status::from_errno("bpf");
   }
-  return SysStatus{};
+  return Status{};
 }
 
-SysStatus DropProbe::read_program_stats(ProgramStats& out) const {
+Status DropProbe::read_program_stats(ProgramStats& out) const {
   bpf_prog_info info{};
   bpf_attr attr{};
   attr.info.bpf_fd = static_cast<uint32_t>(program_.get());
   attr.info.info_len = sizeof info;
   attr.info.info = bpf_ptr(&info);
-  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0) return SysStatus::from_errno("bpf");
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0) return Status::from_errno("bpf");
   out.id = info.id;
   out.instructions = info.xlated_prog_len / sizeof(bpf_insn);
   out.run_count = info.run_cnt;
   out.run_time_ns = info.run_time_ns;
   out.recursion_misses = info.recursion_misses;
-  return SysStatus{};
+  return Status{};
 }
 
-SysStatus DropProbe::enable_run_time_stats(Fd& out) {
+Status DropProbe::enable_run_time_stats(Fd& out) {
   bpf_attr attr{};
   attr.enable_stats.type = BPF_STATS_RUN_TIME;
   Fd fd(static_cast<int>(sys_bpf(BPF_ENABLE_STATS, attr)));
-  if (fd.get() < 0) return SysStatus::from_errno("bpf");
+  if (fd.get() < 0) return Status::from_errno("bpf");
   out = std::move(fd);
-  return SysStatus{};
+  return Status{};
 }
 
 }  // namespace ctmon

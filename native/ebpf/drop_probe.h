@@ -10,7 +10,7 @@
 // /proc/kallsyms addresses, and a lockdown level below "confidentiality". The probe sees every
 // namespace on the host regardless of the caller's namespace.
 //
-// No Node-API. Calls return SysStatus/ProbeStatus and never throw. Not thread-safe: use one
+// No Node-API. Calls return Status/Status and never throw. Not thread-safe: use one
 // DropProbe from one thread (the kernel side is safe against concurrent readers).
 #pragma once
 
@@ -53,30 +53,31 @@ struct ProgramStats {
 
 class DropProbe {
  public:
-  // Opens (and attaches) a probe and closes it again: "" when open() would work, else why not.
-  static std::string check_available(const DropProbeOptions& options = {});
+  // Opens (and attaches) a probe and closes it again: what open() would say.
+  static Status check_available(const DropProbeOptions& options = {});
 
-  // Creates the maps, assembles and loads the program, attaches it to skb:kfree_skb.
-  ProbeStatus open(const DropProbeOptions& options = {});
+  // Creates the maps, assembles and loads the program, attaches it to skb:kfree_skb. `stats`,
+  // when given, gets what the verifier reported.
+  Status open(const DropProbeOptions& options = {}, VerifierStats* stats = nullptr);
   bool is_open() const { return link_.get() >= 0; }
   void close();  // detaches and frees everything (also done by the destructor)
 
   // Cumulative drops per namespace since open(). Namespaces stay until forget_namespace().
-  SysStatus read_namespaces(const std::function<void(uint32_t netns, uint64_t drops)>& fn) const;
-  SysStatus forget_namespace(uint32_t netns);
+  Status read_namespaces(const std::function<void(uint32_t netns, uint64_t drops)>& fn) const;
+  Status forget_namespace(uint32_t netns);
 
   // The flows dropped since the previous call, each with its count; the map is emptied.
   // When more than max_flows distinct flows dropped in between, the least recent are missing
   // (the per-namespace counts are still exact).
-  SysStatus read_and_clear_flows(const std::function<void(const DroppedFlow&)>& fn);
+  Status read_and_clear_flows(const std::function<void(const DroppedFlow&)>& fn);
 
   // The program's own counters (DropCounter slots), cumulative.
-  SysStatus read_counters(uint64_t (&counters)[kDropCounterCount]) const;
-  SysStatus read_program_stats(ProgramStats& out) const;
+  Status read_counters(uint64_t (&counters)[kDropCounterCount]) const;
+  Status read_program_stats(ProgramStats& out) const;
 
   // BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): every program's run_time_ns/run_cnt accumulate while
   // `out` stays open (the kernel-wide switch is released with the fd). For benchmarks.
-  static SysStatus enable_run_time_stats(Fd& out);
+  static Status enable_run_time_stats(Fd& out);
 
  private:
   Fd namespaces_;

@@ -112,14 +112,15 @@ void find_or_create(Assembler& a, int map_fd, int16_t key_off, int value_words,
 
 }  // namespace
 
-std::string assemble_drop_program(const DropProgramLayout& l, std::vector<bpf_insn>& out) {
+Status assemble_drop_program(const DropProgramLayout& l, std::vector<bpf_insn>& out,
+                             std::vector<int>* lines) {
   if (l.arg_skb < 0 || l.arg_location < 0 || l.arg_reason < 0 || l.arg_skb > 11 ||
       l.arg_location > 11 || l.arg_reason > 11)
-    return "kfree_skb tracepoint arguments not identified";
+    return Status::failure("kfree_skb tracepoint arguments not identified");
   if (l.location_start == 0 || l.location_end <= l.location_start)
-    return "empty nf_hook_slow address range";
+    return Status::failure("empty nf_hook_slow address range");
   if (l.namespace_map_fd < 0 || l.flow_map_fd < 0 || l.counter_map_fd < 0)
-    return "maps not created";
+    return Status::failure("maps not created");
   const struct {
     const BtfMember& member;
     const char* name;
@@ -136,14 +137,14 @@ std::string assemble_drop_program(const DropProgramLayout& l, std::vector<bpf_in
   };
   for (const auto& p : pointers)
     if (p.member.size != 8 || p.member.pointer != p.pointer || !fits_offset(p.member))
-      return std::string(p.name) + " is not a " + (p.pointer ? "pointer" : "64-bit word") +
-             " at a usable offset";
+      return Status::failure(std::string(p.name) + " is not a " +
+                             (p.pointer ? "pointer" : "64-bit word") + " at a usable offset");
   uint8_t network_header_size, inode_size;
   if (!load_size(l.skb_network_header.size, network_header_size) ||
       !fits_offset(l.skb_network_header))
-    return "sk_buff.network_header has an unusable size";
+    return Status::failure("sk_buff.network_header has an unusable size");
   if (!load_size(l.net_inode.size, inode_size) || l.net_inode.size > 4 || !fits_offset(l.net_inode))
-    return "net.ns.inum is not an integer of at most 32 bits";
+    return Status::failure("net.ns.inum is not an integer of at most 32 bits");
 
   Assembler a;
   const Assembler::Label exit = a.label();
@@ -335,7 +336,7 @@ std::string assemble_drop_program(const DropProgramLayout& l, std::vector<bpf_in
   a.bind(exit);
   a.mov_imm(BPF_REG_0, 0);
   a.exit();
-  return a.finish(out);
+  return a.finish(out, lines);
 }
 
 }  // namespace ctmon

@@ -1,5 +1,7 @@
-// drop_program.h — the BPF program behind DropProbe, assembled as raw instructions (no clang,
-// no libbpf), and the map layouts it shares with user space.
+// drop_program.h — the BPF program behind DropProbe, assembled as raw instructions, and the
+// map layouts it shares with user space. Assembled rather than compiled from C because its
+// loads use offsets read from the running kernel's BTF at load time: in C that is CO-RE, which
+// needs libbpf's relocation engine; here it is a parameter. drop_program.lst lists it.
 //
 // Pure: it turns offsets and map fds into instructions and makes no system call, so it can be
 // unit-tested or fuzzed. drop_probe.cc gathers the inputs (BTF, kallsyms) and loads the result.
@@ -72,7 +74,9 @@ struct DropProgramLayout {
   bool route_chain_only = false;
 };
 
-// Assembles the program. Returns "" on success, else which input is unusable.
-std::string assemble_drop_program(const DropProgramLayout& layout, std::vector<bpf_insn>& out);
+// Assembles the program; a failure says which input is unusable. `lines`, when given, gets
+// per instruction the line of drop_program.cc that emitted it (its line info).
+Status assemble_drop_program(const DropProgramLayout& layout, std::vector<bpf_insn>& out,
+                             std::vector<int>* lines = nullptr);
 
 }  // namespace ctmon

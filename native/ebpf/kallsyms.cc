@@ -51,7 +51,7 @@ bool parse_line(const char* p, const char* end, Line& line) {
 
 }  // namespace
 
-std::string function_range_in(const char* text, size_t length, const char* name, SymbolRange& out) {
+Status function_range_in(const char* text, size_t length, const char* name, SymbolRange& out) {
   const size_t name_length = std::strlen(name);
   std::vector<uint64_t> addresses;  // every symbol's, to find the next one after ours
   addresses.reserve(length / 40);
@@ -78,23 +78,26 @@ std::string function_range_in(const char* text, size_t length, const char* name,
     if (eol == end) break;  // no pointer past the end, even unused
     p = eol + 1;
   }
-  if (!found) return std::string("kallsyms has no function ") + name;
+  if (!found) return Status::failure(std::string("kallsyms has no function ") + name);
   if (!any_nonzero)
-    return "kallsyms addresses are hidden (zero): needs CAP_SYSLOG (root) and kernel.kptr_restrict "
-           "< 2";
-  if (ambiguous) return std::string("kallsyms has several functions named ") + name;
+    return Status::failure(
+        "kallsyms addresses are hidden (zero): needs CAP_SYSLOG (root) and kernel.kptr_restrict "
+        "< 2");
+  if (ambiguous)
+    return Status::failure(std::string("kallsyms has several functions named ") + name);
   uint64_t next = UINT64_MAX;
   for (const uint64_t a : addresses)
     if (a > start && a < next) next = a;
-  if (next == UINT64_MAX) return std::string("kallsyms has no symbol after ") + name;
+  if (next == UINT64_MAX)
+    return Status::failure(std::string("kallsyms has no symbol after ") + name);
   out.start = start;
   out.end = next;
-  return "";
+  return Status{};
 }
 
-std::string find_function_range(const char* name, SymbolRange& out, const char* path) {
+Status find_function_range(const char* name, SymbolRange& out, const char* path) {
   std::vector<uint8_t> text;
-  if (std::string error = read_whole_file(path, text); !error.empty()) return error;
+  if (Status st = read_whole_file(path, text); !st.ok()) return st;
   return function_range_in(reinterpret_cast<const char*>(text.data()), text.size(), name, out);
 }
 

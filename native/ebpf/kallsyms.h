@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/status.h"
+
 namespace ctmon {
 
 struct SymbolRange {
@@ -17,12 +19,11 @@ struct SymbolRange {
 };
 
 // Reads `path` and finds text symbol `name` (type t or T, core kernel or module).
-// Returns "" on success, else why not: missing, ambiguous (several addresses), or hidden
-// (all-zero addresses: not root, or kernel.kptr_restrict=2).
-std::string find_function_range(const char* name, SymbolRange& out,
-                                const char* path = "/proc/kallsyms");
+// The failure says why not: missing, ambiguous (several addresses), or hidden (all-zero
+// addresses: not root, or kernel.kptr_restrict=2).
+Status find_function_range(const char* name, SymbolRange& out, const char* path = "/proc/kallsyms");
 
 // The same over kallsyms text already read (`text` need not be NUL-terminated).
-std::string function_range_in(const char* text, size_t length, const char* name, SymbolRange& out);
+Status function_range_in(const char* text, size_t length, const char* name, SymbolRange& out);
 
 }  // namespace ctmon

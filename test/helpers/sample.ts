@@ -1,4 +1,4 @@
-import type { ConntrackSample } from '../../dist/index.js';
+import { COUNTER_NAMES, type ConntrackSample, type CounterSet, type NamespaceReport } from '../../dist/index.js';
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object | null ? DeepPartial<NonNullable<T[K]>> | T[K] : T[K] };
 
@@ -73,4 +73,54 @@ export function sample(over: DeepPartial<ConntrackSample> & { t?: number } = {})
     unavailable: {},
   };
   return base;
+}
+
+/** Every counter at `v`. */
+export function counters(v: number | null): CounterSet {
+  return Object.fromEntries(COUNTER_NAMES.map((k) => [k, v])) as CounterSet;
+}
+
+/**
+ * One namespace of a node report for tests of pure functions (node view, metrics): a quiet,
+ * monitored namespace that is no pod's, unless `over` says otherwise.
+ */
+export function namespaceReport(over: Partial<NamespaceReport> = {}): NamespaceReport {
+  return {
+    inode: 4026532000,
+    name: null,
+    pid: null,
+    host: false,
+    pod: null,
+    intervalMs: 1000,
+    entries: 10,
+    max: 262144,
+    fill: 10 / 262144,
+    counts: counters(0),
+    rates: counters(0),
+    totals: counters(0),
+    events: {
+      counting: 'ebpf',
+      countingFallback: null,
+      received: 0,
+      lost: 0,
+      lostTotal: 0,
+      lostSince: null,
+      newTotal: 0,
+      destroyTotal: 0,
+      malformedTotal: 0,
+      receiveBufferBytes: 0,
+    },
+    timeWait: null,
+    tcpStates: null,
+    protocols: null,
+    drops: 0,
+    dropRate: 0,
+    inserts: 0,
+    insertRate: 0,
+    totalDrops: 0,
+    source: 'netlink',
+    error: null,
+    unavailable: {},
+    ...over,
+  };
 }
