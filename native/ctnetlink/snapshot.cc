@@ -44,7 +44,7 @@ bool has_ports(uint8_t l4proto) {
   }
 }
 
-// The TCP states the garbage collector may evict under pressure (tcp_can_early_drop).
+// The TCP states the kernel's garbage collector may evict under pressure (its tcp_can_early_drop).
 bool tcp_can_early_drop(uint8_t state) {
   switch (state) {
     case 4:  // FIN_WAIT
