@@ -20,6 +20,7 @@ import net from 'node:net';
 const servers = new Map();
 const open = [];
 const closing = new Set(); // client ports whose server side closes too (tcp-closed)
+const pickedUp = new Set(); // of those, the ones picked up mid-stream (tcp-picked-up)
 
 // Another flows.mjs of the same test may already serve dst:port: its server answers then.
 function listening(server, listen) {
@@ -36,7 +37,9 @@ async function tcpServer(dst, port) {
       open.push(s);
       s.on('error', () => {});
       s.resume();
-      s.on('end', () => closing.has(s.remotePort) && s.end());
+      // A picked-up connection's server closes a moment after the client: its ACK of the
+      // client's FIN goes first, alone, and starts the entry (a FIN cannot).
+      s.on('end', () => closing.has(s.remotePort) && setTimeout(() => s.end(), pickedUp.has(s.remotePort) ? 200 : 0));
     });
     await listening(server, (done) => server.listen(port, dst, done));
     servers.set(key, server);
@@ -67,8 +70,10 @@ async function tcp(kind, src, dst, port) {
   if (kind === 'tcp-picked-up') {
     execFileSync('conntrack', ['-D', '-p', 'tcp', '--orig-port-src', String(client.localPort)], { stdio: 'ignore' });
     closing.add(client.localPort);
+    pickedUp.add(client.localPort);
+    const serverClosed = new Promise((resolve) => client.once('end', resolve));
     client.end(); // the FIN cannot start an entry; the server's ACK, FIN and the last ACK do
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await serverClosed;
   }
   if (kind === 'tcp-closed') {
     // The client closes first: its end goes to TIME_WAIT, and conntrack with it.

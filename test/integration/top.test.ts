@@ -117,6 +117,7 @@ async function mixedNamespace(label: string): Promise<TestNamespace> {
   // Nothing expires while a test compares (defaults: 30 s for UDP and ICMP).
   await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 600);
   await ns.sysctl('net.netfilter.nf_conntrack_icmp_timeout', 600);
+  await ns.sysctl('net.netfilter.nf_conntrack_tcp_timeout_close_wait', 600);
   await holdFlows(ns, MIX);
   // One ICMP echo from 10.17.0.2 (a ping socket; this namespace only allows them).
   await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
