@@ -242,8 +242,8 @@ export function adviseTuning(
     );
   }
   if (mostly && verdict) notes.push(`What fills the table: ${verdict.text}.`);
-  if (recommendations.length === 0 && observedDrops === 0 && !history && mostly !== 'unassured')
-    notes.push('Nothing to change.');
+  // Under pressure the verdict says what to do, even when no sysctl is the answer.
+  if (recommendations.length === 0 && observedDrops === 0 && !history && !mostly) notes.push('Nothing to change.');
 
   const sysctlConf = recommendations.length
     ? [

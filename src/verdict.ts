@@ -7,7 +7,8 @@
  *   from the hash buckets around the new one; when there is none, the packet is dropped;
  * - the garbage collector: once an insert has failed and the namespace holds 95% of
  *   nf_conntrack_max, it evicts unassured entries and TCP entries in FIN_WAIT, CLOSE_WAIT,
- *   LAST_ACK, TIME_WAIT and CLOSE, assured or not (the kernel's gc_worker_can_early_drop, tcp_can_early_drop).
+ *   LAST_ACK, TIME_WAIT and CLOSE, assured or not (the kernel's gc_worker_can_early_drop and
+ *   tcp_can_early_drop).
  *
  * So an entry is in one of three classes, each with its own remedy:
  * - `unassured` (a scan, a flood, a peer that never answers): evicted on demand, so a larger
@@ -82,7 +83,7 @@ export interface EvictableVerdict {
 /** At least this share of the entries in the classes the kernel can reclaim: "mostly" reclaimable. */
 export const MOSTLY_EVICTABLE = 0.5;
 
-/** The TCP states the garbage collector may evict under pressure (the kernel's tcp_can_early_drop). */
+/** The TCP states the garbage collector may evict under pressure (its tcp_can_early_drop). */
 export const TCP_CLOSING_STATES = ['FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE'] as const;
 
 /** The class of a state key as TopReport.byState names them; null when the key cannot tell. */
