@@ -2,7 +2,7 @@
  * Facts about the host the tuning advisor needs and the samples do not carry: the kernel's
  * size of one conntrack entry and the host's memory. Read-only; each is null when unreadable.
  */
-import { readFileSync } from 'node:fs';
+import { readFileBoundedSync } from './host/host-file.js';
 import type { TuningEnvironment } from './advise.js';
 import type { ConntrackSample } from './types.js';
 
@@ -12,7 +12,7 @@ export function conntrackEntryBytes(): number | null {
   if (fromSysfs !== null) return fromSysfs;
   try {
     // "nf_conntrack <active> <num> <objsize> ..." (root only, mode 0400)
-    const line = readFileSync('/proc/slabinfo', 'utf8')
+    const line = readFileBoundedSync('/proc/slabinfo', 4 << 20)
       .split('\n')
       .find((l) => l.startsWith('nf_conntrack '));
     const size = line ? Number(line.trim().split(/\s+/)[3]) : NaN;
@@ -24,7 +24,7 @@ export function conntrackEntryBytes(): number | null {
 
 export function memoryBytes(): number | null {
   try {
-    const match = /^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    const match = /^MemTotal:\s+(\d+) kB/m.exec(readFileBoundedSync('/proc/meminfo', 1 << 20));
     return match ? Number(match[1]) * 1024 : null;
   } catch {
     return null;
@@ -45,7 +45,7 @@ export function tuningEnvironment(latest: ConntrackSample): TuningEnvironment | 
 
 function readNumber(path: string): number | null {
   try {
-    const n = Number(readFileSync(path, 'utf8').trim());
+    const n = Number(readFileBoundedSync(path, 4096).trim());
     return Number.isFinite(n) ? n : null;
   } catch {
     return null;

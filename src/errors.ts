@@ -63,7 +63,7 @@ export class ConntrackError extends Error {
       hint: notBuilt
         ? 'no prebuilt addon fits and none was built (npm ran no install script: --ignore-scripts, or npm >= 12 ' +
           'without allowScripts for it): run `npm rebuild conntrack-monitor` (where npm asks, ' +
-          '`npm approve-scripts conntrack-monitor` first; it needs python3, make and a C++ compiler), or use the proc backend'
+          '`npm install-scripts approve conntrack-monitor` first; it needs python3, make and a C++ compiler), or use the proc backend'
         : 'rebuild it for this system: `npm rebuild conntrack-monitor` (needs python3, make and a C++ compiler), ' +
           'or use the proc backend',
       cause,
@@ -165,8 +165,17 @@ function hintFor(code: string, syscall: string, netns: string | null): string | 
   return undefined;
 }
 
-/** Control characters escaped, so that a path or name in a message keeps it on one line. */
+/**
+ * Text from elsewhere (a path, a namespace or host name, a recording's command, a parser's
+ * echo of its input) made safe for a terminal: every control character (C0, DEL and C1, where
+ * ESC, BEL, CSI and OSC sequences begin) escaped as in JSON (`\n`, `\u001b`, `\u009b`), so
+ * that it cannot move the cursor, retitle the window or add a line. The one escaping function
+ * of every text output; JSON output is escaped by JSON.stringify, pages by html-escape.
+ */
 export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex -- the characters being escaped
-  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
+    const json = JSON.stringify(c).slice(1, -1);
+    return json !== c ? json : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
 }

@@ -1,3 +1,7 @@
+// The declarations use Node's types (EventEmitter, Buffer, NodeJS.ErrnoException): the reference,
+// kept in the emitted index.d.ts, loads them for a consumer whatever its tsconfig `types` says
+// (TypeScript 6 and later include no @types package unless told). @types/node is a peer dependency.
+/// <reference types="node" preserve="true" />
 export { ConntrackMonitor } from './monitor.js';
 export {
   AllNamespacesMonitor,

@@ -301,6 +301,8 @@ describe('AllNamespacesMonitor (fake node monitor)', () => {
         }
       },
     );
+    const reports: AllNamespacesReport[] = [];
+    failing.on('report', (r) => reports.push(r));
     await expect(failing.start()).rejects.toMatchObject({
       code: 'EPERM',
       message: expect.stringMatching(
@@ -308,6 +310,7 @@ describe('AllNamespacesMonitor (fake node monitor)', () => {
       ),
     });
     expect(FakeNodeMonitor.last.stopped).toBe(true);
+    expect(reports).toEqual([]); // a start that failed reports nothing, not a final report of errors
   });
 
   it('a namespace that fails is a row with its error, tried again at the next discovery', async () => {

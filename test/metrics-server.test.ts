@@ -111,6 +111,18 @@ describe('MetricsServer', () => {
     ['obsolete line folding', `GET /metrics HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n`, 400],
     ['a space before the colon', `GET /metrics HTTP/1.1\r\nHost : t\r\n\r\n`, 400],
     ['a bad request line', `GET /metrics HTTP/2.0\r\nHost: t\r\n\r\n`, 400],
+    // RFC 9110 5.5: a field value is visible characters, spaces and tabs.
+    ['a NUL in a header value', `GET /metrics HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n`, 400],
+    ['a NUL in the Host value', `GET /metrics HTTP/1.1\r\nHost: t\x00evil\r\n\r\n`, 400],
+    ['a bare CR in a header value', `GET /metrics HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n`, 400],
+    ['a bare LF in a header value', `GET /metrics HTTP/1.1\r\nHost: t\r\nX-A: a\nInjected: b\r\n\r\n`, 400],
+    [
+      'an ESC sequence in a header value',
+      `GET /metrics HTTP/1.1\r\nHost: t\r\nUser-Agent: \x1b]0;title\x07\r\n\r\n`,
+      400,
+    ],
+    ['DEL in a header value', `GET /metrics HTTP/1.1\r\nHost: t\r\nX-A: a\x7f\r\n\r\n`, 400],
+    ['a control byte in the request target', `GET /metrics\x01 HTTP/1.1\r\nHost: t\r\n\r\n`, 400],
     ['a head over 8 KiB', `GET /metrics HTTP/1.1\r\nHost: t\r\nX: ${'a'.repeat(9000)}\r\n\r\n`, 431],
     ['an endless head', `GET /metrics HTTP/1.1\r\nHost: t\r\nX: ${'a'.repeat(20000)}`, 431],
   ])('refuses %s with one answer and closes: nothing is left to misread', async (_, request, status) => {
@@ -120,6 +132,14 @@ describe('MetricsServer', () => {
     await c.ended;
     expect(c.statuses()).toEqual([status]);
     expect(c.text()).toMatch(/\r\nConnection: close\r\n/);
+  });
+
+  it('takes tabs, spaces and obs-text (bytes 0x80-0xff) in header values, as RFC 9110 allows', async () => {
+    const { port } = await serve();
+    const c = raw(port);
+    c.send(`GET /metrics HTTP/1.1\r\nHost: t\r\nX-A: a\tb c \xe9\xff\r\nConnection: close\r\n\r\n`);
+    await c.ended;
+    expect(c.statuses()).toEqual([200]);
   });
 
   it('ignores empty lines before a request line, and reads a head split across packets', async () => {

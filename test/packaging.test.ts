@@ -5,9 +5,10 @@
  * @opentelemetry/api) that may be absent, at run time and in the types.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(__dirname, '..');
@@ -16,23 +17,45 @@ const app = join(work, 'app');
 const esmApp = join(work, 'esm-app');
 const bare = join(work, 'bare-app');
 const noPeers = join(work, 'no-peers-app');
+/** The copy of the checkout the tarball is packed from. */
+const source = join(work, 'source');
 let tarball = '';
-const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
+let packOutput = '';
+// npm and what it runs (prebuildify keeps its cache in $TMPDIR/prebuildify, node-gyp its
+// files) write their temporary files in here too: removed with the rest at the end.
+const npmEnv = { ...process.env, TMPDIR: work, JOBS: 'max' }; // JOBS: node-gyp compiles on every core
+const npm = (args: string[], cwd: string) =>
   execFileSync('npm', args, {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: npmEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+/** `npm pack` in the source copy into `destination`: what it said (the prepack step's lines included). */
+const packed = (destination: string) => {
+  const r = spawnSync('npm', ['pack', '--pack-destination', destination], {
+    cwd: source,
+    encoding: 'utf8',
+    env: npmEnv,
+  });
+  if (r.status !== 0) throw new Error(`npm pack failed: ${r.stderr}`);
+  return `${r.stdout}${r.stderr}`;
+};
+const prebuildHash = (tgz: string) =>
+  createHash('sha256')
+    .update(execFileSync('tar', ['-xOzf', tgz, 'package/prebuilds/linux-x64/conntrack-monitor.glibc.node']))
+    .digest('hex');
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: app, encoding: 'utf8' });
 
 beforeAll(() => {
   // Pack from a copy: prebuildify (run by prepack) rebuilds and clears build/, which must not
   // happen to the working tree the other tests load the addon from.
-  const source = join(work, 'source');
-  cpSync(ROOT, source, { recursive: true, filter: (f) => !/\/(node_modules|build|prebuilds|\.git)$/.test(f) });
+  cpSync(ROOT, source, {
+    recursive: true,
+    filter: (f) => !/\/(node_modules|build|prebuilds|\.git|\.prebuild-stamp\.json)$/.test(f),
+  });
   symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'));
-  npm(['pack', '--pack-destination', work], source);
+  packOutput = packed(work);
   const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   tarball = join(work, `conntrack-monitor-${version}.tgz`);
   execFileSync('mkdir', ['-p', app]);
@@ -75,6 +98,42 @@ describe('npm package', () => {
     expect(files).toContain('prebuilds/linux-x64/conntrack-monitor.glibc.node');
     expect(files).toContain('dist/cli.js');
     expect(files.some((f) => f.startsWith('test/') || f.startsWith('src/') || f.startsWith('build/'))).toBe(false);
+  });
+
+  it('npm pack builds the prebuilt addon once, then reuses it while the native sources are the same', () => {
+    expect(packOutput).toMatch(
+      /conntrack-monitor: building prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node with prebuildify \(about 2 minutes\): there is no prebuilds/,
+    );
+    const again = join(work, 'again');
+    execFileSync('mkdir', ['-p', again]);
+    const started = performance.now();
+    const output = packed(again);
+    const seconds = (performance.now() - started) / 1000;
+    console.info(
+      `a second npm pack: ${seconds.toFixed(1)} s: ${output.split('\n').find((l) => l.startsWith('conntrack-monitor:'))}`,
+    );
+    expect(output).toMatch(
+      /^conntrack-monitor: prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node was built from these native sources: not built again$/m,
+    );
+    expect(prebuildHash(join(again, basename(tarball)))).toBe(prebuildHash(tarball));
+    expect(seconds).toBeLessThan(60); // tsc (prepare) only
+    // A native source changed, or the prebuild: built again.
+    const check = () =>
+      spawnSync(process.execPath, ['scripts/prebuild.mjs', '--check'], { cwd: source, encoding: 'utf8' });
+    expect(check()).toMatchObject({
+      status: 0,
+      stdout: 'prebuilds/linux-x64/conntrack-monitor.glibc.node is current\n',
+    });
+    const header = join(source, 'native', 'base', 'hash.h');
+    const text = readFileSync(header, 'utf8');
+    writeFileSync(header, `${text}// changed\n`);
+    expect(check()).toMatchObject({
+      status: 1,
+      stdout:
+        'prebuilds/linux-x64/conntrack-monitor.glibc.node would be built: the native sources changed since it was built\n',
+    });
+    writeFileSync(header, text);
+    expect(check().status).toBe(0);
   });
 
   it('installs into a clean project and works there from the prebuild, with no install script run', () => {
@@ -187,10 +246,19 @@ describe('npm package', () => {
     expect(Object.keys(esm).length).toBeGreaterThanOrEqual(13);
   });
 
-  /** Type-checks `consumer` as an ES module and as CommonJS in `dir`, strict, Node16, library d.ts included. */
+  /**
+   * Type-checks `consumer` as an ES module and as CommonJS in `dir`, strict, Node16, library d.ts
+   * included, beside a misuse in each module system, which is an error only if the types really
+   * resolved (not to any). Returns tsc's errors: those two, when the consumer compiles.
+   */
   const typecheck = (dir: string, consumer: string) => {
     writeFileSync(join(dir, 'a.mts'), consumer);
     writeFileSync(join(dir, 'b.cts'), consumer);
+    const misuse =
+      'import type { ConntrackSample } from "conntrack-monitor";\n' +
+      'export const drop = (s: ConntrackSample): string => s.rates.drop;\n';
+    writeFileSync(join(dir, 'misuse.mts'), misuse);
+    writeFileSync(join(dir, 'misuse.cts'), misuse);
     writeFileSync(
       join(dir, 'tsconfig.json'),
       JSON.stringify({
@@ -203,11 +271,25 @@ describe('npm package', () => {
           types: ['node'],
           typeRoots: [join(ROOT, 'node_modules/@types')],
         },
-        files: ['a.mts', 'b.cts'],
+        files: ['a.mts', 'b.cts', 'misuse.mts', 'misuse.cts'],
       }),
     );
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8' });
+    const tsc = spawnSync(
+      process.execPath,
+      [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', '.', '--pretty', 'false'],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+      },
+    );
+    console.info(`tsc in ${dir}: exit ${tsc.status}\n${tsc.stdout}${tsc.stderr}`);
+    expect(tsc.status).toBe(2); // errors found
+    return tsc.stdout.split('\n').filter((l) => / error TS/.test(l));
   };
+  const MISUSE_ONLY = [
+    "misuse.cts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+    "misuse.mts(2,53): error TS2322: Type 'number | null' is not assignable to type 'string'.",
+  ];
   const consumer =
     'import { ConntrackMonitor, registerConntrackMetrics, adviseTuning, tuningEnvironment, type ConntrackSample,\n' +
     '  type TuningAdvice, type TuningEnvironment, type Recommendation } from "conntrack-monitor";\n' +
@@ -219,7 +301,7 @@ describe('npm package', () => {
     'const max: number | undefined = first?.recommended; void max;\nexport {};\n';
 
   it('has types that resolve for import and require in the installed copy; a real Meter is a MeterLike', () => {
-    typecheck(
+    const errors = typecheck(
       app,
       consumer +
         'import { registerOpenTelemetryMetrics, registerAllNamespacesOpenTelemetryMetrics, AllNamespacesMonitor } from "conntrack-monitor";\n' +
@@ -227,6 +309,7 @@ describe('npm package', () => {
         'const names: string[] = registerOpenTelemetryMetrics(new MeterProvider().getMeter("x"), m); void names;\n' +
         'registerAllNamespacesOpenTelemetryMetrics(metrics.getMeter("x"), new AllNamespacesMonitor(), { attributes: { "service.instance.id": "a" } });\n',
     );
+    expect(errors).toEqual(MISUSE_ONLY);
   });
 
   it('without the optional peers (prom-client, @opentelemetry/api): imports, runs, type-checks, and takes a Meter from elsewhere', () => {
@@ -273,13 +356,105 @@ describe('npm package', () => {
       ]).trim(),
     ).toBe('21');
     // The declarations compile with neither peer's types present (skipLibCheck false).
-    typecheck(
-      noPeers,
-      consumer +
-        'import { registerOpenTelemetryMetrics, type MeterLike } from "conntrack-monitor";\n' +
-        'declare const meter: MeterLike; registerOpenTelemetryMetrics(meter, m);\n',
-    );
+    expect(
+      typecheck(
+        noPeers,
+        consumer +
+          'import { registerOpenTelemetryMetrics, type MeterLike } from "conntrack-monitor";\n' +
+          'declare const meter: MeterLike; registerOpenTelemetryMetrics(meter, m);\n',
+      ),
+    ).toEqual(MISUSE_ONLY);
   });
+
+  it("compiles the README's library example with TypeScript 5, 6 and the latest: strict, nodenext, `types` unset", () => {
+    // TypeScript 6 and later include no @types package unless `types` names it: the package's
+    // declarations reference Node's types themselves, and @types/node comes as its peer.
+    const project = join(work, 'ts-app');
+    execFileSync('mkdir', ['-p', project]);
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'ts-app', version: '1.0.0', private: true, type: 'module' }),
+    );
+    npm(
+      [
+        'install',
+        '--no-audit',
+        '--no-fund',
+        '--prefer-offline',
+        tarball,
+        'ts6@npm:typescript@6',
+        'ts-latest@npm:typescript@latest',
+      ],
+      project,
+    );
+    expect(existsSync(join(project, 'node_modules', '@types', 'node', 'index.d.ts'))).toBe(true); // the peer
+    const example = /## Library\n\n```ts\n([\s\S]*?)```/.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'))![1]!;
+    writeFileSync(join(project, 'example.ts'), example);
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', noEmit: true }, files: ['example.ts'] }),
+    );
+    const compilers = [
+      join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+      join(project, 'node_modules', 'ts6', 'bin', 'tsc'),
+      join(project, 'node_modules', 'ts-latest', 'bin', 'tsc'),
+    ];
+    const majors: number[] = [];
+    for (const tsc of compilers) {
+      const version = execFileSync(process.execPath, [tsc, '--version'], { encoding: 'utf8' }).trim();
+      const r = spawnSync(process.execPath, [tsc, '-p', project], { encoding: 'utf8' });
+      console.info(`README example with ${version}: exit ${r.status}${r.stdout ? `\n${r.stdout}` : ''}`);
+      expect(r.stdout).toBe('');
+      expect(r.status).toBe(0);
+      majors.push(Number(/Version (\d+)\./.exec(version)![1]));
+    }
+    expect(majors[0]).toBe(5);
+    expect(majors[1]).toBe(6);
+    expect(majors[2]).toBeGreaterThanOrEqual(6);
+  }, 240_000);
+
+  it("says what this machine's npm asks before the install script runs, as the README does", () => {
+    const project = join(work, 'approve-app');
+    execFileSync('mkdir', ['-p', project]);
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'approve-app', version: '1.0.0', private: true }),
+    );
+    const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(install.status).toBe(0);
+    const version = execFileSync('npm', ['--version'], { encoding: 'utf8' }).trim();
+    const [major, minor] = version.split('.').map(Number) as [number, number];
+    const asks = /`(npm (?:install-scripts approve|approve-scripts)) <pkg>`/.exec(install.stderr)?.[1] ?? null;
+    console.info(
+      `npm ${version} after installing the tarball: ${asks === null ? 'asks nothing' : `suggests ${asks} <pkg>`}`,
+    );
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8').replace(/\s+/g, ' ');
+    if (major < 11 || (major === 11 && minor < 16)) {
+      expect(asks).toBeNull();
+      expect(readme).toContain('npm 10, and npm 11 before 11.16: it runs; nothing to approve.');
+      return;
+    }
+    expect(asks).not.toBeNull();
+    expect(readme).toContain(`\`${asks} conntrack-monitor\``);
+    // What the README says to run, then nothing is left to review.
+    const approve = spawnSync('npm', [...asks!.split(' ').slice(1), 'conntrack-monitor'], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(approve.status).toBe(0);
+    expect(JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')).allowScripts).toEqual({
+      [`file:${tarball}`]: true,
+    });
+    const again = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(again.status).toBe(0);
+    expect(again.stderr).not.toMatch(/not yet covered by allowScripts/);
+  }, 120_000);
 
   it('without install scripts and with no prebuild that fits: the fallback says what to run, and that works', () => {
     const cli = join(bare, 'node_modules', '.bin', 'conntrack-monitor');
@@ -299,6 +474,7 @@ describe('npm package', () => {
     const rebuild = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: bare,
       encoding: 'utf8',
+      env: npmEnv,
     });
     expect(rebuild.status).toBe(0);
     expect(`${rebuild.stdout}${rebuild.stderr}`).toMatch(
@@ -358,7 +534,7 @@ describe('npm package', () => {
     const run = spawnSync('npm', ['rebuild', 'conntrack-monitor', '--foreground-scripts'], {
       cwd: app,
       encoding: 'utf8',
-      env: { ...process.env, npm_config_build_from_source: 'true' },
+      env: { ...npmEnv, npm_config_build_from_source: 'true' },
     });
     expect(run.status).toBe(0);
     expect(`${run.stdout}${run.stderr}`).toMatch(

@@ -55,6 +55,32 @@ describe('record and report usage', () => {
   });
 });
 
+describe('record with a command that cannot run', () => {
+  it.each([
+    ['not found', ['/nonexistent/load-test'], 127, 'ENOENT'],
+    ['not executable', [join(dir, 'plain-file')], 126, 'EACCES'],
+  ])('%s: its exit code, one line, and no summary as if it had run', async (_name, command, code, errno) => {
+    writeFileSync(join(dir, 'plain-file'), 'echo not a program\n', { mode: 0o644 });
+    const out = join(dir, `cannot-run-${code}.ndjson`);
+    const run = await runCli(['record', '--backend', 'proc', '--interval', '100', '--out', out, '--', ...command]);
+    console.info(`record -- ${command[0]}: exit ${run.code}: ${run.stderr.trim()}`);
+    expect(run.code).toBe(code);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      `conntrack-monitor record: cannot run ${command[0]}: spawn ${command[0]} ${errno} (no summary: nothing ran while recording)\n`,
+    );
+    const lines = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({
+      type: 'end',
+      exit: null,
+      reason: `cannot run the command: spawn ${command[0]} ${errno}`,
+    });
+  });
+});
+
 describe('report on a real recording', () => {
   it('text: the summary, with the advice', async () => {
     const run = await runCli(['report', FIXTURE]);

@@ -7,7 +7,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import type { Backend, BackendSink } from './backend.js';
 import { ConntrackError } from '../errors.js';
-import { fileKind } from '../host/namespace-file.js';
+import { fileKind, withTimeout } from '../host/host-file.js';
 import type { ResolvedOptions } from '../options.js';
 import { ProcReader, procPaths, StatDeltas, STAT_COLUMNS, type ProcReading } from './procfs.js';
 import { buildSample, type SampleParts } from '../sample.js';
@@ -183,19 +183,14 @@ const STAT_TIMEOUT_MS = 2000;
 
 /** `promise`, or ETIMEDOUT after `ms` (what it waits on is left to finish on its own). */
 function bounded<T>(promise: Promise<T>, ms: number, context: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new ConntrackError(`${context}: no answer within ${ms / 1000} s`, {
-            code: 'ETIMEDOUT',
-            syscall: 'stat',
-            hint: 'is it on a filesystem that does not answer?',
-          }),
-        ),
-      ms,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return withTimeout(
+    promise,
+    ms,
+    () =>
+      new ConntrackError(`${context}: no answer within ${ms / 1000} s`, {
+        code: 'ETIMEDOUT',
+        syscall: 'stat',
+        hint: 'is it on a filesystem that does not answer?',
+      }),
+  );
 }

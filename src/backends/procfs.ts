@@ -6,8 +6,9 @@
  * were renamed (searched -> clashres in 5.10, delete_list -> chainlength in 5.15), old kernels
  * have 16 columns, and several are dead. It exists only with CONFIG_NF_CONNTRACK_PROCFS.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileError, openRegularFile } from '../host/host-file.js';
 import type { CounterName } from '../types.js';
 
 /** One CPU row of /proc/net/stat/nf_conntrack, by column name (values are hex in the file). */
@@ -133,6 +134,9 @@ export interface ProcReading {
   socketTimeWait: number | null;
 }
 
+/** The largest proc file read: /proc/net/stat/nf_conntrack has a ~200-byte row per CPU. */
+const MAX_FILE_BYTES = 4 << 20;
+
 /**
  * Reads what one proc sample needs. The files stay open and are re-read from offset 0 each
  * time (procfs and sysctl files regenerate their text on every read), so a sample costs seven
@@ -171,7 +175,7 @@ export class ProcReader {
     let fd = this.files.get(path);
     if (fd === undefined) {
       try {
-        fd = openSync(path, 'r');
+        fd = openRegularFile(path).fd; // a FIFO or device under a fixture root is refused, not waited on
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         fd = null;
@@ -181,7 +185,10 @@ export class ProcReader {
     if (fd === null) return null;
     let length = 0;
     for (;;) {
-      if (length === this.buffer.length) this.buffer = Buffer.concat([this.buffer, Buffer.alloc(this.buffer.length)]);
+      if (length === this.buffer.length) {
+        if (length >= MAX_FILE_BYTES) throw fileError('EFBIG', 'read', path, `is larger than ${MAX_FILE_BYTES} bytes`);
+        this.buffer = Buffer.concat([this.buffer, Buffer.alloc(this.buffer.length)]);
+      }
       const n = readSync(fd, this.buffer, length, this.buffer.length - length, length);
       if (n === 0) break;
       length += n;

@@ -1,6 +1,7 @@
 import type { AllNamespacesReport, NamespaceReport } from '../host/all-namespaces.js';
 import type { TopItem } from '../top.js';
 import type { ConntrackSample } from '../types.js';
+import { printable } from '../errors.js';
 
 /** One compact human line per interval, for terminals and logs. */
 export function formatSampleLine(s: ConntrackSample): string {
@@ -38,7 +39,7 @@ export function formatPercent(x: number | null): string {
 export function namespaceTitle(n: NamespaceReport): string {
   if (n.pod) return `${n.pod.namespace}/${n.pod.name}`;
   if (n.host) return '(host)';
-  return n.name ?? '-';
+  return n.name === null ? '-' : printable(n.name); // a name under /var/run/netns may hold anything but '/'
 }
 
 /**
@@ -101,7 +102,7 @@ export function formatNamespacesReport(r: AllNamespacesReport, width = Infinity)
   );
   const errors = rows
     .filter((n) => n.error)
-    .flatMap((n) => wrapWords(`${namespaceTitle(n)} (${n.inode}): ${n.error}`, width, '  ', '    '));
+    .flatMap((n) => wrapWords(`${namespaceTitle(n)} (${n.inode}): ${printable(n.error!)}`, width, '  ', '    '));
   return [...head, ...lines, ...errors].join('\n');
 }
 

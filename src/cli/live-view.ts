@@ -14,6 +14,7 @@ import type { TopReport } from '../top.js';
 import { compositionOfSample, evictableVerdict, reclaimableText } from '../verdict.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
 import { columns, formatDuration, formatGroup, formatPercent, formatRate, wrapWords } from './format.js';
+import { printable } from '../errors.js';
 
 export { wrapWords };
 
@@ -270,8 +271,15 @@ export const SECTIONS: readonly Section[] = [
 ];
 
 /** Renders the view as plain text lines (no colour codes), none longer than the width. */
-export function renderLiveView(v: LiveViewState, sections: readonly Section[] = SECTIONS): string {
-  const width = Math.max(MIN_WIDTH, v.width);
+export function renderLiveView(state: LiveViewState, sections: readonly Section[] = SECTIONS): string {
+  const width = Math.max(MIN_WIDTH, state.width);
+  // The namespace's name and the monitor's messages come from elsewhere: escaped before layout.
+  const v: LiveViewState = {
+    ...state,
+    sample: state.sample.netns === null ? state.sample : { ...state.sample, netns: printable(state.sample.netns) },
+    fallback: state.fallback === null ? null : printable(state.fallback),
+    errors: state.errors?.map(printable),
+  };
   return sections.flatMap((section) => section(v, width)).join('\n');
 }
 

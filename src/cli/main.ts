@@ -13,6 +13,7 @@ import * as report from './commands/report.js';
 import * as serve from './commands/serve.js';
 import * as top from './commands/top.js';
 import * as watch from './commands/watch.js';
+import { printable } from '../errors.js';
 
 interface Command {
   run(argv: string[]): Promise<number>;
@@ -32,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!(err instanceof UsageError)) throw err;
     if (command.usageError) return command.usageError(err.message);
     const prefix = name === 'watch' ? 'conntrack-monitor' : `conntrack-monitor ${name}`;
-    process.stderr.write(`${prefix}: ${err.message} (see --help)\n`);
+    process.stderr.write(`${prefix}: ${printable(err.message)} (see --help)\n`);
     return 2;
   }
 }

@@ -100,7 +100,14 @@ interface Connection {
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/;
+// The request target is visible ASCII only (RFC 9112 3.2, RFC 3986).
+const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP\/1\.([01])$/;
+/**
+ * A field value is visible characters, spaces and tabs (RFC 9110 5.5): NUL, CR, LF and every
+ * other control byte make the request a 400. The head is decoded as latin1, one char per byte.
+ */
+// eslint-disable-next-line no-control-regex -- the bytes being refused
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 const TEXT = 'text/plain; charset=utf-8';
 const ROOT = Buffer.from('conntrack-monitor: metrics at /metrics\n');
 const NOT_FOUND = Buffer.from('not found\n');
@@ -316,6 +323,7 @@ export class MetricsServer {
       // No obsolete line folding, no space before the colon, no empty names: 400, as RFC 9112 says.
       if (colon <= 0 || !TOKEN.test(header.slice(0, colon))) return this.reject(c, 400);
       const name = header.slice(0, colon).toLowerCase();
+      if (CONTROL.test(header)) return this.reject(c, 400);
       const value = header.slice(colon + 1).trim();
       // A body would have to be read to find the next request: nothing here takes one.
       if (name === 'transfer-encoding' || (name === 'content-length' && value !== '0')) return this.reject(c, 400);

@@ -7,6 +7,7 @@
 import { withFlags } from './args.js';
 import { ConntrackMonitor } from '../monitor.js';
 import type { ConntrackMonitorOptions } from '../types.js';
+import { printable } from '../errors.js';
 
 export interface MonitorLog {
   /** Where lines go (default: stderr). */
@@ -23,14 +24,14 @@ export function createMonitor(options: ConntrackMonitorOptions, how: MonitorLog 
   const monitor = withFlags(() => new ConntrackMonitor(options));
   monitor.on('fallback', (f) =>
     log(
-      `conntrack-monitor: using /proc instead of ctnetlink: ${f.reason}. ` +
+      `conntrack-monitor: using /proc instead of ctnetlink: ${printable(f.reason)}. ` +
         'Without ctnetlink there are no insert/delete rates and no conntrack TIME_WAIT or state counts.',
     ),
   );
   monitor.on('warning', (w) => {
-    if (w.code !== 'EVENTS_AUTO' || how.eventsAuto === true) log(`conntrack-monitor: warning: ${w.message}`);
+    if (w.code !== 'EVENTS_AUTO' || how.eventsAuto === true) log(`conntrack-monitor: warning: ${printable(w.message)}`);
   });
-  monitor.on('error', (e) => log(`conntrack-monitor: ${e.message}`));
+  monitor.on('error', (e) => log(`conntrack-monitor: ${printable(e.message)}`));
   return monitor;
 }
 
@@ -40,7 +41,7 @@ export async function startOrExplain(monitor: { start(): Promise<void> }): Promi
     await monitor.start();
     return true;
   } catch (err) {
-    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
+    process.stderr.write(`conntrack-monitor: cannot start: ${printable((err as Error).message)}\n`);
     return false;
   }
 }

@@ -240,7 +240,7 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     const all = [...this.watched.values()];
     if (all.length > 0 && all.every((w) => w.state === 'failed')) {
       const cause = all[0]!.failure;
-      await this.close();
+      await this.close(false); // a start that fails reports nothing, not a final report of errors
       throw new ConntrackError(`no network namespace could be monitored: ${cause?.message}`, {
         code: cause?.code ?? 'ERR_NO_NAMESPACE',
         cause,
@@ -274,8 +274,11 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     for (const w of this.watched.values()) w.tracked?.[how]();
   }
 
-  /** Stops the reader (which emits the final report for the partial interval) and every tracked monitor. */
-  protected async close(): Promise<void> {
+  /**
+   * Stops the reader (which emits the final report for the partial interval, unless `final` is
+   * false) and every tracked monitor.
+   */
+  protected async close(final = true): Promise<void> {
     if (!this.started) return;
     this.started = false;
     clearInterval(this.timer);
@@ -288,7 +291,8 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
     this.native = null;
     if (native) {
       stopOnExit(native, false);
-      this.deliver(native.stop(), true);
+      const records = native.stop();
+      this.deliver(final ? records : records.filter((r) => r.type !== 'report'), true);
     }
     await Promise.all([...this.watched.values()].map((w) => w.tracked?.stop()));
     this.watched.clear();
@@ -318,8 +322,8 @@ export class AllNamespacesMonitor extends Lifecycle<AllNamespacesEvents> {
       const found = await findNamespaces(roots);
       const host = found.find((n) => n.host)?.inode ?? null;
       try {
-        this.pods = await podsByInode(await this.sandboxes.find(), roots.proc, host);
-        this.podsUnknown = this.sandboxes.sawRuntime ? null : podsUnknown(this.options);
+        this.pods = await podsByInode(await this.sandboxes.find(), roots.proc, host, this.sandboxes.stuck);
+        this.podsUnknown = this.sandboxes.unreadable ?? (this.sandboxes.sawRuntime ? null : podsUnknown(this.options));
       } catch (err) {
         this.reportError(ConntrackError.fromFs(err as NodeJS.ErrnoException, 'read the container runtime state'));
       }

@@ -130,8 +130,6 @@ export class DropMonitor extends Lifecycle<DropMonitorEvents> {
   /** The latest discovery, and its namespaces by inode. */
   private scan: NamespaceScan = { namespaces: [], holders: new Map() };
   private found = new Map<number, NetworkNamespace>();
-  /** Monotonic ms of the latest discovery. */
-  private scannedAt = -Infinity;
   /** Reads and discoveries run one after another: both use the map and the occupants. */
   private queue: Promise<void> = Promise.resolve();
 
@@ -229,7 +227,6 @@ export class DropMonitor extends Lifecycle<DropMonitorEvents> {
     const scan = await scanNamespaces(ROOTS);
     this.scan = scan;
     this.found = new Map(scan.namespaces.map((n) => [n.inode, n]));
-    this.scannedAt = performance.now();
     const forgotten = new Set<number>();
     const probe = this.probe;
     if (!probe) return forgotten;
@@ -293,14 +290,16 @@ export class DropMonitor extends Lifecycle<DropMonitorEvents> {
     const now = performance.now();
     const intervalMs = now - this.last;
     this.last = now;
-    // Before drops are given to a namespace: a namespace not seen before is found now (at most
-    // once per interval), not at the next periodic discovery, and so is one that took the
-    // inode of a namespace that is gone (its holders are not there any more).
+    // Before drops are given to a namespace: a namespace not seen before is found now (one
+    // scan per read at most), not at the next periodic discovery, and so is one that took the
+    // inode of a namespace that is gone (its holders are not there any more). Even when another
+    // scan ran a moment ago (a change of /var/run/netns): it may have run before this namespace
+    // was made, and would leave it without a name or a pid until the next periodic discovery.
     let changed = false;
     for (const { inode, drops: count } of counts) {
       const occupant = this.occupants.get(inode);
       if (inode === 0 || final) continue;
-      if (!occupant) changed ||= !this.scan.holders.has(inode) && now - this.scannedAt >= this.options.intervalMs;
+      if (!occupant) changed ||= !this.scan.holders.has(inode);
       else if (occupant.holders && count > occupant.last) changed ||= !(await this.stillHeld(inode, occupant.holders));
     }
     const forgotten = changed ? await this.discover() : new Set<number>();

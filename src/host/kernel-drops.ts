@@ -9,9 +9,10 @@
  * be known is null with the reason.
  */
 import { closeSync, constants, openSync, readSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConntrackStat } from '../backends/procfs.js';
+import { Deadline, readFileBounded } from './host-file.js';
 import { ROOTS, type NamespaceRoots } from './namespaces.js';
 
 export interface KernelDropHistory {
@@ -30,6 +31,9 @@ export interface KernelDropHistory {
   /** Why each null is null. */
   unavailable: Partial<Record<'sinceStart' | 'lastLoggedSecondsAgo', string>>;
 }
+
+/** How long a /proc file may take to read. */
+const READ_TIMEOUT_MS = 2000;
 
 /** "nf_conntrack: table full, dropping packet", and since Linux 6.x "... full in netns N, ...". */
 const TABLE_FULL = /nf_conntrack: table full(?: in netns (\d+))?, dropping packet/;
@@ -56,7 +60,8 @@ export async function kernelDropHistory(
         : 'no process or thread is in the namespace to read its /proc/net/stat/nf_conntrack through';
   } else {
     try {
-      const table = parseConntrackStat(await readFile(path, 'utf8'));
+      // One row per CPU, ~200 bytes each.
+      const table = parseConntrackStat(await readFileBounded(path, 4 << 20, new Deadline(READ_TIMEOUT_MS)));
       if (!table.columns.includes('drop')) unavailable.sinceStart = `${path} has no drop column`;
       else sinceStart = table.rows.reduce((sum, row) => sum + row.drop!, 0);
     } catch (err) {

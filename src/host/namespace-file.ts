@@ -7,10 +7,11 @@
  * Read-only and bounded: a stat per check, and a walk of /proc/self/mountinfo and of
  * /proc/PID/ns/net only once the path no longer names the namespace.
  */
-import { statSync, type Stats } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConntrackError } from '../errors.js';
+import { Deadline, fileKind, readFileBounded } from './host-file.js';
 import { ROOTS, type NamespaceRoots } from './namespaces.js';
 
 /** A namespace file's identity: the nsfs device and the namespace's inode. */
@@ -70,7 +71,9 @@ export interface Holders {
  */
 export async function holdersOf(id: NamespaceId, roots: NamespaceRoots = ROOTS): Promise<Holders> {
   const unreadable: number[] = [];
-  const mounts = await readFile(join(roots.proc, 'self', 'mountinfo'), 'utf8').catch(() => '');
+  // ~150 bytes a mount: room for 400,000 of them.
+  const mountinfo = join(roots.proc, 'self', 'mountinfo');
+  const mounts = await readFileBounded(mountinfo, 64 << 20, new Deadline(5000)).catch(() => '');
   for (const line of mounts.split('\n')) {
     // "36 35 0:4 net:[4026532176] /run/netns/blue rw,... shared:5 - nsfs nsfs rw"
     const [fields, fs] = line.split(' - ');
@@ -86,14 +89,4 @@ export async function holdersOf(id: NamespaceId, roots: NamespaceRoots = ROOTS):
     else if (st && st.dev === id.dev && st.ino === id.ino) return { holder: `pid ${pid}`, unreadable };
   }
   return { holder: null, unreadable };
-}
-
-/** What a file that is not a namespace is, in the words the netlink backend uses. */
-export function fileKind(s: Stats): string {
-  if (s.isFIFO()) return 'a FIFO';
-  if (s.isSocket()) return 'a socket';
-  if (s.isDirectory()) return 'a directory';
-  if (s.isCharacterDevice()) return 'a character device';
-  if (s.isBlockDevice()) return 'a block device';
-  return 'a regular file';
 }

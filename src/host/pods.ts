@@ -30,12 +30,15 @@
  * A sandbox is matched to a namespace by inode: the inode of its netns path (on the nsfs
  * device), else that of /proc/<pid>/ns/net of its process. Parsing is pure and defensive:
  * files are size-bounded, JSON that is malformed or of the wrong shape yields no pod, and the
- * identity strings are checked before they become metric labels. The files live on tmpfs
- * (/run), so they are read synchronously, as listNamespaces() reads /proc: a scan every few
- * seconds costs a stat per container and a read only of what changed.
+ * identity strings are checked before they become metric labels. The files are the host's:
+ * each is read as ./host-file.ts reads them (a regular file only, opened without blocking,
+ * bounded in size, and the whole scan in time), so a FIFO or /dev/zero in the runtime's place
+ * names no pod and holds nothing up. A scan every few seconds costs two stats per container
+ * and a read only of what changed.
  */
-import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Deadline, readFileBounded, statBefore, subdirectoriesBefore } from './host-file.js';
 
 export interface PodIdentity {
   /** The pod's Kubernetes namespace. */
@@ -78,6 +81,8 @@ export const DEFAULT_RUNTIME_ROOTS: RuntimeRoots = { containerd: '/run/container
 export const MAX_SPEC_BYTES = 1 << 20;
 /** At most this many sandbox directories are looked at per root and scan. */
 export const MAX_SANDBOXES = 4096;
+/** How long a scan of the runtimes' files may take: they are in memory (tmpfs) on a node. */
+export const SCAN_TIMEOUT_MS = 2000;
 
 const CONTAINERD_TASKS = 'io.containerd.runtime.v2.task';
 const ANNOTATIONS: Record<RuntimeName, { type: string; namespace: string; name: string; uid: string }> = {
@@ -137,58 +142,32 @@ export function parsePidFile(text: string): number | null {
   return Number.isSafeInteger(pid) && pid > 0 && pid <= 0x3fffffff ? pid : null;
 }
 
-/** Up to `max` bytes of a regular file as text, or null when it is missing or larger. */
-function readBounded(path: string, max: number): string | null {
-  let fd: number | null = null;
-  try {
-    fd = openSync(path, 'r');
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.size > max) return null;
-    const buffer = Buffer.alloc(st.size + 1);
-    const n = readSync(fd, buffer, 0, buffer.length, 0);
-    return n > max ? null : buffer.subarray(0, n).toString('utf8');
-  } catch {
-    return null;
-  } finally {
-    if (fd !== null) closeSync(fd);
-  }
-}
-
 /** What identifies a file's version: inode, size and mtime; null when it is no regular file. */
-function version(path: string): string | null {
+async function version(path: string, deadline: Deadline): Promise<string | null> {
+  const st = await statBefore(path, deadline);
+  return st?.isFile() ? `${st.ino}:${st.size}:${st.mtimeMs}` : null;
+}
+
+/** The text of a regular file of at most `max` bytes, or null (missing, larger, a FIFO, ...). */
+async function readSmall(path: string, max: number, deadline: Deadline): Promise<string | null> {
   try {
-    const st = statSync(path, { throwIfNoEntry: false });
-    return st?.isFile() ? `${st.ino}:${st.size}:${st.mtimeMs}` : null;
-  } catch {
+    return await readFileBounded(path, max, deadline);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ETIMEDOUT') throw err;
     return null;
   }
 }
 
-const subdirs = (dir: string): string[] => {
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name);
-  } catch {
-    return [];
-  }
-};
-const isDir = (path: string): boolean => {
-  try {
-    return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
-  } catch {
-    return false;
-  }
-};
+type SandboxDir = { runtime: RuntimeName; dir: string; pidFile: string };
 
 /** Where each runtime keeps its sandboxes' directories (spec and pid file inside). */
-function sandboxDirs(roots: RuntimeRoots): { runtime: RuntimeName; dir: string; pidFile: string }[] {
-  const found: { runtime: RuntimeName; dir: string; pidFile: string }[] = [];
+async function sandboxDirs(roots: RuntimeRoots, deadline: Deadline): Promise<SandboxDir[]> {
+  const found: SandboxDir[] = [];
   if (roots.containerd !== null) {
     const tasks = join(roots.containerd, CONTAINERD_TASKS);
     let n = 0;
-    for (const ns of subdirs(tasks)) {
-      for (const id of subdirs(join(tasks, ns))) {
+    for (const ns of await subdirectoriesBefore(tasks, deadline)) {
+      for (const id of await subdirectoriesBefore(join(tasks, ns), deadline)) {
         if (n++ >= MAX_SANDBOXES) break;
         found.push({ runtime: 'containerd', dir: join(tasks, ns, id), pidFile: 'init.pid' });
       }
@@ -196,8 +175,8 @@ function sandboxDirs(roots: RuntimeRoots): { runtime: RuntimeName; dir: string; 
   }
   if (roots.crio !== null) {
     let n = 0;
-    for (const driver of subdirs(roots.crio).filter((d) => d.endsWith('-containers'))) {
-      for (const id of subdirs(join(roots.crio, driver))) {
+    for (const driver of (await subdirectoriesBefore(roots.crio, deadline)).filter((d) => d.endsWith('-containers'))) {
+      for (const id of await subdirectoriesBefore(join(roots.crio, driver), deadline)) {
         if (n++ >= MAX_SANDBOXES) break;
         found.push({ runtime: 'cri-o', dir: join(roots.crio, driver, id, 'userdata'), pidFile: 'pidfile' });
       }
@@ -207,43 +186,70 @@ function sandboxDirs(roots: RuntimeRoots): { runtime: RuntimeName; dir: string; 
 }
 
 /**
- * Finds pod sandboxes under the runtimes' roots. Specs are parsed again only when they change
- * (keyed by inode, size and mtime in `cache`, which forgets what it no longer sees), so a scan
- * every few seconds costs a stat per container.
+ * Finds pod sandboxes under the runtimes' roots. Specs and pid files are read again only when
+ * they change (keyed by inode, size and mtime in `cache`, which forgets what it no longer
+ * sees), so a scan every few seconds costs two stats per container. A scan ends at
+ * SCAN_TIMEOUT_MS: a runtime directory on a filesystem that does not answer leaves the pods
+ * found so far, and `unreadable` says why; while a read of it is still stuck, later scans read
+ * nothing more there (each stuck read holds a thread) and keep those pods.
  */
 export class SandboxFinder {
-  private readonly cache = new Map<string, { key: string; spec: SandboxSpec | null }>();
+  private readonly cache = new Map<string, { key: string; spec: SandboxSpec | null; pid: [string, number | null] }>();
+  private last: Sandbox[] = [];
   /** Whether the last scan found any runtime state directory at all. */
   sawRuntime = false;
+  /** Why the last scan did not finish (a file that did not answer in time); null when it did. */
+  unreadable: string | null = null;
+  /** Reads of the runtimes' files still waiting on their filesystem past a scan's deadline. */
+  readonly stuck = { count: 0 };
 
   constructor(private readonly roots: RuntimeRoots) {}
 
   async find(): Promise<Sandbox[]> {
-    const dirs = sandboxDirs(this.roots);
-    const { containerd, crio } = this.roots;
-    this.sawRuntime =
-      dirs.length > 0 ||
-      (containerd !== null && isDir(join(containerd, CONTAINERD_TASKS))) ||
-      (crio !== null && isDir(crio));
-    const seen = new Set<string>();
+    if (this.stuck.count > 0 && this.unreadable !== null) {
+      this.unreadable = `${this.unreadable.replace(/; not read again until it answers$/, '')}; not read again until it answers`;
+      return this.last;
+    }
+    const deadline = new Deadline(SCAN_TIMEOUT_MS, this.stuck);
     const sandboxes: Sandbox[] = [];
-    for (const { runtime, dir, pidFile } of dirs) {
-      const path = join(dir, 'config.json');
-      seen.add(path);
-      const key = version(path);
-      if (key === null) continue;
-      let cached = this.cache.get(path);
-      if (cached?.key !== key) {
-        const text = readBounded(path, MAX_SPEC_BYTES);
-        cached = { key, spec: text === null ? null : parseSandboxSpec(text, runtime) };
-        this.cache.set(path, cached);
+    const seen = new Set<string>();
+    this.unreadable = null;
+    try {
+      const dirs = await sandboxDirs(this.roots, deadline);
+      const { containerd, crio } = this.roots;
+      const isDir = async (path: string) => (await statBefore(path, deadline))?.isDirectory() ?? false;
+      this.sawRuntime =
+        dirs.length > 0 ||
+        (containerd !== null && (await isDir(join(containerd, CONTAINERD_TASKS)))) ||
+        (crio !== null && (await isDir(crio)));
+      for (const { runtime, dir, pidFile } of dirs) {
+        const path = join(dir, 'config.json');
+        seen.add(path);
+        const key = await version(path, deadline);
+        if (key === null) continue;
+        let cached = this.cache.get(path);
+        if (cached?.key !== key) {
+          const text = await readSmall(path, MAX_SPEC_BYTES, deadline);
+          cached = { key, spec: text === null ? null : parseSandboxSpec(text, runtime), pid: ['', null] };
+          this.cache.set(path, cached);
+        }
+        if (!cached.spec) continue;
+        const pidPath = join(dir, pidFile);
+        const pidKey = (await version(pidPath, deadline)) ?? '';
+        if (pidKey !== cached.pid[0]) {
+          const text = pidKey === '' ? null : await readSmall(pidPath, 64, deadline);
+          cached.pid = [pidKey, text === null ? null : parsePidFile(text)];
+        }
+        sandboxes.push({ ...cached.spec, runtime, dir, pid: cached.pid[1] });
       }
-      if (!cached.spec) continue;
-      const pidText = readBounded(join(dir, pidFile), 64);
-      sandboxes.push({ ...cached.spec, runtime, dir, pid: pidText === null ? null : parsePidFile(pidText) });
+    } catch (err) {
+      // ETIMEDOUT: the pods found so far stand, and nothing is forgotten for what was not seen.
+      if ((err as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw err;
+      this.unreadable = `the container runtime's files could not be read within ${SCAN_TIMEOUT_MS / 1000} s: ${(err as Error).message}`;
+      return (this.last = sandboxes);
     }
     for (const path of this.cache.keys()) if (!seen.has(path)) this.cache.delete(path);
-    return sandboxes;
+    return (this.last = sandboxes);
   }
 }
 
@@ -259,28 +265,33 @@ export async function podsByInode(
   sandboxes: Sandbox[],
   procRoot: string,
   hostInode: number | null,
+  stuck: { count: number } = { count: 0 },
 ): Promise<Map<number, PodIdentity>> {
-  const nsStat = (path: string) => {
+  // /proc is the kernel's; the netns paths come from the runtime's files, so their stats are
+  // bounded in time like the scan, and not made while one is stuck (`stuck`, SandboxFinder's).
+  const procStat = (path: string) => {
     try {
       return statSync(path, { throwIfNoEntry: false }) ?? null;
     } catch {
       return null;
     }
   };
-  const nsfs = nsStat(join(procRoot, 'self', 'ns', 'net'))?.dev;
+  const deadline = new Deadline(SCAN_TIMEOUT_MS, stuck);
+  const statPaths = stuck.count === 0;
+  const nsfs = procStat(join(procRoot, 'self', 'ns', 'net'))?.dev;
   const byPath = new Map<number, PodIdentity>();
   const byPid = new Map<number, PodIdentity>();
   for (const s of sandboxes) {
     if (s.network === null) continue;
-    if (s.network.path !== null) {
-      const st = nsStat(s.network.path);
+    if (s.network.path !== null && statPaths) {
+      const st = await statBefore(s.network.path, deadline).catch(() => null);
       if (st && st.dev === nsfs) {
         byPath.set(st.ino, s.pod);
         continue;
       }
     }
     if (s.pid === null) continue;
-    const ino = nsStat(join(procRoot, String(s.pid), 'ns', 'net'))?.ino;
+    const ino = procStat(join(procRoot, String(s.pid), 'ns', 'net'))?.ino;
     if (ino !== undefined && ino !== hostInode) byPid.set(ino, s.pod);
   }
   for (const [ino, pod] of byPid) if (!byPath.has(ino)) byPath.set(ino, pod);

@@ -15,6 +15,7 @@
  * later (events.malformedTotal, samplesMissed) read as 0 from files that predate them. The file is input from
  * elsewhere: every field used is type-checked, and a bad one is an error naming the line.
  */
+import { printable } from '../errors.js';
 import { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
 import type { AllNamespacesReport, NamespaceReport } from '../host/all-namespaces.js';
 
@@ -114,8 +115,12 @@ export interface Recording {
   truncated: boolean;
 }
 
+/** A recording that cannot be read; the message names the line and field, its echo of the file escaped. */
 export class RecordingFormatError extends Error {
   override name = 'RecordingFormatError';
+  constructor(message: string) {
+    super(printable(message));
+  }
 }
 
 /** One NDJSON line (with its newline) for a sample or a report; header, notice and end as they are. */
@@ -137,38 +142,87 @@ export function reportLine(report: AllNamespacesReport): string {
  */
 export function parseRecording(text: string, name = 'recording'): Recording {
   const out: Recording = { header: null, samples: [], reports: [], notices: [], end: null, truncated: false };
+  const parser = new RecordingParser(name);
   const lines = text.split('\n');
   lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    const where = `${name}:${i + 1}`;
+    const parsed = parser.line(line, i + 1, i === lines.length - 1);
+    if (parsed === null) return;
+    if (parsed.type === 'header') out.header = parsed.header;
+    else if (parsed.type === 'sample') out.samples.push(parsed.sample);
+    else if (parsed.type === 'namespaces') out.reports.push(parsed.report);
+    else if (parsed.type === 'notice') out.notices.push(parsed.notice);
+    else if (parsed.type === 'end') out.end = parsed.end;
+    else out.truncated = true;
+  });
+  parser.finish();
+  return out;
+}
+
+/** A line as read back (a report in the fields summaries use); `truncated`: a cut-off last line. */
+export type ParsedLine =
+  | { type: 'header'; header: RecordingHeader }
+  | { type: 'sample'; sample: ConntrackSample }
+  | { type: 'namespaces'; report: RecordedReport }
+  | { type: 'notice'; notice: RecordingNotice }
+  | { type: 'end'; end: RecordingEnd }
+  | { type: 'truncated' };
+
+/**
+ * Reads a recording one line at a time (parseRecording for a whole text, readRecording for a
+ * file of any size): each line is checked and typed on its own, so nothing but the line in
+ * hand is held.
+ */
+export class RecordingParser {
+  private sawHeader = false;
+  private sawData = false;
+
+  constructor(private readonly name: string) {}
+
+  /**
+   * Line `n` (1-based, without its newline); `last`: no newline follows it, so a line that
+   * does not parse was cut off mid-write. Null for a blank line or a type this version does
+   * not know; throws a RecordingFormatError naming the line and field.
+   */
+  line(line: string, n: number, last: boolean): ParsedLine | null {
+    if (line.trim() === '') return null;
+    const where = `${this.name}:${n}`;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch (err) {
-      if (i === lines.length - 1) {
-        out.truncated = true; // no newline after it: the write was cut off
-        return;
-      }
+      if (last) return { type: 'truncated' }; // no newline after it: the write was cut off
       throw new RecordingFormatError(`${where}: not JSON: ${(err as Error).message}`);
     }
     const check = new Checker(where);
     const obj = check.object(value, 'line');
     const type = obj.type ?? (obj.counts !== undefined && obj.time !== undefined ? 'sample' : undefined);
     if (type === 'header') {
-      if (out.header || (i > 0 && (out.samples.length || out.reports.length))) {
-        throw new RecordingFormatError(`${where}: a header after the first line`);
-      }
-      out.header = check.header(obj);
-    } else if (type === 'sample') out.samples.push(check.sample(obj));
-    else if (type === 'namespaces') out.reports.push(check.report(obj));
-    else if (type === 'notice') out.notices.push(check.notice(obj));
-    else if (type === 'end') out.end = check.end(obj);
-    else if (typeof type !== 'string') throw new RecordingFormatError(`${where}: a line without a type`);
-  });
-  if (!out.header && !out.samples.length && !out.reports.length) {
-    throw new RecordingFormatError(`${name}: no header, sample or namespaces line: not a conntrack-monitor recording`);
+      if (this.sawHeader || this.sawData) throw new RecordingFormatError(`${where}: a header after the first line`);
+      this.sawHeader = true;
+      return { type, header: check.header(obj) };
+    }
+    if (type === 'sample') {
+      this.sawData = true;
+      return { type, sample: check.sample(obj) };
+    }
+    if (type === 'namespaces') {
+      this.sawData = true;
+      return { type, report: check.report(obj) };
+    }
+    if (type === 'notice') return { type, notice: check.notice(obj) };
+    if (type === 'end') return { type, end: check.end(obj) };
+    if (typeof type !== 'string') throw new RecordingFormatError(`${where}: a line without a type`);
+    return null;
   }
-  return out;
+
+  /** Throws unless what was read is a recording (a header, a sample or a report). */
+  finish(): void {
+    if (!this.sawHeader && !this.sawData) {
+      throw new RecordingFormatError(
+        `${this.name}: no header, sample or namespaces line: not a conntrack-monitor recording`,
+      );
+    }
+  }
 }
 
 type Obj = Record<string, unknown>;

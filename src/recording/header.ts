@@ -7,6 +7,7 @@
  * null with that reason (each sample still carries the namespace's TIME_WAIT timeout).
  */
 import { readFileSync } from 'node:fs';
+import { readFileBoundedSync } from '../host/host-file.js';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { conntrackEntryBytes, memoryBytes } from '../environment.js';
@@ -99,7 +100,7 @@ export function toolVersion(): string {
 
 function readInteger(path: string): number | null {
   try {
-    const text = readFileSync(path, 'utf8').trim();
+    const text = readFileBoundedSync(path, 4096).trim();
     return /^\d+$/.test(text) ? Number(text) : null;
   } catch {
     return null;

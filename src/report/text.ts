@@ -1,4 +1,5 @@
 /** The summary as text, for `report` and for the lines `record` prints when it ends. */
+import { printable } from '../errors.js';
 import { commandText } from './html.js';
 import { count, duration, offset, percent, rate, utc } from './numbers.js';
 import type { ReportRun } from './runs.js';
@@ -24,7 +25,9 @@ export function formatRun(run: ReportRun): string {
   const lines = [`${head.join(': ')}${where.length ? ` (${where.join(', ')})` : ''}`];
   lines.push(...formatSummary(s).map((l) => `  ${l}`));
   if (h && (run.truncated || !run.end)) lines.push('  the recording was cut short: it has no end line');
-  return lines.join('\n');
+  // The label, command, host and namespace names and the reasons are the file's: each line is
+  // escaped, so that none can add a line or reach the terminal as a control sequence.
+  return lines.map(printable).join('\n');
 }
 
 /** The summary's numbers, one measure a line; unknowns as n/a, with the reasons at the end. */
@@ -73,5 +76,5 @@ export function formatSummary(s: RunSummary): string[] {
     if (why !== undefined) reasons.set(why, [...(reasons.get(why) ?? []), path]);
   }
   for (const [why, paths] of reasons) out.push(`n/a: ${paths.join(', ')}: ${why}`);
-  return out;
+  return out.map(printable);
 }

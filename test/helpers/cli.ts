@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
 export const CLI = join(__dirname, '..', '..', 'dist', 'cli.js');
@@ -12,12 +12,12 @@ export interface CliRun {
 
 /**
  * Runs the CLI. `onLine` sees each stdout line as it arrives and may act on the child (send
- * a signal, start traffic).
+ * a signal, start traffic). The promise carries the child (`.child`) for its pid.
  */
 export function runCli(
   args: string[],
   onLine?: (line: string, child: ReturnType<typeof spawn>) => void,
-): Promise<CliRun> {
+): Promise<CliRun> & { child: ChildProcess } {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -33,7 +33,10 @@ export function runCli(
     }
   });
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
-  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<CliRun>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return Object.assign(done, { child });
 }
 
 /** The /metrics URL a `serve` child prints once it listens; rejects if it exits first. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Child process for lifecycle tests: node lifecycle-child.mjs MODE NETNS_PATH [N]
-//   cycles N    after 500 warm-up cycles, start and stop a monitor N times; prints fds,
+//   cycles N    after 300 warm-up cycles, start and stop a monitor N times; prints fds,
 //               threads, RSS, JS heap and native monitor objects still alive, before/after
 //   workers N   run a monitor in each of N worker threads and one on the main thread, take one
 //               sample from each, terminate the workers; prints threads and netlink sockets
@@ -55,7 +55,7 @@ if (mode === 'cycles') {
       await new Promise((r) => setTimeout(r, 50));
     }
   };
-  for (let i = 0; i < 500; i++) await once(); // warm up: the allocator's arenas and free lists fill
+  for (let i = 0; i < 300; i++) await once(); // warm up: the allocator's arenas and free lists fill
   await settle();
   const before = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB(), nativeKiB: nativeKiB() };
   const started = Date.now();
@@ -112,8 +112,8 @@ if (mode === 'cycles') {
   const rounds = Number(countText);
   const before = { threads: threads(), sockets: netlinkSockets() };
   let samples = 0;
-  for (let round = 0; round < rounds; round++) {
-    const workers = Array.from(
+  const spawnWorkers = () =>
+    Array.from(
       { length: 4 },
       () =>
         new Worker(
@@ -127,12 +127,32 @@ if (mode === 'cycles') {
           { eval: true, workerData: { lib: require.resolve('../../dist/index.js'), netns } },
         ),
     );
+  // How long a worker takes, here and now, to load the addon, start and deliver a sample: the
+  // rounds' moments of termination spread over one and a half times that (at least 300 ms),
+  // on a quiet machine as on a busy one.
+  const calibration = spawnWorkers();
+  const t0 = performance.now();
+  await new Promise((resolve) => calibration.forEach((w) => w.once('message', resolve)));
+  const firstSampleMs = performance.now() - t0;
+  await Promise.all(calibration.map((w) => w.terminate()));
+  const spanMs = Math.max(300, 1.5 * firstSampleMs);
+  for (let round = 0; round < rounds; round++) {
+    const workers = spawnWorkers();
     for (const w of workers) w.on('message', () => samples++);
-    await new Promise((r) => setTimeout(r, (round * 37) % 300)); // spread over load, start, samples
+    // Spread over load, start, samples.
+    await new Promise((r) => setTimeout(r, (((round * 37) % 300) / 300) * spanMs));
     await Promise.all(workers.map((w) => w.terminate()));
   }
   await new Promise((r) => setTimeout(r, 300));
-  console.log(JSON.stringify({ rounds, samples, before, after: { threads: threads(), sockets: netlinkSockets() } }));
+  console.log(
+    JSON.stringify({
+      rounds,
+      samples,
+      firstSampleMs: Math.round(firstSampleMs),
+      before,
+      after: { threads: threads(), sockets: netlinkSockets() },
+    }),
+  );
 } else if (mode === 'stop-dump') {
   const m = new ConntrackMonitor({ netns, intervalMs: 1000 });
   const samples = [];
@@ -144,22 +164,29 @@ if (mode === 'cycles') {
   console.log(JSON.stringify({ stopMs, finalSamples: samples.length, synced: samples.at(-1)?.protocols !== null }));
 } else if (mode === 'stop-resync') {
   // Every close re-dumps (resync period 1 s < interval 2 s), and the sample is delivered after
-  // the dump: the next dump starts about 2 s - dumpMs after a sample arrives. Stop halfway in.
+  // the dump: the next dump starts about 2 s - dumpMs after a sample arrives. From a little
+  // before that, the reader thread is watched (the first field of /proc/.../syscall: the
+  // syscall it is blocked in, poll, 7 on x86-64, when idle, or "running"): busy for 20 ms in a
+  // row is the dump (a stats reading takes well under 1 ms), and it is stopped there.
   const m = new ConntrackMonitor({ netns, intervalMs: 2000, resyncIntervalMs: 1000 });
   const samples = [];
   m.on('sample', (s) => samples.push(s));
   await m.start();
   while (samples.length < 2) await new Promise((r) => setTimeout(r, 5));
   const arrived = Date.now();
-  const previous = samples.at(-1);
-  const dumpMs = previous.events.lastResyncMs;
-  await new Promise((r) => setTimeout(r, arrived + 2000 - dumpMs / 2 - Date.now()));
-  // What the reader thread is doing now: the first field of /proc/.../syscall is the syscall
-  // number it is blocked in (poll, 7 on x86-64, when idle), or "running".
+  const dumpMs = samples.at(-1).events.lastResyncMs;
+  await new Promise((r) => setTimeout(r, Math.max(0, arrived + 2000 - dumpMs - 200 - Date.now())));
   const reader = readdirSync('/proc/self/task').find(
     (tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'ctmon-reader',
   );
-  const readerSyscall = readFileSync(`/proc/self/task/${reader}/syscall`, 'utf8').split(' ')[0].trim();
+  const syscall = () => readFileSync(`/proc/self/task/${reader}/syscall`, 'utf8').split(' ')[0].trim();
+  let busySince = null;
+  for (const deadline = Date.now() + 6000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 2))) {
+    if (syscall() === '7') busySince = null;
+    else if ((busySince ??= performance.now()) < performance.now() - 20) break;
+  }
+  const readerSyscall = syscall();
+  const resyncsBefore = samples.at(-1).events.resyncs;
   const t = process.hrtime.bigint();
   await m.stop();
   const stopMs = Number(process.hrtime.bigint() - t) / 1e6;
@@ -170,7 +197,7 @@ if (mode === 'cycles') {
       stopMs,
       dumpMs,
       readerSyscall,
-      resyncsBefore: previous.events.resyncs,
+      resyncsBefore,
       resyncsAfter: last.events.resyncs,
       final: last.final,
     }),

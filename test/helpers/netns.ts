@@ -4,7 +4,7 @@
  * inside the namespace: nf_conntrack_count, /proc/net/stat/nf_conntrack, and conntrack-tools.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { uniqueName } from './unique-name.mjs';
@@ -16,6 +16,45 @@ const NFT_RULES = `table inet ctmon_test {
   chain out { type filter hook output priority 0; ct state new counter; }
   chain in { type filter hook input priority 0; ct state established,related counter; }
 }`;
+
+/** Whose sockets: a pid, or a function that returns the pids (found by command line, say). */
+type Owner = number | (() => number[]);
+
+/** Inodes of the sockets the processes hold (socket:[INODE] links in /proc/PID/fd). */
+function socketInodes(pids: number[]): Set<number> {
+  const inodes = new Set<number>();
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // it ended
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(Number(m[1]));
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return inodes;
+}
+
+/** Pids of the processes whose command line contains `text` (a unique namespace name, say). */
+export function pidsWith(text: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 // Namespace names only: no interface name derives from them, so the 15-character limit of
 // interface names (IFNAMSIZ) does not apply.
@@ -195,25 +234,34 @@ export class TestNamespace {
     await this.exec('sysctl', ['-q', '-w', `${name}=${value}`]);
   }
 
-  /** Drops counted by the kernel for NETLINK_NETFILTER sockets with groups (/proc/net/netlink). */
-  async eventSocketDrops(): Promise<number[]> {
+  /**
+   * Drops the kernel counted (/proc/net/netlink) on each NETLINK_NETFILTER socket with groups
+   * (an event listener) in the namespace that `owner` holds: this process unless told, or
+   * the processes a function returns. Others may listen too: another monitor, a node-wide
+   * one watching every namespace on the host, conntrack -E.
+   */
+  async eventSocketDrops(owner: Owner = process.pid): Promise<number[]> {
     const text = await this.exec('cat', ['/proc/net/netlink']);
+    const held = socketInodes(typeof owner === 'number' ? [owner] : owner());
     const [header, ...rows] = text.trim().split('\n');
     const cols = header!.trim().split(/\s+/);
     return rows
       .map((r) => r.trim().split(/\s+/))
       .filter((r) => r[cols.indexOf('Eth')] === '12' && Number.parseInt(r[cols.indexOf('Groups')]!, 16) !== 0)
+      .filter((r) => held.has(Number(r[cols.indexOf('Inode')])))
       .map((r) => Number(r[cols.indexOf('Drops')]));
   }
 
   /**
-   * Resolves once a ctnetlink event listener exists in the namespace (a monitor started by a
-   * child process has subscribed), plus a little time for its first stats reading.
+   * Resolves once `owner` (a process, or the processes a function returns) listens to the
+   * namespace's ctnetlink events (a monitor it started has subscribed), plus a little time for
+   * its first stats reading.
    */
-  async waitForListener(timeoutMs = 10_000): Promise<void> {
+  async waitForListener(owner: Owner, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ((await this.eventSocketDrops()).length === 0) {
-      if (Date.now() > deadline) throw new Error(`no conntrack event listener appeared in ${this.name}`);
+    while ((await this.eventSocketDrops(owner)).length === 0) {
+      if (Date.now() > deadline)
+        throw new Error(`no conntrack event listener of ${String(owner)} appeared in ${this.name}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     await new Promise((r) => setTimeout(r, 150));
@@ -309,50 +357,4 @@ export async function nsidFreed(nsid: number, timeoutMs = 3000): Promise<boolean
     await new Promise((r) => setTimeout(r, 50)); // namespaces are freed from a workqueue
   }
   return true;
-}
-
-const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
-/** The agents' lock around anything that changes a global sysctl or floods (see the brief). */
-const KERNEL_LOCK = '/tmp/ctmon-kernel.lock';
-
-/**
- * Holds KERNEL_LOCK until the returned release() (or this process's end): a `flock LOCK cat`
- * child holds it, and `cat` echoing a line proves it does. Waits at most 10 minutes for
- * whoever holds it. Set CTMON_KERNEL_LOCK_HELD=1 when the whole run already holds it (the
- * child would wait for its own parent).
- */
-async function holdKernelLock(): Promise<() => Promise<void>> {
-  if (process.env.CTMON_KERNEL_LOCK_HELD === '1') return async () => {};
-  const child = spawn('flock', ['-w', '600', KERNEL_LOCK, 'cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  child.stdin!.write('held\n');
-  const held = await Promise.race([
-    new Promise<true>((resolve) => child.stdout!.once('data', () => resolve(true))),
-    exited.then((code) => code),
-  ]);
-  if (held !== true) throw new Error(`could not take ${KERNEL_LOCK} (flock exited with ${held})`);
-  return async () => {
-    child.stdin!.end();
-    await exited;
-  };
-}
-
-/**
- * Runs `body` with the global nf_conntrack_max lowered to `max`, holding the kernel lock while
- * it is lowered and restoring the old value in finally. Only the test process changes it; the
- * library never writes a sysctl.
- */
-export async function withConntrackMax<T>(max: number, body: () => Promise<T>): Promise<T> {
-  const release = await holdKernelLock();
-  try {
-    const saved = readFileSync(MAX_PATH, 'utf8').trim();
-    writeFileSync(MAX_PATH, String(max));
-    try {
-      return await body();
-    } finally {
-      writeFileSync(MAX_PATH, saved);
-    }
-  } finally {
-    await release();
-  }
 }

@@ -7,7 +7,8 @@ import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
-import { uniqueName, withConntrackMax } from '../helpers/netns';
+import { withConntrackMax, withKernelLock } from '../helpers/kernel-lock.mjs';
+import { pidsWith, uniqueName } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -60,7 +61,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     const before = await ns.kernelStats();
     const { full, traffic } = await withConntrackMax(20, async () => {
       const run = runCli(['check', '--netns', ns.name, '--observe', '1.5', '--interval', '200']);
-      await ns.waitForListener();
+      await ns.waitForListener(run.child.pid!);
       const traffic = await ns.traffic('udp', 40);
       return { full: await run, traffic };
     });
@@ -81,10 +82,10 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
   it('advise: drops into a table mostly TIME_WAIT: the shorter TIME_WAIT timeout, no larger max while it frees enough', async () => {
     const ns = await namespace('advise');
     const before = await ns.kernelStats();
+    await ns.traffic('tcp', 80); // 80 TIME_WAIT entries: of 100, once the max is lowered
     const advice = await withConntrackMax(100, async () => {
-      await ns.traffic('tcp', 80); // 80 TIME_WAIT entries of 100
       const run = runCli(['advise', '--netns', ns.name, '--observe', '1.5', '--interval', '250', '--json']);
-      await ns.waitForListener();
+      await ns.waitForListener(run.child.pid!);
       await ns.traffic('udp', 40); // about 20 fit, the rest are dropped
       return run;
     });
@@ -111,10 +112,13 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
   it('advise after an incident: the kernel drop counter since the namespace started, and the last "table full" log', async () => {
     const ns = await namespace('after');
     const inode = statSync(ns.path).ino;
-    // The kernel's "table full" message is rate limited host-wide (10 per 5 s): let earlier
-    // tests' messages age out so that this incident is logged.
-    await sleep(5500);
-    const incident = await withConntrackMax(20, () => ns.traffic('udp', 35));
+    // The kernel's "table full" message is rate limited host-wide (net_ratelimit: 10 per 5 s):
+    // under the kernel lock no one else fills a table, and earlier messages age out, so that
+    // this incident is logged.
+    const incident = await withKernelLock(async () => {
+      await sleep(5500);
+      return withConntrackMax(20, () => ns.traffic('udp', 35));
+    });
     const incidentAt = performance.now();
     await sleep(2000); // the incident is over before advise starts
     const kernel = (await ns.kernelStats()).drop!;
@@ -159,7 +163,7 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     ]);
     defer(() => void execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' }));
     const screen = () => execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
-    await ns.waitForListener();
+    await ns.waitForListener(() => pidsWith(ns.name)); // the CLI in the tmux pane
     await sleep(500);
     const calm = screen();
     expect(calm).toMatch(/Table +\[░+\] 0\.0% {2}0 \/ [\d,]+ entries/);

@@ -70,13 +70,16 @@ describe.skipIf(!canRunIntegration)('the eBPF event path on the real kernel', ()
     const ns = await namespace('ebpf-dumps');
     await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 30);
     // A dump every second while the flows are made: each dump lists flows the kernel filter
-    // tracks, and DESTROYs remove some of them meanwhile.
+    // tracks, and DESTROYs remove some of them meanwhile. A round lasts about as long as the
+    // machine takes: each ends only once a dump ran since it began.
     const { monitor, samples } = await startMonitor(ns, { resyncIntervalMs: 1000 });
     await nextSamples(monitor, 1);
     for (let round = 0; round < 4; round++) {
+      const resyncs = samples.at(-1)!.events!.resyncs;
       await ns.traffic('udp', 500);
       await ns.icmpEcho(5);
       await ns.exec('conntrack', ['-D', '-p', 'udp', '--dport', String((await ns.traffic('udp', 1)).port)]);
+      while (samples.at(-1)!.events!.resyncs === resyncs) await nextSamples(monitor, 1);
     }
     await nextSamples(monitor, 6);
     const counts = await checkpoint(ns, monitor, samples, 'after dumps');

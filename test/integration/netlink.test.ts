@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { ConntrackError, ConntrackMonitor } from '../../dist/index.js';
 import { unprivilegedCopy } from '../helpers/unprivileged';
 import { canRunIntegration } from '../helpers/gate';
-import { uniqueName, withConntrackMax } from '../helpers/netns';
+import { withConntrackMax } from '../helpers/kernel-lock.mjs';
+import { uniqueName } from '../helpers/netns';
 import { nextSamples } from '../helpers/samples';
 import { namespace, startMonitor } from '../helpers/scope';
 

@@ -191,7 +191,12 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
 
   it('notices entries deleted without DESTROY (nf_conntrack_events=2) and resyncs', async () => {
     const ns = await namespace('nodestroy');
-    await ns.traffic('tcp', 50); // no listener yet: these entries will never send events
+    // Entries made while no one listens never send events. Whether anyone listens is one flag
+    // for the whole host (any event socket, in any namespace: another monitor, conntrack -E), so
+    // the namespace turns events off while these are made, as no listener anywhere would.
+    await ns.sysctl('net.netfilter.nf_conntrack_events', 0);
+    await ns.traffic('tcp', 50);
+    await ns.sysctl('net.netfilter.nf_conntrack_events', 2);
     const { monitor, samples } = await startMonitor(ns, { intervalMs: 200 });
     await nextSamples(monitor, 1);
     expect(samples.at(-1)!.timeWait.entries).toBe(50);
@@ -222,7 +227,8 @@ describe.skipIf(!canRunIntegration)('TIME_WAIT and TCP states on the real kernel
         let referenceErr = '';
         reference.stdout.on('data', (d) => (referenceOut += d));
         reference.stderr.on('data', (d) => (referenceErr += d));
-        while ((await ns.eventSocketDrops()).length < 2) await new Promise((r) => setTimeout(r, 50)); // both subscribed
+        await ns.waitForListener(process.pid); // the monitor...
+        await ns.waitForListener(reference.pid!); // ...and conntrack -E (ip netns exec runs it as itself)
         await ns.traffic('udp-echo', 50);
         await ns.traffic('tcp', 20);
         await nextSamples(monitor, 2);

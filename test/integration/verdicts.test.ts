@@ -14,7 +14,8 @@ import { ConntrackMonitor, evictableVerdict, type TopReport } from '../../dist/i
 import { runCli } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { groupListing, type ListingGroups } from '../helpers/listing';
-import { withConntrackMax, type TestNamespace } from '../helpers/netns';
+import { withConntrackMax } from '../helpers/kernel-lock.mjs';
+import type { TestNamespace } from '../helpers/netns';
 import { defer, namespace } from '../helpers/scope';
 
 const FLOWS = join(__dirname, '..', 'helpers', 'flows.mjs');

@@ -11,6 +11,7 @@ import { reclaimableText } from '../../verdict.js';
 import { tuningEnvironment } from '../../environment.js';
 import { kernelDropHistory } from '../../host/kernel-drops.js';
 import type { ConntrackSample } from '../../types.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor advise [--observe S] [--json] [options]
 
@@ -68,11 +69,13 @@ export async function run(argv: string[]): Promise<number> {
     try {
       snapshot = await topEntries({ ...(options.netns ? { netns: options.netns } : {}), limit: 5 });
     } catch (err) {
-      process.stderr.write(`conntrack-monitor: no snapshot of the table: ${(err as Error).message}\n`);
+      process.stderr.write(`conntrack-monitor: no snapshot of the table: ${printable((err as Error).message)}\n`);
     }
   }
   const advice = adviseTuning(samples, environment, snapshot);
-  process.stdout.write(values.json === true ? `${JSON.stringify(advice, null, 2)}\n` : formatAdvice(advice));
+  // Each line escaped: the advice quotes paths and the kernel's reasons.
+  const text = () => formatAdvice(advice).split('\n').map(printable).join('\n');
+  process.stdout.write(values.json === true ? `${JSON.stringify(advice, null, 2)}\n` : text());
   return 0;
 }
 

@@ -11,6 +11,7 @@ import { createMonitor, namespaceGone } from '../monitor.js';
 import { topEntries, type TopReport } from '../../top.js';
 import { evictableVerdict, reclaimableText } from '../../verdict.js';
 import type { ConntrackSample } from '../../types.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor check [-w PCT] [-c PCT] [-t S] [--observe S] [options]
 
@@ -43,7 +44,7 @@ const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 
 /** Usage errors as the monitoring-plugins guidelines want them: the UNKNOWN status line on stdout. */
 export function usageError(message: string): number {
-  process.stdout.write(`CONNTRACK UNKNOWN - ${message} (see --help)\n`);
+  process.stdout.write(`CONNTRACK UNKNOWN - ${printable(message)} (see --help)\n`);
   return 3;
 }
 
@@ -152,7 +153,7 @@ export async function run(argv: string[]): Promise<number> {
     timedOut,
   ]);
   clearTimeout(timer);
-  process.stdout.write(`${result.line}\n`);
+  process.stdout.write(`${printable(result.line)}\n`); // one line, as monitoring plugins print
   return result.code;
 }
 

@@ -6,6 +6,7 @@
 import { MAX_TIMER_S, number, parseFlags, seconds, withFlags } from '../args.js';
 import { awaitShutdown, forcedExit, stopUnlessForced } from '../monitor.js';
 import { DropMonitor, type DropSample } from '../../host/drop-monitor.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor drops [--json] [--interval MS] [--duration S] [--top N]
 
@@ -51,11 +52,11 @@ export async function run(argv: string[]): Promise<number> {
   );
   const json = values.json === true;
   monitor.on('sample', (s) => process.stdout.write(`${json ? JSON.stringify(s) : formatDrops(s)}\n`));
-  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor drops: ${e.message}\n`));
+  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor drops: ${printable(e.message)}\n`));
   try {
     await monitor.start(); // loads the program once; available() would load it a first time
   } catch (err) {
-    process.stderr.write(`conntrack-monitor drops: cannot run: ${(err as Error).message}\n`);
+    process.stderr.write(`conntrack-monitor drops: cannot run: ${printable((err as Error).message)}\n`);
     return 1;
   }
   const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined);
@@ -69,7 +70,7 @@ function formatDrops(s: DropSample): string {
     `${s.time.slice(11, 19)}  table-full drops: ${total} in ${Math.round(s.intervalMs)} ms${s.final ? ' (final)' : ''}`,
   ];
   for (const n of s.namespaces) {
-    const who = n.name ?? (n.pid === null ? '-' : `pid ${n.pid}`);
+    const who = n.name !== null ? printable(n.name) : n.pid === null ? '-' : `pid ${n.pid}`;
     lines.push(`  netns ${n.inode} ${who}: ${n.drops} (total ${n.totalDrops})`);
   }
   for (const f of s.flows) {

@@ -10,21 +10,20 @@
  * that one is not sent again, since many tools (k6) take a second SIGINT as "abort now".
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { allNamespacesOptions, MONITOR_FLAGS_HELP, parseCommand, UsageError, withFlags } from '../args.js';
 import { createMonitor } from '../monitor.js';
 import { AllNamespacesMonitor } from '../../host/all-namespaces.js';
+import { readFileBoundedSync } from '../../host/host-file.js';
 import { DEFAULT_INTERVAL_MS } from '../../options.js';
 import { recordingHeader } from '../../recording/header.js';
 import { RecordingWriter } from '../../recording/writer.js';
 import type { RecordingEnd } from '../../recording/format.js';
 import { commandText } from '../../report/html.js';
-import { runsOf } from '../../report/runs.js';
+import { RunsBuilder } from '../../report/runs.js';
 import { formatRun } from '../../report/text.js';
 import type { ConntrackMonitor } from '../../monitor.js';
-import type { AllNamespacesReport } from '../../host/all-namespaces.js';
-import type { ConntrackSample } from '../../types.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor record --out FILE [options] [-- COMMAND [ARGS...]]
 
@@ -47,7 +46,8 @@ FILE is NDJSON, written line by line as it happens (a crash leaves every line be
 conntrack-monitor report FILE summarizes it; report FILE --html OUT.html draws it.
 
 Options:
-  -o, --out FILE         where to write the recording (required; replaced if it exists)
+  -o, --out FILE         where to write the recording (required; replaced if it exists;
+                         a FIFO needs its reader running first)
   --all-namespaces       record every network namespace on the host
 ${MONITOR_FLAGS_HELP}
 
@@ -74,7 +74,8 @@ export async function run(argv: string[]): Promise<number> {
   const all = values['all-namespaces'] === true;
   if (all && options.netns !== undefined) throw new UsageError('--all-namespaces and --netns exclude each other');
 
-  const log = (line: string) => process.stderr.write(`conntrack-monitor record: ${line}\n`);
+  // Paths, the command and monitor messages come from elsewhere: one escaped line each.
+  const log = (line: string) => process.stderr.write(`conntrack-monitor record: ${printable(line)}\n`);
   let source: ConntrackMonitor | AllNamespacesMonitor;
   if (all) source = withFlags(() => new AllNamespacesMonitor(allNamespacesOptions(options, {})));
   else source = createMonitor(options);
@@ -96,11 +97,12 @@ export async function run(argv: string[]): Promise<number> {
       log(`cannot write ${out}: ${(err as Error).message}`);
       return 1;
     }
-    const samples: ConntrackSample[] = [];
-    const reports: AllNamespacesReport[] = [];
+    // The summary printed at the end, built as samples come: bounded however long it records.
+    const runs = new RunsBuilder(out);
+    runs.add({ type: 'header', header });
     if (source instanceof AllNamespacesMonitor) {
       source.on('report', (r) => {
-        reports.push(r);
+        runs.add({ type: 'namespaces', report: r });
         writer.report(r);
       });
       source.on('error', (e) => {
@@ -109,7 +111,7 @@ export async function run(argv: string[]): Promise<number> {
       });
     } else {
       source.on('sample', (s) => {
-        samples.push(s);
+        runs.add({ type: 'sample', sample: s });
         writer.sample(s);
       });
       source.on('fallback', (f) => writer.notice('fallback', `using /proc instead of ctnetlink: ${f.reason}`));
@@ -128,11 +130,12 @@ export async function run(argv: string[]): Promise<number> {
 
     let end: Omit<RecordingEnd, 'type' | 'endTime'>;
     let status: number;
+    let ran = true;
     if (signals.received) {
       end = { exit: null, reason: signals.received };
       status = command ? 128 + constants.signals[signals.received] : 0;
     } else if (command) {
-      ({ end, status } = await runCommand(command, signals, log));
+      ({ end, status, ran } = await runCommand(command, signals, log));
     } else {
       log(`recording to ${out} until SIGINT or SIGTERM`);
       end = { exit: null, reason: await signals.next() };
@@ -140,27 +143,20 @@ export async function run(argv: string[]): Promise<number> {
     }
     await source.stop();
     writer.close(end);
+    if (!ran) return status; // nothing ran: no summary that reads as if it had
 
-    const runs = runsOf(
-      {
-        header,
-        samples,
-        reports,
-        notices: [],
-        end: { type: 'end', endTime: new Date().toISOString(), ...end },
-        truncated: false,
-      },
-      out,
-    );
-    const shown = runs.slice(0, 5);
+    runs.add({ type: 'end', end: { type: 'end', endTime: new Date().toISOString(), ...end } });
+    const summaries = runs.runs();
+    const shown = summaries.slice(0, 5);
     process.stderr.write(`\n${shown.map(formatRun).join('\n')}\n`);
-    if (runs.length > shown.length) process.stderr.write(`(and ${runs.length - shown.length} more namespaces)\n`);
+    if (summaries.length > shown.length)
+      process.stderr.write(`(and ${summaries.length - shown.length} more namespaces)\n`);
     if (writer.error) {
       log(`writing ${out} failed (${writer.error.message}): it holds the first ${writer.lines} lines only`);
       return status || 1;
     }
     process.stderr.write(
-      `recorded ${writer.lines} lines to ${out}; conntrack-monitor report ${out} --html report.html\n`,
+      `recorded ${writer.lines} lines to ${printable(out)}; conntrack-monitor report ${printable(out)} --html report.html\n`,
     );
     return status;
   } finally {
@@ -173,7 +169,7 @@ async function runCommand(
   command: string[],
   signals: Signals,
   log: (line: string) => void,
-): Promise<{ end: Omit<RecordingEnd, 'type' | 'endTime'>; status: number }> {
+): Promise<{ end: Omit<RecordingEnd, 'type' | 'endTime'>; status: number; ran: boolean }> {
   let child: ChildProcess;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>(
     (resolve) => {
@@ -192,17 +188,18 @@ async function runCommand(
   signals.forward = null;
   if (result.error) {
     const notFound = result.error.code === 'ENOENT';
-    log(`cannot run ${command[0]}: ${result.error.message}`);
+    log(`cannot run ${command[0]}: ${result.error.message} (no summary: nothing ran while recording)`);
     return {
       end: { exit: null, reason: `cannot run the command: ${result.error.message}` },
       status: notFound ? 127 : 126,
+      ran: false,
     };
   }
   const status =
     result.signal !== null
       ? 128 + (constants.signals[result.signal as keyof typeof constants.signals] ?? 0)
       : (result.code ?? 1);
-  return { end: { exit: { code: result.code, signal: result.signal }, reason: 'command exited' }, status };
+  return { end: { exit: { code: result.code, signal: result.signal }, reason: 'command exited' }, status, ran: true };
 }
 
 /**
@@ -212,7 +209,7 @@ async function runCommand(
  */
 function terminalSentToGroup(): boolean {
   try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const stat = readFileBoundedSync('/proc/self/stat', 4096);
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const pgrp = Number(fields[2]);
     const tpgid = Number(fields[5]);

@@ -32,6 +32,7 @@ import {
   registerTopMetrics,
 } from '../../metrics.js';
 import { TOP_LIMIT_RANGE } from '../../options.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor serve [--listen HOST:PORT] [options]
 
@@ -55,8 +56,14 @@ Options:
                          which nf_conntrack_unassured_entries and
                          nf_conntrack_tcp_closing_entries; absent while the pressure is ok
                          (one namespace only: not with --all-namespaces)
+  --no-process-metrics   leave out the exporter process's own metrics (process_* and
+                         nodejs_*: CPU, memory, open files, event loop lag, heap, GC;
+                         prom-client's default metrics), which are served by default
 ${ALL_NAMESPACES_HELP}
 ${MONITOR_FLAGS_HELP}
+
+conntrack_monitor_scrape_duration_seconds is how long collecting and rendering the metrics
+took, the previous time (the rendering it is in cannot time itself).
 
 The server's memory stays bounded whatever clients do: at most 512 connections (one more
 closes the one idle longest), a request head within 5 s and 8 KiB, no request bodies, 16
@@ -79,6 +86,7 @@ export async function run(argv: string[]): Promise<number> {
     listen: { type: 'string' },
     drops: { type: 'boolean' },
     top: { type: 'string' },
+    'no-process-metrics': { type: 'boolean' },
     ...ALL_NAMESPACES_FLAGS,
   });
   if (help) {
@@ -87,9 +95,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   checkAllNamespacesFlags(values);
   const { host, port } = parseListen(String(values.listen ?? '127.0.0.1:9465'));
-  let Registry: new () => { metrics(): Promise<string>; contentType: string; registerMetric(m: unknown): void };
+  let promClient: PromClient;
   try {
-    ({ Registry } = require('prom-client'));
+    promClient = require('prom-client');
   } catch {
     process.stderr.write('conntrack-monitor: serve needs prom-client: npm install prom-client\n');
     return 1;
@@ -97,7 +105,19 @@ export async function run(argv: string[]): Promise<number> {
   const top = values.top === undefined ? null : number('--top', values.top);
   if (top !== null && !(Number.isInteger(top) && top >= TOP_LIMIT_RANGE[0] && top <= TOP_LIMIT_RANGE[1]))
     throw new UsageError(`--top must be an integer from ${TOP_LIMIT_RANGE[0]} to ${TOP_LIMIT_RANGE[1]}, got ${top}`);
-  const registry = new Registry();
+  const registry = new promClient.Registry();
+  // The exporter's own process, as every prom-client exporter (and node_exporter) serves it;
+  // less three gauges named like counters (promtool rejects them), each the sum of a series
+  // that stays (nodejs_active_handles{type}, ...).
+  if (values['no-process-metrics'] !== true) {
+    promClient.collectDefaultMetrics({ register: registry });
+    for (const what of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`nodejs_active_${what}_total`);
+  }
+  const scrapeDuration = new promClient.Gauge({
+    name: 'conntrack_monitor_scrape_duration_seconds',
+    help: 'Seconds the previous collection and rendering of these metrics took (once per interval; scrapes share it)',
+    registers: [registry],
+  });
   const all = values['all-namespaces'] === true;
   if (all && top !== null) throw new UsageError('--top reads one namespace: it cannot be used with --all-namespaces');
   const monitor = all
@@ -116,7 +136,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       await drops.start();
     } catch (err) {
-      process.stderr.write(`conntrack-monitor: --drops cannot run: ${(err as Error).message}\n`);
+      process.stderr.write(`conntrack-monitor: --drops cannot run: ${printable((err as Error).message)}\n`);
       return 1;
     }
   }
@@ -124,7 +144,13 @@ export async function run(argv: string[]): Promise<number> {
     await drops?.stop();
     return 1;
   }
-  const server = new MetricsServer({ render: () => registry.metrics(), contentType: registry.contentType });
+  const render = async () => {
+    const started = performance.now();
+    const text = await registry.metrics();
+    scrapeDuration.set((performance.now() - started) / 1000);
+    return text;
+  };
+  const server = new MetricsServer({ render, contentType: registry.contentType });
   // Rendered once per new sample (or snapshot) and shared by every scrape until the next one.
   if (monitor instanceof AllNamespacesMonitor) monitor.on('report', () => void server.refresh());
   else {
@@ -139,7 +165,9 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     await monitor.stop();
     await drops?.stop();
-    process.stderr.write(`conntrack-monitor: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
+    process.stderr.write(
+      `conntrack-monitor: cannot listen on ${printable(`${host}:${port}: ${(err as Error).message}`)}\n`,
+    );
     return 1;
   }
   process.stderr.write(
@@ -157,9 +185,21 @@ export async function run(argv: string[]): Promise<number> {
   return why === 'namespace gone' ? 1 : 0; // the reason is on stderr already
 }
 
+/** What serve uses of prom-client (an optional peer, loaded when serve runs). */
+interface PromClient {
+  Registry: new () => {
+    metrics(): Promise<string>;
+    contentType: string;
+    registerMetric(m: unknown): void;
+    removeSingleMetric(name: string): void;
+  };
+  Gauge: new (config: { name: string; help: string; registers: unknown[] }) => { set(value: number): void };
+  collectDefaultMetrics(config: { register: unknown }): void;
+}
+
 /** The node-wide monitor, with errors on stderr as createMonitor() does for one namespace. */
 function nodeMonitor(options: ConstructorParameters<typeof AllNamespacesMonitor>[0]): AllNamespacesMonitor {
   const monitor = withFlags(() => new AllNamespacesMonitor(options));
-  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  monitor.on('error', (e) => process.stderr.write(`conntrack-monitor: ${printable(e.message)}\n`));
   return monitor;
 }

@@ -9,6 +9,7 @@ import { resolveTopOptions } from '../../options.js';
 import { formatGroup, wrapWords } from '../format.js';
 import { topEntries, type TopItem, type TopReport } from '../../top.js';
 import { evictableVerdict, ofMax, reclaimableText } from '../../verdict.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor top [--netns NAME|PATH] [--json] [--limit N] [--watch] [--interval MS]
 
@@ -91,7 +92,7 @@ async function snapshot(
     report = await topEntries({ ...options, ...(signal ? { signal } : {}) });
   } catch (err) {
     if (signal?.aborted) return false;
-    process.stderr.write(`conntrack-monitor top: cannot read the table: ${(err as Error).message}\n`);
+    process.stderr.write(`conntrack-monitor top: cannot read the table: ${printable((err as Error).message)}\n`);
     return false;
   }
   if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
@@ -115,7 +116,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export function formatTopReport(r: TopReport): string {
   const verdict = evictableVerdict(r);
   const head = [
-    `${r.time.slice(11, 19)}  ${r.netns ?? 'this namespace'}: ${r.entries} entries${ofMax(r.max)(r.entries)}, ${reclaimableText(r)}`,
+    `${r.time.slice(11, 19)}  ${r.netns === null ? 'this namespace' : printable(r.netns)}: ${r.entries} entries${ofMax(r.max)(r.entries)}, ${reclaimableText(r)}`,
     ...wrapWords(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`, 100, '  ', '  '),
   ].join('\n');
   const groups: [string, TopItem[]][] = [

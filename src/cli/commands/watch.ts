@@ -26,6 +26,7 @@ import {
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
 import type { ConntrackSample } from '../../types.js';
 import { LIVE_TOP, LiveView, readQuitKey } from '../live-view.js';
+import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
 
@@ -85,7 +86,7 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (live) {
     monitor.on('fallback', (f) => (live.fallback = f.reason));
-    monitor.on('error', (e) => live.error(e.message));
+    monitor.on('error', (e) => live.error(e.message)); // escaped where it is drawn
     monitor.on('pressure', (e) => (live.pressure = e.level));
     monitor.on('top', (r) => (live.top = r));
   }
@@ -111,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!finished) return forcedExit();
   if (why === 'namespace gone') {
-    if (live) process.stderr.write(`conntrack-monitor: ${await gone}\n`);
+    if (live) process.stderr.write(`conntrack-monitor: ${printable(await gone)}\n`);
     return 1;
   }
   return 0;
@@ -128,11 +129,11 @@ async function allNamespaces(options: AllNamespacesOptions, json: boolean, durat
       process.stdout.write(`${redraw && !r.final ? '\x1b[H\x1b[2J' : ''}${formatNamespacesReport(r, width)}\n`);
     }
   });
-  host.on('error', (e) => process.stderr.write(`conntrack-monitor: ${e.message}\n`));
+  host.on('error', (e) => process.stderr.write(`conntrack-monitor: ${printable(e.message)}\n`));
   try {
     await host.start();
   } catch (err) {
-    process.stderr.write(`conntrack-monitor: cannot start: ${(err as Error).message}\n`);
+    process.stderr.write(`conntrack-monitor: cannot start: ${printable((err as Error).message)}\n`);
     return 1;
   }
   const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined);
