@@ -51,7 +51,7 @@ describe.skipIf(!canRunIntegration)('the live view in a real terminal (tmux)', (
     const early = await tty.until((t) => t.includes('to quit.'));
     expect(early).toMatch(/^q or Ctrl-C to quit\.$/m);
     expect(early).toMatch(/^Forecast {3}none: a trend needs 5 s of samples; \d\.\d s so far$/m);
-    await ns.waitForListener(() => pidsWith(`--netns ${ns.name}`)); // the CLI in the tmux pane
+    await ns.waitForListener(() => pidsWith(ns.name)); // the CLI in the tmux pane
     // 40 UDP flows in one interval: 40 NEW events, counted by the socket filter in the kernel.
     const before = await ns.nftNewCount();
     await ns.traffic('udp', 40);
