@@ -254,8 +254,14 @@ class GroupingModel {
     if (!ct.has(Conntrack::kHasOrig)) return;
     ++entries_;
     const uint32_t status = ct.has(Conntrack::kHasStatus) ? ct.status : 0;
-    if (!(status & 0x4)) ++evictable_;
     const uint8_t p = ct.orig.l4proto;
+    // The two classes the kernel reclaims: unassured, and TCP in FIN_WAIT (4) to CLOSE (8).
+    const bool unassured = !(status & 0x4);
+    const bool closing =
+        p == 6 && ct.has(Conntrack::kHasTcpState) && ct.tcp_state >= 4 && ct.tcp_state <= 8;
+    unassured_ += unassured;
+    tcp_closing_ += closing;
+    evictable_ += unassured || closing;
     std::string src(1, static_cast<char>(ct.family)), dst = src;
     src.append(reinterpret_cast<const char*>(ct.orig.src), 16);
     dst.append(reinterpret_cast<const char*>(ct.orig.dst), 16);
@@ -277,7 +283,9 @@ class GroupingModel {
     count(maps_[kByState], state);
   }
   void check(const TopReport& got, size_t limit) const {
-    if (got.entries != entries_ || got.evictable != evictable_) fail("entries or evictable");
+    if (got.entries != entries_ || got.evictable != evictable_ || got.unassured != unassured_ ||
+        got.tcp_closing != tcp_closing_)
+      fail("entries, evictable, unassured or tcp_closing");
     std::string (*text[])(const uint8_t*) = {address_key_text, address_key_text, port_key_text,
                                              state_key_text};
     for (int g = 0; g < kSnapshotGroupCount; ++g) {
@@ -313,6 +321,8 @@ class GroupingModel {
   }
   uint64_t entries_ = 0;
   uint64_t evictable_ = 0;
+  uint64_t unassured_ = 0;
+  uint64_t tcp_closing_ = 0;
   std::map<std::string, uint64_t> maps_[kSnapshotGroupCount];
 };
 

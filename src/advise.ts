@@ -1,10 +1,14 @@
 /**
  * The tuning advice the seed support article gives by hand (raise nf_conntrack_max, size the
  * buckets, shorten the TIME_WAIT timeout), computed from what the host really did while it was
- * watched. Pure: samples and an environment in, advice out. It never applies anything.
+ * watched, and from what fills the table (the one verdict of src/verdict.ts): a table of
+ * assured connections needs a larger max, one of closing TCP a shorter timeout, one of
+ * unassured entries a look at who opens them. Every share is of nf_conntrack_max. Pure:
+ * samples and an environment in, advice out. It never applies anything.
  */
 import type { KernelDropHistory } from './host/kernel-drops.js';
-import { evictableVerdict, type TopReport } from './top.js';
+import type { TopReport } from './top.js';
+import { compositionOfSample, evictableVerdict, type EvictableVerdict } from './verdict.js';
 import type { ConntrackSample } from './types.js';
 
 export type { KernelDropHistory };
@@ -41,14 +45,30 @@ export interface Recommendation {
 
 export interface TuningAdvice {
   observedSeconds: number;
+  /** nf_conntrack_max the advice is for (the environment's): every share is of it. */
+  max: number;
   peakEntries: number | null;
   peakFill: number | null;
   /** Linear growth of entries over the observation, per minute (negative when shrinking). */
   growthPerMinute: number | null;
+  /** Packets dropped for a full table while observed. */
   drops: number | null;
+  /**
+   * Packets the kernel dropped for a full table in this namespace before the observation (its
+   * drop counter since the namespace started, less `drops`): history, which does not size the
+   * table. Null when the environment did not say, or the kernel could not tell.
+   */
+  dropsBefore: number | null;
   /** The kernel's memory of drops, as the environment gave it (null when it gave none). */
   kernelDrops: KernelDropHistory | null;
   peakTimeWait: number | null;
+  /**
+   * What fills the table (src/verdict.ts), on the snapshot when there is one, else on the
+   * busiest sample's TCP states; null when the table is not under pressure (no drops, no
+   * history of them, under 25% full) or what is known cannot tell. Its class decides the
+   * knob: TIME_WAIT's timeout, who opens unassured entries, or nf_conntrack_max.
+   */
+  verdict: EvictableVerdict | null;
   recommendations: Recommendation[];
   /** Kernel memory the recommended table would take when full, if the entry size is known. */
   memory: { entryBytes: number; bytes: number; shareOfRam: number | null } | null;
@@ -60,7 +80,7 @@ export interface TuningAdvice {
   notes: string[];
   /**
    * What filled the table, from a snapshot taken at the end of a high-fill observation (null
-   * when none was taken): how much of it the kernel may evict, and the top groups.
+   * when none was taken): how much of it the kernel may reclaim, and the top groups.
    */
   snapshot: TopReport | null;
 }
@@ -82,7 +102,11 @@ export function adviseTuning(
 ): TuningAdvice {
   const withEntries = samples.filter((s) => s.entries !== null);
   const observedSeconds = samples.reduce((sum, s) => sum + s.intervalMs, 0) / 1000;
-  const peakEntries = withEntries.length ? withEntries.reduce((m, s) => Math.max(m, s.entries!), -Infinity) : null;
+  const peakSample = withEntries.reduce<ConntrackSample | null>(
+    (m, s) => (m && m.entries! >= s.entries! ? m : s),
+    null,
+  );
+  const peakEntries = peakSample?.entries ?? null;
   const peakFill = peakEntries === null ? null : peakEntries / env.max;
   const drops = sumKnown(samples.map((s) => s.counts.drop));
   const twKnown = samples.filter((s) => s.timeWait.entries !== null);
@@ -91,50 +115,104 @@ export function adviseTuning(
   const recommendations: Recommendation[] = [];
   const notes: string[] = [];
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const ofMax = (n: number) => `${pct(n / env.max)} of nf_conntrack_max`;
+  const observedDrops = drops ?? 0;
 
-  // Drops the kernel counted in this namespace before the observation: the table was full
-  // then, whatever it looked like while watched.
-  const earlier = env.kernelDrops?.sinceStart ?? null;
+  // What happened before the observation is history: the kernel's drop counter since the
+  // namespace started, less the drops seen while watched. It says the table was full then; it
+  // does not say how large it must be now.
+  const sinceStart = env.kernelDrops?.sinceStart ?? null;
+  const dropsBefore = sinceStart === null ? null : Math.max(0, sinceStart - observedDrops);
   const ago = env.kernelDrops?.lastLoggedSecondsAgo ?? null;
-  const incident = (drops ?? 0) === 0 && earlier !== null && earlier > 0;
   const when =
     ago === null
       ? `when is unknown: ${env.kernelDrops?.unavailable.lastLoggedSecondsAgo ?? 'no kernel log'}`
-      : `the kernel last logged "table full" ${formatAgo(ago)} ago`;
+      : `the kernel last logged "table full" for it ${formatAgo(ago)} ago`;
   if (env.kernelDrops) {
-    if (earlier === null)
+    if (dropsBefore === null)
       notes.push(`Drops before the observation are unknown: ${env.kernelDrops.unavailable.sinceStart ?? 'unknown'}.`);
-    else if (earlier === 0) notes.push('The kernel counted no table-full drop in this namespace since it started.');
-    else notes.push(`The kernel counted ${earlier} table-full drops in this namespace since it started (${when}).`);
+    else if (dropsBefore === 0)
+      notes.push(
+        observedDrops > 0
+          ? 'The kernel counted no table-full drop in this namespace before the observation.'
+          : 'The kernel counted no table-full drop in this namespace since it started.',
+      );
+    else if (observedDrops > 0)
+      notes.push(
+        `The kernel counted ${dropsBefore} more table-full drops in this namespace before the observation (${when}).`,
+      );
+    else
+      notes.push(
+        `${dropsBefore} drops since the namespace started, none while observed (${when}): the table was full before, ` +
+          `not while it was watched (peak ${peakEntries ?? '?'} entries${peakEntries === null ? '' : `, ${ofMax(peakEntries)}`}). ` +
+          'That history does not size the table: watch it while it is busy (advise --observe longer, or record a load test).',
+      );
   }
+  const history = (dropsBefore ?? 0) > 0;
+  const pressured = observedDrops > 0 || history || (peakFill ?? 0) >= 0.25;
 
-  // nf_conntrack_max: the projected demand, at TARGET_FILL.
+  // What fills the table, and so what acts on it: one verdict (src/verdict.ts), on the snapshot
+  // taken at the end when there is one, else on the busiest sample's TCP states.
+  const composition = snapshot ?? (peakSample ? compositionOfSample(peakSample) : null);
+  const verdict = composition ? evictableVerdict(composition) : null;
+  const mostly = pressured ? (verdict?.mostly ?? null) : null;
+
+  // The TIME_WAIT timeout, when closing TCP in TIME_WAIT fills a table under pressure: what it
+  // frees counts off the demand below.
+  let freed = 0;
+  const timeWaitFills = verdict?.mostly === 'tcp-closing' && verdict.knob === 'nf_conntrack_tcp_timeout_time_wait';
+  if (
+    timeWaitFills &&
+    peakTimeWait !== null &&
+    env.timeWaitTimeout !== null &&
+    env.timeWaitTimeout > SHORT_TIME_WAIT_S
+  ) {
+    if (mostly === 'tcp-closing') {
+      freed = Math.round(peakTimeWait * (1 - SHORT_TIME_WAIT_S / env.timeWaitTimeout));
+      recommendations.push({
+        sysctl: 'net.netfilter.nf_conntrack_tcp_timeout_time_wait',
+        current: env.timeWaitTimeout,
+        recommended: SHORT_TIME_WAIT_S,
+        reason: `TIME_WAIT entries peaked at ${peakTimeWait} (${ofMax(peakTimeWait)}); at ${SHORT_TIME_WAIT_S} s instead of ${env.timeWaitTimeout} s about ${freed} of them would be gone.`,
+      });
+    } else {
+      notes.push(
+        `TIME_WAIT entries are most of the table (${peakTimeWait} of ${peakEntries ?? '?'} entries, ${ofMax(peakTimeWait)}), ` +
+          `but it is not under pressure: the ${env.timeWaitTimeout} s timeout can stay.`,
+      );
+    }
+  }
+  if (peakTimeWait === null)
+    notes.push('TIME_WAIT entries are unknown with this backend (it needs ctnetlink): no timeout advice.');
+
+  // nf_conntrack_max: the projected demand (the peak, its observed growth and every packet
+  // dropped while watched), less what a shorter TIME_WAIT frees, at TARGET_FILL. Never for a
+  // table of unassured entries: a larger max only makes room for more of them.
   let recommendedMax = env.max;
   if (peakEntries !== null) {
     // A trend seen for a minute says little about the next hour: project as far as observed.
     const horizon = Math.min(GROWTH_HORIZON_S, observedSeconds);
     const projected = peakEntries + Math.max(0, growthPerSecond ?? 0) * horizon;
-    // Every dropped packet wanted an entry that did not fit; drops counted before the
-    // observation, perhaps over a long time, are taken as at most a table's worth.
-    const wanted = (drops ?? 0) > 0 ? drops! : incident ? Math.min(earlier!, env.max) : 0;
-    const demand = Math.max(projected, wanted > 0 ? env.max + wanted : 0);
-    const needed = nextPowerOfTwo(Math.ceil(demand / TARGET_FILL));
-    if (wanted > 0 || demand > env.max * 0.75) {
-      recommendedMax = Math.max(needed, env.max * 2);
+    const demand = Math.max(projected, observedDrops > 0 ? env.max + observedDrops : 0);
+    const need = demand - freed;
+    if (need > env.max * 0.75 && mostly !== 'unassured') {
+      recommendedMax = Math.max(nextPowerOfTwo(Math.ceil(need / TARGET_FILL)), env.max * 2);
       const why =
-        (drops ?? 0) > 0
-          ? `${drops} packets were dropped because the table was full (peak ${peakEntries} of ${env.max} entries)`
-          : incident
-            ? `the kernel counted ${earlier} packets dropped for a full table in this namespace (${when}), none while observed (peak ${peakEntries} of ${env.max} entries)`
-            : `peak ${peakEntries} entries (${pct(peakFill!)}), projected ${Math.round(projected)} in ${Math.round(horizon)} s at the observed growth`;
+        observedDrops > 0
+          ? `${observedDrops} packets were dropped because the table was full (peak ${peakEntries} of ${env.max} entries)`
+          : `peak ${peakEntries} entries (${ofMax(peakEntries)}), projected ${Math.round(projected)} in ${Math.round(horizon)} s at the observed growth`;
       recommendations.push({
         sysctl: 'net.netfilter.nf_conntrack_max',
         current: env.max,
         recommended: recommendedMax,
-        reason: `${why}; ${recommendedMax} keeps that demand at about ${pct(demand / recommendedMax)} of the table.`,
+        reason:
+          `${why}${freed > 0 ? `, less the ${freed} TIME_WAIT entries a shorter timeout frees` : ''}; ` +
+          `${recommendedMax} keeps that demand at about ${pct(need / recommendedMax)} of the new nf_conntrack_max.`,
       });
-    } else {
-      notes.push(`nf_conntrack_max ${env.max} is enough: peak ${peakEntries} entries (${pct(peakFill!)}), no drops.`);
+    } else if (need <= env.max * 0.75 && observedDrops === 0) {
+      notes.push(
+        `nf_conntrack_max ${env.max} is enough: peak ${peakEntries} entries (${ofMax(peakEntries)}), no drops while observed.`,
+      );
     }
   }
 
@@ -148,27 +226,6 @@ export function adviseTuning(
       reason: `a full table of ${recommendedMax} entries in ${env.buckets} buckets averages ${(recommendedMax / env.buckets).toFixed(1)} entries per hash chain; ${recommendedMax} buckets (${formatBytes(recommendedMax * 8)}) keep lookups at one.`,
     });
   }
-
-  // TIME_WAIT timeout: when TIME_WAIT entries are most of a table under pressure.
-  if (peakTimeWait !== null && peakEntries && env.timeWaitTimeout !== null && env.timeWaitTimeout > SHORT_TIME_WAIT_S) {
-    const share = peakTimeWait / peakEntries;
-    const pressured = (drops ?? 0) > 0 || incident || (peakFill ?? 0) >= 0.25;
-    if (share >= 0.5 && pressured) {
-      const freed = Math.round(peakTimeWait * (1 - SHORT_TIME_WAIT_S / env.timeWaitTimeout));
-      recommendations.push({
-        sysctl: 'net.netfilter.nf_conntrack_tcp_timeout_time_wait',
-        current: env.timeWaitTimeout,
-        recommended: SHORT_TIME_WAIT_S,
-        reason: `TIME_WAIT entries were ${pct(share)} of the table at peak (${peakTimeWait}); at ${SHORT_TIME_WAIT_S} s instead of ${env.timeWaitTimeout} s about ${freed} of them would be gone.`,
-      });
-    } else if (share >= 0.5) {
-      notes.push(
-        `TIME_WAIT entries are ${pct(share)} of the table, but the table is not under pressure: the ${env.timeWaitTimeout} s timeout can stay.`,
-      );
-    }
-  }
-  if (peakTimeWait === null)
-    notes.push('TIME_WAIT entries are unknown with this backend (it needs ctnetlink): no timeout advice.');
 
   const memory =
     env.entryBytes === null
@@ -184,26 +241,14 @@ export function adviseTuning(
         (memory.shareOfRam === null ? '.' : `, ${pct(memory.shareOfRam)} of RAM.`),
     );
   }
-  if (snapshot) {
-    // A full table of unassured entries is an early_drop matter (a scan, a flood, a peer that
-    // does not answer), one of assured connections a capacity matter.
-    const v = evictableVerdict(snapshot);
-    if (v.mostly === 'evictable') {
-      const top = snapshot.bySource[0];
-      notes.push(
-        `The table is ${v.text}` +
-          (top && top.key !== 'other' ? ` (top source ${top.key}: ${top.entries} entries).` : '.') +
-          ' A larger nf_conntrack_max only makes room for more of them.',
-      );
-    } else if (v.mostly === 'assured') {
-      notes.push(`The table is ${v.text}.`);
-    }
-  }
-  if (recommendations.length === 0) notes.push('Nothing to change.');
+  if (mostly && verdict) notes.push(`What fills the table: ${verdict.text}.`);
+  // Under pressure the verdict says what to do, even when no sysctl is the answer.
+  if (recommendations.length === 0 && observedDrops === 0 && !history && !mostly) notes.push('Nothing to change.');
 
   const sysctlConf = recommendations.length
     ? [
-        `# conntrack-monitor advise: ${samples.length} samples over ${Math.round(observedSeconds)} s, peak ${peakEntries ?? '?'} entries, ${drops ?? '?'} drops`,
+        `# conntrack-monitor advise: ${samples.length} samples over ${Math.round(observedSeconds)} s,`,
+        `# peak ${peakEntries ?? '?'} entries, ${drops ?? '?'} drops while observed`,
         ...recommendations.map((r) => `${r.sysctl} = ${r.recommended}`),
       ].join('\n')
     : '';
@@ -216,12 +261,15 @@ export function adviseTuning(
     : [];
   return {
     observedSeconds,
+    max: env.max,
     peakEntries,
     peakFill,
     growthPerMinute: growthPerSecond === null ? null : growthPerSecond * 60,
     drops,
+    dropsBefore,
     kernelDrops: env.kernelDrops ?? null,
     peakTimeWait,
+    verdict: mostly ? verdict : null,
     recommendations,
     memory,
     sysctlConf,

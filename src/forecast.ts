@@ -24,7 +24,7 @@ export interface FillPoint {
 export interface Forecast {
   /** Seconds until entries reach max at the observed growth, or null (see `reason`). */
   seconds: number | null;
-  /** Net growth over the window, entries per second (null with too few samples). */
+  /** Net growth over the window, entries per second (null with fewer than 2 samples). */
   growthPerSecond: number | null;
   /** Why `seconds` is null; null when it is known. */
   reason: string | null;
@@ -43,7 +43,10 @@ export function forecastTimeToFull(points: readonly FillPoint[], max: number | n
     return {
       seconds: null,
       growthPerSecond: growth,
-      reason: `too few samples to see a trend yet: ${points.length} over ${(Math.floor(spanMs / 100) / 10).toFixed(1)} s (needs ${FORECAST_MIN_SAMPLES} over ${FORECAST_MIN_SPAN_MS / 1000} s)`,
+      reason:
+        spanMs < FORECAST_MIN_SPAN_MS
+          ? `a trend needs ${FORECAST_MIN_SPAN_MS / 1000} s of samples; ${(Math.floor(spanMs / 100) / 10).toFixed(1)} s so far`
+          : `a trend needs ${FORECAST_MIN_SAMPLES} samples; ${points.length} so far`,
     };
   }
   if (growth === null || !(growth > 0)) {

@@ -53,14 +53,14 @@ export {
   type RecordingHeader,
   type RecordingNotice,
 } from './recording/format.js';
+export { topEntries, type TopItem, type TopOptions, type TopReport } from './top.js';
 export {
-  topEntries,
   evictableVerdict,
+  type EntryClass,
   type EvictableVerdict,
-  type TopItem,
-  type TopOptions,
-  type TopReport,
-} from './top.js';
+  type Knob,
+  type TableComposition,
+} from './verdict.js';
 export { COUNTER_NAMES, PROTOCOL_NAMES, TCP_STATE_NAMES } from './types.js';
 export type {
   BackendName,

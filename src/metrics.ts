@@ -225,9 +225,11 @@ const TOP_GROUPS = [
  * Registers what the latest snapshot under pressure found (the monitor needs the
  * `snapshotOnPressure` option): `<prefix>top_entries{group, key}` for the top N keys of each
  * group (`source`, `destination`, `destination_port`, `state`) and their `key="other"` rest,
- * and `<prefix>evictable_entries`. Cardinality is bounded: at most 4 x (N + 1) series, replaced
- * by each snapshot, so a key that leaves the top N leaves the exposition. Absent while the
- * pressure level is ok: the last snapshot is stale then. Returns the metric names.
+ * `<prefix>evictable_entries` (what the kernel can reclaim), `<prefix>unassured_entries` and
+ * `<prefix>tcp_closing_entries` (its two classes). Cardinality is bounded: at most 4 x (N + 1)
+ * series, replaced by each snapshot, so a key that leaves the top N leaves the exposition.
+ * Absent while the pressure level is ok: the last snapshot is stale then. Returns the metric
+ * names.
  */
 export function registerTopMetrics(monitor: ConntrackMonitor, options: ConntrackMetricsOptions): string[] {
   const prefix = checkedPrefix('registerTopMetrics', options);
@@ -258,19 +260,40 @@ export function registerTopMetrics(monitor: ConntrackMonitor, options: Conntrack
         for (const item of r[field]) this.set({ ...constant, group, key: item.key }, item.entries);
     },
   });
-  new client.Gauge({
-    name: evictable,
-    help: 'Entries without IPS_ASSURED in the latest snapshot under pressure: what early_drop may evict.',
-    labelNames: Object.keys(constant),
-    registers: [options.registry],
-    collect(this: PromMetric) {
-      this.reset();
-      if (Object.keys(constant).length === 0) this.remove(); // reset() leaves a 0
-      const r = current();
-      if (r) this.set(constant, r.evictable);
-    },
-  });
-  return [top, evictable];
+  // What the kernel can reclaim (src/verdict.ts): the union, and each class on its own (an
+  // unassured TCP entry in CLOSE is in both, so they are separate gauges, not one label).
+  const reclaim = [
+    [
+      evictable,
+      'evictable',
+      'Entries the kernel can reclaim in the latest snapshot under pressure: unassured or closing TCP, each once.',
+    ],
+    [
+      `${prefix}unassured_entries`,
+      'unassured',
+      'Entries without IPS_ASSURED in the latest snapshot under pressure: what early_drop evicts for new entries.',
+    ],
+    [
+      `${prefix}tcp_closing_entries`,
+      'tcpClosing',
+      'TCP entries in FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE in the latest snapshot under pressure: what the garbage collector evicts once an insert failed at 95% full.',
+    ],
+  ] as const;
+  for (const [name, field, help] of reclaim) {
+    new client.Gauge({
+      name,
+      help,
+      labelNames: Object.keys(constant),
+      registers: [options.registry],
+      collect(this: PromMetric) {
+        this.reset();
+        if (Object.keys(constant).length === 0) this.remove(); // reset() leaves a 0
+        const r = current();
+        if (r) this.set(constant, r[field]);
+      },
+    });
+  }
+  return [top, ...reclaim.map(([name]) => name)];
 }
 
 function loadPromClient(): PromClient {

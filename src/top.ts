@@ -1,13 +1,14 @@
 /**
  * What fills the table: one ctnetlink dump of a namespace, grouped natively while it is read
  * (native/ctnetlink/snapshot.h), the heaviest keys of each group, and how much of the table
- * the kernel may reclaim under pressure.
+ * the kernel may reclaim under pressure (src/verdict.ts says what that means).
  *
  * ```ts
  * const top = await topEntries({ netns: 'blue', limit: 5 });
  * console.log(top.entries, top.evictable, top.bySource[0]);
  * ```
  */
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { ConntrackError, type NativeErrorLike } from './errors.js';
 import { loadBinding, type NativeBinding } from './native.js';
@@ -31,13 +32,25 @@ export interface TopReport {
   time: string;
   /** The namespace's path, or null for the process's own. */
   netns: string | null;
+  /** nf_conntrack_max when the dump ended (the shares are of it); null with the reason in `unavailable`. */
+  max: number | null;
   /** Entries the dump listed. */
   entries: number;
   /**
-   * Entries without IPS_ASSURED (conntrack -L shows no [ASSURED]): the only ones the kernel's
-   * early_drop() evicts when an insert finds the table full. See README, "Evictable".
+   * Entries the kernel can reclaim, in either class, each counted once: `unassured` ones and
+   * `tcpClosing` ones. See src/verdict.ts and docs/verdicts.md.
    */
   evictable: number;
+  /**
+   * Entries without IPS_ASSURED (conntrack -L shows no [ASSURED]): the ones the kernel's
+   * early_drop() evicts when an insert finds the table full.
+   */
+  unassured: number;
+  /**
+   * TCP entries in FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE, assured or not: the
+   * garbage collector evicts them once an insert has failed at 95% of nf_conntrack_max.
+   */
+  tcpClosing: number;
   /** By original source address: "10.0.0.7", "fd00::7". */
   bySource: TopItem[];
   /** By original destination address. */
@@ -55,6 +68,8 @@ export interface TopReport {
    * yet assured) or "udp/ASSURED".
    */
   byState: TopItem[];
+  /** Why a null field is null. */
+  unavailable: { max?: string };
 }
 
 export interface TopOptions {
@@ -68,7 +83,7 @@ export interface TopOptions {
   signal?: AbortSignal;
 }
 
-interface RawTopReport extends Omit<TopReport, 'time' | 'netns'> {
+interface RawTopReport extends Omit<TopReport, 'time' | 'netns' | 'max' | 'unavailable'> {
   endWallMs: number;
   cost: Record<string, number>;
 }
@@ -100,16 +115,23 @@ export function startSnapshot(options: ResolvedTopOptions, binding: NativeBindin
     started = Promise.reject(err);
   }
   const report = started.then(
-    (raw): TopReport => ({
-      time: new Date(raw.endWallMs).toISOString(),
-      netns: options.netnsPath,
-      entries: raw.entries,
-      evictable: raw.evictable,
-      bySource: raw.bySource,
-      byDestination: raw.byDestination,
-      byDestinationPort: raw.byDestinationPort,
-      byState: raw.byState,
-    }),
+    (raw): TopReport => {
+      const max = conntrackMax();
+      return {
+        time: new Date(raw.endWallMs).toISOString(),
+        netns: options.netnsPath,
+        max: typeof max === 'number' ? max : null,
+        entries: raw.entries,
+        evictable: raw.evictable,
+        unassured: raw.unassured,
+        tcpClosing: raw.tcpClosing,
+        bySource: raw.bySource,
+        byDestination: raw.byDestination,
+        byDestinationPort: raw.byDestinationPort,
+        byState: raw.byState,
+        unavailable: typeof max === 'number' ? {} : { max },
+      };
+    },
     (err: Error & NativeErrorLike) => {
       throw ConntrackError.fromNative(err, options.netnsPath);
     },
@@ -157,36 +179,14 @@ function cancelled(netns: string | null): ConntrackError {
   );
 }
 
-/** The share of evictable entries above which a full table is "mostly evictable". */
-export const MOSTLY_EVICTABLE = 0.5;
+const MAX_PATH = '/proc/sys/net/netfilter/nf_conntrack_max';
 
-export interface EvictableVerdict {
-  /** evictable / entries (null for an empty table). */
-  share: number | null;
-  /** 'evictable': most entries are unassured; 'assured': most are real connections. */
-  mostly: 'evictable' | 'assured' | null;
-  /** One line for a human. */
-  text: string;
-}
-
-/**
- * Whether a full-ish table is mostly entries the kernel can reclaim (unreplied or otherwise
- * unassured: a scan, a flood, a peer that does not answer) or mostly assured connections,
- * which only a larger nf_conntrack_max makes room for.
- */
-export function evictableVerdict(r: Pick<TopReport, 'entries' | 'evictable'>): EvictableVerdict {
-  if (r.entries === 0) return { share: null, mostly: null, text: 'the table is empty' };
-  const share = r.evictable / r.entries;
-  const pct = `${(share * 100).toFixed(1)}%`;
-  return share >= MOSTLY_EVICTABLE
-    ? {
-        share,
-        mostly: 'evictable',
-        text: `mostly evictable: ${r.evictable} of ${r.entries} entries (${pct}) are unassured (unreplied or not yet assured), which the kernel evicts to make room for new ones; look at who opens them`,
-      }
-    : {
-        share,
-        mostly: 'assured',
-        text: `mostly assured: only ${r.evictable} of ${r.entries} entries (${pct}) are evictable; the rest are real connections the kernel will not evict: raise nf_conntrack_max`,
-      };
+/** nf_conntrack_max (one value for every namespace), or why it cannot be read. */
+function conntrackMax(): number | string {
+  try {
+    const max = Number(readFileSync(MAX_PATH, 'utf8').trim());
+    return Number.isSafeInteger(max) ? max : `${MAX_PATH} holds no integer`;
+  } catch (err) {
+    return `${MAX_PATH} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
 }

@@ -51,14 +51,15 @@ describe('live view renderer', () => {
     );
   });
 
-  it('gives TIME_WAIT one percentage, of nf_conntrack_max, in its row and in its warning', () => {
+  it('gives TIME_WAIT one percentage, of nf_conntrack_max, in its row and in its warning (the verdict)', () => {
     const s = sample({ entries: 915, max: 1000, timeWait: { entries: 522 } });
     const text = renderLiveView({ sample: s, fillHistory: [0.915], dropHistory: [0], fallback: null, width: 120 });
-    const shares = [...text.matchAll(/(\d+\.\d)% of nf_conntrack_max/g)].map((m) => m[1]);
+    const shares = [...text.matchAll(/(\d+\.\d)% of\s+nf_conntrack_max/g)].map((m) => m[1]);
     expect(text).toMatch(/TIME_WAIT {2}522 entries \(52\.2% of nf_conntrack_max\)/);
-    expect(text).toMatch(
-      /! TIME_WAIT entries take 52\.2% of nf_conntrack_max: a shorter nf_conntrack_tcp_timeout_time_wait \(now 120 s\)/,
+    expect(text.replace(/\n {2}/g, ' ')).toContain(
+      '! Mostly closing TCP: 522 of 915 entries (52.2% of nf_conntrack_max) are in FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE (most tcp/TIME_WAIT)',
     );
+    expect(text.replace(/\n {2}/g, ' ')).toMatch(/a shorter nf_conntrack_tcp_timeout_time_wait frees them sooner\.$/m);
     expect(shares).toEqual(['52.2', '52.2']);
     expect(text).not.toMatch(/57(\.\d)?%/); // 522/915, the share of the entries, is not shown
   });
@@ -92,8 +93,12 @@ describe('live view renderer', () => {
     const top = {
       time: '2026-11-27T12:00:00.000Z',
       netns: busy.netns,
+      max: 1000,
       entries: 1319,
       evictable: 1200,
+      unassured: 1200,
+      tcpClosing: 0,
+      unavailable: {},
       bySource: [
         { key: 'fd00:1234:5678:9abc::17', entries: 700 },
         { key: '10.17.0.4', entries: 500 },
@@ -164,17 +169,52 @@ describe('live view renderer', () => {
   it('says when events were lost and that insert/delete are unknown; so does the one-line format', () => {
     const lossy = sample({
       counts: { insert: null, delete: null },
-      events: { lost: 1500, lostTotal: 2000, lostSince: '2026-11-27T12:00:00.500Z' },
+      events: {
+        path: 'netlink',
+        pathReason: 'the eBPF filter needs CAP_BPF',
+        lost: 1500,
+        lostTotal: 2000,
+        lostSince: '2026-11-27T12:00:00.500Z',
+      },
     });
     const s = { ...lossy, rates: { ...lossy.rates, insert: null, delete: null } };
     const text = renderLiveView({ sample: s, fillHistory: [0.1], dropHistory: [0], fallback: null, width: 100 });
     expect(text).toMatch(/insert n\/a {2}delete n\/a/);
-    expect(text).toMatch(/Events +0 this interval {2}lost 1,500 \(2,000 in all since 12:00:00\)/);
+    expect(text).toMatch(/Events +0 read this interval {2}lost 1,500 \(2,000 in all since 12:00:00\)/);
     // Warnings wrap between words at the width: compare them with their lines joined.
     expect(text.replace(/\n +/g, ' ')).toMatch(
       /! EVENTS LOST: 1,500 events could not be queued .* insert and delete are unknown in this interval/,
     );
     expect(formatSampleLine(s)).toMatch(/insert n\/a {2}delete n\/a .* LOST 1500 events: insert\/delete unknown$/);
+  });
+
+  it('on the eBPF path, says the kernel counted new and destroyed entries, and what was read besides', () => {
+    // 95 NEW and 93 DESTROY counted by the filter in the kernel; none of them queued to the
+    // reader, which read only the TCP state changes (here none).
+    const s = sample({ counts: { insert: 95, delete: 93 }, events: { received: 0, updates: 0 } });
+    const text = renderLiveView({ sample: s, fillHistory: [0.1], dropHistory: [0], fallback: null, width: 160 });
+    expect(text).toMatch(/^Rates {6}insert 95\/s {2}delete 93\/s/m);
+    expect(text).toMatch(
+      /^Events {5}counted in the kernel \(eBPF\): 95 new, 93 destroyed {2}0 TCP state changes read {2}lost 0 \(0 in all\) {2}resyncs 0$/m,
+    );
+    expect(text).not.toMatch(/this interval/);
+  });
+
+  it('says the forecast in plain words while it has too little history', () => {
+    const s = { ...sample(), unavailable: { timeToFullSeconds: 'a trend needs 5 s of samples; 2.0 s so far' } };
+    const text = renderLiveView({ sample: s, fillHistory: [0.1], dropHistory: [0], fallback: null, width: 100 });
+    expect(text).toMatch(/^Forecast {3}none: a trend needs 5 s of samples; 2\.0 s so far$/m);
+    expect(text).not.toMatch(/n\/a|needs 5 over/);
+  });
+
+  it('says q quits only when it does (stdin is a terminal)', () => {
+    const v = { sample: sample(), fillHistory: [0.1], dropHistory: [0], fallback: null, width: 80 };
+    expect(renderLiveView(v).split('\n').at(-1)).toBe('Ctrl-C to quit.');
+    expect(
+      renderLiveView({ ...v, quitKey: true })
+        .split('\n')
+        .at(-1),
+    ).toBe('q or Ctrl-C to quit.');
   });
 
   it('shows n/a and the reason when running on /proc', () => {

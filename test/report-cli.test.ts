@@ -91,7 +91,7 @@ describe('report on a real recording', () => {
       `  totals        insert ${kernel.nftNew}  delete ${kernel.earlyDrop}  drop ${kernel.drop}  early_drop ${kernel.earlyDrop}  insert_failed ${kernel.insertFailed}`,
     );
     expect(run.stdout).toContain(
-      `  TIME_WAIT     peak ${kernel.timeWaitBeforeUdp} (${((kernel.timeWaitBeforeUdp / kernel.max) * 100).toFixed(1)}% of max)`,
+      `  TIME_WAIT     peak ${kernel.timeWaitBeforeUdp} (${((kernel.timeWaitBeforeUdp / kernel.max) * 100).toFixed(1)}% of nf_conntrack_max)`,
     );
     expect(run.stdout).toMatch(/^ {2}advice: net\.netfilter\.nf_conntrack_max 60 -> \d+: /m);
   });
@@ -125,6 +125,14 @@ describe('report on a real recording', () => {
     });
     expect(s.command[0]).toBe('ip');
     expect(s.file).toBe(FIXTURE);
+    // One name for the namespace: `namespace`, never a null one beside a `netns`.
+    expect(s).not.toHaveProperty('netns');
+    expect(s.namespace).toEqual({
+      name: expect.stringMatching(/^\/var\/run\/netns\/ctmon-capture-\d+$/),
+      inode: null,
+      host: null,
+    });
+    expect(s.unavailable['namespace.inode']).toBe('a single-namespace recording does not record the namespace inode');
   });
 
   it('--html: one self-contained page; - writes it to stdout', async () => {

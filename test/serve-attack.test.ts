@@ -5,33 +5,22 @@
  * new connection every 250 ms, and Prometheus itself (keep-alive, every second). The server's
  * RSS and descriptors are read from /proc/PID. Bounded: tens of seconds, clients counted.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, servingUrl } from './helpers/cli';
+import { prometheusAvailable, startPrometheus } from './helpers/prometheus';
 
 const ATTACK = join(__dirname, 'helpers', 'http-attack.py');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const children: ChildProcess[] = [];
-const dirs: string[] = [];
+const cleanups: (() => void)[] = [];
 afterEach(() => {
   children.splice(0).forEach((c) => c.kill('SIGKILL'));
-  dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true }));
+  cleanups.splice(0).forEach((f) => f());
 });
-
-const prometheusAvailable = (() => {
-  try {
-    execFileSync('prometheus', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    if (process.env.CI === 'true') throw new Error('prometheus (Debian package prometheus) is required under CI=true');
-    return false;
-  }
-})();
 
 async function startServe(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, [
@@ -134,50 +123,13 @@ function summary(scrapes: Scrape[]): string {
   return `${scrapes.filter((s) => s.ok).length}/${scrapes.length} good scrapes ok, latency p50 ${ms[ms.length >> 1]!.toFixed(1)} ms, max ${ms.at(-1)!.toFixed(1)} ms`;
 }
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-
-/** Prometheus scraping `target` every second; query() runs PromQL at the current time. */
-async function startPrometheus(target: number) {
-  const dir = mkdtempSync(join(tmpdir(), 'ctmon-prom-'));
-  dirs.push(dir);
-  writeFileSync(
-    join(dir, 'prometheus.yml'),
-    `global: { scrape_interval: 1s, scrape_timeout: 1s }\nscrape_configs:\n  - job_name: serve\n    static_configs: [{ targets: ['127.0.0.1:${target}'] }]\n`,
-  );
-  const port = await freePort();
-  const child = spawn('prometheus', [
-    `--config.file=${join(dir, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-  ]);
-  children.push(child);
-  const api = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if ((await fetch(`${api}/-/ready`).catch(() => null))?.ok) break;
-    if (i > 100) throw new Error('prometheus did not become ready');
-    await sleep(100);
-  }
-  return {
-    query: async (promql: string): Promise<number> => {
-      const res = await fetch(`${api}/api/v1/query?query=${encodeURIComponent(promql)}`);
-      const json = (await res.json()) as { data: { result: { value: [number, string] }[] } };
-      return Number(json.data.result[0]?.value[1] ?? NaN);
-    },
-  };
-}
-
 describe('serve under hostile clients', () => {
   it.skipIf(!prometheusAvailable)(
     'pipelining clients that never read: RSS stays flat, every good scrape (Node, Prometheus) is served quickly',
     async () => {
       const { child, port } = await startServe();
       const prometheus = await startPrometheus(port);
+      cleanups.push(() => prometheus.stop());
       await sleep(2500); // Prometheus has scraped a few times; the server is warm
       const idle = rssMb(child.pid!);
       const seconds = 10;

@@ -1,7 +1,9 @@
 /**
  * The native snapshot grouping (native/ctnetlink/snapshot.h) on a dump captured from this
  * kernel (test/fixtures/netlink/table-dump/dump.hex), against conntrack -L listed at the same
- * moment (table-dump/listing.txt): every count per source, destination, port and state, and evictable.
+ * moment (table-dump/listing.txt): every count per source, destination, port and state, and
+ * what the kernel can reclaim: unassured entries, closing TCP, and the two once each (the dump
+ * has an unassured CLOSE_WAIT, in both).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +16,8 @@ type Item = { key: string; entries: number };
 type Report = {
   entries: number;
   evictable: number;
+  unassured: number;
+  tcpClosing: number;
   ignored: number;
   bySource: Item[];
   byDestination: Item[];
@@ -31,11 +35,17 @@ describe('snapshot grouping on a captured dump', () => {
   it('counts every source, destination, port and state as conntrack -L lists them', () => {
     const r = group(1000);
     console.info(
-      `captured dump: ${r.entries} entries (conntrack -L ${listing.entries}), evictable ${r.evictable} (without [ASSURED] ${listing.evictable}); ports ${JSON.stringify(asCounts(r.byDestinationPort))}; states ${JSON.stringify(asCounts(r.byState))}`,
+      `captured dump: ${r.entries} entries (conntrack -L ${listing.entries}), evictable ${r.evictable} (conntrack -L ${listing.evictable}): ` +
+        `unassured ${r.unassured} (without [ASSURED] ${listing.unassured}), closing TCP ${r.tcpClosing} (${listing.tcpClosing}); ` +
+        `ports ${JSON.stringify(asCounts(r.byDestinationPort))}; states ${JSON.stringify(asCounts(r.byState))}`,
     );
     expect(r.ignored).toBe(0);
     expect(r.entries).toBe(listing.entries);
+    expect(r.unassured).toBe(listing.unassured);
+    expect(r.tcpClosing).toBe(listing.tcpClosing);
     expect(r.evictable).toBe(listing.evictable);
+    // The unassured CLOSE_WAIT is in both classes and once in the union.
+    expect(listing.unassured + listing.tcpClosing - listing.evictable).toBe(1);
     for (const name of GROUPS) {
       expect(asCounts(r[name]), name).toEqual(listing[name]);
       expect(r[name].some((i) => i.key === 'other')).toBe(false);
@@ -98,6 +108,8 @@ describe('snapshot grouping on a captured dump', () => {
     expect(asCounts(r.byDestinationPort)).toMatchObject({ 'icmpv6/echo-request': 1 });
     expect(asCounts(r.byState)).toEqual({ 'tcp/SYN_SENT': 1, 'udp/UNREPLIED': 1, 'icmpv6/UNREPLIED': 1 });
     expect(r.evictable).toBe(3);
+    expect(r.unassured).toBe(3);
+    expect(r.tcpClosing).toBe(0); // SYN_SENT is not a closing state
   });
 
   it('never reads past a truncated datagram', () => {

@@ -1,14 +1,14 @@
 /**
- * The pure parts around table snapshots, needing no privileges: option checks, the evictable
- * verdict, the top command's usage and text, the check with --full-within and a snapshot, the
- * advice and live view with a snapshot, and the top-N metrics' bounded series.
+ * The pure parts around table snapshots, needing no privileges: option checks, the top
+ * command's usage and text, the check with --full-within and a snapshot, the advice and live
+ * view with a snapshot, and the top-N metrics' bounded series (the verdict itself:
+ * test/verdict.test.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import {
   ConntrackMonitor,
-  evictableVerdict,
   registerConntrackMetrics,
   registerTopMetrics,
   topEntries,
@@ -26,8 +26,11 @@ function report(over: Partial<TopReport> = {}): TopReport {
   return {
     time: '2026-11-27T12:00:00.000Z',
     netns: '/var/run/netns/blue',
+    max: 2000,
     entries: 1000,
     evictable: 900,
+    unassured: 900,
+    tcpClosing: 0,
     bySource: [
       { key: '10.0.0.7', entries: 600 },
       { key: '10.0.0.8', entries: 300 },
@@ -43,6 +46,7 @@ function report(over: Partial<TopReport> = {}): TopReport {
       { key: 'tcp/ESTABLISHED', entries: 100 },
       { key: 'tcp/SYN_SENT', entries: 20 },
     ],
+    unavailable: {},
     ...over,
   };
 }
@@ -75,17 +79,6 @@ describe('topEntries options', () => {
     expect(() => new ConntrackMonitor({ snapshotOnPressure: true as never })).toThrow(
       /snapshotOnPressure must be false or an object \{ limit\? \}, got true/,
     );
-  });
-});
-
-describe('evictable verdict', () => {
-  it('says mostly evictable (the kernel can reclaim) or mostly assured (raise the max)', () => {
-    expect(evictableVerdict({ entries: 1000, evictable: 900 })).toMatchObject({ share: 0.9, mostly: 'evictable' });
-    expect(evictableVerdict({ entries: 1000, evictable: 900 }).text).toMatch(/^mostly evictable: 900 of 1000 entries/);
-    const assured = evictableVerdict({ entries: 1000, evictable: 50 });
-    expect(assured).toMatchObject({ share: 0.05, mostly: 'assured' });
-    expect(assured.text).toMatch(/raise nf_conntrack_max$/);
-    expect(evictableVerdict({ entries: 0, evictable: 0 })).toMatchObject({ share: null, mostly: null });
   });
 });
 
@@ -122,15 +115,22 @@ describe('conntrack-monitor top', () => {
     );
   });
 
-  it('prints a compact table per group, with shares and the evictable verdict', () => {
+  it('prints a compact table per group, with shares of nf_conntrack_max and the verdict', () => {
     const text = formatTopReport(report());
-    expect(text.split('\n')[0]).toBe(
-      '12:00:00  /var/run/netns/blue: 1000 entries, 900 evictable (90.0%: mostly evictable)',
-    );
+    expect(text.split('\n').slice(0, 2)).toEqual([
+      '12:00:00  /var/run/netns/blue: 1000 entries (50.0% of nf_conntrack_max), 900 reclaimable (45.0% of nf_conntrack_max: 900 unassured, 0 closing TCP)',
+      '  Mostly unassured: 900 of 1000 entries (45.0% of nf_conntrack_max) are unassured (most',
+    ]);
     expect(text).toContain(
-      '  SOURCE    ENTRIES  SHARE\n  10.0.0.7      600  60.0%\n  10.0.0.8      300  30.0%\n  other         100  10.0%',
+      '  SOURCE    ENTRIES  OF MAX\n  10.0.0.7      600   30.0%\n  10.0.0.8      300   15.0%\n  other         100    5.0%',
     );
-    expect(text).toMatch(/^ {2}udp\/UNREPLIED {8}880 {2}88\.0%$/m);
+    expect(text).toMatch(/^ {2}udp\/UNREPLIED {8}880 {3}44\.0%$/m);
+    // Without nf_conntrack_max: counts, and no share at all.
+    const unknown = formatTopReport(report({ max: null, unavailable: { max: 'x' } }));
+    expect(unknown.split('\n')[0]).toBe(
+      '12:00:00  /var/run/netns/blue: 1000 entries, 900 reclaimable (900 unassured, 0 closing TCP)',
+    );
+    expect(unknown).toContain('  SOURCE    ENTRIES\n  10.0.0.7      600\n');
   });
 });
 
@@ -155,14 +155,20 @@ describe('check with --full-within and a snapshot', () => {
     expect(flat.line).not.toMatch(/time_to_full=/);
   });
 
-  it('says whether a full-ish table is mostly evictable or mostly assured', () => {
+  it('says what the kernel can reclaim and what fills the table, from the one verdict', () => {
     const high = [growing(null, 800)];
     const evictable = evaluateCheck(high, 75, 90, { snapshot: { report: report() } });
     expect(evictable.code).toBe(1);
-    expect(evictable.line).toMatch(/; 90\.0% evictable: mostly unassured entries the kernel can reclaim \|/);
-    expect(evictable.line).toMatch(/ evictable=900;;;0;1000$/);
-    const assured = evaluateCheck(high, 75, 90, { snapshot: { report: report({ evictable: 30 }) } });
-    expect(assured.line).toMatch(/only 3\.0% evictable: mostly assured connections, raise nf_conntrack_max/);
+    expect(evictable.line).toContain(
+      '; 900 reclaimable (45.0% of nf_conntrack_max: 900 unassured, 0 closing TCP): mostly unassured entries (most udp/UNREPLIED), ' +
+        'which the kernel evicts for new ones: a larger nf_conntrack_max only makes room for more of them; look at who opens them, ' +
+        'or shorten nf_conntrack_udp_timeout |',
+    );
+    expect(evictable.line).toMatch(/ evictable=900;;;0;1000 unassured=900;;;0;1000 tcp_closing=0;;;0;1000$/);
+    const assured = evaluateCheck(high, 75, 90, { snapshot: { report: report({ evictable: 30, unassured: 30 }) } });
+    expect(assured.line).toMatch(
+      /; 30 reclaimable \(1\.5% of nf_conntrack_max: 30 unassured, 0 closing TCP\): mostly assured connections \(most tcp\/ESTABLISHED\), which the kernel never evicts: raise nf_conntrack_max \|/,
+    );
     const failed = evaluateCheck(high, 75, 90, {
       snapshot: { error: 'dump the conntrack table: Operation not permitted' },
     });
@@ -177,11 +183,18 @@ describe('advice and live view with a snapshot', () => {
     const samples = [sample({ entries: 950, max: 1000, t: 0 }), sample({ entries: 960, max: 1000, t: 1 })];
     const a = adviseTuning(samples, env, report());
     expect(a.snapshot).toEqual(report());
+    expect(a.recommendations).toEqual([]);
     expect(a.notes.join('\n')).toMatch(
-      /The table is mostly evictable: 900 of 1000 entries \(90\.0%\) .* \(top source 10\.0\.0\.7: 600 entries\)\. A larger nf_conntrack_max only makes room for more of them\./,
+      /What fills the table: mostly unassured: 900 of 1000 entries \(45\.0% of nf_conntrack_max\) .* a larger nf_conntrack_max only makes room for more of them; look at who opens them \(top source 10\.0\.0\.7: 600 entries\)/,
     );
-    const b = adviseTuning(samples, env, report({ evictable: 10 }));
-    expect(b.notes.join('\n')).toMatch(/The table is mostly assured: only 10 of 1000 entries \(1\.0%\)/);
+    const b = adviseTuning(samples, env, report({ evictable: 10, unassured: 10 }));
+    expect(b.recommendations.map((r) => r.sysctl)).toEqual([
+      'net.netfilter.nf_conntrack_max',
+      'net.netfilter.nf_conntrack_buckets',
+    ]);
+    expect(b.notes.join('\n')).toMatch(
+      /What fills the table: mostly assured: 990 of 1000 entries \(49\.5% of nf_conntrack_max\)/,
+    );
     expect(adviseTuning(samples, env).snapshot).toBeNull();
   });
 
@@ -192,15 +205,21 @@ describe('advice and live view with a snapshot', () => {
     expect(calm).toMatch(/^Forecast {3}full in 2 min 5 s at the growth of the last minute$/m);
     expect(calm).not.toMatch(/TOP SOURCES/);
     const hot = renderLiveView({ ...base, pressure: 'warning', top: report() });
-    expect(hot).toMatch(/^Snapshot {3}12:00:00: 1000 entries, 900 evictable \(90\.0%\)$/m);
-    expect(hot).toMatch(/^ {2}TOP SOURCES {2}ENTRIES {2}SHARE {4}TOP DEST PORTS {2}ENTRIES {2}SHARE$/m);
-    expect(hot).toMatch(/^ {2}10\.0\.0\.7 {9}600 {2}60\.0% {4}udp\/53 {14}880 {2}88\.0%$/m);
-    expect(hot).toMatch(/^! Mostly evictable: 900 of 1000 entries/m);
+    expect(hot).toMatch(
+      /^Snapshot {3}12:00:00: 1000 entries {2}900 reclaimable \(45\.0% of nf_conntrack_max: 900 unassured, 0 closing TCP\)$/m,
+    );
+    expect(hot).toMatch(/^ {2}TOP SOURCES {2}ENTRIES {2}OF MAX {4}TOP DEST PORTS {2}ENTRIES {2}OF MAX$/m);
+    expect(hot).toMatch(/^ {2}10\.0\.0\.7 {9}600 {3}30\.0% {4}udp\/53 {14}880 {3}44\.0%$/m);
+    expect(hot).toMatch(/^! Mostly unassured: 900 of 1000 entries/m);
     const flat = renderLiveView({
       ...base,
-      sample: { ...s, timeToFullSeconds: null, unavailable: { timeToFullSeconds: 'x' } },
+      sample: {
+        ...s,
+        timeToFullSeconds: null,
+        unavailable: { timeToFullSeconds: 'a trend needs 5 s of samples; 2.0 s so far' },
+      },
     });
-    expect(flat).toMatch(/^Forecast {3}n\/a \(x\)$/m);
+    expect(flat).toMatch(/^Forecast {3}none: a trend needs 5 s of samples; 2\.0 s so far$/m);
   });
 });
 
@@ -214,9 +233,13 @@ describe('top-N metrics', () => {
     expect(registerTopMetrics(monitor, { registry })).toEqual([
       'nf_conntrack_top_entries',
       'nf_conntrack_evictable_entries',
+      'nf_conntrack_unassured_entries',
+      'nf_conntrack_tcp_closing_entries',
     ]);
     const series = async () =>
-      (await registry.metrics()).split('\n').filter((l) => /^nf_conntrack_(top|evictable)_entries/.test(l));
+      (await registry.metrics())
+        .split('\n')
+        .filter((l) => /^nf_conntrack_(top|evictable|unassured|tcp_closing)_entries/.test(l));
     monitor.emit('top', report());
     expect(await series()).toEqual([]); // pressure is ok: the snapshot is stale
     monitor.emit('pressure', { level: 'warning' } as never);
@@ -226,6 +249,8 @@ describe('top-N metrics', () => {
     expect(first).toContain('nf_conntrack_top_entries{netns="blue",group="destination_port",key="udp/53"} 880');
     expect(first).toContain('nf_conntrack_top_entries{netns="blue",group="state",key="tcp/SYN_SENT"} 20');
     expect(first).toContain('nf_conntrack_evictable_entries{netns="blue"} 900');
+    expect(first).toContain('nf_conntrack_unassured_entries{netns="blue"} 900');
+    expect(first).toContain('nf_conntrack_tcp_closing_entries{netns="blue"} 0');
     monitor.emit('top', report({ bySource: [{ key: '10.0.0.9', entries: 1000 }] }));
     const second = await series();
     expect(second).toContain('nf_conntrack_top_entries{netns="blue",group="source",key="10.0.0.9"} 1000');

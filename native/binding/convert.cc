@@ -92,6 +92,8 @@ napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r) {
   napi_value o = w.object();
   w.set(o, "entries", w.number(static_cast<double>(r.entries)));
   w.set(o, "evictable", w.number(static_cast<double>(r.evictable)));
+  w.set(o, "unassured", w.number(static_cast<double>(r.unassured)));
+  w.set(o, "tcpClosing", w.number(static_cast<double>(r.tcp_closing)));
   for (int g = 0; g < ctmon::kSnapshotGroupCount; ++g) {
     const ctmon::TopGroup& group = r.groups[g];
     const uint32_t n = static_cast<uint32_t>(group.top.size());

@@ -25,9 +25,9 @@ napi_value sample_to_js(JsWriter& w, const ctmon::IntervalSample& s,
                         const ctmon::TableSnapshot& table, const ctmon::NamespaceSettings& settings,
                         uint64_t dropped_records);
 
-// A snapshot's groups for src/top.ts: { entries, evictable, bySource, byDestination,
-// byDestinationPort, byState }, each group [{ key, entries }] with the rest as a last
-// { key: 'other', entries } when there is a rest.
+// A snapshot's groups for src/top.ts: { entries, evictable, unassured, tcpClosing, bySource,
+// byDestination, byDestinationPort, byState }, each group [{ key, entries }] with the rest as a
+// last { key: 'other', entries } when there is a rest.
 napi_value top_report_to_js(JsWriter& w, const ctmon::TopReport& r);
 
 // The error shape: { message: e.text(), errno, syscall, context }.

@@ -7,7 +7,8 @@
 // grouped report: a few dozen JS objects, built once, whatever the table holds.
 //
 //   const s = new NativeSnapshot({ netnsPath, limit, receiveTimeoutMs, deadlineMs });
-//   s.start()   -> Promise<{ entries, evictable, bySource, ..., endWallMs, cost }>
+//   s.start()   -> Promise<{ entries, evictable, unassured, tcpClosing, bySource, ..., endWallMs,
+//                          cost }>
 //   s.cancel()  the dump stops at its next datagram; the promise rejects with ECANCELED
 //   s.unref()   a pending snapshot does not keep the process alive
 #include <napi.h>

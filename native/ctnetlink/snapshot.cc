@@ -44,6 +44,20 @@ bool has_ports(uint8_t l4proto) {
   }
 }
 
+// The TCP states the kernel's garbage collector may evict under pressure (its tcp_can_early_drop).
+bool tcp_can_early_drop(uint8_t state) {
+  switch (state) {
+    case 4:  // FIN_WAIT
+    case 5:  // CLOSE_WAIT
+    case 6:  // LAST_ACK
+    case 7:  // TIME_WAIT
+    case 8:  // CLOSE
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_icmp(uint8_t l4proto) { return l4proto == IPPROTO_ICMP || l4proto == IPPROTO_ICMPV6; }
 
 // The ICMP types that create conntrack entries (the others are errors, attached to a flow).
@@ -225,8 +239,13 @@ size_t SnapshotGrouper::add_batch(const Conntrack* entries, size_t n) {
       }
       ++entries_;
       const uint32_t status = ct.has(Conntrack::kHasStatus) ? ct.status : 0;
-      if ((status & kAssured) == 0) ++evictable_;
       const uint8_t proto = ct.orig.l4proto;
+      const bool unassured = (status & kAssured) == 0;
+      const bool closing = proto == IPPROTO_TCP && ct.has(Conntrack::kHasTcpState) &&
+                           tcp_can_early_drop(ct.tcp_state);
+      unassured_ += unassured;
+      tcp_closing_ += closing;
+      evictable_ += unassured || closing;
       Keys& k = keys[used++];
       k.source[0] = k.destination[0] = ct.family;
       std::memcpy(k.source + 1, ct.orig.src, 16);
@@ -265,6 +284,8 @@ TopReport SnapshotGrouper::top(size_t limit) const {
   TopReport r;
   r.entries = entries_;
   r.evictable = evictable_;
+  r.unassured = unassured_;
+  r.tcp_closing = tcp_closing_;
   r.groups[kBySource] = top_of(sources_, entries_, limit, address_key_text);
   r.groups[kByDestination] = top_of(destinations_, entries_, limit, address_key_text);
   r.groups[kByDestinationPort] = top_of(ports_, entries_, limit, port_key_text);

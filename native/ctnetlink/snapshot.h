@@ -16,8 +16,14 @@
 // 262,144-entry table of distinct destinations takes ~14 MiB while grouping, one of a few
 // sources and ports far less; everything is freed with the object.
 //
-// Evictable: entries without IPS_ASSURED, the only ones early_drop() evicts when an insert
-// finds the table full (the kernel's early_drop_list).
+// What the kernel can reclaim, in two classes that overlap:
+// - unassured: entries without IPS_ASSURED, the only ones the kernel's early_drop() evicts when
+//   an insert finds the table full;
+// - closing TCP: entries in FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE, which the
+//   kernel's garbage collector also evicts, assured or not, once an insert has failed and the
+//   namespace holds 95% of nf_conntrack_max (its gc_worker_can_early_drop, tcp_can_early_drop).
+// An unassured TCP entry in CLOSE_WAIT is in both: counted in each class, and once in
+// `evictable`, the union.
 #pragma once
 
 #include <cstddef>
@@ -51,7 +57,9 @@ struct TopGroup {
 
 struct TopReport {
   uint64_t entries = 0;
-  uint64_t evictable = 0;  // without IPS_ASSURED
+  uint64_t evictable = 0;    // unassured or closing TCP: each entry once
+  uint64_t unassured = 0;    // without IPS_ASSURED
+  uint64_t tcp_closing = 0;  // TCP in FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE
   TopGroup groups[kSnapshotGroupCount];
 };
 
@@ -122,6 +130,8 @@ class SnapshotGrouper {
  private:
   uint64_t entries_ = 0;
   uint64_t evictable_ = 0;
+  uint64_t unassured_ = 0;
+  uint64_t tcp_closing_ = 0;
   KeyCounter<17> sources_;  // family, address (16 bytes, IPv4 in the first 4)
   KeyCounter<17> destinations_;
   KeyCounter<4> ports_;   // protocol, port (be16) or ICMP type, 0

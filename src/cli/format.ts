@@ -115,12 +115,15 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
 }
 
-/** One group as rows: key, entries, share of the table. */
-export function formatGroup(title: string, items: TopItem[], total: number): string[] {
-  const rows = [[title, 'ENTRIES', 'SHARE']];
-  for (const it of items)
-    rows.push([it.key, String(it.entries), total ? `${((it.entries / total) * 100).toFixed(1)}%` : '-']);
-  if (items.length === 0) rows.push(['(none)', '0', '-']);
+/**
+ * One group as rows: key, entries and their share of nf_conntrack_max (the one share the tool
+ * speaks of); without the max, no share column.
+ */
+export function formatGroup(title: string, items: TopItem[], max: number | null): string[] {
+  const share = (n: number) => (max ? [`${((n / max) * 100).toFixed(1)}%`] : []);
+  const rows = [[title, 'ENTRIES', ...(max ? ['OF MAX'] : [])]];
+  for (const it of items) rows.push([it.key, String(it.entries), ...share(it.entries)]);
+  if (items.length === 0) rows.push(['(none)', '0', ...share(0)]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   return rows.map(
     (row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`,

@@ -10,7 +10,8 @@
  * Section in SECTIONS.
  */
 import type { PressureLevel } from '../pressure.js';
-import { evictableVerdict, type TopReport } from '../top.js';
+import type { TopReport } from '../top.js';
+import { compositionOfSample, evictableVerdict, reclaimableText } from '../verdict.js';
 import { TCP_STATE_NAMES, type ConntrackSample } from '../types.js';
 import { columns, formatDuration, formatGroup, formatPercent, formatRate, wrapWords } from './format.js';
 import { printable } from '../errors.js';
@@ -33,6 +34,8 @@ export interface LiveViewState {
   pressure?: PressureLevel;
   /** The latest snapshot the monitor took under pressure. */
   top?: TopReport | null;
+  /** Whether `q` quits (stdin is a terminal, read key by key). */
+  quitKey?: boolean;
 }
 
 /** Keys per group the live view shows (and asks the monitor's snapshots for). */
@@ -155,26 +158,32 @@ const protocols: Section = ({ sample: s }, width) =>
       )
     : [];
 
-const events: Section = ({ sample: s }, width) =>
-  s.events
-    ? itemRow(
-        'Events',
-        [
-          `${count(s.events.received)} this interval`,
-          `lost ${count(s.events.lost)} (${count(s.events.lostTotal)} in all${s.events.lostSince ? ` since ${s.events.lostSince.slice(11, 19)}` : ''})`,
-          `resyncs ${count(s.events.resyncs)}`,
-          s.events.path === 'ebpf' ? 'counted in the kernel (eBPF)' : `classic filter: ${s.events.pathReason}`,
-        ],
-        width,
-      )
-    : [];
+/**
+ * What the event reader did this interval. On the eBPF path the kernel counts NEW and DESTROY
+ * itself and queues only the TCP state changes: the counts come first, then what was read.
+ */
+const events: Section = ({ sample: s }, width) => {
+  const e = s.events;
+  if (!e) return [];
+  const lost = `lost ${count(e.lost)} (${count(e.lostTotal)} in all${e.lostSince ? ` since ${e.lostSince.slice(11, 19)}` : ''})`;
+  const items =
+    e.path === 'ebpf'
+      ? [
+          `counted in the kernel (eBPF): ${count(s.counts.insert)} new, ${count(s.counts.delete)} destroyed`,
+          `${count(e.received)} TCP state changes read`,
+        ]
+      : [`${count(e.received)} read this interval`];
+  items.push(lost, `resyncs ${count(e.resyncs)}`);
+  if (e.path !== 'ebpf') items.push(`classic filter: ${e.pathReason}`);
+  return itemRow('Events', items, width);
+};
 
 const forecast: Section = ({ sample: s }, width) =>
   itemRow(
     'Forecast',
     [
       s.timeToFullSeconds === null
-        ? `n/a (${s.unavailable.timeToFullSeconds ?? 'unknown'})`
+        ? `none: ${s.unavailable.timeToFullSeconds ?? 'unknown'}`
         : s.timeToFullSeconds === 0
           ? 'full now'
           : `full in ${formatDuration(s.timeToFullSeconds)} at the growth of the last minute`,
@@ -189,8 +198,8 @@ const forecast: Section = ({ sample: s }, width) =>
 const topSources: Section = (v, width) => {
   const top = v.top;
   if (!top || !v.pressure || v.pressure === 'ok') return [];
-  const left = formatGroup('TOP SOURCES', top.bySource.slice(0, LIVE_TOP + 1), top.entries);
-  const right = formatGroup('TOP DEST PORTS', top.byDestinationPort.slice(0, LIVE_TOP + 1), top.entries);
+  const left = formatGroup('TOP SOURCES', top.bySource.slice(0, LIVE_TOP + 1), top.max);
+  const right = formatGroup('TOP DEST PORTS', top.byDestinationPort.slice(0, LIVE_TOP + 1), top.max);
   const leftWidth = Math.max(...left.map(columns));
   const sideBySide = leftWidth + 2 + Math.max(...right.map(columns)) <= width;
   const rows = sideBySide
@@ -198,14 +207,9 @@ const topSources: Section = (v, width) => {
         `${(left[i] ?? '').padEnd(leftWidth)}  ${right[i] ?? ''}`.trimEnd(),
       )
     : [...left, ...right];
-  const pct = top.entries ? ` (${((top.evictable / top.entries) * 100).toFixed(1)}%)` : '';
   return [
     '',
-    ...itemRow(
-      'Snapshot',
-      [`${top.time.slice(11, 19)}: ${top.entries} entries, ${top.evictable} evictable${pct}`],
-      width,
-    ),
+    ...itemRow('Snapshot', [`${top.time.slice(11, 19)}: ${top.entries} entries`, reclaimableText(top)], width),
     ...rows.flatMap((row) => (columns(row) <= width ? [row] : wrapWords(row, width, '', '    '))),
   ];
 };
@@ -238,19 +242,17 @@ const history: Section = (v, width) => {
 
 const warnings: Section = (v, width) => {
   const recentDrops = v.dropHistory.reduce((a, b) => a + b, 0);
-  const list = warningsFor(v.sample, v.fallback, {
-    drops: recentDrops,
-    seconds: (v.dropHistory.length * v.sample.intervalMs) / 1000,
-  });
-  if (v.top && v.pressure && v.pressure !== 'ok') {
-    const verdict = evictableVerdict(v.top);
-    if (verdict.mostly) list.push(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`);
-  }
+  const list = warningsFor(
+    v.sample,
+    v.fallback,
+    { drops: recentDrops, seconds: (v.dropHistory.length * v.sample.intervalMs) / 1000 },
+    v.pressure && v.pressure !== 'ok' ? v.top : null,
+  );
   for (const e of v.errors ?? []) list.push(`Error: ${e}`);
   return list.length ? list.flatMap((w) => wrapWords(w, width, '! ', '  ')) : ['No warnings.'];
 };
 
-const footer: Section = () => ['', 'Ctrl-C to quit.'];
+const footer: Section = (v) => ['', v.quitKey ? 'q or Ctrl-C to quit.' : 'Ctrl-C to quit.'];
 
 /** The view, top to bottom. */
 export const SECTIONS: readonly Section[] = [
@@ -283,12 +285,15 @@ export function renderLiveView(state: LiveViewState, sections: readonly Section[
 
 /**
  * Plain-words warnings for a sample. Drops are counted over the recent history shown, so a
- * burst stays on screen long enough to be read; whether they happen now is said apart.
+ * burst stays on screen long enough to be read; whether they happen now is said apart. What
+ * fills the table is the verdict (src/verdict.ts) on the snapshot taken under pressure, when
+ * there is one, else on the sample's TCP states (said when the table is a quarter full or more).
  */
 export function warningsFor(
   s: ConntrackSample,
   fallback: string | null,
   recent: { drops: number; seconds: number },
+  snapshot: TopReport | null = null,
 ): string[] {
   const out: string[] = [];
   const dropsNow = (s.counts.drop ?? 0) > 0;
@@ -313,13 +318,9 @@ export function warningsFor(
         'so insert and delete are unknown in this interval and their totals incomplete; the table is re-read ' +
         'to repair the states. A larger --receive-buffer loses fewer.',
     );
-  const tw = s.timeWait;
-  if (tw.entries !== null && tw.share !== null && s.entries && tw.share >= 0.25 && tw.entries >= s.entries / 2) {
-    out.push(
-      `TIME_WAIT entries take ${formatPercent(tw.share)} of nf_conntrack_max: a shorter ` +
-        `nf_conntrack_tcp_timeout_time_wait${tw.timeoutSeconds === null ? '' : ` (now ${tw.timeoutSeconds} s)`} would free them sooner.`,
-    );
-  }
+  const composition = snapshot ?? ((s.fill ?? 0) >= 0.25 ? compositionOfSample(s) : null);
+  const verdict = composition && evictableVerdict(composition);
+  if (verdict?.mostly) out.push(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`);
   if (s.source === 'netlink' && s.eventsMode === 0)
     out.push('nf_conntrack_events is 0 in this namespace: no events, so no insert/delete rates or states.');
   if (s.source === 'netlink' && s.eventsMode === 2)
@@ -340,6 +341,7 @@ export class LiveView {
   fallback: string | null = null;
   pressure: PressureLevel = 'ok';
   top: TopReport | null = null;
+  quitKey = false;
 
   constructor(private readonly out: NodeJS.WriteStream) {}
 
@@ -381,7 +383,38 @@ export class LiveView {
       width: this.out.columns ?? 100,
       pressure: this.pressure,
       top: this.top,
+      quitKey: this.quitKey,
     });
     this.out.write(`\x1b[H\x1b[J${text}\n`);
   }
+}
+
+/**
+ * `q` quits, as in top and htop: stdin read key by key (raw mode: no echo, no line buffering).
+ * Raw mode also keeps the terminal from turning Ctrl-C into SIGINT, so Ctrl-C is passed on as
+ * that signal, whose handling (the final sample, a second Ctrl-C forcing the exit) stays the
+ * same. `close()` gives the terminal back as it was. Null when stdin is not a terminal.
+ */
+export function readQuitKey(input: NodeJS.ReadStream): { quit: Promise<void>; close(): void } | null {
+  if (!input.isTTY) return null;
+  let pressed!: () => void;
+  const quit = new Promise<void>((resolve) => (pressed = resolve));
+  const onData = (data: Buffer) => {
+    for (const byte of data) {
+      if (byte === 0x71 || byte === 0x51)
+        pressed(); // q, Q
+      else if (byte === 0x03) process.kill(process.pid, 'SIGINT'); // Ctrl-C
+    }
+  };
+  input.setRawMode(true);
+  input.on('data', onData);
+  input.resume();
+  return {
+    quit,
+    close: () => {
+      input.off('data', onData);
+      input.setRawMode(false);
+      input.pause();
+    },
+  };
 }

@@ -47,7 +47,7 @@ export async function startOrExplain(monitor: { start(): Promise<void> }): Promi
 }
 
 /** Why a command stops: a signal's name, the duration, a closed stdout, or the namespace gone. */
-export type StopReason = NodeJS.Signals | 'duration' | 'stdout closed' | 'namespace gone';
+export type StopReason = NodeJS.Signals | 'duration' | 'stdout closed' | 'namespace gone' | 'quit';
 
 /** Resolves with the NAMESPACE_GONE error's message once the monitor stopped for it. */
 export function namespaceGone(monitor: ConntrackMonitor): Promise<string> {
@@ -78,7 +78,7 @@ export interface Shutdown {
  * no handler while stop() drains (after a flood) would kill the process with no final sample.
  * Later signals are absorbed, except a second Ctrl-C from a person, which resolves `forced`.
  */
-export function awaitShutdown(durationMs?: number, gone?: Promise<unknown>): Shutdown {
+export function awaitShutdown(durationMs?: number, gone?: Promise<unknown>, quit?: Promise<unknown>): Shutdown {
   let request!: (why: StopReason) => void;
   let force!: () => void;
   const requested = new Promise<StopReason>((r) => (request = r));
@@ -97,6 +97,7 @@ export function awaitShutdown(durationMs?: number, gone?: Promise<unknown>): Shu
   const timer = durationMs === undefined ? undefined : setTimeout(() => request('duration'), durationMs);
   process.stdout.once('error', () => request('stdout closed'));
   void gone?.then(() => request('namespace gone'));
+  void quit?.then(() => request('quit'));
   void requested.then(() => clearTimeout(timer));
   return { requested, forced };
 }

@@ -13,7 +13,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConntrackStat } from '../backends/procfs.js';
 import { Deadline, readFileBounded } from './host-file.js';
-import { HOST_NETNS_INODE, ROOTS, type NamespaceRoots } from './namespaces.js';
+import { ROOTS, type NamespaceRoots } from './namespaces.js';
 
 export interface KernelDropHistory {
   /**
@@ -94,10 +94,23 @@ async function statFileOfTaskIn(inode: number, roots: NamespaceRoots): Promise<s
 }
 
 /**
+ * A /dev/kmsg record if it is a "table full" line: its time (microseconds since boot) and the
+ * namespace inode it names, null when it names none (kernels before 6.x). Null otherwise.
+ */
+export function tableFullRecord(record: string): { usec: number; netns: number | null } | null {
+  const match = TABLE_FULL.exec(record);
+  if (!match) return null;
+  const usec = Number(record.split(';', 1)[0]!.split(',')[2]);
+  if (!Number.isFinite(usec)) return null;
+  return { usec, netns: match[1] === undefined ? null : Number(match[1]) };
+}
+
+/**
  * The latest "table full" record of /dev/kmsg for namespace `inode`: its age in seconds, or why
  * it cannot be known. Records are `PRI,SEQ,USEC,FLAGS;MESSAGE` with USEC the kernel's clock
- * since boot, the one CLOCK_MONOTONIC reads. A kernel whose message names no namespace is only
- * believed for the host's. Reads the ring buffer once, without blocking.
+ * since boot, the one CLOCK_MONOTONIC reads. A line is this namespace's only when it names it
+ * ("table full in netns N"): older kernels write the same line for every namespace, so theirs
+ * are nobody's, the host's included. Reads the ring buffer once, without blocking.
  */
 export function lastTableFullLog(kmsg: string, inode: number): { secondsAgo: number } | string {
   let fd: number;
@@ -109,7 +122,6 @@ export function lastTableFullLog(kmsg: string, inode: number): { secondsAgo: num
       ? `the kernel log (${kmsg}) is not readable: it needs CAP_SYSLOG while kernel.dmesg_restrict is 1`
       : `the kernel log (${kmsg}) cannot be read: ${code}`;
   }
-  const host = inode === HOST_NETNS_INODE;
   let last: number | null = null;
   let unnamed = false;
   try {
@@ -125,17 +137,15 @@ export function lastTableFullLog(kmsg: string, inode: number): { secondsAgo: num
         throw err;
       }
       if (n === 0) break;
-      const record = buffer.toString('utf8', 0, n);
-      const match = TABLE_FULL.exec(record);
-      if (!match) continue;
-      const usec = Number(record.split(';', 1)[0]!.split(',')[2]);
-      if (match[1] === undefined) unnamed = true;
-      if (Number.isFinite(usec) && (match[1] === undefined ? host : Number(match[1]) === inode)) last = usec;
+      const line = tableFullRecord(buffer.toString('utf8', 0, n));
+      if (line === null) continue;
+      if (line.netns === null) unnamed = true;
+      else if (line.netns === inode) last = line.usec;
     }
   } finally {
     closeSync(fd);
   }
   if (last !== null) return { secondsAgo: Number(process.hrtime.bigint() / 1000n - BigInt(last)) / 1e6 };
-  if (unnamed && !host) return "this kernel's 'table full' log line does not name the namespace";
+  if (unnamed) return "this kernel's 'table full' log line does not name the namespace";
   return "no 'table full' line for this namespace in the kernel log (it keeps only the latest messages)";
 }

@@ -34,20 +34,31 @@ export interface Layer {
   values: (number | null)[];
 }
 
-/** A span of time to point out: a shaded band, or a triangle along the top. */
+/**
+ * A span of time to point out: a band (a solid strip above the plot, so it never blends with
+ * what is drawn in it), or a triangle along the top.
+ */
 export interface Mark {
   x0: number;
   x1: number;
   title: string;
   colour: string;
-  /** Text written at the top of a band (the first drop). */
-  label?: string;
 }
 
-/** A horizontal zone of the y range (warning and critical fill). */
-export interface Zone {
-  y0: number;
-  y1: number;
+/** One moment to point out (the first drop): a dashed rule through the plot, labelled above it. */
+export interface Moment {
+  x: number;
+  label: string;
+  title: string;
+  colour: string;
+}
+
+/**
+ * A level of the y range to point out (the warning and critical fill): a dotted line across
+ * the plot, never a shaded zone, which would blend with an area drawn over it.
+ */
+export interface Threshold {
+  y: number;
   colour: string;
   label: string;
 }
@@ -72,20 +83,33 @@ export interface ChartSpec {
   stack?: { xs: number[]; layers: Layer[] };
   bands?: Mark[];
   markers?: Mark[];
-  zones?: Zone[];
+  moment?: Moment;
+  thresholds?: Threshold[];
   /** A second axis on the right, e.g. percent of nf_conntrack_max. */
   right?: { label: string; ticks: { y: number; label: string }[] };
   wide?: boolean;
   /** Legend entries besides the series: what the bands and markers mean. */
-  legendNotes?: { label: string; colour: string; kind: 'band' | 'marker' | 'zone' }[];
+  legendNotes?: { label: string; colour: string; kind: 'band' | 'marker' | 'threshold' | 'moment' }[];
 }
+
+/** Height of a band's strip above the plot, and the gap between it and the plot. */
+const STRIP = 6;
+const STRIP_GAP = 3;
+/** Average advance of a 12 px label character (bold system-ui), to keep labels inside the chart. */
+const LABEL_CHAR = 7;
 
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"';
 
 export function renderChart(spec: ChartSpec): Html {
   const W = spec.wide ? 1120 : 548;
   const H = spec.wide ? 290 : 250;
-  const m = { l: 64, r: spec.right ? 56 : 20, t: 14 + (spec.markers?.length ? 14 : 0), b: 44 };
+  const bands = spec.bands?.length ? STRIP + STRIP_GAP + 4 : 0;
+  const m = {
+    l: 64,
+    r: spec.right ? 56 : 20,
+    t: 14 + (spec.markers?.length ? 14 : 0) + bands + (spec.moment ? 14 : 0),
+    b: 44,
+  };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const series = (spec.series ?? []).map((s) => ({ ...s, points: thin(s.points, spec.xMax, pw) }));
@@ -94,7 +118,7 @@ export function renderChart(spec: ChartSpec): Html {
   let top = spec.yMin ?? 0;
   for (const s of series) for (const p of s.points) if (p.y !== null) top = Math.max(top, p.y);
   for (const total of stack?.totals ?? []) top = Math.max(top, total);
-  for (const z of spec.zones ?? []) top = Math.max(top, z.y1);
+  for (const t of spec.thresholds ?? []) top = Math.max(top, t.y);
   const yTicks = niceTicks(top, spec.integer === true);
   const yTop = yTicks.at(-1)!;
   const xMax = spec.xMax > 0 ? spec.xMax : 1;
@@ -104,15 +128,15 @@ export function renderChart(spec: ChartSpec): Html {
   const clip = `${spec.id}-clip`;
 
   const parts: (Html | string)[] = [];
-  for (const z of spec.zones ?? []) {
-    parts.push(
-      markup`<rect x="${m.l}" y="${Y(z.y1)}" width="${pw}" height="${round(Y(z.y0) - Y(z.y1))}" fill="${z.colour}"><title>${z.label}</title></rect>`,
-    );
-  }
   for (const t of yTicks) {
     parts.push(
       markup`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(t)}" y2="${Y(t)}" stroke="${t === 0 ? '#8a8f98' : '#e3e6ea'}" stroke-width="1"/>`,
       markup`<text x="${m.l - 8}" y="${Y(t) + 4}" text-anchor="end">${(spec.yFormat ?? compact)(t)}</text>`,
+    );
+  }
+  for (const t of spec.thresholds ?? []) {
+    parts.push(
+      markup`<line class="threshold" x1="${m.l}" x2="${m.l + pw}" y1="${Y(t.y)}" y2="${Y(t.y)}" stroke="${t.colour}" stroke-width="1.5" stroke-dasharray="2 3"><title>${t.label}</title></line>`,
     );
   }
   for (const t of spec.right?.ticks ?? []) {
@@ -129,18 +153,28 @@ export function renderChart(spec: ChartSpec): Html {
     );
   }
   const labels: Html[] = [];
+  // Bands: solid strips just above the plot, as the legend draws them.
+  const stripY = m.t - STRIP_GAP - STRIP;
   for (const b of spec.bands ?? []) {
     const x = X(b.x0);
     parts.push(
-      markup`<rect class="mark" x="${x}" y="${m.t}" width="${Math.max(2, round(X(b.x1) - x))}" height="${ph}" fill="${b.colour}" fill-opacity="0.16"><title>${b.title}</title></rect>`,
+      markup`<rect class="mark" x="${x}" y="${stripY}" width="${Math.max(2, round(X(b.x1) - x))}" height="${STRIP}" fill="${b.colour}"><title>${b.title}</title></rect>`,
     );
-    if (b.label) {
-      // Left of the band when it sits in the right half, so the text stays in the plot.
-      const right = x > m.l + pw / 2;
-      labels.push(
-        markup`<text x="${right ? x - 6 : X(b.x1) + 6}" y="${m.t + 14}" text-anchor="${right ? 'end' : 'start'}" font-weight="600" fill="${b.colour}">${b.label}</text>`,
-      );
-    }
+  }
+  if (spec.moment) {
+    // A rule at the moment, through the plot; its label above the strips, on the side where it
+    // fits inside the chart (right of the rule, else left, else as far as the plot allows).
+    const mo = spec.moment;
+    const x = X(mo.x);
+    const width = mo.label.length * LABEL_CHAR;
+    const right = m.l + pw;
+    const start = x + 4 + width <= right ? x + 4 : x - 4 - width >= m.l ? x - 4 - width : Math.max(m.l, right - width);
+    parts.push(
+      markup`<line class="moment" x1="${x}" x2="${x}" y1="${bands ? stripY : m.t}" y2="${m.t + ph}" stroke="${mo.colour}" stroke-width="1.5" stroke-dasharray="4 3"><title>${mo.title}</title></line>`,
+    );
+    labels.push(
+      markup`<text class="moment-label" x="${round(start)}" y="${(bands ? stripY : m.t) - 5}" text-anchor="start" font-weight="600" fill="${mo.colour}">${mo.label}</text>`,
+    );
   }
 
   const plot: Html[] = [];
@@ -203,11 +237,18 @@ function legend(spec: ChartSpec): Html {
     );
   }
   for (const n of spec.legendNotes ?? []) {
+    // Each swatch as the chart draws its kind: a triangle, a strip, a dashed rule, a dotted level.
     const swatch =
       n.kind === 'marker'
         ? markup`<path d="M2 1h10l-5 8z" fill="${n.colour}"/>`
-        : markup`<rect width="14" height="12" rx="2" fill="${n.colour}" fill-opacity="${n.kind === 'band' ? 0.3 : 1}"/>`;
-    items.push(markup`<li><svg width="14" height="12" aria-hidden="true">${swatch}</svg>${n.label}</li>`);
+        : n.kind === 'band'
+          ? markup`<rect y="3" width="14" height="${STRIP}" fill="${n.colour}"/>`
+          : n.kind === 'moment'
+            ? markup`<line x1="7" x2="7" y1="0" y2="12" stroke="${n.colour}" stroke-width="1.5" stroke-dasharray="4 3"/>`
+            : markup`<line x1="0" x2="14" y1="6" y2="6" stroke="${n.colour}" stroke-width="1.5" stroke-dasharray="2 3"/>`;
+    items.push(
+      markup`<li class="note-${n.kind}"><svg width="14" height="12" aria-hidden="true">${swatch}</svg>${n.label}</li>`,
+    );
   }
   return items.length ? markup`<ul class="legend">${items}</ul>` : markup``;
 }

@@ -11,7 +11,7 @@
  */
 import { adviseTuning, formatBytes, type TuningAdvice, type TuningEnvironment } from '../advise.js';
 import { TCP_STATE_NAMES, type ConntrackSample, type TcpStateName } from '../types.js';
-import { renderChart, type ChartSpec, type Layer, type Mark, type Point, type Series } from './chart.js';
+import { renderChart, type ChartSpec, type Layer, type Mark, type Moment, type Point, type Series } from './chart.js';
 import { markup, trusted, type Html } from './html-escape.js';
 import { count, duration, offset, percent, rate, utc } from './numbers.js';
 import type { ReportRun } from './runs.js';
@@ -205,11 +205,9 @@ function verdict(run: ReportRun, named: boolean): Html {
     text = `The table peaked at ${fill === null ? 'an unknown fill' : `${percent(fill)} of nf_conntrack_max`}${peak ? ` (${peak})` : ''}; nothing was dropped.`;
   }
   const extra: string[] = [];
-  if (s.peak.timeWait !== null && s.peak.entries && s.peak.timeWait / s.peak.entries >= 0.5) {
-    extra.push(
-      `TIME_WAIT entries were up to ${count(s.peak.timeWait)}, ${percent(s.peak.timeWait / s.peak.entries, 0)} of the peak entries.`,
-    );
-  }
+  // What filled the table: the advice's verdict (src/verdict.ts), as advise gives it.
+  const what = adviceOf(run)?.verdict;
+  if (what) extra.push(`What filled it: ${what.text}.`);
   if ((s.eventsLost ?? 0) > 0)
     extra.push(`${count(s.eventsLost!)} events were lost (counted, then repaired by a resync).`);
   if (run.header && (run.truncated || !run.end)) extra.push('The recording was cut short.');
@@ -265,12 +263,23 @@ function charts(runs: readonly ReportRun[]): Html {
   const single = lines.length === 1;
   const drops = dropMarks(lines, single, xMax);
   const common = { xMax, ...drops };
-  // The fill chart names the first drop on its band.
-  const firstDrop = lines[0]!.run.summary.firstDropSeconds;
-  const fillBands = common.bands?.map((b, i) =>
-    i === 0 && firstDrop !== null ? { ...b, label: `first drop at ${offset(firstDrop)}` } : b,
-  );
-  const out: Html[] = [fillChart(lines, { ...common, bands: fillBands }, single)];
+  // The fill chart marks the first drop of a single run where it was counted: the end of the
+  // first interval with a drop (summary.firstDropSeconds, the time the summary gives).
+  const firstDrop = single ? lines[0]!.run.summary.firstDropSeconds : null;
+  const fillCommon: Common =
+    firstDrop === null
+      ? common
+      : {
+          ...common,
+          moment: {
+            x: firstDrop,
+            label: `first drop at ${offset(firstDrop)}`,
+            title: `the first packet dropped for a full table was counted in the interval that ended ${offset(firstDrop)} into the run`,
+            colour: C.vermillion,
+          },
+          legendNotes: [...(common.legendNotes ?? []), { label: 'first drop', colour: C.vermillion, kind: 'moment' }],
+        };
+  const out: Html[] = [fillChart(lines, fillCommon, single)];
   out.push(
     single
       ? rateChart(
@@ -319,9 +328,15 @@ function charts(runs: readonly ReportRun[]): Html {
   return markup`${out}`;
 }
 
-type Common = { xMax: number; bands?: Mark[]; markers?: Mark[]; legendNotes?: ChartSpec['legendNotes'] };
+type Common = {
+  xMax: number;
+  bands?: Mark[];
+  markers?: Mark[];
+  moment?: Moment;
+  legendNotes?: ChartSpec['legendNotes'];
+};
 
-/** Intervals with drops: shaded bands for one run, triangles in the run's colour for several. */
+/** Intervals with drops: strips above the plot for one run, triangles in the run's colour for several. */
 function dropMarks(lines: Timeline[], single: boolean, xMax: number): Omit<Common, 'xMax'> {
   const marks: Mark[] = [];
   // Spans less than about a pixel apart are one mark: a week of samples stays a small page.
@@ -411,17 +426,17 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
     id: 'chart-fill',
     title: 'Table fill',
     subtitle: percentMode
-      ? 'entries as a share of nf_conntrack_max, which differs between the runs; shaded from 75% (warning) and 90% (critical)'
-      : `entries in the table, against nf_conntrack_max = ${count(max)} (dashed); shaded from 75% (warning) and 90% (critical)`,
+      ? 'entries as a share of nf_conntrack_max, which differs between the runs; dotted at 75% (warning) and 90% (critical)'
+      : `entries in the table, against nf_conntrack_max = ${count(max)} (dashed); dotted at 75% (warning) and 90% (critical)`,
     description,
     yLabel: percentMode ? '% of nf_conntrack_max' : 'entries',
     integer: !percentMode,
     yFormat: percentMode ? (y) => `${y}%` : undefined,
     yMin: top,
     series,
-    zones: [
-      { y0: top * 0.75, y1: top * 0.9, colour: '#fdf3e1', label: 'warning: 75% to 90% of nf_conntrack_max' },
-      { y0: top * 0.9, y1: top, colour: '#fbe6e1', label: 'critical: 90% to 100% of nf_conntrack_max' },
+    thresholds: [
+      { y: top * 0.75, colour: C.orange, label: 'warning: 75% of nf_conntrack_max' },
+      { y: top * 0.9, colour: '#b42318', label: 'critical: 90% of nf_conntrack_max' },
     ],
     right: percentMode
       ? undefined
@@ -431,6 +446,11 @@ function fillChart(lines: Timeline[], common: Common, single: boolean): Html {
         },
     wide: true,
     ...common,
+    legendNotes: [
+      ...(common.legendNotes ?? []),
+      { label: '75% (warning)', colour: C.orange, kind: 'threshold' },
+      { label: '90% (critical)', colour: '#b42318', kind: 'threshold' },
+    ],
   });
 }
 
@@ -795,7 +815,7 @@ table.details th{width:220px;color:var(--muted);font-weight:500}
 .timeouts{display:flex;flex-wrap:wrap;gap:2px 16px}
 abbr{text-decoration:underline dotted;cursor:help;color:var(--muted)}
 .advice li{margin:8px 0}
-pre{background:#0d1117;color:#e6edf3;padding:12px 14px;border-radius:8px;overflow:auto;font-size:13px}
+pre{background:#0d1117;color:#e6edf3;padding:12px 14px;border-radius:8px;font-size:13px;white-space:pre-wrap;overflow-wrap:anywhere}
 footer{margin-top:20px;color:var(--muted);font-size:13px}
 @media (max-width:900px){.grid{grid-template-columns:1fr}.cards{grid-template-columns:repeat(2,1fr)}}
 @media print{body{background:#fff}.panel,.card{break-inside:avoid}}

@@ -58,7 +58,7 @@ export function formatSummary(s: RunSummary): string[] {
       'TIME_WAIT',
       s.peak.timeWait === null
         ? na
-        : `peak ${count(s.peak.timeWait)}${s.peak.timeWaitShare === null ? '' : ` (${percent(s.peak.timeWaitShare)} of max)`}`,
+        : `peak ${count(s.peak.timeWait)}${s.peak.timeWaitShare === null ? '' : ` (${percent(s.peak.timeWaitShare)} of nf_conntrack_max)`}`,
     ],
     ['events lost', n(s.eventsLost)],
     [

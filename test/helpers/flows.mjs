@@ -3,19 +3,24 @@
 // lo carries the addresses: `ip netns exec NS node flows.mjs SPEC`, SPEC a JSON array of
 //   { kind, src, dst, port, count }
 // kind: 'tcp-open' (ESTABLISHED), 'tcp-half' (client FIN only: CLOSE_WAIT), 'tcp-closed'
-// (both closed: TIME_WAIT), 'udp-reply' (a request and its reply), 'udp-noreply' (a request to
-// a socket that never answers: UNREPLIED, and no ICMP error). Servers listen on dst:port.
+// (both closed: TIME_WAIT), 'tcp-picked-up' (an open connection whose entry is deleted, then
+// closed: conntrack picks it up again mid-stream from the server's ACK, in the server's
+// direction, and it closes to CLOSE_WAIT without ever being ASSURED), 'udp-reply' (a request and
+// its reply), 'udp-noreply' (a request to a socket that never answers: UNREPLIED, and no ICMP
+// error). Servers listen on dst:port.
 // Everything is set up in order, then one result line is printed; sockets stay open until
 // stdin closes (so no port, hence no flow, is reused), then the process exits.
 //   steady RATE SECONDS   RATE new unreplied UDP flows per second for SECONDS, to distinct
 //                         loopback addresses (one entry each), paced on the clock; prints
 //                         { sent, failed } at the end.
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 
 const servers = new Map();
 const open = [];
 const closing = new Set(); // client ports whose server side closes too (tcp-closed)
+const pickedUp = new Set(); // of those, the ones picked up mid-stream (tcp-picked-up)
 
 // Another flows.mjs of the same test may already serve dst:port: its server answers then.
 function listening(server, listen) {
@@ -32,7 +37,9 @@ async function tcpServer(dst, port) {
       open.push(s);
       s.on('error', () => {});
       s.resume();
-      s.on('end', () => closing.has(s.remotePort) && s.end());
+      // A picked-up connection's server closes a moment after the client: its ACK of the
+      // client's FIN goes first, alone, and starts the entry (a FIN cannot).
+      s.on('end', () => closing.has(s.remotePort) && setTimeout(() => s.end(), pickedUp.has(s.remotePort) ? 200 : 0));
     });
     await listening(server, (done) => server.listen(port, dst, done));
     servers.set(key, server);
@@ -60,6 +67,14 @@ async function tcp(kind, src, dst, port) {
   client.resume();
   open.push(client);
   if (kind === 'tcp-half') client.end();
+  if (kind === 'tcp-picked-up') {
+    execFileSync('conntrack', ['-D', '-p', 'tcp', '--orig-port-src', String(client.localPort)], { stdio: 'ignore' });
+    closing.add(client.localPort);
+    pickedUp.add(client.localPort);
+    const serverClosed = new Promise((resolve) => client.once('end', resolve));
+    client.end(); // the FIN cannot start an entry; the server's ACK, FIN and the last ACK do
+    await serverClosed;
+  }
   if (kind === 'tcp-closed') {
     // The client closes first: its end goes to TIME_WAIT, and conntrack with it.
     closing.add(client.localPort);

@@ -1,12 +1,15 @@
 /**
  * The kernel's listing (`conntrack -L` text, conntrack-tools being the reference reader) grouped
  * the way a TopReport names things: keys from the original direction (the first src=, dst=,
- * dport=, type= of a line), evictable = lines without [ASSURED]. Written independently of the
- * native grouping, to check it.
+ * dport=, type= of a line); unassured = lines without [ASSURED]; tcpClosing = tcp lines in
+ * FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE; evictable = lines in either. Written
+ * independently of the native grouping, to check it.
  */
 export interface ListingGroups {
   entries: number;
   evictable: number;
+  unassured: number;
+  tcpClosing: number;
   bySource: Record<string, number>;
   byDestination: Record<string, number>;
   byDestinationPort: Record<string, number>;
@@ -22,6 +25,8 @@ export function groupListing(text: string): ListingGroups {
   const g: ListingGroups = {
     entries: 0,
     evictable: 0,
+    unassured: 0,
+    tcpClosing: 0,
     bySource: {},
     byDestination: {},
     byDestinationPort: {},
@@ -33,7 +38,12 @@ export function groupListing(text: string): ListingGroups {
     const proto = tokens[0] === 'ipv6-icmp' ? 'icmpv6' : tokens[0]!;
     const field = (name: string) => tokens.find((t) => t.startsWith(`${name}=`))?.slice(name.length + 1);
     g.entries++;
-    if (!line.includes('[ASSURED]')) g.evictable++;
+    const unassured = !line.includes('[ASSURED]');
+    const closing =
+      proto === 'tcp' && ['FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE'].includes(tokens[3]!);
+    g.unassured += Number(unassured);
+    g.tcpClosing += Number(closing);
+    g.evictable += Number(unassured || closing);
     add(g.bySource, field('src')!);
     add(g.byDestination, field('dst')!);
     if (proto === 'icmp' || proto === 'icmpv6') {

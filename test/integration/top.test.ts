@@ -1,7 +1,8 @@
 /**
  * What fills the table, against the kernel's own listing: `top --json` equals what conntrack -L
  * lists in the namespace at the same quiet moment (per source, destination, port and state;
- * entries without [ASSURED]); the monitor's snapshot under pressure and serve --top; the
+ * entries without [ASSURED], closing TCP, either once); the monitor's snapshot under pressure
+ * and serve --top; the
  * time-to-full forecast during steady growth against the growth of nf_conntrack_count; check
  * --full-within exit codes; the live view during an incident in a real terminal (tmux).
  */
@@ -11,7 +12,13 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { ConntrackMonitor, topEntries, type ConntrackSample, type TopReport } from '../../dist/index.js';
+import {
+  ConntrackMonitor,
+  evictableVerdict,
+  topEntries,
+  type ConntrackSample,
+  type TopReport,
+} from '../../dist/index.js';
 import { CLI, runCli, servingUrl } from '../helpers/cli';
 import { canRunIntegration } from '../helpers/gate';
 import { addressOrder, asCounts, groupListing, type ListingGroups } from '../helpers/listing';
@@ -64,6 +71,8 @@ function reported(r: TopReport): ListingGroups {
   return {
     entries: r.entries,
     evictable: r.evictable,
+    unassured: r.unassured,
+    tcpClosing: r.tcpClosing,
     bySource: without(r.bySource),
     byDestination: without(r.byDestination),
     byDestinationPort: without(r.byDestinationPort),
@@ -95,6 +104,8 @@ const MIX: Flow[] = [
   { kind: 'tcp-open', src: '10.17.0.2', dst: '10.17.0.100', port: 443, count: 3 },
   { kind: 'tcp-closed', src: '10.17.0.3', dst: '10.17.0.101', port: 80, count: 8 },
   { kind: 'tcp-half', src: '10.17.0.1', dst: '10.17.0.101', port: 80, count: 2 },
+  // Unassured and in CLOSE_WAIT: in both classes the kernel can reclaim, once in evictable.
+  { kind: 'tcp-picked-up', src: '10.17.0.2', dst: '10.17.0.101', port: 80, count: 2 },
   { kind: 'udp-reply', src: '10.17.0.1', dst: '10.17.0.100', port: 53, count: 12 },
   { kind: 'udp-reply', src: '10.17.0.2', dst: '10.17.0.100', port: 53, count: 5 },
   { kind: 'udp-noreply', src: '10.17.0.4', dst: '10.17.0.101', port: 53, count: 9 },
@@ -109,6 +120,7 @@ async function mixedNamespace(label: string): Promise<TestNamespace> {
   // Nothing expires while a test compares (defaults: 30 s for UDP and ICMP).
   await ns.sysctl('net.netfilter.nf_conntrack_udp_timeout', 600);
   await ns.sysctl('net.netfilter.nf_conntrack_icmp_timeout', 600);
+  await ns.sysctl('net.netfilter.nf_conntrack_tcp_timeout_close_wait', 600);
   await holdFlows(ns, MIX);
   // One ICMP echo from 10.17.0.2 (a ping socket; this namespace only allows them).
   await ns.exec('sysctl', ['-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
@@ -121,7 +133,7 @@ async function mixedNamespace(label: string): Promise<TestNamespace> {
 }
 
 describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L', () => {
-  it('top --json: every count per source, destination, port and state, and evictable, equals conntrack -L', async () => {
+  it('top --json: every count per source, destination, port and state, and what can be reclaimed, equals conntrack -L', async () => {
     const ns = await mixedNamespace('top');
     const run = await runCli(['top', '--netns', ns.name, '--json', '--limit', '1000']);
     const kernel = await kernelGroups(ns);
@@ -130,7 +142,8 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
     const report = JSON.parse(run.stdout) as TopReport;
     const mine = reported(report);
     console.info(
-      `top --json: ${report.entries} entries (conntrack -L ${kernel.entries}), evictable ${report.evictable} (without [ASSURED] ${kernel.evictable})\n` +
+      `top --json: ${report.entries} entries (conntrack -L ${kernel.entries}), evictable ${report.evictable} (${kernel.evictable}): ` +
+        `unassured ${report.unassured} (without [ASSURED] ${kernel.unassured}), closing TCP ${report.tcpClosing} (${kernel.tcpClosing})\n` +
         GROUPS.map(
           (g) =>
             `  ${g}: top ${JSON.stringify(mine[g])}\n  ${' '.repeat(g.length)}  kernel ${JSON.stringify(kernel[g])}`,
@@ -139,19 +152,27 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
     expect(Object.keys(report)).toEqual([
       'time',
       'netns',
+      'max',
       'entries',
       'evictable',
+      'unassured',
+      'tcpClosing',
       'bySource',
       'byDestination',
       'byDestinationPort',
       'byState',
+      'unavailable',
     ]);
     expect(report.netns).toBe(ns.path);
+    expect(report.max).toBe(Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8')));
     expect(mine).toEqual(kernel);
+    // The picked-up connections are unassured CLOSE_WAIT: counted in both classes, once in all.
+    expect(kernel.unassured + kernel.tcpClosing - kernel.evictable).toBe(2);
     // The namespace holds what the test asked for: 6 sources, TCP in three states, UDP both ways.
     expect(kernel.entries).toBe(MIX.reduce((a, f) => a + f.count, 0) + 1);
-    expect(Object.keys(kernel.bySource)).toHaveLength(6);
-    expect(kernel.byState).toMatchObject({ 'tcp/ESTABLISHED': 12, 'tcp/TIME_WAIT': 8, 'tcp/CLOSE_WAIT': 2 });
+    // (7 with the server, which the picked-up connections have as their original source.)
+    expect(Object.keys(kernel.bySource)).toHaveLength(7);
+    expect(kernel.byState).toMatchObject({ 'tcp/ESTABLISHED': 12, 'tcp/TIME_WAIT': 8, 'tcp/CLOSE_WAIT': 4 });
     expect(kernel.byState['udp/UNREPLIED']).toBe(15);
     expect(kernel.byState['udp/REPLIED']).toBe(17);
 
@@ -173,7 +194,12 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
     // The human table says the same in text.
     const text = await runCli(['top', '--netns', ns.name, '--limit', '2']);
     expect(text.stdout).toMatch(new RegExp(`^  10\\.17\\.0\\.1 +${kernel.bySource['10.17.0.1']} +`, 'm'));
-    expect(text.stdout).toMatch(new RegExp(`: ${kernel.entries} entries, ${kernel.evictable} evictable`));
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `: ${kernel.entries} entries \\([\\d.]+% of nf_conntrack_max\\), ${kernel.evictable} reclaimable \\([\\d.]+% of nf_conntrack_max: ` +
+          `${kernel.unassured} unassured, ${kernel.tcpClosing} closing TCP\\)`,
+      ),
+    );
   });
 
   it("topEntries() rejects with the monitor's hints: no namespace, not a namespace, no ctnetlink", async () => {
@@ -264,6 +290,9 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
       console.info(`'top' event under pressure (${kernel.entries}/${max}): ${JSON.stringify(top)}`);
       expect(top!.entries).toBe(kernel.entries);
       expect(top!.evictable).toBe(kernel.evictable);
+      expect(top!.unassured).toBe(kernel.unassured);
+      expect(top!.tcpClosing).toBe(kernel.tcpClosing);
+      expect(top!.max).toBe(max);
       for (const g of GROUPS) {
         const expected = topOf(
           kernel[g],
@@ -293,7 +322,9 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
         await sleep(100);
         text = await (await fetch(url)).text();
       }
-      const series = text.split('\n').filter((l) => /^nf_conntrack_(top|evictable)_entries/.test(l));
+      const series = text
+        .split('\n')
+        .filter((l) => /^nf_conntrack_(top|evictable|unassured|tcp_closing)_entries/.test(l));
       console.info(`serve --top 3:\n${series.join('\n')}`);
       const label = `netns="${ns.name}"`;
       for (const [group, field] of [
@@ -310,6 +341,8 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
         expect(series).toContain(`nf_conntrack_top_entries{${label},group="${group}",key="other"} ${expected.other}`);
       }
       expect(series).toContain(`nf_conntrack_evictable_entries{${label}} ${kernel.evictable}`);
+      expect(series).toContain(`nf_conntrack_unassured_entries{${label}} ${kernel.unassured}`);
+      expect(series).toContain(`nf_conntrack_tcp_closing_entries{${label}} ${kernel.tcpClosing}`);
       // Bounded: per group, the top 3 and `other` when there is a rest.
       const bound = GROUPS.reduce(
         (a, g) => a + Math.min(3, Object.keys(kernel[g]).length) + (Object.keys(kernel[g]).length > 3 ? 1 : 0),
@@ -320,15 +353,20 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
       child.kill('SIGTERM');
 
       const check = await runCli(['check', '--netns', ns.name, '--observe', '0.5', '--warn', '75', '--crit', '95']);
-      const pct = ((kernel.evictable / kernel.entries) * 100).toFixed(1);
       console.info(`check at ${kernel.entries}/${max}: exit ${check.code}: ${check.stdout.trim()}`);
       expect(check.code).toBe(1);
-      expect(check.stdout).toMatch(
-        kernel.evictable / kernel.entries >= 0.5
-          ? new RegExp(`; ${pct}% evictable: mostly unassured entries`)
-          : new RegExp(`; only ${pct}% evictable: mostly assured connections, raise nf_conntrack_max`),
+      // More than half can be reclaimed, most of it unassured UDP: the same verdict as top's.
+      expect(kernel.evictable / kernel.entries).toBeGreaterThanOrEqual(0.5);
+      expect(check.stdout).toContain(
+        `; ${kernel.evictable} reclaimable (${((kernel.evictable / max) * 100).toFixed(1)}% of nf_conntrack_max: ` +
+          `${kernel.unassured} unassured, ${kernel.tcpClosing} closing TCP): ${evictableVerdict(top!).summary} |`,
       );
-      expect(check.stdout.trim()).toMatch(new RegExp(` evictable=${kernel.evictable};;;0;${kernel.entries}$`));
+      expect(evictableVerdict(top!)).toMatchObject({ mostly: 'unassured', state: 'udp/REPLIED' });
+      expect(check.stdout.trim()).toMatch(
+        new RegExp(
+          ` evictable=${kernel.evictable};;;0;${kernel.entries} unassured=${kernel.unassured};;;0;${kernel.entries} tcp_closing=${kernel.tcpClosing};;;0;${kernel.entries}$`,
+        ),
+      );
     });
   });
 
@@ -446,7 +484,10 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
       );
       expect(view).toMatch(/^Forecast {3}full in .+ at the growth of the last minute$/m);
       expect(view).toMatch(
-        new RegExp(`^Snapshot {3}\\d\\d:\\d\\d:\\d\\d: ${kernel.entries} entries, ${kernel.evictable} evictable`, 'm'),
+        new RegExp(
+          `^Snapshot {3}\\d\\d:\\d\\d:\\d\\d: ${kernel.entries} entries {2}${kernel.evictable} reclaimable \\([\\d.]+% of nf_conntrack_max: ${kernel.unassured} unassured, ${kernel.tcpClosing} closing TCP\\)`,
+          'm',
+        ),
       );
       const rows = [
         ...view.matchAll(/^ {2}(\S+) +(\d+) +[\d.]+% {4}(\S+) +(\d+) +[\d.]+%$|^ {2}(\S+) +(\d+) +[\d.]+%$/gm),
@@ -457,8 +498,9 @@ describe.skipIf(!canRunIntegration)('what fills the table, against conntrack -L'
       const expectedSources = topOf(kernel.bySource, 5, order);
       expect(shownSources).toEqual({ ...expectedSources.top, other: expectedSources.other });
       expect(shownPorts).toEqual(kernel.byDestinationPort); // three ports: all shown
-      expect(view).toMatch(
-        kernel.evictable / kernel.entries >= 0.5 ? /^! Mostly evictable: /m : /^! Mostly assured: /m,
+      // Most of it unreplied UDP from the flood: the verdict says so, and who opens them.
+      expect(view.replace(/\n {2}/g, ' ')).toMatch(
+        /^! Mostly unassured: \d+ of \d+ entries \([\d.]+% of nf_conntrack_max\) are unassured \(most udp\/UNREPLIED\)/m,
       );
     });
   });

@@ -7,6 +7,7 @@ import { MAX_TIMER_S, MONITOR_FLAGS_HELP, parseCommand, seconds } from '../args.
 import { createMonitor, namespaceGone, startOrExplain } from '../monitor.js';
 import { formatGroup } from '../format.js';
 import { topEntries, type TopReport } from '../../top.js';
+import { reclaimableText } from '../../verdict.js';
 import { tuningEnvironment } from '../../environment.js';
 import { kernelDropHistory } from '../../host/kernel-drops.js';
 import type { ConntrackSample } from '../../types.js';
@@ -18,10 +19,14 @@ Watch the table for S seconds, then advise on nf_conntrack_max, nf_conntrack_buc
 nf_conntrack_tcp_timeout_time_wait from what the host really did, with the memory the
 recommended table takes and a sysctl.conf snippet. Nothing is applied. Drops the kernel
 counted before the observation (its drop counter since the namespace started, and the last
-"table full" line of the kernel log, which needs root) count too. When the table was
-at least 75% full or dropping, one snapshot (a ctnetlink dump) at the end says what fills
-it: the top sources and ports, and whether it is mostly evictable (unassured entries the
-kernel can reclaim) or mostly assured connections (which only a larger max makes room for).
+"table full" line of the kernel log that names the namespace, which needs root) are said as
+history: they show the table was full before, but do not size it. When the table was at
+least 75% full or dropping, one snapshot (a ctnetlink dump) at the end says what fills it:
+the top sources, states and ports, and its class, which decides the advice: mostly closing
+TCP (TIME_WAIT: a shorter nf_conntrack_tcp_timeout_time_wait), mostly unassured entries
+(the kernel evicts them for new ones, so a larger max only makes room for more: who opens
+them, and nf_conntrack_udp_timeout for UDP) or mostly assured connections (a larger
+nf_conntrack_max and buckets). Every share is of nf_conntrack_max.
 
 Options:
   --observe S            how long to watch (default 30)
@@ -77,8 +82,9 @@ export async function run(argv: string[]): Promise<number> {
 export function formatAdvice(a: TuningAdvice): string {
   const out = [
     `Observed ${Math.round(a.observedSeconds)} s: peak ${a.peakEntries ?? 'n/a'} entries` +
-      (a.peakFill === null ? '' : ` (${(a.peakFill * 100).toFixed(1)}% of the table)`) +
-      `, ${a.drops ?? 'unknown'} drops, peak TIME_WAIT ${a.peakTimeWait ?? 'n/a'}` +
+      (a.peakFill === null ? '' : ` (${(a.peakFill * 100).toFixed(1)}% of nf_conntrack_max)`) +
+      `, ${a.drops ?? 'unknown'} drops while observed, peak TIME_WAIT ${a.peakTimeWait ?? 'n/a'}` +
+      (a.peakTimeWait === null ? '' : ` (${((a.peakTimeWait / a.max) * 100).toFixed(1)}% of nf_conntrack_max)`) +
       (a.growthPerMinute === null ? '.' : `, growth ${a.growthPerMinute.toFixed(1)} entries/min.`),
     '',
   ];
@@ -88,9 +94,10 @@ export function formatAdvice(a: TuningAdvice): string {
   if (a.recommendations.length) out.push('');
   out.push(...a.notes, '');
   if (a.snapshot) {
-    out.push(`What fills the table (${a.snapshot.entries} entries, ${a.snapshot.evictable} evictable):`);
-    out.push(...formatGroup('SOURCE', a.snapshot.bySource, a.snapshot.entries));
-    out.push(...formatGroup('DEST PORT', a.snapshot.byDestinationPort, a.snapshot.entries), '');
+    out.push(`What fills the table (${a.snapshot.entries} entries, ${reclaimableText(a.snapshot)}):`);
+    out.push(...formatGroup('SOURCE', a.snapshot.bySource, a.snapshot.max));
+    out.push(...formatGroup('STATE', a.snapshot.byState, a.snapshot.max));
+    out.push(...formatGroup('DEST PORT', a.snapshot.byDestinationPort, a.snapshot.max), '');
   }
   if (a.memory && !a.recommendations.length)
     out.push(`One entry takes ${a.memory.entryBytes} bytes (${formatBytes(a.memory.bytes)} for a full table).`, '');

@@ -3,12 +3,13 @@
  * one status line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Any packet
  * dropped for a full table during the observation is CRITICAL; a table forecast to be full
  * within --full-within seconds is WARNING. When the fill reached --warn, one snapshot says
- * whether the table is mostly evictable or mostly assured connections.
+ * what the kernel can reclaim and what fills the table (src/verdict.ts).
  */
 import { MAX_TIMER_S, MONITOR_FLAGS_HELP, number, parseCommand, seconds, UsageError } from '../args.js';
 import { formatDuration } from '../format.js';
 import { createMonitor, namespaceGone } from '../monitor.js';
-import { evictableVerdict, topEntries, type TopReport } from '../../top.js';
+import { topEntries, type TopReport } from '../../top.js';
+import { evictableVerdict, reclaimableText } from '../../verdict.js';
 import type { ConntrackSample } from '../../types.js';
 import { printable } from '../../errors.js';
 
@@ -29,11 +30,14 @@ Options:
                          observation plus 10 s); must be longer than --observe
 
 When the peak fill is at or above --warn, one snapshot of the table (a ctnetlink dump) says
-how much of it is evictable: entries without [ASSURED], which the kernel evicts to make
-room (mostly evictable: unreplied flows, look at who opens them), or mostly assured
-connections (raise nf_conntrack_max). Perfdata: entries and fill (with the thresholds),
-drops (packets dropped during the observation: a count over the window, not a counter),
-time_wait, time_to_full (seconds, when the table is growing), evictable (after a snapshot).
+what the kernel can reclaim: unassured entries (no [ASSURED]: early_drop evicts them for new
+ones) and closing TCP (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE: reclaimed only after
+drops at 95% full), and what fills the table: mostly unassured (look at who opens them),
+mostly closing TCP (shorten its timeout) or mostly assured connections (raise
+nf_conntrack_max). Perfdata: entries and fill (with the thresholds), drops (packets dropped
+during the observation: a count over the window, not a counter), time_wait, time_to_full
+(seconds, when the table is growing); after a snapshot evictable (either class, each entry
+once), unassured and tcp_closing.
 ${MONITOR_FLAGS_HELP}`;
 
 const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
@@ -86,11 +90,7 @@ export function evaluateCheck(
       : fullWithinS !== null && ttf === null
         ? `no time-to-full forecast: ${samples.at(-1)!.unavailable.timeToFullSeconds ?? 'unknown'}`
         : null,
-    verdict?.share != null
-      ? verdict.mostly === 'evictable'
-        ? `${(verdict.share * 100).toFixed(1)}% evictable: mostly unassured entries the kernel can reclaim`
-        : `only ${(verdict.share * 100).toFixed(1)}% evictable: mostly assured connections, raise nf_conntrack_max`
-      : null,
+    verdict && snapshot && 'report' in snapshot ? `${reclaimableText(snapshot.report)}: ${verdict.summary}` : null,
     snapshot && 'error' in snapshot ? `evictable unknown: ${snapshot.error}` : null,
     dropsKnown ? null : 'drops unknown (no stat counters on this kernel)',
   ]
@@ -103,7 +103,11 @@ export function evaluateCheck(
     dropsKnown ? `drops=${drops};;;0` : null,
     last.timeWait.entries !== null ? `time_wait=${last.timeWait.entries};;;0;${max}` : null,
     ttf !== null ? `time_to_full=${ttf}s;${fullWithinS ?? ''};;0` : null,
-    snapshot && 'report' in snapshot ? `evictable=${snapshot.report.evictable};;;0;${snapshot.report.entries}` : null,
+    ...(snapshot && 'report' in snapshot
+      ? (['evictable', 'unassured', 'tcpClosing'] as const).map(
+          (k) => `${k === 'tcpClosing' ? 'tcp_closing' : k}=${snapshot.report[k]};;;0;${snapshot.report.entries}`,
+        )
+      : []),
   ]
     .filter(Boolean)
     .join(' ');
@@ -177,7 +181,8 @@ async function observe(
   let snapshot: CheckExtras['snapshot'] = null;
   if (peakFill * 100 >= warn) {
     try {
-      snapshot = { report: await topEntries({ ...(netns ? { netns } : {}), limit: 1 }) };
+      // Every state (a handful of keys), to name the one that dominates its class.
+      snapshot = { report: await topEntries({ ...(netns ? { netns } : {}), limit: 20 }) };
     } catch (err) {
       snapshot = { error: (err as Error).message };
     }

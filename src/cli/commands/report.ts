@@ -25,13 +25,18 @@ HTML page one chart per measure with the runs overlaid (before/after comparisons
 
 Options:
   --json                 one JSON summary per run and line (NDJSON):
-                         { file, label, command, hostname, namespace, durationSeconds, samples,
-                           start, end, source, netns, max,
+                         { file, label, command, hostname,
+                           namespace: { name, inode, host }, durationSeconds, samples,
+                           start, end, source, max,
                            peak: { entries, fill, insertRate, deleteRate, dropRate, timeWait,
                                    timeWaitShare },
                            p50: { insertRate, deleteRate, dropRate }, p99: { ... },
                            totals: { insert, delete, drop, earlyDrop, insertFailed },
                            eventsLost, firstDropAt, firstDropSeconds, unavailable }
+                         namespace.name: the --netns name or path recorded, or the
+                         namespace's name in an --all-namespaces recording; null for the
+                         recorder's own namespace (a null inode or host says why in
+                         unavailable)
   --html OUT.html        also write the report as one self-contained HTML page (inline SVG
                          charts, no scripts, nothing fetched: it works offline); - for stdout
   -h, --help             show this help
@@ -109,14 +114,25 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** A run's summary as one JSON object: the namespace named once, in `namespace`. */
 function jsonOf(r: ReportRun) {
+  const { netns, unavailable, ...summary } = r.summary;
+  const reasons = { ...unavailable };
+  if (!r.namespace) {
+    const why = 'a single-namespace recording does not record the namespace inode';
+    reasons['namespace.inode'] = why;
+    reasons['namespace.host'] = netns === null ? `${why}, so whether the recorder's own one was the host's` : why;
+  }
   return {
     file: r.file,
     label: r.label,
     command: r.header?.command ?? null,
     hostname: r.header?.hostname ?? null,
-    namespace: r.namespace,
-    ...r.summary,
+    namespace: r.namespace
+      ? { name: r.namespace.name, inode: r.namespace.inode, host: r.namespace.host }
+      : { name: netns, inode: null, host: null },
+    ...summary,
+    unavailable: reasons,
   };
 }
 

@@ -52,7 +52,9 @@ Options:
                          a snapshot at most once a minute, exported as
                          nf_conntrack_top_entries{group,key}: the top N sources,
                          destinations, destination ports and states (plus key="other"), and
-                         nf_conntrack_evictable_entries; absent while the pressure is ok
+                         what the kernel can reclaim: nf_conntrack_evictable_entries, of
+                         which nf_conntrack_unassured_entries and
+                         nf_conntrack_tcp_closing_entries; absent while the pressure is ok
                          (one namespace only: not with --all-namespaces)
   --no-process-metrics   leave out the exporter process's own metrics (process_* and
                          nodejs_*: CPU, memory, open files, event loop lag, heap, GC;

@@ -1,13 +1,14 @@
 /**
  * `conntrack-monitor top`: what fills the table. One dump of the namespace's table, grouped by
- * source, destination, destination port and state, with the entries the kernel may evict;
+ * source, destination, destination port and state, with the entries the kernel may reclaim;
  * `--watch` repeats it every interval, never two dumps at once.
  */
 import { awaitShutdown } from '../monitor.js';
 import { number, parseFlags, UsageError, withFlags } from '../args.js';
 import { resolveTopOptions } from '../../options.js';
-import { formatGroup } from '../format.js';
-import { evictableVerdict, topEntries, type TopItem, type TopReport } from '../../top.js';
+import { formatGroup, wrapWords } from '../format.js';
+import { topEntries, type TopItem, type TopReport } from '../../top.js';
+import { evictableVerdict, ofMax, reclaimableText } from '../../verdict.js';
 import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor top [--netns NAME|PATH] [--json] [--limit N] [--watch] [--interval MS]
@@ -16,16 +17,20 @@ What fills the conntrack table: one ctnetlink dump of the namespace's table, gro
 source address, destination address, destination port ("udp/53", "tcp/443",
 "icmp/echo-request") and state ("tcp/TIME_WAIT", "udp/UNREPLIED", "udp/REPLIED",
 "udp/ASSURED"), all from the original direction, the heaviest N of each with the rest as
-"other"; and how many entries are evictable (not ASSURED: the kernel's early_drop may evict
-them when the table is full). Exact for that snapshot.
+"other", with their share of nf_conntrack_max; how many entries the kernel can reclaim:
+unassured ones (no [ASSURED]: early_drop evicts them for new ones) and closing TCP (FIN_WAIT,
+CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE: the garbage collector evicts them once an insert
+failed at 95% full), and what mostly fills the table, with the knob that acts on it. Exact
+for that snapshot.
 
 Options:
   --netns NAME|PATH      namespace: a name under /var/run/netns or a path such as
                          /proc/PID/ns/net (default: this process's namespace)
   --limit N              keys per group, 1 to 1000 (default 10)
   --json                 one JSON object per snapshot and line (NDJSON):
-                         { time, netns, entries, evictable, bySource, byDestination,
-                         byDestinationPort, byState }, each group [{ key, entries }]
+                         { time, netns, max, entries, evictable, unassured, tcpClosing,
+                         bySource, byDestination, byDestinationPort, byState,
+                         unavailable }, each group [{ key, entries }]
   --watch                repeat every interval until SIGINT/SIGTERM
   --interval MS          with --watch, at most one dump per MS milliseconds (default 5000,
                          at least 1000); a dump that takes longer delays the next
@@ -107,12 +112,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** The report as compact text tables, one per group. */
+/** The report as compact text tables, one per group, under its verdict. */
 export function formatTopReport(r: TopReport): string {
   const verdict = evictableVerdict(r);
-  const head =
-    `${r.time.slice(11, 19)}  ${r.netns === null ? 'this namespace' : printable(r.netns)}: ${r.entries} entries, ${r.evictable} evictable` +
-    (verdict.share === null ? '' : ` (${(verdict.share * 100).toFixed(1)}%: mostly ${verdict.mostly})`);
+  const head = [
+    `${r.time.slice(11, 19)}  ${r.netns === null ? 'this namespace' : printable(r.netns)}: ${r.entries} entries${ofMax(r.max)(r.entries)}, ${reclaimableText(r)}`,
+    ...wrapWords(`${verdict.text.charAt(0).toUpperCase()}${verdict.text.slice(1)}.`, 100, '  ', '  '),
+  ].join('\n');
   const groups: [string, TopItem[]][] = [
     ['SOURCE', r.bySource],
     ['DESTINATION', r.byDestination],
@@ -120,6 +126,6 @@ export function formatTopReport(r: TopReport): string {
     ['STATE', r.byState],
   ];
   const lines = [head];
-  for (const [title, items] of groups) lines.push('', ...formatGroup(title, items, r.entries));
+  for (const [title, items] of groups) lines.push('', ...formatGroup(title, items, r.max));
   return lines.join('\n');
 }

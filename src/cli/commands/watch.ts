@@ -25,7 +25,7 @@ import {
 } from '../monitor.js';
 import { formatNamespacesReport, formatSampleLine } from '../format.js';
 import type { ConntrackSample } from '../../types.js';
-import { LIVE_TOP, LiveView } from '../live-view.js';
+import { LIVE_TOP, LiveView, readQuitKey } from '../live-view.js';
 import { printable } from '../../errors.js';
 
 export const usage = `Usage: conntrack-monitor [watch] [options]
@@ -57,8 +57,9 @@ the auto backend reads /proc instead (fewer fields) and says so once on stderr.
 Events are counted in the kernel by an eBPF socket filter (CAP_BPF or CAP_SYS_ADMIN, Linux
 5.12+); without it a classic filter queues them to the monitor, and the sample's
 events.path and events.pathReason say so.
-SIGINT or SIGTERM stops it after the final sample; further signals wait for it, except a
-second Ctrl-C a second or more later, which exits at once (status 130).
+SIGINT or SIGTERM (or q in the live view, as in top) stops it after the final sample;
+further signals wait for it, except a second Ctrl-C a second or more later, which exits at
+once (status 130).
 Exit status: 0 after a clean stop, 1 if monitoring could not start or the watched
 namespace was deleted (one line on stderr, after the final sample), 2 for bad usage.`;
 
@@ -99,9 +100,12 @@ export async function run(argv: string[]): Promise<number> {
   const gone = namespaceGone(monitor);
   if (!(await startOrExplain(monitor))) return 1;
   live?.open();
-  const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined, gone);
+  const keys = live ? readQuitKey(process.stdin) : null;
+  if (live && keys) live.quitKey = true;
+  const shutdown = awaitShutdown(durationS > 0 ? durationS * 1000 : undefined, gone, keys?.quit);
   const why = await shutdown.requested;
   const finished = await stopUnlessForced(shutdown, () => monitor.stop());
+  keys?.close();
   if (live) {
     live.close();
     if (final) process.stdout.write(`${formatSampleLine(final)}\n`);
