@@ -81,7 +81,9 @@ describe('deploy examples', () => {
     expect(titles).toMatch(/Top namespaces by table fill/);
     expect(titles).toMatch(/Table-full drops and insert races per namespace/);
     expect(titles).toMatch(/Top namespaces by TIME_WAIT share/);
-    expect(exprs).toMatch(/topk\(10, sum without \(protocol, state\) \(nf_conntrack_entries_by_state\{[^}]*state="time_wait"\}\)/);
+    expect(exprs).toMatch(
+      /topk\(10, sum without \(protocol, state\) \(nf_conntrack_entries_by_state\{[^}]*state="time_wait"\}\)/,
+    );
     expect(exprs).toMatch(/topk\(10, nf_conntrack_entries\{/);
     expect(exprs).toMatch(/sum by \(instance, netns, pod_namespace, pod\) \(rate\(nf_conntrack_stat_drop_total/);
     // promtool parses every panel's query (as a recording rule).
