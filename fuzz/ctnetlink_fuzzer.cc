@@ -35,8 +35,8 @@
 #include "ctnetlink/snapshot.h"
 #include "ctnetlink/table.h"
 #include "ebpf/btf.h"
-#include "ebpf/kallsyms.h"
 #include "ebpf/ct_events.h"
+#include "ebpf/kallsyms.h"
 
 using namespace ctmon;
 
