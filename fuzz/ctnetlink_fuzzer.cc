@@ -156,14 +156,13 @@ class Model {
   TableTally tally(uint64_t now_ms, uint64_t verified_ms) const {
     TableTally t;
     for (const auto& [key, e] : entries_) {
-      if (e.deadline_ds > now_ms / 100 || e.deadline_ds <= verified_ms / 100) {
-        ++t.listed.entries;
-        ++t.listed.protocols[e.protocol];
-        if (e.protocol == kProtoTcp) ++t.listed.tcp_states[e.tcp_state];
-        if (e.deadline_ds <= now_ms / 100) ++t.survivors;
-      } else {
-        ++t.unverified;
-      }
+      TableCounts& c = e.deadline_ds > now_ms / 100 || e.deadline_ds <= verified_ms / 100
+                           ? t.listed
+                           : t.unverified;
+      ++c.entries;
+      ++c.protocols[e.protocol];
+      if (e.protocol == kProtoTcp) ++c.tcp_states[e.tcp_state];
+      if (&c == &t.listed && e.deadline_ds <= now_ms / 100) ++t.survivors;
     }
     return t;
   }
@@ -326,19 +325,22 @@ class GroupingModel {
   std::map<std::string, uint64_t> maps_[kSnapshotGroupCount];
 };
 
+bool same_counts(const TableCounts& a, const TableCounts& b) {
+  bool same = a.entries == b.entries;
+  for (int p = 0; p < kProtoClassCount; ++p) same = same && a.protocols[p] == b.protocols[p];
+  for (int s = 0; s < kTcpStateCount; ++s) same = same && a.tcp_states[s] == b.tcp_states[s];
+  return same;
+}
+
 void check_same(const TableTally& got, const TableTally& want) {
-  bool same = got.listed.entries == want.listed.entries && got.unverified == want.unverified &&
-              got.survivors == want.survivors;
-  for (int p = 0; p < kProtoClassCount; ++p)
-    same = same && got.listed.protocols[p] == want.listed.protocols[p];
-  for (int s = 0; s < kTcpStateCount; ++s)
-    same = same && got.listed.tcp_states[s] == want.listed.tcp_states[s];
-  if (same) return;
+  if (same_counts(got.listed, want.listed) && same_counts(got.unverified, want.unverified) &&
+      got.survivors == want.survivors)
+    return;
   std::fprintf(stderr,
                "tracked table diverged from the model: listed %u vs %u, unverified %u vs %u, "
                "survivors %u vs %u\n",
-               got.listed.entries, want.listed.entries, got.unverified, want.unverified,
-               got.survivors, want.survivors);
+               got.listed.entries, want.listed.entries, got.unverified.entries,
+               want.unverified.entries, got.survivors, want.survivors);
   std::abort();
 }
 
