@@ -57,7 +57,7 @@ Status KernelFlows::add(uint32_t index, int event_socket_fd) {
 
 void KernelFlows::remove(uint32_t index) {
   if (index >= cookies_.size() || cookies_[index] == 0) return;
-  counter_.unregister_namespace(cookies_[index], index);
+  counter_.unregister_namespace(cookies_[index]);
   cookies_[index] = 0;
   ct_flow_bucket* table = counter_.table();
   for (uint32_t b = 0; b < counter_.flow_buckets(); ++b)
@@ -93,20 +93,11 @@ void KernelFlows::tally(uint64_t now_ds, const std::vector<uint64_t>& verified_d
   }
 }
 
-uint64_t KernelFlows::key(uint32_t index, const Conntrack& ct) const {
-  const ct_tuple t = tuple_of(ct, static_cast<uint16_t>(index));
-  return ct_flow_key(counter_.key_seed(), &t);
-}
-
 ct_flow_slot* KernelFlows::find(uint64_t key) const {
   ct_flow_bucket& bucket = counter_.table()[key & (counter_.flow_buckets() - 1)];
   for (ct_flow_slot& slot : bucket.slots)
     if (__atomic_load_n(&slot.key, __ATOMIC_ACQUIRE) == key) return &slot;
   return nullptr;
-}
-
-bool KernelFlows::holds(uint32_t index, const Conntrack& ct) const {
-  return counter_.table() != nullptr && find(key(index, ct)) != nullptr;
 }
 
 Status KernelFlows::begin_listing(uint32_t index) {
@@ -122,40 +113,63 @@ bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
                            ? ct_read_tuple(ct.orig_tuple, ct.orig_tuple_length, ct.family, &t)
                            : static_cast<uint32_t>(CT_CLASS_UNKNOWN);
   if (cls == CT_CLASS_UNKNOWN || !ct.has(Conntrack::kHasTimeout)) return false;
-  const uint64_t k = key(index, ct);
+  t.zone = ct.zone;
+  t.ns = static_cast<uint16_t>(index);
+  const uint64_t k = ct_flow_key(counter_.key_seed(), &t);  // the program's key, by construction
   const uint8_t state =
       ct.has(Conntrack::kHasTcpState) && ct.tcp_state < CT_TCP_STATES ? ct.tcp_state : 0;
   const uint32_t meta = CT_META(cls, state, index) | CT_META_LISTED;
+  const uint32_t deadline = listed_deadline(now_ns, ct.timeout_s);
   ct_flow_slot* slot = find(k);
-  if (slot != nullptr) {
-    // An event since the listing began knows better: keep its state and deadline.
-    if (__atomic_load_n(&slot->meta, __ATOMIC_RELAXED) & CT_META_TOUCHED) {
-      update_meta(*slot, CT_META_LISTED, 0);
-    } else {
-      __atomic_store_n(&slot->deadline_ds, listed_deadline(now_ns, ct.timeout_s), __ATOMIC_RELAXED);
-      __atomic_store_n(&slot->meta, meta, __ATOMIC_RELAXED);
+  if (slot == nullptr) {
+    slot = claim(k);
+    if (slot == nullptr) return false;  // a full bucket: user space keeps it
+    // Claimed first, then looked up: the program records a DESTROY's key before it looks for
+    // the slot, so either it frees this slot or its key is found here.
+    if (counter_.gone(k)) {
+      free_slot(*slot, k);
+      return true;
     }
+  }
+  // The deadline first, then the meta unless an event changed it meanwhile: an event since the
+  // listing began knows better (it marks the slot TOUCHED), and keeps its state and deadline.
+  uint32_t old = __atomic_load_n(&slot->meta, __ATOMIC_RELAXED);
+  if (old & CT_META_TOUCHED) {
+    update_meta(*slot, CT_META_LISTED, 0);
     return true;
   }
-  if (counter_.gone(k)) return true;  // its DESTROY came while the listing was read
-  ct_flow_bucket& bucket = counter_.table()[k & (counter_.flow_buckets() - 1)];
-  for (ct_flow_slot& s : bucket.slots) {
+  __atomic_store_n(&slot->deadline_ds, deadline, __ATOMIC_RELAXED);
+  if (!__atomic_compare_exchange_n(&slot->meta, &old, meta, false, __ATOMIC_RELEASE,
+                                   __ATOMIC_RELAXED))
+    update_meta(*slot, CT_META_LISTED, 0);
+  return true;
+}
+
+// Claims a free slot for `key`, as the program does; when the program claimed another slot for
+// the same key meanwhile, the lower one wins on both sides (ct_events.bpf.c: claim_slot).
+ct_flow_slot* KernelFlows::claim(uint64_t key) {
+  ct_flow_bucket& bucket = counter_.table()[key & (counter_.flow_buckets() - 1)];
+  for (int i = 0; i < CT_SLOTS_PER_BUCKET; ++i) {
     __u64 expected = 0;
-    if (!__atomic_compare_exchange_n(&s.key, &expected, __u64{k}, false, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_SEQ_CST))
+    if (!__atomic_compare_exchange_n(&bucket.slots[i].key, &expected, __u64{key}, false,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
       continue;
-    __atomic_store_n(&s.meta, meta, __ATOMIC_RELAXED);
-    __atomic_store_n(&s.deadline_ds, listed_deadline(now_ns, ct.timeout_s), __ATOMIC_RELEASE);
-    return true;
+    for (int j = 0; j < i; ++j)
+      if (__atomic_load_n(&bucket.slots[j].key, __ATOMIC_SEQ_CST) == key) {
+        free_slot(bucket.slots[i], key);
+        return &bucket.slots[j];
+      }
+    return &bucket.slots[i];
   }
-  return false;  // a full bucket: user space keeps it
+  return nullptr;
 }
 
 void KernelFlows::end_listing(uint32_t index) {
   if (index >= cookies_.size() || cookies_[index] == 0) return;
-  counter_.set_listing(cookies_[index], index, false);
   // Flows of the namespace the listing did not show and no event named meanwhile are gone
-  // (their DESTROY was lost, or never sent under nf_conntrack_events=2).
+  // (their DESTROY was lost, or never sent under nf_conntrack_events=2). Swept while the
+  // program still marks what events change, so that an event during the sweep keeps its flow;
+  // the marks it leaves after the sweep are cleared once it stops marking.
   ct_flow_bucket* table = counter_.table();
   for (uint32_t b = 0; b < counter_.flow_buckets(); ++b)
     for (ct_flow_slot& slot : table[b].slots) {
@@ -166,12 +180,13 @@ void KernelFlows::end_listing(uint32_t index) {
       else
         free_slot(slot, s.key);
     }
+  counter_.set_listing(cookies_[index], index, false);
+  clear_marks(index);
   counter_.clear_gone();
 }
 
-void KernelFlows::abort_listing(uint32_t index) {
-  if (index >= cookies_.size() || cookies_[index] == 0) return;
-  counter_.set_listing(cookies_[index], index, false);
+// Clears the listing's marks of the namespace's flows.
+void KernelFlows::clear_marks(uint32_t index) {
   ct_flow_bucket* table = counter_.table();
   for (uint32_t b = 0; b < counter_.flow_buckets(); ++b)
     for (ct_flow_slot& slot : table[b].slots) {
@@ -180,6 +195,12 @@ void KernelFlows::abort_listing(uint32_t index) {
           (s.meta & (CT_META_LISTED | CT_META_TOUCHED)))
         update_meta(slot, 0, CT_META_LISTED | CT_META_TOUCHED);
     }
+}
+
+void KernelFlows::abort_listing(uint32_t index) {
+  if (index >= cookies_.size() || cookies_[index] == 0) return;
+  counter_.set_listing(cookies_[index], index, false);
+  clear_marks(index);
   counter_.clear_gone();
 }
 

@@ -61,16 +61,15 @@ class KernelFlows {
   void end_listing(uint32_t index);
   void abort_listing(uint32_t index);
 
-  // Whether the table holds the decoded entry (of namespace `index`).
-  bool holds(uint32_t index, const Conntrack& ct) const;
-  uint64_t key(uint32_t index, const Conntrack& ct) const;
   uint32_t flow_slots() const { return counter_.flow_buckets() * CT_SLOTS_PER_BUCKET; }
 
  private:
   ct_flow_slot* find(uint64_t key) const;
+  ct_flow_slot* claim(uint64_t key);
+  void clear_marks(uint32_t index);
 
   EventCounter counter_;
-  std::vector<uint64_t> cookies_;  // per index: the namespace's netns cookie, 0 when free
+  std::vector<uint64_t> cookies_;  // per index: its event socket's cookie, 0 when free
 };
 
 }  // namespace ctmon

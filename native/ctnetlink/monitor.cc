@@ -382,11 +382,15 @@ KernelReading Monitor::read_kernel() {
 bool Monitor::resync() {
   drain_events(kBatchesAtClose);  // apply what was queued before the dump began
   const int64_t started = mono_ns();
-  table_.begin_dump();
   if (info_.ebpf) {
+    // Without the program marking what events change, the listing would undo them: no listing.
     const Status begun = kernel_flows_.begin_listing(0);
-    if (!begun.ok()) report(begun.in("mark the listing for the eBPF filter"));
+    if (!begun.ok()) {
+      report(begun.in("mark the listing for the eBPF filter"));
+      return false;
+    }
   }
+  table_.begin_dump();
   const uint64_t now = now_ms();
   const Status st = request_socket_.request(
       ctnl_type(IPCTNL_MSG_CT_GET), NLM_F_DUMP, AF_UNSPEC,
@@ -433,7 +437,7 @@ bool Monitor::may_resync(int64_t now) const {
   return now - last_resync_end_ns_ >= last_dump_ns_ * 10;
 }
 
-void Monitor::tally(TableTally& out) const {
+void Monitor::tally(TableTally& out) {
   out = TableTally{};
   const int64_t now = mono_ns();
   const int64_t verified =
@@ -441,13 +445,14 @@ void Monitor::tally(TableTally& out) const {
   table_.tally(static_cast<uint64_t>(now - epoch_ns_) / 1000000,
                static_cast<uint64_t>(std::max<int64_t>(0, verified - epoch_ns_)) / 1000000, out);
   if (info_.ebpf) {
-    std::vector<KernelTally> kernel;
-    kernel_flows_.tally(static_cast<uint64_t>(now) / CT_DECISECOND_NS,
-                        {static_cast<uint64_t>(verified) / CT_DECISECOND_NS}, kernel);
-    out.listed.add(kernel[0].listed);
-    out.unverified.add(kernel[0].unverified);
-    out.survivors += kernel[0].survivors;
-    kernel_listed_ = kernel[0].listed.entries;
+    verified_ds_.assign(1, static_cast<uint64_t>(verified) / CT_DECISECOND_NS);
+    kernel_flows_.tally(static_cast<uint64_t>(now) / CT_DECISECOND_NS, verified_ds_,
+                        kernel_tallies_);
+    const KernelTally& k = kernel_tallies_[0];
+    out.listed.add(k.listed);
+    out.unverified.add(k.unverified);
+    out.survivors += k.survivors;
+    kernel_listed_ = k.listed.entries;
   }
 }
 
@@ -467,10 +472,15 @@ void Monitor::verify(TableTally& t) {
     report(st);
     return;
   }
-  drain_events(kBatchesAtClose);
+  // The walk's DESTROYs must all be read (on the classic filter) before what is still held
+  // counts as alive; if more are queued than one close reads, the walk proves nothing yet.
+  const uint32_t waiting = t.unverified.entries;
+  if (!drain_events(kBatchesAtClose)) {
+    walks_.walked(now, end);
+    return;
+  }
   verified_ns_ = std::max(verified_ns_, now);
   verified_wall_ms_ = wall_ms() - (mono_ns() - now) / 1000000;
-  const uint32_t waiting = t.unverified.entries;
   tally(t);
   // What was unverified is now either a survivor or gone: killed by the walk.
   walks_.walked(now, end, waiting > t.survivors ? waiting - t.survivors : 0);

@@ -119,8 +119,8 @@ class Monitor {
   KernelReading read_kernel();
   bool resync();
   bool may_resync(int64_t now) const;
-  void tally(TableTally& out) const;  // both tables, at the latest verification
-  void verify(TableTally& tally);     // walk the table when entries await it
+  void tally(TableTally& out);     // both tables, at the latest verification
+  void verify(TableTally& tally);  // walk the table when entries await it
   void close_interval(bool final);
   uint64_t now_ms() const;
   void report(const Status& error);
@@ -144,10 +144,12 @@ class Monitor {
   int64_t last_resync_end_ns_ = 0;
   int64_t last_dump_ns_ = 0;  // duration of the latest dump
   WalkSchedule walks_;
-  ct_counters kernel_counters_{};       // the eBPF filter's, as of the latest read
-  mutable uint32_t kernel_listed_ = 0;  // flows its table counted at the latest tally
-  int64_t verified_ns_ = 0;             // when the latest walk or listing began
-  int64_t verified_wall_ms_ = 0;        // the same, CLOCK_REALTIME
+  ct_counters kernel_counters_{};      // the eBPF filter's, as of the latest read
+  uint32_t kernel_listed_ = 0;         // flows its table counted at the latest tally
+  std::vector<uint64_t> verified_ds_;  // tally()'s, kept so that it allocates once
+  std::vector<KernelTally> kernel_tallies_;
+  int64_t verified_ns_ = 0;       // when the latest walk or listing began
+  int64_t verified_wall_ms_ = 0;  // the same, CLOCK_REALTIME
   std::atomic<bool> stopping_{false};
   StatsReader stats_;           // GET_STATS_CPU + GET_STATS every interval
   Status stats_status_;         // outcome of the last read_kernel()

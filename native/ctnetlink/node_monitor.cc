@@ -78,6 +78,7 @@ struct NodeMonitor::Watched {
   int64_t listing_end_ns = 0;
   int64_t listing_ns = 0;       // duration of the latest listing
   bool repair_pending = false;  // flows that a walk found alive past their deadline
+  int overcount_intervals = 0;  // intervals in a row with more flows held than the kernel counts
   CountingPath path() const { return kernel ? CountingPath::kKernel : CountingPath::kFilter; }
 };
 
@@ -529,6 +530,7 @@ bool NodeMonitor::list(Watched& w) {
   if (w.listed) ++w.listings;
   w.listed = true;
   w.repair_pending = false;
+  w.overcount_intervals = 0;
   return true;
 }
 
@@ -537,7 +539,8 @@ bool NodeMonitor::list(Watched& w) {
 void NodeMonitor::tally(std::vector<KernelTally>& tallies) {
   const int64_t now = mono_ns();
   const int64_t interval_ns = static_cast<int64_t>(config_.interval_ms) * 1000000;
-  std::vector<uint64_t> verified_ds(config_.max_namespaces, 0);
+  std::vector<uint64_t>& verified_ds = verified_ds_;  // kept: no allocation per interval
+  verified_ds.assign(config_.max_namespaces, 0);
   for (const auto& [id, w] : watched_)
     if (w->kernel)
       verified_ds[w->index] =
@@ -624,7 +627,7 @@ void NodeMonitor::close_interval(bool final) {
     if (counter_failed) out.sample.known &= ~(1u << kInsert | 1u << kDelete);
   }
   if (flows_.is_open()) {
-    std::vector<KernelTally> tallies;
+    std::vector<KernelTally>& tallies = tallies_;
     tally(tallies);
     if (!final && !stopping_.load()) {
       verify(tallies);
@@ -643,8 +646,16 @@ void NodeMonitor::close_interval(bool final) {
       if (listed) tally(tallies);
     }
     for (NamespaceInterval& out : report_) {
-      const Watched& w = *watched_.at(out.id);
+      Watched& w = *watched_.at(out.id);
       if (!w.kernel) continue;
+      // More flows held than the kernel counts (its count includes what expired and is not
+      // reaped, so it can only be higher) for two intervals: flows went without a DESTROY, as
+      // entries made before any listener do under nf_conntrack_events=2. A listing repairs it.
+      const uint64_t held = tallies[w.index].listed.entries + tallies[w.index].unverified.entries;
+      const uint64_t kernel = out.sample.entries;
+      const bool over = out.sample.has_entries && held > kernel + 8 + kernel / 100;
+      w.overcount_intervals = over ? w.overcount_intervals + 1 : 0;
+      if (w.overcount_intervals >= 2) w.repair_pending = true;
       out.states_known = w.listed;
       out.counts = tallies[w.index].listed;
       out.unverified = tallies[w.index].unverified;

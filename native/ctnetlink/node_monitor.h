@@ -10,14 +10,15 @@
 //   - a request socket for the stats and the namespace's listings (dumps);
 //   - an event socket. On the kernel path it carries the ct_monitor program (kernel_flows.h):
 //     ONE program and ONE flow table for every namespace, which tell namespaces apart by the
-//     socket's netns cookie; it counts every event and keeps every flow in the kernel, so
+//     event socket's cookie; it counts every event and keeps every flow in the kernel, so
 //     nothing is queued but what the table cannot hold. Where the program cannot be loaded,
 //     the classic filter of count_filter.h passes each NEW and DESTROY's 20-byte header, and
 //     only counts are known. Those sockets are read through one epoll, and what the kernel
 //     could not queue is counted exactly (SK_MEMINFO_DROPS) per namespace.
-// A namespace is listed once when added (the entries it held before), then when its flows
-// past their deadline prove alive (see monitor.h) and every resync interval; one walk of the
-// table, from the reader's own namespace, verifies every namespace's at once.
+// A namespace is listed when added if it holds entries then, and again only when needed: when
+// its flows past their deadline prove alive (see monitor.h), after loss, or when it holds more
+// flows than the kernel counts; one walk of the table, from the reader's own namespace,
+// verifies every namespace's at once.
 // Each namespace's interval goes through its own Aggregator (the same wrap-safe per-CPU
 // deltas as the single-namespace Monitor); all namespaces close on one clock and are handed
 // to the listener as one report.
@@ -166,6 +167,8 @@ class NodeMonitor {
   BatchReceiver receiver_;                 // headers or whole messages, shared by every namespace
   StatsReader stats_;                      // one reading at a time, shared by every namespace
   std::vector<NamespaceInterval> report_;  // reused every interval
+  std::vector<KernelTally> tallies_;       // reused every interval, as is:
+  std::vector<uint64_t> verified_ds_;
   // The kernel path: one program and one flow table for every namespace (kernel_flows.h),
   // opened at start; closed (every namespace on the filter path) when it cannot be.
   KernelFlows flows_;

@@ -93,7 +93,7 @@ class RequestSocket {
   // (the expiry test comes before the namespace test), and broadcasts each one's DESTROY,
   // through every socket filter, before this returns. Holds the kernel's ctnetlink mutex and
   // keeps softirqs off on its CPU while it walks: ~8 ms at 262,144 buckets, plus ~0.2 us per
-  // entry of the host and ~2.3 us per entry it kills.
+  // entry of the host and ~2.5 us per entry it kills.
   Status evict_expired();
 
  private:

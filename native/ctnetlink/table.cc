@@ -228,13 +228,6 @@ void ConntrackTable::KeySet::clear() {
   used_ = 0;
 }
 
-bool ConntrackTable::erase(uint64_t key) {
-  Slot* s = find(key);
-  if (s == nullptr) return false;
-  erase_at(static_cast<size_t>(s - slots_.data()));
-  return true;
-}
-
 void ConntrackTable::tally(uint64_t now_ms, uint64_t verified_ms, TableTally& out) const {
   const uint64_t now_ds = now_ms / 100, verified_ds = verified_ms / 100;
   for (const Slot& s : slots_) {

@@ -70,13 +70,11 @@ class ConntrackTable {
   // latest verification (a walk or listing at verified_ms) found alive; the others are
   // unverified. One pass over the table.
   void tally(uint64_t now_ms, uint64_t verified_ms, TableTally& out) const;
-  size_t size() const { return used_; }
 
-  // An entry's identity as this table hashes it, and what it holds of it. The monitor uses
-  // them to hand entries to, and take them from, the kernel's event filter (kernel_flows.h).
+  // An entry's identity as this table hashes it, and whether it holds it: a listing leaves an
+  // entry this table holds here rather than hand it to the kernel's flow table (kernel_flows.h).
   uint64_t key(const Conntrack& ct) const { return key_of(ct); }
   bool contains(uint64_t key) { return find(key) != nullptr; }
-  bool erase(uint64_t key);
 
   size_t memory_bytes() const { return slots_.capacity() * sizeof(Slot); }
 

@@ -26,14 +26,12 @@ class WalkSchedule {
   // flow whose deadline had passed at start_ns and that is still held afterwards is alive (its
   // DESTROY would have come).
   void walked(int64_t start_ns, int64_t end_ns, uint64_t killed = 0) {
-    last_start_ns_ = start_ns;
     last_end_ns_ = end_ns;
     const int64_t duration = end_ns - start_ns;
     last_duration_ns_ = duration;
     own_cost_ns_ = std::max(duration - static_cast<int64_t>(killed) * kKillNs, duration / 10);
     ++walks_;
   }
-  int64_t verified_ns() const { return last_start_ns_; }
 
   // What a walk or listing that began at verified_ns still vouches for at now_ns: a flow found
   // alive past its deadline may end the moment after, so the finding holds for the sample
@@ -45,7 +43,6 @@ class WalkSchedule {
   uint64_t walks() const { return walks_; }
 
  private:
-  int64_t last_start_ns_ = 0;
   int64_t last_end_ns_ = 0;
   int64_t last_duration_ns_ = 0;
   int64_t own_cost_ns_ = 0;

@@ -81,7 +81,7 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 1);
-  __type(key, __u64); /* bpf_get_netns_cookie() */
+  __type(key, __u64); /* bpf_get_socket_cookie() of the namespace's event socket */
   __type(value, struct ct_namespace);
 } ct_namespaces SEC(".maps");
 
@@ -268,11 +268,26 @@ static __always_inline struct ct_flow_slot* find_slot(struct ct_flow_bucket* b, 
 }
 
 /* Claims a free slot of bucket b for key with an atomic compare-and-exchange, so that two
- * CPUs (or a CPU and user space) never claim one slot; NULL when all are taken. */
+ * CPUs (or a CPU and user space) never claim one slot; NULL when all are taken. Two claimers
+ * that both missed the key (user space writing a listing, and the program seeing the flow's
+ * NEW) may claim two slots for it: the lower one wins, on both sides (kernel_flows.cc), so the
+ * one with the higher slot gives its own back and uses the lower. */
 static __always_inline struct ct_flow_slot* claim_slot(struct ct_flow_bucket* b, __u64 key) {
+  int claimed = -1;
   for (int i = 0; i < CT_SLOTS_PER_BUCKET; i++)
-    if (__sync_val_compare_and_swap(&b->slots[i].key, 0, key) == 0) return &b->slots[i];
-  return NULL;
+    if (__sync_val_compare_and_swap(&b->slots[i].key, 0, key) == 0) {
+      claimed = i;
+      break;
+    }
+  if (claimed < 0) return NULL;
+  for (int i = 0; i < CT_SLOTS_PER_BUCKET; i++) {
+    if (i >= claimed) break;
+    if (b->slots[i].key == key) {
+      __sync_val_compare_and_swap(&b->slots[claimed].key, key, 0);
+      return &b->slots[i];
+    }
+  }
+  return &b->slots[claimed];
 }
 
 /* The slot's class and state from this event: the state only when it says one. */
@@ -287,12 +302,14 @@ static __always_inline __u32 meta_of(const struct ct_flow_slot* s, const struct 
 }
 
 /* A NEW, or an UPDATE of a flow the table holds: the slot gets the event's state and deadline
- * (an UPDATE without CTA_TIMEOUT keeps the deadline). */
+ * (an UPDATE without CTA_TIMEOUT keeps the deadline). The meta first: a freed slot's deadline
+ * is 0, which user space's scan skips, so a slot just claimed is counted only once its meta is
+ * this flow's. */
 static __always_inline void set_flow(struct ct_flow_slot* s, const struct message* m,
                                      const struct attributes* a, const struct ct_namespace* ns,
                                      bool existing) {
-  if (a->timeout != TIMEOUT_ABSENT) s->deadline_ds = deadline_after(bpf_ktime_get_ns(), a->timeout);
   s->meta = meta_of(s, m, a, ns, existing);
+  if (a->timeout != TIMEOUT_ABSENT) s->deadline_ds = deadline_after(bpf_ktime_get_ns(), a->timeout);
 }
 
 static __always_inline int track(struct __sk_buff* skb, const struct message* m,
@@ -312,14 +329,16 @@ static __always_inline int track(struct __sk_buff* skb, const struct message* m,
   const __u32 bucket = (__u32)key & ctl->bucket_mask;
   struct ct_flow_bucket* b = bpf_map_lookup_elem(&ct_flows, &bucket);
   if (!b) return PASS;
+  /* A DESTROY during a listing is recorded before the slot is looked for: user space claims a
+   * listed flow's slot before it looks here (kernel_flows.cc), so one of the two sees the
+   * other. */
+  if (m->kind == CT_KIND_DESTROY && (ns->flags & CT_NS_LISTING)) {
+    const __u8 one = 1;
+    if (bpf_map_update_elem(&ct_gone, &key, &one, BPF_ANY)) count_diagnostic(c, CT_DIAG_GONE_FULL);
+  }
   struct ct_flow_slot* s = find_slot(b, key);
 
   if (m->kind == CT_KIND_DESTROY) {
-    if (ns->flags & CT_NS_LISTING) {
-      const __u8 one = 1;
-      if (bpf_map_update_elem(&ct_gone, &key, &one, BPF_ANY))
-        count_diagnostic(c, CT_DIAG_GONE_FULL);
-    }
     if (!s) {
       count_diagnostic(c, CT_DIAG_DESTROY_UNTRACKED);
       return PASS; /* user space may hold it */
@@ -358,7 +377,9 @@ static __always_inline int track(struct __sk_buff* skb, const struct message* m,
 
 SEC("socket")
 int ct_monitor(struct __sk_buff* skb) {
-  const __u64 cookie = bpf_get_netns_cookie(skb);
+  /* The receiving socket's: each namespace's event socket is opened inside it, and the kernel
+   * delivers a namespace's events only to sockets of that namespace. */
+  const __u64 cookie = bpf_get_socket_cookie(skb);
   const struct ct_namespace* ns = bpf_map_lookup_elem(&ct_namespaces, &cookie);
   if (!ns) {
     struct ct_counters* any = counters_of(0);

@@ -9,8 +9,8 @@
  *               table (its protocol class, TCP state and deadline), which user space maps and
  *               counts; it passes to user space only what the table cannot hold.
  * One ct_monitor and one set of maps serve every namespace a reader watches: each namespace's
- * event socket is opened inside it, so bpf_get_netns_cookie() names the namespace an event
- * came from, and ct_namespaces gives its index.
+ * event socket is opened inside it (so it receives that namespace's events only), the program
+ * knows the socket by bpf_get_socket_cookie(), and ct_namespaces gives its namespace's index.
  * ct_events.bpf.c says what ct_monitor does with each message; native/ebpf/README.md how to
  * change, build and test the programs. */
 #pragma once
@@ -44,8 +44,8 @@ enum ct_diagnostic {
   CT_DIAG_PASSED,            /* messages passed to user space */
   CT_DIAG_TRACKED,           /* NEWs whose flow the table now holds */
   CT_DIAG_UNKNOWN_LAYOUT,    /* tuple or attributes not as expected: passed */
-  CT_DIAG_NO_TIMEOUT,        /* NEW/UPDATE without CTA_TIMEOUT: kept as it was */
-  CT_DIAG_FLOWS_FULL,        /* a NEW or UPDATE whose bucket was full: passed */
+  CT_DIAG_NO_TIMEOUT,        /* without CTA_TIMEOUT: a NEW passed, an UPDATE keeps the deadline */
+  CT_DIAG_FLOWS_FULL,        /* a NEW whose bucket was full: passed */
   CT_DIAG_FLOW_EXISTS,       /* a NEW whose key the table holds already: a new incarnation */
   CT_DIAG_DESTROY_UNTRACKED, /* DESTROY of a flow the table does not hold: passed */
   CT_DIAG_UPDATE_UNTRACKED,  /* UPDATE of a flow the table does not hold: passed */
@@ -197,7 +197,7 @@ struct ct_flow_bucket {
 };
 #define CT_DECISECOND_NS 100000000ULL
 
-/* ct_namespaces: bpf_get_netns_cookie() of a namespace's event socket -> its entry. */
+/* ct_namespaces: bpf_get_socket_cookie() of a namespace's event socket -> its entry. */
 struct ct_namespace {
   __u32 index; /* into ct_counters, and in the flows' meta */
   __u32 flags; /* CT_NS_* */

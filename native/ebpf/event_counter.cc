@@ -17,8 +17,8 @@
 #ifndef SO_ATTACH_BPF
 #define SO_ATTACH_BPF 50
 #endif
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
 #endif
 
 namespace ctmon {
@@ -140,8 +140,8 @@ Status EventCounter::attach(int socket_fd) const {
 Status EventCounter::register_namespace(int socket_fd, uint32_t index, uint64_t& cookie) {
   if (index >= max_namespaces_) return Status{ENOSPC, "bpf", "register a network namespace"};
   socklen_t len = sizeof cookie;
-  if (::getsockopt(socket_fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
-    return Status::from_errno("getsockopt").in("read the namespace's cookie (SO_NETNS_COOKIE)");
+  if (::getsockopt(socket_fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0)
+    return Status::from_errno("getsockopt").in("read the event socket's cookie (SO_COOKIE)");
   // A namespace index reused: its counters start again from zero.
   std::vector<uint8_t> zeros(sizeof(ct_counters) * std::max(1u, possible_cpus()));
   Status st = update_element(counters_.get(), &index, zeros.data());
@@ -150,7 +150,7 @@ Status EventCounter::register_namespace(int socket_fd, uint32_t index, uint64_t&
   return st.in("register a network namespace");
 }
 
-Status EventCounter::unregister_namespace(uint64_t cookie, uint32_t /*index*/) {
+Status EventCounter::unregister_namespace(uint64_t cookie) {
   bpf_attr attr{};
   attr.map_fd = static_cast<uint32_t>(namespaces_.get());
   attr.key = bpf_ptr(&cookie);

@@ -7,15 +7,15 @@
 //   ct_counters c; counter.read(0, c);          // cumulative, summed over CPUs
 //
 // With the monitor variant (ct_monitor), one EventCounter serves every namespace of a reader:
-// register each namespace's event socket (register_namespace, by its netns cookie) before
+// register each namespace's event socket (register_namespace, by its socket cookie) before
 // attaching the program to it; the flow table is mapped into this process (table()).
 //
 // The sockets must be NETLINK_NETFILTER sockets subscribed to the NFNLGRP_CONNTRACK_* groups
 // whose messages are to be counted; the program then runs for each of them in the kernel. The
 // maps live while the EventCounter is open or a socket holds the program.
 //
-// Needs CAP_BPF (or CAP_SYS_ADMIN), unless kernel.unprivileged_bpf_disabled is 0; Linux 5.14
-// (SO_NETNS_COOKIE; the atomics of -mcpu=v3 need 5.12). No Node-API. Not thread-safe: one
+// Needs CAP_BPF (or CAP_SYS_ADMIN), unless kernel.unprivileged_bpf_disabled is 0; Linux 5.12
+// (the atomics of -mcpu=v3). No Node-API. Not thread-safe: one
 // thread owns an EventCounter; the kernel side is safe against concurrent runs.
 #pragma once
 
@@ -65,11 +65,12 @@ class EventCounter {
   // SO_ATTACH_BPF: from now on the program filters every message queued to `socket_fd`.
   Status attach(int socket_fd) const;
 
-  // ct_monitor: the namespace of `socket_fd` (its SO_NETNS_COOKIE) gets index `index`
+  // ct_monitor: the namespace whose event socket is `socket_fd` (opened inside it; known to the
+  // program by the socket's cookie, SO_COOKIE) gets index `index`
   // (< max_namespaces; its counters start at zero); unregister forgets it. Register before
   // attaching: the program passes the events of sockets it does not know.
   Status register_namespace(int socket_fd, uint32_t index, uint64_t& cookie);
-  Status unregister_namespace(uint64_t cookie, uint32_t index);
+  Status unregister_namespace(uint64_t cookie);
   // Whether a listing of the namespace is being applied (CT_NS_LISTING).
   Status set_listing(uint64_t cookie, uint32_t index, bool listing) const;
 

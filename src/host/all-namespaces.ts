@@ -101,10 +101,11 @@ export interface NamespaceEvents {
   receiveBufferBytes: number;
   /**
    * On the eBPF path: entries past the deadline their last event announced, not checked against
-   * the kernel since (left out of tcpStates, protocols and timeWait; normally 0).
+   * the kernel since (while any is, what it touches of tcpStates, protocols and timeWait is null
+   * with the reason; normally 0).
    */
   unverified: number;
-  /** Listings of the namespace's table after the first (when entries proved alive past their deadline, and periodically). */
+  /** Listings of the namespace's table after the first (when entries proved alive past their deadline, after loss, or when it held more than the kernel counts). */
   listings: number;
 }
 
