@@ -6,7 +6,16 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,17 +95,22 @@ beforeAll(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('npm package', () => {
-  it('ships only what users need, with a prebuilt linux-x64 glibc addon', () => {
+  it('ships only what users need, with a prebuilt linux-x64 glibc addon and the docs pages the README links', () => {
     const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' })
       .trim()
       .split('\n')
       .map((f) => f.replace(/^package\//, ''));
     for (const f of files)
       expect(f).toMatch(
-        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|native\/ebpf\/[a-z_]+\.(gen\.cc|bpf\.c)|native\/sources\.js|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js)$/,
+        /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/.+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/(base|binding|ctnetlink|ebpf)\/[a-z_]+\.(cc|h)|native\/ebpf\/[a-z_]+\.(gen\.cc|bpf\.c)|native\/sources\.js|prebuilds\/linux-x64\/conntrack-monitor\.glibc\.node|scripts\/install\.js|docs\/[a-z-]+\.md)$/,
       );
     expect(files).toContain('prebuilds/linux-x64/conntrack-monitor.glibc.node');
     expect(files).toContain('dist/cli.js');
+    // The README links its reference pages: every docs/*.md, and none of docs/'s images or demo.
+    const pages = readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md'));
+    expect(pages.length).toBeGreaterThanOrEqual(10);
+    expect(files).toContain('README.md');
+    expect(files.filter((f) => f.startsWith('docs/')).sort()).toEqual(pages.map((f) => `docs/${f}`).sort());
     expect(files.some((f) => f.startsWith('test/') || f.startsWith('src/') || f.startsWith('build/'))).toBe(false);
   });
 

@@ -1,13 +1,17 @@
 /**
- * What the README says against what the package does: every option in the options table
- * (one table, no blank line cutting it short), every command in the CLI synopsis, every
- * exported metric in the metrics table, every OpenTelemetry instrument in docs/opentelemetry.md,
- * an install that works as things stand (the package is not on the npm registry), and no
- * promise the code does not keep.
+ * What the README and docs/ say against what the package does: every option in the README's
+ * options table (one table, no blank line cutting it short) and in docs/node.md's, every command
+ * in docs/cli.md's synopsis and the README's command table, every flag of every command's --help
+ * in docs/cli.md, every exported metric in the README's metrics table, every OpenTelemetry
+ * instrument in docs/opentelemetry.md, an install that works as things stand (the package is not
+ * on the npm registry), and no promise the code does not keep. Then the pages themselves: a
+ * README of at most 500 lines with a table of contents, every docs page linked from it, and
+ * every relative link reaching a file and a heading.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import GithubSlugger from 'github-slugger';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { Registry } from 'prom-client';
@@ -31,6 +35,52 @@ import { sample } from './helpers/sample';
 const ROOT = join(__dirname, '..');
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const CLI = join(ROOT, 'dist', 'cli.js');
+/** A page under docs/. */
+const doc = (name: string): string => readFileSync(join(ROOT, 'docs', name), 'utf8');
+const DOCS = readdirSync(join(ROOT, 'docs'))
+  .filter((f) => f.endsWith('.md'))
+  .sort();
+const cliPage = doc('cli.md');
+
+/** The code block under docs/cli.md's Synopsis heading. */
+function synopsis(): string {
+  return /## Synopsis\n\n```\n([\s\S]*?)```/.exec(cliPage)![1]!;
+}
+
+/** The synopsis as commands: each usage (spaces collapsed) with what it does, as the README's table has them. */
+function synopsisCommands(): { usage: string; what: string }[] {
+  const lines = synopsis().split('\n');
+  const commands: { usage: string; what: string }[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!line.startsWith('conntrack-monitor ')) continue;
+    // What it does follows the usage after two spaces or more, or on the next line when the usage is long.
+    const same = /^(.*\S)\s{2,}([^\s[-].*)$/.exec(line);
+    const [usage, what] = same ? [same[1]!, same[2]!] : [line, lines[++i]!.trim()];
+    commands.push({ usage: usage.replace(/\s+/g, ' ').trim(), what });
+  }
+  return commands;
+}
+
+/** Outside code blocks: the text whose links and headings count. */
+function prose(text: string): string {
+  return text.replace(/^```[\s\S]*?^```/gm, '');
+}
+
+/** The anchors GitHub gives a page's headings. */
+function anchors(text: string): Set<string> {
+  const slugger = new GithubSlugger();
+  return new Set(
+    [...prose(text).matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+      slugger.slug(m[1]!.replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')),
+    ),
+  );
+}
+
+/** The relative links of a page (inline links and images), as written. */
+function relativeLinks(text: string): string[] {
+  return [...prose(text).matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/.test(l));
+}
 
 /** The rows of the Markdown table that starts with `header`, up to the first line that is not a row. */
 function table(header: string, text = readme): string[] {
@@ -59,43 +109,76 @@ describe('README', () => {
     expect(rows).toEqual(known);
   });
 
-  it('lists every option of AllNamespacesMonitor in its options table', () => {
+  it('lists every option of AllNamespacesMonitor in its options table, in docs/node.md', () => {
     let known: string[] = [];
     try {
       new AllNamespacesMonitor({ bogus: 1 } as never);
     } catch (err) {
       known = /\(known: ([^)]+)\)/.exec((err as Error).message)![1]!.split(', ');
     }
-    const rows = table('| AllNamespacesMonitor option | default | meaning |').map((r) => /^\| `(\w+)`/.exec(r)?.[1]);
+    const rows = table('| AllNamespacesMonitor option | default | meaning |', doc('node.md')).map(
+      (r) => /^\| `(\w+)`/.exec(r)?.[1],
+    );
     console.info(`node-wide options table: ${rows.join(', ')} (the library knows ${known.join(', ')})`);
     expect(known.length).toBeGreaterThanOrEqual(8);
     expect([...rows].sort()).toEqual([...known].sort());
   });
 
-  it('names every node-wide flag of watch and serve', () => {
-    const synopsis = /## CLI\n\n```\n([\s\S]*?)```/.exec(readme)![1]!;
-    expect(synopsis).toMatch(/^conntrack-monitor --all-namespaces /m);
-    expect(synopsis).toMatch(/^conntrack-monitor serve .*--all-namespaces/m);
+  it('names every node-wide flag of watch and serve, in docs/cli.md', () => {
+    expect(synopsis()).toMatch(/^conntrack-monitor --all-namespaces /m);
+    expect(synopsis()).toMatch(/^conntrack-monitor serve .*--all-namespaces/m);
     for (const command of ['watch', 'serve']) {
       const help = execFileSync(process.execPath, [CLI, command, '--help'], { encoding: 'utf8' });
       const flags = [...new Set(help.match(/--(?:all-namespaces|track-states|counting|containerd-root|crio-root)\b/g))];
       expect(flags.sort(), command).toEqual(
         ['--all-namespaces', '--containerd-root', '--counting', '--crio-root', '--track-states'].sort(),
       );
-      for (const flag of flags) expect(readme, flag).toContain(flag);
+      for (const flag of flags) expect(cliPage, flag).toContain(flag);
     }
   });
 
-  it('has every command in the CLI synopsis, and serve --drops', () => {
+  it("has every command in docs/cli.md's synopsis, and serve --drops", () => {
     const help = execFileSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
     const commands = /Other commands: ([^(]+)\(/.exec(help.replace(/\s+/g, ' '))![1]!.trim().split(', ');
-    const synopsis = /## CLI\n\n```\n([\s\S]*?)```/.exec(readme)![1]!;
-    for (const command of ['watch', ...commands])
-      expect(synopsis, command).toMatch(
+    for (const command of ['watch', ...commands]) {
+      expect(synopsis(), command).toMatch(
         new RegExp(`^conntrack-monitor ${command === 'watch' ? '\\[watch\\]' : command}\\s`, 'm'),
       );
-    expect(synopsis).toMatch(/^conntrack-monitor serve .*--drops/m);
+      expect(cliPage, command).toMatch(new RegExp(`^## ${command}$`, 'm'));
+    }
+    expect(synopsis()).toMatch(/^conntrack-monitor serve .*--drops/m);
     expect(commands).toContain('drops');
+  });
+
+  it("has the synopsis's commands in the README's command table, each with the same usage and purpose", () => {
+    const rows = table('| command | what it does |').map((r) => {
+      const m = /^\| `([^`]+)` \| (.+) \|$/.exec(r);
+      expect(m, r).not.toBeNull();
+      return { usage: m![1]!, what: m![2]! };
+    });
+    const commands = synopsisCommands();
+    console.info(`README command table: ${rows.map((r) => r.usage.split(' ')[1]).join(', ')}`);
+    expect(commands.length).toBeGreaterThanOrEqual(9);
+    expect(rows).toEqual(commands);
+  });
+
+  it('names every flag of every command in docs/cli.md', () => {
+    const help = execFileSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
+    const commands = /Other commands: ([^(]+)\(/.exec(help.replace(/\s+/g, ' '))![1]!.trim().split(', ');
+    let count = 0;
+    for (const command of ['watch', ...commands]) {
+      const text = execFileSync(process.execPath, [CLI, command, '--help'], { encoding: 'utf8' });
+      // Option lines: `  --flag ...` or `  -w, --warn PCT ...`.
+      const flags = [...text.matchAll(/^ {2}(?:(-\w), )?(--[a-z][a-z-]*)/gm)];
+      expect(flags.length, command).toBeGreaterThan(1);
+      for (const [, short, long] of flags) {
+        if (long === '--help') continue;
+        expect(cliPage, `${command} ${long}`).toMatch(new RegExp(`${long}\\b`));
+        if (short) expect(cliPage, `${command} ${short}`).toMatch(new RegExp(`\`${short}( [A-Z]+)?\`|\\[${short} `));
+        count++;
+      }
+    }
+    console.info(`docs/cli.md names every flag of ${commands.length + 1} commands (${count} command-flag pairs)`);
   });
 
   it("names every metric the exporter exposes, the exporter's own as conntrack_monitor_*", () => {
@@ -191,10 +274,66 @@ describe('README', () => {
     expect(readme).toMatch(/npm install \/path\/to\/conntrack-monitor-[\d.]+\.tgz/);
   });
 
-  it('says what is and is not caught, and no longer that a monitor cannot take its process down', () => {
-    expect(readme).not.toMatch(/cannot take its host process down/);
-    expect(readme.replace(/\s+/g, ' ')).toMatch(
+  it('says what is and is not caught (docs/library.md), and nowhere that a monitor cannot take its process down', () => {
+    for (const [name, text] of [['README.md', readme], ...DOCS.map((d) => [d, doc(d)])])
+      expect(text, name).not.toMatch(/cannot take its host process down/);
+    expect(doc('library.md').replace(/\s+/g, ' ')).toMatch(
       /an exception thrown by one of your own listeners .* is rethrown on the next tick, as Node does for any emitter, and ends the process unless the application handles `uncaughtException`/,
     );
+  });
+
+  it('is at most 500 lines, with a table of contents near the top that reaches every section', () => {
+    const lines = readme.split('\n');
+    console.info(`README.md: ${lines.length - 1} lines`);
+    expect(lines.length - 1).toBeLessThanOrEqual(500);
+    const toc = /^## Contents\n\n((?:- .*\n)+)/m.exec(readme);
+    expect(toc, 'a "## Contents" list').not.toBeNull();
+    expect(readme.indexOf('## Contents')).toBeLessThan(readme.indexOf('\n## ', readme.indexOf('## Contents') + 1));
+    expect(readme.slice(0, toc!.index).split('\n').length).toBeLessThan(40);
+    const targets = [...toc![1]!.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1]!);
+    const headings = anchors(readme);
+    for (const target of targets) expect(headings, `#${target}`).toContain(target);
+    // Every section (## heading) but the contents themselves is in it.
+    const slugger = new GithubSlugger();
+    const sections = [...prose(readme).matchAll(/^#{1,6} (.+)$/gm)]
+      .map((m) => ({ level: m[0].indexOf(' '), slug: slugger.slug(m[1]!) }))
+      .filter((h) => h.level === 2 && h.slug !== 'contents')
+      .map((h) => h.slug);
+    expect(sections.length).toBeGreaterThanOrEqual(8);
+    for (const section of sections) expect(targets, section).toContain(section);
+  });
+
+  it('links every page under docs/ from the README, and every page opens with what it covers and a link back', () => {
+    expect(DOCS.length).toBeGreaterThanOrEqual(10);
+    const linked = new Set(relativeLinks(readme).map((l) => l.split('#')[0]));
+    for (const page of DOCS) {
+      expect(linked, page).toContain(`docs/${page}`);
+      const [title, opening] = doc(page).split('\n\n') as [string, string];
+      expect(title, page).toMatch(/^# \S/);
+      expect(
+        relativeLinks(opening).map((l) => l.split('#')[0]),
+        `${page}: its opening paragraph links back`,
+      ).toContain('../README.md');
+    }
+  });
+
+  it('has every relative link of the README and docs/ reaching a file, and each #anchor a heading there', () => {
+    let checked = 0;
+    for (const file of ['README.md', ...DOCS.map((d) => `docs/${d}`)]) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      for (const link of relativeLinks(text)) {
+        const [path, anchor] = link.split('#') as [string, string | undefined];
+        const target = path === '' ? join(ROOT, file) : join(ROOT, dirname(file), decodeURI(path));
+        expect(existsSync(target), `${file}: ${link}`).toBe(true);
+        expect(relative(ROOT, target).startsWith('..'), `${file}: ${link} leaves the repository`).toBe(false);
+        if (anchor !== undefined) {
+          expect(target.endsWith('.md'), `${file}: ${link}`).toBe(true);
+          expect(anchors(readFileSync(target, 'utf8')), `${file}: ${link}`).toContain(anchor);
+        }
+        checked++;
+      }
+    }
+    console.info(`${checked} relative links checked`);
+    expect(checked).toBeGreaterThan(50);
   });
 });
