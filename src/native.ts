@@ -250,7 +250,7 @@ export interface NativeBinding {
   _nativeHeapBytes(): number;
   /**
    * Loads the event socket filter (native/ebpf/event_counter.h) and runs it in the kernel on
-   * each message (BPF_PROG_TEST_RUN): what it returned for each, and its counters after.
+   * each message sent to a netlink socket it filters: passed or dropped, and its counters after.
    */
   _eventProgram(
     messages: Buffer[],

@@ -1,6 +1,7 @@
 /**
  * The ctnetlink event socket filter (native/ebpf/ct_events.bpf.c), run by the real kernel on
- * messages captured from it (BPF_PROG_TEST_RUN through the _eventProgram hook). The expected
+ * messages captured from it, each sent to a netlink socket the program filters (the
+ * _eventProgram hook), as the kernel delivers its events. The expected
  * kind and protocol of each message come from how it was captured (the fixture's name and the
  * flow's socket addresses in index.json); the decoder gives them for altered messages.
  */
@@ -28,7 +29,7 @@ function nonzero(messages: number[][]): Record<string, number> {
   return out;
 }
 
-describe.skipIf(!canRunIntegration)('event socket filter, count-only, in the kernel (BPF_PROG_TEST_RUN)', () => {
+describe.skipIf(!canRunIntegration)('event socket filter, count-only, in the kernel (each message sent to a socket it filters)', () => {
   it.each(flowFixtures)('%s: counted once per message by kind and protocol, and dropped', (name) => {
     const messages = loadHexFixture(name);
     const [, kind] = name.split('-');
@@ -151,7 +152,7 @@ const stateOf = (m: Buffer) => binding._decode(m)[0]!.tcpState as number | undef
 const CLASS_INDEX: Record<string, number> = Object.fromEntries(CLASSES.map((c, i) => [c, i]));
 const PASSED = 4294967295;
 
-describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in the kernel (BPF_PROG_TEST_RUN)', () => {
+describe.skipIf(!canRunIntegration)('event socket filter, monitor variant, in the kernel (each message sent to a socket it filters)', () => {
   const mon = (
     messages: Buffer[],
     options: { listing?: boolean; maxFlows?: number; seed?: bigint; goneKeys?: bigint[] } = {},

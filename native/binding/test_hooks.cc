@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -282,14 +283,57 @@ Napi::Value event_counters_to_js(Napi::Env env, const ct_counters& c) {
 
 uint64_t monotonic_ds() { return static_cast<uint64_t>(ctmon::mono_ns()) / CT_DECISECOND_NS; }
 
+// A netlink socket the event program filters, and one that sends it messages: each message
+// reaches the program as a kernel event does (the filter runs on the receiving socket, so the
+// program knows it by its cookie, as the monitor registers it), and what arrives was passed.
+// Root may send from one user socket to another's port.
+class FilteredSocket {
+ public:
+  ctmon::Status open(ctmon::EventCounter& counter, bool register_namespace, bool listing) {
+    receiver_ = ctmon::Fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER));
+    sender_ = ctmon::Fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
+    if (receiver_.get() < 0 || sender_.get() < 0) return ctmon::Status::from_errno("socket");
+    sockaddr_nl self{};
+    self.nl_family = AF_NETLINK;
+    socklen_t len = sizeof self;
+    if (::bind(receiver_.get(), reinterpret_cast<sockaddr*>(&self), sizeof self) != 0 ||
+        ::getsockname(receiver_.get(), reinterpret_cast<sockaddr*>(&to_), &len) != 0)
+      return ctmon::Status::from_errno("bind");
+    if (register_namespace) {
+      uint64_t cookie = 0;
+      ctmon::Status st = counter.register_namespace(receiver_.get(), 0, cookie);
+      if (st.ok() && listing) st = counter.set_listing(cookie, 0, true);
+      if (!st.ok()) return st;
+    }
+    return counter.attach(receiver_.get());
+  }
+
+  // Sends one message; `passed`: whether the filter let it through to the receiver.
+  ctmon::Status deliver(const uint8_t* message, size_t length, bool& passed) {
+    if (::sendto(sender_.get(), message, length, 0, reinterpret_cast<const sockaddr*>(&to_),
+                 sizeof to_) < 0)
+      return ctmon::Status::from_errno("sendto");
+    // The filter ran inside sendto: the message is queued now or never.
+    const ssize_t got = ::recv(receiver_.get(), buffer_.data(), buffer_.size(), MSG_DONTWAIT | MSG_TRUNC);
+    if (got < 0 && errno != EAGAIN) return ctmon::Status::from_errno("recv");
+    passed = got > 0;
+    return ctmon::Status{};
+  }
+
+ private:
+  ctmon::Fd receiver_, sender_;
+  sockaddr_nl to_{};
+  std::vector<uint8_t> buffer_ = std::vector<uint8_t>(65536);
+};
+
 // _eventProgram(messages, { variant?, perMessage?, listing?, maxFlows?, seed?, verifierStats? })
 // -> { verdicts, counters, counted?, seed, flowBuckets, flows, nowDs, verifier? }: loads an event
-// socket filter (native/ebpf/event_counter.h; variant 'count-only' or 'monitor') and runs it in
-// the kernel on each message in turn (BPF_PROG_TEST_RUN), then reads its maps. For the monitor
-// variant this thread's namespace is registered as index 0 (BPF_PROG_TEST_RUN runs the filter
-// for a socket in it), and `listing` marks a listing under way. flows: every slot the table
-// holds, { key, deadlineDs, class, tcpState, touched, ns }; gone: keys ct_gone recorded.
-// Needs CAP_BPF; throws with the reason otherwise.
+// socket filter (native/ebpf/event_counter.h; variant 'count-only' or 'monitor'), attaches it to
+// a netlink socket and sends it each message in turn (FilteredSocket), then reads its maps.
+// verdicts: 0 for a message dropped, 0xffffffff for one passed. For the monitor variant the
+// socket is registered as namespace 0, and `listing` marks a listing under way. flows: every
+// slot the table holds, { key, deadlineDs, class, tcpState, touched, ns }; gone: keys ct_gone
+// recorded. Needs CAP_BPF and CAP_NET_ADMIN; throws with the reason otherwise.
 Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "_eventProgram(messages, options)");
@@ -313,14 +357,8 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   const auto check = [&](const ctmon::Status& s, const char* what) {
     if (!s.ok()) throw native_error(env, s.in(what));
   };
-  if (monitor) {
-    // Any socket of this namespace names it: the test runs' skb->sk is one of it.
-    ctmon::Fd any(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
-    uint64_t cookie = 0;
-    check(counter.register_namespace(any.get(), 0, cookie), "register this namespace");
-    if (opts.Get("listing").ToBoolean())
-      check(counter.set_listing(cookie, 0, true), "mark a listing");
-  }
+  FilteredSocket socket;
+  check(socket.open(counter, monitor, opts.Get("listing").ToBoolean()), "attach the event program");
   const bool per_message = opts.Get("perMessage").ToBoolean();
   Napi::Array verdicts = Napi::Array::New(env, messages.Length());
   Napi::Array counted = Napi::Array::New(env, messages.Length());
@@ -328,9 +366,9 @@ Napi::Value EventProgram(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < messages.Length(); ++i) {
     if (!messages.Get(i).IsBuffer()) throw Napi::TypeError::New(env, "messages are Buffers");
     Napi::Buffer<uint8_t> bytes = messages.Get(i).As<Napi::Buffer<uint8_t>>();
-    uint32_t verdict = 0;
-    check(counter.test_run(bytes.Data(), bytes.Length(), verdict), "run the event program");
-    verdicts.Set(i, static_cast<double>(verdict));
+    bool passed = false;
+    check(socket.deliver(bytes.Data(), bytes.Length(), passed), "deliver a message");
+    verdicts.Set(i, passed ? 4294967295.0 : 0.0);
     if (!per_message) continue;
     // Which messages[kind][class] this message added to: [kind, class], or null.
     check(counter.read(0, counters), "read the event counters");

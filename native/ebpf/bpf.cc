@@ -202,15 +202,5 @@ Status lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<u
   return Status{};
 }
 
-Status test_run(int program_fd, const uint8_t* data, size_t length, uint32_t& retval) {
-  bpf_attr attr{};
-  attr.test.prog_fd = static_cast<uint32_t>(program_fd);
-  attr.test.data_in = bpf_ptr(data);
-  attr.test.data_size_in = static_cast<uint32_t>(length);
-  attr.test.repeat = 1;
-  if (sys_bpf(BPF_PROG_TEST_RUN, attr) != 0) return Status::from_errno("bpf");
-  retval = attr.test.retval;
-  return Status{};
-}
 
 }  // namespace ctmon

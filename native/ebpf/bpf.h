@@ -78,7 +78,4 @@ Status update_element(int map_fd, const void* key, const void* value);
 // bytes, each padded to 8 bytes as the kernel copies them.
 Status lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<uint8_t>& out);
 
-// BPF_PROG_TEST_RUN: runs the program once on `data` and returns its return value.
-Status test_run(int program_fd, const uint8_t* data, size_t length, uint32_t& retval);
-
 }  // namespace ctmon

@@ -25,10 +25,6 @@ namespace ctmon {
 
 namespace {
 
-// BPF_PROG_TEST_RUN builds a socket filter's skb as if from a device: it pulls an Ethernet
-// header (eth_type_trans) before the program runs, so the message goes after 14 bytes.
-constexpr size_t kTestRunPrefix = 14;
-
 // The thread's namespace's nf_conntrack_max: a namespace never holds more entries.
 uint32_t default_max_flows() {
   char text[32];
@@ -181,12 +177,6 @@ Status EventCounter::read(uint32_t index, ct_counters& out) const {
   return Status{};
 }
 
-Status EventCounter::test_run(const uint8_t* message, size_t length, uint32_t& verdict) const {
-  if (length > UINT16_MAX) return Status{EMSGSIZE, "bpf"};  // a netlink message is smaller
-  std::vector<uint8_t> data(kTestRunPrefix + length);
-  std::copy(message, message + length, data.begin() + kTestRunPrefix);
-  return ctmon::test_run(program_.get(), data.data(), data.size(), verdict);
-}
 
 bool EventCounter::gone(uint64_t key) const {
   uint8_t value = 0;

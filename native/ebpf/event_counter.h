@@ -77,11 +77,6 @@ class EventCounter {
   // Cumulative counts of namespace `index` (0 for ct_count), summed over CPUs.
   Status read(uint32_t index, ct_counters& out) const;
 
-  // Runs the program once on one netlink message (BPF_PROG_TEST_RUN) and returns what it
-  // returned: 0 for a message dropped, nonzero for one passed. The counters count it. The
-  // socket it runs for is in this thread's namespace (register that namespace to see it).
-  Status test_run(const uint8_t* message, size_t length, uint32_t& verdict) const;
-
   int program_fd() const { return program_.get(); }
 
   // ct_monitor: the flow table, mapped (the program writes it concurrently: read slots with
