@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Child process for lifecycle tests: node lifecycle-child.mjs MODE NETNS_PATH [N]
-//   cycles N    after 300 warm-up cycles, start and stop a monitor N times; prints fds,
+//   cycles N    after 150 warm-up cycles, start and stop a monitor N times; prints fds,
 //               threads, RSS, JS heap and native monitor objects still alive, before/after
 //   workers N   run a monitor in each of N worker threads and one on the main thread, take one
 //               sample from each, terminate the workers; prints threads and netlink sockets
@@ -55,7 +55,7 @@ if (mode === 'cycles') {
       await new Promise((r) => setTimeout(r, 50));
     }
   };
-  for (let i = 0; i < 300; i++) await once(); // warm up: the allocator's arenas and free lists fill
+  for (let i = 0; i < 150; i++) await once(); // warm up: the allocator's arenas and free lists fill
   await settle();
   const before = { fds: fds(), threads: threads(), rssKiB: rssKiB(), heapKiB: heapKiB(), nativeKiB: nativeKiB() };
   const started = Date.now();

@@ -10,7 +10,7 @@ import type { ConntrackMonitor, ConntrackSample } from '../../dist/index.js';
 import { loadBinding } from '../../dist/native.js';
 import { canRunIntegration } from '../helpers/gate';
 import type { TestNamespace } from '../helpers/netns';
-import { nextSamples } from '../helpers/samples';
+import { nextKnownSample, nextSamples } from '../helpers/samples';
 import { defer, namespace, startMonitor } from '../helpers/scope';
 
 const BPF_PROG_TYPE_SCHED_CLS = 3; // loads, but SO_ATTACH_BPF takes socket filters only
@@ -18,10 +18,13 @@ const BPF_PROG_TYPE_XDP = 6; // the verifier refuses it: no bpf_skb_load_bytes f
 
 const received = (samples: ConntrackSample[]) => samples.reduce((n, s) => n + s.events!.received, 0);
 
-/** The latest sample's protocols next to the kernel's listing (which also reaps what expired). */
+/**
+ * The next known sample's protocols (nextKnownSample: what expired counts once a walk checked
+ * it) next to the kernel's listing (which also reaps what expired).
+ */
 async function checkpoint(ns: TestNamespace, monitor: ConntrackMonitor, samples: ConntrackSample[], label: string) {
-  await nextSamples(monitor, 2);
-  const reported = samples.at(-1)!.protocols;
+  await nextSamples(monitor, 1);
+  const reported = (await nextKnownSample(monitor, samples, label)).sample.protocols;
   const kernel = (await ns.kernelListing()).protocols;
   console.info(`${label}: reported ${JSON.stringify(reported)} kernel ${JSON.stringify(kernel)}`);
   expect(reported).toEqual(kernel);

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { ConntrackMonitor, ConntrackSample } from '../../dist/index.js';
 import { canRunIntegration } from '../helpers/gate';
 import type { TestNamespace } from '../helpers/netns';
-import { nextSamples } from '../helpers/samples';
+import { nextKnownSample, nextSamples } from '../helpers/samples';
 import { defer, namespace, startMonitor, useClassicFilter } from '../helpers/scope';
 
 const PATHS = ['ebpf', 'netlink'] as const;
@@ -26,20 +26,10 @@ function view(s: ConntrackSample) {
 }
 
 /**
- * The next sample against conntrack -L right after it. A sample whose tracked counts are null
- * (entries past their deadline could not be checked in its interval) is reported and the next
- * one is taken, at most three.
+ * The next sample whose counts are known (nextKnownSample) against conntrack -L right after it.
  */
 async function checkpoint(ns: TestNamespace, monitor: ConntrackMonitor, samples: ConntrackSample[], label: string) {
-  let sample: ConntrackSample;
-  let skipped = 0;
-  for (;;) {
-    await nextSamples(monitor, 1);
-    sample = samples.at(-1)!;
-    if (sample.protocols !== null || skipped === 3) break;
-    console.info(`${label}: states unknown (${sample.unavailable.protocols}); next sample`);
-    skipped++;
-  }
+  const { sample, skipped } = await nextKnownSample(monitor, samples, label);
   const kernel = await ns.kernelListing();
   const reported = view(sample);
   console.info(
