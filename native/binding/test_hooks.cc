@@ -290,7 +290,8 @@ uint64_t monotonic_ds() { return static_cast<uint64_t>(ctmon::mono_ns()) / CT_DE
 class FilteredSocket {
  public:
   ctmon::Status open(ctmon::EventCounter& counter, bool register_namespace, bool listing) {
-    receiver_ = ctmon::Fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER));
+    receiver_ =
+        ctmon::Fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER));
     sender_ = ctmon::Fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
     if (receiver_.get() < 0 || sender_.get() < 0) return ctmon::Status::from_errno("socket");
     sockaddr_nl self{};
@@ -314,7 +315,8 @@ class FilteredSocket {
                  sizeof to_) < 0)
       return ctmon::Status::from_errno("sendto");
     // The filter ran inside sendto: the message is queued now or never.
-    const ssize_t got = ::recv(receiver_.get(), buffer_.data(), buffer_.size(), MSG_DONTWAIT | MSG_TRUNC);
+    const ssize_t got =
+        ::recv(receiver_.get(), buffer_.data(), buffer_.size(), MSG_DONTWAIT | MSG_TRUNC);
     if (got < 0 && errno != EAGAIN) return ctmon::Status::from_errno("recv");
     passed = got > 0;
     return ctmon::Status{};

@@ -202,5 +202,4 @@ Status lookup_per_cpu(int map_fd, uint32_t key, size_t value_size, std::vector<u
   return Status{};
 }
 
-
 }  // namespace ctmon

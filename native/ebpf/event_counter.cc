@@ -177,7 +177,6 @@ Status EventCounter::read(uint32_t index, ct_counters& out) const {
   return Status{};
 }
 
-
 bool EventCounter::gone(uint64_t key) const {
   uint8_t value = 0;
   bpf_attr attr{};
