@@ -162,7 +162,10 @@ class Model {
       ++c.entries;
       ++c.protocols[e.protocol];
       if (e.protocol == kProtoTcp) ++c.tcp_states[e.tcp_state];
-      if (&c == &t.listed && e.deadline_ds <= now_ms / 100) ++t.survivors;
+      // Refreshed: alive more than the second CTA_TIMEOUT's rounding past the deadline.
+      if (&c == &t.listed && e.deadline_ds <= now_ms / 100 &&
+          e.deadline_ds + 10 <= verified_ms / 100)
+        ++t.survivors;
     }
     return t;
   }

@@ -14,6 +14,8 @@ inline int64_t clock_ns(clockid_t clock) {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 inline int64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
+// CPU time of the calling thread: what a syscall costs, whoever else wants the CPU meanwhile.
+inline int64_t thread_cpu_ns() { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 inline int64_t wall_ms() { return clock_ns(CLOCK_REALTIME) / 1000000; }
 
 // Interval closes on CLOCK_MONOTONIC, one interval apart. A reader that fell behind (a slow

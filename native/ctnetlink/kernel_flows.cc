@@ -85,7 +85,7 @@ void KernelFlows::tally(uint64_t now_ds, const std::vector<uint64_t>& verified_d
         t.listed.add(cls, state);
       } else if (s.deadline_ds <= verified_ds[ns]) {
         t.listed.add(cls, state);
-        ++t.survivors;
+        if (refreshed(s.deadline_ds, verified_ds[ns])) ++t.survivors;
       } else {
         t.unverified.add(cls, state);
       }

@@ -465,10 +465,12 @@ void Monitor::tally(TableTally& out) {
 void Monitor::verify(TableTally& t) {
   const int64_t now = mono_ns();
   if (t.unverified.entries == 0 || !walks_.may_walk(now)) return;
+  const int64_t cpu = thread_cpu_ns();
   const Status st = request_socket_.evict_expired();
   const int64_t end = mono_ns();
+  const int64_t walk_cpu = thread_cpu_ns() - cpu;
   if (!st.ok()) {
-    walks_.walked(now, end);
+    walks_.walked(now, end, walk_cpu);
     report(st);
     return;
   }
@@ -476,14 +478,14 @@ void Monitor::verify(TableTally& t) {
   // counts as alive; if more are queued than one close reads, the walk proves nothing yet.
   const uint32_t waiting = t.unverified.entries;
   if (!drain_events(kBatchesAtClose)) {
-    walks_.walked(now, end);
+    walks_.walked(now, end, walk_cpu);
     return;
   }
   verified_ns_ = std::max(verified_ns_, now);
   verified_wall_ms_ = wall_ms() - (mono_ns() - now) / 1000000;
   tally(t);
   // What was unverified is now either a survivor or gone: killed by the walk.
-  walks_.walked(now, end, waiting > t.survivors ? waiting - t.survivors : 0);
+  walks_.walked(now, end, walk_cpu, waiting > t.survivors ? waiting - t.survivors : 0);
   if (t.survivors > 0) repair_pending_ = true;
 }
 

@@ -568,10 +568,12 @@ void NodeMonitor::verify(std::vector<KernelTally>& tallies) {
     if (w->kernel) waiting += tallies[w->index].unverified.entries;
   const int64_t now = mono_ns();
   if (waiting == 0 || !walks_.may_walk(now)) return;
+  const int64_t cpu = thread_cpu_ns();
   const Status st = walker_.evict_expired();
   const int64_t end = mono_ns();
+  const int64_t walk_cpu = thread_cpu_ns() - cpu;
   if (!st.ok()) {
-    walks_.walked(now, end);
+    walks_.walked(now, end, walk_cpu);
     listener_->on_error(0, st);
     return;
   }
@@ -586,7 +588,7 @@ void NodeMonitor::verify(std::vector<KernelTally>& tallies) {
     if (tallies[w->index].survivors > 0) w->repair_pending = true;
   }
   // What was unverified is now either a survivor or gone: killed by the walk.
-  walks_.walked(now, end, waiting > survivors ? waiting - survivors : 0);
+  walks_.walked(now, end, walk_cpu, waiting > survivors ? waiting - survivors : 0);
 }
 
 void NodeMonitor::close_interval(bool final) {

@@ -236,7 +236,7 @@ void ConntrackTable::tally(uint64_t now_ms, uint64_t verified_ms, TableTally& ou
       out.listed.add(s.protocol, s.tcp_state);
     } else if (s.deadline_ds <= verified_ds) {
       out.listed.add(s.protocol, s.tcp_state);
-      ++out.survivors;
+      if (refreshed(s.deadline_ds, verified_ds)) ++out.survivors;
     } else {
       out.unverified.add(s.protocol, s.tcp_state);
     }

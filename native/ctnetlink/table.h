@@ -44,8 +44,19 @@ struct TableCounts {
 struct TableTally {
   TableCounts listed;
   TableCounts unverified;  // by protocol and TCP state, so that only what they touch is unknown
-  uint32_t survivors = 0;  // of listed: past their deadline, alive at the latest verification
+  // Of listed: alive at the latest verification more than kRefreshedDs past their deadline,
+  // so refreshed by packets; a listing learns the deadline the kernel now holds.
+  uint32_t survivors = 0;
 };
+
+// CTA_TIMEOUT is the time left rounded down to whole seconds, so an entry may live up to a
+// second past the deadline an event gave it: alive less than that past it proves no refresh.
+constexpr uint32_t kRefreshedDs = 10;
+
+// Whether an entry alive at `verified_ds` with deadline `deadline_ds` was refreshed.
+inline bool refreshed(uint32_t deadline_ds, uint64_t verified_ds) {
+  return deadline_ds + uint64_t{kRefreshedDs} <= verified_ds;
+}
 
 class ConntrackTable {
  public:

@@ -4,9 +4,11 @@
 // A walk holds the kernel's ctnetlink mutex and keeps softirqs off on its CPU while it runs
 // (~8 ms at 262,144 buckets, ~0.2 us more per entry it visits, ~2.5 us per expired entry it
 // kills): walks are spaced so that their own cost takes at most 1/kSpacingFactor of the time,
-// whatever the table. Killing an expired entry (and sending its DESTROY) is work the kernel's
-// garbage collector would do anyway, a little later: that part is not the walk's own cost, or
-// a walk after a burst of expiries would put off the next one for many seconds. Pure; no clock.
+// whatever the table. The cost is the CPU time the walking thread spent, not the time the walk
+// took, which a busy machine stretches. Killing an expired entry (and sending its DESTROY) is
+// work the kernel's garbage collector would do anyway, a little later: that part is not the
+// walk's own cost, or a walk after a burst of expiries would put off the next one for many
+// seconds. Pure; no clock.
 #pragma once
 
 #include <algorithm>
@@ -19,17 +21,18 @@ class WalkSchedule {
   static constexpr int64_t kSpacingFactor = 100;  // at most 1% of a CPU walking
   static constexpr int64_t kKillNs = 2500;        // a killed entry's share of a walk (measured)
 
+  // Walks start at least kSpacingFactor times the last one's own cost after it started: that
+  // bounds the share of time spent walking (start to start is the period).
   bool may_walk(int64_t now_ns) const {
-    return last_end_ns_ == 0 || now_ns - last_end_ns_ >= kSpacingFactor * own_cost_ns_;
+    return walks_ == 0 || now_ns - last_start_ns_ >= kSpacingFactor * own_cost_ns_;
   }
-  // A walk that began at start_ns, ended at end_ns and killed `killed` expired entries: every
-  // flow whose deadline had passed at start_ns and that is still held afterwards is alive (its
-  // DESTROY would have come).
-  void walked(int64_t start_ns, int64_t end_ns, uint64_t killed = 0) {
-    last_end_ns_ = end_ns;
-    const int64_t duration = end_ns - start_ns;
-    last_duration_ns_ = duration;
-    own_cost_ns_ = std::max(duration - static_cast<int64_t>(killed) * kKillNs, duration / 10);
+  // A walk that began at start_ns, ended at end_ns, cost the thread cpu_ns of CPU time and
+  // killed `killed` expired entries: every flow whose deadline had passed at start_ns and that
+  // is still held afterwards is alive (its DESTROY would have come).
+  void walked(int64_t start_ns, int64_t end_ns, int64_t cpu_ns, uint64_t killed = 0) {
+    last_start_ns_ = start_ns;
+    last_duration_ns_ = end_ns - start_ns;
+    own_cost_ns_ = std::max(cpu_ns - static_cast<int64_t>(killed) * kKillNs, cpu_ns / 10);
     ++walks_;
   }
 
@@ -43,7 +46,7 @@ class WalkSchedule {
   uint64_t walks() const { return walks_; }
 
  private:
-  int64_t last_end_ns_ = 0;
+  int64_t last_start_ns_ = 0;
   int64_t last_duration_ns_ = 0;
   int64_t own_cost_ns_ = 0;
   uint64_t walks_ = 0;
