@@ -147,7 +147,8 @@ void ConntrackTable::apply_event(const Conntrack& ct, uint64_t now_ms) {
     if (Slot* s = find(key)) erase_at(static_cast<size_t>(s - slots_.data()));
     return;
   }
-  // An event's CTA_TIMEOUT was set by the packet that caused it: it is fresh, no padding.
+  // An event's CTA_TIMEOUT was set by the packet that caused it, usually within the same tick:
+  // no padding (the deadline is exact but for the rare tick between; kRefreshedDs allows it).
   // An UPDATE for an unknown entry inserts it: the kernel has it, or had it.
   // During a dump, only a NEW proves that its entry outlives the dump's start (the queue was
   // drained before the dump began). An UPDATE may be older than its entry's DESTROY, and when
