@@ -117,7 +117,7 @@ async function phase(kind, round) {
       while (seen.sampleMs <= loadEnd + 2000 && (await sleep(100), true));
       let timeWait = 0;
       for (const line of bench
-        .inNs('conntrack', ['-L', '-p', 'tcp'], { stdio: ['ignore', 'pipe', 'ignore'] })
+        .inNs('conntrack', ['-L', '-p', 'tcp'], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 30 })
         .split('\n'))
         if (line.trim().split(/\s+/)[3] === 'TIME_WAIT') timeWait++;
       const after = { counter: bench.newCounter(), stats: bench.kernelStats() };

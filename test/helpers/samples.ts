@@ -27,7 +27,8 @@ export function nextSamples(monitor: ConntrackMonitor, n = 1): Promise<void> {
 /**
  * The next sample whose tracked counts are known, and how many before it were not. Entries past
  * their deadline count as null until a walk checks them, and walks are spaced so that they take
- * at most 1% of a core (longer apart on a busy machine), so this waits up to `timeoutMs`, saying
+ * at most 1% of a core (2% with what they reap: longer apart after many expiries), so this
+ * waits up to `timeoutMs`, saying
  * why for each sample it passes over. After `timeoutMs`, the last sample, null or not.
  */
 export async function nextKnownSample(
