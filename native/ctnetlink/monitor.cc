@@ -464,7 +464,7 @@ void Monitor::tally(TableTally& out) {
 // alive. The survivors are counted; a listing gives them the deadline the kernel holds, soon.
 void Monitor::verify(TableTally& t) {
   const int64_t now = mono_ns();
-  if (t.unverified.entries == 0 || !walks_.may_walk(now)) return;
+  if (t.unverified.entries == 0 || !walks_.may_walk(now, t.unverified.entries)) return;
   const int64_t cpu = thread_cpu_ns();
   const Status st = request_socket_.evict_expired();
   const int64_t end = mono_ns();

@@ -567,7 +567,7 @@ void NodeMonitor::verify(std::vector<KernelTally>& tallies) {
   for (const auto& [id, w] : watched_)
     if (w->kernel) waiting += tallies[w->index].unverified.entries;
   const int64_t now = mono_ns();
-  if (waiting == 0 || !walks_.may_walk(now)) return;
+  if (waiting == 0 || !walks_.may_walk(now, waiting)) return;
   const int64_t cpu = thread_cpu_ns();
   const Status st = walker_.evict_expired();
   const int64_t end = mono_ns();

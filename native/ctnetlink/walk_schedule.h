@@ -3,15 +3,18 @@
 //
 // A walk holds the kernel's ctnetlink mutex and keeps softirqs off on its CPU while it runs
 // (~8 ms at 262,144 buckets, ~0.2 us more per entry it visits, ~2.5 us per expired entry it
-// kills): walks are spaced so that their own cost takes at most 1/kSpacingFactor of the time,
-// whatever the table. The cost is the CPU time the walking thread spent, not the time the walk
-// took, which a busy machine stretches. Killing an expired entry (and sending its DESTROY) is
-// work the kernel's garbage collector would do anyway, a little later: that part is not the
-// walk's own cost, or a walk after a burst of expiries would put off the next one for many
-// seconds. But it is done on the reader's CPU time, and under a flood of short flows it is most
-// of a walk (100,000 expired UDP flows: ~0.3 s): everything included, walks take at most
-// 1/kTotalSpacingFactor of the time, so that their cost does not grow with a flood. Pure; no
-// clock.
+// kills). Two bounds, both on the CPU time the walking thread spends (not the time a walk
+// takes, which a busy machine stretches):
+// - its own cost: walks start at least kSpacingFactor times the last one's own cost apart;
+//   killing an expired entry (and sending its DESTROY) is work the kernel's garbage collector
+//   would do anyway, a little later, so that part is left out here;
+// - everything, the killing included: at most 1/kBudgetShare of the time, from a budget that
+//   fills at that rate up to kBudgetWindowNs's worth (0.2 s). A walk goes only when it covers
+//   what it would cost (its own cost and ~2.5 us per entry past its deadline, each likely to be
+//   killed). After a flood of short flows most of a walk would be killing (100,000 expired UDP
+//   flows: ~0.3 s), so the walk waits for the garbage collector to reap the bulk: its cost does
+//   not grow with the flood.
+// Pure; no clock.
 #pragma once
 
 #include <algorithm>
@@ -21,24 +24,30 @@ namespace ctmon {
 
 class WalkSchedule {
  public:
-  static constexpr int64_t kSpacingFactor = 100;      // at most 1% of a CPU walking
-  static constexpr int64_t kTotalSpacingFactor = 50;  // at most 2% with the reaping
+  static constexpr int64_t kSpacingFactor = 100;              // own cost: at most 1% of a CPU
+  static constexpr int64_t kBudgetShare = 50;                 // everything: at most 2% of a CPU,
+  static constexpr int64_t kBudgetWindowNs = 10'000'000'000;  // saved up for at most 10 s
   static constexpr int64_t kKillNs = 2500;            // a killed entry's share of a walk (measured)
+  static constexpr int64_t kFirstOwnNs = 10'000'000;  // before any walk: 262,144 buckets here
+  static constexpr int64_t kStartBudgetNs = 5 * kFirstOwnNs;  // a few ordinary walks at once
 
-  // Walks start at least kSpacingFactor times the last one's own cost, and kTotalSpacingFactor
-  // times its whole cost, after it started: that bounds the share of time spent walking (start
-  // to start is the period).
-  bool may_walk(int64_t now_ns) const {
-    return walks_ == 0 || now_ns - last_start_ns_ >= spacing_ns_;
+  // Whether a walk may start at now_ns, with `waiting` entries past their deadline.
+  bool may_walk(int64_t now_ns, uint64_t waiting) {
+    if (budget_at_ns_ == 0) start_budget(now_ns);
+    const int64_t own = walks_ > 0 ? own_ns_ : kFirstOwnNs;
+    if (walks_ > 0 && now_ns - last_start_ns_ < kSpacingFactor * own) return false;
+    return budget(now_ns) >= own + static_cast<int64_t>(waiting) * kKillNs;
   }
   // A walk that began at start_ns, ended at end_ns, cost the thread cpu_ns of CPU time and
   // killed `killed` expired entries: every flow whose deadline had passed at start_ns and that
   // is still held afterwards is alive (its DESTROY would have come).
   void walked(int64_t start_ns, int64_t end_ns, int64_t cpu_ns, uint64_t killed = 0) {
+    if (budget_at_ns_ == 0) start_budget(start_ns);
+    budget_ns_ = budget(start_ns) - cpu_ns;  // may go below zero: paid back before the next
+    budget_at_ns_ = start_ns;
     last_start_ns_ = start_ns;
     last_duration_ns_ = end_ns - start_ns;
-    const int64_t own = std::max(cpu_ns - static_cast<int64_t>(killed) * kKillNs, cpu_ns / 10);
-    spacing_ns_ = std::max(kSpacingFactor * own, kTotalSpacingFactor * cpu_ns);
+    own_ns_ = std::max(cpu_ns - static_cast<int64_t>(killed) * kKillNs, cpu_ns / 10);
     ++walks_;
   }
 
@@ -52,9 +61,21 @@ class WalkSchedule {
   uint64_t walks() const { return walks_; }
 
  private:
+  // Enough for a walk or two at once, not for one that would mostly reap a flood.
+  void start_budget(int64_t now_ns) {
+    budget_ns_ = kStartBudgetNs;
+    budget_at_ns_ = now_ns;
+  }
+  int64_t budget(int64_t now_ns) const {
+    return std::min(budget_ns_ + (now_ns - budget_at_ns_) / kBudgetShare,
+                    kBudgetWindowNs / kBudgetShare);
+  }
+
+  int64_t budget_ns_ = 0;
+  int64_t budget_at_ns_ = 0;
   int64_t last_start_ns_ = 0;
   int64_t last_duration_ns_ = 0;
-  int64_t spacing_ns_ = 0;
+  int64_t own_ns_ = 0;
   uint64_t walks_ = 0;
 };
 
