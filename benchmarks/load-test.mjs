@@ -14,7 +14,7 @@
 // its TIME_WAIT in its first sample 2 s after the load against conntrack -L right after it.
 // Throughput ratio: a reader's median requests/s over the no-reader median.
 // Writes benchmarks/results/load-test-<date>.{json,md}.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -169,7 +169,9 @@ async function main() {
   });
   const date = new Date().toISOString();
   const stamp = date.slice(0, 10);
-  const machine = { ...describeMachine(), wrk: execFileSync('wrk', ['-v'], { encoding: 'utf8' }).split('\n')[0] };
+  // wrk -v prints its version and exits 1.
+  const wrkVersion = spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0];
+  const machine = { ...describeMachine(), wrk: wrkVersion };
   const command = `node benchmarks/load-test.mjs --rounds ${ROUNDS} --seconds ${SECONDS} --readers ${READERS.join(',')}`;
   writeFileSync(
     join(here, 'results', `load-test-${stamp}.json`),
