@@ -14,7 +14,7 @@
 // its TIME_WAIT in its first sample 2 s after the load against conntrack -L right after it.
 // Throughput ratio: a reader's median requests/s over the no-reader median.
 // Writes benchmarks/results/load-test-<date>.{json,md}.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
