@@ -61,18 +61,23 @@ describe('tracked table', () => {
     // The TIME_WAIT UPDATE carries the namespace's timeout (120 s), set by that very packet.
     // Past it the entry is either expired and not yet reaped, or refreshed by packets that send
     // no event: unknown (not counted) until a check (a walk of the table) after its deadline.
-    const [before, due, checkedBefore, survived] = run([
+    const [before, due, checkedBefore, withinRounding, survived] = run([
       events('tcp4-new', 0),
       events('tcp4-update', 0),
       tally(119_900),
       tally(120_000),
       tally(120_500, 119_000), // the latest check was before its deadline: still unknown
-      tally(120_500, 120_100), // a check after its deadline, which did not remove it: alive
+      // A check after its deadline, which did not remove it: alive. Within a second of the
+      // deadline that proves no refresh (CTA_TIMEOUT is rounded down to whole seconds), so it
+      // is no survivor, whose deadline a listing would have to learn; later it is one.
+      tally(120_500, 120_100),
+      tally(121_500, 121_100),
     ]);
     expect(before).toMatchObject({ entries: 1, unverified: 0, survivors: 0 });
     expect(before!.tcpStates[TIME_WAIT]).toBe(1);
     expect(due).toMatchObject({ ...EMPTY, unverified: 1, survivors: 0 });
     expect(checkedBefore).toMatchObject({ ...EMPTY, unverified: 1 });
+    expect(withinRounding).toMatchObject({ entries: 1, unverified: 0, survivors: 0 });
     expect(survived).toMatchObject({ entries: 1, unverified: 0, survivors: 1 });
     expect(survived!.tcpStates[TIME_WAIT]).toBe(1);
   });
