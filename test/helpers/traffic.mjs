@@ -152,7 +152,8 @@ async function flood(n) {
   return { ok, failed, perSecond: Math.round(n / ((performance.now() - started) / 1000)) };
 }
 
-async function hold(established, halfClosed) {
+/** A loopback TCP server that keeps every connection it accepts half-open: its sockets, to close. */
+async function halfOpenServer() {
   const serverSide = [];
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     serverSide.push(socket);
@@ -160,6 +161,11 @@ async function hold(established, halfClosed) {
     socket.resume();
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, serverSide };
+}
+
+async function hold(established, halfClosed) {
+  const { server, serverSide } = await halfOpenServer();
   const { port } = server.address();
   const clients = [];
   const connect = () =>
@@ -249,13 +255,7 @@ async function keepalive(answered, oneWay, halfClosed, syns, periodMs, silentPor
     await new Promise((resolve) => s.bind(0, '127.0.0.1', resolve));
     udp.push({ s, port: i < answered ? echo.address().port : sink.address().port });
   }
-  const serverSide = [];
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    serverSide.push(socket);
-    socket.on('error', () => {});
-    socket.resume();
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { server, serverSide } = await halfOpenServer();
   const clients = [];
   for (let i = 0; i < halfClosed; i++) {
     const c = await new Promise((resolve) => {
