@@ -23,6 +23,8 @@
 //                    change in one run: e.g. monitor@/tmp/base, a worktree of the old commit)
 //   count-only       benchmarks/native/count_only_reader: the count-only eBPF program, the
 //                    least an event reader can cost
+//   count-only-all   the same joined to the UPDATE group too: the least a reader that follows
+//                    TCP states through events can cost (the kernel builds every message)
 // Rounds interleave the readers (each round in a rotated order); the marginal of a reader is
 // its phase minus the no-reader phase of the same round and rate; medians over rounds; ratios
 // to conntrack-E-all where it ran, else to conntrack-E. In tcp mode, 3 s after the load the
@@ -64,7 +66,7 @@ const ROUNDS = Number(values.rounds);
 const READERS = values.readers.split(',');
 const SECONDS = Number(values.seconds);
 const WAIT = Number(values.wait);
-const KNOWN = ['none', 'conntrack-E', 'conntrack-E-all', 'monitor', 'monitor-classic', 'count-only'];
+const KNOWN = ['none', 'conntrack-E', 'conntrack-E-all', 'monitor', 'monitor-classic', 'count-only', 'count-only-all'];
 const REFERENCE = READERS.includes('conntrack-E-all') ? 'conntrack-E-all' : 'conntrack-E';
 for (const r of READERS)
   if (!KNOWN.includes(r) && !r.startsWith('monitor@'))
@@ -126,7 +128,8 @@ async function startReader(kind, tools) {
       },
     };
   }
-  const p = spawn(tools.countOnlyReader, [bench.path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const args = kind === 'count-only-all' ? [bench.path, '--all'] : [bench.path];
+  const p = spawn(tools.countOnlyReader, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: p.stdout });
   await new Promise((r) => lines.once('line', r)); // ready
   return {
@@ -203,7 +206,7 @@ async function phase(tools, kind, rate) {
     if (states) result.monitor.statesAfter3s = states;
   }
   if (kind.startsWith('conntrack-E')) result.conntrackE = own;
-  if (kind === 'count-only') result.countOnly = { ...own, insertsExact: own.new === created };
+  if (kind.startsWith('count-only')) result.countOnly = { ...own, insertsExact: own.new === created };
   return result;
 }
 

@@ -4,7 +4,7 @@
 // namespace, with and without a reader, in interleaved rounds.
 //
 //   node benchmarks/load-test.mjs [--rounds 5] [--seconds 8]
-//        [--readers none,monitor,conntrack-E-all,monitor@DIR]
+//        [--readers none,monitor,conntrack-E-all,count-only-all,monitor@DIR]
 //
 // Root; needs wrk and nginx (apt-get install wrk nginx-light). Each phase: a fresh namespace
 // (lo, an nft `ct state new counter` rule, the kernel's default timeouts), nginx answering 200
@@ -12,6 +12,9 @@
 // Per phase: requests/s (wrk), the reader's own CPU during the load, and for the monitor: its
 // inserts against the nft counter (less insert_failed), messages it received, events lost, and
 // its TIME_WAIT in its first sample 2 s after the load against conntrack -L right after it.
+// count-only-all is benchmarks/native/count_only_reader --all: joined to every event group, it
+// counts each message in the kernel and queues none, the least a reader that follows TCP states
+// through events can cost (see host-cost.mjs).
 // Throughput ratio: a reader's median requests/s over the no-reader median.
 // Writes benchmarks/results/load-test-<date>.{json,md}.
 import { spawn, spawnSync } from 'node:child_process';
@@ -20,7 +23,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchNamespace, cpuSeconds, machine as describeMachine, sleep, startMonitorChild } from './lib/bench.mjs';
+import {
+  benchNamespace,
+  buildTools,
+  cpuSeconds,
+  machine as describeMachine,
+  sleep,
+  startMonitorChild,
+} from './lib/bench.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
@@ -34,8 +44,8 @@ const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const READERS = values.readers.split(',');
 for (const r of READERS)
-  if (!['none', 'monitor', 'conntrack-E-all'].includes(r) && !r.startsWith('monitor@'))
-    throw new Error(`unknown reader ${r} (none, monitor, conntrack-E-all, monitor@DIR)`);
+  if (!['none', 'monitor', 'conntrack-E-all', 'count-only-all'].includes(r) && !r.startsWith('monitor@'))
+    throw new Error(`unknown reader ${r} (none, monitor, conntrack-E-all, count-only-all, monitor@DIR)`);
 if (!READERS.includes('none')) throw new Error('the readers must include none: throughput is compared with it');
 const PORT = 8080; // inside the phase's own namespace
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -58,6 +68,11 @@ async function startReader(kind, bench) {
   if (kind === 'conntrack-E-all') {
     const p = spawn('ip', ['netns', 'exec', bench.name, 'conntrack', '-E'], { stdio: ['ignore', 'ignore', 'ignore'] });
     return { pid: p.pid, stop: async () => (p.kill('SIGINT'), await new Promise((r) => p.on('close', r))) };
+  }
+  if (kind === 'count-only-all') {
+    const p = spawn(buildTools().countOnlyReader, [bench.path, '--all'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => p.stdout.once('data', r)); // ready
+    return { pid: p.pid, stop: async () => (p.kill('SIGTERM'), await new Promise((r) => p.on('close', r))) };
   }
   const m = await startMonitorChild(bench.path, {
     loopDelay: false,

@@ -1,10 +1,12 @@
 // count_only_reader.cc — the least any event reader can cost: an event socket joined to the
 // NEW and DESTROY groups with the count-only eBPF program (native/ebpf/event_counter.h)
-// attached, which counts every message in the kernel and queues none. Benchmark tooling and
-// a demonstration of the EventCounter API; not part of the library.
+// attached, which counts every message in the kernel and queues none. With --all it joins the
+// UPDATE group too: the least a reader that follows TCP states through events can cost, since
+// the kernel builds every UPDATE message for it (a message per state change) before any filter
+// runs. Benchmark tooling and a demonstration of the EventCounter API; not part of the library.
 //
-//   count_only_reader NETNS_PATH   prints "ready", then on SIGTERM/SIGINT one JSON line:
-//                                  {"new","update","destroy","unknownLayout","queued"}
+//   count_only_reader NETNS_PATH [--all]   prints "ready", then on SIGTERM/SIGINT one JSON line:
+//                                          {"new","update","destroy","unknownLayout","queued"}
 #include <fcntl.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <sched.h>
@@ -12,6 +14,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 
 #include "ctnetlink/socket.h"
 #include "ebpf/event_counter.h"
@@ -21,7 +24,9 @@ volatile std::sig_atomic_t stop = 0;
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2) return std::fprintf(stderr, "usage: count_only_reader NETNS_PATH\n"), 2;
+  const bool all = argc == 3 && std::strcmp(argv[2], "--all") == 0;
+  if (argc < 2 || (argc == 3 && !all) || argc > 3)
+    return std::fprintf(stderr, "usage: count_only_reader NETNS_PATH [--all]\n"), 2;
   const int ns = open(argv[1], O_RDONLY);
   if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) return std::perror("setns"), 1;
   std::signal(SIGTERM, [](int) { stop = 1; });
@@ -30,8 +35,9 @@ int main(int argc, char** argv) {
   ctmon::EventCounter counter;
   const ctmon::Status loaded = counter.open();
   if (!loaded.ok()) return std::fprintf(stderr, "%s\n", loaded.text().c_str()), 1;
-  const unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
-  ctmon::EventSocketConfig config{groups, 2, 1 << 20, nullptr, 0};
+  const unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY,
+                             NFNLGRP_CONNTRACK_UPDATE};
+  ctmon::EventSocketConfig config{groups, all ? 3u : 2u, 1 << 20, nullptr, 0};
   config.bpf_program_fd = counter.program_fd();
   ctmon::Fd fd;
   ctmon::EventSocketInfo info;

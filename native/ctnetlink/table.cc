@@ -52,12 +52,6 @@ ct_tuple tuple_of(const Conntrack& ct, uint16_t ns) {
   return t;
 }
 
-void TableCounts::add(uint8_t protocol, uint8_t tcp_state) {
-  ++entries;
-  ++protocols[protocol < kProtoClassCount ? protocol : static_cast<uint8_t>(kProtoOther)];
-  if (protocol == kProtoTcp) ++tcp_states[tcp_state < kTcpStateCount ? tcp_state : 0];
-}
-
 void TableCounts::add(const TableCounts& other) {
   entries += other.entries;
   for (int p = 0; p < kProtoClassCount; ++p) protocols[p] += other.protocols[p];

@@ -35,7 +35,12 @@ struct TableCounts {
   uint32_t entries = 0;
   uint32_t protocols[kProtoClassCount] = {};
   uint32_t tcp_states[kTcpStateCount] = {};  // index: enum tcp_conntrack; NONE for unknown
-  void add(uint8_t protocol, uint8_t tcp_state);
+  // Inline: a tally calls it once per entry of a table that may hold a million.
+  void add(uint8_t protocol, uint8_t tcp_state) {
+    ++entries;
+    ++protocols[protocol < kProtoClassCount ? protocol : static_cast<uint8_t>(kProtoOther)];
+    if (protocol == kProtoTcp) ++tcp_states[tcp_state < kTcpStateCount ? tcp_state : 0];
+  }
   void add(const TableCounts& other);
 };
 

@@ -55,7 +55,11 @@
 #define PASS -1 /* keep the whole message: the return value is the length to keep */
 #define DROP 0
 
-#define HEAD_BYTES 128                           /* read of each message's start */
+/* Each message's start is read once, with one bpf_skb_load_bytes: 192 bytes hold everything
+ * ct_monitor reads of an IPv4 TCP event (the tuples, CTA_ID, CTA_STATUS, CTA_TIMEOUT and the TCP
+ * state of CTA_PROTOINFO end at byte 156); what lies further (IPv6, other attributes first) is
+ * read attribute by attribute. */
+#define HEAD_BYTES 192
 #define ATTRS_OFFSET 20                          /* nlmsghdr + nfgenmsg */
 #define TUPLE_OFFSET (ATTRS_OFFSET + NLA_HDRLEN) /* CTA_TUPLE_ORIG's payload */
 #define TIMEOUT_ABSENT 0xffffffffu               /* a real CTA_TIMEOUT is < 2^31 jiffies / HZ */
@@ -212,48 +216,100 @@ struct tcp_protoinfo {
 
 #define WALK_STEPS 16 /* top-level attributes looked at, at most */
 
-/* Reads the top-level attributes after CTA_TUPLE_ORIG into a, one bpf_skb_load_bytes each:
- * CTA_ZONE, CTA_TIMEOUT and CTA_PROTOINFO (with the TCP state), which ctnetlink writes in that
- * order; a DESTROY needs only the zone, which comes before CTA_STATUS. Returns false when an
- * attribute is malformed, there were too many, or a TCP CTA_PROTOINFO is not laid out as
- * expected. */
-static __always_inline bool walk_attributes(struct __sk_buff* skb, const struct message* m,
-                                            struct attributes* a) {
+/* What one top-level attribute tells walk_attributes. */
+enum visit { VISIT_NEXT, VISIT_DONE, VISIT_MALFORMED, VISIT_TCP_PROTOINFO };
+
+/* CTA_ZONE, CTA_TIMEOUT and CTA_PROTOINFO (with the TCP state), which ctnetlink writes in that
+ * order, go into a; a DESTROY needs only the zone, which comes before CTA_STATUS. A TCP
+ * CTA_PROTOINFO is the caller's to read (tcp_state_of). */
+static __always_inline enum visit visit(const struct message* m, const struct attribute* at,
+                                        struct attributes* a) {
+  if (at->len < NLA_HDRLEN) return VISIT_MALFORMED;
+  const __u16 type = at->type & NLA_TYPE_MASK;
+  if (type == CTA_ZONE) {
+    a->zone = (__u16)(at->payload[0] << 8 | at->payload[1]);
+  } else if (type == CTA_STATUS && m->kind == CT_KIND_DESTROY) {
+    return VISIT_DONE;
+  } else if (type == CTA_TIMEOUT) {
+    a->timeout = be32(at->payload);
+  } else if (type == CTA_PROTOINFO) {
+    a->protoinfo = 1;
+    return m->class == CT_CLASS_TCP ? VISIT_TCP_PROTOINFO : VISIT_DONE;
+  }
+  return VISIT_NEXT;
+}
+
+static __always_inline bool tcp_state_of(const struct tcp_protoinfo* p, struct attributes* a) {
+  if ((p->tcp.nla_type & NLA_TYPE_MASK) != CTA_PROTOINFO_TCP ||
+      (p->state.nla_type & NLA_TYPE_MASK) != CTA_PROTOINFO_TCP_STATE ||
+      p->state.nla_len != NLA_HDRLEN + 1 || p->value >= CT_TCP_STATES)
+    return false;
+  a->tcp_state = p->value;
+  return true;
+}
+
+/* The walk starts after CTA_TUPLE_ORIG: its length, rounded up to 4. */
+static __always_inline __u32 walk_start(const struct message* m, struct attributes* a) {
   a->timeout = TIMEOUT_ABSENT;
   a->zone = 0;
   a->protoinfo = 0;
   a->tcp_state = TCP_STATE_NONE;
-  /* The walk starts after CTA_TUPLE_ORIG: its length, rounded up to 4. */
-  __u32 cursor = (ATTRS_OFFSET + head_u16(m, ATTRS_OFFSET) + 3) & ~3u;
+  return (ATTRS_OFFSET + head_u16(m, ATTRS_OFFSET) + 3) & ~3u;
+}
 
+enum walk { WALK_DONE, WALK_MALFORMED, WALK_BEYOND_HEAD };
+
+/* The walk within the message's start, which holds all an IPv4 event needs: no helper call. */
+static __always_inline enum walk walk_head(const struct message* m, struct attributes* a) {
+  __u32 cursor = walk_start(m, a);
   for (int step = 0; step < WALK_STEPS; step++) {
-    if (cursor + NLA_HDRLEN > m->end) return true; /* the end of the message */
-    /* An attribute with less than 4 bytes of payload is the last one (padding is 4). */
+    if (cursor + NLA_HDRLEN > m->end) return WALK_DONE; /* the end of the message */
+    if (cursor > HEAD_BYTES - sizeof(struct tcp_protoinfo)) return WALK_BEYOND_HEAD;
+    /* Bytes past the message's end read as 0 (the head was zeroed): an attribute with less
+     * than 4 bytes of payload is the last one (padding is 4). */
+    struct attribute at;
+    __builtin_memcpy(&at, m->head + cursor, sizeof at);
+    const enum visit v = visit(m, &at, a);
+    if (v == VISIT_DONE) return WALK_DONE;
+    if (v == VISIT_MALFORMED) return WALK_MALFORMED;
+    if (v == VISIT_TCP_PROTOINFO) {
+      struct tcp_protoinfo p;
+      __builtin_memcpy(&p, m->head + cursor, sizeof p);
+      return tcp_state_of(&p, a) ? WALK_DONE : WALK_MALFORMED;
+    }
+    cursor += (at.len + 3) & ~3u;
+  }
+  return WALK_MALFORMED;
+}
+
+/* The same walk over the whole message, one bpf_skb_load_bytes per attribute. */
+static __always_inline bool walk_skb(struct __sk_buff* skb, const struct message* m,
+                                     struct attributes* a) {
+  __u32 cursor = walk_start(m, a);
+  for (int step = 0; step < WALK_STEPS; step++) {
+    if (cursor + NLA_HDRLEN > m->end) return true;
     struct attribute at = {};
     if (bpf_skb_load_bytes(skb, cursor, &at, sizeof at)) return true;
-    if (at.len < NLA_HDRLEN) return false;
-    const __u16 type = at.type & NLA_TYPE_MASK;
-    if (type == CTA_ZONE) {
-      a->zone = (__u16)(at.payload[0] << 8 | at.payload[1]);
-    } else if (type == CTA_STATUS && m->kind == CT_KIND_DESTROY) {
-      return true;
-    } else if (type == CTA_TIMEOUT) {
-      a->timeout = be32(at.payload);
-    } else if (type == CTA_PROTOINFO) {
-      a->protoinfo = 1;
-      if (m->class != CT_CLASS_TCP) return true;
+    const enum visit v = visit(m, &at, a);
+    if (v == VISIT_DONE) return true;
+    if (v == VISIT_MALFORMED) return false;
+    if (v == VISIT_TCP_PROTOINFO) {
       struct tcp_protoinfo p = {};
-      if (bpf_skb_load_bytes(skb, cursor, &p, sizeof p) ||
-          (p.tcp.nla_type & NLA_TYPE_MASK) != CTA_PROTOINFO_TCP ||
-          (p.state.nla_type & NLA_TYPE_MASK) != CTA_PROTOINFO_TCP_STATE ||
-          p.state.nla_len != NLA_HDRLEN + 1 || p.value >= CT_TCP_STATES)
-        return false;
-      a->tcp_state = p.value;
-      return true;
+      return !bpf_skb_load_bytes(skb, cursor, &p, sizeof p) && tcp_state_of(&p, a);
     }
     cursor += (at.len + 3) & ~3u;
   }
   return false;
+}
+
+/* Reads the top-level attributes after CTA_TUPLE_ORIG into a: from the message's start when it
+ * holds them, else from the message. Returns false when an attribute is malformed, there were
+ * too many, or a TCP CTA_PROTOINFO is not laid out as expected. */
+static __always_inline bool walk_attributes(struct __sk_buff* skb, const struct message* m,
+                                            struct attributes* a) {
+  const enum walk w = walk_head(m, a);
+  if (w == WALK_BEYOND_HEAD) return walk_skb(skb, m, a);
+  return w == WALK_DONE;
 }
 
 /* Deciseconds of CLOCK_MONOTONIC, ceiling, `timeout_s` from now. */
