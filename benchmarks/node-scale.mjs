@@ -9,13 +9,15 @@
 //
 // Root. Per round, in one run, with the same load running in each phase:
 //   - baseline: no monitor;
-//   - node: AllNamespacesMonitor (one reader thread, counters and NEW/DESTROY counts only);
+//   - node: AllNamespacesMonitor (one reader thread, every namespace's counts, TCP states and
+//     TIME_WAIT from the flow table in the kernel);
 //   - per-namespace (--old): the engine it replaced, a full ConntrackMonitor per namespace.
 // Each phase measures, from the monitor's start, --seconds of the host's busy CPU time (all
 // CPUs, /proc/stat: user+nice+system+irq+softirq+steal; the kernel's work of building and
 // delivering events is charged to the senders, not to the reader); the marginal host CPU is a
-// phase's minus the baseline's of the same round. Also the monitor process's own CPU, its peak
-// and final RSS and its threads. Half-way, a namespace is created (time until a report has it)
+// phase's minus the baseline's of the same round; and the same from a third of the window on
+// (steady state: after the start and its listing of the big table). Also the monitor process's
+// own CPU, its peak and final RSS and its threads. Half-way, a namespace is created (time until a report has it)
 // and later deleted (time until reports drop it); the baseline does the same, for the same cost.
 // Then exactness: the flows stop, and a known burst runs in the two flow namespaces and three
 // idle ones; every namespace's inserts over the burst must equal its nft counter's increase,
@@ -153,8 +155,11 @@ async function phase(engine, loadgen) {
   const sampler = setInterval(() => {
     if (mon && mon.child.exitCode === null) peakThreads = Math.max(peakThreads, threads(mon.child.pid));
   }, 1000);
+  // A third of the way: the steady state's start.
+  await sleep((SECONDS * 1000) / 3);
+  const steady = { busy: cpuTimes().busy, at: Date.now(), monitorCpu: mon ? cpuSeconds(mon.child.pid) : 0 };
   // Half-way: a namespace made while running, then deleted.
-  await sleep((SECONDS * 1000) / 2);
+  await sleep(Math.max(0, startedAt + (SECONDS * 1000) / 2 - Date.now()));
   const lateMade = Date.now();
   makeNamespace(LATE);
   await sleep((SECONDS * 1000) / 4);
@@ -167,6 +172,8 @@ async function phase(engine, loadgen) {
     engine,
     hostBusySeconds: (end.busy - start.busy) / TICK,
     wallSeconds: (Date.now() - startedAt) / 1000,
+    steadyHostBusySeconds: (end.busy - steady.busy) / TICK,
+    steadyWallSeconds: (Date.now() - steady.at) / 1000,
     // The flow generators' own CPU since they started (3 s before the window): where the
     // kernel charges building and delivering each event, a share that does not depend on
     // what else runs on a shared machine.
@@ -176,6 +183,7 @@ async function phase(engine, loadgen) {
     const allNames = names.filter((n) => mon.events.seen.has(n));
     Object.assign(result, {
       monitorCpuSeconds: cpuSeconds(mon.child.pid),
+      steadyMonitorCpuSeconds: cpuSeconds(mon.child.pid) - steady.monitorCpu,
       peakRssMiB: peakRssMiB(mon.child.pid),
       rssMiB: rssKiB(mon.child.pid) / 1024,
       threads: threads(mon.child.pid),
@@ -252,6 +260,8 @@ async function main() {
     for (const engine of engines.slice(1)) {
       round[engine].marginalHostSeconds = round[engine].hostBusySeconds - round.baseline.hostBusySeconds;
       round[engine].marginalCoreShare = round[engine].marginalHostSeconds / round[engine].wallSeconds;
+      round[engine].steadyMarginalCoreShare =
+        (round[engine].steadyHostBusySeconds - round.baseline.steadyHostBusySeconds) / round[engine].steadyWallSeconds;
     }
     rounds.push(round);
   }
@@ -261,6 +271,9 @@ async function main() {
       {
         marginalCoreSharePct: 100 * median(rounds.map((r) => r[e].marginalCoreShare)),
         monitorCoreSharePct: 100 * median(rounds.map((r) => r[e].monitorCpuSeconds / r[e].wallSeconds)),
+        steadyMarginalCoreSharePct: 100 * median(rounds.map((r) => r[e].steadyMarginalCoreShare)),
+        steadyMonitorCoreSharePct:
+          100 * median(rounds.map((r) => r[e].steadyMonitorCpuSeconds / r[e].steadyWallSeconds)),
         generatorExtraCpuSeconds: median(rounds.map((r) => r[e].generatorCpuSeconds - r.baseline.generatorCpuSeconds)),
         peakRssMiB: Math.max(...rounds.map((r) => r[e].peakRssMiB)),
         threads: Math.max(...rounds.map((r) => r[e].peakThreads)),
@@ -296,13 +309,13 @@ async function main() {
     `# Node scale, ${date}`,
     '',
     `${COUNT} namespaces (one with ${count(BIG)} entries, two with ${FLOW_RATE} new UDP flows/s each, the rest idle), ` +
-      `${SECONDS} s from the monitor's start, ${ROUNDS} round(s), medians. Machine: ${out.machine.kernel}, ${out.machine.cpus}.${out.note ? ` ${out.note}.` : ''}`,
+      `${SECONDS} s from the monitor's start (steady state: its last ${Math.round((SECONDS * 2) / 3)} s), ${ROUNDS} round(s), medians. Machine: ${out.machine.kernel}, ${out.machine.cpus}.${out.note ? ` ${out.note}.` : ''}`,
     '',
-    '| engine | marginal host CPU (% of one core) | monitor process CPU | flow generators: extra CPU | peak RSS | threads | all reported after | new one reported after | deleted one gone after | inserts and entries exact |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| engine | marginal host CPU (% of one core) | monitor process CPU | steady state: marginal host CPU, monitor process | flow generators: extra CPU | peak RSS | threads | all reported after | new one reported after | deleted one gone after | inserts and entries exact |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...Object.entries(summary).map(
       ([e, s]) =>
-        `| ${e} | ${pct(s.marginalCoreSharePct)} | ${pct(s.monitorCoreSharePct)} | ${s.generatorExtraCpuSeconds.toFixed(2)} s | ${s.peakRssMiB.toFixed(1)} MiB | ${s.threads} | ` +
+        `| ${e} | ${pct(s.marginalCoreSharePct)} | ${pct(s.monitorCoreSharePct)} | ${pct(s.steadyMarginalCoreSharePct)}, ${pct(s.steadyMonitorCoreSharePct)} | ${s.generatorExtraCpuSeconds.toFixed(2)} s | ${s.peakRssMiB.toFixed(1)} MiB | ${s.threads} | ` +
         `${s.allReportedAfterMs} ms | ${s.lateReportedAfterMs} ms | ${s.lateGoneAfterMs} ms | ${s.exact ? 'yes' : 'NO'} |`,
     ),
     '',

@@ -211,6 +211,36 @@ describe.skipIf(!canRunIntegration)(
       },
     );
 
+    it('reads CTA_TIMEOUT and the TCP state wherever they lie: in the first 192 bytes it reads at once, across their end, or past it', () => {
+      // tcp4's UPDATE with a CTA_LABELS of 4..96 bytes before CTA_STATUS moves CTA_TIMEOUT and
+      // CTA_PROTOINFO from well inside the program's first read to past it, 4 bytes at a time.
+      const created = first('tcp4-new');
+      const update = first('tcp4-update');
+      const attrs = attributes(update);
+      const at = attrs.findIndex((a) => a.type === CTA.STATUS);
+      const protoinfoOffsets: number[] = [];
+      for (let pad = 4; pad <= 96; pad += 4) {
+        const moved = rebuild(update, [
+          ...attrs.slice(0, at),
+          attribute(22, Buffer.alloc(pad, 0xab)),
+          ...attrs.slice(at),
+        ]);
+        const movedAttrs = attributes(moved);
+        const before = movedAttrs.slice(
+          0,
+          movedAttrs.findIndex((a) => a.type === CTA.PROTOINFO),
+        );
+        protoinfoOffsets.push(20 + before.reduce((n, a) => n + a.bytes.length, 0));
+        const result = mon([created, withBe32(moved, CTA.TIMEOUT, 300 + pad)]);
+        expect(result.verdicts).toEqual([0, 0]);
+        expect(result.flows![0]!.tcpState).toBe(stateOf(update));
+        expect(Math.abs(result.flows![0]!.deadlineDs - result.nowDs! - 10 * (300 + pad))).toBeLessThanOrEqual(2);
+        expect(result.counters.diagnostics[DIAG.unknownLayout!]).toBe(0);
+      }
+      expect(Math.min(...protoinfoOffsets)).toBeLessThan(192 - 16);
+      expect(Math.max(...protoinfoOffsets)).toBeGreaterThan(192);
+    });
+
     it('an UPDATE without CTA_PROTOINFO keeps the TCP state; one without CTA_TIMEOUT keeps the deadline', () => {
       const created = first('tcp4-new');
       const statusOnly = rebuild(

@@ -102,6 +102,7 @@ ct_flow_slot* KernelFlows::find(uint64_t key) const {
 
 Status KernelFlows::begin_listing(uint32_t index) {
   if (index >= cookies_.size() || cookies_[index] == 0) return Status{ENOENT, "bpf"};
+  unsettled_.clear();  // settled by the last listing's end
   counter_.clear_gone();
   return counter_.set_listing(cookies_[index], index, true);
 }
@@ -124,12 +125,9 @@ bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
   if (slot == nullptr) {
     slot = claim(k);
     if (slot == nullptr) return false;  // a full bucket: user space keeps it
-    // Claimed first, then looked up: the program records a DESTROY's key before it looks for
-    // the slot, so either it frees this slot or its key is found here.
-    if (counter_.gone(k)) {
-      free_slot(*slot, k);
-      return true;
-    }
+    // Claimed first, then looked up in ct_gone (settle): the program records a DESTROY's key
+    // before it looks for the slot, so either it frees this slot or settle finds its key.
+    unsettled_.push_back(k);
   }
   // The deadline first, then the meta unless an event changed it meanwhile: an event since the
   // listing began knows better (it marks the slot TOUCHED), and keeps its state and deadline.
@@ -142,7 +140,22 @@ bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
   if (!__atomic_compare_exchange_n(&slot->meta, &old, meta, false, __ATOMIC_RELEASE,
                                    __ATOMIC_RELAXED))
     update_meta(*slot, CT_META_LISTED, 0);
+  if (unsettled_.size() >= kSettleBatch) settle();
   return true;
+}
+
+// Frees the slots claimed for flows whose DESTROY the program recorded before it could find
+// them. A slot an event changed since (CT_META_TOUCHED: the tuple's next incarnation took it
+// over) stays; one the DESTROY found is free already.
+void KernelFlows::settle() {
+  if (!unsettled_.empty() && counter_.any_gone())
+    for (const uint64_t k : unsettled_) {
+      if (!counter_.gone(k)) continue;
+      ct_flow_slot* slot = find(k);
+      if (slot != nullptr && !(__atomic_load_n(&slot->meta, __ATOMIC_ACQUIRE) & CT_META_TOUCHED))
+        free_slot(*slot, k);
+    }
+  unsettled_.clear();
 }
 
 // Claims a free slot for `key`, as the program does; when the program claimed another slot for
@@ -165,6 +178,7 @@ ct_flow_slot* KernelFlows::claim(uint64_t key) {
 }
 
 void KernelFlows::end_listing(uint32_t index) {
+  settle();
   if (index >= cookies_.size() || cookies_[index] == 0) return;
   // Flows of the namespace the listing did not show and no event named meanwhile are gone
   // (their DESTROY was lost, or never sent under nf_conntrack_events=2). Swept while the
@@ -198,6 +212,7 @@ void KernelFlows::clear_marks(uint32_t index) {
 }
 
 void KernelFlows::abort_listing(uint32_t index) {
+  settle();
   if (index >= cookies_.size() || cookies_[index] == 0) return;
   counter_.set_listing(cookies_[index], index, false);
   clear_marks(index);

@@ -66,10 +66,16 @@ class KernelFlows {
  private:
   ct_flow_slot* find(uint64_t key) const;
   ct_flow_slot* claim(uint64_t key);
+  void settle();
   void clear_marks(uint32_t index);
+
+  // Slots a listing claimed that a DESTROY recorded in ct_gone may have ended: checked in
+  // batches (settle), one system call per batch while no DESTROY came, instead of one a flow.
+  static constexpr size_t kSettleBatch = 512;
 
   EventCounter counter_;
   std::vector<uint64_t> cookies_;  // per index: its event socket's cookie, 0 when free
+  std::vector<uint64_t> unsettled_;
 };
 
 }  // namespace ctmon

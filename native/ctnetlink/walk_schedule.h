@@ -9,7 +9,9 @@
 //   killing an expired entry (and sending its DESTROY) is work the kernel's garbage collector
 //   would do anyway, a little later, so that part is left out here;
 // - everything, the killing included: at most 1/kBudgetShare of the time, from a budget that
-//   fills at that rate up to kBudgetWindowNs's worth (0.2 s). A walk goes only when it covers
+//   fills at that rate up to kBudgetWindowNs's worth (0.2 s). A reader of a whole node walks a
+//   table that holds every namespace's entries (~90 ms at 200,000): 1% keeps such walks to a
+//   part of the node's budget, ~2% of a core for everything. A walk goes only when it covers
 //   what it would cost (its own cost and ~2.5 us per entry past its deadline, each likely to be
 //   killed). After a flood of short flows most of a walk would be killing (100,000 expired UDP
 //   flows: ~0.3 s), so the walk waits for the garbage collector to reap the bulk: its cost does
@@ -25,8 +27,8 @@ namespace ctmon {
 class WalkSchedule {
  public:
   static constexpr int64_t kSpacingFactor = 100;              // own cost: at most 1% of a CPU
-  static constexpr int64_t kBudgetShare = 50;                 // everything: at most 2% of a CPU,
-  static constexpr int64_t kBudgetWindowNs = 10'000'000'000;  // saved up for at most 10 s
+  static constexpr int64_t kBudgetShare = 100;                // everything: at most 1% of a CPU,
+  static constexpr int64_t kBudgetWindowNs = 20'000'000'000;  // saved up for at most 20 s
   static constexpr int64_t kKillNs = 2500;            // a killed entry's share of a walk (measured)
   static constexpr int64_t kFirstOwnNs = 10'000'000;  // before any walk: 262,144 buckets here
   static constexpr int64_t kStartBudgetNs = 5 * kFirstOwnNs;  // a few ordinary walks at once

@@ -186,6 +186,15 @@ bool EventCounter::gone(uint64_t key) const {
   return sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) == 0;
 }
 
+bool EventCounter::any_gone() const {
+  uint64_t next = 0;
+  bpf_attr attr{};
+  attr.map_fd = static_cast<uint32_t>(gone_.get());
+  attr.key = 0;  // NULL: the first key
+  attr.next_key = bpf_ptr(&next);
+  return sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) == 0;
+}
+
 void EventCounter::clear_gone() const {
   // Delete the keys one by one: a new map would need the program reloaded.
   uint64_t key = 0, next = 0;

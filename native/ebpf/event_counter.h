@@ -86,6 +86,7 @@ class EventCounter {
   ct_flow_bucket* table() const { return table_; }
   // Whether a DESTROY recorded `key` while its namespace was being listed; forget them all.
   bool gone(uint64_t key) const;
+  bool any_gone() const;  // one system call, where gone() is one per key
   void clear_gone() const;
 
  private:
