@@ -176,7 +176,7 @@ export function netlinkParts(raw: RawSample, ctx: NetlinkContext): SampleParts {
  */
 export function unverifiedReasons(unverified: RawTableCounts, timeWaitField: string): Partial<Record<string, string>> {
   const why = (n: number, what: string) =>
-    `${n} tracked${what}${n === 1 ? ' entry' : ' entries'} past the deadline the kernel last announced ${n === 1 ? 'was' : 'were'} not checked in this interval (walks of the table are spaced so that they take at most 1% of a core, the expired entries they reap included, which the kernel reaps meanwhile); a later interval checks them`;
+    `${n} tracked${what}${n === 1 ? ' entry' : ' entries'} past the deadline the kernel last announced ${n === 1 ? 'was' : 'were'} not checked in this interval (walks of the table are spaced so that they take at most 1% of a core, 0.5% for a whole node, the expired entries they reap included, which the kernel reaps meanwhile); a later interval checks them`;
   const reasons: Partial<Record<string, string>> = {};
   const tcp = unverified.protocols[PROTOCOL_NAMES.indexOf('tcp')] ?? 0;
   const timeWait = unverified.tcpStates[TCP_STATE_NAMES.indexOf('TIME_WAIT')] ?? 0;

@@ -138,7 +138,8 @@ export interface EventStats {
    * against the kernel since: while any is, `tcpStates`, `protocols` and `timeWait.entries` are
    * null, with the reason. Normally 0: before each sample the monitor checks them (a walk of the
    * table, which makes the kernel reap the expired ones and tells which are alive); walks are
-   * spaced so that they take at most 1% of a core, and this says how many wait for the next.
+   * spaced so that they take at most 1% of a core (0.5% for a whole node), and this says how
+   * many wait for the next.
    */
   unverified: number;
   /** Walks of the table since start, and how long the latest took (ms). */

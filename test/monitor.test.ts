@@ -178,7 +178,7 @@ describe('ConntrackMonitor over a fake addon', () => {
     const [udp, tcp, timeWait] = samples;
     expect(udp!.protocols).toBeNull();
     expect(udp!.unavailable.protocols).toBe(
-      '3 tracked entries past the deadline the kernel last announced were not checked in this interval (walks of the table are spaced so that they take at most 1% of a core, the expired entries they reap included, which the kernel reaps meanwhile); a later interval checks them',
+      '3 tracked entries past the deadline the kernel last announced were not checked in this interval (walks of the table are spaced so that they take at most 1% of a core, 0.5% for a whole node, the expired entries they reap included, which the kernel reaps meanwhile); a later interval checks them',
     );
     expect(udp!.tcpStates).toEqual(expect.objectContaining({ ESTABLISHED: 50, TIME_WAIT: 10 }));
     expect(udp!.timeWait.entries).toBe(10);

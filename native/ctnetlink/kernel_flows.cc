@@ -122,8 +122,10 @@ bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
   const uint32_t meta = CT_META(cls, state, index) | CT_META_LISTED;
   const uint32_t deadline = listed_deadline(now_ns, ct.timeout_s);
   ct_flow_slot* slot = find(k);
+  bool claimed = false;
   if (slot == nullptr) {
     slot = claim(k);
+    claimed = true;
     if (slot == nullptr) return false;  // a full bucket: user space keeps it
     // Claimed first, then looked up in ct_gone (settle): the program records a DESTROY's key
     // before it looks for the slot, so either it frees this slot or settle finds its key.
@@ -131,8 +133,11 @@ bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
   }
   // The deadline first, then the meta unless an event changed it meanwhile: an event since the
   // listing began knows better (it marks the slot TOUCHED), and keeps its state and deadline.
+  // A slot just claimed whose deadline is still 0 has had no event since: its mark is its last
+  // flow's, freed during this listing, and is overwritten here (else settle would keep it).
   uint32_t old = __atomic_load_n(&slot->meta, __ATOMIC_RELAXED);
-  if (old & CT_META_TOUCHED) {
+  const bool stale = claimed && __atomic_load_n(&slot->deadline_ds, __ATOMIC_ACQUIRE) == 0;
+  if ((old & CT_META_TOUCHED) && !stale) {
     update_meta(*slot, CT_META_LISTED, 0);
     return true;
   }

@@ -143,7 +143,7 @@ class Monitor {
   bool repair_pending_ = false;  // lost events or overcount seen; resync when spacing allows
   int64_t last_resync_end_ns_ = 0;
   int64_t last_dump_ns_ = 0;  // duration of the latest dump
-  WalkSchedule walks_;
+  WalkSchedule walks_{WalkSchedule::kMonitorShare};
   ct_counters kernel_counters_{};      // the eBPF filter's, as of the latest read
   uint32_t kernel_listed_ = 0;         // flows its table counted at the latest tally
   std::vector<uint64_t> verified_ds_;  // tally()'s, kept so that it allocates once

@@ -175,7 +175,7 @@ class NodeMonitor {
   std::string flows_unavailable_;
   std::vector<uint32_t> free_indexes_;  // of flows_'s namespace slots
   RequestSocket walker_;                // in the reader's own namespace: walks the table
-  WalkSchedule walks_;
+  WalkSchedule walks_{WalkSchedule::kNodeShare};
 
   // Start-up handshake between start() and the reader thread.
   std::mutex start_mu_;

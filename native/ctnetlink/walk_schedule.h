@@ -8,14 +8,14 @@
 // - its own cost: walks start at least kSpacingFactor times the last one's own cost apart;
 //   killing an expired entry (and sending its DESTROY) is work the kernel's garbage collector
 //   would do anyway, a little later, so that part is left out here;
-// - everything, the killing included: at most 1/kBudgetShare of the time, from a budget that
-//   fills at that rate up to kBudgetWindowNs's worth (0.2 s). A reader of a whole node walks a
-//   table that holds every namespace's entries (~90 ms at 200,000): 1% keeps such walks to a
-//   part of the node's budget, ~2% of a core for everything. A walk goes only when it covers
-//   what it would cost (its own cost and ~2.5 us per entry past its deadline, each likely to be
-//   killed). After a flood of short flows most of a walk would be killing (100,000 expired UDP
-//   flows: ~0.3 s), so the walk waits for the garbage collector to reap the bulk: its cost does
-//   not grow with the flood.
+// - everything, the killing included: at most 1/share of the time (kMonitorShare: 1%), from a
+//   budget that fills at that rate up to 0.2 s. A reader of a whole node walks a table that
+//   holds every namespace's entries (~90 ms at 200,000) for namespaces that each also cost it
+//   their samples: kNodeShare (0.5%) keeps its walks to a quarter of a node's ~2% of a core. A walk
+//   goes only when it covers what it would cost (its own cost and ~2.5 us per entry past its
+//   deadline, each likely to be killed). After a flood of short flows most of a walk would be
+//   killing (100,000 expired UDP flows: ~0.3 s), so the walk waits for the garbage collector to
+//   reap the bulk: its cost does not grow with the flood.
 // Pure; no clock.
 #pragma once
 
@@ -26,12 +26,15 @@ namespace ctmon {
 
 class WalkSchedule {
  public:
-  static constexpr int64_t kSpacingFactor = 100;              // own cost: at most 1% of a CPU
-  static constexpr int64_t kBudgetShare = 100;                // everything: at most 1% of a CPU,
-  static constexpr int64_t kBudgetWindowNs = 20'000'000'000;  // saved up for at most 20 s
+  static constexpr int64_t kSpacingFactor = 100;  // own cost: at most 1% of a CPU
+  static constexpr int64_t kMonitorShare = 100;   // everything: 1% of a CPU for one namespace,
+  static constexpr int64_t kNodeShare = 200;      // 0.5% for a whole node
+  static constexpr int64_t kBudgetMaxNs = 200'000'000;  // saved up: at most 0.2 s
   static constexpr int64_t kKillNs = 2500;            // a killed entry's share of a walk (measured)
   static constexpr int64_t kFirstOwnNs = 10'000'000;  // before any walk: 262,144 buckets here
   static constexpr int64_t kStartBudgetNs = 5 * kFirstOwnNs;  // a few ordinary walks at once
+
+  explicit WalkSchedule(int64_t share) : share_(share) {}
 
   // Whether a walk may start at now_ns, with `waiting` entries past their deadline.
   bool may_walk(int64_t now_ns, uint64_t waiting) {
@@ -69,10 +72,10 @@ class WalkSchedule {
     budget_at_ns_ = now_ns;
   }
   int64_t budget(int64_t now_ns) const {
-    return std::min(budget_ns_ + (now_ns - budget_at_ns_) / kBudgetShare,
-                    kBudgetWindowNs / kBudgetShare);
+    return std::min(budget_ns_ + (now_ns - budget_at_ns_) / share_, kBudgetMaxNs);
   }
 
+  const int64_t share_;
   int64_t budget_ns_ = 0;
   int64_t budget_at_ns_ = 0;
   int64_t last_start_ns_ = 0;

@@ -27,9 +27,8 @@ export function nextSamples(monitor: ConntrackMonitor, n = 1): Promise<void> {
 /**
  * The next sample whose tracked counts are known, and how many before it were not. Entries past
  * their deadline count as null until a walk checks them, and walks are spaced so that they take
- * at most 1% of a core, what they reap included (longer apart after many expiries), so this
- * waits up to `timeoutMs`, saying
- * why for each sample it passes over. After `timeoutMs`, the last sample, null or not.
+ * at most 1% of a core (0.5% for a whole node), what they reap included, so this waits up to
+ * `timeoutMs`, saying why for each sample it passes over. After `timeoutMs`, the last sample, null or not.
  */
 export async function nextKnownSample(
   monitor: ConntrackMonitor,
