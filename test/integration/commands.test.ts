@@ -97,8 +97,18 @@ describe.skipIf(!canRunIntegration)('CLI commands on the real kernel', () => {
     );
     expect(kernelDrops).toBeGreaterThan(0);
     expect(a.drops).toBe(kernelDrops);
-    // The snapshot at the end: 80 TIME_WAIT (closing TCP) and the unreplied UDP that fit.
-    expect(a.snapshot.tcpClosing).toBe(80);
+    // The snapshot at the end: the 80 TIME_WAIT (closing TCP) less any the kernel's garbage
+    // collector evicted meanwhile (it evicts closing TCP entries while the table is over 95% of
+    // its max, whenever it runs), and the unreplied UDP that fit. The kernel's listing after
+    // the run (the max restored: no more evictions) holds what the snapshot saw, or fewer if
+    // the collector ran between the two.
+    const closing = ['FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE'];
+    const listed = (await ns.kernelListing()).tcpStates;
+    const listedClosing = closing.reduce((n, state) => n + (listed[state] ?? 0), 0);
+    console.info(`advise: snapshot ${a.snapshot.tcpClosing} closing TCP, conntrack -L after ${listedClosing}`);
+    expect(a.snapshot.tcpClosing).toBeLessThanOrEqual(80);
+    expect(a.snapshot.tcpClosing).toBeGreaterThanOrEqual(listedClosing);
+    expect(listedClosing).toBeGreaterThan(50);
     expect(a.verdict).toMatchObject({ mostly: 'tcp-closing', state: 'tcp/TIME_WAIT' });
     const byName = Object.fromEntries(a.recommendations.map((r: { sysctl: string }) => [r.sysctl, r]));
     expect(byName['net.netfilter.nf_conntrack_tcp_timeout_time_wait']).toMatchObject({ current: 120, recommended: 30 });
