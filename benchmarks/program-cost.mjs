@@ -46,7 +46,8 @@ async function loadedBy(name, start) {
   const before = programStats();
   const started = await start();
   for (let i = 0; i < 100; i++) {
-    const id = Object.keys(programStats()).find((k) => !(k in before) && programStats()[k]?.name === name);
+    const now = programStats();
+    const id = Object.keys(now).find((k) => !(k in before) && now[k].name === name);
     if (id) return { started, id };
     await sleep(50);
   }
