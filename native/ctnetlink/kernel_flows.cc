@@ -24,6 +24,7 @@ void update_meta(ct_flow_slot& slot, uint32_t bits, uint32_t clear) {
 // Frees a slot if it still holds `key` (the program may have freed and reused it).
 void free_slot(ct_flow_slot& slot, uint64_t key) {
   __u64 expected = key;
+  __atomic_store_n(&slot.meta, 0, __ATOMIC_RELAXED);  // a free slot carries no marks
   __atomic_store_n(&slot.deadline_ds, 0, __ATOMIC_RELAXED);
   __atomic_compare_exchange_n(&slot.key, &expected, __u64{0}, false, __ATOMIC_SEQ_CST,
                               __ATOMIC_SEQ_CST);
@@ -122,10 +123,8 @@ bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
   const uint32_t meta = CT_META(cls, state, index) | CT_META_LISTED;
   const uint32_t deadline = listed_deadline(now_ns, ct.timeout_s);
   ct_flow_slot* slot = find(k);
-  bool claimed = false;
   if (slot == nullptr) {
     slot = claim(k);
-    claimed = true;
     if (slot == nullptr) return false;  // a full bucket: user space keeps it
     // Claimed first, then looked up in ct_gone (settle): the program records a DESTROY's key
     // before it looks for the slot, so either it frees this slot or settle finds its key.
@@ -133,11 +132,9 @@ bool KernelFlows::entry(uint32_t index, const Conntrack& ct, uint64_t now_ns) {
   }
   // The deadline first, then the meta unless an event changed it meanwhile: an event since the
   // listing began knows better (it marks the slot TOUCHED), and keeps its state and deadline.
-  // A slot just claimed whose deadline is still 0 has had no event since: its mark is its last
-  // flow's, freed during this listing, and is overwritten here (else settle would keep it).
+  // (Freeing clears a slot's marks, so a slot just claimed has none of its last flow's.)
   uint32_t old = __atomic_load_n(&slot->meta, __ATOMIC_RELAXED);
-  const bool stale = claimed && __atomic_load_n(&slot->deadline_ds, __ATOMIC_ACQUIRE) == 0;
-  if ((old & CT_META_TOUCHED) && !stale) {
+  if (old & CT_META_TOUCHED) {
     update_meta(*slot, CT_META_LISTED, 0);
     return true;
   }

@@ -399,6 +399,8 @@ static __always_inline int track(struct __sk_buff* skb, const struct message* m,
       count_diagnostic(c, CT_DIAG_DESTROY_UNTRACKED);
       return PASS; /* user space may hold it */
     }
+    /* A free slot carries no marks: whoever claims it next starts clean. */
+    s->meta = 0;
     s->deadline_ds = 0;
     __sync_val_compare_and_swap(&s->key, key, 0); /* unless another CPU reused it meanwhile */
     return DROP;
