@@ -34,6 +34,18 @@ async function startDrops(options: DropMonitorOptions = {}): Promise<{ monitor: 
 
 const nextSample = (monitor: DropMonitor) => new Promise((r) => monitor.once('sample', r));
 
+/**
+ * Bursts of new flows into a table of 5 entries: the kernel's own drop counts (what the tests then
+ * compare the monitor's with) are at most what could not fit, and fewer when the garbage collector,
+ * which evicts unreplied entries above 95% of the max whenever it runs, made room mid-burst.
+ */
+function expectFullTableDrops(kernel: number[], sent: number[]): void {
+  kernel.forEach((k, i) => {
+    expect(k).toBeGreaterThan(0);
+    expect(k).toBeLessThanOrEqual(sent[i]! - 5);
+  });
+}
+
 /** Whether process `pid` is in the namespace at `inode` yet (ip netns exec has entered it). */
 function inNamespace(pid: number, inode: number): boolean {
   try {
@@ -185,7 +197,7 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
     const text = await (await fetch(url)).text();
     const line = text.split('\n').find((l) => l.startsWith(`nf_conntrack_table_full_drops_total{netns="${a.name}"}`));
     console.info(`serve --drops: ${line} (kernel ${kernel})`);
-    expect(kernel).toBe(10);
+    expectFullTableDrops([kernel], [15]);
     expect(line).toBe(`nf_conntrack_table_full_drops_total{netns="${a.name}"} ${kernel}`);
     expect(text).toContain('# TYPE nf_conntrack_table_full_drops_total counter');
     expect(execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })).toBe('');
@@ -250,7 +262,7 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
       `inode ${inode}: rd1 kernel ${k1}; after rd1 was deleted: [${gone.join(', ')}]; rd2 on its inode, kernel ${k2}: [${afterReuse.join(', ')}]; ` +
         `rd2 deleted and made again under its name, kernel ${k3}: [${sameName.join(', ')}]`,
     );
-    expect([k1, k2, k3]).toEqual([7, 10, 4]);
+    expectFullTableDrops([k1, k2, k3], [12, 15, 9]);
     expect(gone.some((l) => l.includes(rd1.name))).toBe(false);
     expect(afterReuse).toContain(line(rd2!.name, k2));
     expect(afterReuse.some((l) => l.includes(rd1.name))).toBe(false);
@@ -292,7 +304,7 @@ describe.skipIf(!canRunIntegration || reason !== '')('eBPF table-full drop attri
       `unnamed namespaces on inode ${inode}: pid ${first.pid} kernel ${k1}, row ${JSON.stringify(before)}; ` +
         `pid ${second!.pid} kernel ${k2}, rows ${JSON.stringify(after)}`,
     );
-    expect([k1, k2]).toEqual([8, 6]);
+    expectFullTableDrops([k1, k2], [13, 11]);
     expect(before).toMatchObject({ name: null, pid: first.pid, totalDrops: k1 });
     expect(after).toEqual([{ inode, name: null, pid: second!.pid, drops: 0, totalDrops: k2 }]);
   });
