@@ -157,6 +157,8 @@ async function phase(tools, kind, rate) {
   const gen = JSON.parse(bench.inNs(tools.loadgen, [MODE, String(rate), String(SECONDS), '1']));
   const loadEnd = Date.now();
   const floodCpu = reader.pid ? cpuSeconds(reader.pid) - before.cpu : 0;
+  // Its samples during the load: how many could not vouch for their TIME_WAIT count.
+  const during = reader.report ? await reader.report() : null;
   let states = null;
   if (MODE === 'tcp' && reader.report) {
     // The monitor's first sample from 3 s after the load, then the kernel's listing.
@@ -203,6 +205,7 @@ async function phase(tools, kind, rate) {
       resyncs: after.monitor.resyncs - before.monitor.resyncs,
     };
     result.monitor.insertsExact = result.monitor.inserts === created;
+    result.monitor.samplesDuringLoad = { samples: during.samples, timeWaitUnknown: during.unknownTimeWait ?? null };
     if (states) result.monitor.statesAfter3s = states;
   }
   if (kind.startsWith('conntrack-E')) result.conntrackE = own;
@@ -274,6 +277,7 @@ function report(phases) {
         readerCoreShareDuringLoad: median(ps.map((p) => p.readerCoreShareDuringLoad)),
         path: ps[0]?.monitor?.path ?? null,
         statesAfter3s: ps.map((p) => p.monitor?.statesAfter3s ?? null),
+        samplesDuringLoad: ps.map((p) => p.monitor?.samplesDuringLoad ?? null),
       });
     }
   }
@@ -287,17 +291,17 @@ function report(phases) {
   const f = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
   const rows = summary.map(
     (s) =>
-      `| ${s.rate} | ${s.achievedRate}/s | ${s.reader}${s.path ? ` (${s.path})` : ''} | ${s.reader === 'none' ? `${s.busyTicks} busy` : `+${f(s.marginalTicks, 0)} (${s.marginalTicksEach.join(', ')})`} | ${s.reader === 'none' ? '' : `**${f(s.ratioToConntrackE)}**`} | ${s.reader === 'none' ? `${f(s.senderCpuSeconds)} s` : `+${f(s.senderMarginalSeconds)} s`} | ${s.lost.join(', ')} | ${s.insertsExact.every((x) => x === null) ? '' : s.insertsExact.join(', ')} | ${s.messagesReceived.every((x) => x === null) ? '' : s.messagesReceived.join(', ')} | ${s.reader === 'none' ? '' : `${f(s.readerCoreShareDuringLoad * 100, 1)}%`} |${MODE === 'tcp' ? ` ${s.statesAfter3s.every((x) => x === null) ? '' : s.statesAfter3s.map((x) => (x ? `${x.monitor ? `${x.monitor.TIME_WAIT}, ${x.monitor.CLOSE}` : 'null'} / ${x.kernel.TIME_WAIT}, ${x.kernel.CLOSE}` : '')).join('; ')} |` : ''}`,
+      `| ${s.rate} | ${s.achievedRate}/s | ${s.reader}${s.path ? ` (${s.path})` : ''} | ${s.reader === 'none' ? `${s.busyTicks} busy` : `+${f(s.marginalTicks, 0)} (${s.marginalTicksEach.join(', ')})`} | ${s.reader === 'none' ? '' : `**${f(s.ratioToConntrackE)}**`} | ${s.reader === 'none' ? `${f(s.senderCpuSeconds)} s` : `+${f(s.senderMarginalSeconds)} s`} | ${s.lost.join(', ')} | ${s.insertsExact.every((x) => x === null) ? '' : s.insertsExact.join(', ')} | ${s.messagesReceived.every((x) => x === null) ? '' : s.messagesReceived.join(', ')} | ${s.reader === 'none' ? '' : `${f(s.readerCoreShareDuringLoad * 100, 1)}%`} |${MODE === 'tcp' ? ` ${s.statesAfter3s.every((x) => x === null) ? '' : s.statesAfter3s.map((x) => (x ? `${x.monitor ? `${x.monitor.TIME_WAIT}, ${x.monitor.CLOSE}` : 'null'} / ${x.kernel.TIME_WAIT}, ${x.kernel.CLOSE}` : '')).join('; ')} | ${s.samplesDuringLoad.every((x) => x === null) ? '' : s.samplesDuringLoad.map((x) => `${x.timeWaitUnknown ?? '?'} of ${x.samples}`).join(', ')} |` : ''}`,
   );
   const md = `# Host cost of reading conntrack events (${MODE}, ${stamp})
 
 Machine: Linux ${machine.kernel}, ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.conntrackTools}; ${machine.tick} ticks/s.
 Command: \`${command}\`
 
-Busy ticks of all CPUs (/proc/stat user+nice+system+irq+softirq+steal) from the start of a ${SECONDS} s load (loadgen pinned to CPU 1) to ${WAIT} s after it, while the kernel reaps the entries. Marginal = the phase with the reader minus the no-reader phase of the same round and rate (each round's values in brackets), median over ${ROUNDS} interleaved rounds; the ratio is to ${REFERENCE === 'conntrack-E' ? '`conntrack -E -e NEW,DESTROY`' : '`conntrack -E` (every event)'}'s median marginal. "Lost": events the monitor's socket could not queue (SK_MEMINFO_DROPS), or whether conntrack -E saw ENOBUFS. "Inserts exact": the reader's inserts equal the entries the kernel created (nft counter less insert_failed). "Received": messages queued to and read by the monitor. Sender CPU: loadgen's own user+system time (the kernel's work on its packets, NEW events included, is charged to it), marginal to the no-reader phase: less noisy than the host's total on a shared machine, but without the DESTROY work of the kernel's garbage collector. Reader CPU: its own process during the load, share of one core.${MODE === 'tcp' ? " TIME_WAIT, CLOSE: the monitor's counts in its first sample 3 s after the load, and conntrack -L's right after it (monitor / kernel, per round)." : ''}
+Busy ticks of all CPUs (/proc/stat user+nice+system+irq+softirq+steal) from the start of a ${SECONDS} s load (loadgen pinned to CPU 1) to ${WAIT} s after it, while the kernel reaps the entries. Marginal = the phase with the reader minus the no-reader phase of the same round and rate (each round's values in brackets), median over ${ROUNDS} interleaved rounds; the ratio is to ${REFERENCE === 'conntrack-E' ? '`conntrack -E -e NEW,DESTROY`' : '`conntrack -E` (every event)'}'s median marginal. "Lost": events the monitor's socket could not queue (SK_MEMINFO_DROPS), or whether conntrack -E saw ENOBUFS. "Inserts exact": the reader's inserts equal the entries the kernel created (nft counter less insert_failed). "Received": messages queued to and read by the monitor. Sender CPU: loadgen's own user+system time (the kernel's work on its packets, NEW events included, is charged to it), marginal to the no-reader phase: less noisy than the host's total on a shared machine, but without the DESTROY work of the kernel's garbage collector. Reader CPU: its own process during the load, share of one core.${MODE === 'tcp' ? " TIME_WAIT, CLOSE: the monitor's counts in its first sample 3 s after the load, and conntrack -L's right after it (monitor / kernel, per round). TIME_WAIT unknown: the monitor's samples during the load whose TIME_WAIT count was null (flows past their deadline it had not yet verified with a walk of the table), per round." : ''}
 
-| rate asked | achieved | reader | marginal ticks | ratio to ${REFERENCE.replace('-all', ' (all)')} | sender CPU | lost | inserts exact | received | reader CPU during load |${MODE === 'tcp' ? ' TIME_WAIT, CLOSE 3 s after |' : ''}
-|---|---|---|---|---|---|---|---|---|---|${MODE === 'tcp' ? '---|' : ''}
+| rate asked | achieved | reader | marginal ticks | ratio to ${REFERENCE.replace('-all', ' (all)')} | sender CPU | lost | inserts exact | received | reader CPU during load |${MODE === 'tcp' ? ' TIME_WAIT, CLOSE 3 s after | TIME_WAIT unknown during the load |' : ''}
+|---|---|---|---|---|---|---|---|---|---|${MODE === 'tcp' ? '---|---|' : ''}
 ${rows.join('\n')}
 `;
   writeFileSync(join(here, 'results', `${name}.md`), md);

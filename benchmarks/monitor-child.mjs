@@ -9,7 +9,8 @@
 // percentiles since the last report (perf_hooks), then resets the histogram. `sampleMs` is
 // when the latest sample arrived (Date.now()), the instant the totals are for; `tracked` is the
 // number of entries the monitor tracks (its own table, from events and dumps); `memory` is
-// process.memoryUsage() (bytes).
+// process.memoryUsage() (bytes); `unknownTimeWait` counts the samples since the last report
+// whose TIME_WAIT count was null.
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -24,10 +25,12 @@ let last = null;
 let samples = 0;
 let messages = 0;
 let sampleMs = null;
+let unknownTimeWait = 0; // samples whose TIME_WAIT count was null (flows past their deadline unverified)
 monitor.on('sample', (s) => {
   last = s;
   sampleMs = Date.now();
   samples++;
+  if (s.timeWait.entries === null) unknownTimeWait++;
   messages += s.events.received;
 });
 
@@ -64,11 +67,13 @@ createInterface({ input: process.stdin })
         memory: process.memoryUsage(),
         reader: readerCpu(),
         samples,
+        unknownTimeWait,
         loopP99Ms: loop.percentile(99) / 1e6,
         loopMaxMs: loop.max / 1e6,
       }),
     );
     samples = 0;
+    unknownTimeWait = 0;
     loop.reset();
   })
   .on('close', async () => {
