@@ -186,29 +186,26 @@ bool EventCounter::gone(uint64_t key) const {
   return sys_bpf(BPF_MAP_LOOKUP_ELEM, attr) == 0;
 }
 
-bool EventCounter::any_gone() const {
-  uint64_t next = 0;
+bool EventCounter::next_gone(const uint64_t* key, uint64_t& next) const {
   bpf_attr attr{};
   attr.map_fd = static_cast<uint32_t>(gone_.get());
-  attr.key = 0;  // NULL: the first key
+  attr.key = key != nullptr ? bpf_ptr(key) : 0;  // NULL: the first key
   attr.next_key = bpf_ptr(&next);
   return sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) == 0;
+}
+
+bool EventCounter::any_gone() const {
+  uint64_t first = 0;
+  return next_gone(nullptr, first);
 }
 
 void EventCounter::clear_gone() const {
   // Delete the keys one by one (a new map would need the program reloaded), each after the
   // next one is known: asked for the key after a deleted one, the kernel starts again from its
   // first bucket, which made a clear of n keys scan the 65,536 buckets n times.
-  const auto next_key = [this](const uint64_t* key, uint64_t& next) {
-    bpf_attr attr{};
-    attr.map_fd = static_cast<uint32_t>(gone_.get());
-    attr.key = key != nullptr ? bpf_ptr(key) : 0;  // NULL: the first key
-    attr.next_key = bpf_ptr(&next);
-    return sys_bpf(BPF_MAP_GET_NEXT_KEY, attr) == 0;
-  };
   uint64_t key = 0, next = 0;
-  for (bool more = next_key(nullptr, key); more; key = next) {
-    more = next_key(&key, next);
+  for (bool more = next_gone(nullptr, key); more; key = next) {
+    more = next_gone(&key, next);
     bpf_attr del{};
     del.map_fd = static_cast<uint32_t>(gone_.get());
     del.key = bpf_ptr(&key);

@@ -90,6 +90,8 @@ class EventCounter {
   void clear_gone() const;
 
  private:
+  // ct_gone's key after `key` (nullptr: its first); false when there is none.
+  bool next_gone(const uint64_t* key, uint64_t& next) const;
   void unmap();
 
   Fd counters_;
