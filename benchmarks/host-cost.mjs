@@ -34,7 +34,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
@@ -43,6 +42,7 @@ import {
   cpuSeconds,
   machine as describeMachine,
   sleep,
+  startCountOnlyReader,
   startMonitorChild,
 } from './lib/bench.mjs';
 
@@ -92,7 +92,7 @@ async function drain() {
 }
 
 /** Starts a reader; returns { pid, report?, stop } where stop() resolves to its own summary. */
-async function startReader(kind, tools) {
+async function startReader(kind) {
   if (kind === 'none') return { pid: null, stop: async () => ({}) };
   if (kind === 'monitor' || kind === 'monitor-classic' || kind.startsWith('monitor@')) {
     const m = await startMonitorChild(bench.path, {
@@ -128,23 +128,13 @@ async function startReader(kind, tools) {
       },
     };
   }
-  const args = kind === 'count-only-all' ? [bench.path, '--all'] : [bench.path];
-  const p = spawn(tools.countOnlyReader, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: p.stdout });
-  await new Promise((r) => lines.once('line', r)); // ready
-  return {
-    pid: p.pid,
-    stop: async () => {
-      const result = new Promise((r) => lines.once('line', (l) => r(JSON.parse(l))));
-      p.kill('SIGTERM');
-      return result;
-    },
-  };
+  const reader = await startCountOnlyReader(bench.path, { all: kind === 'count-only-all' });
+  return { pid: reader.child.pid, stop: reader.stop };
 }
 
 async function phase(tools, kind, rate) {
   await drain();
-  const reader = await startReader(kind, tools);
+  const reader = await startReader(kind);
   if (kind !== 'none') while (bench.listeners() < 1) await sleep(20);
   await sleep(1000); // the monitor's initial dump and first samples are outside the window
   const before = {

@@ -25,10 +25,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   benchNamespace,
-  buildTools,
   cpuSeconds,
   machine as describeMachine,
   sleep,
+  startCountOnlyReader,
   startMonitorChild,
 } from './lib/bench.mjs';
 
@@ -70,9 +70,8 @@ async function startReader(kind, bench) {
     return { pid: p.pid, stop: async () => (p.kill('SIGINT'), await new Promise((r) => p.on('close', r))) };
   }
   if (kind === 'count-only-all') {
-    const p = spawn(buildTools().countOnlyReader, [bench.path, '--all'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise((r) => p.stdout.once('data', r)); // ready
-    return { pid: p.pid, stop: async () => (p.kill('SIGTERM'), await new Promise((r) => p.on('close', r))) };
+    const reader = await startCountOnlyReader(bench.path, { all: true });
+    return { pid: reader.child.pid, stop: reader.stop };
   }
   const m = await startMonitorChild(bench.path, {
     loopDelay: false,

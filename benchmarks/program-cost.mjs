@@ -12,13 +12,20 @@
 // --before DIR adds the monitor as built in another checkout (a worktree of an older commit),
 // attached beside the others: before and after on the same messages.
 // Root. Writes benchmarks/results/program-cost-<date>.{json,md}.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { withGlobalSetting } from '../test/helpers/kernel-lock.mjs';
-import { benchNamespace, buildTools, machine as describeMachine, sleep, startMonitorChild } from './lib/bench.mjs';
+import {
+  benchNamespace,
+  buildTools,
+  machine as describeMachine,
+  sleep,
+  startCountOnlyReader,
+  startMonitorChild,
+} from './lib/bench.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
@@ -70,11 +77,7 @@ async function round(tools, n) {
     try {
       for (const [reader, prog] of READERS) {
         const { started, id } = await loadedBy(prog, async () => {
-          if (reader === 'count-only-all') {
-            const p = spawn(tools.countOnlyReader, [bench.path, '--all'], { stdio: ['ignore', 'pipe', 'inherit'] });
-            await new Promise((r) => p.stdout.once('data', r)); // ready
-            return p;
-          }
+          if (reader === 'count-only-all') return startCountOnlyReader(bench.path, { all: true });
           const checkout = reader.startsWith('monitor@') ? reader.slice('monitor@'.length) : null;
           return startMonitorChild(bench.path, { loopDelay: false, checkout });
         });
@@ -99,7 +102,7 @@ async function round(tools, n) {
       }
       return { round: n, connections: gen.sent, programs };
     } finally {
-      counter?.kill('SIGTERM');
+      await counter?.stop();
       for (const m of monitors) await m.stop();
     }
   } finally {

@@ -132,6 +132,24 @@ export async function startMonitorChild(
   return { child, report, stop };
 }
 
+/**
+ * benchmarks/native/count_only_reader on the namespace at `netnsPath`, started (`all`: joined to
+ * the UPDATE group too); stop() ends it and resolves to its counts (its one JSON line).
+ */
+export async function startCountOnlyReader(netnsPath, { all = false } = {}) {
+  const child = spawn(buildTools().countOnlyReader, [netnsPath, ...(all ? ['--all'] : [])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout });
+  await new Promise((r) => lines.once('line', r)); // ready
+  const stop = () => {
+    const counts = new Promise((r) => lines.once('line', (l) => r(JSON.parse(l))));
+    child.kill('SIGTERM');
+    return counts;
+  };
+  return { child, stop };
+}
+
 /** CPU seconds (user + system) of a process so far. */
 export const cpuSeconds = (pid) => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
